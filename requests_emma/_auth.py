@@ -1,0 +1,296 @@
+"""``EmmaAuth``: the token lifecycle as a ``requests`` auth plugin.
+
+The adapter adds what the pure lifecycle leaves out: a lock, the token calls, and the 401
+replay.
+
+Single flight
+    Callers read the lifecycle without the lock. A fresh token is used as it is. A stale one
+    (inside the refresh margin) is renewed by whichever caller takes the lock first without
+    waiting; the others keep sending it. Only callers with no valid token left wait on the
+    lock, and after it look again, so N threads cause one token call. The lock guards token
+    calls only, never an API request.
+
+The 401 replay
+    requests' own ``HTTPDigestAuth`` recipe: a response hook drains and closes the 401,
+    copies the request, carries its cookies, sets the new header, rewinds the body and sends
+    the copy straight to the connection adapter (so the hook does not run again and a second
+    401 is returned as it is). The token is renewed only if the rejected token is still the
+    current one; otherwise another thread already renewed it. A body that cannot be replayed
+    byte for byte (a generator, an unseekable stream) is never replayed: the 401 is returned.
+
+Origins
+    Only requests to the base URL's scheme, host and port get the token. ``requests`` strips
+    ``Authorization`` from a redirect to another host and does not call the auth again, so
+    nothing here may re-add it: the hook checks the origin of the request that got the 401.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from requests.auth import AuthBase
+from requests.cookies import extract_cookies_to_jar
+from requests.utils import rewind_body
+
+from . import _config
+from ._errors import EmmaAuthError, TokenRequestError
+from ._lifecycle import Freshness, TokenLifecycle
+from ._retry import RetryPolicy
+from ._token import Token
+from ._transport import TokenEndpoint
+
+logger = logging.getLogger("requests_emma")
+
+
+class EmmaAuth(AuthBase):
+    """Authenticates requests to the emma API with a self-renewing bearer token.
+
+    Arguments left as ``None`` are read from ``EMMA_CLIENT_ID``, ``EMMA_CLIENT_SECRET`` and
+    ``EMMA_API_URL`` (default ``https://api.emma.ms/external``). Constructing it makes no
+    network call; the first request fetches the token.
+
+    ``refresh_margin``: renew this many seconds before expiry (``None``: a fifth of the
+    token's lifetime, at most 60 s). ``timeout``: for each token call, seconds or
+    ``(connect, read)``. ``session``: the ``requests.Session`` for token calls (proxies,
+    TLS). ``on_token``: called with every new :class:`Token`. ``retry``: how token calls are
+    retried (:class:`RetryPolicy`).
+    """
+
+    def __init__(
+        self,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        *,
+        base_url: str | None = None,
+        refresh_margin: float | None = None,
+        timeout: float | tuple[float, float] = (3.05, 10.0),
+        session: requests.Session | None = None,
+        on_token: Callable[[Token], object] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._client_id, self._client_secret = _config.credentials(client_id, client_secret)
+        self._base_url = _config.base_url(base_url)
+        self._origin = _config.origin(self._base_url)
+        if refresh_margin is not None:
+            refresh_margin = _config.seconds("refresh_margin", refresh_margin)
+        if session is not None and not isinstance(session, requests.Session):
+            raise ValueError(f"session must be a requests.Session, got {type(session).__name__}")
+        if on_token is not None and not callable(on_token):
+            raise ValueError(f"on_token must be callable, got {type(on_token).__name__}")
+        if retry is None:
+            retry = RetryPolicy()
+        elif not isinstance(retry, RetryPolicy):
+            raise ValueError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        self._retry = retry
+        self._on_token = on_token
+        self._clock: Callable[[], float] = time.monotonic
+        self._lifecycle = TokenLifecycle(refresh_margin)
+        self._endpoint = TokenEndpoint(
+            self._base_url, session or requests.Session(), _config.timeout(timeout)
+        )
+        self._lock = threading.Lock()
+        self._last_failure: tuple[float, EmmaAuthError] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, without a trailing slash."""
+        return self._base_url
+
+    def __repr__(self) -> str:
+        return f"EmmaAuth(client_id={self._client_id!r}, base_url={self._base_url!r})"
+
+    # -- requests' entry points -------------------------------------------------------------
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if request.url is None or _config.origin(request.url) != self._origin:
+            return request
+        token = self._usable_token()
+        request.headers["Authorization"] = f"Bearer {token.access_token}"
+        request.register_hook("response", self._replay_after_401)
+        return request
+
+    def get_token(self) -> Token:
+        """A usable token: the current one, or a new one fetched (or renewed) now."""
+        return self._usable_token()
+
+    # -- getting a token --------------------------------------------------------------------
+
+    def _usable_token(self) -> Token:
+        now = self._clock()
+        freshness = self._lifecycle.freshness(now)
+        if freshness is Freshness.FRESH:
+            token = self._lifecycle.usable(now)
+            if token is not None:
+                return token
+        elif freshness is Freshness.STALE:
+            if self._lifecycle.may_renew_early(now) and self._lock.acquire(blocking=False):
+                try:
+                    self._renew_early()
+                finally:
+                    self._lock.release()
+            token = self._lifecycle.usable(self._clock())
+            if token is not None:
+                return token
+        return self._renew_waiting(rejected=None)
+
+    def _renew_early(self) -> None:
+        """Renew a still-valid token with one attempt; on failure keep serving it."""
+        now = self._clock()
+        if self._lifecycle.freshness(now) is not Freshness.STALE:
+            return  # another thread renewed it meanwhile
+        one_attempt = RetryPolicy(
+            attempts=1,
+            deadline=self._retry.deadline,
+            wait_initial=self._retry.wait_initial,
+            wait_max=self._retry.wait_max,
+            wait_jitter=self._retry.wait_jitter,
+        )
+        try:
+            self._renew(one_attempt)
+        except EmmaAuthError as exc:
+            wait = self._lifecycle.renewal_failed(
+                self._clock(), max(self._retry.wait_initial, 1.0), max(self._retry.wait_max, 1.0)
+            )
+            current = self._lifecycle.usable(self._clock())
+            left = 0.0 if current is None else current.expires_in()
+            logger.warning(
+                "token renewal failed (%s); still using the current token, valid %.0f s more; "
+                "next renewal attempt in %.1f s",
+                type(exc).__name__,
+                left,
+                wait,
+            )
+
+    def _renew_waiting(self, rejected: str | None) -> Token:
+        """Wait for the lock, then return a valid token, renewing if nobody else did.
+
+        ``rejected`` is an access token the API answered 401 to: if it is still the current
+        one it is invalidated first.
+        """
+        waited_since = self._clock()
+        with self._lock:
+            if rejected is not None and self._lifecycle.is_current(rejected):
+                self._lifecycle.invalidate()
+            token = self._lifecycle.usable(self._clock())
+            if token is not None:
+                return token
+            failure = self._last_failure
+            if failure is not None and failure[0] >= waited_since:
+                # The renewal we waited for just failed: share its error, don't hammer.
+                raise copy.copy(failure[1]) from failure[1].__cause__
+            try:
+                return self._renew(self._retry)
+            except EmmaAuthError as exc:
+                self._last_failure = (self._clock(), exc)
+                raise
+
+    def _renew(self, policy: RetryPolicy) -> Token:
+        """Get a new token: refresh token first, issue-token if that is missing or refused.
+
+        Called with the lock held.
+        """
+        deadline = self._clock() + policy.deadline
+        refresh_token = self._lifecycle.refresh_token(self._clock())
+        grant = None
+        if refresh_token is not None:
+            try:
+                grant = self._endpoint.refresh(refresh_token, policy, deadline)
+            except TokenRequestError as exc:
+                if exc.status_code is None or not 400 <= exc.status_code < 500:
+                    raise
+                logger.debug(
+                    "refresh token refused (HTTP %d); issuing a new token", exc.status_code
+                )
+                self._lifecycle.drop_refresh_token()
+        if grant is None:
+            grant = self._endpoint.issue(self._client_id, self._client_secret, policy, deadline)
+        token = self._lifecycle.accept(grant, self._clock(), time.time())
+        self._last_failure = None
+        logger.debug(
+            "token %s; lifetime %.0f s (from %s), refresh token %s",
+            "refreshed" if refresh_token is not None and grant.refresh_token is not None
+            else "issued",
+            grant.lifetime,
+            grant.lifetime_source,
+            "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
+        )
+        if self._on_token is not None:
+            try:
+                self._on_token(token)
+            except Exception as exc:  # a callback bug must not fail the user's request
+                logger.warning("on_token callback raised %s; ignored", type(exc).__name__)
+        return token
+
+    # -- the 401 replay ---------------------------------------------------------------------
+
+    def _replay_after_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        if response.status_code != 401:
+            return response
+        sent = response.request
+        if sent.url is None or _config.origin(sent.url) != self._origin:
+            return response  # a redirect took it elsewhere: never send our token there
+        rejected = _bearer_token(sent.headers.get("Authorization"))
+        if rejected is None or getattr(response, "connection", None) is None:
+            return response
+        if not _body_is_replayable(sent):
+            logger.debug("401 not replayed: the request body cannot be rewound")
+            return response
+
+        token = self._renew_waiting(rejected)
+
+        response.content  # noqa: B018 - drain, so the connection can be reused
+        response.close()
+        replay = sent.copy()
+        extract_cookies_to_jar(replay._cookies, sent, response.raw)  # type: ignore[attr-defined]
+        replay.prepare_cookies(replay._cookies)  # type: ignore[attr-defined]
+        replay.headers["Authorization"] = f"Bearer {token.access_token}"
+        if isinstance(getattr(replay, "_body_position", None), int):
+            rewind_body(replay)
+        logger.debug("API answered 401; replaying %s once with a renewed token", sent.method)
+        new_response: requests.Response = response.connection.send(replay, **kwargs)
+        new_response.history.append(response)
+        new_response.request = replay
+        return new_response
+
+    # -- pickling ---------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        # Tokens stay behind: a worker process gets its own rather than share a refresh
+        # token the server may rotate under the other.
+        state["_lifecycle"] = TokenLifecycle(self._lifecycle.refresh_margin)
+        state["_last_failure"] = None
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def _bearer_token(header: str | bytes | None) -> str | None:
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")
+    if header is None or not header.startswith("Bearer "):
+        return None
+    return header[len("Bearer ") :]
+
+
+def _body_is_replayable(request: requests.PreparedRequest) -> bool:
+    """Whether the body can be sent again byte for byte."""
+    body = request.body
+    if body is None or isinstance(body, (bytes, str)):
+        return True
+    if hasattr(body, "read") or hasattr(body, "tell"):
+        # A stream: requests noted its start position if it could (tell() worked).
+        return isinstance(getattr(request, "_body_position", None), int)
+    try:
+        return iter(body) is not body  # a re-iterable (bytearray...), not a generator
+    except TypeError:
+        return False

@@ -1,0 +1,117 @@
+"""Reading and checking configuration: the environment, the base URL, durations."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import urllib.parse
+
+from ._errors import CredentialsError
+
+DEFAULT_BASE_URL = "https://api.emma.ms/external"
+CLIENT_ID_VAR = "EMMA_CLIENT_ID"
+CLIENT_SECRET_VAR = "EMMA_CLIENT_SECRET"
+API_URL_VAR = "EMMA_API_URL"
+
+Origin = tuple[str, str, int]
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def credentials(client_id: str | None, client_secret: str | None) -> tuple[str, str]:
+    """The client ID and secret, from the arguments or else the environment."""
+    if client_id is None:
+        client_id = os.environ.get(CLIENT_ID_VAR) or None
+    if client_secret is None:
+        client_secret = os.environ.get(CLIENT_SECRET_VAR) or None
+    missing = [
+        f"{argument} (or {variable})"
+        for argument, variable, value in (
+            ("client_id", CLIENT_ID_VAR, client_id),
+            ("client_secret", CLIENT_SECRET_VAR, client_secret),
+        )
+        if not value
+    ]
+    if missing:
+        raise CredentialsError(
+            f"no emma client credentials: pass {' and '.join(missing)}; "
+            "find them under Settings > Service Apps in your emma project"
+        )
+    for name, value in (("client_id", client_id), ("client_secret", client_secret)):
+        if not isinstance(value, str):
+            raise CredentialsError(f"{name} must be a string, got {type(value).__name__}")
+    assert client_id is not None and client_secret is not None
+    return client_id, client_secret
+
+
+def base_url(value: str | None) -> str:
+    """The API base URL, from the argument or ``EMMA_API_URL``, checked, without trailing /.
+
+    It must be https, unless its host is loopback (a local test server).
+    """
+    if value is None:
+        value = os.environ.get(API_URL_VAR) or DEFAULT_BASE_URL
+    if not isinstance(value, str):
+        raise ValueError(f"base_url must be a string, got {type(value).__name__}")
+    parts = urllib.parse.urlsplit(value.strip())
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("base_url must not contain a user name or password")
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(
+            f"base_url must be an absolute http(s) URL such as {DEFAULT_BASE_URL!r}, "
+            f"got {value!r}"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"base_url must not have a query or fragment, got {value!r}")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"base_url has an invalid port: {value!r}") from None
+    if parts.scheme != "https" and not is_loopback(parts.hostname):
+        raise ValueError(
+            f"base_url must use https (tokens would travel in clear text), got {value!r}; "
+            "plain http is allowed only for a loopback host such as 127.0.0.1"
+        )
+    return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def origin(url: str) -> Origin | None:
+    """``(scheme, host, port)`` of a URL, with the default port filled in."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def seconds(name: str, value: object) -> float:
+    """A non-negative, finite number of seconds, or ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return float(value)
+
+
+def timeout(value: object) -> tuple[float, float]:
+    """A requests-style timeout (seconds, or a (connect, read) pair), both parts positive."""
+    pair = value if isinstance(value, tuple) else (value, value)
+    if len(pair) != 2:
+        raise ValueError(f"timeout must be seconds or a (connect, read) pair, got {value!r}")
+    connect, read = (seconds("timeout", part) for part in pair)
+    if connect == 0 or read == 0:
+        raise ValueError(f"timeout must be positive, got {value!r}")
+    return connect, read

@@ -1,0 +1,71 @@
+"""The exceptions requests-emma raises.
+
+All of them derive from :class:`EmmaAuthError`, itself a
+:class:`requests.RequestException`, so code that already catches
+``requests.RequestException`` also catches authentication failures.
+
+No exception carries the token request or response object: the request body holds the
+client secret and a token response holds tokens. Messages are built from the status, emma's
+``code`` and ``message``, and counts, never from a secret.
+"""
+
+from __future__ import annotations
+
+import requests
+
+
+class EmmaAuthError(requests.RequestException):
+    """Root of every error raised by requests-emma."""
+
+
+class CredentialsError(EmmaAuthError):
+    """The client credentials are missing, or issue-token rejected them.
+
+    ``status_code``, ``code`` and ``message`` are set when the server rejected them
+    (``None`` when they were missing).
+    """
+
+    def __init__(
+        self,
+        text: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        super().__init__(text)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+
+
+class TokenRequestError(EmmaAuthError):
+    """A token endpoint failed: an error status, a network failure, or retries ran out.
+
+    ``status_code`` is the last HTTP status (``None`` when no answer came), ``code`` and
+    ``message`` are emma's error fields when the body had them, ``endpoint`` is the path
+    called, ``attempts`` how many calls were made and ``elapsed`` the seconds spent.
+    """
+
+    def __init__(
+        self,
+        text: str,
+        *,
+        endpoint: str,
+        status_code: int | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        attempts: int = 1,
+        elapsed: float = 0.0,
+    ) -> None:
+        super().__init__(text)
+        self.endpoint = endpoint
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.attempts = attempts
+        self.elapsed = elapsed
+
+
+class TokenResponseError(EmmaAuthError):
+    """A token endpoint answered 2xx, but the body is not a usable token."""

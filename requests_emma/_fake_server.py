@@ -1,0 +1,389 @@
+"""``FakeEmmaServer``: a real HTTP server on 127.0.0.1 that behaves like emma's API.
+
+It follows emma's OpenAPI spec (1.0.50) where the spec speaks, for what auth touches:
+
+- ``POST /v1/issue-token`` with ``{"clientId", "clientSecret"}`` and ``POST
+  /v1/refresh-token`` with ``{"refreshToken"}`` answer a camelCase ``Token`` (a JWT-shaped
+  access token with an ``exp`` claim, ``expiresIn``, ``refreshToken``,
+  ``refreshExpiresIn``, ``tokenType``) or ``{"code", "message"}`` with 400. Each refresh
+  rotates the refresh token: the one used is revoked.
+- ``GET /v1/locations`` (``?name=`` filters), ``GET /v1/locations/{id}``, ``GET`` and
+  ``POST /v1/ssh-keys`` check ``Authorization: Bearer``: 401 ``UNAUTHORIZED`` when it is
+  missing, unknown, expired or revoked; 403 ``FORBIDDEN`` for a write when the service app's
+  access level is ``Read``.
+
+Test knobs: lifetimes, :meth:`revoke`, :meth:`expire_access_tokens`,
+:meth:`fail_next_token_calls`, ``token_delay``, ``token_hook`` / ``api_hook`` (called in
+the handler thread, for barriers), :meth:`add_redirect`; counters of token and API calls
+and a record of every request received.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import dataclasses
+import http.server
+import json
+import secrets
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+PREFIX = "/external"
+
+LOCATIONS: list[dict[str, Any]] = [
+    {"id": 18, "name": "London", "continent": "Europe", "region": "EMEA",
+     "latitude": 51.50735, "longitude": -0.1277583},
+    {"id": 7, "name": "Frankfurt", "continent": "Europe", "region": "EMEA",
+     "latitude": 50.110924, "longitude": 8.682127},
+    {"id": 35, "name": "Virginia", "continent": "North America", "region": "AMER",
+     "latitude": 37.431572, "longitude": -78.656894},
+    {"id": 52, "name": "Singapore", "continent": "Asia", "region": "APAC",
+     "latitude": 1.352083, "longitude": 103.819836},
+]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRequest:
+    """A request the server received: path without the ``/external`` prefix, raw body."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class _PlannedFailure:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class FakeEmmaServer:
+    """A threaded emma look-alike on ``127.0.0.1``; use it as a context manager.
+
+    ``base_url`` includes emma's ``/external`` path prefix. Lifetimes are seconds;
+    ``send_expires_in=False`` leaves ``expiresIn`` out of token responses, so clients must
+    fall back on the JWT ``exp`` claim.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str = "fake-client-id",
+        client_secret: str | None = None,
+        token_lifetime: int = 300,
+        refresh_lifetime: int = 1800,
+        access_level: str = "Manage",
+        send_expires_in: bool = True,
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret or secrets.token_urlsafe(24)
+        self.token_lifetime = token_lifetime
+        self.refresh_lifetime = refresh_lifetime
+        self.access_level = access_level
+        self.send_expires_in = send_expires_in
+        self.token_delay = 0.0
+        self.token_hook: Callable[[], None] | None = None
+        self.api_hook: Callable[[], None] | None = None
+        self.issue_calls = 0
+        self.refresh_calls = 0
+        self.api_calls = 0
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._access: dict[str, float] = {}
+        self._refresh: dict[str, float] = {}
+        self._failures: collections.deque[_PlannedFailure] = collections.deque()
+        self._redirects: dict[str, tuple[int, str]] = {}
+        self._ssh_keys: list[dict[str, Any]] = []
+        self._httpd: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- running -----------------------------------------------------------------------------
+
+    def start(self) -> FakeEmmaServer:
+        handler = type("Handler", (_Handler,), {"server_state": self})
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="FakeEmmaServer", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> FakeEmmaServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("FakeEmmaServer is not running: call start() or use `with`")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{PREFIX}"
+
+    def __repr__(self) -> str:
+        running = f"base_url={self.base_url!r}" if self._httpd else "stopped"
+        return f"FakeEmmaServer({running}, client_id={self.client_id!r})"
+
+    # -- knobs --------------------------------------------------------------------------------
+
+    @property
+    def token_calls(self) -> int:
+        """issue-token and refresh-token calls received, failed ones included."""
+        return self.issue_calls + self.refresh_calls
+
+    def revoke(self) -> None:
+        """Revoke every access and refresh token issued so far."""
+        with self._lock:
+            self._access.clear()
+            self._refresh.clear()
+
+    def expire_access_tokens(self) -> None:
+        """Make every access token issued so far expired; refresh tokens stay valid."""
+        with self._lock:
+            for token in self._access:
+                self._access[token] = 0.0
+
+    def fail_next_token_calls(
+        self,
+        count: int,
+        status: int = 503,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        """Answer the next ``count`` token calls with ``status`` (and ``headers``, ``body``)."""
+        if body is None:
+            body = _error_body("SERVICE_UNAVAILABLE", "Service temporarily unavailable")
+        with self._lock:
+            for _ in range(count):
+                self._failures.append(_PlannedFailure(status, dict(headers or {}), body))
+
+    def add_redirect(self, path: str, location: str, status: int = 302) -> None:
+        """Answer requests for ``path`` (without the prefix) with a redirect to ``location``."""
+        self._redirects[path] = (status, location)
+
+    def is_valid_access_token(self, token: str) -> bool:
+        with self._lock:
+            return self._access.get(token, 0.0) > time.time()
+
+    # -- behaviour (called from handler threads) -----------------------------------------------
+
+    def _issue(self) -> dict[str, Any]:
+        now = time.time()
+        claims = {"exp": int(now + self.token_lifetime), "iat": int(now),
+                  "jti": secrets.token_hex(8), "sub": self.client_id}  # fmt: skip
+        access = ".".join(
+            _b64(part)
+            for part in (
+                json.dumps({"alg": "RS256", "typ": "JWT"}).encode(),
+                json.dumps(claims).encode(),
+                secrets.token_bytes(32),
+            )
+        )
+        refresh_token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._access[access] = now + self.token_lifetime
+            self._refresh[refresh_token] = now + self.refresh_lifetime
+        token: dict[str, Any] = {
+            "accessToken": access,
+            "refreshToken": refresh_token,
+            "refreshExpiresIn": self.refresh_lifetime,
+            "tokenType": "Bearer",
+            "idToken": None,
+            "notBeforePolicy": 0,
+            "sessionState": secrets.token_hex(16),
+            "otherClaims": {},
+        }
+        if self.send_expires_in:
+            token["expiresIn"] = self.token_lifetime
+        return token
+
+    def _take_refresh_token(self, refresh_token: object) -> bool:
+        with self._lock:
+            expires = self._refresh.pop(refresh_token, 0.0) if isinstance(refresh_token, str) else 0
+            return expires > time.time()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server_state: FakeEmmaServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        state = self.server_state
+        body = self._read_body()
+        url = urllib.parse.urlsplit(self.path)
+        if not url.path.startswith(PREFIX + "/"):
+            return self._send_json(404, {"code": "NOT_FOUND", "message": "Not found"})
+        path = url.path[len(PREFIX) :]
+        with state._lock:
+            state.requests.append(
+                RecordedRequest(self.command, path, dict(self.headers.items()), body)
+            )
+        if path in ("/v1/issue-token", "/v1/refresh-token") and self.command == "POST":
+            return self._token_call(path, body)
+        with state._lock:
+            state.api_calls += 1
+        if state.api_hook is not None:
+            state.api_hook()
+        if path in state._redirects:
+            status, location = state._redirects[path]
+            return self._send(status, b"", {"Location": location})
+        if not self._authorized():
+            return None
+        query = urllib.parse.parse_qs(url.query)
+        return self._api(path, query, body)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                chunk = self.rfile.read(size)
+                self.rfile.readline()
+                if size == 0:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _token_call(self, path: str, body: bytes) -> None:
+        state = self.server_state
+        with state._lock:
+            if path == "/v1/issue-token":
+                state.issue_calls += 1
+            else:
+                state.refresh_calls += 1
+            failure = state._failures.popleft() if state._failures else None
+        if state.token_hook is not None:
+            state.token_hook()
+        if state.token_delay:
+            time.sleep(state.token_delay)
+        if failure is not None:
+            return self._send(failure.status, failure.body, failure.headers)
+        if "application/json" not in self.headers.get("Content-Type", ""):
+            return self._bad_request("Content-Type must be application/json")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return self._bad_request("Request body is not valid JSON")
+        if not isinstance(data, dict):
+            return self._bad_request("Request body must be a JSON object")
+        if path == "/v1/issue-token":
+            if data.get("clientId") != state.client_id or (
+                data.get("clientSecret") != state.client_secret
+            ):
+                return self._bad_request("Invalid client credentials")
+        elif not state._take_refresh_token(data.get("refreshToken")):
+            return self._bad_request("Invalid refresh token")
+        return self._send_json(200, state._issue())
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization")
+        if not header or not header.startswith("Bearer "):
+            self._send_json(401, {"code": "UNAUTHORIZED", "message": "Token is not provided"})
+            return False
+        if not self.server_state.is_valid_access_token(header[len("Bearer ") :]):
+            self._send_json(401, {"code": "UNAUTHORIZED", "message": "Token is not valid"})
+            return False
+        if self.command != "GET" and self.server_state.access_level == "Read":
+            self._send_json(
+                403,
+                {"code": "FORBIDDEN", "message": "Access is denied. You do not have the "
+                 "necessary permissions to perform this action."},
+            )  # fmt: skip
+            return False
+        return True
+
+    def _api(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
+        state = self.server_state
+        if path == "/v1/locations" and self.command == "GET":
+            names = query.get("name")
+            found = [loc for loc in LOCATIONS if not names or loc["name"] in names]
+            return self._send_json(200, found)
+        if path.startswith("/v1/locations/") and self.command == "GET":
+            wanted = path.rsplit("/", 1)[1]
+            for location in LOCATIONS:
+                if str(location["id"]) == wanted:
+                    return self._send_json(200, location)
+            return self._send_json(404, {"code": "NOT_FOUND", "message": "Location not found"})
+        if path == "/v1/ssh-keys" and self.command == "GET":
+            with state._lock:
+                return self._send_json(200, list(state._ssh_keys))
+        if path == "/v1/ssh-keys" and self.command == "POST":
+            return self._create_ssh_key(body)
+        return self._send_json(404, {"code": "NOT_FOUND", "message": "Not found"})
+
+    def _create_ssh_key(self, body: bytes) -> None:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return self._bad_request("Request body is not valid JSON")
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            return self._bad_request("name is required")
+        state = self.server_state
+        with state._lock:
+            key = {
+                "id": 60 + len(state._ssh_keys),
+                "name": data["name"],
+                "key": data.get("key") or "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKey",
+                "fingerprint": "f2:60:34:c8:34:b2:a3:da:22:f9:12:f9:03:f0:33:c0",
+                "keyType": data.get("keyType", "ED25519"),
+                "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+                "createdByName": "Automation User",
+                "createdById": 123,
+            }
+            state._ssh_keys.append(key)
+        return self._send_json(201, key)
+
+    def _bad_request(self, message: str) -> None:
+        self._send_json(400, {"code": "BAD_REQUEST", "message": message})
+
+    def _send_json(self, status: int, payload: object) -> None:
+        self._send(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+    def _send(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _error_body(code: str, message: str) -> bytes:
+    return json.dumps({"code": code, "message": message}).encode()

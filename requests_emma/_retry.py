@@ -1,0 +1,93 @@
+"""How the token endpoint is retried: :class:`RetryPolicy` and its tenacity strategies.
+
+One renewal is a sequence of attempts bounded by two things: ``attempts`` and ``deadline``,
+whichever runs out first. The deadline covers everything (sleeps and each attempt's
+timeout, which is cut to the time left), so an unreachable endpoint fails within it.
+
+Waits grow exponentially with jitter (tenacity's ``wait_exponential_jitter``). A
+``Retry-After`` from the server is a floor: the next attempt waits at least that long. If
+that floor would pass the deadline, the renewal stops at once rather than sleep in vain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import math
+import time
+
+#: Statuses worth another attempt: the server or a gateway is busy or hiccuped.
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+_waits_enabled = True
+
+
+def sleep(seconds: float) -> None:
+    """The sleep between attempts; :func:`requests_emma.testing.no_retry_waits` skips it."""
+    if _waits_enabled and seconds > 0:
+        time.sleep(seconds)
+
+
+def set_waits_enabled(enabled: bool) -> bool:
+    """Turn waits between attempts on or off; returns the previous setting."""
+    global _waits_enabled
+    previous, _waits_enabled = _waits_enabled, enabled
+    return previous
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How token-endpoint calls are retried. Durations are seconds.
+
+    ``attempts``: calls at most per renewal (1 means no retries). ``deadline``: the whole
+    renewal, waits and timeouts included. ``wait_initial``, ``wait_max``, ``wait_jitter``:
+    exponential backoff from ``wait_initial`` doubling up to ``wait_max``, plus up to
+    ``wait_jitter`` of random jitter.
+    """
+
+    attempts: int = 5
+    deadline: float = 30.0
+    wait_initial: float = 0.5
+    wait_max: float = 10.0
+    wait_jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise ValueError(f"attempts must be a whole number, got {self.attempts!r}")
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {self.attempts!r}")
+        _check_seconds("deadline", self.deadline, allow_zero=False)
+        for name in ("wait_initial", "wait_max", "wait_jitter"):
+            _check_seconds(name, getattr(self, name), allow_zero=True)
+        if self.wait_max < self.wait_initial:
+            raise ValueError(
+                f"wait_max ({self.wait_max!r}) must not be less than "
+                f"wait_initial ({self.wait_initial!r})"
+            )
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "negative" if allow_zero else "zero or negative"
+        raise ValueError(f"{name} must not be {bound}, got {value!r}")
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date).
+
+    ``now`` is the Unix time, for the date form. ``None`` when absent or unparseable.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT
+        return None
+    return max(0.0, when.timestamp() - now)

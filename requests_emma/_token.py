@@ -1,0 +1,34 @@
+"""The :class:`Token` value object."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+
+@dataclasses.dataclass(frozen=True)
+class Token:
+    """An emma access token, as handed to ``on_token`` and returned by ``get_token()``.
+
+    Times are Unix epoch seconds, computed when the token response arrived (emma sends
+    relative lifetimes only). ``refresh_expires_at`` is ``None`` when the server did not say
+    when the refresh token expires. The repr hides both tokens.
+    """
+
+    access_token: str
+    token_type: str
+    expires_at: float
+    refresh_token: str | None = None
+    refresh_expires_at: float | None = None
+
+    def __repr__(self) -> str:
+        refresh = "None" if self.refresh_token is None else "'***'"
+        return (
+            f"Token(access_token='***', token_type={self.token_type!r}, "
+            f"expires_at={self.expires_at!r}, refresh_token={refresh}, "
+            f"refresh_expires_at={self.refresh_expires_at!r})"
+        )
+
+    def expires_in(self, now: float | None = None) -> float:
+        """Seconds until the access token expires (negative once it has)."""
+        return self.expires_at - (time.time() if now is None else now)

@@ -1,0 +1,203 @@
+"""emma's auth wire format: request bodies, ``Token`` parsing and ``{code, message}`` errors.
+
+This is the only module that knows emma's JSON. It does no I/O and reads no clock: callers
+pass the time a response arrived.
+
+A token response (spec schema ``Token``) marks no field as required. What we rely on:
+
+- ``accessToken``: a non-empty string that is safe in an HTTP header;
+- the lifetime: ``expiresIn`` seconds if present; else the JWT ``exp`` claim of the access
+  token, decoded without verification; else :data:`DEFAULT_LIFETIME`. An opaque token with
+  no expiry therefore works;
+- ``refreshToken`` and ``refreshExpiresIn``: optional. ``refreshExpiresIn`` of 0 is how
+  Keycloak says "no fixed expiry", so it reads as unknown.
+
+Every other field (``idToken``, ``notBeforePolicy``, ...) is ignored, whatever its type.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import re
+from typing import Any
+
+from ._errors import TokenResponseError
+from ._token import Token
+
+ISSUE_TOKEN_PATH = "/v1/issue-token"
+REFRESH_TOKEN_PATH = "/v1/refresh-token"
+
+#: Lifetime assumed when neither ``expiresIn`` nor a JWT ``exp`` says: the shortest
+#: lifetime emma documents. A wrong guess costs one 401 and a transparent replay.
+DEFAULT_LIFETIME = 300.0
+
+# RFC 6750 b64token plus the characters JWTs use; anything else could break (or inject
+# into) the Authorization header.
+_HEADER_SAFE = re.compile(r"[A-Za-z0-9\-._~+/=]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenGrant:
+    """A parsed token response, with lifetimes still relative to its arrival."""
+
+    access_token: str
+    token_type: str
+    lifetime: float
+    lifetime_source: str  # "expiresIn", "exp" or "default": for logs
+    refresh_token: str | None
+    refresh_lifetime: float | None
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenGrant(lifetime={self.lifetime!r}, source={self.lifetime_source!r}, "
+            f"refresh={'yes' if self.refresh_token else 'no'})"
+        )
+
+    def to_token(self, received_at: float) -> Token:
+        """The :class:`Token` with absolute Unix times, given the Unix time of arrival."""
+        refresh_expires_at = (
+            None if self.refresh_lifetime is None else received_at + self.refresh_lifetime
+        )
+        return Token(
+            access_token=self.access_token,
+            token_type=self.token_type,
+            expires_at=received_at + self.lifetime,
+            refresh_token=self.refresh_token,
+            refresh_expires_at=refresh_expires_at,
+        )
+
+
+def issue_token_body(client_id: str, client_secret: str) -> dict[str, str]:
+    """The JSON body of ``POST /v1/issue-token``."""
+    return {"clientId": client_id, "clientSecret": client_secret}
+
+
+def refresh_token_body(refresh_token: str) -> dict[str, str]:
+    """The JSON body of ``POST /v1/refresh-token``."""
+    return {"refreshToken": refresh_token}
+
+
+def parse_token(body: bytes, received_at: float) -> TokenGrant:
+    """Parse a 2xx token response body; ``received_at`` is the Unix time it arrived.
+
+    Raises :class:`TokenResponseError` naming what is wrong, never quoting a token.
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise TokenResponseError("token response is not JSON") from None
+    if not isinstance(data, dict):
+        raise TokenResponseError(
+            f"token response is a JSON {_json_type(data)}, expected an object"
+        )
+
+    access_token = data.get("accessToken")
+    if access_token is None or access_token == "":
+        raise TokenResponseError("token response has no accessToken")
+    if not isinstance(access_token, str):
+        raise TokenResponseError(
+            f"token response accessToken is a JSON {_json_type(access_token)}, expected a string"
+        )
+    if not _HEADER_SAFE.fullmatch(access_token):
+        raise TokenResponseError(
+            "token response accessToken has characters that are not allowed in a bearer token"
+        )
+
+    token_type = data.get("tokenType")
+    if token_type is None:
+        token_type = "Bearer"
+    elif not isinstance(token_type, str):
+        raise TokenResponseError(
+            f"token response tokenType is a JSON {_json_type(token_type)}, expected a string"
+        )
+
+    expires_in = _optional_seconds(data, "expiresIn")
+    if expires_in is not None and expires_in > 0:
+        lifetime, source = expires_in, "expiresIn"
+    else:
+        exp = jwt_expiry(access_token)
+        if exp is not None and exp > received_at:
+            lifetime, source = exp - received_at, "exp"
+        else:
+            lifetime, source = DEFAULT_LIFETIME, "default"
+
+    refresh_token = data.get("refreshToken")
+    if refresh_token == "":
+        refresh_token = None
+    if refresh_token is not None and not isinstance(refresh_token, str):
+        raise TokenResponseError(
+            f"token response refreshToken is a JSON {_json_type(refresh_token)}, expected a string"
+        )
+    refresh_lifetime = _optional_seconds(data, "refreshExpiresIn")
+    if refresh_lifetime is not None and refresh_lifetime <= 0:
+        refresh_lifetime = None
+
+    return TokenGrant(
+        access_token=access_token,
+        token_type=token_type,
+        lifetime=lifetime,
+        lifetime_source=source,
+        refresh_token=refresh_token,
+        refresh_lifetime=refresh_lifetime,
+    )
+
+
+def parse_error(body: bytes) -> tuple[str | None, str | None]:
+    """emma's ``(code, message)`` from an error body; ``None`` for each one absent."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    code, message = data.get("code"), data.get("message")
+    return (
+        code if isinstance(code, str) else None,
+        message if isinstance(message, str) else None,
+    )
+
+
+def jwt_expiry(access_token: str) -> float | None:
+    """The ``exp`` claim of a JWT, decoded without verification; ``None`` if there is none."""
+    parts = access_token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        return None
+    return float(exp)
+
+
+def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TokenResponseError(
+            f"token response {field} is a JSON {_json_type(value)}, expected a number of seconds"
+        )
+    if value != value or value in (float("inf"), float("-inf")):
+        raise TokenResponseError(f"token response {field} is not a finite number")
+    return float(value)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"

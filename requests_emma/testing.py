@@ -1,0 +1,29 @@
+"""Helpers for testing code that uses requests-emma.
+
+- :class:`FakeEmmaServer`: a real emma look-alike on 127.0.0.1 to point ``EmmaAuth`` at.
+- :func:`no_retry_waits`: run token-endpoint retries without sleeping between attempts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from . import _retry
+from ._fake_server import FakeEmmaServer, RecordedRequest
+
+__all__ = ["FakeEmmaServer", "RecordedRequest", "no_retry_waits"]
+
+
+@contextlib.contextmanager
+def no_retry_waits() -> Iterator[None]:
+    """Within this block, token-endpoint retries happen without waiting between attempts.
+
+    Attempts, deadlines and errors behave as usual; only the backoff sleeps are skipped, so
+    a test of your code does not sit through them. It applies to every thread.
+    """
+    previous = _retry.set_waits_enabled(False)
+    try:
+        yield
+    finally:
+        _retry.set_waits_enabled(previous)

@@ -1,0 +1,41 @@
+"""Shared fixtures: a running FakeEmmaServer and an EmmaAuth pointed at it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from requests_emma import EmmaAuth
+from requests_emma.testing import FakeEmmaServer, no_retry_waits
+
+
+@pytest.fixture
+def server() -> Iterator[FakeEmmaServer]:
+    with FakeEmmaServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def auth(server: FakeEmmaServer) -> EmmaAuth:
+    return EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+
+
+@pytest.fixture
+def no_waits() -> Iterator[None]:
+    with no_retry_waits():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test depends on the developer's own emma credentials."""
+    for name in ("EMMA_CLIENT_ID", "EMMA_CLIENT_SECRET", "EMMA_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="requests_emma")
+    return caplog
