@@ -96,9 +96,9 @@ class TokenEndpoint:
             attempts += 1
             return self._attempt(path, body, deadline)
 
-        backoff = tenacity.wait_exponential_jitter(
-            initial=policy.wait_initial, max=policy.wait_max, jitter=policy.wait_jitter
-        )
+        backoff = tenacity.wait_exponential(
+            multiplier=policy.wait_initial, max=policy.wait_max
+        ) + tenacity.wait_random(0, policy.wait_jitter)
 
         def wait(state: tenacity.RetryCallState) -> float:
             failure = _failure_of(state)
