@@ -110,7 +110,11 @@ class FakeEmmaServer:
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="FakeEmmaServer", daemon=True
+            # A short poll interval makes stop() quick: tests start and stop many servers.
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="FakeEmmaServer",
+            daemon=True,
         )
         self._thread.start()
         return self
