@@ -1,0 +1,408 @@
+"""EmmaAuth against the fake emma server: which requests get the token, renewal, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import requests
+import responses
+
+from requests_emma import (
+    CredentialsError,
+    EmmaAuth,
+    RetryPolicy,
+    Token,
+    TokenRequestError,
+    TokenResponseError,
+)
+from requests_emma.testing import FakeEmmaServer
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(auth: EmmaAuth) -> FakeClock:
+    fake = FakeClock()
+    auth._clock = fake
+    return fake
+
+
+@pytest.fixture
+def other_server() -> Iterator[FakeEmmaServer]:
+    with FakeEmmaServer() as fake:
+        yield fake
+
+
+def locations(server: FakeEmmaServer, auth: EmmaAuth, **kwargs: object) -> requests.Response:
+    return requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10, **kwargs)
+
+
+def bearer(recorded_headers: dict[str, str] | object) -> str | None:
+    assert isinstance(recorded_headers, dict)
+    return recorded_headers.get("Authorization")
+
+
+# -- 2. which requests get the token ----------------------------------------------------------
+
+
+def test_api_request_gets_bearer_token(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+    """A request to the API's origin carries Authorization: Bearer <accessToken>."""
+    response = locations(server, auth)
+    assert response.status_code == 200
+    assert response.json()[0]["name"] == "London"
+    sent = server.requests[-1]
+    assert sent.headers["Authorization"] == f"Bearer {auth.get_token().access_token}"
+
+
+def test_other_origin_is_left_untouched(
+    server: FakeEmmaServer, auth: EmmaAuth, other_server: FakeEmmaServer
+) -> None:
+    """A request to another origin gets no token and causes no token call."""
+    response = requests.get(other_server.base_url + "/v1/locations", auth=auth, timeout=10)
+    assert response.status_code == 401
+    assert "Authorization" not in other_server.requests[-1].headers
+    assert server.token_calls == 0
+
+
+def test_session_talks_to_other_hosts_without_leaking(
+    server: FakeEmmaServer, auth: EmmaAuth, other_server: FakeEmmaServer
+) -> None:
+    """One Session with EmmaAuth mounted sends the token to emma only."""
+    with requests.Session() as session:
+        session.auth = auth
+        assert session.get(server.base_url + "/v1/locations", timeout=10).status_code == 200
+        session.get(other_server.base_url + "/v1/locations", timeout=10)
+    assert "Authorization" not in other_server.requests[-1].headers
+
+
+def test_cross_host_redirect_never_gets_the_token(
+    server: FakeEmmaServer, auth: EmmaAuth, other_server: FakeEmmaServer
+) -> None:
+    """A redirect to another host arrives without the token and its 401 is not replayed."""
+    elsewhere = other_server.base_url.replace("127.0.0.1", "localhost") + "/v1/locations"
+    server.add_redirect("/v1/moved", elsewhere)
+    response = requests.get(server.base_url + "/v1/moved", auth=auth, timeout=10)
+    assert response.status_code == 401
+    assert [bearer(r.headers) for r in other_server.requests] == [None]
+    assert server.token_calls == 1
+
+
+def test_same_origin_redirect_keeps_the_token(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+    """A redirect within the API's origin keeps the token (requests keeps it on the same host)."""
+    server.add_redirect("/v1/old-locations", server.base_url + "/v1/locations")
+    response = requests.get(server.base_url + "/v1/old-locations", auth=auth, timeout=10)
+    assert response.status_code == 200
+
+
+# -- 3. renewing before sending ---------------------------------------------------------------
+
+
+def test_token_is_reused_while_fresh(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
+    """Requests inside the token's fresh period reuse it: one token call."""
+    for _ in range(3):
+        assert locations(server, auth).status_code == 200
+        clock.advance(60)
+    assert server.token_calls == 1
+
+
+def test_token_inside_margin_is_renewed_before_sending(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
+    """A token inside the refresh margin is renewed before the request goes out."""
+    first = auth.get_token()
+    clock.advance(250)  # 300 s token, default margin 60 s
+    assert locations(server, auth).status_code == 200
+    assert server.refresh_calls == 1
+    assert server.requests[-1].headers["Authorization"] != f"Bearer {first.access_token}"
+
+
+def test_expired_token_is_renewed_before_sending(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
+    """An expired token is never sent: a new one is fetched first."""
+    first = auth.get_token()
+    clock.advance(301)
+    assert locations(server, auth).status_code == 200
+    sent = [bearer(r.headers) for r in server.requests if r.path == "/v1/locations"]
+    assert sent == [f"Bearer {auth.get_token().access_token}"]
+    assert auth.get_token() != first
+
+
+def test_explicit_margin_is_honoured(server: FakeEmmaServer, clock: FakeClock) -> None:
+    """refresh_margin=10 keeps a 300 s token fresh until 290 s."""
+    auth = EmmaAuth(
+        server.client_id, server.client_secret, base_url=server.base_url, refresh_margin=10
+    )
+    auth._clock = clock
+    auth.get_token()
+    clock.advance(285)
+    auth.get_token()
+    assert server.token_calls == 1
+    clock.advance(6)
+    auth.get_token()
+    assert server.token_calls == 2
+
+
+def test_short_lived_token_is_not_renewed_on_every_request(clock: FakeClock) -> None:
+    """A 2 s token serves several requests before it is renewed."""
+    with FakeEmmaServer(token_lifetime=2) as server:
+        auth = EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+        auth._clock = clock
+        for _ in range(5):
+            auth.get_token()
+            clock.advance(0.25)
+        assert server.token_calls == 1
+
+
+def test_lifetime_from_jwt_exp_without_expires_in() -> None:
+    """Without expiresIn the token's expiry comes from its JWT exp claim."""
+    with FakeEmmaServer(send_expires_in=False, token_lifetime=120) as server:
+        auth = EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+        assert 100 < auth.get_token().expires_in() <= 121
+
+
+@responses.activate
+def test_opaque_token_without_expiry_works() -> None:
+    """An opaque token with no expiry information is used, not a crash."""
+    base = "https://api.emma.ms/external"
+    responses.post(f"{base}/v1/issue-token", json={"accessToken": "opaque"})
+    responses.get(f"{base}/v1/locations", json=[])
+    response = requests.get(f"{base}/v1/locations", auth=EmmaAuth("id", "secret"), timeout=10)
+    assert response.status_code == 200
+    assert responses.calls[1].request.headers["Authorization"] == "Bearer opaque"
+
+
+# -- 4. refresh token first, newest kept, fall back to issue-token ---------------------------
+
+
+def test_renewal_uses_the_refresh_token(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
+    """Renewal calls refresh-token with the refresh token, not issue-token."""
+    first = auth.get_token()
+    clock.advance(301)
+    auth.get_token()
+    assert (server.issue_calls, server.refresh_calls) == (1, 1)
+    assert json.loads(server.requests[-1].body) == {"refreshToken": first.refresh_token}
+
+
+def test_newest_refresh_token_is_used_after_rotation(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
+    """Each refresh uses the refresh token of the previous response (the old one is revoked)."""
+    auth.get_token()
+    for _ in range(3):
+        clock.advance(301)
+        auth.get_token()
+    assert (server.issue_calls, server.refresh_calls) == (1, 3)
+
+
+def test_refused_refresh_falls_back_to_issue_token(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
+    """A refresh answered 4xx falls back to issue-token with the client credentials."""
+    auth.get_token()
+    server.revoke()
+    clock.advance(301)
+    token = auth.get_token()
+    assert (server.issue_calls, server.refresh_calls) == (2, 1)
+    assert server.is_valid_access_token(token.access_token)
+
+
+def test_expired_refresh_token_is_not_tried(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
+    """Once the refresh token has expired, renewal goes straight to issue-token."""
+    auth.get_token()
+    clock.advance(1801)
+    auth.get_token()
+    assert (server.issue_calls, server.refresh_calls) == (2, 0)
+
+
+def test_refresh_server_error_is_not_a_fallback(
+    server: FakeEmmaServer, clock: FakeClock
+) -> None:
+    """A 5xx from refresh-token is a failure of the endpoint, not a dead refresh token."""
+    auth = EmmaAuth(
+        server.client_id,
+        server.client_secret,
+        base_url=server.base_url,
+        retry=RetryPolicy(attempts=1),
+    )
+    auth._clock = clock
+    auth.get_token()
+    clock.advance(301)
+    server.fail_next_token_calls(1, 500)
+    with pytest.raises(TokenRequestError) as caught:
+        auth.get_token()
+    assert caught.value.status_code == 500
+    assert server.issue_calls == 1
+
+
+def test_on_token_gets_every_new_token(server: FakeEmmaServer, clock: FakeClock) -> None:
+    """on_token is called once with each new Token."""
+    seen: list[Token] = []
+    auth = EmmaAuth(
+        server.client_id, server.client_secret, base_url=server.base_url, on_token=seen.append
+    )
+    auth._clock = clock
+    first = auth.get_token()
+    clock.advance(301)
+    second = auth.get_token()
+    assert seen == [first, second]
+
+
+def test_failing_on_token_does_not_fail_the_request(server: FakeEmmaServer) -> None:
+    """A callback that raises is logged and ignored; the request still goes out."""
+
+    def broken(token: Token) -> None:
+        raise RuntimeError("bug in user code")
+
+    auth = EmmaAuth(
+        server.client_id, server.client_secret, base_url=server.base_url, on_token=broken
+    )
+    assert locations(server, auth).status_code == 200
+
+
+# -- 7. how token calls are made --------------------------------------------------------------
+
+
+def test_token_call_is_json_without_authorization(server: FakeEmmaServer) -> None:
+    """issue-token gets a JSON body, JSON Content-Type and Accept, and no Authorization."""
+    session = requests.Session()
+    session.auth = ("someone", "else")  # must not leak into token calls
+    auth = EmmaAuth(
+        server.client_id, server.client_secret, base_url=server.base_url, session=session
+    )
+    auth.get_token()
+    call = server.requests[0]
+    assert call.path == "/v1/issue-token" and call.method == "POST"
+    assert json.loads(call.body) == {
+        "clientId": server.client_id,
+        "clientSecret": server.client_secret,
+    }
+    assert call.headers["Content-Type"] == "application/json"
+    assert call.headers["Accept"] == "application/json"
+    assert "Authorization" not in call.headers
+
+
+def test_token_calls_use_the_given_session(server: FakeEmmaServer) -> None:
+    """session= is used for token calls (its headers show there), not for API calls."""
+    session = requests.Session()
+    session.headers["X-Corporate-Proxy"] = "yes"
+    auth = EmmaAuth(
+        server.client_id, server.client_secret, base_url=server.base_url, session=session
+    )
+    locations(server, auth)
+    token_call, api_call = server.requests
+    assert token_call.headers.get("X-Corporate-Proxy") == "yes"
+    assert "X-Corporate-Proxy" not in api_call.headers
+
+
+def test_token_call_does_not_go_through_a_session_carrying_the_auth(
+    server: FakeEmmaServer,
+) -> None:
+    """A token session that has EmmaAuth mounted does not recurse into it."""
+    session = requests.Session()
+    auth = EmmaAuth(
+        server.client_id, server.client_secret, base_url=server.base_url, session=session
+    )
+    session.auth = auth
+    assert session.get(server.base_url + "/v1/locations", timeout=10).status_code == 200
+    assert server.token_calls == 1
+
+
+def test_token_call_timeout_applies(server: FakeEmmaServer) -> None:
+    """timeout= bounds a token call: a slow endpoint fails with TokenRequestError."""
+    release = __import__("threading").Event()
+    server.token_hook = lambda: release.wait(30)
+    auth = EmmaAuth(
+        server.client_id,
+        server.client_secret,
+        base_url=server.base_url,
+        timeout=0.2,
+        retry=RetryPolicy(attempts=1),
+    )
+    try:
+        with pytest.raises(TokenRequestError, match="timed out"):
+            auth.get_token()
+    finally:
+        release.set()
+
+
+# -- 8. errors from the token endpoint --------------------------------------------------------
+
+
+def test_wrong_secret_raises_credentials_error_with_emmas_message(server: FakeEmmaServer) -> None:
+    """issue-token refusing the credentials raises CredentialsError with emma's message."""
+    auth = EmmaAuth(server.client_id, "wrong-secret", base_url=server.base_url)
+    with pytest.raises(CredentialsError) as caught:
+        locations(server, auth)
+    assert caught.value.status_code == 400
+    assert caught.value.message == "Invalid client credentials"
+    assert "Invalid client credentials" in str(caught.value)
+    assert "wrong-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+def test_credential_rejection_is_not_retried(
+    server: FakeEmmaServer, auth: EmmaAuth, status: int
+) -> None:
+    """issue-token answering 400, 401 or 403 is final: one call, CredentialsError."""
+    body = json.dumps({"code": "UNAUTHORIZED", "message": "Client disabled"}).encode()
+    server.fail_next_token_calls(1, status, body=body)
+    with pytest.raises(CredentialsError, match="Client disabled"):
+        auth.get_token()
+    assert server.issue_calls == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<html>ok</html>", "not JSON"),
+        (b'{"tokenType": "Bearer"}', "no accessToken"),
+        (b'{"accessToken": 12345}', "expected a string"),
+    ],
+)
+def test_unusable_2xx_raises_token_response_error(
+    server: FakeEmmaServer, auth: EmmaAuth, body: bytes, reason: str
+) -> None:
+    """A 2xx token response that is not a usable token raises TokenResponseError."""
+    server.fail_next_token_calls(1, 200, body=body)
+    with pytest.raises(TokenResponseError, match=reason):
+        auth.get_token()
+
+
+def test_token_request_error_carries_status_and_emma_fields(
+    server: FakeEmmaServer,
+) -> None:
+    """TokenRequestError exposes the status and emma's code and message."""
+    auth = EmmaAuth(
+        server.client_id,
+        server.client_secret,
+        base_url=server.base_url,
+        retry=RetryPolicy(attempts=1),
+    )
+    body = json.dumps({"code": "INTERNAL_ERROR", "message": "Keycloak down"}).encode()
+    server.fail_next_token_calls(1, 500, body=body)
+    with pytest.raises(TokenRequestError) as caught:
+        auth.get_token()
+    error = caught.value
+    assert (error.status_code, error.code, error.message) == (500, "INTERNAL_ERROR", "Keycloak down")
+    assert error.endpoint == "/v1/issue-token"
+    assert "Keycloak down" in str(error)
