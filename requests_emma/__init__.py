@@ -13,12 +13,14 @@ import logging
 from ._auth import EmmaAuth
 from ._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
 from ._retry import RetryPolicy
+from ._session import EmmaSession
 from ._token import Token
 
 __all__ = [
     "CredentialsError",
     "EmmaAuth",
     "EmmaAuthError",
+    "EmmaSession",
     "RetryPolicy",
     "Token",
     "TokenRequestError",

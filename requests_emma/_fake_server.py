@@ -13,9 +13,10 @@ It follows emma's OpenAPI spec (1.0.50) where the spec speaks, for what auth tou
   access level is ``Read``.
 
 Test knobs: lifetimes, :meth:`revoke`, :meth:`expire_access_tokens`,
-:meth:`fail_next_token_calls`, ``token_delay``, ``token_hook`` / ``api_hook`` (called in
-the handler thread, for barriers), :meth:`add_redirect`; counters of token and API calls
-and a record of every request received.
+:meth:`fail_next_token_calls`, :meth:`fail_next_api_calls`, ``token_delay``,
+``token_hook`` / ``api_hook`` (called in the handler thread, for barriers),
+:meth:`add_redirect`; counters of token and API calls and a record of every request
+received.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class FakeEmmaServer:
         self._access: dict[str, float] = {}
         self._refresh: dict[str, float] = {}
         self._failures: collections.deque[_PlannedFailure] = collections.deque()
+        self._api_failures: collections.deque[_PlannedFailure] = collections.deque()
         self._redirects: dict[str, tuple[int, str]] = {}
         self._ssh_keys: list[dict[str, Any]] = []
         self._httpd: http.server.ThreadingHTTPServer | None = None
@@ -178,6 +180,21 @@ class FakeEmmaServer:
             for _ in range(count):
                 self._failures.append(_PlannedFailure(status, dict(headers or {}), body))
 
+    def fail_next_api_calls(
+        self,
+        count: int,
+        status: int = 503,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        """Answer the next ``count`` API calls (not token calls) with ``status`` (and
+        ``headers``, ``body``), before the bearer token is checked."""
+        if body is None:
+            body = _error_body("SERVICE_UNAVAILABLE", "Service temporarily unavailable")
+        with self._lock:
+            for _ in range(count):
+                self._api_failures.append(_PlannedFailure(status, dict(headers or {}), body))
+
     def add_redirect(self, path: str, location: str, status: int = 302) -> None:
         """Answer requests for ``path`` (without the prefix) with a redirect to ``location``."""
         self._redirects[path] = (status, location)
@@ -243,6 +260,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch()
 
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch()
+
     def _dispatch(self) -> None:
         state = self.server_state
         body = self._read_body()
@@ -258,8 +281,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._token_call(path, body)
         with state._lock:
             state.api_calls += 1
+            failure = state._api_failures.popleft() if state._api_failures else None
         if state.api_hook is not None:
             state.api_hook()
+        if failure is not None:
+            return self._send(failure.status, failure.body, failure.headers)
         if path in state._redirects:
             status, location = state._redirects[path]
             return self._send(status, b"", {"Location": location})
@@ -382,7 +408,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":  # a HEAD answer has headers only
+            self.wfile.write(body)
 
 
 def _b64(raw: bytes) -> str:

@@ -1,0 +1,245 @@
+"""``EmmaSession``: a ``requests.Session`` that knows emma's base URL.
+
+It adds three things to a plain session carrying an :class:`EmmaAuth`:
+
+Relative URLs
+    ``"/v1/locations"`` and ``"v1/locations"`` both become ``<base_url>/v1/locations``. The
+    join is textual (``base.rstrip("/") + "/" + path.lstrip("/")``): ``urljoin`` would drop
+    the ``/external`` path prefix of emma's base URL. A URL with a scheme is used as it is.
+
+A default timeout
+    Every request that passes no ``timeout`` (or ``None``) gets the session's, so a dead
+    connection cannot hang a caller forever.
+
+Retries of idempotent requests
+    An ``HTTPAdapter`` mounted for the base URL's origin carries a urllib3 ``Retry``:
+    GET, HEAD, OPTIONS, PUT and DELETE are retried on connection errors and on 502, 503
+    and 504, with exponential backoff, waiting as long as ``Retry-After`` asks (up to
+    :data:`RETRY_AFTER_LIMIT`). Other methods, POST above all, are never retried, not even
+    when the connection failed. A request whose body cannot be sent twice byte for byte (a
+    generator, an unseekable stream) is sent once: urllib3 would re-send an exhausted
+    generator as an empty body. The retries happen inside the adapter, below
+    ``EmmaAuth``: a 401 is not retried there, so the auth's single replay is unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import urllib.parse
+from typing import TYPE_CHECKING, Any, cast
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
+from urllib3.util.retry import Retry
+
+from . import _config
+from ._auth import EmmaAuth
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from urllib3.connectionpool import ConnectionPool
+    from urllib3.response import BaseHTTPResponse
+
+#: Methods retried automatically: those that may be sent twice without a second effect.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: Statuses retried: a gateway or the service is briefly unavailable.
+RETRY_STATUSES = frozenset({502, 503, 504})
+#: The longest ``Retry-After`` (seconds) waited for; a longer one returns the response.
+RETRY_AFTER_LIMIT = 30.0
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 3
+#: Backoff between retries without ``Retry-After``: 0 s, then 1 s, 2 s, 4 s...
+DEFAULT_BACKOFF_FACTOR = 0.5
+
+_HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+Timeout = float | tuple[float, float]
+
+
+class IdempotentRetry(Retry):
+    """urllib3's ``Retry`` that keeps to ``allowed_methods`` even for connection errors.
+
+    Plain ``Retry`` retries a failed connection whatever the method; this one never retries
+    a method outside ``allowed_methods``. It also gives up, returning the response, when
+    ``Retry-After`` asks for more than :data:`RETRY_AFTER_LIMIT` seconds, and treats an
+    unparseable ``Retry-After`` as absent (plain backoff) rather than raising.
+    """
+
+    RETRY_AFTER_STATUS_CODES = RETRY_STATUSES
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> IdempotentRetry:
+        if (
+            error is not None
+            and self._is_connection_error(error)
+            and method is not None
+            and not self._is_method_retryable(method)
+        ):
+            raise MaxRetryError(cast("ConnectionPool", _pool), url, error) from error
+        if response is not None:
+            wait = self.get_retry_after(response)
+            if wait is not None and wait > RETRY_AFTER_LIMIT:
+                # raise_on_status=False makes urllib3 return the response, Retry-After and all.
+                reason = ResponseError(f"Retry-After {wait:.0f} s is too long")
+                raise MaxRetryError(cast("ConnectionPool", _pool), url, reason)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            return None
+
+
+def default_retry(retries: int) -> IdempotentRetry:
+    """The ``Retry`` behind ``retries=<int>``."""
+    return IdempotentRetry(
+        total=retries,
+        connect=retries,
+        read=False,  # a read timeout or a dropped response: the request may have been acted on
+        status=retries,
+        other=0,
+        allowed_methods=IDEMPOTENT_METHODS,
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=DEFAULT_BACKOFF_FACTOR,
+        respect_retry_after_header=True,
+        raise_on_status=False,  # after the last retry, hand back the 503 rather than raise
+    )
+
+
+class _RetryingAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` with retries, except for bodies that cannot be sent twice."""
+
+    def __init__(self, retry: Retry) -> None:
+        super().__init__(max_retries=retry)
+        self._single_try = HTTPAdapter(max_retries=0)
+
+    def send(
+        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        if not _body_can_be_resent(request):
+            return self._single_try.send(request, *args, **kwargs)
+        return super().send(request, *args, **kwargs)
+
+    def close(self) -> None:
+        super().close()
+        self._single_try.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = cast("dict[str, Any]", super().__getstate__())
+        return {**state, "_single_try": self._single_try}
+
+
+class EmmaSession(requests.Session):
+    """A ``requests.Session`` for the emma API: base URL, default timeout, retries.
+
+    ``auth``: the :class:`EmmaAuth` to use (``None``: ``EmmaAuth(base_url=base_url)``,
+    credentials from ``EMMA_CLIENT_ID`` and ``EMMA_CLIENT_SECRET``). ``base_url``: where
+    relative URLs point (``None``: the auth's); it must share the auth's origin, as the
+    token is only sent there. ``timeout``: seconds, or ``(connect, read)``, for requests
+    that pass none (``None``: no default). ``retries``: how idempotent requests are retried;
+    an ``int`` (retries per request, default 3), a urllib3 ``Retry`` used as it is, or
+    ``0``, ``None`` or ``False`` for none.
+    """
+
+    def __init__(
+        self,
+        auth: EmmaAuth | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: Timeout | None = DEFAULT_TIMEOUT,
+        retries: int | Retry | None = DEFAULT_RETRIES,
+    ) -> None:
+        if auth is not None and not isinstance(auth, EmmaAuth):
+            raise ValueError(f"auth must be an EmmaAuth, got {type(auth).__name__}")
+        retry = _retry_from(retries)
+        default_timeout = None if timeout is None else _timeout_from(timeout)
+        if auth is None:
+            auth = EmmaAuth(base_url=base_url)
+        resolved_base = auth.base_url if base_url is None else _config.base_url(base_url)
+        if _config.origin(resolved_base) != _config.origin(auth.base_url):
+            raise ValueError(
+                f"base_url {resolved_base!r} is not on the auth's origin {auth.base_url!r}: "
+                "the token would never be sent there"
+            )
+        super().__init__()
+        self.auth = auth
+        self._base_url = resolved_base
+        self._timeout = default_timeout
+        if retry is not None:
+            parts = urllib.parse.urlsplit(resolved_base)
+            self.mount(f"{parts.scheme}://{parts.netloc}/", _RetryingAdapter(retry))
+
+    @property
+    def base_url(self) -> str:
+        """Where relative URLs point, without a trailing slash."""
+        return self._base_url
+
+    @property
+    def timeout(self) -> Timeout | None:
+        """The timeout of requests that pass none (``None``: no default)."""
+        return self._timeout
+
+    def __repr__(self) -> str:
+        return f"EmmaSession(base_url={self._base_url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # requests.Session pickles only the attributes it lists; add ours.
+        state = cast("dict[str, Any]", super().__getstate__())
+        return {**state, "_base_url": self._base_url, "_timeout": self._timeout}
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        # Here rather than in request(): a Request the caller prepares resolves the same way.
+        if isinstance(request.url, str) and not _HAS_SCHEME.match(request.url):
+            request = copy.copy(request)
+            request.url = self._base_url + "/" + request.url.lstrip("/")
+        return super().prepare_request(request)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        # send(), not request(): redirects and direct send() calls get the default as well.
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        return super().send(request, **kwargs)
+
+
+def _retry_from(retries: object) -> Retry | None:
+    if isinstance(retries, Retry):
+        return retries
+    if retries is None or retries is False:
+        return None
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(
+            "retries must be a number of retries (0 or more), a urllib3 Retry, "
+            f"or None or False for none; got {retries!r}"
+        )
+    return default_retry(retries) if retries else None
+
+
+def _timeout_from(value: object) -> Timeout:
+    connect, read = _config.timeout(value)  # validates: positive, finite
+    return (connect, read) if isinstance(value, tuple) else read
+
+
+def _body_can_be_resent(request: requests.PreparedRequest) -> bool:
+    """Whether a retry would send the same bytes again."""
+    body = request.body
+    if body is None or isinstance(body, (bytes, bytearray, str)):
+        return True
+    if hasattr(body, "read"):
+        # A stream: urllib3 rewinds it to where requests found it, if tell() worked then.
+        return isinstance(getattr(request, "_body_position", None), int)
+    try:
+        # A re-iterable container, not a one-shot iterator.
+        return iter(body) is not body
+    except TypeError:
+        return False
