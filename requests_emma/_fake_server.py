@@ -102,15 +102,14 @@ class FakeEmmaServer:
         self._api_failures: collections.deque[_PlannedFailure] = collections.deque()
         self._redirects: dict[str, tuple[int, str]] = {}
         self._ssh_keys: list[dict[str, Any]] = []
-        self._httpd: http.server.ThreadingHTTPServer | None = None
+        self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- running -----------------------------------------------------------------------------
 
     def start(self) -> FakeEmmaServer:
         handler = type("Handler", (_Handler,), {"server_state": self})
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
             # A short poll interval makes stop() quick: tests start and stop many servers.
             target=self._httpd.serve_forever,
@@ -239,6 +238,12 @@ class FakeEmmaServer:
         with self._lock:
             expires = self._refresh.pop(refresh_token, 0.0) if isinstance(refresh_token, str) else 0
             return expires > time.time()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    # The default backlog of 5 makes a burst of concurrent clients wait for SYN retries.
+    request_queue_size = 128
+    daemon_threads = True
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
