@@ -1,0 +1,146 @@
+"""One EmmaAuth shared by many threads: single flight, and no lock around API calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from requests_emma import EmmaAuth
+from requests_emma.testing import FakeEmmaServer
+
+THREADS = 12
+
+
+class WaiterCountingLock:
+    """A lock that counts the threads blocked waiting for it, so tests can wait for a pile-up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self.waiting = 0
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if not blocking:
+            return self._lock.acquire(blocking=False)
+        with self._count_lock:
+            self.waiting += 1
+        try:
+            return self._lock.acquire()
+        finally:
+            with self._count_lock:
+                self.waiting -= 1
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def wait_for_waiters(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.waiting < count:
+            assert time.monotonic() < deadline, f"only {self.waiting} of {count} threads waited"
+            time.sleep(0.001)
+
+
+def hold_token_calls_until_others_wait(
+    server: FakeEmmaServer, lock: WaiterCountingLock, waiters: int
+) -> None:
+    """Keep the first token call in flight until `waiters` threads wait for the lock."""
+    server.token_hook = lambda: lock.wait_for_waiters(waiters)
+
+
+def get_all(server: FakeEmmaServer, auth: EmmaAuth, session: requests.Session | None) -> list[int]:
+    start = threading.Barrier(THREADS)
+    client = session or requests
+
+    def one(_: int) -> int:
+        start.wait(timeout=30)
+        return client.get(server.base_url + "/v1/locations", auth=auth, timeout=30).status_code
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        return list(pool.map(one, range(THREADS)))
+
+
+def test_concurrent_first_requests_make_one_token_call(
+    server: FakeEmmaServer, auth: EmmaAuth
+) -> None:
+    """N threads needing the first token at once cause exactly one token call."""
+    lock = WaiterCountingLock()
+    auth._lock = lock  # type: ignore[assignment]
+    hold_token_calls_until_others_wait(server, lock, THREADS - 1)
+    assert get_all(server, auth, None) == [200] * THREADS
+    assert server.token_calls == 1
+
+
+def test_concurrent_401s_for_one_token_make_one_renewal(
+    server: FakeEmmaServer, auth: EmmaAuth
+) -> None:
+    """N threads getting a 401 for the same token cause exactly one renewal."""
+    auth.get_token()
+    lock = WaiterCountingLock()
+    auth._lock = lock  # type: ignore[assignment]
+    server.expire_access_tokens()
+    all_sent = threading.Barrier(THREADS)
+    first_round = iter(range(THREADS))
+    # Every thread's first request reaches the server with the old token before any 401.
+    server.api_hook = lambda: next(first_round, None) is not None and all_sent.wait(30)
+    hold_token_calls_until_others_wait(server, lock, THREADS - 1)
+    assert get_all(server, auth, None) == [200] * THREADS
+    assert (server.issue_calls, server.refresh_calls) == (1, 1)
+    assert server.api_calls == 2 * THREADS
+
+
+def test_shared_session_across_threads(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+    """A Session carrying the auth, shared by N threads, makes one token call."""
+    lock = WaiterCountingLock()
+    auth._lock = lock  # type: ignore[assignment]
+    hold_token_calls_until_others_wait(server, lock, THREADS - 1)
+    with requests.Session() as session:
+        session.auth = auth
+        assert get_all(server, auth, session) == [200] * THREADS
+    assert server.token_calls == 1
+
+
+def test_no_lock_is_held_while_an_api_request_is_in_flight(
+    server: FakeEmmaServer, auth: EmmaAuth
+) -> None:
+    """While the API handles a request, the auth's lock is free for other threads."""
+    seen: list[bool] = []
+    server.api_hook = lambda: seen.append(auth._lock.locked())
+    auth.get_token()
+    server.revoke()  # the call below goes through a 401, a renewal and a replay
+    requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10)
+    assert seen == [False, False]
+
+
+def test_slow_api_request_does_not_block_another_thread(
+    server: FakeEmmaServer, auth: EmmaAuth
+) -> None:
+    """A thread whose API call is stuck does not keep another thread from its own call."""
+    auth.get_token()
+    inside, release = threading.Event(), threading.Event()
+
+    def hook() -> None:
+        if not inside.is_set():
+            inside.set()
+            release.wait(30)
+
+    server.api_hook = hook
+    with ThreadPoolExecutor(2) as pool:
+        stuck = pool.submit(
+            requests.get, server.base_url + "/v1/locations", auth=auth, timeout=30
+        )
+        assert inside.wait(30)
+        other = requests.get(server.base_url + "/v1/locations/18", auth=auth, timeout=30)
+        assert other.status_code == 200
+        release.set()
+        assert stuck.result().status_code == 200
