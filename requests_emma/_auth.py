@@ -112,7 +112,7 @@ class EmmaAuth(AuthBase):
             return request
         token = self._usable_token()
         request.headers["Authorization"] = f"Bearer {token.access_token}"
-        request.register_hook("response", self._replay_after_401)
+        request.register_hook("response", self._replay_after_401)  # type: ignore[no-untyped-call]
         return request
 
     def get_token(self) -> Token:
@@ -214,7 +214,8 @@ class EmmaAuth(AuthBase):
         self._last_failure = None
         logger.debug(
             "token %s; lifetime %.0f s (from %s), refresh token %s",
-            "refreshed" if refresh_token is not None and grant.refresh_token is not None
+            "refreshed"
+            if refresh_token is not None and grant.refresh_token is not None
             else "issued",
             grant.lifetime,
             grant.lifetime_source,
@@ -223,7 +224,7 @@ class EmmaAuth(AuthBase):
         if self._on_token is not None:
             try:
                 self._on_token(token)
-            except Exception as exc:  # a callback bug must not fail the user's request
+            except Exception as exc:  # noqa: BLE001 - a callback bug must not fail the request
                 logger.warning("on_token callback raised %s; ignored", type(exc).__name__)
         return token
 
@@ -247,7 +248,7 @@ class EmmaAuth(AuthBase):
         response.content  # noqa: B018 - drain, so the connection can be reused
         response.close()
         replay = sent.copy()
-        extract_cookies_to_jar(replay._cookies, sent, response.raw)  # type: ignore[attr-defined]
+        extract_cookies_to_jar(replay._cookies, sent, response.raw)  # type: ignore[attr-defined,no-untyped-call]
         replay.prepare_cookies(replay._cookies)  # type: ignore[attr-defined]
         replay.headers["Authorization"] = f"Bearer {token.access_token}"
         if isinstance(getattr(replay, "_body_position", None), int):

@@ -51,20 +51,19 @@ def base_url(value: str | None) -> str:
     """
     if value is None:
         value = os.environ.get(API_URL_VAR) or DEFAULT_BASE_URL
-    if not isinstance(value, str):
+    if not isinstance(value, str):  # noqa: TRY004 - every bad option is a ValueError
         raise ValueError(f"base_url must be a string, got {type(value).__name__}")
     parts = urllib.parse.urlsplit(value.strip())
     if parts.username is not None or parts.password is not None:
         raise ValueError("base_url must not contain a user name or password")
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ValueError(
-            f"base_url must be an absolute http(s) URL such as {DEFAULT_BASE_URL!r}, "
-            f"got {value!r}"
+            f"base_url must be an absolute http(s) URL such as {DEFAULT_BASE_URL!r}, got {value!r}"
         )
     if parts.query or parts.fragment:
         raise ValueError(f"base_url must not have a query or fragment, got {value!r}")
     try:
-        parts.port
+        _ = parts.port  # raises for a port out of range
     except ValueError:
         raise ValueError(f"base_url has an invalid port: {value!r}") from None
     if parts.scheme != "https" and not is_loopback(parts.hostname):

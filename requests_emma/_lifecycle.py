@@ -111,9 +111,7 @@ class TokenLifecycle:
         elif self._refresh_token is not None:
             # Keep the previous refresh token; show its expiry on the new Token.
             refresh_expires_at = (
-                None
-                if self._refresh_expires is None
-                else wall_now + (self._refresh_expires - now)
+                None if self._refresh_expires is None else wall_now + (self._refresh_expires - now)
             )
             token = dataclasses.replace(
                 token,
@@ -157,11 +155,7 @@ class TokenLifecycle:
 
     def renewal_failed(self, now: float, backoff_initial: float, backoff_max: float) -> float:
         """Note a failed early renewal; returns the seconds until the next early attempt."""
-        wait = min(backoff_max, backoff_initial * 2**self._early_failures)
+        wait = min(backoff_max, backoff_initial * 2.0**self._early_failures)
         self._early_failures += 1
         self._early_renewal_not_before = now + wait
         return wait
-
-    def reset(self) -> None:
-        """Forget every token (used when an ``EmmaAuth`` is pickled)."""
-        self.__init__(self.refresh_margin)  # type: ignore[misc]

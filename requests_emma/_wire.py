@@ -21,6 +21,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import math
 import re
 from typing import Any
 
@@ -90,9 +91,7 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
     except ValueError:
         raise TokenResponseError("token response is not JSON") from None
     if not isinstance(data, dict):
-        raise TokenResponseError(
-            f"token response is a JSON {_json_type(data)}, expected an object"
-        )
+        raise TokenResponseError(f"token response is a JSON {_json_type(data)}, expected an object")
 
     access_token = data.get("accessToken")
     if access_token is None or access_token == "":
@@ -184,7 +183,7 @@ def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
         raise TokenResponseError(
             f"token response {field} is a JSON {_json_type(value)}, expected a number of seconds"
         )
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise TokenResponseError(f"token response {field} is not a finite number")
     return float(value)
 

@@ -234,9 +234,7 @@ def test_expired_refresh_token_is_not_tried(
     assert (server.issue_calls, server.refresh_calls) == (2, 0)
 
 
-def test_refresh_server_error_is_not_a_fallback(
-    server: FakeEmmaServer, clock: FakeClock
-) -> None:
+def test_refresh_server_error_is_not_a_fallback(server: FakeEmmaServer, clock: FakeClock) -> None:
     """A 5xx from refresh-token is a failure of the endpoint, not a dead refresh token."""
     auth = EmmaAuth(
         server.client_id,
@@ -403,6 +401,10 @@ def test_token_request_error_carries_status_and_emma_fields(
     with pytest.raises(TokenRequestError) as caught:
         auth.get_token()
     error = caught.value
-    assert (error.status_code, error.code, error.message) == (500, "INTERNAL_ERROR", "Keycloak down")
+    assert (error.status_code, error.code, error.message) == (
+        500,
+        "INTERNAL_ERROR",
+        "Keycloak down",
+    )
     assert error.endpoint == "/v1/issue-token"
     assert "Keycloak down" in str(error)

@@ -171,9 +171,12 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @invariant()
     def fresh_for_at_least_half_the_lifetime(self) -> None:
-        if self.accepted_at is not None and not self.rejected:
-            if self.now < self.accepted_at + self.lifetime / 2:
-                assert self.life.freshness(self.now) is Freshness.FRESH
+        if (
+            self.accepted_at is not None
+            and not self.rejected
+            and self.now < self.accepted_at + self.lifetime / 2
+        ):
+            assert self.life.freshness(self.now) is Freshness.FRESH
 
     @invariant()
     def stale_before_expiry_when_margin_allows(self) -> None:

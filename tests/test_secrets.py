@@ -53,9 +53,7 @@ def test_logs_of_a_whole_lifecycle_hold_no_secret(
         requests.get(url, auth=auth, timeout=10)
     assert len(tokens) == 3
     assert debug_log.records, "the lifecycle logged nothing"
-    text = "\n".join(
-        record.getMessage() + (record.exc_text or "") for record in debug_log.records
-    )
+    text = "\n".join(record.getMessage() + (record.exc_text or "") for record in debug_log.records)
     for secret in secrets_of(server, tokens):
         assert secret not in text
 

@@ -136,9 +136,7 @@ def test_slow_api_request_does_not_block_another_thread(
 
     server.api_hook = hook
     with ThreadPoolExecutor(2) as pool:
-        stuck = pool.submit(
-            requests.get, server.base_url + "/v1/locations", auth=auth, timeout=30
-        )
+        stuck = pool.submit(requests.get, server.base_url + "/v1/locations", auth=auth, timeout=30)
         assert inside.wait(30)
         other = requests.get(server.base_url + "/v1/locations/18", auth=auth, timeout=30)
         assert other.status_code == 200
