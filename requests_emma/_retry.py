@@ -4,7 +4,8 @@ One renewal is a sequence of attempts bounded by two things: ``attempts`` and ``
 whichever runs out first. The deadline covers everything (sleeps and each attempt's
 timeout, which is cut to the time left), so an unreachable endpoint fails within it.
 
-Waits grow exponentially with jitter (tenacity's ``wait_exponential_jitter``). A
+Waits grow exponentially from ``wait_initial`` up to ``wait_max``, plus a random jitter of
+up to ``wait_jitter`` (tenacity's ``wait_exponential`` + ``wait_random``). A
 ``Retry-After`` from the server is a floor: the next attempt waits at least that long. If
 that floor would pass the deadline, the renewal stops at once rather than sleep in vain.
 """
@@ -12,6 +13,7 @@ that floor would pass the deadline, the renewal stops at once rather than sleep 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import email.utils
 import math
 import time
@@ -52,10 +54,9 @@ class RetryPolicy:
     wait_jitter: float = 0.5
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            raise ValueError(f"attempts must be a whole number, got {self.attempts!r}")
-        if self.attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {self.attempts!r}")
+        attempts = self.attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be a whole number, at least 1, got {attempts!r}")
         _check_seconds("deadline", self.deadline, allow_zero=False)
         for name in ("wait_initial", "wait_max", "wait_jitter"):
             _check_seconds(name, getattr(self, name), allow_zero=True)
@@ -77,17 +78,18 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date).
 
-    ``now`` is the Unix time, for the date form. ``None`` when absent or unparseable.
+    ``now`` is the Unix time, for the date form. ``None`` when absent or unparseable; a
+    date in the past gives 0.
     """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:  # an HTTP-date is always GMT
-        return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT, even in asctime form
+        when = when.replace(tzinfo=datetime.timezone.utc)  # noqa: UP017 - UTC is 3.11+
     return max(0.0, when.timestamp() - now)

@@ -16,7 +16,7 @@ import requests
 import tenacity
 
 from . import _retry, _wire
-from ._errors import CredentialsError, TokenRequestError
+from ._errors import CredentialsError, EmmaAuthError, TokenRequestError
 from ._retry import RetryPolicy
 
 logger = logging.getLogger("requests_emma")
@@ -49,6 +49,15 @@ class _AttemptFailed(Exception):
         self.message = message
         self.retry_after = retry_after
         self.cause = cause
+
+    def detail(self) -> str:
+        """What failed, for messages: ``HTTP 503 SERVICE_UNAVAILABLE: <emma's message>``."""
+        emma = ": ".join(part for part in (self.code, self.message) if part)
+        return f"{self.reason} {emma}" if emma else self.reason
+
+
+class _OutOfTime(Exception):
+    """The deadline passed before the next attempt could start."""
 
 
 def _no_authorization(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -89,37 +98,50 @@ class TokenEndpoint:
     ) -> _wire.TokenGrant:
         started = self.clock()
         attempts = 0
-        blocked_by: float | None = None  # a Retry-After that would pass the deadline
+        last: _AttemptFailed | None = None
+        gave_up = ""  # why the retries stopped early, for the error message
 
         def attempt() -> _wire.TokenGrant:
-            nonlocal attempts
+            nonlocal attempts, last
+            left = deadline - self.clock()
+            if left <= 0:
+                raise _OutOfTime
             attempts += 1
-            return self._attempt(path, body, deadline)
+            try:
+                return self._attempt(path, body, left)
+            except _AttemptFailed as failure:
+                last = failure
+                raise
 
         backoff = tenacity.wait_exponential(
             multiplier=policy.wait_initial, max=policy.wait_max
         ) + tenacity.wait_random(0, policy.wait_jitter)
 
         def wait(state: tenacity.RetryCallState) -> float:
-            failure = _failure_of(state)
-            return max(backoff(state), failure.retry_after or 0.0)
+            return max(backoff(state), _failure_of(state).retry_after or 0.0)
 
         def stop(state: tenacity.RetryCallState) -> bool:
-            nonlocal blocked_by
+            nonlocal gave_up
             if state.attempt_number >= policy.attempts:
                 return True
-            if self.clock() + (state.upcoming_sleep or 0.0) < deadline:
+            now = self.clock()
+            if now + (state.upcoming_sleep or 0.0) < deadline:
                 return False
             retry_after = _failure_of(state).retry_after
-            if retry_after is not None and self.clock() + retry_after >= deadline:
-                blocked_by = retry_after
+            if retry_after is not None and now + retry_after >= deadline:
+                gave_up = (
+                    f"the server asked to wait {retry_after:.0f} seconds (Retry-After), "
+                    f"past the {policy.deadline:g} s deadline"
+                )
+            else:
+                gave_up = f"the next attempt would pass the {policy.deadline:g} s deadline"
             return True
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
-            logger.info(
-                "token call %s failed (%s), attempt %d of %d; retrying in %.2f s",
+            logger.warning(
+                "token call POST %s failed (%s), attempt %d of %d; retrying in %.2f s",
                 path,
-                _failure_of(state).reason,
+                _failure_of(state).detail(),
                 state.attempt_number,
                 policy.attempts,
                 state.upcoming_sleep,
@@ -138,15 +160,15 @@ class TokenEndpoint:
         try:
             return retrying(attempt)
         except _AttemptFailed as failure:
-            elapsed = self.clock() - started
-            raise self._error(path, failure, attempts, elapsed, blocked_by, policy) from (
-                failure.cause
-            )
+            last = failure
+        except _OutOfTime:
+            gave_up = f"no time left before the {policy.deadline:g} s deadline"
+        # Raised outside the except clauses, so no private type rides along as __context__.
+        error = self._error(path, last, attempts, self.clock() - started, gave_up)
+        raise error from (last.cause if last is not None else None)
 
-    def _attempt(self, path: str, body: dict[str, str], deadline: float) -> _wire.TokenGrant:
-        left = deadline - self.clock()
-        if left <= 0:
-            raise _AttemptFailed("the deadline passed", retryable=False)
+    def _attempt(self, path: str, body: dict[str, str], left: float) -> _wire.TokenGrant:
+        """One call, its timeouts cut to the ``left`` seconds before the deadline."""
         timeout = (min(self.timeout[0], left), min(self.timeout[1], left))
         try:
             response = self.session.post(
@@ -189,43 +211,32 @@ class TokenEndpoint:
     def _error(
         self,
         path: str,
-        failure: _AttemptFailed,
+        failure: _AttemptFailed | None,
         attempts: int,
         elapsed: float,
-        blocked_by: float | None,
-        policy: RetryPolicy,
-    ) -> Exception:
-        detail = failure.reason
-        emma = ": ".join(part for part in (failure.code, failure.message) if part)
-        if emma:
-            detail += f" {emma}"
+        gave_up: str,
+    ) -> EmmaAuthError:
+        detail = "no attempt made" if failure is None else failure.detail()
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.1f} s"
-        if (
-            path == _wire.ISSUE_TOKEN_PATH
-            and failure.status_code in _CREDENTIAL_REJECTIONS
-        ):
+        status = None if failure is None else failure.status_code
+        if path == _wire.ISSUE_TOKEN_PATH and status in _CREDENTIAL_REJECTIONS:
+            assert failure is not None
             return CredentialsError(
-                f"emma rejected the client credentials (POST {path}: {detail}); "
+                f"emma rejected the client credentials (POST {path}: {detail}; {tries}); "
                 "check the client ID and secret (EMMA_CLIENT_ID, EMMA_CLIENT_SECRET) "
                 "and that the service app still exists",
-                status_code=failure.status_code,
+                status_code=status,
                 code=failure.code,
                 message=failure.message,
             )
-        if blocked_by is not None:
-            text = (
-                f"POST {path} failed ({detail}) and the server asked to wait "
-                f"{blocked_by:.0f} s (Retry-After), past the {policy.deadline:g} s deadline; "
-                f"gave up after {tries}"
-            )
-        else:
-            text = f"POST {path} failed ({detail}) after {tries}"
+        text = f"POST {path} failed: {detail}; "
+        text += f"{gave_up}; gave up after {tries}" if gave_up else tries
         return TokenRequestError(
             text,
             endpoint=path,
-            status_code=failure.status_code,
-            code=failure.code,
-            message=failure.message,
+            status_code=status,
+            code=None if failure is None else failure.code,
+            message=None if failure is None else failure.message,
             attempts=attempts,
             elapsed=elapsed,
         )
