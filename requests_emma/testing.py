@@ -2,6 +2,11 @@
 
 - :class:`FakeEmmaServer`: a real emma look-alike on 127.0.0.1 to point ``EmmaAuth`` at.
 - :func:`no_retry_waits`: run token-endpoint retries without sleeping between attempts.
+- :func:`add_token_endpoints`: emma's token endpoints on a ``responses`` mock, for suites
+  that mock HTTP with ``responses`` (:class:`FakeTokenEndpoints` is what it returns).
+
+The ``emma_server`` pytest fixture (a running :class:`FakeEmmaServer`) comes with the
+package: see :mod:`requests_emma.pytest_plugin`.
 """
 
 from __future__ import annotations
@@ -11,8 +16,15 @@ from collections.abc import Iterator
 
 from . import _retry
 from ._fake_server import FakeEmmaServer, RecordedRequest
+from ._token_mock import FakeTokenEndpoints, add_token_endpoints
 
-__all__ = ["FakeEmmaServer", "RecordedRequest", "no_retry_waits"]
+__all__ = [
+    "FakeEmmaServer",
+    "FakeTokenEndpoints",
+    "RecordedRequest",
+    "add_token_endpoints",
+    "no_retry_waits",
+]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,7 @@
+"""``python -m requests_emma``: the same as the ``requests-emma`` command."""
+
+from __future__ import annotations
+
+from ._cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""The ``requests-emma`` command line: ``token``, ``get PATH`` and ``demo``.
+
+Configuration comes from ``EMMA_CLIENT_ID``, ``EMMA_CLIENT_SECRET`` and ``EMMA_API_URL``,
+and the flags ``--base-url`` and ``--client-id``. The client secret is never a flag (flags
+show in process lists and shell history): it comes from ``EMMA_CLIENT_SECRET``, or from a
+prompt when stdin is a terminal.
+
+Every error is one line on stderr, without a traceback or a secret, and the exit status
+says what kind of error it was (see :data:`EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import NoReturn, TextIO
+
+import requests
+
+from . import _config, _wire
+from ._auth import EmmaAuth
+from ._errors import EmmaAuthError
+from ._session import EmmaSession
+from ._token import Token
+
+PROG = "requests-emma"
+
+EXIT_OK = 0
+EXIT_API_ERROR = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_UNREACHABLE = 4
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+#: Exit status -> meaning, as ``--help`` shows it.
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_API_ERROR: "the API answered with a non-2xx status (get)",
+    EXIT_USAGE: "bad arguments or configuration (missing credentials, bad base URL)",
+    EXIT_AUTH: "no token: credentials rejected, or the token endpoint failed",
+    EXIT_UNREACHABLE: "the API could not be reached (connection failed, timed out)",
+    EXIT_INTERNAL: "an unexpected internal error",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+
+class CommandError(Exception):
+    """An error to report on one line, with the exit status to use."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, like every other error, rather than argparse's usage block.
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see {PROG} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # The connection flags work before or after the subcommand; SUPPRESS keeps a flag given
+    # in one place from being reset by the other's default.
+    connection = _Parser(add_help=False)
+    connection.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"API base URL (default: ${_config.API_URL_VAR} or {_config.DEFAULT_BASE_URL})",
+    )
+    connection.add_argument(
+        "--client-id",
+        metavar="ID",
+        default=argparse.SUPPRESS,
+        help=f"service app client ID (default: ${_config.CLIENT_ID_VAR})",
+    )
+    connection.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log token activity to stderr (never secrets)",
+    )
+    exit_codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
+    parser = _Parser(
+        prog=PROG,
+        parents=[connection],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Tokens and quick calls for the emma API.",
+        epilog=(
+            f"The client secret comes from ${_config.CLIENT_SECRET_VAR}, or a prompt when "
+            "stdin is a terminal;\nthere is no flag for it.\n\nexit status:\n" + exit_codes
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    token = commands.add_parser(
+        "token",
+        parents=[connection],
+        help="print an access token",
+        description="Print an access token alone on one line, e.g. for "
+        '`curl -H "Authorization: Bearer $(requests-emma token)"`.',
+    )
+    token.add_argument(
+        "--json",
+        action="store_true",
+        help="print the token's metadata (type, expiry times) instead; no secrets",
+    )
+    get = commands.add_parser(
+        "get",
+        parents=[connection],
+        help="GET a path of the API and print the JSON answer",
+        description="An authenticated GET relative to the base URL; pretty JSON on stdout.",
+    )
+    get.add_argument("path", metavar="PATH", help="e.g. /v1/locations or v1/locations?name=London")
+    commands.add_parser(
+        "demo",
+        help="walk through the token lifecycle against a local fake emma",
+        description="Start a fake emma on 127.0.0.1 and show the token lifecycle: no "
+        "credentials, no network.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        _log_to_stderr()
+    try:
+        if args.command == "demo":
+            from ._demo import run_demo  # the fake server is loaded only for the demo
+
+            return run_demo(sys.stdout)
+        auth = _auth_from(args)
+        if args.command == "token":
+            return _token(auth, as_json=args.json, out=sys.stdout)
+        return _get(auth, args.path, out=sys.stdout)
+    except CommandError as error:
+        return _fail(str(error), error.exit_code)
+    except EmmaAuthError as error:
+        return _fail(str(error), EXIT_AUTH)
+    except requests.Timeout:
+        return _fail("the API did not answer in time", EXIT_UNREACHABLE)
+    except requests.ConnectionError:
+        return _fail("could not connect to the API", EXIT_UNREACHABLE)
+    except requests.RequestException as error:
+        return _fail(f"request failed: {type(error).__name__}", EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as error:  # the promise is one line, never a traceback
+        if getattr(args, "verbose", False):
+            logging.getLogger("requests_emma").exception("unexpected error")
+        return _fail(
+            f"unexpected {type(error).__name__} (a bug; --verbose shows the traceback)",
+            EXIT_INTERNAL,
+        )
+
+
+def _auth_from(args: argparse.Namespace) -> EmmaAuth:
+    client_id = getattr(args, "client_id", None) or os.environ.get(_config.CLIENT_ID_VAR)
+    if not client_id:
+        raise CommandError(
+            f"no client ID: pass --client-id or set {_config.CLIENT_ID_VAR}", EXIT_USAGE
+        )
+    client_secret = _client_secret()
+    try:
+        return EmmaAuth(client_id, client_secret, base_url=getattr(args, "base_url", None))
+    except ValueError as error:
+        raise CommandError(str(error), EXIT_USAGE) from None
+
+
+def _client_secret() -> str:
+    secret = os.environ.get(_config.CLIENT_SECRET_VAR)
+    if secret:
+        return secret
+    if sys.stdin is not None and sys.stdin.isatty():
+        secret = getpass.getpass("emma client secret: ")
+        if secret:
+            return secret
+    raise CommandError(
+        f"no client secret: set {_config.CLIENT_SECRET_VAR} (or run in a terminal to be asked)",
+        EXIT_USAGE,
+    )
+
+
+def _token(auth: EmmaAuth, *, as_json: bool, out: TextIO) -> int:
+    token = auth.get_token()
+    if as_json:
+        out.write(json.dumps(token_metadata(token, auth), indent=2) + "\n")
+    else:
+        out.write(token.access_token + "\n")
+    return EXIT_OK
+
+
+def token_metadata(token: Token, auth: EmmaAuth) -> dict[str, object]:
+    """What ``token --json`` prints: everything about the token but the tokens themselves."""
+    metadata: dict[str, object] = {
+        "token_type": token.token_type,
+        "expires_at": round(token.expires_at, 3),
+        "expires_at_utc": _utc(token.expires_at),
+        "expires_in": int(token.expires_in()),
+        "has_refresh_token": token.refresh_token is not None,
+        "refresh_expires_at": None,
+        "refresh_expires_at_utc": None,
+        "base_url": auth.base_url,
+    }
+    if token.refresh_expires_at is not None:
+        metadata["refresh_expires_at"] = round(token.refresh_expires_at, 3)
+        metadata["refresh_expires_at_utc"] = _utc(token.refresh_expires_at)
+    return metadata
+
+
+def _get(auth: EmmaAuth, path: str, *, out: TextIO) -> int:
+    with EmmaSession(auth) as session:
+        response = session.get(path, headers={"Accept": "application/json"})
+    if not response.ok:
+        code, message = _wire.parse_error(response.content)
+        detail = ": ".join(part for part in (code, message) if part) or response.reason or ""
+        raise CommandError(
+            f"GET {path}: HTTP {response.status_code} {detail}".rstrip(), EXIT_API_ERROR
+        )
+    if not response.content:
+        return EXIT_OK
+    try:
+        data = response.json()
+    except ValueError:
+        out.write(response.text if response.text.endswith("\n") else response.text + "\n")
+    else:
+        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
+def _fail(message: str, exit_code: int) -> int:
+    one_line = " ".join(message.split())
+    print(f"{PROG}: error: {one_line}", file=sys.stderr)
+    return exit_code
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))
+    logger = logging.getLogger("requests_emma")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
+def _utc(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

@@ -1,0 +1,184 @@
+"""``requests-emma demo``: the token lifecycle, step by step, against a local fake emma.
+
+Everything runs against :class:`FakeEmmaServer` on 127.0.0.1 with its own throwaway
+credentials: no network, nothing from the environment, no proxy. Instead of waiting for
+real expiry, the first token lives a few seconds and the server's knobs (revoke, expire,
+planned failures) stage the rest, so the whole tour takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TextIO
+
+import requests
+
+from ._auth import EmmaAuth
+from ._session import EmmaSession
+from ._token import Token
+from .testing import FakeEmmaServer
+
+#: Lifetime of the first token, in seconds: short enough to watch it being renewed.
+FIRST_TOKEN_LIFETIME = 3
+#: Lifetime of the later tokens: long, so nothing but the staged events renews them.
+LATER_TOKEN_LIFETIME = 300
+#: How close to expiry step 3 goes before calling again, in seconds.
+EXPIRY_CLOSENESS = 0.3
+
+
+class _Narrator:
+    """Prints the tour, with the library's own log lines (DEBUG and up) indented in it."""
+
+    def __init__(self, out: TextIO, server: FakeEmmaServer) -> None:
+        self.out = out
+        self.server = server
+        self._issue_seen = 0
+        self._refresh_seen = 0
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def step(self, number: int, title: str) -> None:
+        self.say()
+        self.say(f"{number}. {title}")
+
+    def call(self, session: EmmaSession, path: str) -> requests.Response:
+        response = session.get(path)
+        self.say(f"   GET {path} -> {response.status_code}{_summary(response)}")
+        for earlier in response.history:
+            self.say(
+                f"   (the API first answered {earlier.status_code} {_message(earlier)!r}; "
+                "the request was replayed once with the new token)"
+            )
+        return response
+
+    def token_calls(self) -> None:
+        issued = self.server.issue_calls - self._issue_seen
+        refreshed = self.server.refresh_calls - self._refresh_seen
+        self._issue_seen += issued
+        self._refresh_seen += refreshed
+        if not issued and not refreshed:
+            self.say("   token calls: none (the token was reused)")
+        else:
+            self.say(f"   token calls: {issued} issue-token, {refreshed} refresh-token")
+
+
+class _LogLines(logging.Handler):
+    def __init__(self, narrator: _Narrator) -> None:
+        super().__init__(logging.DEBUG)
+        self.narrator = narrator
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.narrator.say(f"     log: {record.getMessage()}")
+
+
+def run_demo(out: TextIO) -> int:
+    """Run the tour, writing it to ``out``; returns the exit status."""
+    started = time.monotonic()
+    with FakeEmmaServer(token_lifetime=FIRST_TOKEN_LIFETIME) as server:
+        narrator = _Narrator(out, server)
+        logger = logging.getLogger("requests_emma")
+        handler = _LogLines(narrator)
+        previous_level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        try:
+            with _session_for(server) as session:
+                _tour(narrator, server, session)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(previous_level)
+        api_calls = server.api_calls
+        token_calls = server.token_calls
+    narrator.say()
+    narrator.say(
+        f"Done in {time.monotonic() - started:.1f} s: {api_calls} API requests, "
+        f"{token_calls} token calls, and not one error reached the caller."
+    )
+    narrator.say(
+        "Against the real API: set EMMA_CLIENT_ID and EMMA_CLIENT_SECRET, then run "
+        "`requests-emma get /v1/locations`."
+    )
+    return 0
+
+
+def _session_for(server: FakeEmmaServer) -> EmmaSession:
+    # trust_env off: a proxy from the environment must not see (or break) local traffic.
+    token_session = requests.Session()
+    token_session.trust_env = False
+    auth = EmmaAuth(
+        server.client_id, server.client_secret, base_url=server.base_url, session=token_session
+    )
+    session = EmmaSession(auth)
+    session.trust_env = False
+    return session
+
+
+def _tour(narrator: _Narrator, server: FakeEmmaServer, session: EmmaSession) -> None:
+    say = narrator.say
+    auth = session.auth
+    assert isinstance(auth, EmmaAuth)
+    say("requests-emma demo: the token lifecycle against a local fake emma.")
+    say("No credentials and no network: the fake runs on 127.0.0.1 with throwaway ones.")
+    say(f"Fake emma API: {server.base_url} (first token lives {FIRST_TOKEN_LIFETIME} s)")
+
+    narrator.step(1, "The first request fetches a token")
+    narrator.call(session, "/v1/locations")
+    narrator.token_calls()
+    first = auth.get_token()
+    say(f"   token: {_describe(first)}")
+    server.token_lifetime = LATER_TOKEN_LIFETIME
+
+    narrator.step(2, "More requests reuse it")
+    for path in ("/v1/locations/18", "v1/locations?name=Singapore", "/v1/ssh-keys"):
+        narrator.call(session, path)
+    narrator.token_calls()
+
+    narrator.step(3, "Near its expiry, the token is renewed before use")
+    wait = max(0.0, first.expires_in() - EXPIRY_CLOSENESS)
+    say(f"   waiting {wait:.1f} s, until the token is about to expire...")
+    time.sleep(wait)
+    narrator.call(session, "/v1/locations")
+    narrator.token_calls()
+    say(f"   new token: {_describe(auth.get_token())}")
+    say("   (the server rotated the refresh token: the one just used is now revoked)")
+
+    narrator.step(4, "A revoked token: the 401 is answered by renewing and replaying")
+    say("   the server revokes every token, access and refresh")
+    server.revoke()
+    narrator.call(session, "/v1/locations")
+    narrator.token_calls()
+    say("   (refresh-token refused the revoked refresh token, so a new token was issued)")
+
+    narrator.step(5, "The token endpoint hiccups: the renewal is retried")
+    say("   the server drops the access token, and its token endpoint answers 503 twice")
+    server.expire_access_tokens()
+    server.fail_next_token_calls(2, 503, {"Retry-After": "1"})
+    narrator.call(session, "/v1/locations")
+    narrator.token_calls()
+
+
+def _describe(token: Token) -> str:
+    refresh = "with a refresh token" if token.refresh_token else "no refresh token"
+    return f"{token.token_type}, expires in {token.expires_in():.0f} s, {refresh}"
+
+
+def _summary(response: requests.Response) -> str:
+    if not response.ok:
+        return ""
+    data = response.json()
+    if isinstance(data, dict) and "name" in data:
+        return f": {data['name']}"
+    if isinstance(data, list):
+        names = [item["name"] for item in data if isinstance(item, dict) and "name" in item]
+        return f": {', '.join(names)}" if names else ": (empty list)"
+    return ""
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))
+    except (ValueError, AttributeError):
+        return ""
