@@ -66,6 +66,12 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 @pytest.fixture
+def session() -> Iterator[RecordingSession]:
+    with RecordingSession() as recording:
+        yield recording
+
+
+@pytest.fixture
 def closed_port_url() -> str:
     """A loopback URL nothing listens on: connections are refused."""
     with socket.socket() as sock:
@@ -318,10 +324,11 @@ def test_retry_after_past_the_deadline_stops_at_once(
 # -- the deadline ------------------------------------------------------------------------------
 
 
-def test_deadline_cuts_waits_and_timeouts(server: FakeEmmaServer) -> None:
+def test_deadline_cuts_waits_and_timeouts(
+    server: FakeEmmaServer, session: RecordingSession
+) -> None:
     """Sleeps and attempt timeouts together stay within the deadline (fake clock)."""
     clock = FakeClock()
-    session = RecordingSession()
     auth = EmmaAuth(
         server.client_id,
         server.client_secret,
@@ -407,10 +414,11 @@ def test_unreachable_endpoint_fails_within_the_deadline(closed_port_url: str) ->
     assert 1 < caught.value.attempts < 1000
 
 
-def test_deadline_spans_refresh_and_issue(server: FakeEmmaServer) -> None:
+def test_deadline_spans_refresh_and_issue(
+    server: FakeEmmaServer, session: RecordingSession
+) -> None:
     """After a refused refresh, issue-token gets only the time left of the same deadline."""
     clock = FakeClock()
-    session = RecordingSession()
     auth = EmmaAuth(
         server.client_id,
         server.client_secret,
