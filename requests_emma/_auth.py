@@ -26,7 +26,7 @@ Origins
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import threading
 import time
@@ -140,40 +140,37 @@ class EmmaAuth(AuthBase):
         return self._renew_waiting(rejected=None)
 
     def _renew_early(self) -> None:
-        """Renew a still-valid token with one attempt; on failure keep serving it."""
-        now = self._clock()
-        if self._lifecycle.freshness(now) is not Freshness.STALE:
+        """Renew a still-valid token with one attempt; on failure keep serving it.
+
+        Called with the lock held. A failure is not retried by the next request: early
+        renewals back off (from 1 s, doubling up to ``wait_max``) while the token serves.
+        """
+        if self._lifecycle.freshness(self._clock()) is not Freshness.STALE:
             return  # another thread renewed it meanwhile
-        one_attempt = RetryPolicy(
-            attempts=1,
-            deadline=self._retry.deadline,
-            wait_initial=self._retry.wait_initial,
-            wait_max=self._retry.wait_max,
-            wait_jitter=self._retry.wait_jitter,
-        )
         try:
-            self._renew(one_attempt)
+            self._renew(dataclasses.replace(self._retry, attempts=1))
         except EmmaAuthError as exc:
-            wait = self._lifecycle.renewal_failed(
+            backoff = self._lifecycle.renewal_failed(
                 self._clock(), max(self._retry.wait_initial, 1.0), max(self._retry.wait_max, 1.0)
             )
-            current = self._lifecycle.usable(self._clock())
-            left = 0.0 if current is None else current.expires_in()
+            current = self._lifecycle.current
+            left = 0.0 if current is None else max(0.0, current.expires_in())
             logger.warning(
-                "token renewal failed (%s); still using the current token, valid %.0f s more; "
-                "next renewal attempt in %.1f s",
-                type(exc).__name__,
+                "token renewal failed, still using the current token (valid %.0f s more); "
+                "next renewal attempt in %.1f s: %s",
                 left,
-                wait,
+                backoff,
+                exc,
             )
 
     def _renew_waiting(self, rejected: str | None) -> Token:
         """Wait for the lock, then return a valid token, renewing if nobody else did.
 
         ``rejected`` is an access token the API answered 401 to: if it is still the current
-        one it is invalidated first.
+        one it is invalidated first. If the renewal this caller waited for failed, its error
+        is raised again rather than the endpoint called once more.
         """
-        waited_since = self._clock()
+        failed_before = self._last_failure
         with self._lock:
             if rejected is not None and self._lifecycle.is_current(rejected):
                 self._lifecycle.invalidate()
@@ -181,13 +178,15 @@ class EmmaAuth(AuthBase):
             if token is not None:
                 return token
             failure = self._last_failure
-            if failure is not None and failure[0] >= waited_since:
-                # The renewal we waited for just failed: share its error, don't hammer.
-                raise copy.copy(failure[1]) from failure[1].__cause__
+            if failure is not None and failure is not failed_before:
+                # The renewal this caller waited for failed: share its error, as a Future
+                # shares its exception with every waiter, rather than call again.
+                raise failure[1]
             try:
                 return self._renew(self._retry)
             except EmmaAuthError as exc:
                 self._last_failure = (self._clock(), exc)
+                logger.warning("token renewal failed: %s", exc)
                 raise
 
     def _renew(self, policy: RetryPolicy) -> Token:
