@@ -44,6 +44,7 @@ from ._lifecycle import Freshness, TokenLifecycle
 from ._retry import RetryPolicy
 from ._token import Token
 from ._transport import TokenEndpoint
+from ._wire import TokenGrant
 
 logger = logging.getLogger("requests_emma")
 
@@ -91,6 +92,7 @@ class EmmaAuth(AuthBase):
         self._on_token = on_token
         self._clock: Callable[[], float] = time.monotonic
         self._lifecycle = TokenLifecycle(refresh_margin)
+        self._owns_session = session is None
         self._endpoint = TokenEndpoint(
             self._base_url, session or requests.Session(), _config.timeout(timeout)
         )
@@ -190,32 +192,19 @@ class EmmaAuth(AuthBase):
                 raise
 
     def _renew(self, policy: RetryPolicy) -> Token:
-        """Get a new token: refresh token first, issue-token if that is missing or refused.
-
-        Called with the lock held.
-        """
-        deadline = self._clock() + policy.deadline
-        refresh_token = self._lifecycle.refresh_token(self._clock())
-        grant = None
-        if refresh_token is not None:
-            try:
-                grant = self._endpoint.refresh(refresh_token, policy, deadline)
-            except TokenRequestError as exc:
-                if exc.status_code is None or not 400 <= exc.status_code < 500:
-                    raise
-                logger.debug(
-                    "refresh token refused (HTTP %d); issuing a new token", exc.status_code
-                )
-                self._lifecycle.drop_refresh_token()
-        if grant is None:
-            grant = self._endpoint.issue(self._client_id, self._client_secret, policy, deadline)
+        """Get a new token, store it and announce it. Called with the lock held."""
+        try:
+            grant, how = self._fetch_grant(policy)
+        finally:
+            if self._owns_session:
+                # Token calls are minutes apart: an idle pooled connection would only be
+                # dropped by the server, or left open when the auth is discarded.
+                self._endpoint.session.close()
         token = self._lifecycle.accept(grant, self._clock(), time.time())
         self._last_failure = None
         logger.debug(
             "token %s; lifetime %.0f s (from %s), refresh token %s",
-            "refreshed"
-            if refresh_token is not None and grant.refresh_token is not None
-            else "issued",
+            how,
             grant.lifetime,
             grant.lifetime_source,
             "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
@@ -226,6 +215,24 @@ class EmmaAuth(AuthBase):
             except Exception as exc:  # noqa: BLE001 - a callback bug must not fail the request
                 logger.warning("on_token callback raised %s; ignored", type(exc).__name__)
         return token
+
+    def _fetch_grant(self, policy: RetryPolicy) -> tuple[TokenGrant, str]:
+        """Refresh token first; issue-token if there is none or the server refuses it."""
+        # The deadline is kept on the endpoint's clock, which times the calls and sleeps.
+        deadline = self._endpoint.clock() + policy.deadline
+        refresh_token = self._lifecycle.refresh_token(self._clock())
+        if refresh_token is not None:
+            try:
+                return self._endpoint.refresh(refresh_token, policy, deadline), "refreshed"
+            except TokenRequestError as exc:
+                if exc.status_code is None or not 400 <= exc.status_code < 500:
+                    raise
+                logger.debug(
+                    "refresh token refused (HTTP %d); issuing a new token", exc.status_code
+                )
+                self._lifecycle.drop_refresh_token()
+        grant = self._endpoint.issue(self._client_id, self._client_secret, policy, deadline)
+        return grant, "issued"
 
     # -- the 401 replay ---------------------------------------------------------------------
 

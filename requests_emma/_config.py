@@ -51,8 +51,9 @@ def base_url(value: str | None) -> str:
     """
     if value is None:
         value = os.environ.get(API_URL_VAR) or DEFAULT_BASE_URL
-    if not isinstance(value, str):  # noqa: TRY004 - every bad option is a ValueError
-        raise ValueError(f"base_url must be a string, got {type(value).__name__}")
+    if not isinstance(value, str):
+        # Every bad option is a ValueError, so callers have one thing to catch.
+        raise ValueError(f"base_url must be a string, got {type(value).__name__}")  # noqa: TRY004
     parts = urllib.parse.urlsplit(value.strip())
     if parts.username is not None or parts.password is not None:
         raise ValueError("base_url must not contain a user name or password")

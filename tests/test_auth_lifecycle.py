@@ -41,6 +41,12 @@ def clock(auth: EmmaAuth) -> FakeClock:
 
 
 @pytest.fixture
+def token_session() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture
 def other_server() -> Iterator[FakeEmmaServer]:
     with FakeEmmaServer() as fake:
         yield fake
@@ -280,9 +286,11 @@ def test_failing_on_token_does_not_fail_the_request(server: FakeEmmaServer) -> N
 # -- 7. how token calls are made --------------------------------------------------------------
 
 
-def test_token_call_is_json_without_authorization(server: FakeEmmaServer) -> None:
+def test_token_call_is_json_without_authorization(
+    server: FakeEmmaServer, token_session: requests.Session
+) -> None:
     """issue-token gets a JSON body, JSON Content-Type and Accept, and no Authorization."""
-    session = requests.Session()
+    session = token_session
     session.auth = ("someone", "else")  # must not leak into token calls
     auth = EmmaAuth(
         server.client_id, server.client_secret, base_url=server.base_url, session=session
@@ -299,9 +307,11 @@ def test_token_call_is_json_without_authorization(server: FakeEmmaServer) -> Non
     assert "Authorization" not in call.headers
 
 
-def test_token_calls_use_the_given_session(server: FakeEmmaServer) -> None:
+def test_token_calls_use_the_given_session(
+    server: FakeEmmaServer, token_session: requests.Session
+) -> None:
     """session= is used for token calls (its headers show there), not for API calls."""
-    session = requests.Session()
+    session = token_session
     session.headers["X-Corporate-Proxy"] = "yes"
     auth = EmmaAuth(
         server.client_id, server.client_secret, base_url=server.base_url, session=session
@@ -314,9 +324,10 @@ def test_token_calls_use_the_given_session(server: FakeEmmaServer) -> None:
 
 def test_token_call_does_not_go_through_a_session_carrying_the_auth(
     server: FakeEmmaServer,
+    token_session: requests.Session,
 ) -> None:
     """A token session that has EmmaAuth mounted does not recurse into it."""
-    session = requests.Session()
+    session = token_session
     auth = EmmaAuth(
         server.client_id, server.client_secret, base_url=server.base_url, session=session
     )

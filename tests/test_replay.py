@@ -141,9 +141,10 @@ def test_streamed_response_replay(server: FakeEmmaServer, auth: EmmaAuth) -> Non
     """stream=True requests are replayed too and the final body is readable."""
     auth.get_token()
     server.revoke()
-    response = requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10, stream=True)
-    assert response.status_code == 200
-    assert json.loads(response.raw.read())[0]["id"] == 18
+    url = server.base_url + "/v1/locations"
+    with requests.get(url, auth=auth, timeout=10, stream=True) as response:
+        assert response.status_code == 200
+        assert json.loads(response.raw.read())[0]["id"] == 18
 
 
 @responses.activate
