@@ -106,6 +106,20 @@ def test_cross_host_redirect_never_gets_the_token(
     assert server.token_calls == 1
 
 
+def test_401_from_another_origin_is_never_replayed(
+    server: FakeEmmaServer, auth: EmmaAuth, other_server: FakeEmmaServer
+) -> None:
+    """The replay hook ignores a 401 from another origin even if it carried our token."""
+    token = auth.get_token()
+    response = requests.get(
+        other_server.base_url + "/v1/locations",
+        headers={"Authorization": f"Bearer {token.access_token}"},
+        timeout=10,
+    )
+    assert auth._replay_after_401(response) is response
+    assert (other_server.api_calls, server.token_calls) == (1, 1)
+
+
 def test_same_origin_redirect_keeps_the_token(server: FakeEmmaServer, auth: EmmaAuth) -> None:
     """A redirect within the API's origin keeps the token (requests keeps it on the same host)."""
     server.add_redirect("/v1/old-locations", server.base_url + "/v1/locations")
