@@ -41,7 +41,7 @@ from requests.utils import rewind_body
 from . import _config
 from ._errors import EmmaAuthError, TokenRequestError
 from ._lifecycle import Freshness, TokenLifecycle
-from ._retry import RetryPolicy
+from ._retry import RETRYABLE_STATUSES, RetryPolicy
 from ._token import Token
 from ._transport import TokenEndpoint
 from ._wire import TokenGrant
@@ -97,7 +97,7 @@ class EmmaAuth(AuthBase):
             self._base_url, session or requests.Session(), _config.timeout(timeout)
         )
         self._lock = threading.Lock()
-        self._last_failure: tuple[float, EmmaAuthError] | None = None
+        self._last_failure: EmmaAuthError | None = None
 
     @property
     def base_url(self) -> str:
@@ -183,11 +183,11 @@ class EmmaAuth(AuthBase):
             if failure is not None and failure is not failed_before:
                 # The renewal this caller waited for failed: share its error, as a Future
                 # shares its exception with every waiter, rather than call again.
-                raise failure[1]
+                raise failure
             try:
                 return self._renew(self._retry)
             except EmmaAuthError as exc:
-                self._last_failure = (self._clock(), exc)
+                self._last_failure = exc
                 logger.warning("token renewal failed: %s", exc)
                 raise
 
@@ -225,7 +225,10 @@ class EmmaAuth(AuthBase):
             try:
                 return self._endpoint.refresh(refresh_token, policy, deadline), "refreshed"
             except TokenRequestError as exc:
-                if exc.status_code is None or not 400 <= exc.status_code < 500:
+                # Any other 4xx means this refresh token is dead; a retryable status (429...)
+                # that outlived its retries says nothing about the token: keep it.
+                status = exc.status_code
+                if status is None or not 400 <= status < 500 or status in RETRYABLE_STATUSES:
                     raise
                 logger.debug(
                     "refresh token refused (HTTP %d); issuing a new token", exc.status_code
@@ -249,10 +252,12 @@ class EmmaAuth(AuthBase):
             logger.debug("401 not replayed: the request body cannot be rewound")
             return response
 
+        # Drain and close first: the connection goes back to the pool while we wait for the
+        # renewal, and is not left open if the renewal fails.
+        response.content  # noqa: B018
+        response.close()
         token = self._renew_waiting(rejected)
 
-        response.content  # noqa: B018 - drain, so the connection can be reused
-        response.close()
         replay = sent.copy()
         extract_cookies_to_jar(replay._cookies, sent, response.raw)  # type: ignore[attr-defined,no-untyped-call]
         replay.prepare_cookies(replay._cookies)  # type: ignore[attr-defined]

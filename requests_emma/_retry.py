@@ -91,5 +91,5 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # an HTTP-date is always GMT, even in asctime form
-        when = when.replace(tzinfo=datetime.timezone.utc)  # noqa: UP017 - UTC is 3.11+
+        when = when.replace(tzinfo=datetime.timezone.utc)
     return max(0.0, when.timestamp() - now)

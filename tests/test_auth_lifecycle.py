@@ -272,6 +272,26 @@ def test_refresh_server_error_is_not_a_fallback(server: FakeEmmaServer, clock: F
     assert server.issue_calls == 1
 
 
+def test_rate_limited_refresh_keeps_the_refresh_token(
+    server: FakeEmmaServer, clock: FakeClock
+) -> None:
+    """A 429 from refresh-token is an endpoint failure: no fallback, refresh token kept."""
+    auth = EmmaAuth(
+        server.client_id,
+        server.client_secret,
+        base_url=server.base_url,
+        retry=RetryPolicy(attempts=1),
+    )
+    auth._clock = clock
+    auth.get_token()
+    clock.advance(301)
+    server.fail_next_token_calls(1, 429)
+    with pytest.raises(TokenRequestError):
+        auth.get_token()
+    auth.get_token()
+    assert (server.issue_calls, server.refresh_calls) == (1, 2)
+
+
 def test_on_token_gets_every_new_token(server: FakeEmmaServer, clock: FakeClock) -> None:
     """on_token is called once with each new Token."""
     seen: list[Token] = []
