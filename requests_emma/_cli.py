@@ -38,6 +38,7 @@ EXIT_AUTH = 3
 EXIT_UNREACHABLE = 4
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 #: Exit status -> meaning, as ``--help`` shows it.
 EXIT_CODES = {
@@ -48,6 +49,7 @@ EXIT_CODES = {
     EXIT_UNREACHABLE: "the API could not be reached (connection failed, timed out)",
     EXIT_INTERNAL: "an unexpected internal error",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_BROKEN_PIPE: "stdout was closed early (piped into head, say); no message",
 }
 
 
@@ -151,9 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except requests.ConnectionError:
         return _fail("could not connect to the API", EXIT_UNREACHABLE)
     except requests.RequestException as error:
-        return _fail(f"request failed: {type(error).__name__}", EXIT_USAGE)
+        return _fail(f"request failed: {error}", EXIT_USAGE)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away: point stdout at /dev/null so the flush at exit stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as error:  # the promise is one line, never a traceback
         if getattr(args, "verbose", False):
             logging.getLogger("requests_emma").exception("unexpected error")

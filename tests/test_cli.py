@@ -158,6 +158,22 @@ def test_unreachable_api_exits_4() -> None:
     assert "could not connect" in one_error_line(result)
 
 
+def test_closed_stdout_is_quiet(server: FakeEmmaServer) -> None:
+    """A reader that went away (| head) ends the command with 141 and no traceback."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "requests_emma", "get", "/v1/locations"],
+        env=child_env(server_env(server)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        assert child.stdout is not None
+        child.stdout.close()  # long before the interpreter in the child has started
+        _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 141
+    assert stderr == b""
+
+
 # -- configuration and auth errors ---------------------------------------------------------
 
 
@@ -220,7 +236,7 @@ def test_help_documents_the_exit_codes() -> None:
     """--help lists every exit status and says the secret has no flag."""
     result = run_cli("--help")
     assert result.returncode == 0
-    for code in ("0", "1", "2", "3", "4", "70", "130"):
+    for code in ("0", "1", "2", "3", "4", "70", "130", "141"):
         assert f"\n  {code} " in result.stdout
     assert "EMMA_CLIENT_SECRET" in result.stdout
 
