@@ -6,9 +6,17 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from requests_emma import EmmaAuth
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
+
+# The machines that run the suite are shared and noisy: judge Hypothesis tests by what they
+# find, not by how fast examples were generated or run.
+settings.register_profile(
+    "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("shared-machine")
 
 
 @pytest.fixture
