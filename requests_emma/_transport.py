@@ -184,8 +184,11 @@ class TokenEndpoint:
         except requests.Timeout as exc:
             raise _AttemptFailed("timed out", retryable=True, cause=_scrubbed(exc)) from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            reason = _os_reason(exc)
             raise _AttemptFailed(
-                "connection failed", retryable=True, cause=_scrubbed(exc)
+                f"connection failed ({reason})" if reason else "connection failed",
+                retryable=True,
+                cause=_scrubbed(exc),
             ) from None
         except requests.RequestException as exc:
             raise _AttemptFailed(
@@ -231,6 +234,9 @@ class TokenEndpoint:
             )
         text = f"POST {path} failed: {detail}; "
         text += f"{gave_up}; gave up after {tries}" if gave_up else tries
+        text += f" (base URL {self.base_url})"
+        if status == 404:
+            text += "; check the base URL: emma's ends in /external"
         return TokenRequestError(
             text,
             endpoint=path,
@@ -247,6 +253,23 @@ def _failure_of(state: tenacity.RetryCallState) -> _AttemptFailed:
     failure = state.outcome.exception()
     assert isinstance(failure, _AttemptFailed)
     return failure
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The operating system's words for a network failure ("Connection refused", "Name or
+    service not known"), found down the chain of causes urllib3 and requests wrap it in."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        pending.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
+        pending.extend(current.args)
+    return None
 
 
 def _scrubbed(exc: requests.RequestException) -> requests.RequestException:

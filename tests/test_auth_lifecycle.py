@@ -453,3 +453,23 @@ def test_token_request_error_carries_status_and_emma_fields(
     )
     assert error.endpoint == "/v1/issue-token"
     assert "Keycloak down" in str(error)
+
+
+def test_unreachable_endpoint_error_names_the_reason_and_base_url() -> None:
+    """A refused connection says so, with the base URL to check."""
+    with FakeEmmaServer() as server:
+        base_url = server.base_url
+    auth = EmmaAuth("id", "secret", base_url=base_url, retry=RetryPolicy(attempts=1))
+    with pytest.raises(TokenRequestError) as caught:
+        auth.get_token()
+    assert "Connection refused" in str(caught.value)
+    assert base_url in str(caught.value)
+
+
+def test_token_endpoint_not_found_points_at_the_base_url(server: FakeEmmaServer) -> None:
+    """A 404 from the token endpoint (a base URL without /external) says to check it."""
+    wrong = server.base_url.removesuffix("/external")
+    auth = EmmaAuth(server.client_id, server.client_secret, base_url=wrong)
+    with pytest.raises(TokenRequestError, match="check the base URL") as caught:
+        auth.get_token()
+    assert caught.value.status_code == 404
