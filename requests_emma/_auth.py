@@ -111,6 +111,12 @@ class EmmaAuth(AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if request.url is None or _config.origin(request.url) != self._origin:
+            # Only the origin is logged: a query string may carry the caller's secrets.
+            logger.debug(
+                "no token for %s: not the API's origin (%s)",
+                _origin_text(request.url),
+                self._base_url,
+            )
             return request
         token = self._usable_token()
         request.headers["Authorization"] = f"Bearer {token.access_token}"
@@ -284,6 +290,11 @@ class EmmaAuth(AuthBase):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def _origin_text(url: str | None) -> str:
+    origin = None if url is None else _config.origin(url)
+    return "an unknown origin" if origin is None else f"{origin[0]}://{origin[1]}:{origin[2]}"
 
 
 def _bearer_token(header: str | bytes | None) -> str | None:

@@ -83,6 +83,17 @@ def test_other_origin_is_left_untouched(
     assert server.token_calls == 0
 
 
+def test_other_origin_is_logged_without_its_query(
+    auth: EmmaAuth, other_server: FakeEmmaServer, debug_log: pytest.LogCaptureFixture
+) -> None:
+    """A request sent without a token says why at DEBUG, naming the origin only."""
+    url = other_server.base_url + "/v1/locations?signature=caller-secret"
+    requests.get(url, auth=auth, timeout=10)
+    port = other_server.port
+    assert f"no token for http://127.0.0.1:{port}: not the API's origin" in debug_log.text
+    assert "caller-secret" not in debug_log.text
+
+
 def test_session_talks_to_other_hosts_without_leaking(
     server: FakeEmmaServer, auth: EmmaAuth, other_server: FakeEmmaServer
 ) -> None:
