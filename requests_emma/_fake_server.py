@@ -2,11 +2,8 @@
 
 It follows emma's OpenAPI spec (1.0.50) where the spec speaks, for what auth touches:
 
-- ``POST /v1/issue-token`` with ``{"clientId", "clientSecret"}`` and ``POST
-  /v1/refresh-token`` with ``{"refreshToken"}`` answer a camelCase ``Token`` (a JWT-shaped
-  access token with an ``exp`` claim, ``expiresIn``, ``refreshToken``,
-  ``refreshExpiresIn``, ``tokenType``) or ``{"code", "message"}`` with 400. Each refresh
-  rotates the refresh token: the one used is revoked.
+- the token endpoints, as :class:`FakeTokenService` (``_fake_tokens.py``) answers them:
+  camelCase ``Token``, ``{"code", "message"}`` with 400, refresh tokens rotated;
 - ``GET /v1/locations`` (``?name=`` filters), ``GET /v1/locations/{id}``, ``GET`` and
   ``POST /v1/ssh-keys`` check ``Authorization: Bearer``: 401 ``UNAUTHORIZED`` when it is
   missing, unknown, expired or revoked; 403 ``FORBIDDEN`` for a write when the service app's
@@ -21,7 +18,6 @@ received.
 
 from __future__ import annotations
 
-import base64
 import collections
 import dataclasses
 import http.server
@@ -33,6 +29,16 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from ._fake_tokens import (
+    ISSUE_TOKEN_PATH,
+    REFRESH_TOKEN_PATH,
+    FakeTokenService,
+    PlannedAnswer,
+    bad_request,
+    json_answer,
+    planned_answer,
+)
 
 PREFIX = "/external"
 
@@ -58,14 +64,7 @@ class RecordedRequest:
     body: bytes
 
 
-@dataclasses.dataclass(frozen=True)
-class _PlannedFailure:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class FakeEmmaServer:
+class FakeEmmaServer(FakeTokenService):
     """A threaded emma look-alike on ``127.0.0.1``; use it as a context manager.
 
     ``base_url`` includes emma's ``/external`` path prefix. Lifetimes are seconds;
@@ -83,24 +82,22 @@ class FakeEmmaServer:
         access_level: str = "Manage",
         send_expires_in: bool = True,
     ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret or secrets.token_urlsafe(24)
-        self.token_lifetime = token_lifetime
-        self.refresh_lifetime = refresh_lifetime
+        super().__init__(
+            client_id=client_id,
+            client_secret=client_secret or secrets.token_urlsafe(24),
+            token_lifetime=token_lifetime,
+            refresh_lifetime=refresh_lifetime,
+            send_expires_in=send_expires_in,
+        )
+        self.client_id: str
+        self.client_secret: str
         self.access_level = access_level
-        self.send_expires_in = send_expires_in
         self.token_delay = 0.0
         self.token_hook: Callable[[], None] | None = None
         self.api_hook: Callable[[], None] | None = None
-        self.issue_calls = 0
-        self.refresh_calls = 0
         self.api_calls = 0
         self.requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-        self._access: dict[str, float] = {}
-        self._refresh: dict[str, float] = {}
-        self._failures: collections.deque[_PlannedFailure] = collections.deque()
-        self._api_failures: collections.deque[_PlannedFailure] = collections.deque()
+        self._api_failures: collections.deque[PlannedAnswer] = collections.deque()
         self._redirects: dict[str, tuple[int, str]] = {}
         self._ssh_keys: list[dict[str, Any]] = []
         self._httpd: _Server | None = None
@@ -149,37 +146,6 @@ class FakeEmmaServer:
 
     # -- knobs --------------------------------------------------------------------------------
 
-    @property
-    def token_calls(self) -> int:
-        """issue-token and refresh-token calls received, failed ones included."""
-        return self.issue_calls + self.refresh_calls
-
-    def revoke(self) -> None:
-        """Revoke every access and refresh token issued so far."""
-        with self._lock:
-            self._access.clear()
-            self._refresh.clear()
-
-    def expire_access_tokens(self) -> None:
-        """Make every access token issued so far expired; refresh tokens stay valid."""
-        with self._lock:
-            for token in self._access:
-                self._access[token] = 0.0
-
-    def fail_next_token_calls(
-        self,
-        count: int,
-        status: int = 503,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-    ) -> None:
-        """Answer the next ``count`` token calls with ``status`` (and ``headers``, ``body``)."""
-        if body is None:
-            body = _error_body("SERVICE_UNAVAILABLE", "Service temporarily unavailable")
-        with self._lock:
-            for _ in range(count):
-                self._failures.append(_PlannedFailure(status, dict(headers or {}), body))
-
     def fail_next_api_calls(
         self,
         count: int,
@@ -189,56 +155,13 @@ class FakeEmmaServer:
     ) -> None:
         """Answer the next ``count`` API calls (not token calls) with ``status`` (and
         ``headers``, ``body``), before the bearer token is checked."""
-        if body is None:
-            body = _error_body("SERVICE_UNAVAILABLE", "Service temporarily unavailable")
+        answer = planned_answer(status, headers, body)
         with self._lock:
-            for _ in range(count):
-                self._api_failures.append(_PlannedFailure(status, dict(headers or {}), body))
+            self._api_failures.extend([answer] * count)
 
     def add_redirect(self, path: str, location: str, status: int = 302) -> None:
         """Answer requests for ``path`` (without the prefix) with a redirect to ``location``."""
         self._redirects[path] = (status, location)
-
-    def is_valid_access_token(self, token: str) -> bool:
-        with self._lock:
-            return self._access.get(token, 0.0) > time.time()
-
-    # -- behaviour (called from handler threads) -----------------------------------------------
-
-    def _issue(self) -> dict[str, Any]:
-        now = time.time()
-        claims = {"exp": int(now + self.token_lifetime), "iat": int(now),
-                  "jti": secrets.token_hex(8), "sub": self.client_id}  # fmt: skip
-        access = ".".join(
-            _b64(part)
-            for part in (
-                json.dumps({"alg": "RS256", "typ": "JWT"}).encode(),
-                json.dumps(claims).encode(),
-                secrets.token_bytes(32),
-            )
-        )
-        refresh_token = secrets.token_urlsafe(32)
-        with self._lock:
-            self._access[access] = now + self.token_lifetime
-            self._refresh[refresh_token] = now + self.refresh_lifetime
-        token: dict[str, Any] = {
-            "accessToken": access,
-            "refreshToken": refresh_token,
-            "refreshExpiresIn": self.refresh_lifetime,
-            "tokenType": "Bearer",
-            "idToken": None,
-            "notBeforePolicy": 0,
-            "sessionState": secrets.token_hex(16),
-            "otherClaims": {},
-        }
-        if self.send_expires_in:
-            token["expiresIn"] = self.token_lifetime
-        return token
-
-    def _take_refresh_token(self, refresh_token: object) -> bool:
-        with self._lock:
-            expires = self._refresh.pop(refresh_token, 0.0) if isinstance(refresh_token, str) else 0
-            return expires > time.time()
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -288,7 +211,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             state.requests.append(
                 RecordedRequest(self.command, path, dict(self.headers.items()), body)
             )
-        if path in ("/v1/issue-token", "/v1/refresh-token") and self.command == "POST":
+        if path in (ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH) and self.command == "POST":
             return self._token_call(path, body)
         with state._lock:
             state.api_calls += 1
@@ -296,7 +219,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if state.api_hook is not None:
             state.api_hook()
         if failure is not None:
-            return self._send(failure.status, failure.body, failure.headers)
+            return self._answer(failure)
         if path in state._redirects:
             status, location = state._redirects[path]
             return self._send(status, b"", {"Location": location})
@@ -320,34 +243,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _token_call(self, path: str, body: bytes) -> None:
         state = self.server_state
-        with state._lock:
-            if path == "/v1/issue-token":
-                state.issue_calls += 1
-            else:
-                state.refresh_calls += 1
-            failure = state._failures.popleft() if state._failures else None
+        failure = state.receive_token_call(path)
         if state.token_hook is not None:
             state.token_hook()
         if state.token_delay:
             time.sleep(state.token_delay)
-        if failure is not None:
-            return self._send(failure.status, failure.body, failure.headers)
-        if "application/json" not in self.headers.get("Content-Type", ""):
-            return self._bad_request("Content-Type must be application/json")
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return self._bad_request("Request body is not valid JSON")
-        if not isinstance(data, dict):
-            return self._bad_request("Request body must be a JSON object")
-        if path == "/v1/issue-token":
-            if data.get("clientId") != state.client_id or (
-                data.get("clientSecret") != state.client_secret
-            ):
-                return self._bad_request("Invalid client credentials")
-        elif not state._take_refresh_token(data.get("refreshToken")):
-            return self._bad_request("Invalid refresh token")
-        return self._send_json(200, state._issue())
+        if failure is None:
+            failure = state.answer_token_call(path, self.headers.get("Content-Type", ""), body)
+        self._answer(failure)
 
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization")
@@ -408,10 +311,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self._send_json(201, key)
 
     def _bad_request(self, message: str) -> None:
-        self._send_json(400, {"code": "BAD_REQUEST", "message": message})
+        self._answer(bad_request(message))
 
     def _send_json(self, status: int, payload: object) -> None:
-        self._send(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+        self._answer(json_answer(status, payload))
+
+    def _answer(self, answer: PlannedAnswer) -> None:
+        self._send(answer.status, answer.body, answer.headers)
 
     def _send(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
         self.send_response(status)
@@ -421,11 +327,3 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":  # a HEAD answer has headers only
             self.wfile.write(body)
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _error_body(code: str, message: str) -> bytes:
-    return json.dumps({"code": code, "message": message}).encode()

@@ -1,0 +1,205 @@
+"""emma's token endpoints as an in-memory service, behind both test doubles.
+
+``FakeEmmaServer`` (a real HTTP server) and ``add_token_endpoints`` (a ``responses``
+callback) answer token calls the same way because both are this class:
+
+- ``POST /v1/issue-token`` with ``{"clientId", "clientSecret"}`` and ``POST
+  /v1/refresh-token`` with ``{"refreshToken"}`` answer a camelCase ``Token``: a JWT-shaped
+  access token with an ``exp`` claim, ``expiresIn``, ``refreshToken``, ``refreshExpiresIn``,
+  ``tokenType``, and the fields emma sends that clients ignore;
+- anything wrong (not JSON, wrong credentials, an unknown, used or expired refresh token)
+  gets ``{"code": "BAD_REQUEST", "message": ...}`` with 400, the only error the spec
+  declares for these endpoints besides 500;
+- each refresh rotates the refresh token: the one used stops working.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import dataclasses
+import json
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+ISSUE_TOKEN_PATH = "/v1/issue-token"
+REFRESH_TOKEN_PATH = "/v1/refresh-token"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedAnswer:
+    """A canned answer: status, headers, body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class FakeTokenService:
+    """Issues, refreshes, validates and revokes tokens; counts token calls; plans failures.
+
+    ``client_id`` or ``client_secret`` left as ``None`` accepts any value. Lifetimes are
+    seconds; ``send_expires_in=False`` leaves ``expiresIn`` out of token responses, so
+    clients must fall back on the JWT ``exp`` claim.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str | None,
+        client_secret: str | None,
+        token_lifetime: int = 300,
+        refresh_lifetime: int = 1800,
+        send_expires_in: bool = True,
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.token_lifetime = token_lifetime
+        self.refresh_lifetime = refresh_lifetime
+        self.send_expires_in = send_expires_in
+        self.issue_calls = 0
+        self.refresh_calls = 0
+        self._lock = threading.Lock()
+        self._access: dict[str, float] = {}  # access token -> Unix expiry, in issue order
+        self._refresh: dict[str, float] = {}
+        self._token_failures: collections.deque[PlannedAnswer] = collections.deque()
+
+    @property
+    def token_calls(self) -> int:
+        """issue-token and refresh-token calls received, failed ones included."""
+        return self.issue_calls + self.refresh_calls
+
+    def revoke(self) -> None:
+        """Revoke every access and refresh token issued so far."""
+        with self._lock:
+            self._access.clear()
+            self._refresh.clear()
+
+    def expire_access_tokens(self) -> None:
+        """Make every access token issued so far expired; refresh tokens stay valid."""
+        with self._lock:
+            for token in self._access:
+                self._access[token] = 0.0
+
+    def fail_next_token_calls(
+        self,
+        count: int,
+        status: int = 503,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str | None = None,
+    ) -> None:
+        """Answer the next ``count`` token calls with ``status`` (and ``headers``, ``body``)."""
+        answer = planned_answer(status, headers, body)
+        with self._lock:
+            self._token_failures.extend([answer] * count)
+
+    def is_valid_access_token(self, token: str) -> bool:
+        """Whether ``token`` was issued here, is unexpired and not revoked."""
+        with self._lock:
+            return self._access.get(token, 0.0) > time.time()
+
+    # -- answering a token call: receive it first, then answer it ------------------------------
+
+    def receive_token_call(self, path: str) -> PlannedAnswer | None:
+        """Count a call to ``path``; returns the planned failure to answer it with, if any."""
+        with self._lock:
+            if path == ISSUE_TOKEN_PATH:
+                self.issue_calls += 1
+            else:
+                self.refresh_calls += 1
+            return self._token_failures.popleft() if self._token_failures else None
+
+    def answer_token_call(self, path: str, content_type: str, body: bytes) -> PlannedAnswer:
+        """emma's answer to a token call to ``path`` with this body."""
+        if "application/json" not in content_type:
+            return bad_request("Content-Type must be application/json")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return bad_request("Request body is not valid JSON")
+        if not isinstance(data, dict):
+            return bad_request("Request body must be a JSON object")
+        if path == ISSUE_TOKEN_PATH:
+            if not self._credentials_accepted(data):
+                return bad_request("Invalid client credentials")
+        elif not self._take_refresh_token(data.get("refreshToken")):
+            return bad_request("Invalid refresh token")
+        return json_answer(200, self._new_token())
+
+    def _credentials_accepted(self, data: dict[str, Any]) -> bool:
+        client_id, client_secret = data.get("clientId"), data.get("clientSecret")
+        if not isinstance(client_id, str) or not isinstance(client_secret, str):
+            return False
+        return self.client_id in (None, client_id) and self.client_secret in (None, client_secret)
+
+    def _take_refresh_token(self, refresh_token: object) -> bool:
+        if not isinstance(refresh_token, str):
+            return False
+        with self._lock:
+            # Rotation: a refresh token works once.
+            return self._refresh.pop(refresh_token, 0.0) > time.time()
+
+    def _new_token(self) -> dict[str, Any]:
+        now = time.time()
+        claims = {
+            "exp": int(now + self.token_lifetime),
+            "iat": int(now),
+            "jti": secrets.token_hex(8),
+            "sub": self.client_id or "client",
+        }
+        access_token = ".".join(
+            _b64(part)
+            for part in (
+                json.dumps({"alg": "RS256", "typ": "JWT"}).encode(),
+                json.dumps(claims).encode(),
+                secrets.token_bytes(32),
+            )
+        )
+        refresh_token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._access[access_token] = now + self.token_lifetime
+            self._refresh[refresh_token] = now + self.refresh_lifetime
+        token: dict[str, Any] = {
+            "accessToken": access_token,
+            "refreshToken": refresh_token,
+            "refreshExpiresIn": self.refresh_lifetime,
+            "tokenType": "Bearer",
+            "idToken": None,
+            "notBeforePolicy": 0,
+            "sessionState": secrets.token_hex(16),
+            "otherClaims": {},
+        }
+        if self.send_expires_in:
+            token["expiresIn"] = self.token_lifetime
+        return token
+
+
+def planned_answer(
+    status: int, headers: Mapping[str, str] | None, body: bytes | str | None
+) -> PlannedAnswer:
+    """A canned answer; without a body, emma's 503 error body."""
+    if body is None:
+        body = error_body("SERVICE_UNAVAILABLE", "Service temporarily unavailable")
+    elif isinstance(body, str):
+        body = body.encode()
+    return PlannedAnswer(status, dict(headers or {}), body)
+
+
+def json_answer(status: int, payload: object) -> PlannedAnswer:
+    return PlannedAnswer(status, {"Content-Type": "application/json"}, json.dumps(payload).encode())
+
+
+def bad_request(message: str) -> PlannedAnswer:
+    return json_answer(400, {"code": "BAD_REQUEST", "message": message})
+
+
+def error_body(code: str, message: str) -> bytes:
+    """emma's error body."""
+    return json.dumps({"code": code, "message": message}).encode()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
