@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 import responses
+from fakes import FakeClock
 
 from requests_emma import (
     CredentialsError,
@@ -18,19 +19,6 @@ from requests_emma import (
     TokenResponseError,
 )
 from requests_emma.testing import FakeEmmaServer
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

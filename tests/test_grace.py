@@ -10,66 +10,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
+from fakes import WAIT, FakeClock, WatchedLock
 
 from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError, _retry
 from requests_emma.testing import FakeEmmaServer
 
 STALE = 250  # seconds after the token was issued: inside the 60 s margin, not expired
 EXPIRED = 301
-WAIT = 10  # seconds to wait for an event that should come at once
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class WatchedLock:
-    """A real lock that counts how many acquisitions had to block, for tests to wait on."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._changed = threading.Condition()
-        self.blocked = 0  # acquisitions that found the lock taken and waited
-        self.on_try: Callable[[], None] | None = None  # called before each acquisition
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self.on_try is not None:
-            self.on_try()
-        if self._lock.acquire(blocking=False):
-            return True
-        if not blocking:
-            return False
-        with self._changed:
-            self.blocked += 1
-            self._changed.notify_all()
-        return self._lock.acquire(timeout=timeout)
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-    def wait_for_blocked(self, count: int) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: self.blocked >= count, timeout=WAIT)
 
 
 class Worker(threading.Thread):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from fakes import WatchedLock
 
 from requests_emma import EmmaAuth
 from requests_emma.testing import FakeEmmaServer
@@ -14,48 +14,11 @@ from requests_emma.testing import FakeEmmaServer
 THREADS = 12
 
 
-class WaiterCountingLock:
-    """A lock that counts the threads blocked waiting for it, so tests can wait for a pile-up."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count_lock = threading.Lock()
-        self.waiting = 0
-
-    def acquire(self, blocking: bool = True) -> bool:
-        if not blocking:
-            return self._lock.acquire(blocking=False)
-        with self._count_lock:
-            self.waiting += 1
-        try:
-            return self._lock.acquire()
-        finally:
-            with self._count_lock:
-                self.waiting -= 1
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def locked(self) -> bool:
-        return self._lock.locked()
-
-    __enter__ = acquire
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-    def wait_for_waiters(self, count: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.waiting < count:
-            assert time.monotonic() < deadline, f"only {self.waiting} of {count} threads waited"
-            time.sleep(0.001)
-
-
 def hold_token_calls_until_others_wait(
-    server: FakeEmmaServer, lock: WaiterCountingLock, waiters: int
+    server: FakeEmmaServer, lock: WatchedLock, waiters: int
 ) -> None:
-    """Keep the first token call in flight until `waiters` threads wait for the lock."""
-    server.token_hook = lambda: lock.wait_for_waiters(waiters)
+    """Keep the first token call in flight until `waiters` threads have blocked on the lock."""
+    server.token_hook = lambda: lock.wait_for_blocked(waiters) or None
 
 
 def get_all(server: FakeEmmaServer, auth: EmmaAuth, session: requests.Session | None) -> list[int]:
@@ -74,7 +37,7 @@ def test_concurrent_first_requests_make_one_token_call(
     server: FakeEmmaServer, auth: EmmaAuth
 ) -> None:
     """N threads needing the first token at once cause exactly one token call."""
-    lock = WaiterCountingLock()
+    lock = WatchedLock()
     auth._lock = lock  # type: ignore[assignment]
     hold_token_calls_until_others_wait(server, lock, THREADS - 1)
     assert get_all(server, auth, None) == [200] * THREADS
@@ -86,7 +49,7 @@ def test_concurrent_401s_for_one_token_make_one_renewal(
 ) -> None:
     """N threads getting a 401 for the same token cause exactly one renewal."""
     auth.get_token()
-    lock = WaiterCountingLock()
+    lock = WatchedLock()
     auth._lock = lock  # type: ignore[assignment]
     server.expire_access_tokens()
     all_sent = threading.Barrier(THREADS)
@@ -101,7 +64,7 @@ def test_concurrent_401s_for_one_token_make_one_renewal(
 
 def test_shared_session_across_threads(server: FakeEmmaServer, auth: EmmaAuth) -> None:
     """A Session carrying the auth, shared by N threads, makes one token call."""
-    lock = WaiterCountingLock()
+    lock = WatchedLock()
     auth._lock = lock  # type: ignore[assignment]
     hold_token_calls_until_others_wait(server, lock, THREADS - 1)
     with requests.Session() as session:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+from fakes import FakeClock
 
 from requests_emma import (
     CredentialsError,
@@ -30,19 +31,6 @@ from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 RETRYABLE = [408, 425, 429, 500, 502, 503, 504]
 WALL = 1_750_000_000.0
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand (or an injected sleep moves)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class RecordingSession(requests.Session):

@@ -1,0 +1,60 @@
+"""Test doubles shared by the test modules: a hand-moved clock and a lock that can be watched."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+WAIT = 10.0  # seconds to wait for something that should happen at once
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (or an injected sleep moves)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class WatchedLock:
+    """A real lock that counts how many acquisitions had to block, for tests to wait on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self.blocked = 0  # acquisitions that found the lock taken and waited
+        self.on_try: Callable[[], None] | None = None  # called before each acquisition
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self.on_try is not None:
+            self.on_try()
+        if self._lock.acquire(blocking=False):
+            return True
+        if not blocking:
+            return False
+        with self._changed:
+            self.blocked += 1
+            self._changed.notify_all()
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def wait_for_blocked(self, count: int, timeout: float = WAIT) -> bool:
+        """Wait until ``count`` acquisitions have blocked; False if that took too long."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.blocked >= count, timeout=timeout)
