@@ -39,6 +39,7 @@ from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
 from . import _config
+from ._body import can_be_resent
 from ._errors import EmmaAuthError, TokenRequestError
 from ._lifecycle import Freshness, TokenLifecycle
 from ._retry import RETRYABLE_STATUSES, RetryPolicy
@@ -254,7 +255,7 @@ class EmmaAuth(AuthBase):
         rejected = _bearer_token(sent.headers.get("Authorization"))
         if rejected is None or getattr(response, "connection", None) is None:
             return response
-        if not _body_is_replayable(sent):
+        if not can_be_resent(sent):
             logger.debug("401 not replayed: the request body cannot be rewound")
             return response
 
@@ -303,17 +304,3 @@ def _bearer_token(header: str | bytes | None) -> str | None:
     if header is None or not header.startswith("Bearer "):
         return None
     return header[len("Bearer ") :]
-
-
-def _body_is_replayable(request: requests.PreparedRequest) -> bool:
-    """Whether the body can be sent again byte for byte."""
-    body = request.body
-    if body is None or isinstance(body, (bytes, str)):
-        return True
-    if hasattr(body, "read") or hasattr(body, "tell"):
-        # A stream: requests noted its start position if it could (tell() worked).
-        return isinstance(getattr(request, "_body_position", None), int)
-    try:
-        return iter(body) is not body  # a re-iterable (bytearray...), not a generator
-    except TypeError:
-        return False

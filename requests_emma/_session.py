@@ -36,6 +36,7 @@ from urllib3.util.retry import Retry
 
 from . import _config
 from ._auth import EmmaAuth
+from ._body import can_be_resent
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -127,7 +128,7 @@ class _RetryingAdapter(HTTPAdapter):
     def send(
         self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
     ) -> requests.Response:
-        if not _body_can_be_resent(request):
+        if not can_be_resent(request):
             return self._single_try.send(request, *args, **kwargs)
         return super().send(request, *args, **kwargs)
 
@@ -228,18 +229,3 @@ def _retry_from(retries: object) -> Retry | None:
 def _timeout_from(value: object) -> Timeout:
     connect, read = _config.timeout(value)  # validates: positive, finite
     return (connect, read) if isinstance(value, tuple) else read
-
-
-def _body_can_be_resent(request: requests.PreparedRequest) -> bool:
-    """Whether a retry would send the same bytes again."""
-    body = request.body
-    if body is None or isinstance(body, (bytes, bytearray, str)):
-        return True
-    if hasattr(body, "read"):
-        # A stream: urllib3 rewinds it to where requests found it, if tell() worked then.
-        return isinstance(getattr(request, "_body_position", None), int)
-    try:
-        # A re-iterable container, not a one-shot iterator.
-        return iter(body) is not body
-    except TypeError:
-        return False
