@@ -6,7 +6,8 @@ show in process lists and shell history): it comes from ``EMMA_CLIENT_SECRET``, 
 prompt when stdin is a terminal.
 
 Every error is one line on stderr, without a traceback or a secret, and the exit status
-says what kind of error it was (see :data:`EXIT_CODES`).
+says what kind of error it was (see :data:`EXIT_CODES`). Usage errors never repeat an
+argument's value, since any of them may be a secret typed in the wrong place.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -28,6 +30,7 @@ from ._auth import EmmaAuth
 from ._errors import EmmaAuthError
 from ._session import EmmaSession
 from ._token import Token
+from ._transport import _os_reason
 
 PROG = "requests-emma"
 
@@ -61,10 +64,21 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
+class _UsageError(Exception):
+    """Bad arguments: reported on one line, exit status 2, never with an argument's value."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        # One line, like every other error, rather than argparse's usage block.
-        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see {PROG} --help)\n")
+        # main() reports it on one line, like every other error, without argparse's usage block.
+        raise _UsageError(message)
+
+
+#: A quoted value in argparse's messages (``invalid choice: 'x'``); any value may be a secret.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
+#: An option's name as shown in errors (without its ``=value``); anything else is not shown.
+_OPTION_NAME = re.compile(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9_-]*")
+_COMMANDS = ("token", "get", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,8 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "verbose", False):
+    try:
+        args = _parse(sys.argv[1:] if argv is None else list(argv))
+    except _UsageError as error:
+        return _fail(f"{error} (see {PROG} --help)", EXIT_USAGE)
+    if getattr(args, "verbose", False) and args.command != "demo":  # the demo shows its log
         _log_to_stderr()
     try:
         if args.command == "demo":
@@ -148,10 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(error), error.exit_code)
     except EmmaAuthError as error:
         return _fail(str(error), EXIT_AUTH)
-    except requests.Timeout:
-        return _fail("the API did not answer in time", EXIT_UNREACHABLE)
-    except requests.ConnectionError:
-        return _fail("could not connect to the API", EXIT_UNREACHABLE)
+    except requests.ConnectionError as error:  # ConnectTimeout included
+        reason = _os_reason(error) or ("timed out" if isinstance(error, requests.Timeout) else "")
+        return _fail(
+            f"could not connect to {_api_at(error)}" + (f" ({reason})" if reason else ""),
+            EXIT_UNREACHABLE,
+        )
+    except requests.Timeout as error:
+        return _fail(f"{_api_at(error)} did not answer in time", EXIT_UNREACHABLE)
     except requests.RequestException as error:
         return _fail(f"request failed: {error}", EXIT_USAGE)
     except KeyboardInterrupt:
@@ -169,7 +190,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
 
+def _parse(arguments: list[str]) -> argparse.Namespace:
+    """The parsed arguments, or a ``_UsageError`` that shows no argument's value."""
+    # Someone looking for a secret flag is told where the secret goes instead.
+    options = arguments[: arguments.index("--")] if "--" in arguments else arguments
+    if any(arg.startswith("-") and "secret" in arg.partition("=")[0].lower() for arg in options):
+        raise _UsageError(
+            "there is no option for the client secret (options show in process lists and "
+            f"shell history): set {_config.CLIENT_SECRET_VAR}, or run in a terminal to be asked"
+        )
+    try:
+        args, unrecognized = build_parser().parse_known_args(arguments)
+    except _UsageError as error:
+        raise _UsageError(_QUOTED.sub(_quoted_if_a_command, str(error))) from None
+    if unrecognized:
+        raise _UsageError(_unrecognized(unrecognized))
+    return args
+
+
+def _quoted_if_a_command(match: re.Match[str]) -> str:
+    return match[0] if match[0][1:-1] in _COMMANDS else "(value not shown)"
+
+
+def _unrecognized(arguments: list[str]) -> str:
+    """``unknown option --foo; 1 unexpected argument ...``: option names only, no values."""
+    names = [arg.partition("=")[0] for arg in arguments]
+    options = [name for name in names if _OPTION_NAME.fullmatch(name)]
+    others = len(arguments) - len(options)
+    problems: list[str] = []
+    if options:
+        problems.append(f"unknown option{'s' if len(options) > 1 else ''} {', '.join(options)}")
+    if others:
+        plural = "s" if others > 1 else ""
+        problems.append(f"{others} unexpected argument{plural} (not shown: it could be a secret)")
+    return "; ".join(problems)
+
+
 def _auth_from(args: argparse.Namespace) -> EmmaAuth:
+    # Everything is checked before the secret is asked for.
+    base_url = getattr(args, "base_url", None)
+    source = "--base-url" if base_url is not None else _config.API_URL_VAR
+    try:
+        base_url = _config.base_url(base_url)
+    except ValueError as error:
+        raise CommandError(f"{source}: {error}", EXIT_USAGE) from None
     client_id = getattr(args, "client_id", None) or os.environ.get(_config.CLIENT_ID_VAR)
     if not client_id:
         raise CommandError(
@@ -177,7 +241,7 @@ def _auth_from(args: argparse.Namespace) -> EmmaAuth:
         )
     client_secret = _client_secret()
     try:
-        return EmmaAuth(client_id, client_secret, base_url=getattr(args, "base_url", None))
+        return EmmaAuth(client_id, client_secret, base_url=base_url)
     except ValueError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
 
@@ -186,14 +250,33 @@ def _client_secret() -> str:
     secret = os.environ.get(_config.CLIENT_SECRET_VAR)
     if secret:
         return secret
-    if sys.stdin is not None and sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise CommandError(
+            f"no client secret: set {_config.CLIENT_SECRET_VAR} (or run in a terminal to be asked)",
+            EXIT_USAGE,
+        )
+    try:
         secret = getpass.getpass("emma client secret: ")
-        if secret:
-            return secret
-    raise CommandError(
-        f"no client secret: set {_config.CLIENT_SECRET_VAR} (or run in a terminal to be asked)",
-        EXIT_USAGE,
-    )
+    except EOFError:
+        _end_prompt_line()
+        raise CommandError(
+            "no client secret given: end of input (Ctrl-D) at the prompt", EXIT_USAGE
+        ) from None
+    except KeyboardInterrupt:
+        _end_prompt_line()
+        raise
+    if not secret:
+        raise CommandError("no client secret: an empty one was entered at the prompt", EXIT_USAGE)
+    return secret
+
+
+def _end_prompt_line() -> None:
+    """Interrupted, getpass leaves its prompt line open: end it where getpass wrote it."""
+    try:
+        with open("/dev/tty", "w") as tty:  # getpass prompts there when it can
+            tty.write("\n")
+    except OSError:
+        sys.stderr.write("\n")
 
 
 def _token(auth: EmmaAuth, *, as_json: bool, out: TextIO) -> int:
@@ -241,6 +324,16 @@ def _get(auth: EmmaAuth, path: str, *, out: TextIO) -> int:
     else:
         out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return EXIT_OK
+
+
+def _api_at(error: requests.RequestException) -> str:
+    """``the API at https://host:port``: where the failed request went, without path or query."""
+    url = getattr(error.request, "url", None)
+    origin = _config.origin(url) if isinstance(url, str) else None
+    if origin is None:
+        return "the API"
+    scheme, host, port = origin
+    return f"the API at {scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def _fail(message: str, exit_code: int) -> int:

@@ -142,8 +142,10 @@ def _tour(
     server.token_lifetime = LATER_TOKEN_LIFETIME
 
     narrator.step(2, "More requests reuse it")
-    for path in ("/v1/locations/18", "v1/locations?name=Singapore", "/v1/ssh-keys"):
-        narrator.call(session, path)
+    narrator.call(session, "/v1/locations/18")
+    narrator.call(session, "v1/locations?name=Singapore")
+    say("   (with or without a leading slash, a path resolves below the base URL)")
+    narrator.call(session, "/v1/ssh-keys")
     narrator.token_calls()
 
     narrator.step(3, "Near its expiry, the token is renewed before use")

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import select
+import signal
 import socket
 import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 
+from requests_emma import EmmaSession, _cli
 from requests_emma.testing import FakeEmmaServer
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 #: Variables the child must not inherit: the developer's credentials, or a proxy that would
 #: route 127.0.0.1 elsewhere.
@@ -62,6 +68,49 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def at_the_prompt(
+    env: Mapping[str, str], answer: Callable[[subprocess.Popen[bytes], int], object]
+) -> tuple[int, str, str]:
+    """Run `token` on a terminal; at the prompt, ``answer(child, terminal)``; status, out, err."""
+    controller, terminal = os.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "requests_emma", "token"],
+        env=child_env(env),
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # no controlling terminal: getpass reads the pty on stdin
+    ) as child:
+        try:
+            os.close(terminal)
+            assert child.stderr is not None
+            prompt = b""
+            deadline = time.monotonic() + 30
+            while b"secret: " not in prompt:  # typing earlier would be flushed by getpass
+                assert time.monotonic() < deadline, prompt
+                readable, _, _ = select.select([child.stderr], [], [], 1.0)
+                if readable:
+                    chunk = os.read(child.stderr.fileno(), 1024)
+                    assert chunk, "the CLI exited without prompting"
+                    prompt += chunk
+            answer(child, controller)
+            stdout, stderr = child.communicate(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            os.close(controller)
+    return child.returncode, stdout.decode(), (prompt + stderr).decode()
+
+
+needs_a_pty = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+
+
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in os.environ:
+        if name.upper().startswith(_STRIPPED):
+            monkeypatch.delenv(name)
 
 
 # -- token ---------------------------------------------------------------------------------
@@ -150,12 +199,36 @@ def test_get_403_exits_1(server: FakeEmmaServer) -> None:
 
 
 def test_unreachable_api_exits_4() -> None:
-    """A connection that fails is exit 4, one line."""
+    """A refused connection is exit 4, naming the origin (no path or query) and the OS reason."""
     env = {"EMMA_CLIENT_ID": "id", "EMMA_CLIENT_SECRET": "secret-value"}
-    url = f"http://127.0.0.1:{closed_port()}/external/v1/locations"
-    result = run_cli("get", url, env=env)
+    port = closed_port()
+    result = run_cli("get", f"http://127.0.0.1:{port}/external/v1/locations?name=Oslo", env=env)
     assert result.returncode == 4
-    assert "could not connect" in one_error_line(result)
+    line = one_error_line(result)
+    assert f"could not connect to the API at http://127.0.0.1:{port} (" in line
+    assert "refused" in line.lower()  # "Connection refused", in the OS's words
+    assert "/external" not in line and "Oslo" not in line
+
+
+def test_a_timeout_names_the_origin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An API that does not answer in time is exit 4, naming the origin but not the query."""
+    no_proxy_env(monkeypatch)
+    monkeypatch.setenv("EMMA_CLIENT_ID", "id")
+    monkeypatch.setenv("EMMA_CLIENT_SECRET", "secret-value")
+    # In process: the CLI's 30 s timeout, shortened.
+    monkeypatch.setattr(_cli, "EmmaSession", functools.partial(EmmaSession, timeout=0.3))
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        status = _cli.main(["get", f"http://127.0.0.1:{port}/v1/locations?name=Oslo"])
+    assert status == 4
+    err = capsys.readouterr().err
+    assert (
+        err == f"requests-emma: error: the API at http://127.0.0.1:{port} did not answer in time\n"
+    )
 
 
 def test_closed_stdout_is_quiet(server: FakeEmmaServer) -> None:
@@ -194,11 +267,43 @@ def test_missing_secret_without_a_terminal_exits_2() -> None:
     assert "secret:" not in result.stdout
 
 
-def test_there_is_no_secret_flag() -> None:
-    """--client-secret is not an option: a usage error, exit 2."""
-    result = run_cli("token", "--client-id", "id", "--client-secret", "secret-value")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["token", "--client-secret=topsecret123"],
+        ["token", "--client-secret", "topsecret123"],
+        ["--client-secret", "topsecret123", "get", "/v1/locations"],
+        ["token", "--secret=topsecret123"],
+    ],
+)
+def test_there_is_no_secret_flag(args: list[str]) -> None:
+    """A secret flag is a usage error that names EMMA_CLIENT_SECRET and not the value given."""
+    result = run_cli(*args, env={"EMMA_CLIENT_ID": "id"})
     assert result.returncode == 2
-    assert "unrecognized arguments" in one_error_line(result)
+    line = one_error_line(result)
+    assert "no option for the client secret" in line
+    assert "EMMA_CLIENT_SECRET" in line
+    assert "topsecret123" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["token", "topsecret123"], "1 unexpected argument"),
+        (["get", "/v1/locations", "topsecret123", "it's-topsecret123"], "2 unexpected arguments"),
+        (["token", "--pasword=topsecret123"], "unknown option --pasword"),
+        (["token", "--pasword", "topsecret123"], "unknown option --pasword; 1 unexpected"),
+        (["topsecret123"], "invalid choice"),
+        (["token", "--verbose=topsecret123"], "-v/--verbose"),
+        (["token", "--json=topsecret123"], "--json"),
+    ],
+)
+def test_usage_errors_never_show_values(args: list[str], shown: str) -> None:
+    """Usage errors name options but never repeat a value given: any could be a secret."""
+    result = run_cli(*args, env={"EMMA_CLIENT_ID": "id"})
+    assert result.returncode == 2
+    assert shown in one_error_line(result)
+    assert "topsecret123" not in result.stdout + result.stderr
 
 
 def test_insecure_base_url_exits_2() -> None:
@@ -207,6 +312,22 @@ def test_insecure_base_url_exits_2() -> None:
     result = run_cli("token", "--base-url", "http://api.example.com/external", env=env)
     assert result.returncode == 2
     assert "https" in one_error_line(result)
+
+
+@pytest.mark.parametrize("source", ["--base-url", "EMMA_API_URL"])
+def test_a_bad_base_url_names_its_source(source: str) -> None:
+    """A refused base URL says whether it came from --base-url or from EMMA_API_URL."""
+    env = {"EMMA_CLIENT_ID": "id", "EMMA_CLIENT_SECRET": "secret-value"}
+    args = ["token"]
+    if source == "--base-url":
+        args += ["--base-url", "http://api.example.com/external"]
+    else:
+        env["EMMA_API_URL"] = "http://api.example.com/external"
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert line.startswith(f"requests-emma: error: {source}: ")
+    assert "https" in line
 
 
 def test_rejected_credentials_exit_3(server: FakeEmmaServer) -> None:
@@ -268,40 +389,51 @@ def test_a_rejected_secret_is_not_echoed(server: FakeEmmaServer) -> None:
     assert "wrong-secret-7f3a9c" not in result.stdout + result.stderr
 
 
-@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+@needs_a_pty
 def test_secret_prompt_on_a_terminal(server: FakeEmmaServer) -> None:
     """With stdin a terminal and no EMMA_CLIENT_SECRET, the secret is asked for, not echoed."""
-    controller, terminal = os.openpty()
     env = {"EMMA_CLIENT_ID": server.client_id, "EMMA_API_URL": server.base_url}
-    with subprocess.Popen(
-        [sys.executable, "-m", "requests_emma", "token"],
-        env=child_env(env),
-        stdin=terminal,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # no controlling terminal: getpass reads the pty on stdin
-    ) as child:
-        try:
-            os.close(terminal)
-            assert child.stderr is not None
-            prompt = b""
-            deadline = time.monotonic() + 30
-            while b"secret: " not in prompt:  # typing earlier would be flushed by getpass
-                assert time.monotonic() < deadline, prompt
-                readable, _, _ = select.select([child.stderr], [], [], 1.0)
-                if readable:
-                    chunk = os.read(child.stderr.fileno(), 1024)
-                    assert chunk, "the CLI exited without prompting"
-                    prompt += chunk
-            os.write(controller, server.client_secret.encode() + b"\n")
-            stdout, stderr = child.communicate(timeout=60)
-        finally:
-            if child.poll() is None:
-                child.kill()
-            os.close(controller)
-    assert child.returncode == 0, stderr
-    assert server.is_valid_access_token(stdout.decode().strip())
-    assert server.client_secret.encode() not in stdout + stderr + prompt
+    status, stdout, stderr = at_the_prompt(
+        env, lambda _, terminal: os.write(terminal, server.client_secret.encode() + b"\n")
+    )
+    assert status == 0, stderr
+    assert server.is_valid_access_token(stdout.strip())
+    assert server.client_secret not in stdout + stderr
+
+
+@needs_a_pty
+def test_end_of_input_at_the_prompt_exits_2() -> None:
+    """Ctrl-D at the secret prompt: exit 2, "no client secret given", on a line of its own."""
+    status, stdout, stderr = at_the_prompt(
+        {"EMMA_CLIENT_ID": "id"}, lambda _, terminal: os.write(terminal, b"\x04")
+    )
+    assert status == 2
+    assert stdout == ""
+    prompt, error = stderr.splitlines()
+    assert prompt == "emma client secret: "
+    assert error.startswith("requests-emma: error: no client secret given")
+
+
+@needs_a_pty
+def test_an_empty_secret_at_the_prompt_says_so() -> None:
+    """Enter alone at the secret prompt: exit 2, saying the secret entered was empty."""
+    status, _, stderr = at_the_prompt(
+        {"EMMA_CLIENT_ID": "id"}, lambda _, terminal: os.write(terminal, b"\n")
+    )
+    assert status == 2
+    error = stderr.splitlines()[-1]
+    assert error.startswith("requests-emma: error: no client secret: an empty one was entered")
+    assert "run in a terminal" not in error
+
+
+@needs_a_pty
+def test_interrupt_at_the_prompt_ends_the_prompt_line() -> None:
+    """Ctrl-C at the secret prompt: exit 130, the error on its own line, not after the prompt."""
+    status, _, stderr = at_the_prompt(
+        {"EMMA_CLIENT_ID": "id"}, lambda child, _: child.send_signal(signal.SIGINT)
+    )
+    assert status == 130
+    assert stderr.splitlines() == ["emma client secret: ", "requests-emma: error: interrupted"]
 
 
 # -- demo and entry points -----------------------------------------------------------------
@@ -333,6 +465,32 @@ def test_demo_end_to_end() -> None:
     assert "eyJ" not in out  # no token printed
 
 
+@pytest.fixture(scope="module")
+def verbose_demo() -> subprocess.CompletedProcess[str]:
+    return run_cli("-v", "demo", timeout=60)
+
+
+def test_verbose_demo_prints_each_log_line_once(
+    verbose_demo: subprocess.CompletedProcess[str],
+) -> None:
+    """`-v demo` shows the library's log lines once, in the tour, and nothing on stderr."""
+    assert verbose_demo.returncode == 0, verbose_demo.stderr
+    assert verbose_demo.stderr == ""
+    assert "     log: token issued" in verbose_demo.stdout
+
+
+def test_demo_explains_a_path_without_a_slash(
+    verbose_demo: subprocess.CompletedProcess[str],
+) -> None:
+    """Each GET the demo shows starts with a slash, or the next line explains why not."""
+    lines = verbose_demo.stdout.splitlines()
+    gets = [i for i, line in enumerate(lines) if line.startswith("   GET ")]
+    assert len(gets) >= 5
+    for i in gets:
+        if not lines[i].startswith("   GET /"):
+            assert "with or without a leading slash" in lines[i + 1], lines[i]
+
+
 def test_console_script_is_installed() -> None:
     """The `requests-emma` console script runs the same CLI."""
     scripts = Path(sysconfig.get_path("scripts"))
@@ -343,3 +501,61 @@ def test_console_script_is_installed() -> None:
     )
     assert result.returncode == 0
     assert "usage: requests-emma" in result.stdout
+
+
+# -- the docs' examples --------------------------------------------------------------------
+
+
+def code_blocks(markdown: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", markdown, flags=re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a POSIX shell example")
+def test_cli_md_script_example_reports_the_status(server: FakeEmmaServer, tmp_path: Path) -> None:
+    """docs/cli.md's scripting example prints the command's real exit status when it fails."""
+    section = (DOCS / "cli.md").read_text().split("### Script against it", 1)[1]
+    script = code_blocks(section, "sh")[0]
+    server.fail_next_api_calls(1, 403, body=b'{"code": "FORBIDDEN", "message": "Denied."}')
+    scripts = sysconfig.get_path("scripts")
+    env = {**server_env(server), "PATH": scripts + os.pathsep + os.environ.get("PATH", "")}
+    result = subprocess.run(
+        ["sh", "-c", script],
+        env=child_env(env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (
+        "failed (1): requests-emma: error: GET /v1/ssh-keys: HTTP 403"
+        in result.stdout + result.stderr
+    )
+
+
+def test_testing_md_examples_run_on_their_own(tmp_path: Path) -> None:
+    """Each Python example in docs/testing.md's how-tos runs as a file of its own."""
+    how_to = (DOCS / "testing.md").read_text().split("## Reference", 1)[0]
+    blocks = code_blocks(how_to, "python")
+    assert len(blocks) >= 6
+    for number, block in enumerate(blocks):
+        (tmp_path / f"test_example_{number}.py").write_text(block)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--continue-on-collection-errors",
+            str(tmp_path),
+        ],
+        env=child_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
