@@ -35,7 +35,7 @@ from typing import Any
 
 import requests
 from requests.auth import AuthBase
-from requests.cookies import extract_cookies_to_jar
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
 from requests.utils import rewind_body
 
 from . import _config
@@ -266,8 +266,7 @@ class EmmaAuth(AuthBase):
         token = self._renew_waiting(rejected)
 
         replay = sent.copy()
-        extract_cookies_to_jar(replay._cookies, sent, response.raw)  # type: ignore[attr-defined,no-untyped-call]
-        replay.prepare_cookies(replay._cookies)  # type: ignore[attr-defined]
+        _carry_cookies(response, replay)
         replay.headers["Authorization"] = f"Bearer {token.access_token}"
         if isinstance(getattr(replay, "_body_position", None), int):
             rewind_body(replay)
@@ -291,6 +290,28 @@ class EmmaAuth(AuthBase):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def _carry_cookies(response: requests.Response, replay: requests.PreparedRequest) -> None:
+    """Send the cookies the 401 set along with the replay.
+
+    requests' recipe (``prepare_cookies``) writes a ``Cookie`` header only when there is none,
+    so a request that already carried cookies would drop the new ones: merge them instead,
+    a new value replacing an old one of the same name.
+    """
+    new = RequestsCookieJar()
+    extract_cookies_to_jar(new, response.request, response.raw)  # type: ignore[no-untyped-call]
+    probe = replay.copy()  # the jar writes a Cookie header only where there is none
+    probe.headers.pop("Cookie", None)
+    header = get_cookie_header(new, probe)  # type: ignore[no-untyped-call]
+    if not header:
+        return
+    replay._cookies.update(new)  # type: ignore[attr-defined]
+    merged: dict[str, str] = {}
+    for pair in f"{replay.headers.get('Cookie', '')};{header}".split(";"):
+        if pair.strip():
+            merged[pair.split("=", 1)[0].strip()] = pair.strip()
+    replay.headers["Cookie"] = "; ".join(merged.values())
 
 
 def _origin_text(url: str | None) -> str:

@@ -165,3 +165,26 @@ def test_cookies_from_the_401_are_carried_to_the_replay() -> None:
     replay = responses.calls[-1].request
     assert replay.headers["Cookie"] == "route=node-7"
     assert replay.headers["Authorization"] == "Bearer t2"
+
+
+@responses.activate
+def test_cookies_from_the_401_join_the_cookies_already_sent() -> None:
+    """A replay keeps the cookies the request had and adds (or updates) those the 401 set."""
+    base = "https://api.emma.ms/external"
+    responses.post(f"{base}/v1/issue-token", json={"accessToken": "t1", "expiresIn": 300})
+    responses.post(f"{base}/v1/issue-token", json={"accessToken": "t2", "expiresIn": 300})
+    responses.get(
+        f"{base}/v1/locations",
+        status=401,
+        json={"code": "UNAUTHORIZED", "message": "Token is not valid"},
+        headers={"Set-Cookie": "route=node-7; Path=/"},
+    )
+    responses.get(f"{base}/v1/locations", json=[])
+    with requests.Session() as session:
+        session.auth = EmmaAuth("id", "secret")
+        session.cookies.set("lang", "en", domain="api.emma.ms", path="/")
+        session.cookies.set("route", "node-1", domain="api.emma.ms", path="/")
+        response = session.get(f"{base}/v1/locations", timeout=10)
+    assert response.status_code == 200
+    assert responses.calls[1].request.headers["Cookie"] == "lang=en; route=node-1"
+    assert responses.calls[-1].request.headers["Cookie"] == "lang=en; route=node-7"
