@@ -140,24 +140,27 @@ class EmmaAuth(AuthBase):
         elif freshness is Freshness.STALE:
             if self._lifecycle.may_renew_early(now) and self._lock.acquire(blocking=False):
                 try:
-                    self._renew_early()
+                    renewed = self._renew_early()
                 finally:
                     self._lock.release()
+                if renewed is not None:
+                    self._announce(renewed)
             token = self._lifecycle.usable(self._clock())
             if token is not None:
                 return token
         return self._renew_waiting(rejected=None)
 
-    def _renew_early(self) -> None:
+    def _renew_early(self) -> Token | None:
         """Renew a still-valid token with one attempt; on failure keep serving it.
 
-        Called with the lock held. A failure is not retried by the next request: early
-        renewals back off (from 1 s, doubling up to ``wait_max``) while the token serves.
+        Called with the lock held; returns the new token, if any. A failure is not retried by
+        the next request: early renewals back off (from 1 s, doubling up to ``wait_max``)
+        while the token serves.
         """
         if self._lifecycle.freshness(self._clock()) is not Freshness.STALE:
-            return  # another thread renewed it meanwhile
+            return None  # another thread renewed it meanwhile
         try:
-            self._renew(dataclasses.replace(self._retry, attempts=1))
+            return self._renew(dataclasses.replace(self._retry, attempts=1))
         except EmmaAuthError as exc:
             backoff = self._lifecycle.renewal_failed(
                 self._clock(), max(self._retry.wait_initial, 1.0), max(self._retry.wait_max, 1.0)
@@ -171,6 +174,7 @@ class EmmaAuth(AuthBase):
                 backoff,
                 exc,
             )
+            return None
 
     def _renew_waiting(self, rejected: str | None) -> Token:
         """Wait for the lock, then return a valid token, renewing if nobody else did.
@@ -192,14 +196,16 @@ class EmmaAuth(AuthBase):
                 # shares its exception with every waiter, rather than call again.
                 raise failure
             try:
-                return self._renew(self._retry)
+                token = self._renew(self._retry)
             except EmmaAuthError as exc:
                 self._last_failure = exc
                 logger.warning("token renewal failed: %s", exc)
                 raise
+        self._announce(token)
+        return token
 
     def _renew(self, policy: RetryPolicy) -> Token:
-        """Get a new token, store it and announce it. Called with the lock held."""
+        """Get a new token and store it. Called with the lock held."""
         try:
             grant, how = self._fetch_grant(policy)
         finally:
@@ -216,12 +222,16 @@ class EmmaAuth(AuthBase):
             grant.lifetime_source,
             "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
         )
+        return token
+
+    def _announce(self, token: Token) -> None:
+        """Hand a new token to ``on_token``, outside the lock: the callback may be slow, or
+        make API requests with this very auth."""
         if self._on_token is not None:
             try:
                 self._on_token(token)
             except Exception as exc:  # noqa: BLE001 - a callback bug must not fail the request
                 logger.warning("on_token callback raised %s; ignored", type(exc).__name__)
-        return token
 
     def _fetch_grant(self, policy: RetryPolicy) -> tuple[TokenGrant, str]:
         """Refresh token first; issue-token if there is none or the server refuses it."""

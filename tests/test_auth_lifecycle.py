@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -304,8 +305,10 @@ def test_on_token_gets_every_new_token(server: FakeEmmaServer, clock: FakeClock)
     assert seen == [first, second]
 
 
-def test_failing_on_token_does_not_fail_the_request(server: FakeEmmaServer) -> None:
-    """A callback that raises is logged and ignored; the request still goes out."""
+def test_failing_on_token_is_logged_and_ignored(
+    server: FakeEmmaServer, debug_log: pytest.LogCaptureFixture
+) -> None:
+    """A callback that raises is logged as a warning and ignored; the request still goes out."""
 
     def broken(token: Token) -> None:
         raise RuntimeError("bug in user code")
@@ -314,6 +317,27 @@ def test_failing_on_token_does_not_fail_the_request(server: FakeEmmaServer) -> N
         server.client_id, server.client_secret, base_url=server.base_url, on_token=broken
     )
     assert locations(server, auth).status_code == 200
+    warnings = [r.getMessage() for r in debug_log.records if r.levelname == "WARNING"]
+    assert warnings == ["on_token callback raised RuntimeError; ignored"]
+
+
+def test_on_token_may_use_the_auth_itself(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+    """on_token runs outside the lock: a callback calling the API (even through a 401) works."""
+    statuses: list[int] = []
+    first = threading.Event()
+
+    def call_api(token: Token) -> None:
+        if not first.is_set():
+            first.set()
+            server.revoke()  # the callback's own request gets a 401, renewal and replay
+            statuses.append(locations(server, auth).status_code)
+
+    auth._on_token = call_api
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (auth.get_token(), done.set()), daemon=True)
+    worker.start()
+    assert done.wait(30), "get_token() deadlocked in on_token"
+    assert statuses == [200]
 
 
 # -- 7. how token calls are made --------------------------------------------------------------
