@@ -172,7 +172,7 @@ def jwt_expiry(access_token: str) -> float | None:
     exp = claims.get("exp") if isinstance(claims, dict) else None
     if isinstance(exp, bool) or not isinstance(exp, (int, float)):
         return None
-    return float(exp)
+    return _finite(exp)
 
 
 def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
@@ -183,9 +183,19 @@ def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
         raise TokenResponseError(
             f"token response {field} is a JSON {_json_type(value)}, expected a number of seconds"
         )
-    if not math.isfinite(value):
-        raise TokenResponseError(f"token response {field} is not a finite number")
-    return float(value)
+    seconds = _finite(value)
+    if seconds is None:
+        raise TokenResponseError(f"token response {field} is not a finite number of seconds")
+    return seconds
+
+
+def _finite(value: float) -> float | None:
+    """``value`` as a float, or ``None`` if it is infinite, NaN or too large for a float."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _json_type(value: object) -> str:

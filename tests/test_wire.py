@@ -81,6 +81,18 @@ def test_opaque_token_gets_default_lifetime() -> None:
     assert grant.token_type == "Bearer" and grant.refresh_token is None
 
 
+@pytest.mark.parametrize("exp", [10**400, float("inf")])
+def test_jwt_exp_beyond_a_float_falls_back_to_default(exp: float) -> None:
+    """A JWT exp too large for a float (or infinite) is ignored, not a crash or a forever token."""
+    claims = json.dumps({"exp": exp}).replace("Infinity", "1e400")
+    token = ".".join(
+        base64.urlsafe_b64encode(part).rstrip(b"=").decode()
+        for part in (b'{"alg":"RS256"}', claims.encode(), b"sig")
+    )
+    grant = parse_token(body(accessToken=token), NOW)
+    assert (grant.lifetime, grant.lifetime_source) == (DEFAULT_LIFETIME, "default")
+
+
 def test_jwt_exp_in_the_past_falls_back_to_default() -> None:
     """A JWT exp already past (clock skew) does not make the token expire at once."""
     grant = parse_token(body(accessToken=jwt({"exp": NOW - 10})), NOW)
@@ -108,6 +120,8 @@ def test_zero_refresh_expires_in_means_unknown() -> None:
         (body(accessToken="a", refreshToken=7), "refreshToken is a JSON number"),
         (body(accessToken="a", tokenType=["Bearer"]), "tokenType is a JSON array"),
         (b'{"accessToken": "a", "expiresIn": NaN}', "not a finite number"),
+        (body(accessToken="a", expiresIn=10**400), "not a finite number"),
+        (body(accessToken="a", refreshExpiresIn=10**400), "not a finite number"),
     ],
 )
 def test_unusable_token_response_says_what_is_wrong(payload: bytes, expected: str) -> None:
@@ -154,7 +168,7 @@ token_fields = st.fixed_dictionaries(
     {},
     optional={
         "accessToken": json_values | st.text(alphabet="abcXYZ019._-", min_size=1, max_size=40),
-        "expiresIn": json_values | st.integers(-10, 10_000),
+        "expiresIn": json_values | st.integers(-10, 10_000) | st.integers(min_value=10**308),
         "refreshToken": json_values,
         "refreshExpiresIn": json_values | st.integers(-10, 10_000),
         "tokenType": json_values,
