@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -142,6 +144,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.rejected = False
         self.count = 0
         self.newest_refresh: str | None = None
+        self.early_not_before = -math.inf
+        self.early_failures = 0
 
     @rule(seconds=st.floats(0, 400))
     def time_passes(self, seconds: float) -> None:
@@ -154,6 +158,14 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.life.accept(grant(lifetime, refresh, None, f"a{self.count}"), self.now, WALL)
         self.accepted_at, self.lifetime, self.rejected = self.now, lifetime, False
         self.newest_refresh = refresh or self.newest_refresh
+        self.early_not_before, self.early_failures = -math.inf, 0
+
+    @rule()
+    def early_renewal_fails(self) -> None:
+        wait = self.life.renewal_failed(self.now, 1.0, 8.0)
+        assert wait == min(8.0, 2.0**self.early_failures)
+        self.early_failures += 1
+        self.early_not_before = self.now + wait
 
     @precondition(lambda self: self.accepted_at is not None)
     @rule()
@@ -184,6 +196,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             just_before = self.accepted_at + self.lifetime * 0.999
             if self.now < just_before:
                 assert self.life.freshness(just_before) is not Freshness.FRESH
+
+    @invariant()
+    def early_renewal_waits_out_its_backoff(self) -> None:
+        assert self.life.may_renew_early(self.now) == (self.now >= self.early_not_before)
 
     @invariant()
     def the_newest_refresh_token_is_offered(self) -> None:
