@@ -10,10 +10,10 @@ It follows emma's OpenAPI spec (1.0.50) where the spec speaks, for what auth tou
   access level is ``Read``.
 
 Test knobs: lifetimes, :meth:`revoke`, :meth:`expire_access_tokens`,
-:meth:`fail_next_token_calls`, :meth:`fail_next_api_calls`, ``token_delay``,
-``token_hook`` / ``api_hook`` (called in the handler thread, for barriers),
-:meth:`add_redirect`; counters of token and API calls and a record of every request
-received.
+:meth:`fail_next_token_calls`, :meth:`fail_next_api_calls`, :meth:`drop_next_api_calls`,
+``token_delay``, ``token_hook`` / ``api_hook`` (called in the handler thread, for
+barriers), :meth:`add_redirect`; counters of token and API calls and a record of every
+request received.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ class FakeEmmaServer(FakeTokenService):
         self.api_calls = 0
         self.requests: list[RecordedRequest] = []
         self._api_failures: collections.deque[PlannedAnswer] = collections.deque()
+        self._api_drops = 0
         self._redirects: dict[str, tuple[int, str]] = {}
         self._ssh_keys: list[dict[str, Any]] = []
         self._httpd: _Server | None = None
@@ -159,6 +160,11 @@ class FakeEmmaServer(FakeTokenService):
         with self._lock:
             self._api_failures.extend([answer] * count)
 
+    def drop_next_api_calls(self, count: int) -> None:
+        """Close the connection of the next ``count`` API calls without answering them."""
+        with self._lock:
+            self._api_drops += count
+
     def add_redirect(self, path: str, location: str, status: int = 302) -> None:
         """Answer requests for ``path`` (without the prefix) with a redirect to ``location``."""
         self._redirects[path] = (status, location)
@@ -215,9 +221,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._token_call(path, body)
         with state._lock:
             state.api_calls += 1
-            failure = state._api_failures.popleft() if state._api_failures else None
+            drop = state._api_drops > 0
+            if drop:
+                state._api_drops -= 1
+            failure = state._api_failures.popleft() if state._api_failures and not drop else None
         if state.api_hook is not None:
             state.api_hook()
+        if drop:
+            self.close_connection = True  # no status line: the client sees the connection close
+            return None
         if failure is not None:
             return self._answer(failure)
         if path in state._redirects:

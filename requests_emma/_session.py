@@ -12,13 +12,15 @@ A default timeout
     connection cannot hang a caller forever.
 
 Retries of idempotent requests
-    An ``HTTPAdapter`` mounted for the base URL's origin carries a urllib3 ``Retry``:
-    GET, HEAD, OPTIONS, PUT and DELETE are retried on connection errors and on 502, 503
-    and 504, with exponential backoff, waiting as long as ``Retry-After`` asks (up to
-    :data:`RETRY_AFTER_LIMIT`). Other methods, POST above all, are never retried, not even
-    when the connection failed. A request whose body cannot be sent twice byte for byte (a
-    generator, an unseekable stream) is sent once: urllib3 would re-send an exhausted
-    generator as an empty body. The retries happen inside the adapter, below
+    An ``HTTPAdapter`` mounted for the base URL's origin (with and without its default port)
+    carries a urllib3 ``Retry``: GET, HEAD, OPTIONS, PUT and DELETE are retried on
+    connection errors (refused, or closed or reset before an answer) and on 502, 503 and
+    504, with exponential backoff, waiting as long as ``Retry-After`` asks (up to
+    :data:`RETRY_AFTER_LIMIT`); ``no_retry_waits()`` skips the waits. A read timeout is not
+    retried: a slow server is not waited on twice. Other methods, POST above all, are never
+    retried, not even when the connection failed. A request whose body cannot be sent twice
+    byte for byte (a generator, an unseekable stream) is sent once: urllib3 would re-send an
+    exhausted generator as an empty body. The retries happen inside the adapter, below
     ``EmmaAuth``: a 401 is not retried there, so the auth's single replay is unchanged.
 """
 
@@ -26,15 +28,14 @@ from __future__ import annotations
 
 import copy
 import re
-import urllib.parse
 from typing import TYPE_CHECKING, Any, cast
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ReadTimeoutError, ResponseError
 from urllib3.util.retry import Retry
 
-from . import _config
+from . import _config, _retry
 from ._auth import EmmaAuth
 from ._body import can_be_resent
 
@@ -64,9 +65,10 @@ class IdempotentRetry(Retry):
     """urllib3's ``Retry`` that keeps to ``allowed_methods`` even for connection errors.
 
     Plain ``Retry`` retries a failed connection whatever the method; this one never retries
-    a method outside ``allowed_methods``. It also gives up, returning the response, when
-    ``Retry-After`` asks for more than :data:`RETRY_AFTER_LIMIT` seconds, and treats an
-    unparseable ``Retry-After`` as absent (plain backoff) rather than raising.
+    a method outside ``allowed_methods``, and never retries a read timeout. It also gives
+    up, returning the response, when ``Retry-After`` asks for more than
+    :data:`RETRY_AFTER_LIMIT` seconds, treats an unparseable ``Retry-After`` as absent
+    (plain backoff) rather than raising, and skips its waits inside ``no_retry_waits()``.
     """
 
     RETRY_AFTER_STATUS_CODES = RETRY_STATUSES
@@ -80,12 +82,10 @@ class IdempotentRetry(Retry):
         _pool: ConnectionPool | None = None,
         _stacktrace: TracebackType | None = None,
     ) -> IdempotentRetry:
-        if (
-            error is not None
-            and self._is_connection_error(error)
-            and method is not None
-            and not self._is_method_retryable(method)
-        ):
+        if isinstance(error, ReadTimeoutError):
+            raise error.with_traceback(_stacktrace)  # requests makes it a ReadTimeout
+        allowed = self.allowed_methods
+        if error is not None and allowed and method is not None and method.upper() not in allowed:
             raise MaxRetryError(cast("ConnectionPool", _pool), url, error) from error
         if response is not None:
             wait = self.get_retry_after(response)
@@ -101,13 +101,20 @@ class IdempotentRetry(Retry):
         except InvalidHeader:
             return None
 
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        # urllib3's choice of wait, slept through the sleep that no_retry_waits() turns off.
+        wait = None
+        if response is not None and self.respect_retry_after_header:
+            wait = self.get_retry_after(response)
+        _retry.sleep(wait or self.get_backoff_time())
+
 
 def default_retry(retries: int) -> IdempotentRetry:
     """The ``Retry`` behind ``retries=<int>``."""
     return IdempotentRetry(
         total=retries,
         connect=retries,
-        read=False,  # a read timeout or a dropped response: the request may have been acted on
+        read=retries,  # a connection closed before the answer; increment() skips read timeouts
         status=retries,
         other=0,
         allowed_methods=IDEMPOTENT_METHODS,
@@ -178,8 +185,9 @@ class EmmaSession(requests.Session):
         self._base_url = resolved_base
         self._timeout = default_timeout
         if retry is not None:
-            parts = urllib.parse.urlsplit(resolved_base)
-            self.mount(f"{parts.scheme}://{parts.netloc}/", _RetryingAdapter(retry))
+            adapter = _RetryingAdapter(retry)
+            for prefix in _origin_prefixes(resolved_base):
+                self.mount(prefix, adapter)
 
     @property
     def base_url(self) -> str:
@@ -224,6 +232,19 @@ def _retry_from(retries: object) -> Retry | None:
             f"or None or False for none; got {retries!r}"
         )
     return default_retry(retries) if retries else None
+
+
+def _origin_prefixes(url: str) -> list[str]:
+    """The URL prefixes of ``url``'s origin: with its port and, if that is the default, without.
+
+    They are what ``_config.origin()`` takes for one origin, which decides where the token goes.
+    """
+    origin = _config.origin(url)
+    assert origin is not None  # a checked base URL
+    scheme, host, port = origin
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    spellings = [f"{scheme}://{host}:{port}/", f"{scheme}://{host}/"]
+    return [prefix for prefix in spellings if _config.origin(prefix) == origin]
 
 
 def _timeout_from(value: object) -> Timeout:

@@ -1,7 +1,7 @@
 """Helpers for testing code that uses requests-emma.
 
 - :class:`FakeEmmaServer`: a real emma look-alike on 127.0.0.1 to point ``EmmaAuth`` at.
-- :func:`no_retry_waits`: run token-endpoint retries without sleeping between attempts.
+- :func:`no_retry_waits`: run token-endpoint and ``EmmaSession`` retries without sleeping.
 - :func:`add_token_endpoints`: emma's token endpoints on a ``responses`` mock, for suites
   that mock HTTP with ``responses`` (:class:`FakeTokenEndpoints` is what it returns).
 
@@ -29,10 +29,12 @@ __all__ = [
 
 @contextlib.contextmanager
 def no_retry_waits() -> Iterator[None]:
-    """Within this block, token-endpoint retries happen without waiting between attempts.
+    """Within this block, retries happen without waiting between attempts.
 
-    Attempts, deadlines and errors behave as usual; only the backoff sleeps are skipped, so
-    a test of your code does not sit through them. It applies to every thread.
+    That is token-endpoint retries and ``EmmaSession``'s (with ``retries=<int>``; a urllib3
+    ``Retry`` you pass waits as usual). Attempts, deadlines and errors behave as usual; only
+    the backoff and ``Retry-After`` sleeps are skipped, so a test of your code does not sit
+    through them. It applies to every thread.
     """
     previous = _retry.set_waits_enabled(False)
     try:

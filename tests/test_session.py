@@ -16,7 +16,7 @@ from urllib3.util.retry import Retry
 
 from requests_emma import CredentialsError, EmmaAuth, EmmaSession
 from requests_emma._session import RETRY_AFTER_LIMIT
-from requests_emma.testing import FakeEmmaServer
+from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 IDEMPOTENT = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]
 
@@ -250,6 +250,18 @@ def test_retry_after_is_honoured(session: EmmaSession, server: FakeEmmaServer, s
     assert server.api_calls == 2
 
 
+def test_no_retry_waits_skips_the_sessions_waits(
+    session: EmmaSession, server: FakeEmmaServer
+) -> None:
+    """Inside no_retry_waits() a retry does not wait for Retry-After."""
+    server.fail_next_api_calls(1, 503, {"Retry-After": "20"})
+    started = time.monotonic()
+    with no_retry_waits():
+        assert session.get("/v1/locations").status_code == 200
+    assert time.monotonic() - started < 10.0
+    assert server.api_calls == 2
+
+
 def test_too_long_retry_after_returns_at_once(session: EmmaSession, server: FakeEmmaServer) -> None:
     """A Retry-After beyond the limit is not slept through: the 503 comes back."""
     too_long = str(int(RETRY_AFTER_LIMIT) + 1)
@@ -332,6 +344,50 @@ def test_post_is_not_retried_after_a_connection_error(
     ):
         emma.post("/v1/ssh-keys", json={"name": "deploy"})
     assert urllib3_retries(caplog) == 0
+
+
+@pytest.mark.parametrize("method", IDEMPOTENT)
+def test_idempotent_methods_are_retried_after_a_dropped_connection(
+    session: EmmaSession, server: FakeEmmaServer, method: str
+) -> None:
+    """A connection closed without an answer is retried for the idempotent methods."""
+    server.drop_next_api_calls(1)
+    session.request(method, "/v1/locations")
+    assert server.api_calls == 2
+
+
+def test_post_is_not_retried_after_a_dropped_connection(
+    session: EmmaSession, server: FakeEmmaServer
+) -> None:
+    """A POST whose connection closes without an answer raises ConnectionError, sent once."""
+    server.drop_next_api_calls(1)
+    with pytest.raises(requests.ConnectionError):
+        session.post("/v1/ssh-keys", json={"name": "deploy"})
+    assert server.api_calls == 1
+
+
+@pytest.mark.parametrize(("base_port", "url_port"), [("", ":80"), (":80", "")])
+def test_default_port_spelled_or_not_gets_the_retries(
+    server: FakeEmmaServer, base_port: str, url_port: str
+) -> None:
+    """An absolute URL on the base URL's origin is retried whether it spells port 80 or not."""
+    # FakeEmmaServer reads the path of an absolute-form request line, so it can serve as the
+    # HTTP proxy through which http://127.0.0.1 (port 80) reaches it in both spellings.
+    proxies = {"http": f"http://127.0.0.1:{server.port}"}
+    with requests.Session() as transport:
+        transport.proxies = proxies
+        auth = EmmaAuth(
+            server.client_id,
+            server.client_secret,
+            base_url=f"http://127.0.0.1{base_port}/external",
+            session=transport,
+        )
+        with EmmaSession(auth) as emma:
+            emma.proxies = proxies
+            server.fail_next_api_calls(1, 503)
+            response = emma.get(f"http://127.0.0.1{url_port}/external/v1/locations")
+    assert response.status_code == 200
+    assert server.api_calls == 2
 
 
 def test_retried_put_sends_the_same_bytes(session: EmmaSession, server: FakeEmmaServer) -> None:
