@@ -26,6 +26,7 @@ Origins
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import threading
@@ -160,7 +161,9 @@ class EmmaAuth(AuthBase):
         if self._lifecycle.freshness(self._clock()) is not Freshness.STALE:
             return None  # another thread renewed it meanwhile
         try:
-            return self._renew(dataclasses.replace(self._retry, attempts=1))
+            return self._renew(
+                dataclasses.replace(self._retry, attempts=1), fall_back_to_issue=False
+            )
         except EmmaAuthError as exc:
             backoff = self._lifecycle.renewal_failed(
                 self._clock(), max(self._retry.wait_initial, 1.0), max(self._retry.wait_max, 1.0)
@@ -193,8 +196,9 @@ class EmmaAuth(AuthBase):
             failure = self._last_failure
             if failure is not None and failure is not failed_before:
                 # The renewal this caller waited for failed: share its error, as a Future
-                # shares its exception with every waiter, rather than call again.
-                raise failure
+                # shares its exception with every waiter, rather than call again. A copy
+                # each, or one traceback would collect the frames of every waiting thread.
+                raise copy.copy(failure) from failure.__cause__
             try:
                 token = self._renew(self._retry)
             except EmmaAuthError as exc:
@@ -204,10 +208,10 @@ class EmmaAuth(AuthBase):
         self._announce(token)
         return token
 
-    def _renew(self, policy: RetryPolicy) -> Token:
+    def _renew(self, policy: RetryPolicy, *, fall_back_to_issue: bool = True) -> Token:
         """Get a new token and store it. Called with the lock held."""
         try:
-            grant, how = self._fetch_grant(policy)
+            grant, how = self._fetch_grant(policy, fall_back_to_issue=fall_back_to_issue)
         finally:
             if self._owns_session:
                 # Token calls are minutes apart: an idle pooled connection would only be
@@ -233,11 +237,18 @@ class EmmaAuth(AuthBase):
             except Exception as exc:  # noqa: BLE001 - a callback bug must not fail the request
                 logger.warning("on_token callback raised %s; ignored", type(exc).__name__)
 
-    def _fetch_grant(self, policy: RetryPolicy) -> tuple[TokenGrant, str]:
-        """Refresh token first; issue-token if there is none or the server refuses it."""
+    def _fetch_grant(
+        self, policy: RetryPolicy, *, fall_back_to_issue: bool = True
+    ) -> tuple[TokenGrant, str]:
+        """Refresh token first; issue-token if there is none or the server refuses it.
+
+        With ``fall_back_to_issue=False`` (a renewal inside the margin, which may delay its
+        request by one call only) a refused refresh token is dropped and the error raised:
+        the next renewal uses issue-token.
+        """
         # The deadline is kept on the endpoint's clock, which times the calls and sleeps.
         deadline = self._endpoint.clock() + policy.deadline
-        refresh_token = self._lifecycle.refresh_token(self._clock())
+        refresh_token = _config.secret_or_none(self._lifecycle.refresh_token(self._clock()))
         if refresh_token is not None:
             try:
                 return self._endpoint.refresh(refresh_token, policy, deadline), "refreshed"
@@ -247,10 +258,14 @@ class EmmaAuth(AuthBase):
                 status = exc.status_code
                 if status is None or not 400 <= status < 500 or status in RETRYABLE_STATUSES:
                     raise
-                logger.debug(
-                    "refresh token refused (HTTP %d); issuing a new token", exc.status_code
-                )
                 self._lifecycle.drop_refresh_token()
+                if not fall_back_to_issue:
+                    logger.debug(
+                        "refresh token refused (HTTP %d); the next renewal issues a new token",
+                        status,
+                    )
+                    raise
+                logger.debug("refresh token refused (HTTP %d); issuing a new token", status)
         grant = self._endpoint.issue(self._client_id, self._client_secret, policy, deadline)
         return grant, "issued"
 

@@ -18,7 +18,27 @@ Origin = tuple[str, str, int]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def credentials(client_id: str | None, client_secret: str | None) -> tuple[str, str]:
+class Secret:
+    """A string that shows as ``'***'`` in reprs, and so in tracebacks that list locals.
+
+    ``reveal()`` gives the value, at the last moment it is needed.
+    """
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    def reveal(self) -> str:
+        return self._value
+
+
+def secret_or_none(value: str | None) -> Secret | None:
+    return None if value is None else Secret(value)
+
+
+def credentials(client_id: str | None, client_secret: str | None) -> tuple[str, Secret]:
     """The client ID and secret, from the arguments or else the environment."""
     if client_id is None:
         client_id = os.environ.get(CLIENT_ID_VAR) or None
@@ -41,7 +61,7 @@ def credentials(client_id: str | None, client_secret: str | None) -> tuple[str, 
         if not isinstance(value, str):
             raise CredentialsError(f"{name} must be a string, got {type(value).__name__}")
     assert client_id is not None and client_secret is not None
-    return client_id, client_secret
+    return client_id, Secret(client_secret)
 
 
 def base_url(value: str | None) -> str:

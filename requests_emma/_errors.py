@@ -7,6 +7,10 @@ All of them derive from :class:`EmmaAuthError`, itself a
 No exception carries the token request or response object: the request body holds the
 client secret and a token response holds tokens. Messages are built from the status, emma's
 ``code`` and ``message``, and counts, never from a secret.
+
+Every argument after the message has a default: ``pickle`` and ``copy`` rebuild an
+exception as ``cls(*args)`` and then restore its attributes, so errors raised in a worker
+process reach the parent whole.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class TokenRequestError(EmmaAuthError):
         self,
         text: str,
         *,
-        endpoint: str,
+        endpoint: str = "",
         status_code: int | None = None,
         code: str | None = None,
         message: str | None = None,

@@ -4,6 +4,12 @@ The calls go through their own ``requests.Session`` (or the one the user passes 
 and TLS), never through ``EmmaAuth``: an explicit no-op auth keeps a session-level auth or
 a ``.netrc`` entry from adding an ``Authorization`` header, and redirects are not followed,
 so the client secret is never sent anywhere but the configured endpoint.
+
+The deadline bounds each attempt as well as the retries: the body is read as it arrives and
+abandoned once the deadline passes, since requests' read timeout applies to each socket read
+and a server trickling bytes would never trip it. Secrets (the client secret, a refresh
+token) travel as :class:`~._config.Secret` and the request body is built inside the
+``post`` call, so no frame of ours holds them in plain text for a traceback to show.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import requests
 import tenacity
 
 from . import _retry, _wire
-from ._errors import CredentialsError, EmmaAuthError, TokenRequestError
+from ._config import Secret
+from ._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
 from ._retry import RetryPolicy
 
 logger = logging.getLogger("requests_emma")
@@ -25,6 +32,8 @@ Timeout = tuple[float, float]
 
 _HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
 _CREDENTIAL_REJECTIONS = frozenset({400, 401, 403})
+#: A token response is a few kilobytes; anything beyond this is not one.
+MAX_BODY = 1 << 20
 
 
 class _AttemptFailed(Exception):
@@ -40,6 +49,7 @@ class _AttemptFailed(Exception):
         message: str | None = None,
         retry_after: float | None = None,
         cause: BaseException | None = None,
+        unusable: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -49,6 +59,7 @@ class _AttemptFailed(Exception):
         self.message = message
         self.retry_after = retry_after
         self.cause = cause
+        self.unusable = unusable  # a 2xx whose body is not a usable token
 
     def detail(self) -> str:
         """What failed, for messages: ``HTTP 503 SERVICE_UNAVAILABLE: <emma's message>``."""
@@ -84,17 +95,27 @@ class TokenEndpoint:
         self.wall_clock = wall_clock
 
     def issue(
-        self, client_id: str, client_secret: str, policy: RetryPolicy, deadline: float
+        self, client_id: str, client_secret: Secret, policy: RetryPolicy, deadline: float
     ) -> _wire.TokenGrant:
-        body = _wire.issue_token_body(client_id, client_secret)
+        def body() -> dict[str, str]:
+            return _wire.issue_token_body(client_id, client_secret.reveal())
+
         return self._call(_wire.ISSUE_TOKEN_PATH, body, policy, deadline)
 
-    def refresh(self, refresh_token: str, policy: RetryPolicy, deadline: float) -> _wire.TokenGrant:
-        body = _wire.refresh_token_body(refresh_token)
+    def refresh(
+        self, refresh_token: Secret, policy: RetryPolicy, deadline: float
+    ) -> _wire.TokenGrant:
+        def body() -> dict[str, str]:
+            return _wire.refresh_token_body(refresh_token.reveal())
+
         return self._call(_wire.REFRESH_TOKEN_PATH, body, policy, deadline)
 
     def _call(
-        self, path: str, body: dict[str, str], policy: RetryPolicy, deadline: float
+        self,
+        path: str,
+        body: Callable[[], dict[str, str]],
+        policy: RetryPolicy,
+        deadline: float,
     ) -> _wire.TokenGrant:
         started = self.clock()
         attempts = 0
@@ -103,12 +124,11 @@ class TokenEndpoint:
 
         def attempt() -> _wire.TokenGrant:
             nonlocal attempts, last
-            left = deadline - self.clock()
-            if left <= 0:
+            if deadline - self.clock() <= 0:
                 raise _OutOfTime
             attempts += 1
             try:
-                return self._attempt(path, body, left)
+                return self._attempt(path, body, deadline)
             except _AttemptFailed as failure:
                 last = failure
                 raise
@@ -167,18 +187,23 @@ class TokenEndpoint:
         error = self._error(path, last, attempts, self.clock() - started, gave_up)
         raise error from (last.cause if last is not None else None)
 
-    def _attempt(self, path: str, body: dict[str, str], left: float) -> _wire.TokenGrant:
-        """One call, its timeouts cut to the ``left`` seconds before the deadline."""
+    def _attempt(
+        self, path: str, body: Callable[[], dict[str, str]], deadline: float
+    ) -> _wire.TokenGrant:
+        """One call, its timeouts cut to the time left and its body read by the deadline."""
+        left = deadline - self.clock()
         timeout = (min(self.timeout[0], left), min(self.timeout[1], left))
         try:
-            response = self.session.post(
+            with self.session.post(
                 self.base_url + path,
-                json=body,
+                json=body(),  # built here only, so no local of ours holds the secret
                 headers=_HEADERS,
                 timeout=timeout,
                 allow_redirects=False,
                 auth=_no_authorization,
-            )
+                stream=True,
+            ) as response:
+                content = self._read(response, deadline)
         except requests.exceptions.SSLError as exc:
             raise _AttemptFailed("TLS failed", retryable=False, cause=_scrubbed(exc)) from None
         except requests.Timeout as exc:
@@ -195,21 +220,42 @@ class TokenEndpoint:
                 f"request failed ({type(exc).__name__})", retryable=False, cause=_scrubbed(exc)
             ) from None
 
-        with response:
-            if 200 <= response.status_code < 300:
-                return _wire.parse_token(response.content, self.wall_clock())
-            code, message = _wire.parse_error(response.content)
-            retry_after = _retry.parse_retry_after(
+        status = response.status_code
+        if 200 <= status < 300:
+            if content is None:
+                reason = f"token response is larger than {MAX_BODY // (1 << 20)} MiB"
+            else:
+                try:
+                    return _wire.parse_token(content, self.wall_clock())
+                except TokenResponseError as exc:
+                    reason = str(exc)
+            raise _AttemptFailed(reason, retryable=False, status_code=status, unusable=True)
+        code, message = _wire.parse_error(content or b"")
+        raise _AttemptFailed(
+            f"HTTP {status}",
+            retryable=status in _retry.RETRYABLE_STATUSES,
+            status_code=status,
+            code=code,
+            message=message,
+            retry_after=_retry.parse_retry_after(
                 response.headers.get("Retry-After"), self.wall_clock()
-            )
-            raise _AttemptFailed(
-                f"HTTP {response.status_code}",
-                retryable=response.status_code in _retry.RETRYABLE_STATUSES,
-                status_code=response.status_code,
-                code=code,
-                message=message,
-                retry_after=retry_after,
-            )
+            ),
+        )
+
+    def _read(self, response: requests.Response, deadline: float) -> bytes | None:
+        """The body, or ``None`` past :data:`MAX_BODY`; abandoned once the deadline passes."""
+        content = bytearray()
+        # One byte at a time: a larger chunk blocks until it is full, so a server trickling
+        # bytes would hold the read far past the deadline. A token is a few kilobytes.
+        for chunk in response.iter_content(chunk_size=1):
+            content += chunk
+            if len(content) > MAX_BODY:
+                return None
+            if self.clock() >= deadline:
+                raise _AttemptFailed(
+                    "timed out (the response was still arriving at the deadline)", retryable=True
+                )
+        return bytes(content)
 
     def _error(
         self,
@@ -222,6 +268,11 @@ class TokenEndpoint:
         detail = "no attempt made" if failure is None else failure.detail()
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.1f} s"
         status = None if failure is None else failure.status_code
+        if failure is not None and failure.unusable:
+            return TokenResponseError(
+                f"POST {path} answered HTTP {status}, but the {failure.reason}; "
+                f"{tries} (base URL {self.base_url})"
+            )
         if path == _wire.ISSUE_TOKEN_PATH and status in _CREDENTIAL_REJECTIONS:
             assert failure is not None
             return CredentialsError(
@@ -273,8 +324,18 @@ def _os_reason(exc: BaseException) -> str | None:
 
 
 def _scrubbed(exc: requests.RequestException) -> requests.RequestException:
-    # The failed request's body holds the client secret or a refresh token: don't let it
-    # travel along in the exception chain.
+    """``exc`` without what would show the request body, which holds the client secret or a
+    refresh token: the request itself, and the tracebacks down its chain of causes, whose
+    frames (ours, requests', urllib3's) hold the body in their locals."""
     exc.request = None
     exc.response = None
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        link.__traceback__ = None
+        pending += (link.__cause__, link.__context__)
     return exc

@@ -38,6 +38,7 @@ DEFAULT_LIFETIME = 300.0
 # RFC 6750 b64token plus the characters JWTs use; anything else could break (or inject
 # into) the Authorization header.
 _HEADER_SAFE = re.compile(r"[A-Za-z0-9\-._~+/=]+")
+_NOT_JSON = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +89,12 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
     """
     try:
         data = json.loads(body)
-    except ValueError:
-        raise TokenResponseError("token response is not JSON") from None
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
+        # Raised below, not here: the decoding error would ride along as __context__, and
+        # its ``doc`` is the whole body, tokens included.
+        data = _NOT_JSON
+    if data is _NOT_JSON:
+        raise TokenResponseError("token response is not JSON")
     if not isinstance(data, dict):
         raise TokenResponseError(f"token response is a JSON {_json_type(data)}, expected an object")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from typing import Any
 
 import pytest
@@ -158,9 +159,32 @@ def test_rejected_credentials_inside_the_margin_keep_serving(
     first = auth.get_token()
     clock.advance(STALE)
     server.fail_next_token_calls(1, 401)  # the refresh token is refused...
+    assert get(server, auth).status_code == 200
+    clock.advance(1.0)  # the backoff after a failed early renewal
     server.fail_next_token_calls(1, 403)  # ...and so are the credentials
     assert get(server, auth).status_code == 200
     assert sent_token(server) == first.access_token
+    assert (server.refresh_calls, server.issue_calls) == (1, 2)
+
+
+def test_refused_refresh_inside_the_margin_costs_one_call(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, waits: list[float]
+) -> None:
+    """Inside the margin a refused refresh costs one call; issue-token waits for the next renewal."""
+    first = auth.get_token()
+    clock.advance(STALE)
+    server.fail_next_token_calls(1, 401, body=b'{"code":"UNAUTHORIZED","message":"Expired"}')
+    calls_before = server.token_calls
+    assert get(server, auth).status_code == 200
+    assert server.token_calls - calls_before == 1
+    assert sent_token(server) == first.access_token
+    clock.advance(0.5)  # within the backoff: no call
+    get(server, auth)
+    assert server.token_calls - calls_before == 1
+    clock.advance(0.5)
+    get(server, auth)  # the next early renewal issues a new token: the refresh token is gone
+    assert (server.refresh_calls, server.issue_calls) == (1, 2)
+    assert sent_token(server) == auth.get_token().access_token != first.access_token
 
 
 def test_raises_only_when_no_valid_token_is_left(
@@ -242,6 +266,7 @@ def test_only_callers_without_a_valid_token_wait_for_the_renewal_in_flight(
     """Callers whose token expired wait for the one renewal in flight and share its result."""
     auth.get_token()
     clock.advance(STALE)
+    auth._endpoint.clock = FakeClock()  # stands still: the held call takes no time of its own
     entered, release = held_token_calls(server)
     renewer = Worker(auth.get_token)
     renewer.start()
@@ -268,7 +293,7 @@ def test_only_callers_without_a_valid_token_wait_for_the_renewal_in_flight(
 def test_waiters_share_a_failed_renewal_instead_of_retrying_it(
     server: FakeEmmaServer, lock: WatchedLock, waits: list[float]
 ) -> None:
-    """Callers that waited for a renewal that failed get its error, without calling again."""
+    """Callers that waited for a failed renewal each get a copy of its error, without a call."""
     auth = EmmaAuth(
         server.client_id,
         server.client_secret,
@@ -297,6 +322,11 @@ def test_waiters_share_a_failed_renewal_instead_of_retrying_it(
         assert str(waiter.error) == str(first.error)
         assert waiter.error.attempts == 2
     assert server.token_calls == 2
+    errors = [first.error, *(waiter.error for waiter in waiters)]
+    assert len({id(error) for error in errors}) == len(errors)
+    for error in errors:  # each traceback holds its own thread's frames only
+        frames = traceback.extract_tb(error.__traceback__)
+        assert [frame.name for frame in frames].count("run") == 1
 
 
 def test_a_caller_after_a_failed_renewal_tries_again(

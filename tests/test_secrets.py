@@ -7,8 +7,17 @@ import traceback
 
 import pytest
 import requests
+from fakes import FakeClock
 
-from requests_emma import EmmaAuth, EmmaAuthError, RetryPolicy, Token
+from requests_emma import (
+    EmmaAuth,
+    EmmaAuthError,
+    RetryPolicy,
+    Token,
+    TokenRequestError,
+    TokenResponseError,
+)
+from requests_emma._wire import parse_token
 from requests_emma.testing import FakeEmmaServer
 
 
@@ -77,6 +86,60 @@ def test_exceptions_and_their_causes_hold_no_secret(server: FakeEmmaServer) -> N
     cause = error.__cause__
     assert isinstance(cause, requests.ConnectionError)
     assert cause.request is None, "the failed token request (with its body) travels along"
+
+
+def with_locals(error: BaseException) -> str:
+    """The error as pytest -l, Sentry or rich show it: every frame with its local variables."""
+    rendered = traceback.TracebackException.from_exception(error, capture_locals=True)
+    return "".join(rendered.format())
+
+
+@pytest.mark.parametrize("failure", ["refused", "503"])
+@pytest.mark.parametrize("endpoint", ["issue", "refresh"])
+def test_tracebacks_with_locals_hold_no_secret(
+    server: FakeEmmaServer, no_waits: None, endpoint: str, failure: str
+) -> None:
+    """A failed token call rendered with frame locals shows neither the secret nor a token."""
+    auth = EmmaAuth(
+        server.client_id,
+        server.client_secret,
+        base_url=server.base_url,
+        retry=RetryPolicy(attempts=2),
+    )
+    tokens: list[Token] = []
+    if endpoint == "refresh":
+        auth._clock = clock = FakeClock()
+        tokens.append(auth.get_token())
+        clock.advance(301)  # expired: the next call refreshes
+    if failure == "refused":
+        server.stop()
+    else:
+        server.fail_next_token_calls(2, 503)
+    with pytest.raises(TokenRequestError) as caught:
+        auth.get_token()
+    assert caught.value.endpoint == f"/v1/{endpoint}-token"
+    text = with_locals(caught.value)
+    assert "'***'" in text  # the locals are there, the secrets masked
+    for secret in secrets_of(server, tokens):
+        assert secret not in text
+
+
+# A module constant, not a local: the test's own frame is in the rendered traceback.
+BROKEN_JSON = b'{"accessToken": "tok-in-broken-json", "refreshToken": "ref-in-broken-json"'
+
+
+def test_an_unusable_token_response_is_not_quoted_by_its_error(server: FakeEmmaServer) -> None:
+    """A 2xx that is not JSON: the error has no cause or context, and its locals no token."""
+    with pytest.raises(TokenResponseError) as caught:
+        parse_token(BROKEN_JSON, 0.0)
+    assert (caught.value.__cause__, caught.value.__context__) == (None, None)
+    server.fail_next_token_calls(1, 200, body=BROKEN_JSON)
+    auth = EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+    with pytest.raises(TokenResponseError) as caught:
+        auth.get_token()
+    assert (caught.value.__cause__, caught.value.__context__) == (None, None)
+    text = with_locals(caught.value)
+    assert "tok-in-broken-json" not in text and "ref-in-broken-json" not in text
 
 
 def test_library_logger_has_a_null_handler() -> None:

@@ -6,18 +6,22 @@ tests that must measure wall time (a slow endpoint, a closed port) use wide marg
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import email.utils
 import json
 import logging
+import pickle
+import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import requests
-from fakes import FakeClock
+from fakes import WAIT, FakeClock
 
 from requests_emma import (
     CredentialsError,
@@ -25,7 +29,10 @@ from requests_emma import (
     EmmaAuthError,
     RetryPolicy,
     TokenRequestError,
+    TokenResponseError,
+    _errors,
     _retry,
+    _transport,
 )
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
@@ -85,6 +92,97 @@ def use_clock(auth: EmmaAuth, clock: FakeClock) -> None:
 
 def error_body(code: str, message: str) -> bytes:
     return json.dumps({"code": code, "message": message}).encode()
+
+
+Handler = Callable[[socket.socket, threading.Event], None]
+
+
+class RawServer:
+    """A loopback server that answers its n-th connection with the n-th handler, byte by byte
+    as the handler pleases; ``stopping`` is set when the test ends."""
+
+    def __init__(self, *handlers: Handler) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._handlers = handlers
+        self.connections = 0
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        for handler in self._handlers:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            with conn, contextlib.suppress(OSError):
+                self.connections += 1
+                read_request(conn)
+                handler(conn, self.stopping)
+
+    def close(self) -> None:
+        self.stopping.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes a pending accept()
+        self._listener.close()
+        self._thread.join(WAIT)
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(*handlers: Handler) -> RawServer:
+        servers.append(RawServer(*handlers))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def read_request(conn: socket.socket) -> None:
+    """Read one request, headers and body, so that closing the connection resets nothing."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    missing = (int(length.group(1)) if length else 0) - len(body)
+    while missing > 0:
+        chunk = conn.recv(missing)
+        if not chunk:
+            return
+        missing -= len(chunk)
+
+
+TOKEN_BODY = json.dumps({"accessToken": "raw-access", "expiresIn": 300}).encode().ljust(100)
+TOKEN_HEADERS = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+
+
+def answer(conn: socket.socket, stopping: threading.Event) -> None:
+    conn.sendall(TOKEN_HEADERS + TOKEN_BODY)
+
+
+def trickle(conn: socket.socket, stopping: threading.Event) -> None:
+    """The token response, its body one byte every 0.1 s: 10 s in all."""
+    conn.sendall(TOKEN_HEADERS)
+    for byte in TOKEN_BODY:
+        if stopping.wait(0.1):
+            return
+        conn.sendall(bytes([byte]))
+
+
+def cut_short(conn: socket.socket, stopping: threading.Event) -> None:
+    """The token response's headers and 10 bytes of its body, then the connection closes."""
+    conn.sendall(TOKEN_HEADERS + TOKEN_BODY[:10])
 
 
 def chain(error: BaseException) -> Iterator[BaseException]:
@@ -358,10 +456,10 @@ def test_no_attempt_starts_after_the_deadline(server: FakeEmmaServer) -> None:
     assert "no time left before the 12 s deadline" in str(caught.value)
 
 
-def test_issue_gets_no_attempt_when_the_refresh_used_up_the_deadline(
+def test_a_refresh_answered_after_the_deadline_leaves_issue_token_uncalled(
     server: FakeEmmaServer,
 ) -> None:
-    """A refused refresh that took the whole deadline leaves issue-token uncalled."""
+    """A refusal that arrives after the deadline ends the renewal: issue-token is not called."""
     clock = FakeClock()
     auth = make_auth(server, deadline=20)
     use_clock(auth, clock)
@@ -372,9 +470,9 @@ def test_issue_gets_no_attempt_when_the_refresh_used_up_the_deadline(
     with pytest.raises(TokenRequestError) as caught:
         auth.get_token()
     assert (server.refresh_calls, server.issue_calls) == (1, 1)  # the first token only
-    assert caught.value.endpoint == "/v1/issue-token"
-    assert caught.value.attempts == 0
-    assert "no time left before the 20 s deadline" in str(caught.value)
+    assert caught.value.endpoint == "/v1/refresh-token"
+    assert caught.value.attempts == 1
+    assert "still arriving at the deadline" in str(caught.value)
 
 
 def test_slow_endpoint_fails_within_the_deadline(server: FakeEmmaServer) -> None:
@@ -388,6 +486,33 @@ def test_slow_endpoint_fails_within_the_deadline(server: FakeEmmaServer) -> None
     assert 0.9 < elapsed < 4.5
     assert "timed out" in str(caught.value)
     assert caught.value.elapsed < 4.5
+
+
+def test_a_trickling_response_is_abandoned_at_the_deadline(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    """A token response arriving a byte at a time is given up at the deadline, not read out."""
+    server = raw_server(trickle)
+    auth = EmmaAuth("id", "secret", base_url=server.base_url, retry=RetryPolicy(deadline=1.0))
+    started = time.monotonic()
+    with pytest.raises(TokenRequestError) as caught:
+        auth.get_token()
+    elapsed = time.monotonic() - started
+    assert elapsed < 5  # the whole body takes 10 s
+    assert caught.value.attempts == 1
+    assert caught.value.elapsed < 5
+    assert "still arriving at the deadline" in str(caught.value)
+
+
+def test_a_connection_lost_while_reading_the_body_is_retried(
+    raw_server: Callable[..., RawServer], waits: list[float]
+) -> None:
+    """A connection that closes halfway through the token response is retried."""
+    server = raw_server(cut_short, answer)
+    auth = EmmaAuth("id", "secret", base_url=server.base_url)
+    assert auth.get_token().access_token == "raw-access"
+    assert server.connections == 2
+    assert len(waits) == 1
 
 
 def test_unreachable_endpoint_fails_within_the_deadline(closed_port_url: str) -> None:
@@ -452,6 +577,61 @@ def test_no_tenacity_type_reaches_the_user(
         module = type(link).__module__
         assert not module.startswith("tenacity")
         assert not type(link).__name__.startswith("_"), type(link)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"tokenType": "Bearer"}', "the token response has no accessToken"),
+        (b'{"accessToken": "abc", ', "the token response is not JSON"),
+        (b"[" * 100_000, "the token response is not JSON"),
+    ],
+)
+def test_unusable_token_response_says_what_failed(
+    server: FakeEmmaServer, waits: list[float], body: bytes, reason: str
+) -> None:
+    """TokenResponseError names the path, the status, what is wrong, attempts and time."""
+    server.fail_next_token_calls(1, 200, body=body)
+    with pytest.raises(TokenResponseError) as caught:
+        make_auth(server).get_token()
+    text = str(caught.value)
+    assert f"POST /v1/issue-token answered HTTP 200, but {reason}; 1 attempt in " in text
+    assert (caught.value.__cause__, caught.value.__context__) == (None, None)
+    assert server.issue_calls == 1
+
+
+def test_an_oversized_token_response_fails_clearly(
+    server: FakeEmmaServer, waits: list[float]
+) -> None:
+    """A 2xx body over 1 MiB raises TokenResponseError saying so, after one call."""
+    server.fail_next_token_calls(1, 200, body=b"{" + b" " * _transport.MAX_BODY + b"}")
+    with pytest.raises(TokenResponseError, match="larger than 1 MiB"):
+        make_auth(server).get_token()
+    assert server.issue_calls == 1
+
+
+def test_every_error_survives_pickle_and_copy() -> None:
+    """Each exception type round-trips through pickle and copy with its message and fields."""
+    errors = [
+        EmmaAuthError("failed"),
+        CredentialsError("rejected", status_code=401, code="UNAUTHORIZED", message="Bad client"),
+        TokenRequestError(
+            "failed",
+            endpoint="/v1/issue-token",
+            status_code=503,
+            code="SERVICE_UNAVAILABLE",
+            message="Down",
+            attempts=3,
+            elapsed=1.5,
+        ),
+        TokenResponseError("not JSON"),
+    ]
+    ours = {kind for kind in vars(_errors).values() if isinstance(kind, type)}
+    assert {type(error) for error in errors} == ours
+    for error in errors:
+        for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+            assert type(clone) is type(error)
+            assert (str(clone), vars(clone)) == (str(error), vars(error))
 
 
 def test_error_says_what_failed(server: FakeEmmaServer, waits: list[float]) -> None:
