@@ -153,7 +153,7 @@ def parse_error(body: bytes) -> tuple[str | None, str | None]:
     """emma's ``(code, message)`` from an error body; ``None`` for each one absent."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         return None, None
     if not isinstance(data, dict):
         return None, None
@@ -172,7 +172,7 @@ def jwt_expiry(access_token: str) -> float | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
     if isinstance(exp, bool) or not isinstance(exp, (int, float)):

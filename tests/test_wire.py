@@ -145,14 +145,23 @@ def test_error_body_gives_code_and_message() -> None:
     )
 
 
-@pytest.mark.parametrize("payload", [b"", b"<html>502</html>", b"[]", body(code=1, message=None)])
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"<html>502</html>", b"[]", body(code=1, message=None), b"[" * 100_000 + b"]" * 100_000],
+)
 def test_malformed_error_body_gives_nothing(payload: bytes) -> None:
     """An error body that is not emma's {code, message} yields (None, None)."""
     assert parse_error(payload) == (None, None)
 
 
 @pytest.mark.parametrize(
-    "token", ["a.b", "a.!!!.c", "a." + base64.urlsafe_b64encode(b"[1]").decode() + ".c"]
+    "token",
+    [
+        "a.b",
+        "a.!!!.c",
+        "a." + base64.urlsafe_b64encode(b"[1]").decode() + ".c",
+        "a." + base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).decode() + ".c",
+    ],
 )
 def test_jwt_expiry_of_non_jwt_is_none(token: str) -> None:
     """A token that is not a decodable JWT has no exp."""
