@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
+
+from requests_emma import EmmaAuth
+from requests_emma.testing import FakeEmmaServer
 
 WAIT = 10.0  # seconds to wait for something that should happen at once
 
@@ -58,3 +62,8 @@ class WatchedLock:
         """Wait until ``count`` acquisitions have blocked; False if that took too long."""
         with self._changed:
             return self._changed.wait_for(lambda: self.blocked >= count, timeout=timeout)
+
+
+def auth_for(server: FakeEmmaServer, **options: Any) -> EmmaAuth:
+    """An EmmaAuth with the fake server's credentials and base URL, plus ``options``."""
+    return EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url, **options)

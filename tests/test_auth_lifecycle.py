@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 import responses
-from fakes import FakeClock
+from fakes import FakeClock, auth_for
 
 from requests_emma import (
     CredentialsError,
@@ -165,9 +165,7 @@ def test_expired_token_is_renewed_before_sending(
 
 def test_explicit_margin_is_honoured(server: FakeEmmaServer, clock: FakeClock) -> None:
     """refresh_margin=10 keeps a 300 s token fresh until 290 s."""
-    auth = EmmaAuth(
-        server.client_id, server.client_secret, base_url=server.base_url, refresh_margin=10
-    )
+    auth = auth_for(server, refresh_margin=10)
     auth._clock = clock
     auth.get_token()
     clock.advance(285)
@@ -181,7 +179,7 @@ def test_explicit_margin_is_honoured(server: FakeEmmaServer, clock: FakeClock) -
 def test_short_lived_token_is_not_renewed_on_every_request(clock: FakeClock) -> None:
     """A 2 s token serves several requests before it is renewed."""
     with FakeEmmaServer(token_lifetime=2) as server:
-        auth = EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+        auth = auth_for(server)
         auth._clock = clock
         for _ in range(5):
             auth.get_token()
@@ -192,7 +190,7 @@ def test_short_lived_token_is_not_renewed_on_every_request(clock: FakeClock) -> 
 def test_lifetime_from_jwt_exp_without_expires_in() -> None:
     """Without expiresIn the token's expiry comes from its JWT exp claim."""
     with FakeEmmaServer(send_expires_in=False, token_lifetime=120) as server:
-        auth = EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+        auth = auth_for(server)
         assert 100 < auth.get_token().expires_in() <= 121
 
 
@@ -256,10 +254,8 @@ def test_expired_refresh_token_is_not_tried(
 
 def test_refresh_server_error_is_not_a_fallback(server: FakeEmmaServer, clock: FakeClock) -> None:
     """A 5xx from refresh-token is a failure of the endpoint, not a dead refresh token."""
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         retry=RetryPolicy(attempts=1),
     )
     auth._clock = clock
@@ -276,10 +272,8 @@ def test_rate_limited_refresh_keeps_the_refresh_token(
     server: FakeEmmaServer, clock: FakeClock
 ) -> None:
     """A 429 from refresh-token is an endpoint failure: no fallback, refresh token kept."""
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         retry=RetryPolicy(attempts=1),
     )
     auth._clock = clock
@@ -295,9 +289,7 @@ def test_rate_limited_refresh_keeps_the_refresh_token(
 def test_on_token_gets_every_new_token(server: FakeEmmaServer, clock: FakeClock) -> None:
     """on_token is called once with each new Token."""
     seen: list[Token] = []
-    auth = EmmaAuth(
-        server.client_id, server.client_secret, base_url=server.base_url, on_token=seen.append
-    )
+    auth = auth_for(server, on_token=seen.append)
     auth._clock = clock
     first = auth.get_token()
     clock.advance(301)
@@ -313,9 +305,7 @@ def test_failing_on_token_is_logged_and_ignored(
     def broken(token: Token) -> None:
         raise RuntimeError("bug in user code")
 
-    auth = EmmaAuth(
-        server.client_id, server.client_secret, base_url=server.base_url, on_token=broken
-    )
+    auth = auth_for(server, on_token=broken)
     assert locations(server, auth).status_code == 200
     warnings = [r.getMessage() for r in debug_log.records if r.levelname == "WARNING"]
     assert warnings == ["on_token callback raised RuntimeError; ignored"]
@@ -349,9 +339,7 @@ def test_token_call_is_json_without_authorization(
     """issue-token gets a JSON body, JSON Content-Type and Accept, and no Authorization."""
     session = token_session
     session.auth = ("someone", "else")  # must not leak into token calls
-    auth = EmmaAuth(
-        server.client_id, server.client_secret, base_url=server.base_url, session=session
-    )
+    auth = auth_for(server, session=session)
     auth.get_token()
     call = server.requests[0]
     assert call.path == "/v1/issue-token" and call.method == "POST"
@@ -370,9 +358,7 @@ def test_token_calls_use_the_given_session(
     """session= is used for token calls (its headers show there), not for API calls."""
     session = token_session
     session.headers["X-Corporate-Proxy"] = "yes"
-    auth = EmmaAuth(
-        server.client_id, server.client_secret, base_url=server.base_url, session=session
-    )
+    auth = auth_for(server, session=session)
     locations(server, auth)
     token_call, api_call = server.requests
     assert token_call.headers.get("X-Corporate-Proxy") == "yes"
@@ -385,9 +371,7 @@ def test_token_call_does_not_go_through_a_session_carrying_the_auth(
 ) -> None:
     """A token session that has EmmaAuth mounted does not recurse into it."""
     session = token_session
-    auth = EmmaAuth(
-        server.client_id, server.client_secret, base_url=server.base_url, session=session
-    )
+    auth = auth_for(server, session=session)
     session.auth = auth
     assert session.get(server.base_url + "/v1/locations", timeout=10).status_code == 200
     assert server.token_calls == 1
@@ -397,10 +381,8 @@ def test_token_call_timeout_applies(server: FakeEmmaServer) -> None:
     """timeout= bounds a token call: a slow endpoint fails with TokenRequestError."""
     release = __import__("threading").Event()
     server.token_hook = lambda: release.wait(30)
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         timeout=0.2,
         retry=RetryPolicy(attempts=1),
     )
@@ -458,10 +440,8 @@ def test_token_request_error_carries_status_and_emma_fields(
     server: FakeEmmaServer,
 ) -> None:
     """TokenRequestError exposes the status and emma's code and message."""
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         retry=RetryPolicy(attempts=1),
     )
     body = json.dumps({"code": "INTERNAL_ERROR", "message": "Keycloak down"}).encode()

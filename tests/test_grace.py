@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import requests
-from fakes import WAIT, FakeClock, WatchedLock
+from fakes import WAIT, FakeClock, WatchedLock, auth_for
 
 from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError, _retry
 from requests_emma.testing import FakeEmmaServer
@@ -294,10 +294,8 @@ def test_waiters_share_a_failed_renewal_instead_of_retrying_it(
     server: FakeEmmaServer, lock: WatchedLock, waits: list[float]
 ) -> None:
     """Callers that waited for a failed renewal each get a copy of its error, without a call."""
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         retry=RetryPolicy(attempts=2),
     )
     auth._lock = lock  # type: ignore[assignment]

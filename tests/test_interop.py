@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from fakes import auth_for
 from requests_oauthlib import OAuth2Session
 
 from requests_emma import EmmaAuth, Token
@@ -37,10 +38,8 @@ def test_oauth2_session_authenticates_with_an_emma_token(
 def test_on_token_keeps_an_oauth2_session_current(server: FakeEmmaServer) -> None:
     """on_token hands each renewed token to an OAuth2Session, which then uses the new one."""
     session = OAuth2Session(server.client_id)
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         on_token=lambda token: setattr(session, "token", as_oauth2_token(token)),
     )
     url = server.base_url + "/v1/locations"

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 import responses
+from fakes import auth_for
 
 from requests_emma import EmmaAuth
 from requests_emma.testing import FakeEmmaServer, RecordedRequest
@@ -119,7 +120,7 @@ def test_second_401_is_returned_not_looped(server: FakeEmmaServer, auth: EmmaAut
 def test_403_never_renews(server: FakeEmmaServer) -> None:
     """A 403 (access level too low) is returned as it is, with no token call."""
     server.access_level = "Read"
-    auth = EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+    auth = auth_for(server)
     response = requests.post(server.base_url + "/v1/ssh-keys", json=SSH_KEY, auth=auth, timeout=10)
     assert response.status_code == 403
     assert response.json()["code"] == "FORBIDDEN"

@@ -7,10 +7,9 @@ import traceback
 
 import pytest
 import requests
-from fakes import FakeClock
+from fakes import FakeClock, auth_for
 
 from requests_emma import (
-    EmmaAuth,
     EmmaAuthError,
     RetryPolicy,
     Token,
@@ -43,10 +42,8 @@ def test_logs_of_a_whole_lifecycle_hold_no_secret(
 ) -> None:
     """DEBUG logs across issue, refresh, 401 replay and failures contain no secret."""
     tokens: list[Token] = []
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         on_token=tokens.append,
         retry=RetryPolicy(attempts=2, wait_initial=0, wait_max=0, wait_jitter=0),
     )
@@ -69,10 +66,8 @@ def test_logs_of_a_whole_lifecycle_hold_no_secret(
 
 def test_exceptions_and_their_causes_hold_no_secret(server: FakeEmmaServer) -> None:
     """A token-call failure's message, traceback and chained cause carry no secret."""
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         timeout=0.5,
         retry=RetryPolicy(attempts=1),
     )
@@ -100,10 +95,8 @@ def test_tracebacks_with_locals_hold_no_secret(
     server: FakeEmmaServer, no_waits: None, endpoint: str, failure: str
 ) -> None:
     """A failed token call rendered with frame locals shows neither the secret nor a token."""
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         retry=RetryPolicy(attempts=2),
     )
     tokens: list[Token] = []
@@ -134,7 +127,7 @@ def test_an_unusable_token_response_is_not_quoted_by_its_error(server: FakeEmmaS
         parse_token(BROKEN_JSON, 0.0)
     assert (caught.value.__cause__, caught.value.__context__) == (None, None)
     server.fail_next_token_calls(1, 200, body=BROKEN_JSON)
-    auth = EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+    auth = auth_for(server)
     with pytest.raises(TokenResponseError) as caught:
         auth.get_token()
     assert (caught.value.__cause__, caught.value.__context__) == (None, None)

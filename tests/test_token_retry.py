@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import requests
-from fakes import WAIT, FakeClock
+from fakes import WAIT, FakeClock, auth_for
 
 from requests_emma import (
     CredentialsError,
@@ -76,10 +76,8 @@ def closed_port_url() -> str:
 
 
 def make_auth(server: FakeEmmaServer, **policy: Any) -> EmmaAuth:
-    return EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    return auth_for(
+        server,
         retry=RetryPolicy(**policy),
     )
 
@@ -309,10 +307,8 @@ def test_timeout_is_retried(server: FakeEmmaServer) -> None:
         answered.set()
 
     server.token_hook = hold_the_first_call
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         timeout=(3.05, 0.2),
         retry=RetryPolicy(attempts=3),
     )
@@ -415,10 +411,8 @@ def test_deadline_cuts_waits_and_timeouts(
 ) -> None:
     """Sleeps and attempt timeouts together stay within the deadline (fake clock)."""
     clock = FakeClock()
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         session=session,
         timeout=(3.05, 10.0),
         retry=RetryPolicy(attempts=10, deadline=12, wait_initial=4, wait_max=100, wait_jitter=0),
@@ -532,10 +526,8 @@ def test_deadline_spans_refresh_and_issue(
 ) -> None:
     """After a refused refresh, issue-token gets only the time left of the same deadline."""
     clock = FakeClock()
-    auth = EmmaAuth(
-        server.client_id,
-        server.client_secret,
-        base_url=server.base_url,
+    auth = auth_for(
+        server,
         session=session,
         timeout=(3.05, 30.0),
         retry=RetryPolicy(deadline=20, wait_initial=6, wait_jitter=0),
