@@ -99,6 +99,7 @@ class EmmaAuth(AuthBase):
             self._base_url, session or requests.Session(), _config.timeout(timeout)
         )
         self._lock = threading.Lock()
+        self._announcing = threading.RLock()
         self._last_failure: EmmaAuthError | None = None
 
     @property
@@ -229,9 +230,18 @@ class EmmaAuth(AuthBase):
         return token
 
     def _announce(self, token: Token) -> None:
-        """Hand a new token to ``on_token``, outside the lock: the callback may be slow, or
-        make API requests with this very auth."""
-        if self._on_token is not None:
+        """Hand a new token to ``on_token``, outside the renewal lock: the callback may be
+        slow, or make API requests with this very auth.
+
+        Callbacks run one at a time (re-entrantly, for one that renews through the auth), and
+        a token already superseded by a newer one is skipped, so the last token a callback
+        received is always the current one.
+        """
+        if self._on_token is None:
+            return
+        with self._announcing:
+            if token is not self._lifecycle.current:
+                return
             try:
                 self._on_token(token)
             except Exception as exc:  # noqa: BLE001 - a callback bug must not fail the request
@@ -309,12 +319,13 @@ class EmmaAuth(AuthBase):
         # token the server may rotate under the other.
         state["_lifecycle"] = TokenLifecycle(self._lifecycle.refresh_margin)
         state["_last_failure"] = None
-        del state["_lock"]
+        del state["_lock"], state["_announcing"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._announcing = threading.RLock()
 
 
 def _carry_cookies(response: requests.Response, replay: requests.PreparedRequest) -> None:

@@ -297,6 +297,20 @@ def test_on_token_gets_every_new_token(server: FakeEmmaServer, clock: FakeClock)
     assert seen == [first, second]
 
 
+def test_on_token_never_ends_on_a_superseded_token(
+    server: FakeEmmaServer, clock: FakeClock
+) -> None:
+    """A late announcement of a token already replaced (a preempted thread) is skipped."""
+    seen: list[Token] = []
+    auth = auth_for(server, on_token=seen.append)
+    auth._clock = clock
+    first = auth.get_token()
+    clock.advance(301)
+    second = auth.get_token()
+    auth._announce(first)  # what a thread preempted between renewal and callback would do
+    assert seen == [first, second]
+
+
 def test_failing_on_token_is_logged_and_ignored(
     server: FakeEmmaServer, debug_log: pytest.LogCaptureFixture
 ) -> None:
