@@ -329,25 +329,41 @@ class EmmaAuth(AuthBase):
 
 
 def _carry_cookies(response: requests.Response, replay: requests.PreparedRequest) -> None:
-    """Send the cookies the 401 set along with the replay.
+    """Send the replay with the cookies as the 401 left them, as a browser would.
 
     requests' recipe (``prepare_cookies``) writes a ``Cookie`` header only when there is none,
-    so a request that already carried cookies would drop the new ones: merge them instead,
-    a new value replacing an old one of the same name.
+    so a request that already carried cookies would not see what the 401 set or deleted.
+    Pairs for names the 401 did not touch are kept as sent (duplicates and all); the names it
+    touched are sent as the jar now has them.
     """
-    new = RequestsCookieJar()
-    extract_cookies_to_jar(new, response.request, response.raw)  # type: ignore[no-untyped-call]
+    jar: RequestsCookieJar = replay._cookies  # type: ignore[attr-defined]
+    before = _cookie_values(jar)
+    extract_cookies_to_jar(jar, response.request, response.raw)  # type: ignore[no-untyped-call]
+    after = _cookie_values(jar)
+    touched = {key[0] for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+    if not touched:
+        return
+    kept = [
+        pair.strip()
+        for pair in str(replay.headers.get("Cookie", "")).split(";")
+        if pair.strip() and pair.split("=", 1)[0].strip() not in touched
+    ]
+    now_set = RequestsCookieJar()
+    for cookie in jar:
+        if cookie.name in touched:
+            now_set.set_cookie(cookie)
     probe = replay.copy()  # the jar writes a Cookie header only where there is none
     probe.headers.pop("Cookie", None)
-    header = get_cookie_header(new, probe)  # type: ignore[no-untyped-call]
-    if not header:
-        return
-    replay._cookies.update(new)  # type: ignore[attr-defined]
-    merged: dict[str, str] = {}
-    for pair in f"{replay.headers.get('Cookie', '')};{header}".split(";"):
-        if pair.strip():
-            merged[pair.split("=", 1)[0].strip()] = pair.strip()
-    replay.headers["Cookie"] = "; ".join(merged.values())
+    header = get_cookie_header(now_set, probe)  # type: ignore[no-untyped-call]
+    pairs = kept + ([header] if header else [])
+    if pairs:
+        replay.headers["Cookie"] = "; ".join(pairs)
+    else:
+        replay.headers.pop("Cookie", None)
+
+
+def _cookie_values(jar: RequestsCookieJar) -> dict[tuple[str, str, str], str | None]:
+    return {(cookie.name, cookie.domain, cookie.path): cookie.value for cookie in jar}
 
 
 def _origin_text(url: str | None) -> str:

@@ -189,3 +189,32 @@ def test_cookies_from_the_401_join_the_cookies_already_sent() -> None:
     assert response.status_code == 200
     assert responses.calls[1].request.headers["Cookie"] == "lang=en; route=node-1"
     assert responses.calls[-1].request.headers["Cookie"] == "lang=en; route=node-7"
+
+
+def replay_cookie_header(set_cookie: str, jar_cookies: list[tuple[str, str, str]]) -> str | None:
+    """The Cookie header of the replay after a 401 that sent ``set_cookie``."""
+    base = "https://api.emma.ms/external"
+    with responses.RequestsMock() as mock:
+        mock.post(f"{base}/v1/issue-token", json={"accessToken": "t1", "expiresIn": 300})
+        mock.post(f"{base}/v1/issue-token", json={"accessToken": "t2", "expiresIn": 300})
+        mock.get(f"{base}/v1/locations", status=401, headers={"Set-Cookie": set_cookie})
+        mock.get(f"{base}/v1/locations", json=[])
+        with requests.Session() as session:
+            session.auth = EmmaAuth("id", "secret")
+            for name, value, path in jar_cookies:
+                session.cookies.set(name, value, domain="api.emma.ms", path=path)
+            assert session.get(f"{base}/v1/locations", timeout=10).status_code == 200
+        return mock.calls[-1].request.headers.get("Cookie")
+
+
+def test_replay_keeps_same_name_cookies_the_401_left_alone() -> None:
+    """Two cookies of one name (different paths) both go with the replay beside the new one."""
+    jar = [("sid", "SPECIFIC", "/external/v1"), ("sid", "GENERAL", "/")]
+    header = replay_cookie_header("lb=node2; Path=/", jar)
+    assert header == "sid=SPECIFIC; sid=GENERAL; lb=node2"
+
+
+def test_replay_drops_a_cookie_the_401_deleted() -> None:
+    """A cookie the 401 expired (Max-Age=0) is not sent with the replay."""
+    header = replay_cookie_header("a=; Max-Age=0; Path=/", [("a", "1", "/"), ("b", "2", "/")])
+    assert header == "b=2"
