@@ -215,9 +215,13 @@ class TokenEndpoint:
                 retryable=True,
                 cause=_scrubbed(exc),
             ) from None
-        except requests.RequestException as exc:
+        except Exception as exc:  # noqa: BLE001 - e.g. OSError for a missing CA bundle
+            # Anything else requests or urllib3 raise still becomes an EmmaAuthError, its
+            # traceback (whose frames hold the body) scrubbed like the rest.
             raise _AttemptFailed(
-                f"request failed ({type(exc).__name__})", retryable=False, cause=_scrubbed(exc)
+                f"request failed ({type(exc).__name__}: {exc})",
+                retryable=False,
+                cause=_scrubbed(exc),
             ) from None
 
         status = response.status_code
@@ -323,12 +327,13 @@ def _os_reason(exc: BaseException) -> str | None:
     return None
 
 
-def _scrubbed(exc: requests.RequestException) -> requests.RequestException:
+def _scrubbed(exc: BaseException) -> BaseException:
     """``exc`` without what would show the request body, which holds the client secret or a
     refresh token: the request itself, and the tracebacks down its chain of causes, whose
     frames (ours, requests', urllib3's) hold the body in their locals."""
-    exc.request = None
-    exc.response = None
+    if isinstance(exc, requests.RequestException):
+        exc.request = None
+        exc.response = None
     pending: list[BaseException | None] = [exc]
     seen: set[int] = set()
     while pending:

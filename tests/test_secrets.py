@@ -139,3 +139,23 @@ def test_library_logger_has_a_null_handler() -> None:
     """The requests_emma logger has a NullHandler, so nothing prints unless users configure it."""
     handlers = logging.getLogger("requests_emma").handlers
     assert any(isinstance(h, logging.NullHandler) for h in handlers)
+
+
+def test_unexpected_transport_error_is_wrapped_and_scrubbed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A non-requests error from the token call (a missing CA bundle) is an EmmaAuthError
+    whose traceback, locals included, holds no secret."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca-bundle.pem")
+    auth = EmmaAuth(
+        "id",
+        "the-client-secret-value",
+        base_url="https://api.emma.example/external",
+        retry=RetryPolicy(attempts=1),
+    )
+    with pytest.raises(EmmaAuthError, match="CA certificate bundle") as caught:
+        auth.get_token()
+    rendered = "".join(
+        traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()
+    )
+    assert "the-client-secret-value" not in rendered
