@@ -10,6 +10,7 @@ import requests
 from fakes import FakeClock, auth_for
 
 from requests_emma import (
+    EmmaAuth,
     EmmaAuthError,
     RetryPolicy,
     Token,
