@@ -8,7 +8,7 @@ A token response (spec schema ``Token``) marks no field as required. What we rel
 - ``accessToken``: a non-empty string that is safe in an HTTP header;
 - the lifetime: ``expiresIn`` seconds if present; else the JWT ``exp`` claim of the access
   token, decoded without verification; else :data:`DEFAULT_LIFETIME`. An opaque token with
-  no expiry therefore works;
+  no expiry therefore works; a lifetime over :data:`MAX_LIFETIME` is not believed;
 - ``refreshToken`` and ``refreshExpiresIn``: optional. ``refreshExpiresIn`` of 0 is how
   Keycloak says "no fixed expiry", so it reads as unknown.
 
@@ -34,6 +34,10 @@ REFRESH_TOKEN_PATH = "/v1/refresh-token"
 #: Lifetime assumed when neither ``expiresIn`` nor a JWT ``exp`` says: the shortest
 #: lifetime emma documents. A wrong guess costs one 401 and a transparent replay.
 DEFAULT_LIFETIME = 300.0
+#: Longer lifetimes are not believed (an access token for a day, a refresh token for a
+#: year): a token taken to live for ages would never be renewed ahead of its expiry.
+MAX_LIFETIME = 86_400.0
+MAX_REFRESH_LIFETIME = 366 * 86_400.0
 
 # RFC 6750 b64token plus the characters JWTs use; anything else could break (or inject
 # into) the Authorization header.
@@ -119,11 +123,11 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
         )
 
     expires_in = _optional_seconds(data, "expiresIn")
-    if expires_in is not None and expires_in > 0:
+    if expires_in is not None and 0 < expires_in <= MAX_LIFETIME:
         lifetime, source = expires_in, "expiresIn"
     else:
         exp = jwt_expiry(access_token)
-        if exp is not None and exp > received_at:
+        if exp is not None and 0 < exp - received_at <= MAX_LIFETIME:
             lifetime, source = exp - received_at, "exp"
         else:
             lifetime, source = DEFAULT_LIFETIME, "default"
@@ -136,7 +140,7 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
             f"token response refreshToken is a JSON {_json_type(refresh_token)}, expected a string"
         )
     refresh_lifetime = _optional_seconds(data, "refreshExpiresIn")
-    if refresh_lifetime is not None and refresh_lifetime <= 0:
+    if refresh_lifetime is not None and not 0 < refresh_lifetime <= MAX_REFRESH_LIFETIME:
         refresh_lifetime = None
 
     return TokenGrant(

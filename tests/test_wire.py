@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from requests_emma import TokenResponseError
 from requests_emma._wire import (
     DEFAULT_LIFETIME,
+    MAX_LIFETIME,
+    MAX_REFRESH_LIFETIME,
     issue_token_body,
     jwt_expiry,
     parse_error,
@@ -91,6 +93,21 @@ def test_jwt_exp_beyond_a_float_falls_back_to_default(exp: float) -> None:
     )
     grant = parse_token(body(accessToken=token), NOW)
     assert (grant.lifetime, grant.lifetime_source) == (DEFAULT_LIFETIME, "default")
+
+
+def test_incredible_lifetimes_are_not_believed() -> None:
+    """A lifetime over a day (or a refresh lifetime over a year) is not taken at its word."""
+    grant = parse_token(
+        body(
+            accessToken=jwt({"exp": NOW + 10**9}),
+            expiresIn=10**12,
+            refreshToken="r",
+            refreshExpiresIn=10**12,
+        ),
+        NOW,
+    )
+    assert (grant.lifetime, grant.lifetime_source) == (DEFAULT_LIFETIME, "default")
+    assert grant.refresh_lifetime is None
 
 
 def test_jwt_exp_in_the_past_falls_back_to_default() -> None:
@@ -194,8 +211,8 @@ def test_any_json_object_parses_or_raises_token_response_error(fields: dict[str,
     except TokenResponseError:
         return
     assert grant.access_token == fields["accessToken"]
-    assert grant.lifetime > 0
-    assert grant.refresh_lifetime is None or grant.refresh_lifetime > 0
+    assert 0 < grant.lifetime <= MAX_LIFETIME
+    assert grant.refresh_lifetime is None or 0 < grant.refresh_lifetime <= MAX_REFRESH_LIFETIME
 
 
 @given(st.binary())
