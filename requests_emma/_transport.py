@@ -15,6 +15,7 @@ token) travel as :class:`~._config.Secret` and the request body is built inside 
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 
@@ -66,6 +67,16 @@ class _AttemptFailed(Exception):
         """What failed, for messages: ``HTTP 503 SERVICE_UNAVAILABLE: <emma's message>``."""
         emma = ": ".join(part for part in (self.code, self.message) if part)
         return f"{self.reason} {emma}" if emma else self.reason
+
+
+_STILL_ARRIVING = "timed out (the response was still arriving at the deadline)"
+
+
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    """The socket under a streamed response (urllib3 1.26 and 2 keep it in ``_connection``);
+    ``None`` where it cannot be found, and each read then has the attempt's timeout."""
+    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 class _OutOfTime(Exception):
@@ -216,6 +227,8 @@ class TokenEndpoint:
                 retryable=True,
                 cause=_scrubbed(exc),
             ) from None
+        except _AttemptFailed:
+            raise
         except Exception as exc:  # noqa: BLE001 - e.g. OSError for a missing CA bundle
             # Anything else requests or urllib3 raise still becomes an EmmaAuthError, its
             # traceback (whose frames hold the body) scrubbed like the rest.
@@ -248,18 +261,33 @@ class TokenEndpoint:
         )
 
     def _read(self, response: requests.Response, deadline: float) -> bytes | None:
-        """The body, or ``None`` past :data:`MAX_BODY`; abandoned once the deadline passes."""
+        """The body, or ``None`` past :data:`MAX_BODY`; abandoned once the deadline passes.
+
+        One byte at a time, each read's socket timeout cut to the time left: a larger chunk
+        blocks until it is full, and a timeout set once per attempt lets a server trickling
+        bytes hold a read past the deadline. A token is a few kilobytes.
+        """
         content = bytearray()
-        # One byte at a time: a larger chunk blocks until it is full, so a server trickling
-        # bytes would hold the read far past the deadline. A token is a few kilobytes.
-        for chunk in response.iter_content(chunk_size=1):
+        expected = response.headers.get("Content-Length")
+        sock = _socket_of(response)
+        chunks = response.iter_content(chunk_size=1)
+        while expected is None or not expected.isdigit() or len(content) < int(expected):
+            left = deadline - self.clock()
+            if left <= 0:
+                raise _AttemptFailed(_STILL_ARRIVING, retryable=True)
+            if sock is not None:
+                sock.settimeout(min(self.timeout[1], left))
+            try:
+                chunk = next(chunks, None)
+            except requests.ConnectionError:  # how iter_content reports a read timeout
+                if self.clock() >= deadline:
+                    raise _AttemptFailed(_STILL_ARRIVING, retryable=True) from None
+                raise
+            if chunk is None:
+                break
             content += chunk
             if len(content) > MAX_BODY:
                 return None
-            if self.clock() >= deadline:
-                raise _AttemptFailed(
-                    "timed out (the response was still arriving at the deadline)", retryable=True
-                )
         return bytes(content)
 
     def _error(

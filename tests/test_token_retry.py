@@ -178,6 +178,15 @@ def trickle(conn: socket.socket, stopping: threading.Event) -> None:
         conn.sendall(bytes([byte]))
 
 
+def slow_bytes(conn: socket.socket, stopping: threading.Event) -> None:
+    """The token response, its body one byte every 2.5 s: a gap near the 3 s deadline."""
+    conn.sendall(TOKEN_HEADERS)
+    for byte in TOKEN_BODY:
+        if stopping.wait(2.5):
+            return
+        conn.sendall(bytes([byte]))
+
+
 def cut_short(conn: socket.socket, stopping: threading.Event) -> None:
     """The token response's headers and 10 bytes of its body, then the connection closes."""
     conn.sendall(TOKEN_HEADERS + TOKEN_BODY[:10])
@@ -469,6 +478,22 @@ def test_a_refresh_answered_after_the_deadline_leaves_issue_token_uncalled(
     assert "still arriving at the deadline" in str(caught.value)
 
 
+def test_a_read_never_outlasts_the_deadline(raw_server: Callable[..., RawServer]) -> None:
+    """Each read's timeout is cut to the time left: byte gaps near the deadline don't overrun."""
+    server = raw_server(slow_bytes)
+    auth = EmmaAuth(
+        "id",
+        "secret",
+        base_url=server.base_url,
+        timeout=(3.05, 10.0),
+        retry=RetryPolicy(deadline=3.0),
+    )
+    started = time.monotonic()
+    with pytest.raises(TokenRequestError, match="still arriving at the deadline"):
+        auth.get_token()
+    assert time.monotonic() - started < 4.5  # a per-attempt read timeout alone: about 5 s
+
+
 def test_slow_endpoint_fails_within_the_deadline(server: FakeEmmaServer) -> None:
     """A token endpoint slower than the deadline fails by the deadline, not when it answers."""
     server.token_delay = 6  # each answer would succeed, but only after 6 s
@@ -495,7 +520,7 @@ def test_a_trickling_response_is_abandoned_at_the_deadline(
     assert elapsed < 5  # the whole body takes 10 s
     assert caught.value.attempts == 1
     assert caught.value.elapsed < 5
-    assert "still arriving at the deadline" in str(caught.value)
+    assert str(caught.value).startswith("POST /v1/issue-token failed: timed out (the response")
 
 
 def test_a_connection_lost_while_reading_the_body_is_retried(
