@@ -180,7 +180,7 @@ class EmmaAuth(AuthBase):
             )
             return None
 
-    def _renew_waiting(self, rejected: str | None) -> Token:
+    def _renew_waiting(self, rejected: _config.Secret | None) -> Token:
         """Wait for the lock, then return a valid token, renewing if nobody else did.
 
         ``rejected`` is an access token the API answered 401 to: if it is still the current
@@ -189,7 +189,7 @@ class EmmaAuth(AuthBase):
         """
         failed_before = self._last_failure
         with self._lock:
-            if rejected is not None and self._lifecycle.is_current(rejected):
+            if rejected is not None and self._lifecycle.is_current(rejected.reveal()):
                 self._lifecycle.invalidate()
             token = self._lifecycle.usable(self._clock())
             if token is not None:
@@ -371,9 +371,10 @@ def _origin_text(url: str | None) -> str:
     return "an unknown origin" if origin is None else f"{origin[0]}://{origin[1]}:{origin[2]}"
 
 
-def _bearer_token(header: str | bytes | None) -> str | None:
+def _bearer_token(header: str | bytes | None) -> _config.Secret | None:
+    """The token of a bearer ``Authorization`` header, wrapped so no traceback shows it."""
     if isinstance(header, bytes):
         header = header.decode("latin-1")
     if header is None or not header.startswith("Bearer "):
         return None
-    return header[len("Bearer ") :]
+    return _config.Secret(header[len("Bearer ") :])

@@ -160,3 +160,19 @@ def test_unexpected_transport_error_is_wrapped_and_scrubbed(
         traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()
     )
     assert "the-client-secret-value" not in rendered
+
+
+def test_failed_renewal_after_a_401_shows_no_token_in_locals(server: FakeEmmaServer) -> None:
+    """A 401 whose renewal fails raises an error whose traceback, locals included, holds
+    neither the rejected access token nor the refresh token."""
+    auth = auth_for(server, retry=RetryPolicy(attempts=1))
+    token = auth.get_token()
+    server.revoke()
+    server.fail_next_token_calls(2, 503)
+    with pytest.raises(EmmaAuthError) as caught:
+        requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10)
+    rendered = "".join(
+        traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()
+    )
+    assert token.access_token not in rendered
+    assert token.refresh_token is not None and token.refresh_token not in rendered
