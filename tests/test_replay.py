@@ -168,31 +168,8 @@ def test_cookies_from_the_401_are_carried_to_the_replay() -> None:
     assert replay.headers["Authorization"] == "Bearer t2"
 
 
-@responses.activate
-def test_cookies_from_the_401_join_the_cookies_already_sent() -> None:
-    """A replay keeps the cookies the request had and adds (or updates) those the 401 set."""
-    base = "https://api.emma.ms/external"
-    responses.post(f"{base}/v1/issue-token", json={"accessToken": "t1", "expiresIn": 300})
-    responses.post(f"{base}/v1/issue-token", json={"accessToken": "t2", "expiresIn": 300})
-    responses.get(
-        f"{base}/v1/locations",
-        status=401,
-        json={"code": "UNAUTHORIZED", "message": "Token is not valid"},
-        headers={"Set-Cookie": "route=node-7; Path=/"},
-    )
-    responses.get(f"{base}/v1/locations", json=[])
-    with requests.Session() as session:
-        session.auth = EmmaAuth("id", "secret")
-        session.cookies.set("lang", "en", domain="api.emma.ms", path="/")
-        session.cookies.set("route", "node-1", domain="api.emma.ms", path="/")
-        response = session.get(f"{base}/v1/locations", timeout=10)
-    assert response.status_code == 200
-    assert responses.calls[1].request.headers["Cookie"] == "lang=en; route=node-1"
-    assert responses.calls[-1].request.headers["Cookie"] == "lang=en; route=node-7"
-
-
-def replay_cookie_header(set_cookie: str, jar_cookies: list[tuple[str, str, str]]) -> str | None:
-    """The Cookie header of the replay after a 401 that sent ``set_cookie``."""
+def cookie_headers(set_cookie: str, jar_cookies: list[tuple[str, str, str]]) -> list[str | None]:
+    """The Cookie headers of a request and of its replay after a 401 that sent ``set_cookie``."""
     base = "https://api.emma.ms/external"
     with responses.RequestsMock() as mock:
         mock.post(f"{base}/v1/issue-token", json={"accessToken": "t1", "expiresIn": 300})
@@ -204,17 +181,24 @@ def replay_cookie_header(set_cookie: str, jar_cookies: list[tuple[str, str, str]
             for name, value, path in jar_cookies:
                 session.cookies.set(name, value, domain="api.emma.ms", path=path)
             assert session.get(f"{base}/v1/locations", timeout=10).status_code == 200
-        return mock.calls[-1].request.headers.get("Cookie")
+        return [call.request.headers.get("Cookie") for call in mock.calls[1::2]]
+
+
+def test_cookies_from_the_401_join_the_cookies_already_sent() -> None:
+    """A replay keeps the cookies the request had and adds (or updates) those the 401 set."""
+    jar = [("lang", "en", "/"), ("route", "node-1", "/")]
+    first, replay = cookie_headers("route=node-7; Path=/", jar)
+    assert first == "lang=en; route=node-1"
+    assert replay == "lang=en; route=node-7"
 
 
 def test_replay_keeps_same_name_cookies_the_401_left_alone() -> None:
     """Two cookies of one name (different paths) both go with the replay beside the new one."""
     jar = [("sid", "SPECIFIC", "/external/v1"), ("sid", "GENERAL", "/")]
-    header = replay_cookie_header("lb=node2; Path=/", jar)
-    assert header == "sid=SPECIFIC; sid=GENERAL; lb=node2"
+    assert cookie_headers("lb=node2; Path=/", jar)[-1] == "sid=SPECIFIC; sid=GENERAL; lb=node2"
 
 
 def test_replay_drops_a_cookie_the_401_deleted() -> None:
     """A cookie the 401 expired (Max-Age=0) is not sent with the replay."""
-    header = replay_cookie_header("a=; Max-Age=0; Path=/", [("a", "1", "/"), ("b", "2", "/")])
-    assert header == "b=2"
+    jar = [("a", "1", "/"), ("b", "2", "/")]
+    assert cookie_headers("a=; Max-Age=0; Path=/", jar)[-1] == "b=2"

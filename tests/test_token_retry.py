@@ -169,22 +169,17 @@ def answer(conn: socket.socket, stopping: threading.Event) -> None:
     conn.sendall(TOKEN_HEADERS + TOKEN_BODY)
 
 
-def trickle(conn: socket.socket, stopping: threading.Event) -> None:
-    """The token response, its body one byte every 0.1 s: 10 s in all."""
-    conn.sendall(TOKEN_HEADERS)
-    for byte in TOKEN_BODY:
-        if stopping.wait(0.1):
-            return
-        conn.sendall(bytes([byte]))
+def one_byte_every(gap: float) -> Handler:
+    """A raw-server behaviour: the token response, its body one byte every ``gap`` seconds."""
 
+    def trickle(conn: socket.socket, stopping: threading.Event) -> None:
+        conn.sendall(TOKEN_HEADERS)
+        for byte in TOKEN_BODY:
+            if stopping.wait(gap):
+                return
+            conn.sendall(bytes([byte]))
 
-def slow_bytes(conn: socket.socket, stopping: threading.Event) -> None:
-    """The token response, its body one byte every 2.5 s: a gap near the 3 s deadline."""
-    conn.sendall(TOKEN_HEADERS)
-    for byte in TOKEN_BODY:
-        if stopping.wait(2.5):
-            return
-        conn.sendall(bytes([byte]))
+    return trickle
 
 
 def cut_short(conn: socket.socket, stopping: threading.Event) -> None:
@@ -480,7 +475,7 @@ def test_a_refresh_answered_after_the_deadline_leaves_issue_token_uncalled(
 
 def test_a_read_never_outlasts_the_deadline(raw_server: Callable[..., RawServer]) -> None:
     """Each read's timeout is cut to the time left: byte gaps near the deadline don't overrun."""
-    server = raw_server(slow_bytes)
+    server = raw_server(one_byte_every(2.5))  # a gap near the 3 s deadline
     auth = EmmaAuth(
         "id",
         "secret",
@@ -511,7 +506,7 @@ def test_a_trickling_response_is_abandoned_at_the_deadline(
     raw_server: Callable[..., RawServer],
 ) -> None:
     """A token response arriving a byte at a time is given up at the deadline, not read out."""
-    server = raw_server(trickle)
+    server = raw_server(one_byte_every(0.1))  # 10 s in all
     auth = EmmaAuth("id", "secret", base_url=server.base_url, retry=RetryPolicy(deadline=1.0))
     started = time.monotonic()
     with pytest.raises(TokenRequestError) as caught:
