@@ -2,7 +2,7 @@
 
 It follows emma's OpenAPI spec (1.0.50) where the spec speaks, for what auth touches:
 
-- the token endpoints, as :class:`FakeTokenService` (``_fake_tokens.py``) answers them:
+- the token endpoints, as :class:`FakeTokenService` (``_tokens.py``) answers them:
   camelCase ``Token``, ``{"code", "message"}`` with 400, refresh tokens rotated;
 - ``GET /v1/locations`` (``?name=`` filters), ``GET /v1/locations/{id}``, ``GET`` and
   ``POST /v1/ssh-keys`` check ``Authorization: Bearer``: 401 ``UNAUTHORIZED`` when it is
@@ -30,7 +30,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._fake_tokens import (
+from ._tokens import (
     ISSUE_TOKEN_PATH,
     REFRESH_TOKEN_PATH,
     FakeTokenService,

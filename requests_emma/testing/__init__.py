@@ -6,7 +6,7 @@
   that mock HTTP with ``responses`` (:class:`FakeTokenEndpoints` is what it returns).
 
 The ``emma_server`` pytest fixture (a running :class:`FakeEmmaServer`) comes with the
-package: see :mod:`requests_emma.pytest_plugin`.
+package: see :mod:`requests_emma.testing.pytest_plugin`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from . import _retry
-from ._fake_server import FakeEmmaServer, RecordedRequest
-from ._token_mock import FakeTokenEndpoints, add_token_endpoints
+from .. import _retry
+from ._server import FakeEmmaServer, RecordedRequest
+from ._responses import FakeTokenEndpoints, add_token_endpoints
 
 __all__ = [
     "FakeEmmaServer",

@@ -23,8 +23,8 @@ from typing import Protocol
 
 import requests
 
-from . import _config
-from ._fake_tokens import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH, FakeTokenService
+from .. import _config
+from ._tokens import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH, FakeTokenService
 
 _Answer = tuple[int, dict[str, str], bytes]
 

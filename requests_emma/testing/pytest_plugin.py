@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .testing import FakeEmmaServer
+from . import FakeEmmaServer
 
 
 @pytest.fixture
