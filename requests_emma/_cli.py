@@ -1,4 +1,4 @@
-"""The ``requests-emma`` command line: ``token``, ``get PATH`` and ``demo``.
+"""The ``requests-emma`` command line: ``token``, ``get PATH``, ``serve`` and ``demo``.
 
 Configuration comes from ``EMMA_CLIENT_ID``, ``EMMA_CLIENT_SECRET`` and ``EMMA_API_URL``,
 and the flags ``--base-url`` and ``--client-id``. The client secret is never a flag (flags
@@ -7,12 +7,18 @@ prompt when stdin is a terminal.
 
 Every error is one line on stderr, without a traceback or a secret, and the exit status
 says what kind of error it was (see :data:`EXIT_CODES`). Usage errors never repeat an
-argument's value, since any of them may be a secret typed in the wrong place.
+argument's value, since any of them may be a secret typed in the wrong place (a mistyped
+subcommand close to a real one is the exception: it is repeated with a suggestion).
+
+At the default verbosity the token call's retries are shown on stderr, one line each, so a
+struggling token endpoint is not a silent wait; ``-v`` shows all of the library's log.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import getpass
 import json
 import logging
@@ -20,17 +26,16 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NoReturn, TextIO
 
 import requests
 
-from . import _config, _wire
+from . import __version__, _config, _wire
 from ._auth import EmmaAuth
-from ._errors import EmmaAuthError
+from ._errors import EmmaAuthError, TokenRequestError
 from ._session import EmmaSession
 from ._token import Token
-from ._transport import _os_reason
 
 PROG = "requests-emma"
 
@@ -40,6 +45,7 @@ EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_UNREACHABLE = 4
 EXIT_INTERNAL = 70
+EXIT_OUTPUT = 74  # sysexits' EX_IOERR
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
@@ -49,8 +55,9 @@ EXIT_CODES = {
     EXIT_API_ERROR: "the API answered with a non-2xx status (get)",
     EXIT_USAGE: "bad arguments or configuration (missing credentials, bad base URL)",
     EXIT_AUTH: "no token: credentials rejected, or the token endpoint failed",
-    EXIT_UNREACHABLE: "the API could not be reached (connection failed, timed out)",
+    EXIT_UNREACHABLE: "emma could not be reached (connection failed, name unknown, timed out)",
     EXIT_INTERNAL: "an unexpected internal error",
+    EXIT_OUTPUT: "the output could not be written (a full disk, say)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
     EXIT_BROKEN_PIPE: "stdout was closed early (piped into head, say); no message",
 }
@@ -78,7 +85,8 @@ class _Parser(argparse.ArgumentParser):
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
 #: An option's name as shown in errors (without its ``=value``); anything else is not shown.
 _OPTION_NAME = re.compile(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9_-]*")
-_COMMANDS = ("token", "get", "demo")
+_COMMANDS = ("token", "get", "serve", "demo")
+_INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: (" + _QUOTED.pattern + ")")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
             "stdin is a terminal;\nthere is no flag for it.\n\nexit status:\n" + exit_codes
         ),
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     token = commands.add_parser(
         "token",
@@ -135,6 +144,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="An authenticated GET relative to the base URL; pretty JSON on stdout.",
     )
     get.add_argument("path", metavar="PATH", help="e.g. /v1/locations or v1/locations?name=London")
+    serve = commands.add_parser(
+        "serve",
+        help="run a local fake emma in the foreground, for your own code and tools",
+        description="Run the embedded fake emma on 127.0.0.1 until Ctrl-C. First prints "
+        "`export` lines (base URL, throwaway client ID and secret) on stdout, then one line "
+        "per request served on stderr: method, path, status, never a token.",
+    )
+    serve.add_argument(
+        "--port",
+        type=port_number,
+        default=0,
+        metavar="N",
+        help="the port on 127.0.0.1 to listen on (default: a free one)",
+    )
+    serve.add_argument(
+        "--token-lifetime",
+        type=whole_seconds,
+        default=300,
+        metavar="S",
+        help="lifetime of the access tokens it issues, in whole seconds (default: 300)",
+    )
     commands.add_parser(
         "demo",
         help="walk through the token lifecycle against a local fake emma",
@@ -144,25 +174,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def port_number(text: str) -> int:
+    # An ArgumentTypeError's message is shown as it is: without the value.
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError("must be a port number from 0 to 65535 (0: a free one)")
+    return int(text)
+
+
+def whole_seconds(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of seconds, at least 1")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     try:
         args = _parse(sys.argv[1:] if argv is None else list(argv))
     except _UsageError as error:
         return _fail(f"{error} (see {PROG} --help)", EXIT_USAGE)
-    if getattr(args, "verbose", False) and args.command != "demo":  # the demo shows its log
-        _log_to_stderr()
-    try:
-        if args.command == "demo":
-            from ._demo import run_demo  # the fake server is loaded only for the demo
+    # The demo shows the log in its tour; serve prints its own lines.
+    logs = args.command not in ("demo", "serve")
+    with _stderr_log(verbose=getattr(args, "verbose", False)) if logs else contextlib.nullcontext():
+        return _report(args)
 
-            return run_demo(sys.stdout)
-        auth = _auth_from(args)
-        if args.command == "token":
-            return _token(auth, as_json=args.json, out=sys.stdout)
-        return _get(auth, args.path, out=sys.stdout)
+
+def _report(args: argparse.Namespace) -> int:
+    """Run the command; report any failure on one line, returning its exit status."""
+    try:
+        return _run(args)
     except CommandError as error:
         return _fail(str(error), error.exit_code)
+    except TokenRequestError as error:
+        if error.status_code is None:  # no answer came: refused, unknown name, timed out
+            return _fail(f"could not reach emma at {_host_of(args)}: {error}", EXIT_UNREACHABLE)
+        return _fail(str(error), EXIT_AUTH)
     except EmmaAuthError as error:
         return _fail(str(error), EXIT_AUTH)
     except requests.ConnectionError as error:  # ConnectTimeout included
@@ -179,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:
         # The reader went away: point stdout at /dev/null so the flush at exit stays quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
         return EXIT_BROKEN_PIPE
     except Exception as error:  # the promise is one line, never a traceback
         if getattr(args, "verbose", False):
@@ -188,6 +234,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"unexpected {type(error).__name__} (a bug; --verbose shows the traceback)",
             EXIT_INTERNAL,
         )
+
+
+def _run(args: argparse.Namespace) -> int:
+    auth = None if args.command in ("demo", "serve") else _auth_from(args)
+    try:
+        if args.command == "demo":
+            from ._demo import run_demo  # the fake server is loaded only for the demo
+
+            status = run_demo(sys.stdout)
+        elif args.command == "serve":
+            from ._serve import ListenError, run_serve
+
+            try:
+                status = run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
+            except ListenError as error:
+                raise CommandError(str(error), EXIT_USAGE) from None
+        elif args.command == "token":
+            assert auth is not None
+            status = _token(auth, as_json=args.json, out=sys.stdout)
+        else:
+            assert auth is not None
+            status = _get(auth, args.path, out=sys.stdout)
+        sys.stdout.flush()  # now, while a failure to write can still be reported
+    except (requests.RequestException, BrokenPipeError):
+        raise  # both are OSErrors too; handled by main()
+    except OSError as error:  # writing stdout failed: a full disk, a quota, an I/O error
+        _discard_stdout()
+        raise CommandError(f"cannot write output: {error.strerror or error}", EXIT_OUTPUT) from None
+    return status
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _parse(arguments: list[str]) -> argparse.Namespace:
@@ -202,10 +282,24 @@ def _parse(arguments: list[str]) -> argparse.Namespace:
     try:
         args, unrecognized = build_parser().parse_known_args(arguments)
     except _UsageError as error:
+        mistyped = _INVALID_CHOICE.search(str(error))
+        if mistyped is not None:
+            raise _UsageError(_unknown_command(mistyped[1][1:-1])) from None
         raise _UsageError(_QUOTED.sub(_quoted_if_a_command, str(error))) from None
     if unrecognized:
         raise _UsageError(_unrecognized(unrecognized))
+    if args.command == "get" and not args.path.strip():
+        raise _UsageError("get: PATH is empty; give a path such as /v1/locations")
     return args
+
+
+def _unknown_command(given: str) -> str:
+    """``unknown command 'gte'; did you mean 'get'?``: repeated only when it is close to one."""
+    choices = ", ".join(_COMMANDS)
+    close = difflib.get_close_matches(given.lower(), _COMMANDS, n=1, cutoff=0.6)
+    if not close:
+        return f"unknown command (value not shown); choose from {choices}"
+    return f"unknown command {given!r}; did you mean {close[0]!r}? (choose from {choices})"
 
 
 def _quoted_if_a_command(match: re.Match[str]) -> str:
@@ -231,9 +325,9 @@ def _auth_from(args: argparse.Namespace) -> EmmaAuth:
     base_url = getattr(args, "base_url", None)
     source = "--base-url" if base_url is not None else _config.API_URL_VAR
     try:
-        base_url = _config.base_url(base_url)
+        checked = _config.base_url(base_url)
     except ValueError as error:
-        raise CommandError(f"{source}: {error}", EXIT_USAGE) from None
+        raise CommandError(f"{source}: {_without_value(str(error))}", EXIT_USAGE) from None
     client_id = getattr(args, "client_id", None) or os.environ.get(_config.CLIENT_ID_VAR)
     if not client_id:
         raise CommandError(
@@ -241,9 +335,15 @@ def _auth_from(args: argparse.Namespace) -> EmmaAuth:
         )
     client_secret = _client_secret()
     try:
-        return EmmaAuth(client_id, client_secret, base_url=base_url)
+        return EmmaAuth(client_id, client_secret, base_url=checked)
     except ValueError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
+
+
+def _without_value(message: str) -> str:
+    """The message with every quoted value replaced, except the example of a good base URL."""
+    example = repr(_config.DEFAULT_BASE_URL)
+    return _QUOTED.sub(lambda m: m[0] if m[0] == example else "(value not shown)", message)
 
 
 def _client_secret() -> str:
@@ -342,12 +442,63 @@ def _fail(message: str, exit_code: int) -> int:
     return exit_code
 
 
-def _log_to_stderr() -> None:
+@contextlib.contextmanager
+def _stderr_log(*, verbose: bool) -> Iterator[None]:
+    """``-v``: every log record on stderr. Otherwise only the token call's retry lines, so a
+    struggling endpoint is not a silent wait, and no failure is reported twice.
+
+    The logger is as it was afterwards: ``main()`` may run inside a larger program.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))
     logger = logging.getLogger("requests_emma")
+    previous_level = logger.level
+    if verbose:
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))
+        logger.setLevel(logging.DEBUG)
+    else:
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        handler.addFilter(_is_a_retry)
+        if not logger.isEnabledFor(logging.WARNING):
+            logger.setLevel(logging.WARNING)
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+
+def _is_a_retry(record: logging.LogRecord) -> bool:
+    # The token call logs each scheduled retry at WARNING as "... attempt N of M; retrying
+    # in S s"; other warnings repeat a failure that is reported as the error line.
+    return record.levelno == logging.WARNING and "retrying in" in record.getMessage()
+
+
+def _host_of(args: argparse.Namespace) -> str:
+    """``host:port`` of the base URL in use, for an error that names where emma was sought."""
+    url = _config.base_url(getattr(args, "base_url", None))
+    origin = _config.origin(url)
+    if origin is None:
+        return url
+    _, host, port = origin
+    return f"{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _os_reason(error: BaseException) -> str | None:
+    """The operating system's words for a network failure ("Connection refused"), found
+    down the chain of causes urllib3 and requests wrap it in."""
+    pending: list[object] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        pending.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
+        pending.extend(current.args)
+    return None
 
 
 def _utc(timestamp: float) -> str:

@@ -15,8 +15,8 @@ import contextlib
 from collections.abc import Iterator
 
 from .. import _retry
-from ._server import FakeEmmaServer, RecordedRequest
 from ._responses import FakeTokenEndpoints, add_token_endpoints
+from ._server import FakeEmmaServer, RecordedRequest
 
 __all__ = [
     "FakeEmmaServer",
