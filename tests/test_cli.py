@@ -645,8 +645,8 @@ def code_blocks(markdown: str, language: str) -> list[str]:
 
 @pytest.mark.skipif(os.name == "nt", reason="a POSIX shell example")
 def test_cli_md_script_example_reports_the_status(server: FakeEmmaServer, tmp_path: Path) -> None:
-    """docs/cli.md's scripting example prints the command's real exit status when it fails."""
-    section = (DOCS / "cli.md").read_text().split("### Script against it", 1)[1]
+    """docs/how-to/cli.md's scripting example prints the command's real exit status when it fails."""
+    section = (DOCS / "how-to" / "cli.md").read_text().split("### Script against it", 1)[1]
     script = code_blocks(section, "sh")[0]
     server.fail_next_api_calls(1, 403, body=b'{"code": "FORBIDDEN", "message": "Denied."}')
     scripts = sysconfig.get_path("scripts")
@@ -667,8 +667,8 @@ def test_cli_md_script_example_reports_the_status(server: FakeEmmaServer, tmp_pa
 
 
 def test_testing_md_examples_run_on_their_own(tmp_path: Path) -> None:
-    """Each Python example in docs/testing.md's how-tos runs as a file of its own."""
-    how_to = (DOCS / "testing.md").read_text().split("## Reference", 1)[0]
+    """Each Python example in docs/how-to/testing.md's how-tos runs as a file of its own."""
+    how_to = (DOCS / "how-to" / "testing.md").read_text().split("## Reference", 1)[0]
     blocks = code_blocks(how_to, "python")
     assert len(blocks) >= 6
     for number, block in enumerate(blocks):
