@@ -67,4 +67,7 @@ _fake_emma.stop()
 nitpick_ignore_regex = [
     (r"py:class", r"(collections\.abc|requests|urllib3|responses)\..*"),
     (r"py:class", r"requests_emma\.(.*\.)?_\w+(\..*)?"),
+    # Named in EmmaAuth's docstring ahead of their export from requests_emma; once exported,
+    # tests/test_docs.py requires a reference entry for each, and these lines can go.
+    (r"py:class", r"(TokenCache|FileTokenCache|RedisTokenCache)"),
 ]

@@ -315,6 +315,22 @@ def test_a_rejected_credential_is_reported_once(server: FakeEmmaServer) -> None:
     assert "rejected the client credentials" in one_error_line(result)
 
 
+def test_verbose_reports_a_rejected_credential_once(server: FakeEmmaServer) -> None:
+    """With -v, rejected credentials show up once on stderr: the error line, no log echo."""
+    env = {**server_env(server), "EMMA_CLIENT_SECRET": "wrong-secret-value"}
+    result = run_cli("-v", "token", env=env)
+    assert result.returncode == 3
+    assert result.stderr.count("rejected the client credentials") == 1, result.stderr
+
+
+def test_verbose_does_not_call_the_first_token_a_renewal(server: FakeEmmaServer) -> None:
+    """With -v, the first token call is logged as a token issued, not as a renewal."""
+    result = run_cli("-v", "token", env=server_env(server))
+    assert result.returncode == 0, result.stderr
+    assert "token issued" in result.stderr
+    assert "renew" not in result.stderr.lower()
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_a_full_disk_is_one_line_and_its_own_status(server: FakeEmmaServer) -> None:
     """Output to a full device: "cannot write output: No space left on device", exit 74."""
