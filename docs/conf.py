@@ -37,7 +37,6 @@ html_title = "requests-emma"
 # The reference shows each name at its public path, with types in the description.
 autodoc_typehints = "description"
 autodoc_member_order = "bysource"
-autodoc_class_signature = "separated"
 add_module_names = True
 
 # Diagrams are rendered to SVG at build time by Graphviz's `dot`, with no network.
@@ -70,4 +69,7 @@ nitpick_ignore_regex = [
     # Named in EmmaAuth's docstring ahead of their export from requests_emma; once exported,
     # tests/test_docs.py requires a reference entry for each, and these lines can go.
     (r"py:class", r"(TokenCache|FileTokenCache|RedisTokenCache)"),
+    # EmmaSession's annotations: a private alias (seconds or a (connect, read) pair) and
+    # urllib3's Retry, imported by its short name.
+    (r"py:class", r"(Timeout|Retry)"),
 ]
