@@ -40,7 +40,13 @@ from typing import TYPE_CHECKING, Any, cast
 import requests
 from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
-from urllib3.exceptions import InvalidHeader, MaxRetryError, ReadTimeoutError, ResponseError
+from urllib3.exceptions import (
+    InvalidHeader,
+    MaxRetryError,
+    ReadTimeoutError,
+    ResponseError,
+    UnrewindableBodyError,
+)
 from urllib3.util.retry import Retry
 
 from . import _clock, _config
@@ -145,7 +151,17 @@ class _RetryingAdapter(HTTPAdapter):
     ) -> requests.Response:
         if not can_be_resent(request):
             return self._single_try.send(request, *args, **kwargs)
-        return super().send(request, *args, **kwargs)
+        try:
+            return super().send(request, *args, **kwargs)
+        except UnrewindableBodyError as exc:
+            # A stream whose seekable() said yes but whose seek() failed. HTTPAdapter passes
+            # this urllib3 error through; make it one callers catch as a RequestException.
+            raise requests.exceptions.UnrewindableBodyError(
+                "the request body could not be rewound for a retry: its seekable() is True "
+                "but its seek() failed; pass the body as bytes, or as a generator to send it "
+                "once",
+                request=request,
+            ) from exc
 
     def close(self) -> None:
         super().close()

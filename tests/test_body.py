@@ -120,12 +120,17 @@ def forward_only_body(request: pytest.FixtureRequest) -> Iterator[IO[bytes]]:
             yield stream
 
 
-@pytest.fixture
-def file_at_offset(tmp_path: Path) -> Iterator[IO[bytes]]:
-    """A file on disk holding a preamble and then PAYLOAD, opened at PAYLOAD's start."""
-    path = tmp_path / "body.json"
-    path.write_bytes(b"PREAMBLE" + PAYLOAD)
-    with path.open("rb") as stream:
+@pytest.fixture(params=["file on disk", "BytesIO"])
+def body_at_offset(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IO[bytes]]:
+    """A seekable stream holding a preamble and then PAYLOAD, positioned at PAYLOAD's start."""
+    content = b"PREAMBLE" + PAYLOAD
+    if request.param == "BytesIO":
+        stream: IO[bytes] = io.BytesIO(content)
+    else:
+        path = tmp_path / "body.json"
+        path.write_bytes(content)
+        stream = path.open("rb")
+    with stream:
         stream.seek(len(b"PREAMBLE"))
         yield stream
 
@@ -159,15 +164,15 @@ def test_forward_only_body_gets_the_503_back_from_a_session(
     assert bodies(server, "PUT", "/v1/locations") == [PAYLOAD]
 
 
-def test_file_is_replayed_from_its_start_position(
-    server: FakeEmmaServer, auth: EmmaAuth, file_at_offset: IO[bytes]
+def test_seekable_body_is_replayed_from_its_start_position(
+    server: FakeEmmaServer, auth: EmmaAuth, body_at_offset: IO[bytes]
 ) -> None:
-    """A file on disk opened mid-way is replayed after a 401 from where it started."""
+    """A seekable stream that started mid-way is replayed after a 401 from that position."""
     auth.get_token()
     server.revoke()
     response = requests.post(
         server.base_url + "/v1/ssh-keys",
-        data=file_at_offset,
+        data=body_at_offset,
         headers=JSON,
         auth=auth,
         timeout=WAIT,
@@ -176,14 +181,44 @@ def test_file_is_replayed_from_its_start_position(
     assert bodies(server, "POST", "/v1/ssh-keys") == [PAYLOAD, PAYLOAD]
 
 
-def test_file_is_retried_from_its_start_position(
-    server: FakeEmmaServer, auth: EmmaAuth, file_at_offset: IO[bytes]
+def test_seekable_body_is_retried_from_its_start_position(
+    server: FakeEmmaServer, auth: EmmaAuth, body_at_offset: IO[bytes]
 ) -> None:
-    """EmmaSession retries a PUT of a file on disk opened mid-way from where it started."""
+    """EmmaSession retries a PUT of a seekable stream from where it started, not from 0."""
     server.fail_next_api_calls(1, 503)
     with EmmaSession(auth) as emma:
-        emma.put("/v1/locations", data=file_at_offset)
+        emma.put("/v1/locations", data=body_at_offset)
     assert bodies(server, "PUT", "/v1/locations") == [PAYLOAD, PAYLOAD]
+
+
+def test_generator_body_is_sent_once_by_a_session(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+    """EmmaSession does not retry a generator body: it would go out empty."""
+    server.fail_next_api_calls(1, 503)
+    with EmmaSession(auth) as emma:
+        response = emma.put("/v1/locations", data=(chunk for chunk in [b"one", b"two"]))
+    assert response.status_code == 503
+    assert bodies(server, "PUT", "/v1/locations") == [b"onetwo"]
+
+
+class _SeekableInName(ProgressReader):
+    """A reader whose seekable() claims what its seek() cannot do."""
+
+    def seekable(self) -> bool:
+        return True
+
+
+def test_stream_that_cannot_seek_as_it_claims_fails_as_a_request_error(
+    server: FakeEmmaServer, auth: EmmaAuth
+) -> None:
+    """If a retry's rewind fails after all, the error is requests' (a RequestException)."""
+    server.fail_next_api_calls(1, 503)
+    with (
+        _pipe(PAYLOAD) as pipe,
+        EmmaSession(auth) as emma,
+        pytest.raises(requests.exceptions.UnrewindableBodyError, match="seekable"),
+    ):
+        emma.put("/v1/locations", data=_SeekableInName(pipe))
+    assert bodies(server, "PUT", "/v1/locations") == [PAYLOAD]
 
 
 class _TellOnly:
