@@ -143,6 +143,21 @@ def test_loopback_redirect_goes_direct_without_proxy_credentials(
 
 
 @pytest.mark.usefixtures("proxy_env")
+def test_401_replay_on_loopback_goes_direct(server: FakeEmmaServer, proxy: RecordingProxy) -> None:
+    """The replay after a 401 takes the same direct route as the request it repeats."""
+    with requests.Session() as token_session:
+        token_session.trust_env = False
+        auth = auth_for(server, session=token_session)
+        auth.get_token()
+        server.revoke()
+        with EmmaSession(auth) as emma:
+            response = emma.get("/v1/locations")
+    assert response.status_code == 200
+    assert [earlier.status_code for earlier in response.history] == [401]
+    assert proxy.seen == []
+
+
+@pytest.mark.usefixtures("proxy_env")
 def test_direct_proxies_bypass_a_sessions_proxies(
     server: FakeEmmaServer, proxy: RecordingProxy
 ) -> None:
