@@ -44,6 +44,7 @@ from requests.utils import rewind_body
 
 from . import _config
 from ._body import can_be_resent
+from ._cache import TokenCache, check_token_cache
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import EmmaAuthError
 from ._lifecycle import TokenLifecycle
@@ -73,7 +74,9 @@ class EmmaAuth(AuthBase):
     token keeps serving. ``timeout``: for each token call, seconds or ``(connect, read)``.
     ``session``: the ``requests.Session`` for token calls (proxies, TLS). ``on_token``:
     called with every new :class:`Token`. ``retry``: how token calls are retried
-    (:class:`RetryPolicy`).
+    (:class:`RetryPolicy`). ``token_cache``: a shared :class:`TokenCache`
+    (:class:`FileTokenCache`, :class:`RedisTokenCache`) through which the processes of a
+    fleet share one token; without one, each ``EmmaAuth`` keeps its token in memory.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class EmmaAuth(AuthBase):
         session: requests.Session | None = None,
         on_token: Callable[[Token], object] | None = None,
         retry: RetryPolicy | None = None,
+        token_cache: TokenCache | None = None,
     ) -> None:
         client_id, secret = _config.credentials(client_id, client_secret)
         self._client_id = client_id
@@ -103,12 +107,17 @@ class EmmaAuth(AuthBase):
             retry = RetryPolicy()
         elif not isinstance(retry, RetryPolicy):
             raise ValueError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        if token_cache is not None:
+            token_cache = check_token_cache(token_cache)
         self._retry = retry
         self._on_token = on_token
         self._clock: Clock = SYSTEM_CLOCK
         self._lifecycle = TokenLifecycle(refresh_margin)
         self._renewer = Renewer(
-            TokenEndpoint(self._base_url, session, _config.timeout(timeout)), client_id, secret
+            TokenEndpoint(self._base_url, session, _config.timeout(timeout)),
+            client_id,
+            secret,
+            token_cache,
         )
         self._new_locks()
         _instances.add(self)

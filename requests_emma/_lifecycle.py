@@ -207,23 +207,27 @@ class TokenLifecycle:
         return token
 
     def adopt(self, token: Token, now: float, wall_now: float) -> bool:
-        """Take ``token``, loaded from a shared cache, if it is better than the one held:
-        not expired (allowing for clock skew), not rejected here, and not older than ours.
-        Its refresh token comes with it: it is the newest one the cache knows."""
+        """Take ``token``, loaded from a shared cache, if it is newer than the one held
+        (another access token, expiring later, allowing for clock skew) and not rejected
+        here. Its refresh token comes with it, as the newest one the fleet knows, even when
+        its access token has expired. Returns whether the access token was taken."""
+        if token.access_token == self._rejected:
+            return False
         left = token.expires_at - wall_now - CLOCK_SKEW
         held = self._held
-        if left <= 0 or token.access_token == self._rejected:
-            return False
         if held is not None and (
             held.token.access_token == token.access_token or now + left <= held.expires
         ):
             return False
-        self._refresh_token = token.refresh_token
-        self._refresh_expires = (
-            None
-            if token.refresh_expires_at is None
-            else now + (token.refresh_expires_at - wall_now - CLOCK_SKEW)
-        )
+        if token.refresh_token is not None:
+            self._refresh_token = token.refresh_token
+            self._refresh_expires = (
+                None
+                if token.refresh_expires_at is None
+                else now + (token.refresh_expires_at - wall_now - CLOCK_SKEW)
+            )
+        if left <= 0:
+            return False
         self._hold(token, now, left)
         return True
 

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import _wire
+from ._cache import TokenCache, cache_key
 from ._clock import Clock
 from ._config import Secret, secret_or_none
 from ._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
-from ._lifecycle import TokenLifecycle
+from ._lifecycle import Freshness, TokenLifecycle
 from ._outcome import Kind, Outcome
 from ._retry import RetryPolicy
 from ._token import Token
@@ -30,22 +31,75 @@ logger = logging.getLogger("requests_emma")
 
 
 class Renewer:
-    """Renews the token of one client: its endpoint and credentials."""
+    """Renews the token of one client: its endpoint, credentials and shared cache."""
 
-    def __init__(self, endpoint: TokenEndpoint, client_id: str, client_secret: Secret) -> None:
+    def __init__(
+        self,
+        endpoint: TokenEndpoint,
+        client_id: str,
+        client_secret: Secret,
+        cache: TokenCache | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.client_id = client_id
         self.client_secret = client_secret
+        self.cache = cache
+        self.cache_key = (
+            None
+            if cache is None
+            else cache_key(endpoint.base_url, client_id, client_secret.reveal())
+        )
 
     def renew(self, lifecycle: TokenLifecycle, policy: RetryPolicy, clock: Clock) -> Token:
         """Get a new token into ``lifecycle``, or raise an :class:`EmmaAuthError`.
 
-        Called with the lock held. The endpoint's idle connection is closed afterwards.
+        Called with the in-process lock held. With a shared cache, the cache's lock is held
+        too, and a token another process saved is adopted when the lifecycle finds it newer
+        (and fresh), instead of a call. The endpoint's idle connection is closed afterwards.
         """
         try:
-            return self._renew(lifecycle, policy, clock)
+            if self.cache is None:
+                return self._renew(lifecycle, policy, clock)
+            return self._renew_shared(self.cache, lifecycle, policy, clock)
         finally:
             self.endpoint.close()
+
+    def _renew_shared(
+        self, cache: TokenCache, lifecycle: TokenLifecycle, policy: RetryPolicy, clock: Clock
+    ) -> Token:
+        key = self.cache_key
+        assert key is not None
+        try:
+            lock = cache.lock(key)
+            lock.__enter__()
+        except Exception as exc:  # noqa: BLE001 - any cache failure is an outage
+            _cache_unavailable(cache, "lock", exc)
+            return self._renew(lifecycle, policy, clock)
+        try:
+            try:
+                cached = cache.load(key)
+            except Exception as exc:  # noqa: BLE001
+                _cache_unavailable(cache, "load", exc)
+                cached = None
+            now = clock.monotonic()
+            if (
+                cached is not None
+                and lifecycle.adopt(cached, now, clock.wall())
+                and lifecycle.freshness(now) is Freshness.FRESH
+            ):
+                logger.debug("token taken from the shared cache; no token call")
+                return cached
+            token = self._renew(lifecycle, policy, clock)
+            try:
+                cache.save(key, token)
+            except Exception as exc:  # noqa: BLE001
+                _cache_unavailable(cache, "save", exc)
+            return token
+        finally:
+            try:
+                lock.__exit__(None, None, None)
+            except Exception as exc:  # noqa: BLE001
+                _cache_unavailable(cache, "unlock", exc)
 
     def _renew(self, lifecycle: TokenLifecycle, policy: RetryPolicy, clock: Clock) -> Token:
         started = clock.monotonic()
@@ -133,6 +187,16 @@ class Renewer:
         error = _error_for(self.endpoint.base_url, path, outcome, attempts, now - started, gave_up)
         error.__cause__ = outcome.cause
         return error
+
+
+def _cache_unavailable(cache: TokenCache, step: str, exc: Exception) -> None:
+    # The type only: a message could quote a stored value or a connection URL.
+    logger.warning(
+        "token cache %r unavailable (%s failed: %s); carrying on with the in-memory token",
+        cache,
+        step,
+        type(exc).__name__,
+    )
 
 
 def _error_for(
