@@ -98,6 +98,10 @@ class TokenEndpoint:
                 # KeyboardInterrupt, SystemExit...: on their way, but without the frames
                 # below this one, whose locals hold the request body.
                 raise _scrubbed(exc) from None
+            if watch.fired:
+                # Cut off at the deadline: what arrived may look complete (http.client takes
+                # a connection closed inside the headers for their end) but is not.
+                return Outcome(Kind.TRANSIENT, _AT_DEADLINE, sent_at=sent_at, sent_wall=sent_wall)
 
         if 200 <= status < 300:
             if content is None:

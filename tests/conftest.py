@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from fakes import Handler, RawServer
 from hypothesis import HealthCheck, settings
 
 from requests_emma import EmmaAuth
@@ -47,3 +48,17 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="requests_emma")
     return caplog
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., RawServer]]:
+    """Start loopback servers that answer byte by byte as the test pleases; closed after."""
+    servers: list[RawServer] = []
+
+    def start(*handlers: Handler) -> RawServer:
+        servers.append(RawServer(*handlers))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
