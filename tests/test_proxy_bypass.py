@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from fakes import WAIT, auth_for
+from fakes import WAIT, FakeClock, auth_for, use_clock
 from requests.sessions import merge_setting
 from requests.utils import select_proxy
 
@@ -112,15 +112,12 @@ def test_session_api_calls_to_loopback_skip_every_proxy(
     """EmmaSession sends API calls to a loopback base URL directly, whoever names a proxy."""
     if named_by == "environment":
         set_proxy_env(monkeypatch, proxy.url)
-    # The token calls here go direct by themselves: only the API calls are under test.
-    with requests.Session() as token_session:
-        token_session.trust_env = False
-        auth = auth_for(server, session=token_session)
-        with EmmaSession(auth) as emma:
-            proxies = every_proxy_key(server.base_url, proxy.url)
-            if named_by == "session":
-                emma.proxies = proxies
-            response = emma.get("/v1/locations", proxies=proxies if named_by == "call" else None)
+    auth = auth_for(server)
+    with EmmaSession(auth) as emma:
+        proxies = every_proxy_key(server.base_url, proxy.url)
+        if named_by == "session":
+            emma.proxies = proxies
+        response = emma.get("/v1/locations", proxies=proxies if named_by == "call" else None)
     assert response.status_code == 200
     assert proxy.seen == []
     assert server.api_calls == 1
@@ -132,10 +129,8 @@ def test_loopback_redirect_goes_direct_without_proxy_credentials(
 ) -> None:
     """A redirect on loopback goes direct too, and carries no Proxy-Authorization."""
     server.add_redirect("/v1/old-locations", server.base_url + "/v1/locations", 307)
-    with requests.Session() as token_session:
-        token_session.trust_env = False
-        with EmmaSession(auth_for(server, session=token_session)) as emma:
-            response = emma.get("/v1/old-locations")
+    with EmmaSession(auth_for(server)) as emma:
+        response = emma.get("/v1/old-locations")
     assert response.status_code == 200
     assert proxy.seen == []
     followed = [r for r in server.requests if r.path == "/v1/locations"]
@@ -143,15 +138,28 @@ def test_loopback_redirect_goes_direct_without_proxy_credentials(
 
 
 @pytest.mark.usefixtures("proxy_env")
+def test_token_calls_to_loopback_skip_the_environments_proxy(
+    server: FakeEmmaServer, proxy: RecordingProxy
+) -> None:
+    """With HTTP(S)_PROXY set, issue-token and refresh-token on loopback go direct: the client
+    secret and the refresh token never reach the proxy."""
+    auth = auth_for(server)
+    clock = use_clock(auth, FakeClock())
+    auth.get_token()
+    clock.advance(301)
+    auth.get_token()  # expired: refreshed
+    assert (server.issue_calls, server.refresh_calls) == (1, 1)
+    assert proxy.seen == []
+
+
+@pytest.mark.usefixtures("proxy_env")
 def test_401_replay_on_loopback_goes_direct(server: FakeEmmaServer, proxy: RecordingProxy) -> None:
     """The replay after a 401 takes the same direct route as the request it repeats."""
-    with requests.Session() as token_session:
-        token_session.trust_env = False
-        auth = auth_for(server, session=token_session)
-        auth.get_token()
-        server.revoke()
-        with EmmaSession(auth) as emma:
-            response = emma.get("/v1/locations")
+    auth = auth_for(server)
+    auth.get_token()
+    server.revoke()
+    with EmmaSession(auth) as emma:
+        response = emma.get("/v1/locations")
     assert response.status_code == 200
     assert [earlier.status_code for earlier in response.history] == [401]
     assert proxy.seen == []
