@@ -1,12 +1,12 @@
 """Code that the token cache tests run in child processes (multiprocessing, spawn).
 
-A cache is passed as a spec, ``("file", directory, lock_timeout)`` or ``("redis", url,
-lock_timeout)``, and built in the child: a Redis client holds sockets and does not cross a
-process boundary.
+A cache is passed as a :class:`CacheSpec` and built in the child: a Redis client holds
+sockets and does not cross a process boundary.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -15,14 +15,24 @@ import requests
 from requests_emma import FileTokenCache, RedisTokenCache, Token, TokenCache
 from requests_emma._wire import issue_token_body, parse_token
 
-CacheSpec = tuple[str, str, float]
+
+@dataclasses.dataclass(frozen=True)
+class CacheSpec:
+    """How to build a cache in a child: ``kind`` "file" (``where`` is the directory) or
+    "redis" (``where`` is the URL; ``prefix`` keeps tests sharing a server apart)."""
+
+    kind: str
+    where: str
+    lock_timeout: float = 60.0
+    prefix: str = "requests-emma:token:"
 
 
 def make_cache(spec: CacheSpec) -> TokenCache:
-    kind, where, lock_timeout = spec
-    if kind == "file":
-        return FileTokenCache(where, lock_timeout=lock_timeout)
-    return RedisTokenCache.from_url(where, lock_timeout=lock_timeout, blocking_timeout=30.0)
+    if spec.kind == "file":
+        return FileTokenCache(spec.where, lock_timeout=spec.lock_timeout)
+    return RedisTokenCache.from_url(
+        spec.where, prefix=spec.prefix, lock_timeout=spec.lock_timeout, blocking_timeout=30.0
+    )
 
 
 def issue_token(base_url: str, client_id: str, client_secret: str) -> Token:
@@ -63,3 +73,38 @@ def hold_lock(spec: CacheSpec, key: str, held: Any) -> None:
     with cache.lock(key):
         held.set()
         time.sleep(120)
+
+
+def fleet_member(
+    spec: CacheSpec | None,
+    base_url: str,
+    client_id: str,
+    client_secret: str,
+    commands: Any,  # a multiprocessing Queue of "get" / "get-together" / "stop"
+    results: Any,  # a multiprocessing Queue
+    together: Any,  # a multiprocessing Barrier, for "get-together"
+) -> None:
+    """One process of a fleet: an EmmaAuth (with the cache, if any) that sends a request
+    per command and reports ``(status or error name, access token sent, seconds taken)``."""
+    from requests_emma import EmmaAuth
+
+    cache = None if spec is None else make_cache(spec)
+    auth = EmmaAuth(client_id, client_secret, base_url=base_url, token_cache=cache)
+    url = base_url + "/v1/locations"
+    with requests.Session() as session:
+        while True:
+            command = commands.get(timeout=120)
+            if command == "stop":
+                return
+            if command == "get-together":
+                together.wait(timeout=60)
+            started = time.monotonic()
+            try:
+                response = session.get(url, auth=auth, timeout=30)
+            except requests.RequestException as error:
+                results.put((type(error).__name__, None, time.monotonic() - started))
+                continue
+            sent = response.request.headers.get("Authorization", "")
+            results.put(
+                (response.status_code, sent.removeprefix("Bearer "), time.monotonic() - started)
+            )

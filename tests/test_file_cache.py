@@ -14,6 +14,7 @@ from pathlib import Path
 import cache_workers
 import filelock
 import pytest
+from cache_workers import CacheSpec
 from test_cache_format import a_token
 
 from requests_emma import FileTokenCache
@@ -250,14 +251,14 @@ def test_processes_contending_on_the_lock_renew_once(directory: Path) -> None:
     with FakeEmmaServer() as server:
         server.token_delay = 0.3  # a renewal that takes a while: the window for a race
         credentials = (server.base_url, server.client_id, server.client_secret)
-        outcomes = _run_contenders(("file", str(directory), WAIT), credentials, 8)
+        outcomes = _run_contenders(CacheSpec("file", str(directory)), credentials, 8)
         assert server.token_calls == 1
     assert sorted(kind for kind, _ in outcomes) == ["adopted"] * 7 + ["renewed"]
     assert len({token for _, token in outcomes}) == 1
 
 
 def _run_contenders(
-    spec: cache_workers.CacheSpec, credentials: tuple[str, str, str], count: int
+    spec: CacheSpec, credentials: tuple[str, str, str], count: int
 ) -> list[tuple[str, str]]:
     key = cache_key(*credentials)
     start, results = spawn.Barrier(count), spawn.Queue()
@@ -280,7 +281,7 @@ def test_a_lock_holder_killed_with_sigkill_releases_the_lock(directory: Path) ->
     """The OS releases a dead holder's file lock: the next process gets it at once."""
     held = spawn.Event()
     holder = spawn.Process(
-        target=cache_workers.hold_lock, args=(("file", str(directory), WAIT), KEY, held)
+        target=cache_workers.hold_lock, args=(CacheSpec("file", str(directory)), KEY, held)
     )
     holder.start()
     try:

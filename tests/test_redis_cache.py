@@ -12,6 +12,7 @@ import time
 import cache_workers
 import pytest
 import redis
+from cache_workers import CacheSpec
 from redis_server import RedisServer
 from test_cache_format import a_token
 from test_file_cache import WAIT, _run_contenders, spawn
@@ -180,7 +181,11 @@ def test_processes_contending_on_the_lock_renew_once(redis_server: RedisServer) 
     with FakeEmmaServer() as server:
         server.token_delay = 0.3  # a renewal that takes a while: the window for a race
         credentials = (server.base_url, server.client_id, server.client_secret)
-        outcomes = _run_contenders(("redis", redis_server.url, WAIT), credentials, 8)
+        outcomes = _run_contenders(
+            CacheSpec("redis", redis_server.url, prefix=f"test-{secrets.token_hex(4)}:"),
+            credentials,
+            8,
+        )
         assert server.token_calls == 1
     assert sorted(kind for kind, _ in outcomes) == ["adopted"] * 7 + ["renewed"]
     assert len({token for _, token in outcomes}) == 1
@@ -190,22 +195,23 @@ def test_a_lock_holder_killed_with_sigkill_blocks_others_for_the_lock_timeout_at
     redis_server: RedisServer,
 ) -> None:
     """A dead holder's Redis lock expires after lock_timeout; a waiter then gets it."""
-    lock_timeout = 2.0
+    lock_timeout, prefix = 2.0, f"test-{secrets.token_hex(4)}:"
     held = spawn.Event()
     holder = spawn.Process(
-        target=cache_workers.hold_lock, args=(("redis", redis_server.url, lock_timeout), KEY, held)
+        target=cache_workers.hold_lock,
+        args=(CacheSpec("redis", redis_server.url, lock_timeout, prefix), KEY, held),
     )
     holder.start()
     try:
         assert held.wait(timeout=WAIT)
         held_since = time.monotonic()
-        busy = RedisTokenCache.from_url(redis_server.url, blocking_timeout=0.2)
+        busy = RedisTokenCache.from_url(redis_server.url, prefix=prefix, blocking_timeout=0.2)
         with pytest.raises(redis.exceptions.LockError), busy.lock(KEY):
             pass  # held for now
         os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
         holder.join(timeout=WAIT)
         assert holder.exitcode == -signal.SIGKILL
-        waiter = RedisTokenCache.from_url(redis_server.url, blocking_timeout=WAIT)
+        waiter = RedisTokenCache.from_url(redis_server.url, prefix=prefix, blocking_timeout=WAIT)
         with waiter.lock(KEY):
             waited = time.monotonic() - held_since
         assert waited < lock_timeout + 5.0  # wide margin: the machines are noisy
