@@ -110,7 +110,12 @@ class FileTokenCache:
         """The OS file lock for ``key``; entering it raises ``filelock.Timeout`` after
         ``lock_timeout`` seconds. The kernel releases it when its holder dies."""
         return filelock.FileLock(
-            self.path / f"{_checked(key)}.lock", timeout=self.lock_timeout, mode=0o600
+            self.path / f"{_checked(key)}.lock",
+            timeout=self.lock_timeout,
+            mode=0o600,
+            # Waiters poll; a try is one cheap system call, and every waiter of a cold start
+            # goes through the lock in turn, so a short interval keeps that queue short.
+            poll_interval=0.01,
         )
 
     def _entry(self, key: str) -> Path:

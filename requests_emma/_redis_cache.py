@@ -40,6 +40,8 @@ DEFAULT_PREFIX = "requests-emma:token:"
 #: Socket and connect timeouts of :meth:`RedisTokenCache.from_url`, in seconds: a Redis
 #: on the same network answers in milliseconds; an outage costs about twice this.
 DEFAULT_SOCKET_TIMEOUT = 0.5
+#: How often a waiter tries to take the Redis lock, in seconds.
+LOCK_POLL = 0.02
 
 
 def _import_redis() -> Any:
@@ -172,7 +174,12 @@ class RedisTokenCache:
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[object]:
         lock = self.client.lock(
-            name, timeout=self.lock_timeout, blocking_timeout=self.blocking_timeout
+            name,
+            timeout=self.lock_timeout,
+            blocking_timeout=self.blocking_timeout,
+            # redis-py polls every 0.1 s by default: with a fleet waiting at a cold start,
+            # each waiter in turn then costs up to that. A try is one SET NX.
+            sleep=LOCK_POLL,
         )
         if not lock.acquire():
             raise self._redis.exceptions.LockError(
