@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._cache import LOCK_TIMEOUT, decode_token, encode_token, is_spent, usable_until
+from ._config import Secret
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class RedisTokenCache:
         lock_timeout: float = LOCK_TIMEOUT,
         blocking_timeout: float = LOCK_TIMEOUT,
     ) -> None:
-        self._redis = _import_redis()
+        _import_redis()
         missing = [
             name for name in ("get", "set", "lock") if not callable(getattr(client, name, None))
         ]
@@ -90,6 +91,7 @@ class RedisTokenCache:
         self.lock_timeout = _seconds("lock_timeout", lock_timeout)
         self.blocking_timeout = _seconds("blocking_timeout", blocking_timeout)
         self._location = _location_of(client)
+        self._made_from: tuple[Secret, dict[str, Any]] | None = None  # from_url's arguments
 
     @classmethod
     def from_url(
@@ -136,7 +138,28 @@ class RedisTokenCache:
             client, prefix=prefix, lock_timeout=lock_timeout, blocking_timeout=blocking_timeout
         )
         cache._location = _location_of_url(url)
+        cache._made_from = (
+            Secret(url),  # it may hold a password: keep it out of reprs and tracebacks
+            {
+                "prefix": prefix,
+                "lock_timeout": lock_timeout,
+                "blocking_timeout": blocking_timeout,
+                "socket_timeout": socket_timeout,
+                **redis_options,
+            },
+        )
         return cache
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A Redis client holds sockets and locks: a cache made by from_url crosses a process
+        # boundary (pickle, as EmmaAuth does) as its arguments and gets a new client there.
+        if self._made_from is None:
+            raise TypeError(
+                "a RedisTokenCache around your own client cannot be pickled: "
+                "make it with RedisTokenCache.from_url(...) to send it to other processes"
+            )
+        url, options = self._made_from
+        return (_from_url, (url, options))
 
     def __repr__(self) -> str:
         return f"RedisTokenCache({self._location}, prefix={self.prefix!r})"
@@ -182,7 +205,7 @@ class RedisTokenCache:
             sleep=LOCK_POLL,
         )
         if not lock.acquire():
-            raise self._redis.exceptions.LockError(
+            raise _import_redis().exceptions.LockError(
                 f"token cache lock not acquired within {self.blocking_timeout:g} s"
             )
         try:
@@ -190,7 +213,7 @@ class RedisTokenCache:
         finally:
             try:
                 lock.release()
-            except self._redis.RedisError as error:
+            except _import_redis().RedisError as error:
                 # The renewal is done; the lock expires by itself within lock_timeout. An
                 # error here must not fail the request that renewed.
                 logger.warning(
@@ -198,6 +221,10 @@ class RedisTokenCache:
                     type(error).__name__,
                     self.lock_timeout,
                 )
+
+
+def _from_url(url: Secret, options: dict[str, Any]) -> RedisTokenCache:
+    return RedisTokenCache.from_url(url.reveal(), **options)
 
 
 def _seconds(name: str, value: float) -> float:

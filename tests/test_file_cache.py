@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import stat
 import subprocess
@@ -296,3 +297,11 @@ def test_a_lock_holder_killed_with_sigkill_releases_the_lock(directory: Path) ->
     finally:
         holder.kill()
         holder.join(timeout=WAIT)
+
+
+def test_the_cache_pickles(cache: FileTokenCache) -> None:
+    """A FileTokenCache survives pickle (as EmmaAuth pickles) and reads the same files."""
+    token = a_token()
+    cache.save(KEY, token)
+    copy = pickle.loads(pickle.dumps(cache))
+    assert (copy.path, copy.lock_timeout, copy.load(KEY)) == (cache.path, cache.lock_timeout, token)

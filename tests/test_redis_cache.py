@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import secrets
 import signal
 import subprocess
@@ -254,3 +255,25 @@ def test_redis_that_stops_answering_raises_a_timeout_error_quickly(
         assert time.monotonic() - started < 5.0  # two 0.5 s attempts, wide margin
     finally:
         own_redis_server.resume()
+
+
+def test_a_cache_from_a_url_pickles_and_works_in_the_copy(redis_server: RedisServer) -> None:
+    """A cache made by from_url survives pickle (as EmmaAuth pickles) with a new client."""
+    cache = RedisTokenCache.from_url(redis_server.url, prefix=f"test-{secrets.token_hex(4)}:")
+    token = a_token()
+    cache.save(KEY, token)
+    copy = pickle.loads(pickle.dumps(cache))
+    assert copy.client is not cache.client
+    assert (copy.prefix, copy.load(KEY)) == (cache.prefix, token)
+
+
+def test_a_cache_around_your_own_client_says_why_it_cannot_be_pickled() -> None:
+    """Pickling a cache built on a given client is a TypeError pointing at from_url."""
+    with pytest.raises(TypeError, match=r"RedisTokenCache.from_url"):
+        pickle.dumps(RedisTokenCache(redis.Redis(host="127.0.0.1", port=6390)))
+
+
+def test_the_pickle_of_an_emma_auth_with_a_redis_cache_repr_has_no_password() -> None:
+    """The URL kept for pickling is masked: the cache's attributes show no password."""
+    cache = RedisTokenCache.from_url("redis://:hunter2-password@127.0.0.1:6390/0")
+    assert "hunter2" not in repr(vars(cache))
