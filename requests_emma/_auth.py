@@ -294,6 +294,8 @@ class EmmaAuth(AuthBase):
             return response
         if not can_be_resent(sent):
             logger.debug("401 not replayed: the request body cannot be rewound")
+            with self._lock:  # but the token is not sent again: the next request renews
+                self._lifecycle.reject(rejected.reveal())
             return response
 
         # Drain and close first: the connection goes back to the pool while we wait for the

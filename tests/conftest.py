@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from fakes import Handler, RawServer
 from hypothesis import HealthCheck, settings
 from redis_server import RedisServer
 
@@ -62,3 +63,17 @@ def own_redis_server() -> Iterator[RedisServer]:
     """A real redis-server for one test, which may stop or pause it."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., RawServer]]:
+    """Start loopback servers that answer byte by byte as the test pleases; closed after."""
+    servers: list[RawServer] = []
+
+    def start(*handlers: Handler) -> RawServer:
+        servers.append(RawServer(*handlers))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

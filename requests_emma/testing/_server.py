@@ -99,7 +99,7 @@ class FakeEmmaServer(FakeTokenService):
         self.requests: list[RecordedRequest] = []
         self._api_failures: collections.deque[PlannedAnswer] = collections.deque()
         self._api_drops = 0
-        self._redirects: dict[str, tuple[int, str]] = {}
+        self._redirects: dict[str, tuple[int, str, bool]] = {}
         self._ssh_keys: list[dict[str, Any]] = []
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -165,9 +165,12 @@ class FakeEmmaServer(FakeTokenService):
         with self._lock:
             self._api_drops += count
 
-    def add_redirect(self, path: str, location: str, status: int = 302) -> None:
-        """Answer requests for ``path`` (without the prefix) with a redirect to ``location``."""
-        self._redirects[path] = (status, location)
+    def add_redirect(
+        self, path: str, location: str, status: int = 302, *, requires_token: bool = False
+    ) -> None:
+        """Answer requests for ``path`` (without the prefix) with a redirect to ``location``;
+        with ``requires_token``, only once the bearer token has been checked (a 401 first)."""
+        self._redirects[path] = (status, location, requires_token)
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -236,8 +239,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if failure is not None:
             return self._answer(failure)
         if path in state._redirects:
-            status, location = state._redirects[path]
-            return self._send(status, b"", {"Location": location})
+            status, location, requires_token = state._redirects[path]
+            if not requires_token or self._authorized():
+                return self._send(status, b"", {"Location": location})
+            return None
         if not self._authorized():
             return None
         query = urllib.parse.parse_qs(url.query)
