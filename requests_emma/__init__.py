@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 
 from ._auth import EmmaAuth
+from ._cache import TokenCache
 from ._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
+from ._file_cache import FileTokenCache
+from ._redis_cache import RedisTokenCache
 from ._retry import RetryPolicy
 from ._session import EmmaSession
 from ._token import Token
@@ -21,8 +24,11 @@ __all__ = [
     "EmmaAuth",
     "EmmaAuthError",
     "EmmaSession",
+    "FileTokenCache",
+    "RedisTokenCache",
     "RetryPolicy",
     "Token",
+    "TokenCache",
     "TokenRequestError",
     "TokenResponseError",
 ]
