@@ -12,7 +12,10 @@ import importlib.metadata
 import logging
 
 from ._auth import EmmaAuth
+from ._cache import TokenCache
 from ._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
+from ._file_cache import FileTokenCache
+from ._redis_cache import RedisTokenCache
 from ._retry import RetryPolicy
 from ._session import EmmaSession
 from ._token import Token
@@ -22,8 +25,11 @@ __all__ = [
     "EmmaAuth",
     "EmmaAuthError",
     "EmmaSession",
+    "FileTokenCache",
+    "RedisTokenCache",
     "RetryPolicy",
     "Token",
+    "TokenCache",
     "TokenRequestError",
     "TokenResponseError",
 ]

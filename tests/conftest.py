@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from fakes import Handler, RawServer
 from hypothesis import HealthCheck, settings
+from redis_server import RedisServer
 
 from requests_emma import EmmaAuth
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
@@ -48,6 +49,20 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="requests_emma")
     return caplog
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests keep apart by key prefix."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for one test, which may stop or pause it."""
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.fixture
