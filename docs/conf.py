@@ -64,7 +64,7 @@ _fake_emma.stop()
 # Types from other projects have no pages here (intersphinx would need the network), and
 # private types are not documented: neither is a broken link.
 nitpick_ignore_regex = [
-    (r"py:class", r"(collections\.abc|contextlib|filelock|os|redis|requests|responses|urllib3)\..*"),
+    (r"py:class", r"(collections\.abc|contextlib|filelock|os|redis|requests|requests_oauthlib|responses|urllib3)\..*"),
     # Functions of the private cache modules that the caches' docstrings mention.
     (r"py:func", r"(default_directory|cache_key)"),
     (r"py:class", r"requests_emma\.(.*\.)?_\w+(\..*)?"),

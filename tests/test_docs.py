@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import requests_emma
+import requests_emma.oauthlib
 import requests_emma.testing
 
 REFERENCE = (Path(__file__).resolve().parent.parent / "docs" / "reference.md").read_text()
@@ -16,7 +17,10 @@ AUTODOC = re.compile(r"^\.\. auto(?:class|exception|function):: ([\w.]+)$", re.M
 DOCUMENTED = set(AUTODOC.findall(REFERENCE))
 
 
-@pytest.mark.parametrize("module", [requests_emma, requests_emma.testing], ids=lambda m: m.__name__)
+MODULES = [requests_emma, requests_emma.testing, requests_emma.oauthlib]
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda module: module.__name__)
 def test_every_public_name_is_in_the_reference(module: types.ModuleType) -> None:
     """docs/reference.md autodocs each name of __all__, at its public path."""
     names = {f"{module.__name__}.{name}" for name in module.__all__}
