@@ -38,15 +38,23 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO) -> in
     server.request_log = log_request
     stop = threading.Event()
 
-    def on_terminate(signum: int, frame: FrameType | None) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    # Ctrl-C and SIGTERM only set the event, whenever they come: no KeyboardInterrupt can
+    # land between two lines below and skip the clean stop. A signal the shell told us to
+    # ignore (a background job's SIGINT) stays ignored.
+    previous = {
+        sig: signal.signal(sig, on_signal)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
-        server.start(port)
-    except OSError as error:
-        raise ListenError(f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}") from None
-    previous = signal.signal(signal.SIGTERM, on_terminate)
-    try:
+        try:
+            server.start(port)
+        except OSError as error:
+            message = f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}"
+            raise ListenError(message) from None
         exports = {
             _config.API_URL_VAR: server.base_url,
             _config.CLIENT_ID_VAR: server.client_id,
@@ -56,14 +64,12 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO) -> in
         out.flush()
         log.write(f"# fake emma serving at {server.base_url}; Ctrl-C stops it\n")
         log.flush()
-        try:
-            while not stop.wait(0.5):  # a timed wait, so Ctrl-C is seen on every platform
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):  # a timed wait, so the signal is seen on every platform
             pass
     finally:
         server.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     log.write("# fake emma stopped\n")
     log.flush()
     return 0
