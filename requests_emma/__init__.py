@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 
 from ._auth import EmmaAuth
@@ -32,5 +33,16 @@ __all__ = [
     "TokenRequestError",
     "TokenResponseError",
 ]
+
+try:
+    __version__: str = importlib.metadata.version("requests-emma")
+    """The installed distribution's version, from its metadata."""
+except importlib.metadata.PackageNotFoundError:  # imported from a source tree, not installed
+    __version__ = "0+unknown"
+
+# Tracebacks, reprs and the docs show the public path, not the private module.
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name
 
 logging.getLogger("requests_emma").addHandler(logging.NullHandler())

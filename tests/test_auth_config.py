@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import types
-
 import pytest
 import requests
 
 import requests_emma
 from requests_emma import CredentialsError, EmmaAuth, EmmaAuthError
 from requests_emma.testing import FakeEmmaServer
-
-
-def test_exported_names_are_sorted_and_complete() -> None:
-    """__all__ is sorted and lists exactly the public names of the package."""
-    public = {
-        name
-        for name, value in vars(requests_emma).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
-    }
-    public -= {"annotations"}
-    assert requests_emma.__all__ == sorted(requests_emma.__all__)
-    assert set(requests_emma.__all__) == public
 
 
 def test_errors_are_request_exceptions() -> None:
