@@ -64,7 +64,7 @@ _fake_emma.stop()
 # Types from other projects have no pages here (intersphinx would need the network), and
 # private helper types are not documented: neither is a broken link.
 nitpick_ignore_regex = [
-    (r"py:class", r"(collections\.abc|requests|urllib3|responses)\..*"),
+    (r"py:class", r"(collections\.abc|contextlib|os|redis|requests|urllib3|responses)\..*"),
     (r"py:class", r"requests_emma\.(.*\.)?_\w+(\..*)?"),
     # Named in EmmaAuth's docstring ahead of their export from requests_emma; once exported,
     # tests/test_docs.py requires a reference entry for each, and these lines can go.
