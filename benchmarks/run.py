@@ -40,7 +40,7 @@ LIBRARIES = (
 )
 
 FULL = {
-    "attach": {"rounds": 15, "count": 20_000},
+    "attach": {"rounds": 12, "count": 10_000},
     "end_to_end": {"rounds": 12, "count": 300},
     "import_time": {"rounds": 15},
     "burst": {"rounds": 3},
