@@ -17,8 +17,9 @@ Added to ``FakeEmmaServer`` (by subclassing; the package's test double is unchan
   answers its SHA-256 and length.
 - Every request carrying ``X-Body-SHA256`` has its body hashed on arrival, on every attempt
   (401s and replays included), and mismatches are counted.
-- Every 401 says why in ``X-Bench-Reject`` (``missing``, ``expired``, ``revoked``,
-  ``unknown``) and is counted by reason.
+- Every 401 says why in ``X-Bench-Reject`` (``missing``, ``expired``, ``expired in flight``
+  when the request's ``X-Sent-At`` was before the expiry, ``revoked``, ``unknown``) and is
+  counted by reason.
 - Control endpoints, no auth: ``GET /_bench/stats`` (the counters), ``POST /_bench/reset``
   (zero them; a JSON body may also set ``token_lifetime``, ``token_delay``,
   ``token_failure_rate``), ``POST /_bench/revoke`` (revoke every token issued so far; with
@@ -131,14 +132,24 @@ class BenchServer(FakeEmmaServer):
             self.failed_token_calls += 1
         return planned_answer(503, None, None)
 
-    def rejection_reason(self, token: str | None) -> str | None:
-        """Why the API refuses ``token``, or ``None`` if it is accepted."""
+    def rejection_reason(self, token: str | None, sent_at: float | None) -> str | None:
+        """Why the API refuses ``token``, or ``None`` if it is accepted.
+
+        ``sent_at`` is when the client says it sent the request (``X-Sent-At``, Unix time):
+        a token that was valid then and expired on the way is "expired in flight".
+        """
         if token is None:
             return "missing"
         with self._lock:
             expires = self._access.get(token)
             if expires is not None:
-                return None if expires > time.time() else "expired"
+                if expires > time.time():
+                    return None
+                return (
+                    "expired in flight"
+                    if sent_at is not None and sent_at < expires
+                    else ("expired")
+                )
             return "revoked" if token in self._revoked else "unknown"
 
     def oauth_token(self) -> dict[str, Any]:
@@ -175,7 +186,10 @@ class _BenchHandler(_Handler):
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization")
         token = header[len("Bearer ") :] if header and header.startswith("Bearer ") else None
-        reason = self.server_state.rejection_reason(token)
+        sent_at = self.headers.get("X-Sent-At")
+        reason = self.server_state.rejection_reason(
+            token, None if sent_at is None else float(sent_at)
+        )
         if reason is None:
             return super()._authorized()  # the 403 for a Read-only app stays the base's
         with self.server_state._lock:
