@@ -1,22 +1,25 @@
 """``EmmaAuth``: the token lifecycle as a ``requests`` auth plugin.
 
-The adapter adds what the pure lifecycle leaves out: a lock, the token calls, and the 401
+A thin adapter: the lifecycle (``_lifecycle.py``) decides, the renewer (``_renewal.py``)
+calls the endpoints; this module adds the lock, the background renewal, the 401 hook and the
 replay.
 
 Single flight
     Callers read the lifecycle without the lock. A fresh token is used as it is. A stale one
-    (inside the refresh margin) is renewed by whichever caller takes the lock first without
-    waiting; the others keep sending it. Only callers with no valid token left wait on the
+    (inside the refresh margin) is sent at once, and one early renewal starts on a thread of
+    its own, so no request waits for it. Only callers with no valid token left wait on the
     lock, and after it look again, so N threads cause one token call. The lock guards token
-    calls only, never an API request.
+    calls only, never an API request. No thread runs at import or construction; the renewal
+    thread is a daemon that ends with its renewal; a forked child starts with fresh locks.
 
 The 401 replay
     requests' own ``HTTPDigestAuth`` recipe: a response hook drains and closes the 401,
     copies the request, carries its cookies, sets the new header, rewinds the body and sends
     the copy straight to the connection adapter (so the hook does not run again and a second
     401 is returned as it is). The token is renewed only if the rejected token is still the
-    current one; otherwise another thread already renewed it. A body that cannot be replayed
-    byte for byte (a generator, an unseekable stream) is never replayed: the 401 is returned.
+    current one (the lifecycle's compare-and-invalidate); otherwise another thread already
+    renewed it. A body that cannot be replayed byte for byte (a generator, a forward-only
+    stream) is never replayed: the 401 is returned.
 
 Origins
     Only requests to the base URL's scheme, host and port get the token. ``requests`` strips
@@ -27,12 +30,12 @@ Origins
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
+import os
 import threading
-import time
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.auth import AuthBase
@@ -41,14 +44,22 @@ from requests.utils import rewind_body
 
 from . import _config
 from ._body import can_be_resent
-from ._errors import EmmaAuthError, TokenRequestError
-from ._lifecycle import Freshness, TokenLifecycle
-from ._retry import RETRYABLE_STATUSES, RetryPolicy
+from ._cache import TokenCache, check_token_cache
+from ._clock import SYSTEM_CLOCK, Clock
+from ._errors import EmmaAuthError
+from ._lifecycle import TokenLifecycle
+from ._renewal import Renewer
+from ._retry import RetryPolicy
 from ._token import Token
 from ._transport import TokenEndpoint
-from ._wire import TokenGrant
+
+if TYPE_CHECKING:
+    from ._lifecycle import _Held
 
 logger = logging.getLogger("requests_emma")
+
+#: Every live EmmaAuth, so a forked child can give each fresh locks.
+_instances: weakref.WeakSet[EmmaAuth] = weakref.WeakSet()
 
 
 class EmmaAuth(AuthBase):
@@ -59,10 +70,13 @@ class EmmaAuth(AuthBase):
     network call; the first request fetches the token.
 
     ``refresh_margin``: renew this many seconds before expiry (``None``: a fifth of the
-    token's lifetime, at most 60 s). ``timeout``: for each token call, seconds or
-    ``(connect, read)``. ``session``: the ``requests.Session`` for token calls (proxies,
-    TLS). ``on_token``: called with every new :class:`Token`. ``retry``: how token calls are
-    retried (:class:`RetryPolicy`).
+    token's lifetime, at most 60 s); the renewal runs in the background while the current
+    token keeps serving. ``timeout``: for each token call, seconds or ``(connect, read)``.
+    ``session``: the ``requests.Session`` for token calls (proxies, TLS). ``on_token``:
+    called with every new :class:`Token`. ``retry``: how token calls are retried
+    (:class:`RetryPolicy`). ``token_cache``: a shared :class:`TokenCache`
+    (:class:`FileTokenCache`, :class:`RedisTokenCache`) through which the processes of a
+    fleet share one token; without one, each ``EmmaAuth`` keeps its token in memory.
     """
 
     def __init__(
@@ -76,10 +90,13 @@ class EmmaAuth(AuthBase):
         session: requests.Session | None = None,
         on_token: Callable[[Token], object] | None = None,
         retry: RetryPolicy | None = None,
+        token_cache: TokenCache | None = None,
     ) -> None:
-        self._client_id, self._client_secret = _config.credentials(client_id, client_secret)
+        client_id, secret = _config.credentials(client_id, client_secret)
+        self._client_id = client_id
         self._base_url = _config.base_url(base_url)
         self._origin = _config.origin(self._base_url)
+        self._prefix = _origin_prefix(self._base_url)
         if refresh_margin is not None:
             refresh_margin = _config.seconds("refresh_margin", refresh_margin)
         if session is not None and not isinstance(session, requests.Session):
@@ -90,17 +107,26 @@ class EmmaAuth(AuthBase):
             retry = RetryPolicy()
         elif not isinstance(retry, RetryPolicy):
             raise ValueError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        if token_cache is not None:
+            token_cache = check_token_cache(token_cache)
         self._retry = retry
         self._on_token = on_token
-        self._clock: Callable[[], float] = time.monotonic
+        self._clock: Clock = SYSTEM_CLOCK
         self._lifecycle = TokenLifecycle(refresh_margin)
-        self._owns_session = session is None
-        self._endpoint = TokenEndpoint(
-            self._base_url, session or requests.Session(), _config.timeout(timeout)
+        self._renewer = Renewer(
+            TokenEndpoint(self._base_url, session, _config.timeout(timeout)),
+            client_id,
+            secret,
+            token_cache,
         )
+        self._new_locks()
+        _instances.add(self)
+
+    def _new_locks(self) -> None:
         self._lock = threading.Lock()
         self._announcing = threading.RLock()
         self._last_failure: EmmaAuthError | None = None
+        self._worker: threading.Thread | None = None  # the last early renewal started
 
     @property
     def base_url(self) -> str:
@@ -113,87 +139,113 @@ class EmmaAuth(AuthBase):
     # -- requests' entry points -------------------------------------------------------------
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if request.url is None or _config.origin(request.url) != self._origin:
-            # Only the origin is logged: a query string may carry the caller's secrets.
-            logger.debug(
-                "no token for %s: not the API's origin (%s)",
-                _origin_text(request.url),
-                self._base_url,
-            )
+        url = request.url
+        if url is None or not self._is_own_origin(url):
+            if logger.isEnabledFor(logging.DEBUG):
+                # Only the origin is logged: a query string may carry the caller's secrets.
+                logger.debug(
+                    "no token for %s: not the API's origin (%s)", _origin_text(url), self._base_url
+                )
             return request
-        token = self._usable_token()
-        request.headers["Authorization"] = f"Bearer {token.access_token}"
-        request.register_hook("response", self._replay_after_401)  # type: ignore[no-untyped-call]
+        header = self._lifecycle.header(self._clock.monotonic())
+        if header is None:
+            header = self._usable().header
+        request.headers["Authorization"] = header
+        # register_hook() would check that the method is callable, on every request.
+        request.hooks["response"].append(self._replay_after_401)
         return request
 
     def get_token(self) -> Token:
         """A usable token: the current one, or a new one fetched (or renewed) now."""
-        return self._usable_token()
+        return self._usable().token
+
+    def _is_own_origin(self, url: str) -> bool:
+        """Whether ``url`` is on the API's origin: a prefix test for the spelling requests
+        produces, the full parse for any other (an explicit default port, say)."""
+        prefix = self._prefix
+        if url.startswith(prefix):
+            end = len(prefix)
+            if len(url) == end or url[end] in "/?#":
+                return True
+        return _config.origin(url) == self._origin
 
     # -- getting a token --------------------------------------------------------------------
 
-    def _usable_token(self) -> Token:
-        now = self._clock()
-        freshness = self._lifecycle.freshness(now)
-        if freshness is Freshness.FRESH:
-            token = self._lifecycle.usable(now)
-            if token is not None:
-                return token
-        elif freshness is Freshness.STALE:
-            if self._lifecycle.may_renew_early(now) and self._lock.acquire(blocking=False):
-                try:
-                    renewed = self._renew_early()
-                finally:
-                    self._lock.release()
-                if renewed is not None:
-                    self._announce(renewed)
-            token = self._lifecycle.usable(self._clock())
-            if token is not None:
-                return token
-        return self._renew_waiting(rejected=None)
+    def _usable(self) -> _Held:
+        """A token that has not expired; one still valid but stale starts an early renewal
+        in the background and is used meanwhile."""
+        now = self._clock.monotonic()
+        held = self._lifecycle.usable(now)
+        if held is None:
+            return self._renew_waiting(rejected=None)
+        if held.renew_after <= now:
+            self._start_early_renewal(now)
+        return held
 
-    def _renew_early(self) -> Token | None:
-        """Renew a still-valid token with one attempt; on failure keep serving it.
-
-        Called with the lock held; returns the new token, if any. A failure is not retried by
-        the next request: early renewals back off (from 1 s, doubling up to ``wait_max``)
-        while the token serves.
-        """
-        if self._lifecycle.freshness(self._clock()) is not Freshness.STALE:
-            return None  # another thread renewed it meanwhile
+    def _start_early_renewal(self, now: float) -> None:
+        if not self._lock.acquire(blocking=False):
+            return  # a renewal is running already
         try:
-            return self._renew(
-                dataclasses.replace(self._retry, attempts=1), fall_back_to_issue=False
-            )
-        except EmmaAuthError as exc:
-            backoff = self._lifecycle.renewal_failed(
-                self._clock(), max(self._retry.wait_initial, 1.0), max(self._retry.wait_max, 1.0)
-            )
-            current = self._lifecycle.current
-            left = 0.0 if current is None else max(0.0, current.expires_in())
-            logger.warning(
-                "token renewal failed, still using the current token (valid %.0f s more); "
-                "next renewal attempt in %.1f s: %s",
-                left,
-                backoff,
-                exc,
-            )
-            return None
+            start = self._lifecycle.begin_early_renewal(now)
+        finally:
+            self._lock.release()
+        if not start:
+            return
+        worker = threading.Thread(
+            target=self._renew_early, name="requests-emma token renewal", daemon=True
+        )
+        self._worker = worker
+        try:
+            worker.start()
+        except RuntimeError:  # no new threads (the interpreter is shutting down)
+            with self._lock:
+                self._lifecycle.early_renewal_ended()
 
-    def _renew_waiting(self, rejected: _config.Secret | None) -> Token:
+    def _renew_early(self) -> None:
+        """The background renewal of a stale token. On failure the token keeps serving and
+        the next early attempt waits for a backoff (from 1 s, doubling to ``wait_max``)."""
+        token = None
+        with self._lock:
+            try:
+                if self._lifecycle.usable(self._clock.monotonic()) is None:
+                    return  # expired meanwhile: the next request renews, waiting
+                token = self._renewer.renew(self._lifecycle, self._retry, self._clock)
+                self._last_failure = None
+            except EmmaAuthError as exc:
+                self._last_failure = exc
+                backoff = self._lifecycle.early_renewal_failed(
+                    self._clock.monotonic(),
+                    max(self._retry.wait_initial, 1.0),
+                    max(self._retry.wait_max, 1.0),
+                )
+                current = self._lifecycle.current
+                left = 0.0 if current is None else max(0.0, current.expires_in(self._clock.wall()))
+                logger.warning(
+                    "token renewal failed, still using the current token (valid %.0f s more); "
+                    "next renewal attempt in %.1f s: %s",
+                    left,
+                    backoff,
+                    exc,
+                )
+            finally:
+                self._lifecycle.early_renewal_ended()
+        if token is not None:
+            self._announce(token)
+
+    def _renew_waiting(self, rejected: _config.Secret | None) -> _Held:
         """Wait for the lock, then return a valid token, renewing if nobody else did.
 
-        ``rejected`` is an access token the API answered 401 to: if it is still the current
-        one it is invalidated first. If the renewal this caller waited for failed, its error
+        ``rejected`` is an access token the API answered 401 to: the lifecycle invalidates
+        it if it is still current. If the renewal this caller waited for failed, its error
         is raised again rather than the endpoint called once more.
         """
         failed_before = self._last_failure
         with self._lock:
-            if rejected is not None and self._lifecycle.is_current(rejected.reveal()):
-                self._lifecycle.invalidate()
-            token = self._lifecycle.usable(self._clock())
-            if token is not None:
-                return token
+            if rejected is not None:
+                self._lifecycle.reject(rejected.reveal())
+            held = self._lifecycle.usable(self._clock.monotonic())
+            if held is not None:
+                return held
             failure = self._last_failure
             if failure is not None and failure is not failed_before:
                 # The renewal this caller waited for failed: share its error, as a Future
@@ -201,33 +253,15 @@ class EmmaAuth(AuthBase):
                 # each, or one traceback would collect the frames of every waiting thread.
                 raise copy.copy(failure) from failure.__cause__
             try:
-                token = self._renew(self._retry)
+                token = self._renewer.renew(self._lifecycle, self._retry, self._clock)
             except EmmaAuthError as exc:
                 self._last_failure = exc
-                logger.warning("token renewal failed: %s", exc)
                 raise
+            self._last_failure = None
+            held = self._lifecycle.held
+            assert held is not None and held.token is token
         self._announce(token)
-        return token
-
-    def _renew(self, policy: RetryPolicy, *, fall_back_to_issue: bool = True) -> Token:
-        """Get a new token and store it. Called with the lock held."""
-        try:
-            grant, how = self._fetch_grant(policy, fall_back_to_issue=fall_back_to_issue)
-        finally:
-            if self._owns_session:
-                # Token calls are minutes apart: an idle pooled connection would only be
-                # dropped by the server, or left open when the auth is discarded.
-                self._endpoint.session.close()
-        token = self._lifecycle.accept(grant, self._clock(), time.time())
-        self._last_failure = None
-        logger.debug(
-            "token %s; lifetime %.0f s (from %s), refresh token %s",
-            how,
-            grant.lifetime,
-            grant.lifetime_source,
-            "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
-        )
-        return token
+        return held
 
     def _announce(self, token: Token) -> None:
         """Hand a new token to ``on_token``, outside the renewal lock: the callback may be
@@ -247,45 +281,13 @@ class EmmaAuth(AuthBase):
             except Exception as exc:  # noqa: BLE001 - a callback bug must not fail the request
                 logger.warning("on_token callback raised %s; ignored", type(exc).__name__)
 
-    def _fetch_grant(
-        self, policy: RetryPolicy, *, fall_back_to_issue: bool = True
-    ) -> tuple[TokenGrant, str]:
-        """Refresh token first; issue-token if there is none or the server refuses it.
-
-        With ``fall_back_to_issue=False`` (a renewal inside the margin, which may delay its
-        request by one call only) a refused refresh token is dropped and the error raised:
-        the next renewal uses issue-token.
-        """
-        # The deadline is kept on the endpoint's clock, which times the calls and sleeps.
-        deadline = self._endpoint.clock() + policy.deadline
-        refresh_token = _config.secret_or_none(self._lifecycle.refresh_token(self._clock()))
-        if refresh_token is not None:
-            try:
-                return self._endpoint.refresh(refresh_token, policy, deadline), "refreshed"
-            except TokenRequestError as exc:
-                # Any other 4xx means this refresh token is dead; a retryable status (429...)
-                # that outlived its retries says nothing about the token: keep it.
-                status = exc.status_code
-                if status is None or not 400 <= status < 500 or status in RETRYABLE_STATUSES:
-                    raise
-                self._lifecycle.drop_refresh_token()
-                if not fall_back_to_issue:
-                    logger.debug(
-                        "refresh token refused (HTTP %d); the next renewal issues a new token",
-                        status,
-                    )
-                    raise
-                logger.debug("refresh token refused (HTTP %d); issuing a new token", status)
-        grant = self._endpoint.issue(self._client_id, self._client_secret, policy, deadline)
-        return grant, "issued"
-
     # -- the 401 replay ---------------------------------------------------------------------
 
     def _replay_after_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         if response.status_code != 401:
             return response
         sent = response.request
-        if sent.url is None or _config.origin(sent.url) != self._origin:
+        if sent.url is None or not self._is_own_origin(sent.url):
             return response  # a redirect took it elsewhere: never send our token there
         rejected = _bearer_token(sent.headers.get("Authorization"))
         if rejected is None or getattr(response, "connection", None) is None:
@@ -298,34 +300,63 @@ class EmmaAuth(AuthBase):
         # renewal, and is not left open if the renewal fails.
         response.content  # noqa: B018
         response.close()
-        token = self._renew_waiting(rejected)
+        held = self._renew_waiting(rejected)
 
         replay = sent.copy()
         _carry_cookies(response, replay)
-        replay.headers["Authorization"] = f"Bearer {token.access_token}"
+        replay.headers["Authorization"] = held.header
         if isinstance(getattr(replay, "_body_position", None), int):
             rewind_body(replay)
+        # requests follows a redirect of the replay from the request it sent first: that one
+        # must carry the new token too, or the redirect resends the rejected one. The 401
+        # keeps a copy showing what it was sent with.
+        response.request = sent.copy()
+        sent.headers["Authorization"] = held.header
         logger.debug("API answered 401; replaying %s once with a renewed token", sent.method)
         new_response: requests.Response = response.connection.send(replay, **kwargs)
         new_response.history.append(response)
         new_response.request = replay
         return new_response
 
-    # -- pickling ---------------------------------------------------------------------------
+    # -- pickling and forking ---------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         # Tokens stay behind: a worker process gets its own rather than share a refresh
         # token the server may rotate under the other.
         state["_lifecycle"] = TokenLifecycle(self._lifecycle.refresh_margin)
-        state["_last_failure"] = None
-        del state["_lock"], state["_announcing"]
+        for name in ("_lock", "_announcing", "_last_failure", "_worker"):
+            del state[name]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
-        self._announcing = threading.RLock()
+        self._new_locks()
+        _instances.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's locks may have been held by a thread that does not exist here.
+        self._new_locks()
+        self._lifecycle.after_fork()
+
+
+def _after_fork() -> None:
+    for auth in list(_instances):
+        auth._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _origin_prefix(base_url: str) -> str:
+    """``scheme://host[:port]`` as requests writes it for URLs on ``base_url``'s origin."""
+    origin = _config.origin(base_url)
+    assert origin is not None  # a checked base URL
+    scheme, host, port = origin
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" if port == default else f"{scheme}://{host}:{port}"
 
 
 def _carry_cookies(response: requests.Response, replay: requests.PreparedRequest) -> None:

@@ -9,6 +9,7 @@ planned failures) stage the rest, so the whole tour takes a few seconds.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TextIO
 
@@ -28,6 +29,8 @@ LATER_TOKEN_LIFETIME = 300
 REFRESH_MARGIN = 1.0
 #: How close to expiry step 3 goes before calling again, in seconds: inside the margin.
 EXPIRY_CLOSENESS = 0.4
+#: How long step 3 waits for its background renewal, in seconds: a token call takes ms.
+RENEWAL_WAIT = 5.0
 
 
 class _Narrator:
@@ -88,10 +91,11 @@ def run_demo(out: TextIO) -> int:
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
         try:
-            auth = _auth_for(server)
+            renewed = threading.Event()
+            auth = _auth_for(server, renewed)
             with EmmaSession(auth) as session:
                 session.trust_env = False  # see _auth_for
-                _tour(narrator, server, auth, session)
+                _tour(narrator, server, auth, session, renewed)
         finally:
             logger.removeHandler(handler)
             logger.setLevel(previous_level)
@@ -109,7 +113,7 @@ def run_demo(out: TextIO) -> int:
     return 0
 
 
-def _auth_for(server: FakeEmmaServer) -> EmmaAuth:
+def _auth_for(server: FakeEmmaServer, renewed: threading.Event) -> EmmaAuth:
     # trust_env off: a proxy from the environment must not see (or break) local traffic.
     token_session = requests.Session()
     token_session.trust_env = False
@@ -119,11 +123,16 @@ def _auth_for(server: FakeEmmaServer) -> EmmaAuth:
         base_url=server.base_url,
         refresh_margin=REFRESH_MARGIN,
         session=token_session,
+        on_token=lambda token: renewed.set(),
     )
 
 
 def _tour(
-    narrator: _Narrator, server: FakeEmmaServer, auth: EmmaAuth, session: EmmaSession
+    narrator: _Narrator,
+    server: FakeEmmaServer,
+    auth: EmmaAuth,
+    session: EmmaSession,
+    renewed: threading.Event,
 ) -> None:
     say = narrator.say
     say("requests-emma demo: the token lifecycle against a local fake emma.")
@@ -148,11 +157,14 @@ def _tour(
     narrator.call(session, "/v1/ssh-keys")
     narrator.token_calls()
 
-    narrator.step(3, "Near its expiry, the token is renewed before use")
+    narrator.step(3, "Near its expiry, the token is renewed in the background")
     wait = max(0.0, first.expires_in() - EXPIRY_CLOSENESS)
     say(f"   waiting {wait:.1f} s, until the token is {EXPIRY_CLOSENESS:g} s from expiry...")
     time.sleep(wait)
+    renewed.clear()
     narrator.call(session, "/v1/locations")
+    say("   (the request went out at once with the current token; a renewal runs beside it)")
+    renewed.wait(RENEWAL_WAIT)
     narrator.token_calls()
     say(f"   new token: {_describe(auth.get_token())}")
     say("   (the server rotated the refresh token: the one just used is now revoked)")

@@ -1,4 +1,7 @@
-"""How the token endpoint is retried: :class:`RetryPolicy` and its tenacity strategies.
+"""How the token endpoint is retried: :class:`RetryPolicy`, the value users configure.
+
+The tenacity strategies that carry it out are in ``_retrying.py``, imported at the first
+token call rather than with the package.
 
 One renewal is a sequence of attempts bounded by two things: ``attempts`` and ``deadline``,
 whichever runs out first. The deadline covers everything (sleeps and each attempt's
@@ -16,25 +19,6 @@ import dataclasses
 import datetime
 import email.utils
 import math
-import time
-
-#: Statuses worth another attempt: the server or a gateway is busy or hiccuped.
-RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-_waits_enabled = True
-
-
-def sleep(seconds: float) -> None:
-    """The sleep between attempts; :func:`requests_emma.testing.no_retry_waits` skips it."""
-    if _waits_enabled and seconds > 0:
-        time.sleep(seconds)
-
-
-def set_waits_enabled(enabled: bool) -> bool:
-    """Turn waits between attempts on or off; returns the previous setting."""
-    global _waits_enabled
-    previous, _waits_enabled = _waits_enabled, enabled
-    return previous
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -35,7 +35,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ReadTimeoutError, ResponseError
 from urllib3.util.retry import Retry
 
-from . import _config, _retry
+from . import _clock, _config
 from ._auth import EmmaAuth
 from ._body import can_be_resent
 
@@ -106,7 +106,7 @@ class IdempotentRetry(Retry):
         wait = None
         if response is not None and self.respect_retry_after_header:
             wait = self.get_retry_after(response)
-        _retry.sleep(wait or self.get_backoff_time())
+        _clock.SYSTEM_CLOCK.sleep(wait or self.get_backoff_time())
 
 
 def default_retry(retries: int) -> IdempotentRetry:

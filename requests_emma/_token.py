@@ -29,6 +29,30 @@ class Token:
             f"refresh_expires_at={self.refresh_expires_at!r})"
         )
 
+    def with_refresh(self, refresh_token: str | None, refresh_expires_at: float | None) -> Token:
+        """This token with another refresh token (one kept from an earlier grant)."""
+        return dataclasses.replace(
+            self, refresh_token=refresh_token, refresh_expires_at=refresh_expires_at
+        )
+
     def expires_in(self, now: float | None = None) -> float:
         """Seconds until the access token expires (negative once it has)."""
         return self.expires_at - (time.time() if now is None else now)
+
+
+class _BearerHeader(str):
+    """An ``Authorization`` value whose repr hides the token.
+
+    requests and urllib3 keep header values as they are given; a traceback that lists local
+    variables (``pytest -l``, Sentry) then shows ``'Bearer ***'`` where the headers are.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'Bearer ***'"
+
+
+def bearer_header(access_token: str) -> str:
+    """The ``Authorization`` header value for ``access_token``."""
+    return _BearerHeader("Bearer " + access_token)

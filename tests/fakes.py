@@ -13,16 +13,33 @@ WAIT = 10.0  # seconds to wait for something that should happen at once
 
 
 class FakeClock:
-    """A monotonic clock the test moves by hand (or an injected sleep moves)."""
+    """The one fake clock: monotonic and wall time move together, by hand or by a sleep,
+    and every sleep is recorded. Put it on an auth with :func:`use_clock`."""
+
+    WALL_START = 1_700_000_000.0
 
     def __init__(self) -> None:
         self.now = 1000.0
+        self.sleeps: list[float] = []
 
-    def __call__(self) -> float:
+    def monotonic(self) -> float:
         return self.now
+
+    def wall(self) -> float:
+        return self.now - 1000.0 + self.WALL_START
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def use_clock(auth: EmmaAuth, clock: FakeClock) -> FakeClock:
+    """Make ``clock`` the only clock ``auth`` reads: decisions, lifetimes and retry waits."""
+    auth._clock = clock
+    return clock
 
 
 class WatchedLock:
@@ -67,3 +84,11 @@ class WatchedLock:
 def auth_for(server: FakeEmmaServer, **options: Any) -> EmmaAuth:
     """An EmmaAuth with the fake server's credentials and base URL, plus ``options``."""
     return EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url, **options)
+
+
+def join_renewal(auth: EmmaAuth) -> None:
+    """Wait for the background renewal ``auth`` started last; fail if none was started."""
+    worker = auth._worker
+    assert worker is not None, "no background renewal was started"
+    worker.join(WAIT)
+    assert not worker.is_alive(), "the background renewal did not finish"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 import responses
-from fakes import FakeClock, auth_for
+from fakes import FakeClock, auth_for, join_renewal
 
 from requests_emma import (
     CredentialsError,
@@ -140,15 +140,18 @@ def test_token_is_reused_while_fresh(
     assert server.token_calls == 1
 
 
-def test_token_inside_margin_is_renewed_before_sending(
+def test_token_inside_margin_is_sent_and_renewed_in_the_background(
     server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
 ) -> None:
-    """A token inside the refresh margin is renewed before the request goes out."""
+    """A token inside the refresh margin goes out at once; one background renewal replaces it."""
     first = auth.get_token()
     clock.advance(250)  # 300 s token, default margin 60 s
     assert locations(server, auth).status_code == 200
+    join_renewal(auth)
+    sent = [bearer(r.headers) for r in server.requests if r.path == "/v1/locations"]
+    assert sent == [f"Bearer {first.access_token}"]
     assert server.refresh_calls == 1
-    assert server.requests[-1].headers["Authorization"] != f"Bearer {first.access_token}"
+    assert auth.get_token().access_token != first.access_token
 
 
 def test_expired_token_is_renewed_before_sending(
@@ -173,6 +176,7 @@ def test_explicit_margin_is_honoured(server: FakeEmmaServer, clock: FakeClock) -
     assert server.token_calls == 1
     clock.advance(6)
     auth.get_token()
+    join_renewal(auth)
     assert server.token_calls == 2
 
 

@@ -1,9 +1,10 @@
-"""Grace: a token inside its refresh margin keeps serving while its renewal fails or runs.
+"""Grace: a token inside its refresh margin keeps serving while its renewal runs or fails.
 
 A fake monotonic clock moves the token into its margin (300 s token, 60 s margin: stale
 from 240 s, expired at 300 s); the server's own clock is real, so the token stays valid
-there. Threads are held with the server's token_hook and events; a watched lock shows who
-waited for a renewal.
+there. The early renewal runs on a thread of its own; tests wait for it with
+``join_renewal``. Token calls are held with the server's token_hook and events; a watched
+lock shows who waited for a renewal.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 
 import pytest
 import requests
-from fakes import WAIT, FakeClock, WatchedLock, auth_for
+from fakes import WAIT, FakeClock, WatchedLock, auth_for, join_renewal, use_clock
 
-from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError, _retry
+from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError, _clock
 from requests_emma.testing import FakeEmmaServer
 
 STALE = 250  # seconds after the token was issued: inside the 60 s margin, not expired
@@ -42,10 +43,7 @@ class Worker(threading.Thread):
 
 @pytest.fixture
 def clock(auth: EmmaAuth) -> FakeClock:
-    fake = FakeClock()
-    auth._clock = fake
-    auth._endpoint.clock = fake
-    return fake
+    return use_clock(auth, FakeClock())
 
 
 @pytest.fixture
@@ -57,8 +55,9 @@ def lock(auth: EmmaAuth) -> WatchedLock:
 
 @pytest.fixture
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Waits of renewals on the real clock, recorded instead of slept."""
     recorded: list[float] = []
-    monkeypatch.setattr(_retry, "sleep", recorded.append)
+    monkeypatch.setattr(_clock.Clock, "sleep", lambda clock, seconds: recorded.append(seconds))
     return recorded
 
 
@@ -88,175 +87,54 @@ def held_token_calls(server: FakeEmmaServer) -> tuple[threading.Event, threading
     return entered, release
 
 
-# -- a failing renewal inside the margin --------------------------------------------------------
+# -- the early renewal runs off the request path ----------------------------------------------
 
 
-def test_failed_renewal_keeps_serving_the_valid_token(
-    server: FakeEmmaServer,
-    auth: EmmaAuth,
-    clock: FakeClock,
-    waits: list[float],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Renewal failing inside the margin: the request goes out with the current token."""
-    first = auth.get_token()
-    clock.advance(STALE)
-    server.fail_next_token_calls(10, 503)
-    with caplog.at_level(logging.WARNING, logger="requests_emma"):
-        response = get(server, auth)
-    assert response.status_code == 200
-    assert sent_token(server) == first.access_token
-    grace = [r for r in caplog.records if "still using the current token" in r.getMessage()]
-    assert [r.levelno for r in grace] == [logging.WARNING]
-    assert "503" in grace[0].getMessage()
-    assert first.access_token not in grace[0].getMessage()
-
-
-def test_renewal_inside_the_margin_costs_one_attempt_at_most(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, waits: list[float]
-) -> None:
-    """With the token still valid, a failing renewal makes one call and never waits."""
-    auth.get_token()
-    clock.advance(STALE)
-    server.fail_next_token_calls(10, 503, headers={"Retry-After": "5"})
-    calls_before = server.token_calls
-    assert get(server, auth).status_code == 200
-    assert server.token_calls - calls_before == 1
-    assert waits == []
-
-
-def test_renewal_inside_the_margin_backs_off(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, waits: list[float]
-) -> None:
-    """After a failed early renewal, requests don't retry it until a backoff has passed."""
-    auth.get_token()
-    clock.advance(STALE)
-    server.fail_next_token_calls(2, 503)
-    calls_before = server.token_calls
-    for _ in range(10):
-        assert get(server, auth).status_code == 200
-    assert server.token_calls - calls_before == 1
-    clock.advance(1.0)  # the first backoff: one second
-    for _ in range(10):
-        assert get(server, auth).status_code == 200
-    assert server.token_calls - calls_before == 2
-    clock.advance(1.0)  # the backoff doubled: not yet
-    get(server, auth)
-    assert server.token_calls - calls_before == 2
-    clock.advance(1.0)
-    get(server, auth)  # now it is tried again, and succeeds
-    assert server.token_calls - calls_before == 3
-    renewed = auth.get_token()
-    assert sent_token(server) == renewed.access_token
-    get(server, auth)
-    assert server.token_calls - calls_before == 3
-
-
-def test_rejected_credentials_inside_the_margin_keep_serving(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, waits: list[float]
-) -> None:
-    """Even a CredentialsError inside the margin leaves the still-valid token in use."""
-    first = auth.get_token()
-    clock.advance(STALE)
-    server.fail_next_token_calls(1, 401)  # the refresh token is refused...
-    assert get(server, auth).status_code == 200
-    clock.advance(1.0)  # the backoff after a failed early renewal
-    server.fail_next_token_calls(1, 403)  # ...and so are the credentials
-    assert get(server, auth).status_code == 200
-    assert sent_token(server) == first.access_token
-    assert (server.refresh_calls, server.issue_calls) == (1, 2)
-
-
-def test_refused_refresh_inside_the_margin_costs_one_call(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, waits: list[float]
-) -> None:
-    """Inside the margin a refused refresh costs one call; issue-token waits for the next renewal."""
-    first = auth.get_token()
-    clock.advance(STALE)
-    server.fail_next_token_calls(1, 401, body=b'{"code":"UNAUTHORIZED","message":"Expired"}')
-    calls_before = server.token_calls
-    assert get(server, auth).status_code == 200
-    assert server.token_calls - calls_before == 1
-    assert sent_token(server) == first.access_token
-    clock.advance(0.5)  # within the backoff: no call
-    get(server, auth)
-    assert server.token_calls - calls_before == 1
-    clock.advance(0.5)
-    get(server, auth)  # the next early renewal issues a new token: the refresh token is gone
-    assert (server.refresh_calls, server.issue_calls) == (1, 2)
-    assert sent_token(server) == auth.get_token().access_token != first.access_token
-
-
-def test_raises_only_when_no_valid_token_is_left(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, waits: list[float]
-) -> None:
-    """Failing renewals are absorbed until the token expires; then the error is raised."""
-    auth.get_token()
-    clock.advance(STALE)
-    server.fail_next_token_calls(100, 503)
-    for _ in range(5):
-        assert get(server, auth).status_code == 200
-        clock.advance(9.5)  # 297.5 s at the end: still valid
-    clock.advance(EXPIRED - STALE - 5 * 9.5)
-    with pytest.raises(TokenRequestError) as caught:
-        get(server, auth)
-    assert caught.value.status_code == 503
-    assert caught.value.attempts == RetryPolicy().attempts
-
-
-# -- threads during a renewal -------------------------------------------------------------------
-
-
-def test_threads_with_a_valid_token_do_not_wait_for_the_renewal(
+def test_a_stale_token_is_sent_at_once_while_its_renewal_is_held(
     server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, lock: WatchedLock
 ) -> None:
-    """While one thread renews, another with a valid token sends its request at once."""
+    """While the early renewal is held in the server, requests go out with the current token."""
     first = auth.get_token()
     clock.advance(STALE)
     entered, release = held_token_calls(server)
-    renewer = Worker(lambda: get(server, auth))
-    renewer.start()
     try:
+        assert get(server, auth).status_code == 200  # starts the renewal, does not wait
         assert entered.wait(WAIT), "the renewal never reached the server"
-        response = get(server, auth)  # the renewal is still held in the server
-        assert response.status_code == 200
+        assert get(server, auth).status_code == 200
         assert sent_token(server) == first.access_token
-        assert not release.is_set()
-        assert renewer.is_alive()
         assert lock.blocked == 0
     finally:
         release.set()
-        renewer.join(WAIT)
-    assert renewer.error is None
-    assert renewer.result.status_code == 200
+    join_renewal(auth)
     assert server.token_calls == 2  # the first token, then the one renewal
-    assert auth.get_token().access_token != first.access_token
+    assert get(server, auth).status_code == 200
+    assert sent_token(server) == auth.get_token().access_token != first.access_token
 
 
-def test_a_thread_that_saw_the_stale_token_does_not_renew_it_again(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, lock: WatchedLock
+def test_many_threads_on_a_stale_token_start_one_renewal(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
 ) -> None:
-    """A thread that found the token stale just as another renewed it uses the new one."""
+    """Twelve threads that find the token stale together cause one background renewal."""
     auth.get_token()
     clock.advance(STALE)
-    trying, renewed = threading.Event(), threading.Event()
+    entered, release = held_token_calls(server)
+    barrier = threading.Barrier(12)
 
-    def hold_the_first_try() -> None:
-        if not trying.is_set():
-            trying.set()
-            renewed.wait(WAIT)
+    def call() -> int:
+        barrier.wait(WAIT)
+        return get(server, auth).status_code
 
-    lock.on_try = hold_the_first_try
-    late = Worker(lambda: get(server, auth))
-    late.start()
+    workers = [Worker(call) for _ in range(12)]
     try:
-        assert trying.wait(WAIT)  # `late` saw a stale token and is about to take the lock
-        new = auth.get_token()  # meanwhile this thread renews it
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(WAIT)
+        assert [worker.result for worker in workers] == [200] * 12
+        assert entered.wait(WAIT)
     finally:
-        renewed.set()
-        late.join(WAIT)
-    assert late.error is None
-    assert sent_token(server) == new.access_token
+        release.set()
+    join_renewal(auth)
     assert server.token_calls == 2
 
 
@@ -266,12 +144,10 @@ def test_only_callers_without_a_valid_token_wait_for_the_renewal_in_flight(
     """Callers whose token expired wait for the one renewal in flight and share its result."""
     auth.get_token()
     clock.advance(STALE)
-    auth._endpoint.clock = FakeClock()  # stands still: the held call takes no time of its own
     entered, release = held_token_calls(server)
-    renewer = Worker(auth.get_token)
-    renewer.start()
     waiters: list[Worker] = []
     try:
+        auth.get_token()  # starts the early renewal, held in the server
         assert entered.wait(WAIT)
         clock.advance(EXPIRED - STALE)  # the token expires while the renewal is held
         waiters = [Worker(auth.get_token) for _ in range(4)]
@@ -282,12 +158,136 @@ def test_only_callers_without_a_valid_token_wait_for_the_renewal_in_flight(
         assert server.token_calls == 2  # one renewal in flight, no second one
     finally:
         release.set()
-        for worker in [renewer, *waiters]:
-            worker.join(WAIT)
-    renewed = renewer.result
-    assert renewer.error is None
+        for waiter in waiters:
+            waiter.join(WAIT)
+    join_renewal(auth)
+    renewed = auth.get_token()
     assert [w.result for w in waiters] == [renewed] * 4
     assert server.token_calls == 2
+
+
+# -- a failing renewal inside the margin --------------------------------------------------------
+
+
+def test_failed_renewal_keeps_serving_the_valid_token(
+    server: FakeEmmaServer,
+    auth: EmmaAuth,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An early renewal that fails leaves the current token in use, with one WARNING."""
+    first = auth.get_token()
+    clock.advance(STALE)
+    server.fail_next_token_calls(10, 503)
+    with caplog.at_level(logging.WARNING, logger="requests_emma"):
+        assert get(server, auth).status_code == 200
+        join_renewal(auth)
+        assert get(server, auth).status_code == 200
+    assert sent_token(server) == first.access_token
+    grace = [r for r in caplog.records if "still using the current token" in r.getMessage()]
+    assert [r.levelno for r in grace] == [logging.WARNING]
+    assert "503" in grace[0].getMessage()
+    assert first.access_token not in grace[0].getMessage()
+
+
+def test_early_renewal_retries_by_the_policy_off_the_request_path(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
+    """Off the request path the early renewal may wait and retry: two 503s, then a new token."""
+    first = auth.get_token()
+    clock.advance(STALE)
+    server.fail_next_token_calls(2, 503, headers={"Retry-After": "5"})
+    assert get(server, auth).status_code == 200
+    join_renewal(auth)
+    assert server.token_calls == 4
+    assert min(clock.sleeps) >= 5
+    assert auth.get_token().access_token != first.access_token
+
+
+def test_failed_early_renewals_back_off(server: FakeEmmaServer) -> None:
+    """After a failed early renewal, requests don't start another until a backoff has passed."""
+    clock = FakeClock()
+    auth = auth_for(server, retry=RetryPolicy(attempts=1))
+    use_clock(auth, clock)
+    auth.get_token()
+    clock.advance(STALE)
+    server.fail_next_token_calls(2, 503)
+
+    def burst() -> None:
+        for _ in range(5):
+            assert get(server, auth).status_code == 200
+        join_renewal(auth)
+
+    burst()
+    assert server.token_calls == 2
+    burst()  # within the 1 s backoff
+    assert server.token_calls == 2
+    clock.advance(1.0)
+    burst()  # the backoff has passed: tried again, fails again
+    assert server.token_calls == 3
+    clock.advance(1.0)  # the backoff doubled: not yet
+    burst()
+    assert server.token_calls == 3
+    clock.advance(1.0)
+    burst()  # tried again, and succeeds
+    assert server.token_calls == 4
+    renewed = auth.get_token()
+    assert get(server, auth).status_code == 200
+    assert sent_token(server) == renewed.access_token
+    assert server.token_calls == 4
+
+
+def test_rejected_credentials_inside_the_margin_keep_serving(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
+    """A refused refresh falls back to issue-token; even refused credentials leave the valid
+    token in use."""
+    first = auth.get_token()
+    clock.advance(STALE)
+    server.fail_next_token_calls(1, 401)  # the refresh token is refused...
+    server.fail_next_token_calls(1, 403)  # ...and so are the credentials
+    assert get(server, auth).status_code == 200
+    join_renewal(auth)
+    assert get(server, auth).status_code == 200
+    assert sent_token(server) == first.access_token
+    assert (server.refresh_calls, server.issue_calls) == (1, 2)
+
+
+def test_refused_refresh_inside_the_margin_issues_at_once(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
+    """A refused refresh in an early renewal falls back to issue-token in the same renewal."""
+    first = auth.get_token()
+    clock.advance(STALE)
+    server.fail_next_token_calls(1, 401, body=b'{"code":"UNAUTHORIZED","message":"Expired"}')
+    assert get(server, auth).status_code == 200
+    join_renewal(auth)
+    assert (server.refresh_calls, server.issue_calls) == (1, 2)
+    assert get(server, auth).status_code == 200
+    assert sent_token(server) == auth.get_token().access_token != first.access_token
+
+
+def test_raises_only_when_no_valid_token_is_left(server: FakeEmmaServer) -> None:
+    """Failing renewals are absorbed until the token expires; then the error is raised."""
+    no_waits = RetryPolicy(wait_initial=0, wait_max=0, wait_jitter=0)
+    clock = FakeClock()
+    auth = auth_for(server, retry=no_waits)
+    use_clock(auth, clock)
+    auth.get_token()
+    clock.advance(STALE)
+    server.fail_next_token_calls(100, 503)
+    for _ in range(5):
+        assert get(server, auth).status_code == 200
+        join_renewal(auth)
+        clock.advance(9.5)  # 297.5 s at the end: still valid
+    clock.advance(EXPIRED - STALE - 5 * 9.5)
+    with pytest.raises(TokenRequestError) as caught:
+        get(server, auth)
+    assert caught.value.status_code == 503
+    assert caught.value.attempts == RetryPolicy().attempts
+
+
+# -- waiting callers and failures ---------------------------------------------------------------
 
 
 def test_waiters_share_a_failed_renewal_instead_of_retrying_it(

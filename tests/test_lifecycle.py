@@ -9,12 +9,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from requests_emma._lifecycle import (
+    CLOCK_SKEW,
     MAX_DEFAULT_MARGIN,
     Freshness,
     TokenLifecycle,
     default_margin,
     effective_margin,
 )
+from requests_emma._outcome import Kind
+from requests_emma._token import Token
 from requests_emma._wire import TokenGrant
 
 WALL = 1_700_000_000.0
@@ -37,7 +40,7 @@ def test_no_token_means_expired() -> None:
 def test_300_second_token_renews_once_per_lifetime() -> None:
     """A 300 s token is fresh until a minute before expiry, stale until expiry, then expired."""
     life = TokenLifecycle()
-    life.accept(grant(300), now=1000.0, wall_now=WALL)
+    life.accept(grant(300), sent_at=1000.0, sent_wall=WALL)
     assert life.freshness(1000.0 + 239.9) is Freshness.FRESH
     assert life.freshness(1000.0 + 240.0) is Freshness.STALE
     assert life.freshness(1000.0 + 299.9) is Freshness.STALE
@@ -47,7 +50,7 @@ def test_300_second_token_renews_once_per_lifetime() -> None:
 def test_2_second_token_is_not_renewed_on_every_request() -> None:
     """A 2 s token stays fresh for most of its life under the default margin."""
     life = TokenLifecycle()
-    life.accept(grant(2), now=0.0, wall_now=WALL)
+    life.accept(grant(2), sent_at=0.0, sent_wall=WALL)
     assert life.freshness(1.5) is Freshness.FRESH
     assert life.freshness(1.7) is Freshness.STALE
 
@@ -64,13 +67,13 @@ def test_explicit_margin_is_capped_at_half_the_lifetime() -> None:
     assert effective_margin(20, 30.0) == 10
     assert effective_margin(300, 30.0) == 30
     life = TokenLifecycle(refresh_margin=30.0)
-    life.accept(grant(20), now=0.0, wall_now=WALL)
+    life.accept(grant(20), sent_at=0.0, sent_wall=WALL)
     assert life.freshness(9.9) is Freshness.FRESH
 
 
 def test_token_times_are_unix_times_at_receipt() -> None:
     """The Token handed out carries Unix times computed from the wall clock at receipt."""
-    token = TokenLifecycle().accept(grant(300), now=5.0, wall_now=WALL)
+    token = TokenLifecycle().accept(grant(300), sent_at=5.0, sent_wall=WALL)
     assert token.expires_at == WALL + 300
     assert token.refresh_expires_at == WALL + 1800
 
@@ -78,16 +81,16 @@ def test_token_times_are_unix_times_at_receipt() -> None:
 def test_newest_refresh_token_is_kept() -> None:
     """A response with a new refresh token replaces the old one (rotation)."""
     life = TokenLifecycle()
-    life.accept(grant(refresh="r1"), now=0.0, wall_now=WALL)
-    life.accept(grant(refresh="r2", access="a2"), now=10.0, wall_now=WALL + 10)
+    life.accept(grant(refresh="r1"), sent_at=0.0, sent_wall=WALL)
+    life.accept(grant(refresh="r2", access="a2"), sent_at=10.0, sent_wall=WALL + 10)
     assert life.refresh_token(10.0) == "r2"
 
 
 def test_refresh_token_kept_when_response_has_none() -> None:
     """A response without a refresh token keeps the previous one, with its old expiry."""
     life = TokenLifecycle()
-    life.accept(grant(refresh="r1", refresh_lifetime=1800), now=0.0, wall_now=WALL)
-    token = life.accept(grant(refresh=None, access="a2"), now=100.0, wall_now=WALL + 100)
+    life.accept(grant(refresh="r1", refresh_lifetime=1800), sent_at=0.0, sent_wall=WALL)
+    token = life.accept(grant(refresh=None, access="a2"), sent_at=100.0, sent_wall=WALL + 100)
     assert life.refresh_token(100.0) == "r1"
     assert token.refresh_token == "r1"
     assert token.refresh_expires_at == WALL + 1800
@@ -96,40 +99,134 @@ def test_refresh_token_kept_when_response_has_none() -> None:
 def test_expired_refresh_token_is_not_offered() -> None:
     """A refresh token at (or near) its expiry is not used: issue-token instead."""
     life = TokenLifecycle()
-    life.accept(grant(refresh_lifetime=1800), now=0.0, wall_now=WALL)
+    life.accept(grant(refresh_lifetime=1800), sent_at=0.0, sent_wall=WALL)
     assert life.refresh_token(1700.0) == "r1"
     assert life.refresh_token(1799.0) is None
 
 
-def test_dropped_refresh_token_is_gone() -> None:
-    """After the server refuses the refresh token it is no longer offered."""
+def test_refused_refresh_token_is_dropped_and_issue_token_asked() -> None:
+    """After refresh-token refuses the refresh token it is no longer offered: fall back."""
     life = TokenLifecycle()
-    life.accept(grant(), now=0.0, wall_now=WALL)
-    life.drop_refresh_token()
+    life.accept(grant(), sent_at=0.0, sent_wall=WALL)
+    assert life.refresh_failed(Kind.REFUSED) is True
     assert life.refresh_token(0.0) is None
 
 
-def test_invalidate_makes_the_current_token_unusable() -> None:
-    """A token the API rejected is expired at once, whatever its lifetime said."""
+@pytest.mark.parametrize("kind", [Kind.TRANSIENT, Kind.FAILED, Kind.UNUSABLE])
+def test_refresh_failing_otherwise_keeps_the_refresh_token(kind: Kind) -> None:
+    """A busy server or a broken answer says nothing about the refresh token: keep it, fail."""
     life = TokenLifecycle()
-    life.accept(grant(), now=0.0, wall_now=WALL)
-    assert life.is_current("a1") and not life.is_current("a0")
-    life.invalidate()
+    life.accept(grant(), sent_at=0.0, sent_wall=WALL)
+    assert life.refresh_failed(kind) is False
+    assert life.refresh_token(0.0) == "r1"
+
+
+def test_lifetime_counts_from_when_the_request_was_sent() -> None:
+    """A token granted to a request sent at t expires at t + lifetime, however late it came."""
+    life = TokenLifecycle()
+    token = life.accept(grant(300), sent_at=100.0, sent_wall=WALL)
+    assert life.usable(399.9) is not None and life.usable(400.0) is None
+    assert token.expires_at == WALL + 300
+
+
+def test_header_is_offered_only_while_fresh() -> None:
+    """The per-request header is there while fresh; stale or expired ask the slow path."""
+    life = TokenLifecycle()
+    assert life.header(0.0) is None
+    life.accept(grant(300), sent_at=0.0, sent_wall=WALL)
+    assert life.header(239.0) == "Bearer a1"
+    assert life.header(240.0) is None
+
+
+def test_header_repr_hides_the_token() -> None:
+    """The header value shows as 'Bearer ***' in reprs (urllib3's header locals)."""
+    life = TokenLifecycle()
+    life.accept(grant(access="secret-access"), sent_at=0.0, sent_wall=WALL)
+    header = life.header(0.0)
+    assert header == "Bearer secret-access"
+    assert "secret-access" not in repr({"Authorization": header})
+
+
+def test_reject_invalidates_only_the_current_token() -> None:
+    """Compare-and-invalidate: a rejected current token is expired at once; an old one is not."""
+    life = TokenLifecycle()
+    life.accept(grant(), sent_at=0.0, sent_wall=WALL)
+    assert life.reject("a0") is False
+    assert life.usable(1.0) is not None
+    assert life.reject("a1") is True
     assert life.freshness(1.0) is Freshness.EXPIRED
     assert life.usable(1.0) is None
     assert life.refresh_token(1.0) == "r1"
 
 
+def test_one_early_renewal_at_a_time() -> None:
+    """A stale token grants one early renewal; a second waits until the first has ended."""
+    life = TokenLifecycle()
+    life.accept(grant(), sent_at=0.0, sent_wall=WALL)
+    assert life.begin_early_renewal(100.0) is False  # fresh: nothing to do
+    assert life.begin_early_renewal(250.0) is True
+    assert life.begin_early_renewal(251.0) is False
+    life.early_renewal_ended()
+    assert life.begin_early_renewal(251.0) is True
+
+
 def test_failed_early_renewal_backs_off_exponentially() -> None:
     """Early renewals after failures wait 1, 2, 4 ... seconds, capped, and reset on success."""
     life = TokenLifecycle()
-    life.accept(grant(), now=0.0, wall_now=WALL)
-    assert life.renewal_failed(250.0, 1.0, 3.0) == 1.0
-    assert not life.may_renew_early(250.5) and life.may_renew_early(251.0)
-    assert life.renewal_failed(251.0, 1.0, 3.0) == 2.0
-    assert life.renewal_failed(253.0, 1.0, 3.0) == 3.0
-    life.accept(grant(access="a2"), now=254.0, wall_now=WALL + 254)
-    assert life.may_renew_early(254.0)
+    life.accept(grant(), sent_at=0.0, sent_wall=WALL)
+    assert life.early_renewal_failed(250.0, 1.0, 3.0) == 1.0
+    assert not life.begin_early_renewal(250.5) and life.begin_early_renewal(251.0)
+    life.early_renewal_ended()
+    assert life.early_renewal_failed(251.0, 1.0, 3.0) == 2.0
+    assert life.early_renewal_failed(253.0, 1.0, 3.0) == 3.0
+    life.accept(grant(access="a2"), sent_at=254.0, sent_wall=WALL + 254)
+    assert life.begin_early_renewal(254.0 + 241)
+
+
+def cached(access: str = "c1", *, expires_in: float = 300, refresh: str | None = "rc") -> Token:
+    """A token as another process left it in a shared cache, at wall time WALL."""
+    return Token(access, "Bearer", WALL + expires_in, refresh, WALL + 1800)
+
+
+def test_a_token_from_a_cache_is_adopted_with_its_refresh_token() -> None:
+    """With no token held, a cached one is taken, expiring CLOCK_SKEW early, refresh and all."""
+    life = TokenLifecycle()
+    assert life.adopt(cached(), now=50.0, wall_now=WALL) is True
+    assert life.usable(50.0 + 300 - CLOCK_SKEW - 0.1) is not None
+    assert life.usable(50.0 + 300 - CLOCK_SKEW) is None
+    assert life.refresh_token(50.0) == "rc"
+
+
+def test_an_expired_or_rejected_cached_token_is_not_adopted() -> None:
+    """A cached token past its expiry (skew included), or one the API refused here, is not taken."""
+    life = TokenLifecycle()
+    assert life.adopt(cached(expires_in=CLOCK_SKEW), now=0.0, wall_now=WALL) is False
+    life.accept(grant(access="c1"), sent_at=0.0, sent_wall=WALL)
+    life.reject("c1")
+    assert life.adopt(cached("c1"), now=1.0, wall_now=WALL + 1) is False
+    assert life.usable(1.0) is None
+
+
+def test_a_cached_token_no_newer_than_ours_is_not_adopted() -> None:
+    """The same token, or one expiring no later than ours, leaves the lifecycle as it was."""
+    life = TokenLifecycle()
+    life.accept(grant(300, access="a1", refresh="r1"), sent_at=0.0, sent_wall=WALL)
+    assert life.adopt(cached("a1", expires_in=300), now=0.0, wall_now=WALL) is False
+    assert life.adopt(cached("c2", expires_in=200), now=0.0, wall_now=WALL) is False
+    assert life.refresh_token(0.0) == "r1"
+    assert life.adopt(cached("c3", expires_in=400), now=0.0, wall_now=WALL) is True
+    assert life.current is not None and life.current.access_token == "c3"
+
+
+def test_after_fork_keeps_the_access_token_and_drops_the_refresh_token() -> None:
+    """A forked child may use the parent's access token but must not share its refresh token."""
+    life = TokenLifecycle()
+    life.accept(grant(), sent_at=0.0, sent_wall=WALL)
+    assert life.begin_early_renewal(250.0)
+    life.after_fork()
+    assert life.usable(250.0) is not None
+    assert life.refresh_token(250.0) is None
+    assert life.begin_early_renewal(250.0)  # the parent's renewal does not run here
 
 
 class LifecycleMachine(RuleBasedStateMachine):
@@ -162,7 +259,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @rule()
     def early_renewal_fails(self) -> None:
-        wait = self.life.renewal_failed(self.now, 1.0, 8.0)
+        wait = self.life.early_renewal_failed(self.now, 1.0, 8.0)
         assert wait == min(8.0, 2.0**self.early_failures)
         self.early_failures += 1
         self.early_not_before = self.now + wait
@@ -170,7 +267,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.accepted_at is not None)
     @rule()
     def api_rejects_it(self) -> None:
-        self.life.invalidate()
+        assert self.life.current is not None
+        self.life.reject(self.life.current.access_token)
         self.rejected = True
 
     @invariant()
@@ -199,7 +297,10 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @invariant()
     def early_renewal_waits_out_its_backoff(self) -> None:
-        assert self.life.may_renew_early(self.now) == (self.now >= self.early_not_before)
+        stale = self.life.freshness(self.now) is Freshness.STALE
+        granted = self.life.begin_early_renewal(self.now)
+        assert granted == (stale and self.now >= self.early_not_before)
+        self.life.early_renewal_ended()
 
     @invariant()
     def the_newest_refresh_token_is_offered(self) -> None:

@@ -9,7 +9,8 @@ import math
 import pytest
 
 from requests_emma import EmmaAuth, RetryPolicy
-from requests_emma._retry import RETRYABLE_STATUSES, parse_retry_after
+from requests_emma._outcome import RETRYABLE_STATUSES
+from requests_emma._retry import parse_retry_after
 
 NOW = 1_750_000_000.0  # a Unix time, whole seconds like an HTTP-date
 

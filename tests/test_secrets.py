@@ -113,7 +113,9 @@ def test_tracebacks_with_locals_hold_no_secret(
         auth.get_token()
     assert caught.value.endpoint == f"/v1/{endpoint}-token"
     text = with_locals(caught.value)
-    assert "'***'" in text  # the locals are there, the secrets masked
+    assert "deadline = " in text  # the locals are there
+    if endpoint == "refresh":
+        assert "refresh_token = '***'" in text  # and the secrets masked
     for secret in secrets_of(server, tokens):
         assert secret not in text
 

@@ -1,6 +1,6 @@
 """Fault injection on the token endpoint: retries, Retry-After, the deadline, errors, logs.
 
-Waits are recorded through an injected sleep (``_retry.sleep``), not measured; the few
+Waits are recorded through the clock's sleep, not measured; the few
 tests that must measure wall time (a slow endpoint, a closed port) use wide margins.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import requests
-from fakes import WAIT, FakeClock, auth_for
+from fakes import WAIT, FakeClock, auth_for, use_clock
 
 from requests_emma import (
     CredentialsError,
@@ -30,14 +30,13 @@ from requests_emma import (
     RetryPolicy,
     TokenRequestError,
     TokenResponseError,
+    _clock,
     _errors,
-    _retry,
     _transport,
 )
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 RETRYABLE = [408, 425, 429, 500, 502, 503, 504]
-WALL = 1_750_000_000.0
 
 
 class RecordingSession(requests.Session):
@@ -56,7 +55,7 @@ class RecordingSession(requests.Session):
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The waits between attempts, recorded instead of slept."""
     recorded: list[float] = []
-    monkeypatch.setattr(_retry, "sleep", recorded.append)
+    monkeypatch.setattr(_clock.Clock, "sleep", lambda clock, seconds: recorded.append(seconds))
     return recorded
 
 
@@ -80,12 +79,6 @@ def make_auth(server: FakeEmmaServer, **policy: Any) -> EmmaAuth:
         server,
         retry=RetryPolicy(**policy),
     )
-
-
-def use_clock(auth: EmmaAuth, clock: FakeClock) -> None:
-    """Drive the auth and its token endpoint from one fake monotonic clock."""
-    auth._clock = clock
-    auth._endpoint.clock = clock
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -307,8 +300,11 @@ def test_timeout_is_retried(server: FakeEmmaServer) -> None:
         if calls == 1:
             answered.wait(10)  # until the client has given up on it
 
-    def sleep(seconds: float) -> None:
-        answered.set()
+    class ReleasingClock(_clock.Clock):
+        """Real time; the wait before the retry releases the held first call instead."""
+
+        def sleep(self, seconds: float) -> None:
+            answered.set()
 
     server.token_hook = hold_the_first_call
     auth = auth_for(
@@ -316,9 +312,8 @@ def test_timeout_is_retried(server: FakeEmmaServer) -> None:
         timeout=(3.05, 0.2),
         retry=RetryPolicy(attempts=3),
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_retry, "sleep", sleep)
-        assert auth.get_token().access_token
+    auth._clock = ReleasingClock()
+    assert auth.get_token().access_token
     assert server.issue_calls == 2
 
 
@@ -381,11 +376,11 @@ def test_retry_after_shorter_than_backoff_does_not_shorten_it(
 def test_retry_after_http_date_is_a_floor(server: FakeEmmaServer, waits: list[float]) -> None:
     """Retry-After as an HTTP-date 12 s ahead makes the next attempt wait 12 s."""
     auth = make_auth(server, wait_initial=0.1, wait_max=1, wait_jitter=0)
-    auth._endpoint.wall_clock = lambda: WALL
-    date = email.utils.formatdate(WALL + 12, usegmt=True)
+    clock = use_clock(auth, FakeClock())
+    date = email.utils.formatdate(clock.wall() + 12, usegmt=True)
     server.fail_next_token_calls(1, 503, headers={"Retry-After": date})
     auth.get_token()
-    assert waits == [12.0]
+    assert clock.sleeps == [12.0]
 
 
 @pytest.mark.parametrize("form", ["seconds", "date"])
@@ -394,15 +389,15 @@ def test_retry_after_past_the_deadline_stops_at_once(
 ) -> None:
     """A Retry-After beyond the deadline ends the renewal at once, saying so; no sleep."""
     auth = make_auth(server, attempts=5, deadline=10)
-    auth._endpoint.wall_clock = lambda: WALL
-    header = "60" if form == "seconds" else email.utils.formatdate(WALL + 60, usegmt=True)
+    clock = use_clock(auth, FakeClock())
+    header = "60" if form == "seconds" else email.utils.formatdate(clock.wall() + 60, usegmt=True)
     server.fail_next_token_calls(3, 503, headers={"Retry-After": header})
     started = time.monotonic()
     with pytest.raises(TokenRequestError) as caught:
         auth.get_token()
     assert time.monotonic() - started < 5
     assert server.issue_calls == 1
-    assert waits == []
+    assert clock.sleeps == []
     assert "asked to wait 60 seconds" in str(caught.value)
     assert caught.value.status_code == 503
 
@@ -422,42 +417,41 @@ def test_deadline_cuts_waits_and_timeouts(
         retry=RetryPolicy(attempts=10, deadline=12, wait_initial=4, wait_max=100, wait_jitter=0),
     )
     use_clock(auth, clock)
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock.advance(seconds)
-
     server.fail_next_token_calls(10, 503)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_retry, "sleep", sleep)
-        with pytest.raises(TokenRequestError) as caught:
-            auth.get_token()
+    with pytest.raises(TokenRequestError) as caught:
+        auth.get_token()
     # t=0 attempt, wait 4, t=4 attempt, wait 8 would end at 12: the deadline. Stop.
-    assert slept == [4]
+    assert clock.sleeps == [4]
     assert caught.value.attempts == 2
     assert session.timeouts == [(3.05, 10.0), (3.05, 8.0)]
 
 
+class OversleepingClock(FakeClock):
+    """A fake clock whose every sleep overruns by 10 s (a loaded machine, exaggerated)."""
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        self.advance(10)
+
+
 def test_no_attempt_starts_after_the_deadline(server: FakeEmmaServer) -> None:
     """If a wait overruns the deadline, no attempt follows; the last failure is reported."""
-    clock = FakeClock()
+    clock = OversleepingClock()
     auth = make_auth(server, deadline=12, wait_initial=4, wait_jitter=0)
     use_clock(auth, clock)
     server.fail_next_token_calls(5, 503)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_retry, "sleep", lambda seconds: clock.advance(seconds + 10))
-        with pytest.raises(TokenRequestError) as caught:
-            auth.get_token()
+    with pytest.raises(TokenRequestError) as caught:
+        auth.get_token()
     assert server.issue_calls == 1
     assert (caught.value.attempts, caught.value.status_code) == (1, 503)
     assert "no time left before the 12 s deadline" in str(caught.value)
 
 
-def test_a_refresh_answered_after_the_deadline_leaves_issue_token_uncalled(
+def test_a_refresh_refused_at_the_deadline_leaves_issue_token_uncalled(
     server: FakeEmmaServer,
 ) -> None:
-    """A refusal that arrives after the deadline ends the renewal: issue-token is not called."""
+    """A refusal that arrives after the deadline drops the refresh token; issue-token, with no
+    time left, is not called."""
     clock = FakeClock()
     auth = make_auth(server, deadline=20)
     use_clock(auth, clock)
@@ -468,9 +462,9 @@ def test_a_refresh_answered_after_the_deadline_leaves_issue_token_uncalled(
     with pytest.raises(TokenRequestError) as caught:
         auth.get_token()
     assert (server.refresh_calls, server.issue_calls) == (1, 1)  # the first token only
-    assert caught.value.endpoint == "/v1/refresh-token"
-    assert caught.value.attempts == 1
+    assert caught.value.endpoint == "/v1/issue-token"
     assert "still arriving at the deadline" in str(caught.value)
+    assert auth._lifecycle.refresh_token(clock.now) is None
 
 
 def test_a_read_never_outlasts_the_deadline(raw_server: Callable[..., RawServer]) -> None:
@@ -557,9 +551,7 @@ def test_deadline_spans_refresh_and_issue(
     clock.advance(301)
     server.fail_next_token_calls(1, 503)
     server.fail_next_token_calls(1, 400, body=error_body("BAD_REQUEST", "Invalid refresh token"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_retry, "sleep", clock.advance)
-        auth.get_token()
+    auth.get_token()
     # refresh: attempt, wait 6 s, attempt (400); issue: the 14 s left, not a fresh 20 s.
     assert session.timeouts[-3:] == [(3.05, 20.0), (3.05, 14.0), (3.05, 14.0)]
     assert (server.refresh_calls, server.issue_calls) == (2, 2)
@@ -744,24 +736,27 @@ def test_routine_renewal_logs_nothing_above_debug(
     assert {r.levelno for r in ours} == {logging.DEBUG}
 
 
-def test_logs_failed_renewal_as_warning(
+def test_a_failure_raised_to_the_caller_is_not_logged_too(
     server: FakeEmmaServer, waits: list[float], debug_log: pytest.LogCaptureFixture
 ) -> None:
-    """A renewal that fails with no token to fall back on is logged as a WARNING."""
+    """A renewal that fails with no token to fall back on raises; the caller reports it once,
+    so the library logs only the scheduled retries, not the failure again."""
     server.fail_next_token_calls(2, 503)
-    with pytest.raises(TokenRequestError):
+    with pytest.raises(TokenRequestError, match="2 attempts"):
         make_auth(server, attempts=2).get_token()
-    failed = [r for r in debug_log.records if "renewal failed" in r.getMessage()]
-    assert [r.levelno for r in failed] == [logging.WARNING]
-    assert "2 attempts" in failed[0].getMessage()
-    assert server.client_secret not in failed[0].getMessage()
+    messages = [r.getMessage() for r in debug_log.records if r.levelno >= logging.WARNING]
+    assert len(messages) == 1
+    assert "retrying" in messages[0]
 
 
 # -- no_retry_waits --------------------------------------------------------------------------
 
 
 class SleepRecorder:
-    """Stands in for the time module in requests_emma._retry: records sleeps."""
+    """Stands in for the time module in requests_emma._clock: real time, recorded sleeps."""
+
+    monotonic = staticmethod(time.monotonic)
+    time = staticmethod(time.time)
 
     def __init__(self) -> None:
         self.slept: list[float] = []
@@ -774,7 +769,7 @@ class SleepRecorder:
 def real_sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
     """Sleeps that would really happen between attempts, recorded instead."""
     recorder = SleepRecorder()
-    monkeypatch.setattr(_retry, "time", recorder)
+    monkeypatch.setattr(_clock, "time", recorder)
     return recorder
 
 
@@ -816,11 +811,11 @@ def test_no_retry_waits_restores_the_previous_setting(real_sleeps: SleepRecorder
     with no_retry_waits():
         with no_retry_waits():
             pass
-        _retry.sleep(1)
+        _clock.SYSTEM_CLOCK.sleep(1)
         assert real_sleeps.slept == []
     with pytest.raises(KeyError), no_retry_waits():
         raise KeyError
-    _retry.sleep(1)
+    _clock.SYSTEM_CLOCK.sleep(1)
     assert real_sleeps.slept == [1]
 
 

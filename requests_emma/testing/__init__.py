@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from .. import _retry
-from ._server import FakeEmmaServer, RecordedRequest
+from .. import _clock
 from ._responses import FakeTokenEndpoints, add_token_endpoints
+from ._server import FakeEmmaServer, RecordedRequest
 
 __all__ = [
     "FakeEmmaServer",
@@ -36,8 +36,8 @@ def no_retry_waits() -> Iterator[None]:
     the backoff and ``Retry-After`` sleeps are skipped, so a test of your code does not sit
     through them. It applies to every thread.
     """
-    previous = _retry.set_waits_enabled(False)
+    previous = _clock.set_waits_enabled(False)
     try:
         yield
     finally:
-        _retry.set_waits_enabled(previous)
+        _clock.set_waits_enabled(previous)

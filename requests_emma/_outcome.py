@@ -1,0 +1,92 @@
+"""What one token call came to, classified: the transport's only report.
+
+The transport says *what happened* (a grant, a refusal, a transient failure...); what that
+means for the token (retry, drop the refresh token, fall back to issue-token, give up) is
+decided by the retry policy and the lifecycle. The meaning of an HTTP status is decided here,
+in :func:`classify_status`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ._wire import ISSUE_TOKEN_PATH, TokenGrant
+
+#: Statuses worth another attempt: the server or a gateway is busy or hiccuped.
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: What issue-token answers to credentials it does not accept.
+CREDENTIAL_REJECTIONS = frozenset({400, 401, 403})
+
+
+class Kind(enum.Enum):
+    GRANT = "grant"
+    #: issue-token refused the credentials, or refresh-token refused the refresh token.
+    REFUSED = "refused"
+    #: Worth another attempt: no answer in time, a failed connection, a busy server.
+    TRANSIENT = "transient"
+    #: Not worth another attempt, and no statement about the credentials: TLS failed, an
+    #: unexpected status (a 404 from a wrong base URL, say).
+    FAILED = "failed"
+    #: A 2xx whose body is not a usable token.
+    UNUSABLE = "unusable"
+
+
+class Outcome:
+    """One attempt's result. ``sent_at``/``sent_wall``: when its request was sent
+    (monotonic and Unix seconds), from which a granted token's lifetime counts."""
+
+    __slots__ = (
+        "cause",
+        "code",
+        "grant",
+        "kind",
+        "message",
+        "reason",
+        "retry_after",
+        "sent_at",
+        "sent_wall",
+        "status",
+    )
+
+    def __init__(
+        self,
+        kind: Kind,
+        reason: str,
+        *,
+        sent_at: float,
+        sent_wall: float,
+        grant: TokenGrant | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        retry_after: float | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
+        self.kind = kind
+        self.reason = reason
+        self.sent_at = sent_at
+        self.sent_wall = sent_wall
+        self.grant = grant
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.cause = cause
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.kind.name}, {self.detail()!r})"
+
+    def detail(self) -> str:
+        """What happened, for messages: ``HTTP 503 SERVICE_UNAVAILABLE: <emma's message>``."""
+        emma = ": ".join(part for part in (self.code, self.message) if part)
+        return f"{self.reason} {emma}" if emma else self.reason
+
+
+def classify_status(path: str, status: int) -> Kind:
+    """What a non-2xx answer from the token endpoint at ``path`` means."""
+    if status in RETRYABLE_STATUSES:
+        return Kind.TRANSIENT
+    if path == ISSUE_TOKEN_PATH:
+        return Kind.REFUSED if status in CREDENTIAL_REJECTIONS else Kind.FAILED
+    # refresh-token: any other 4xx says this refresh token is dead.
+    return Kind.REFUSED if 400 <= status < 500 else Kind.FAILED
