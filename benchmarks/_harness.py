@@ -140,7 +140,7 @@ def machine() -> dict[str, str]:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    load = load_average()
     return {
         "cores": str(os.cpu_count()),
         "memory": memory,
@@ -148,6 +148,10 @@ def machine() -> dict[str, str]:
         "os": platform.platform(),
         "load average at start": load,
     }
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
 
 def versions(distributions: Sequence[str]) -> dict[str, str]:

@@ -63,6 +63,7 @@ def page(
     sections: Sequence[Section],
     seconds: float,
     chart_dir: str = "benchmarks",
+    load_at_end: str = "?",
 ) -> str:
     out = [
         "# Benchmarks",
@@ -90,6 +91,7 @@ def page(
             f"code: `{revision}`"
         ),
         "- machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
+        f"- load average at the end: {load_at_end} (a shared machine: other work runs too)",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         "",
         "## Targets",

@@ -41,7 +41,7 @@ LIBRARIES = (
 
 FULL = {
     "attach": {"rounds": 12, "count": 10_000},
-    "end_to_end": {"rounds": 12, "count": 300},
+    "end_to_end": {"rounds": 150, "count": 20},
     "import_time": {"rounds": 15},
     "burst": {"rounds": 3},
     "stall": {"rounds": 2, "seconds": 20.0},
@@ -51,7 +51,7 @@ FULL = {
 }
 QUICK = {
     "attach": {"rounds": 5, "count": 5_000},
-    "end_to_end": {"rounds": 4, "count": 100},
+    "end_to_end": {"rounds": 40, "count": 20},
     "import_time": {"rounds": 5},
     "burst": {"rounds": 1},
     "stall": {"rounds": 1, "seconds": 6.0},
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         sections=sections,
         seconds=time.monotonic() - began,
         chart_dir=charts.name,
+        load_at_end=_harness.load_average(),
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
