@@ -81,7 +81,7 @@ def page(
         "",
         (
             "Every contender runs against the same fake emma "
-            "([benchmarks/server.py](../benchmarks/server.py)) in its own process, over keep-alive"
+            "(`benchmarks/server.py`) in its own process, over keep-alive"
         ),
         "loopback connections; contenders alternate round by round, and each figure is a median",
         "over rounds. Ratios are taken within this one run.",
