@@ -43,10 +43,10 @@ def default_directory() -> Path:
 class FileTokenCache:
     """A :class:`~requests_emma.TokenCache` in files, shared by the processes of one host.
 
-    ``path`` is a directory: ``None`` uses :func:`default_directory`, created if needed
+    ``path`` is a directory: ``None`` uses ``default_directory()``, created if needed
     (mode 0700). A directory you pass must exist, be writable, and not be writable by other
     users. Anything else is a ``ValueError`` here, naming the path and what to do, rather
-    than an error at the first request. ``lock_timeout`` is how long :meth:`lock` waits
+    than an error at the first request. ``lock_timeout`` is how long ``lock()`` waits
     before raising ``filelock.Timeout``; keep it longer than a renewal may take (the
     ``RetryPolicy`` deadline).
 

@@ -7,7 +7,7 @@ redis-py :class:`redis.lock.Lock` on ``<prefix><key>:lock`` with two bounds:
 - ``lock_timeout``: the lock's own TTL. A holder that dies (SIGKILL, a lost host) cannot
   block the others for longer than this. It must outlast a renewal (the ``RetryPolicy``
   deadline, 30 s by default), or a slow renewal would let a second process in;
-- ``blocking_timeout``: how long a waiter tries before :meth:`lock` raises.
+- ``blocking_timeout``: how long a waiter tries before ``lock()`` raises.
 
 An outage raises a redis-py error (``ConnectionError``, ``TimeoutError``, ``LockError``),
 which ``EmmaAuth`` logs before carrying on with its in-memory token. To keep that delay
@@ -61,7 +61,7 @@ class RedisTokenCache:
     ``client`` is a ``redis.Redis`` (or a client with the same ``get``, ``set`` and
     ``lock``); see :meth:`from_url` for one with short timeouts. Keys are ``prefix`` plus
     the cache key. ``lock_timeout`` bounds how long a dead holder keeps the lock and
-    ``blocking_timeout`` how long :meth:`lock` waits for it; both must be positive, and
+    ``blocking_timeout`` how long ``lock()`` waits for it; both must be positive, and
     ``lock_timeout`` should outlast a renewal (the ``RetryPolicy`` deadline).
 
     The ``repr`` shows the Redis location only, never a password.

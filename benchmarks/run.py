@@ -1,0 +1,145 @@
+"""Run every benchmark and regenerate ``docs/benchmarks.md`` and its charts.
+
+    python benchmarks/run.py            # the full run, about 8 minutes on 2 cores
+    python benchmarks/run.py --quick    # fewer, shorter rounds: about 2 minutes
+
+It measures whichever ``requests_emma`` is installed. The targets are reported, pass or
+fail, on the page; ``--check`` also makes a failed target the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness
+import bench_memory
+import bench_speed
+import bench_threads
+import report
+from report import Section
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "docs" / "benchmarks.md"
+CHARTS = ROOT / "docs" / "benchmarks"
+LIBRARIES = (
+    "requests-emma",
+    "requests",
+    "urllib3",
+    "requests-oauthlib",
+    "oauthlib",
+    "google-auth",
+    "requests-auth",
+    "authlib",
+    "matplotlib",
+)
+
+FULL = {
+    "attach": {"rounds": 12, "count": 10_000},
+    "end_to_end": {"rounds": 150, "count": 20},
+    "import_time": {"rounds": 15},
+    "burst": {"rounds": 3},
+    "stall": {"rounds": 2, "seconds": 20.0},
+    "short_tokens": {"rounds": 2, "seconds": 8.0},
+    "memory": {"instances": 500, "renewals": 2_000},
+    "profile": {"count": 50_000},
+}
+QUICK = {
+    "attach": {"rounds": 5, "count": 5_000},
+    "end_to_end": {"rounds": 40, "count": 20},
+    "import_time": {"rounds": 5},
+    "burst": {"rounds": 1},
+    "stall": {"rounds": 1, "seconds": 6.0},
+    "short_tokens": {"rounds": 1, "seconds": 3.0},
+    "memory": {"instances": 100, "renewals": 300},
+    "profile": {"count": 10_000},
+}
+
+
+def fleet_section(quick: bool) -> Section:
+    """FLEET: token calls of 16 processes sharing a token cache on a cold start.
+
+    This is where that table goes. It needs the shared token caches; ``benchmarks/fleet.py``
+    comes with them and provides ``run(quick: bool) -> report.Section``.
+    """
+    try:
+        import fleet  # type: ignore[import-not-found]
+    except ModuleNotFoundError:
+        return Section(
+            title="Fleet",
+            intro="Not measured yet: 16 processes sharing a token cache on a cold start needs "
+            "the shared token caches, which requests-emma does not have yet.",
+            headers=[],
+            rows=[],
+        )
+    section: Section = fleet.run(quick=quick)
+    return section
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target fails")
+    parser.add_argument(
+        "--output", type=Path, default=PAGE, help=f"the page to write (default {PAGE})"
+    )
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    charts = args.output.parent / args.output.stem
+    began = time.monotonic()
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = _harness.machine()
+    sections: list[Section] = []
+
+    def step(name: str, run: object) -> None:
+        print(f"== {name}", flush=True)
+        started = time.monotonic()
+        section = run()  # type: ignore[operator]
+        sections.append(section)
+        for target in section.targets:
+            print(f"   {report.verdict(target.passed):8} {target.what}: {target.measured}")
+        print(f"   ({time.monotonic() - started:.0f} s)", flush=True)
+
+    with _harness.server() as server:
+        step(
+            "attach cost", lambda: bench_speed.attach_cost(server, charts=charts, **plan["attach"])
+        )
+        step("end to end", lambda: bench_speed.end_to_end(server, **plan["end_to_end"]))
+        step("import time", lambda: bench_speed.import_time(**plan["import_time"]))
+        step("64-thread burst", lambda: bench_threads.burst(server, charts=charts, **plan["burst"]))
+        step("renewal stall", lambda: bench_threads.stall(server, charts=charts, **plan["stall"]))
+        step("short tokens", lambda: bench_threads.short_tokens(server, **plan["short_tokens"]))
+        step("memory", lambda: bench_memory.memory(server, **plan["memory"]))
+        step("fleet", lambda: fleet_section(args.quick))
+        step("profile", lambda: bench_speed.per_request_profile(server, **plan["profile"]))
+
+    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+    text = report.page(
+        command="python benchmarks/run.py",
+        quick=args.quick,
+        when=when,
+        revision=_harness.git_revision(),
+        machine=machine,
+        versions=_harness.versions(LIBRARIES),
+        sections=sections,
+        seconds=time.monotonic() - began,
+        chart_dir=charts.name,
+        load_at_end=_harness.load_average(),
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    failed = [t for s in sections for t in s.targets if not t.passed]
+    print(
+        f"wrote {args.output} ({command}, {time.monotonic() - began:.0f} s); "
+        f"{len(failed)} target(s) failed"
+    )
+    return 1 if args.check and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
