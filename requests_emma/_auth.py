@@ -214,8 +214,8 @@ class EmmaAuth(AuthBase):
         token = None
         with self._lock:
             try:
-                if self._lifecycle.usable(self._clock.monotonic()) is None:
-                    return  # expired meanwhile: the next request renews, waiting
+                if not self._lifecycle.early_renewal_due(self._clock.monotonic()):
+                    return  # renewed or expired meanwhile: nothing to do early
                 token = self._get_renewer().renew(self._lifecycle, self._retry, self._clock)
                 self._last_failure = None
             except EmmaAuthError as exc:
@@ -331,6 +331,7 @@ class EmmaAuth(AuthBase):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
+        state["_renewer"] = None  # rebuilt at the first renewal, with a session of its own
         # Tokens stay behind: a worker process gets its own rather than share a refresh
         # token the server may rotate under the other.
         state["_lifecycle"] = TokenLifecycle(self._lifecycle.refresh_margin)
@@ -344,8 +345,10 @@ class EmmaAuth(AuthBase):
         _instances.add(self)
 
     def _after_fork_in_child(self) -> None:
-        # The parent's locks may have been held by a thread that does not exist here.
+        # The parent's locks may have been held by a thread that does not exist here, and its
+        # token session's pooled connections are the parent's.
         self._new_process_state()
+        self._renewer = None
         self._lifecycle.after_fork()
 
 

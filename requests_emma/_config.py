@@ -62,8 +62,25 @@ def credentials(client_id: str | None, client_secret: str | None) -> tuple[str, 
     for name, value in (("client_id", client_id), ("client_secret", client_secret)):
         if not isinstance(value, str):
             raise CredentialsError(f"{name} must be a string, got {type(value).__name__}")
+    for name, value in (("client_id", client_id), ("client_secret", client_secret)):
+        if not _is_utf8(str(value)):
+            # Never the value: it may be the secret.
+            raise CredentialsError(
+                f"{name} is not valid text (it has bytes that are not UTF-8); "
+                "set it to the value emma shows under Settings > Service Apps"
+            )
     assert client_id is not None and client_secret is not None
     return client_id, Secret(client_secret)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Answered outside this handler: the error quotes the text, and would ride along
+        # as the __context__ of an exception raised here.
+        return False
+    return True
 
 
 def base_url(value: str | None) -> str:

@@ -17,6 +17,7 @@ touches a descriptor the process has since reused.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -24,8 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connectionpool import HTTPConnectionPool
 
 _current = threading.local()
 
@@ -75,8 +75,11 @@ def deadline(seconds: float) -> Iterator[Watch]:
     timer.daemon = True  # never keeps the process alive
     previous = getattr(_current, "watch", None)
     _current.watch = watch
-    timer.start()
     try:
+        try:
+            timer.start()
+        except RuntimeError:  # no new threads (a thread limit): each read's timeout still holds
+            pass
         yield watch
     finally:
         timer.cancel()
@@ -84,9 +87,11 @@ def deadline(seconds: float) -> Iterator[Watch]:
         watch.close()
 
 
-def _register(sock: socket.socket | None) -> None:
+def _register(sock: object) -> None:
     watch: Watch | None = getattr(_current, "watch", None)
-    if watch is not None and sock is not None:
+    # Only real sockets: through an https proxy ``conn.sock`` is urllib3's SSLTransport over
+    # the tunnel, whose socket was registered when it was made (_new_conn).
+    if watch is not None and isinstance(sock, socket.socket):
         watch.add(sock)
 
 
@@ -103,23 +108,23 @@ class _Watched:
         super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPConnection(_Watched, HTTPConnection):
-    pass
+@functools.cache
+def _watched_pool(pool_class: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
+    """``pool_class`` (a plain, SOCKS or any other urllib3 pool) with watched connections."""
+    connection_class = type(
+        f"Watched{pool_class.ConnectionCls.__name__}", (_Watched, pool_class.ConnectionCls), {}
+    )
+    return type(f"Watched{pool_class.__name__}", (pool_class,), {"ConnectionCls": connection_class})
 
 
-class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+def _watch_pools(manager: Any) -> Any:
+    """Make ``manager`` (a PoolManager, ProxyManager or SOCKSProxyManager) open its pools with
+    watched connections, keeping whatever pool classes it had."""
+    manager.pool_classes_by_scheme = {
+        scheme: _watched_pool(pool_class)
+        for scheme, pool_class in manager.pool_classes_by_scheme.items()
+    }
+    return manager
 
 
 class DeadlineAdapter(HTTPAdapter):
@@ -127,9 +132,11 @@ class DeadlineAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
+        _watch_pools(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _POOLS
+        if not getattr(manager, "_requests_emma_watched", False):  # the adapter caches them
+            _watch_pools(manager)
+            manager._requests_emma_watched = True
         return manager

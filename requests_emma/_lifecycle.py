@@ -42,6 +42,7 @@ clocks disagree. A token this process saw rejected is never adopted again.
 
 from __future__ import annotations
 
+import collections
 import enum
 import math
 
@@ -98,7 +99,8 @@ class TokenLifecycle:
         self._held: _Held | None = None
         self._refresh_token: str | None = None
         self._refresh_expires: float | None = None  # monotonic
-        self._rejected: str | None = None  # the access token the API last refused
+        # Access tokens the API refused, the latest few: a shared cache may still hold one.
+        self._rejected: collections.deque[str] = collections.deque(maxlen=8)
         self._early_in_flight = False
         self._early_not_before = -math.inf
         self._early_failures = 0
@@ -151,6 +153,11 @@ class TokenLifecycle:
             return False
         self._early_in_flight = True
         return True
+
+    def early_renewal_due(self, now: float) -> bool:
+        """Whether a granted early renewal should still run: the token is still stale (not
+        renewed by a waiting caller meanwhile, nor expired)."""
+        return self.freshness(now) is Freshness.STALE
 
     def early_renewal_ended(self) -> None:
         self._early_in_flight = False
@@ -211,7 +218,7 @@ class TokenLifecycle:
         (another access token, expiring later, allowing for clock skew) and not rejected
         here. Its refresh token comes with it, as the newest one the fleet knows, even when
         its access token has expired. Returns whether the access token was taken."""
-        if token.access_token == self._rejected:
+        if token.access_token in self._rejected:
             return False
         left = token.expires_at - wall_now - CLOCK_SKEW
         held = self._held
@@ -242,7 +249,8 @@ class TokenLifecycle:
     def reject(self, access_token: str) -> bool:
         """The API refused ``access_token``: if it is the current token, it must not be sent
         again (returns True: renew now); if not, a newer one is current already (False)."""
-        self._rejected = access_token
+        if access_token not in self._rejected:
+            self._rejected.append(access_token)
         held = self._held
         if held is None or held.token.access_token != access_token:
             return False

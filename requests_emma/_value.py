@@ -9,6 +9,7 @@ construction, ``copy.replace()`` (Python 3.13+) and pickling.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class Value:
             object.__setattr__(self, name, value)
 
     def _fields(self) -> dict[str, Any]:
-        names: tuple[str, ...] = self.__slots__
+        names = _field_names(type(self))  # type: ignore[arg-type]  # classes hash by identity
         return {name: getattr(self, name) for name in names}
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -50,6 +51,16 @@ class Value:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self._fields()))
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The slots of ``cls`` and its bases, base fields first (a subclass may add fields)."""
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        slots = klass.__dict__.get("__slots__", ())
+        names += [slots] if isinstance(slots, str) else list(slots)
+    return tuple(names)
 
 
 def _rebuild(cls: type[_V], fields: dict[str, Any]) -> _V:

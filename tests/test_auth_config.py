@@ -117,3 +117,12 @@ def test_repr_shows_client_id_but_not_the_secret() -> None:
     text = repr(EmmaAuth("my-client", "s3cr3t-value"))
     assert "my-client" in text and "api.emma.ms" in text
     assert "s3cr3t-value" not in text
+
+
+def test_a_secret_that_is_not_text_is_refused_without_showing_it() -> None:
+    """A client secret with bytes that are not UTF-8 (from the environment) is a
+    CredentialsError at construction that does not quote it."""
+    secret = "abc\udcff-secret"
+    with pytest.raises(CredentialsError, match="client_secret is not valid text") as caught:
+        EmmaAuth("id", secret)
+    assert secret not in repr(caught.value) and caught.value.__context__ is None

@@ -7,6 +7,7 @@ import pickle
 from concurrent.futures import ProcessPoolExecutor
 
 import requests
+from fakes import auth_for
 
 from requests_emma import EmmaAuth
 from requests_emma.testing import FakeEmmaServer
@@ -44,3 +45,14 @@ def test_session_with_auth_works_in_worker_processes(
             statuses = list(pool.map(fetch_locations_in_worker, [session] * 3, [url] * 3))
     assert statuses == [200, 200, 200]
     assert server.issue_calls == 3  # each task unpickles its own copy, with its own token
+
+
+def test_pickle_leaves_the_token_calls_machinery_behind(server: FakeEmmaServer) -> None:
+    """A pickled auth carries no token session: the copy builds its own at its first renewal."""
+    auth = auth_for(server)
+    auth.get_token()
+    assert auth._renewer is not None
+    copy = pickle.loads(pickle.dumps(auth))
+    assert copy._renewer is None
+    assert copy.get_token().access_token != auth.get_token().access_token
+    assert copy._renewer is not None and copy._renewer is not auth._renewer

@@ -308,3 +308,22 @@ class LifecycleMachine(RuleBasedStateMachine):
 
 
 TestLifecycleMachine = LifecycleMachine.TestCase
+
+
+def test_a_granted_early_renewal_is_no_longer_due_once_the_token_was_renewed() -> None:
+    """An early renewal that a waiting renewal overtook (after a 401, say) does not run."""
+    life = TokenLifecycle()
+    life.accept(grant(), sent_at=0.0, sent_wall=WALL)
+    assert life.begin_early_renewal(250.0) and life.early_renewal_due(250.0)
+    life.accept(grant(access="a2"), sent_at=250.0, sent_wall=WALL + 250)
+    assert not life.early_renewal_due(251.0)
+
+
+def test_every_recently_rejected_token_stays_unadoptable() -> None:
+    """A token rejected before the last one is still never taken from a cache again."""
+    life = TokenLifecycle()
+    life.accept(grant(access="x"), sent_at=0.0, sent_wall=WALL)
+    life.reject("x")
+    life.accept(grant(access="y"), sent_at=1.0, sent_wall=WALL + 1)
+    life.reject("y")
+    assert life.adopt(cached("x", expires_in=400), now=2.0, wall_now=WALL + 2) is False

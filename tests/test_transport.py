@@ -12,9 +12,10 @@ import zlib
 from collections.abc import Callable
 
 import pytest
+import urllib3
 from fakes import Handler, RawServer
 
-from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError
+from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError, _deadline
 
 TOKEN = json.dumps({"accessToken": "encoded-access", "expiresIn": 300}).encode()
 
@@ -97,3 +98,27 @@ def test_the_deadline_bounds_a_trickling_head(
     with pytest.raises(TokenRequestError, match="still arriving at the deadline"):
         auth_at(server, deadline=2).get_token()
     assert time.monotonic() - started < 4  # the deadline plus slack for a loaded machine
+
+
+class CustomPool(urllib3.HTTPSConnectionPool):
+    """A pool class of someone else's, as a SOCKS proxy manager has."""
+
+
+def test_watched_pools_keep_the_managers_own_pool_classes() -> None:
+    """The deadline adapter watches a manager's pools without replacing their classes, so a
+    SOCKS or https proxy's pools keep working."""
+    manager = urllib3.PoolManager()
+    manager.pool_classes_by_scheme = {"https": CustomPool}
+    _deadline._watch_pools(manager)
+    watched = manager.pool_classes_by_scheme["https"]
+    assert issubclass(watched, CustomPool)
+    assert issubclass(watched.ConnectionCls, CustomPool.ConnectionCls)
+    assert issubclass(watched.ConnectionCls, _deadline._Watched)
+
+
+def test_only_sockets_are_registered() -> None:
+    """What is not a socket (urllib3's SSLTransport through an https proxy) is skipped."""
+    with _deadline.deadline(5) as watch, socket.socket() as sock:
+        _deadline._register(object())
+        _deadline._register(sock)
+        assert len(watch._sockets) == 1
