@@ -158,8 +158,8 @@ class EmmaAuth(AuthBase):
                     "no token for %s: not the API's origin (%s)", _origin_text(url), self._base_url
                 )
             return request
-        header = self._lifecycle.header(self._clock.monotonic())
-        if header is None:
+        until, header = self._lifecycle.fresh
+        if header is None or self._clock.monotonic() >= until:
             header = self._usable().header
         request.headers["Authorization"] = header
         # Not register_hook(), which checks callability on every request.

@@ -97,6 +97,10 @@ class TokenLifecycle:
     def __init__(self, refresh_margin: float | None = None) -> None:
         self.refresh_margin = refresh_margin
         self._held: _Held | None = None
+        #: ``(until, header)``: the ``Authorization`` value and the monotonic time until which
+        #: it may be sent as it is; the per-request answer, published so that the hot path
+        #: reads an attribute and compares a clock reading, with no call.
+        self.fresh: tuple[float, str | None] = (-math.inf, None)
         self._refresh_token: str | None = None
         self._refresh_expires: float | None = None  # monotonic
         # Access tokens the API refused, the latest few: a shared cache may still hold one.
@@ -120,10 +124,8 @@ class TokenLifecycle:
     def header(self, now: float) -> str | None:
         """The ``Authorization`` value while the token is fresh, else ``None``: the
         per-request question, kept as cheap as one comparison."""
-        held = self._held
-        if held is not None and now < held.renew_after:
-            return held.header
-        return None
+        until, header = self.fresh
+        return header if now < until else None
 
     def freshness(self, now: float) -> Freshness:
         held = self._held
@@ -240,7 +242,8 @@ class TokenLifecycle:
 
     def _hold(self, token: Token, start: float, lifetime: float) -> None:
         margin = effective_margin(lifetime, self.refresh_margin)
-        self._held = _Held(token, renew_after=start + lifetime - margin, expires=start + lifetime)
+        held = self._held = _Held(token, start + lifetime - margin, start + lifetime)
+        self.fresh = (held.renew_after, held.header)
         self._early_not_before = -math.inf
         self._early_failures = 0
 
@@ -255,6 +258,7 @@ class TokenLifecycle:
         if held is None or held.token.access_token != access_token:
             return False
         held.expires = held.renew_after = -math.inf
+        self.fresh = (-math.inf, None)
         return True
 
     def after_fork(self) -> None:
