@@ -46,7 +46,7 @@ from ._cli_args import (
     parse,
     without_value,
 )
-from ._errors import EmmaAuthError, TokenRequestError
+from ._errors import EmmaAuthError, TokenRequestError, os_reason
 from ._session import EmmaSession
 from ._token import Token
 
@@ -84,7 +84,7 @@ def _report(args: argparse.Namespace) -> int:
     except EmmaAuthError as error:
         return _fail(str(error), EXIT_AUTH)
     except requests.ConnectionError as error:  # ConnectTimeout included
-        reason = _os_reason(error) or ("timed out" if isinstance(error, requests.Timeout) else "")
+        reason = os_reason(error) or ("timed out" if isinstance(error, requests.Timeout) else "")
         return _fail(
             f"could not connect to {_api_at(error)}" + (f" ({reason})" if reason else ""),
             EXIT_UNREACHABLE,
@@ -298,23 +298,6 @@ def _host_of(args: argparse.Namespace) -> str:
         return url
     _, host, port = origin
     return f"{f'[{host}]' if ':' in host else host}:{port}"
-
-
-def _os_reason(error: BaseException) -> str | None:
-    """The operating system's words for a network failure ("Connection refused"), found
-    down the chain of causes urllib3 and requests wrap it in."""
-    pending: list[object] = [error]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
-        pending.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
-        pending.extend(current.args)
-    return None
 
 
 def _utc(timestamp: float) -> str:

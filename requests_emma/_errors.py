@@ -73,3 +73,20 @@ class TokenRequestError(EmmaAuthError):
 
 class TokenResponseError(EmmaAuthError):
     """A token endpoint answered 2xx, but the body is not a usable token."""
+
+
+def os_reason(exc: BaseException) -> str | None:
+    """The operating system's words for a network failure ("Connection refused", "Name or
+    service not known"), found down the chain of causes urllib3 and requests wrap it in."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        pending.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
+        pending.extend(current.args)
+    return None

@@ -28,7 +28,7 @@ import requests
 
 from . import _config, _deadline, _retry, _wire
 from ._clock import Clock
-from ._errors import TokenResponseError
+from ._errors import TokenResponseError, os_reason
 from ._outcome import Kind, Outcome, classify_status
 
 logger = logging.getLogger("requests_emma")
@@ -171,31 +171,14 @@ def _failure(exc: Exception, at_deadline: bool, sent_at: float, sent_wall: float
     elif isinstance(exc, requests.Timeout):
         kind, reason = Kind.TRANSIENT, "timed out"
     elif isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-        os_reason = _os_reason(exc)
+        system_reason = os_reason(exc)
         kind = Kind.TRANSIENT
-        reason = f"connection failed ({os_reason})" if os_reason else "connection failed"
+        reason = f"connection failed ({system_reason})" if system_reason else "connection failed"
     elif isinstance(exc, requests.exceptions.ContentDecodingError):
         kind, reason = Kind.UNUSABLE, "token response could not be decoded (Content-Encoding)"
     else:  # e.g. OSError for a missing CA bundle, InvalidURL
         kind, reason = Kind.FAILED, f"request failed ({type(exc).__name__}: {exc})"
     return Outcome(kind, reason, sent_at=sent_at, sent_wall=sent_wall, cause=cause)
-
-
-def _os_reason(exc: BaseException) -> str | None:
-    """The operating system's words for a network failure ("Connection refused", "Name or
-    service not known"), found down the chain of causes urllib3 and requests wrap it in."""
-    pending: list[object] = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
-        pending.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
-        pending.extend(current.args)
-    return None
 
 
 def _scrubbed(exc: BaseException) -> BaseException:
