@@ -8,10 +8,14 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 
 from ._auth import EmmaAuth
+from ._cache import TokenCache
 from ._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
+from ._file_cache import FileTokenCache
+from ._redis_cache import RedisTokenCache
 from ._retry import RetryPolicy
 from ._session import EmmaSession
 from ._token import Token
@@ -21,10 +25,24 @@ __all__ = [
     "EmmaAuth",
     "EmmaAuthError",
     "EmmaSession",
+    "FileTokenCache",
+    "RedisTokenCache",
     "RetryPolicy",
     "Token",
+    "TokenCache",
     "TokenRequestError",
     "TokenResponseError",
 ]
+
+try:
+    __version__: str = importlib.metadata.version("requests-emma")
+    """The installed distribution's version, from its metadata."""
+except importlib.metadata.PackageNotFoundError:  # imported from a source tree, not installed
+    __version__ = "0+unknown"
+
+# Tracebacks, reprs and the docs show the public path, not the private module.
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name
 
 logging.getLogger("requests_emma").addHandler(logging.NullHandler())

@@ -119,10 +119,11 @@ class EmmaAuth(AuthBase):
             secret,
             token_cache,
         )
-        self._new_locks()
+        self._new_process_state()
         _instances.add(self)
 
-    def _new_locks(self) -> None:
+    def _new_process_state(self) -> None:
+        self._hook = self._replay_after_401  # bound once, not on every request
         self._lock = threading.Lock()
         self._announcing = threading.RLock()
         self._last_failure: EmmaAuthError | None = None
@@ -139,8 +140,10 @@ class EmmaAuth(AuthBase):
     # -- requests' entry points -------------------------------------------------------------
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        # The hot path: a prefix test for the URL spelling requests produces, one comparison
+        # for a fresh token, a ready-made header value.
         url = request.url
-        if url is None or not self._is_own_origin(url):
+        if url is None or not (url.startswith(self._prefix) or self._is_own_origin(url)):
             if logger.isEnabledFor(logging.DEBUG):
                 # Only the origin is logged: a query string may carry the caller's secrets.
                 logger.debug(
@@ -151,8 +154,8 @@ class EmmaAuth(AuthBase):
         if header is None:
             header = self._usable().header
         request.headers["Authorization"] = header
-        # register_hook() would check that the method is callable, on every request.
-        request.hooks["response"].append(self._replay_after_401)
+        # Not register_hook(), which checks callability on every request.
+        request.hooks["response"].append(self._hook)
         return request
 
     def get_token(self) -> Token:
@@ -161,13 +164,9 @@ class EmmaAuth(AuthBase):
 
     def _is_own_origin(self, url: str) -> bool:
         """Whether ``url`` is on the API's origin: a prefix test for the spelling requests
-        produces, the full parse for any other (an explicit default port, say)."""
-        prefix = self._prefix
-        if url.startswith(prefix):
-            end = len(prefix)
-            if len(url) == end or url[end] in "/?#":
-                return True
-        return _config.origin(url) == self._origin
+        produces (it always writes a path), the full parse for any other (an explicit
+        default port, say)."""
+        return url.startswith(self._prefix) or _config.origin(url) == self._origin
 
     # -- getting a token --------------------------------------------------------------------
 
@@ -294,6 +293,8 @@ class EmmaAuth(AuthBase):
             return response
         if not can_be_resent(sent):
             logger.debug("401 not replayed: the request body cannot be rewound")
+            with self._lock:  # but the token is not sent again: the next request renews
+                self._lifecycle.reject(rejected.reveal())
             return response
 
         # Drain and close first: the connection goes back to the pool while we wait for the
@@ -325,18 +326,18 @@ class EmmaAuth(AuthBase):
         # Tokens stay behind: a worker process gets its own rather than share a refresh
         # token the server may rotate under the other.
         state["_lifecycle"] = TokenLifecycle(self._lifecycle.refresh_margin)
-        for name in ("_lock", "_announcing", "_last_failure", "_worker"):
+        for name in ("_hook", "_lock", "_announcing", "_last_failure", "_worker"):
             del state[name]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._new_locks()
+        self._new_process_state()
         _instances.add(self)
 
     def _after_fork_in_child(self) -> None:
         # The parent's locks may have been held by a thread that does not exist here.
-        self._new_locks()
+        self._new_process_state()
         self._lifecycle.after_fork()
 
 
@@ -350,13 +351,13 @@ if hasattr(os, "register_at_fork"):  # not on Windows
 
 
 def _origin_prefix(base_url: str) -> str:
-    """``scheme://host[:port]`` as requests writes it for URLs on ``base_url``'s origin."""
+    """``scheme://host[:port]/`` as requests writes it for URLs on ``base_url``'s origin."""
     origin = _config.origin(base_url)
     assert origin is not None  # a checked base URL
     scheme, host, port = origin
     host = f"[{host}]" if ":" in host else host
     default = {"http": 80, "https": 443}[scheme]
-    return f"{scheme}://{host}" if port == default else f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host}/" if port == default else f"{scheme}://{host}:{port}/"
 
 
 def _carry_cookies(response: requests.Response, replay: requests.PreparedRequest) -> None:

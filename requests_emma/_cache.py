@@ -20,7 +20,7 @@ own):
 An entry is :func:`encode_token`'s JSON: the whole :class:`Token` (the refresh token
 included, so rotation works across processes) with wall-clock Unix times, which mean the
 same in every process and on every host, and a schema version. Entries are keyed by
-:func:`cache_key`, a fingerprint of the base URL, the client id and the client secret:
+``cache_key()``, a fingerprint of the base URL, the client id and the client secret:
 the secret itself is never stored, and two clients (or one client id with a wrong secret)
 never share an entry.
 """
@@ -55,7 +55,7 @@ _KEY_DOMAIN = b"requests-emma token cache key v1"
 class TokenCache(Protocol):
     """What ``EmmaAuth(token_cache=...)`` needs from a shared token cache.
 
-    Keys are :func:`cache_key` fingerprints: short ASCII strings (hex digits), safe as file
+    Keys are ``cache_key()`` fingerprints: short ASCII strings (hex digits), safe as file
     names and Redis keys. :class:`FileTokenCache` and :class:`RedisTokenCache` implement
     it; any object with these three methods does.
     """

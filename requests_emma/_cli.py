@@ -1,4 +1,4 @@
-"""The ``requests-emma`` command line: ``token``, ``get PATH`` and ``demo``.
+"""The ``requests-emma`` command line: ``token``, ``get PATH``, ``serve`` and ``demo``.
 
 Configuration comes from ``EMMA_CLIENT_ID``, ``EMMA_CLIENT_SECRET`` and ``EMMA_API_URL``,
 and the flags ``--base-url`` and ``--client-id``. The client secret is never a flag (flags
@@ -6,54 +6,49 @@ show in process lists and shell history): it comes from ``EMMA_CLIENT_SECRET``, 
 prompt when stdin is a terminal.
 
 Every error is one line on stderr, without a traceback or a secret, and the exit status
-says what kind of error it was (see :data:`EXIT_CODES`). Usage errors never repeat an
-argument's value, since any of them may be a secret typed in the wrong place.
+says what kind of error it was (``_cli_args.EXIT_CODES``). Usage errors never repeat an
+argument's value, since any of them may be a secret typed in the wrong place (a mistyped
+subcommand close to a real one is the exception: it is repeated with a suggestion).
+
+At the default verbosity the token call's retries are shown on stderr, one line each, so a
+struggling token endpoint is not a silent wait; ``-v`` shows all of the library's log.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import logging
 import os
-import re
 import sys
 import time
-from collections.abc import Sequence
-from typing import NoReturn, TextIO
+from collections.abc import Iterator, Sequence
+from typing import TextIO
 
 import requests
 
 from . import _config, _wire
 from ._auth import EmmaAuth
-from ._errors import EmmaAuthError
+from ._cli_args import (
+    EXIT_API_ERROR,
+    EXIT_AUTH,
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_OUTPUT,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    PROG,
+    UsageError,
+    parse,
+    without_value,
+)
+from ._errors import EmmaAuthError, TokenRequestError
 from ._session import EmmaSession
 from ._token import Token
-from ._transport import _os_reason
-
-PROG = "requests-emma"
-
-EXIT_OK = 0
-EXIT_API_ERROR = 1
-EXIT_USAGE = 2
-EXIT_AUTH = 3
-EXIT_UNREACHABLE = 4
-EXIT_INTERNAL = 70
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141
-
-#: Exit status -> meaning, as ``--help`` shows it.
-EXIT_CODES = {
-    EXIT_OK: "success",
-    EXIT_API_ERROR: "the API answered with a non-2xx status (get)",
-    EXIT_USAGE: "bad arguments or configuration (missing credentials, bad base URL)",
-    EXIT_AUTH: "no token: credentials rejected, or the token endpoint failed",
-    EXIT_UNREACHABLE: "the API could not be reached (connection failed, timed out)",
-    EXIT_INTERNAL: "an unexpected internal error",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
-    EXIT_BROKEN_PIPE: "stdout was closed early (piped into head, say); no message",
-}
 
 
 class CommandError(Exception):
@@ -64,105 +59,28 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
-class _UsageError(Exception):
-    """Bad arguments: reported on one line, exit status 2, never with an argument's value."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # main() reports it on one line, like every other error, without argparse's usage block.
-        raise _UsageError(message)
-
-
-#: A quoted value in argparse's messages (``invalid choice: 'x'``); any value may be a secret.
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
-#: An option's name as shown in errors (without its ``=value``); anything else is not shown.
-_OPTION_NAME = re.compile(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9_-]*")
-_COMMANDS = ("token", "get", "demo")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    # The connection flags work before or after the subcommand; SUPPRESS keeps a flag given
-    # in one place from being reset by the other's default.
-    connection = _Parser(add_help=False)
-    connection.add_argument(
-        "--base-url",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help=f"API base URL (default: ${_config.API_URL_VAR} or {_config.DEFAULT_BASE_URL})",
-    )
-    connection.add_argument(
-        "--client-id",
-        metavar="ID",
-        default=argparse.SUPPRESS,
-        help=f"service app client ID (default: ${_config.CLIENT_ID_VAR})",
-    )
-    connection.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="log token activity to stderr (never secrets)",
-    )
-    exit_codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
-    parser = _Parser(
-        prog=PROG,
-        parents=[connection],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Tokens and quick calls for the emma API.",
-        epilog=(
-            f"The client secret comes from ${_config.CLIENT_SECRET_VAR}, or a prompt when "
-            "stdin is a terminal;\nthere is no flag for it.\n\nexit status:\n" + exit_codes
-        ),
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    token = commands.add_parser(
-        "token",
-        parents=[connection],
-        help="print an access token",
-        description="Print an access token alone on one line, e.g. for "
-        '`curl -H "Authorization: Bearer $(requests-emma token)"`.',
-    )
-    token.add_argument(
-        "--json",
-        action="store_true",
-        help="print the token's metadata (type, expiry times) instead; no secrets",
-    )
-    get = commands.add_parser(
-        "get",
-        parents=[connection],
-        help="GET a path of the API and print the JSON answer",
-        description="An authenticated GET relative to the base URL; pretty JSON on stdout.",
-    )
-    get.add_argument("path", metavar="PATH", help="e.g. /v1/locations or v1/locations?name=London")
-    commands.add_parser(
-        "demo",
-        help="walk through the token lifecycle against a local fake emma",
-        description="Start a fake emma on 127.0.0.1 and show the token lifecycle: no "
-        "credentials, no network.",
-    )
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     try:
-        args = _parse(sys.argv[1:] if argv is None else list(argv))
-    except _UsageError as error:
+        args = parse(sys.argv[1:] if argv is None else list(argv))
+    except UsageError as error:
         return _fail(f"{error} (see {PROG} --help)", EXIT_USAGE)
-    if getattr(args, "verbose", False) and args.command != "demo":  # the demo shows its log
-        _log_to_stderr()
-    try:
-        if args.command == "demo":
-            from ._demo import run_demo  # the fake server is loaded only for the demo
+    # The demo shows the log in its tour; serve prints its own lines.
+    logs = args.command not in ("demo", "serve")
+    with _stderr_log(verbose=getattr(args, "verbose", False)) if logs else contextlib.nullcontext():
+        return _report(args)
 
-            return run_demo(sys.stdout)
-        auth = _auth_from(args)
-        if args.command == "token":
-            return _token(auth, as_json=args.json, out=sys.stdout)
-        return _get(auth, args.path, out=sys.stdout)
+
+def _report(args: argparse.Namespace) -> int:
+    """Run the command; report any failure on one line, returning its exit status."""
+    try:
+        return _run(args)
     except CommandError as error:
         return _fail(str(error), error.exit_code)
+    except TokenRequestError as error:
+        if error.status_code is None:  # no answer came: refused, unknown name, timed out
+            return _fail(f"could not reach emma at {_host_of(args)}: {error}", EXIT_UNREACHABLE)
+        return _fail(str(error), EXIT_AUTH)
     except EmmaAuthError as error:
         return _fail(str(error), EXIT_AUTH)
     except requests.ConnectionError as error:  # ConnectTimeout included
@@ -179,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:
         # The reader went away: point stdout at /dev/null so the flush at exit stays quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
         return EXIT_BROKEN_PIPE
     except Exception as error:  # the promise is one line, never a traceback
         if getattr(args, "verbose", False):
@@ -190,40 +108,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
 
-def _parse(arguments: list[str]) -> argparse.Namespace:
-    """The parsed arguments, or a ``_UsageError`` that shows no argument's value."""
-    # Someone looking for a secret flag is told where the secret goes instead.
-    options = arguments[: arguments.index("--")] if "--" in arguments else arguments
-    if any(arg.startswith("-") and "secret" in arg.partition("=")[0].lower() for arg in options):
-        raise _UsageError(
-            "there is no option for the client secret (options show in process lists and "
-            f"shell history): set {_config.CLIENT_SECRET_VAR}, or run in a terminal to be asked"
-        )
+def _run(args: argparse.Namespace) -> int:
+    auth = None if args.command in ("demo", "serve") else _auth_from(args)
     try:
-        args, unrecognized = build_parser().parse_known_args(arguments)
-    except _UsageError as error:
-        raise _UsageError(_QUOTED.sub(_quoted_if_a_command, str(error))) from None
-    if unrecognized:
-        raise _UsageError(_unrecognized(unrecognized))
-    return args
+        if args.command == "demo":
+            from ._demo import run_demo  # the fake server is loaded only for the demo
+
+            status = run_demo(sys.stdout)
+        elif args.command == "serve":
+            from ._serve import ListenError, run_serve
+
+            try:
+                status = run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
+            except ListenError as error:
+                raise CommandError(str(error), EXIT_USAGE) from None
+        elif args.command == "token":
+            assert auth is not None
+            status = _token(auth, as_json=args.json, out=sys.stdout)
+        else:
+            assert auth is not None
+            status = _get(auth, args.path, out=sys.stdout)
+        sys.stdout.flush()  # now, while a failure to write can still be reported
+    except (requests.RequestException, BrokenPipeError):
+        raise  # both are OSErrors too; handled by main()
+    except OSError as error:  # writing stdout failed: a full disk, a quota, an I/O error
+        _discard_stdout()
+        raise CommandError(f"cannot write output: {error.strerror or error}", EXIT_OUTPUT) from None
+    return status
 
 
-def _quoted_if_a_command(match: re.Match[str]) -> str:
-    return match[0] if match[0][1:-1] in _COMMANDS else "(value not shown)"
-
-
-def _unrecognized(arguments: list[str]) -> str:
-    """``unknown option --foo; 1 unexpected argument ...``: option names only, no values."""
-    names = [arg.partition("=")[0] for arg in arguments]
-    options = [name for name in names if _OPTION_NAME.fullmatch(name)]
-    others = len(arguments) - len(options)
-    problems: list[str] = []
-    if options:
-        problems.append(f"unknown option{'s' if len(options) > 1 else ''} {', '.join(options)}")
-    if others:
-        plural = "s" if others > 1 else ""
-        problems.append(f"{others} unexpected argument{plural} (not shown: it could be a secret)")
-    return "; ".join(problems)
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _auth_from(args: argparse.Namespace) -> EmmaAuth:
@@ -231,9 +147,9 @@ def _auth_from(args: argparse.Namespace) -> EmmaAuth:
     base_url = getattr(args, "base_url", None)
     source = "--base-url" if base_url is not None else _config.API_URL_VAR
     try:
-        base_url = _config.base_url(base_url)
+        checked = _config.base_url(base_url)
     except ValueError as error:
-        raise CommandError(f"{source}: {error}", EXIT_USAGE) from None
+        raise CommandError(f"{source}: {without_value(str(error))}", EXIT_USAGE) from None
     client_id = getattr(args, "client_id", None) or os.environ.get(_config.CLIENT_ID_VAR)
     if not client_id:
         raise CommandError(
@@ -241,7 +157,7 @@ def _auth_from(args: argparse.Namespace) -> EmmaAuth:
         )
     client_secret = _client_secret()
     try:
-        return EmmaAuth(client_id, client_secret, base_url=base_url)
+        return EmmaAuth(client_id, client_secret, base_url=checked)
     except ValueError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
 
@@ -342,12 +258,63 @@ def _fail(message: str, exit_code: int) -> int:
     return exit_code
 
 
-def _log_to_stderr() -> None:
+@contextlib.contextmanager
+def _stderr_log(*, verbose: bool) -> Iterator[None]:
+    """``-v``: every log record on stderr. Otherwise only the token call's retry lines, so a
+    struggling endpoint is not a silent wait, and no failure is reported twice.
+
+    The logger is as it was afterwards: ``main()`` may run inside a larger program.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))
     logger = logging.getLogger("requests_emma")
+    previous_level = logger.level
+    if verbose:
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))
+        logger.setLevel(logging.DEBUG)
+    else:
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        handler.addFilter(_is_a_retry)
+        if not logger.isEnabledFor(logging.WARNING):
+            logger.setLevel(logging.WARNING)
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+
+def _is_a_retry(record: logging.LogRecord) -> bool:
+    # The token call logs each scheduled retry at WARNING as "... attempt N of M; retrying
+    # in S s"; other warnings repeat a failure that is reported as the error line.
+    return record.levelno == logging.WARNING and "retrying in" in record.getMessage()
+
+
+def _host_of(args: argparse.Namespace) -> str:
+    """``host:port`` of the base URL in use, for an error that names where emma was sought."""
+    url = _config.base_url(getattr(args, "base_url", None))
+    origin = _config.origin(url)
+    if origin is None:
+        return url
+    _, host, port = origin
+    return f"{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _os_reason(error: BaseException) -> str | None:
+    """The operating system's words for a network failure ("Connection refused"), found
+    down the chain of causes urllib3 and requests wrap it in."""
+    pending: list[object] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        pending.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
+        pending.extend(current.args)
+    return None
 
 
 def _utc(timestamp: float) -> str:

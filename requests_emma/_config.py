@@ -7,6 +7,8 @@ import math
 import os
 import urllib.parse
 
+import requests
+
 from ._errors import CredentialsError
 
 DEFAULT_BASE_URL = "https://api.emma.ms/external"
@@ -67,14 +69,22 @@ def credentials(client_id: str | None, client_secret: str | None) -> tuple[str, 
 def base_url(value: str | None) -> str:
     """The API base URL, from the argument or ``EMMA_API_URL``, checked, without trailing /.
 
-    It must be https, unless its host is loopback (a local test server).
+    It must be https, unless its host is loopback (a local test server). A non-ASCII host
+    is given in its IDNA (punycode) form, the one requests sends, so that ``origin()`` of the
+    base URL and of each prepared request agree.
     """
     if value is None:
         value = os.environ.get(API_URL_VAR) or DEFAULT_BASE_URL
     if not isinstance(value, str):
         # Every bad option is a ValueError, so callers have one thing to catch.
         raise ValueError(f"base_url must be a string, got {type(value).__name__}")  # noqa: TRY004
-    parts = urllib.parse.urlsplit(value.strip())
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+    except ValueError:  # unbalanced IPv6 brackets, or characters NFKC turns into / ? # @ :
+        raise ValueError(
+            "base_url is not a valid URL: its host has unbalanced [ ] or characters not "
+            f"allowed in a host name; use a form such as {DEFAULT_BASE_URL!r}"
+        ) from None
     if parts.username is not None or parts.password is not None:
         raise ValueError("base_url must not contain a user name or password")
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -87,12 +97,38 @@ def base_url(value: str | None) -> str:
         _ = parts.port  # raises for a port out of range
     except ValueError:
         raise ValueError(f"base_url has an invalid port: {value!r}") from None
-    if parts.scheme != "https" and not is_loopback(parts.hostname):
+    if not parts.hostname.isascii():
+        parts = parts._replace(netloc=_ascii_netloc(value.strip(), parts))
+    if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
         raise ValueError(
             f"base_url must use https (tokens would travel in clear text), got {value!r}; "
             "plain http is allowed only for a loopback host such as 127.0.0.1"
         )
     return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+
+
+def _ascii_netloc(value: str, parts: urllib.parse.SplitResult) -> str:
+    """``parts``' netloc with the non-ASCII host in the IDNA form requests will send.
+
+    requests' own URL preparation does the encoding (urllib3 IDNA-encodes each label, and
+    requests' ``idna`` fallback covers what urllib3 leaves), so the host compared with each
+    request is exactly the one requests connects to, and a host it could not send is refused
+    here rather than at the first request. The port is kept as written.
+    """
+    prepared = requests.PreparedRequest()
+    try:
+        prepared.prepare_url(value, None)
+        host = urllib.parse.urlsplit(str(prepared.url)).hostname or ""
+    except requests.exceptions.InvalidURL:
+        host = ""
+    if not host or not host.isascii():
+        raise ValueError(
+            f"base_url host {parts.hostname!r} is not a valid internationalised domain name "
+            "(IDNA), so requests could not send to it; check its spelling, or give the host "
+            "in its ASCII form (xn--...)"
+        )
+    _, colon, port = parts.netloc.rpartition(":")
+    return host + colon + port if colon else host
 
 
 def is_loopback(host: str) -> bool:
@@ -102,6 +138,29 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def direct_proxies(url: str) -> dict[str, None] | None:
+    """The ``proxies=`` mapping that makes requests connect to ``url`` directly if its host is
+    loopback; ``None`` (keep the user's proxies) for any other host.
+
+    Loopback traffic never goes through a proxy: a proxy elsewhere cannot reach this host's
+    loopback, and plain http to it would hand the proxy the client secret and the token.
+    Pass the result as it is, ``session.post(url, proxies=direct_proxies(url))``: requests
+    adds the environment's proxies (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``) only under
+    keys the per-request mapping leaves unset, lays the session's ``proxies`` beneath, then
+    drops every key whose value is ``None``. A ``None`` under each key ``select_proxy`` looks
+    at (``scheme://host``, ``scheme``, ``all://host``, ``all``) thus removes whichever layer
+    set it. The mapping is new on each call, as requests adds to it in place.
+    """
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError:
+        return None
+    if not host or not is_loopback(host):
+        return None
+    schemes = ("http", "https", "all")
+    return {key: None for scheme in schemes for key in (scheme, f"{scheme}://{host}")}
 
 
 def origin(url: str) -> Origin | None:

@@ -94,7 +94,6 @@ def run_demo(out: TextIO) -> int:
             renewed = threading.Event()
             auth = _auth_for(server, renewed)
             with EmmaSession(auth) as session:
-                session.trust_env = False  # see _auth_for
                 _tour(narrator, server, auth, session, renewed)
         finally:
             logger.removeHandler(handler)
@@ -114,15 +113,12 @@ def run_demo(out: TextIO) -> int:
 
 
 def _auth_for(server: FakeEmmaServer, renewed: threading.Event) -> EmmaAuth:
-    # trust_env off: a proxy from the environment must not see (or break) local traffic.
-    token_session = requests.Session()
-    token_session.trust_env = False
+    # Loopback traffic, token calls and API calls alike, never goes through a proxy.
     return EmmaAuth(
         server.client_id,
         server.client_secret,
         base_url=server.base_url,
         refresh_margin=REFRESH_MARGIN,
-        session=token_session,
         on_token=lambda token: renewed.set(),
     )
 

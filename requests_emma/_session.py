@@ -22,6 +22,13 @@ Retries of idempotent requests
     byte for byte (a generator, an unseekable stream) is sent once: urllib3 would re-send an
     exhausted generator as an empty body. The retries happen inside the adapter, below
     ``EmmaAuth``: a 401 is not retried there, so the auth's single replay is unchanged.
+
+No proxy for loopback
+    A request to a loopback host (a local test server) goes direct, whatever proxies the
+    environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``), the session's ``proxies``
+    or the call name: a proxy cannot reach this machine's loopback, and plain http through
+    it would show the proxy the bearer token. Redirects on loopback carry no
+    ``Proxy-Authorization`` either.
 """
 
 from __future__ import annotations
@@ -32,7 +39,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, MaxRetryError, ReadTimeoutError, ResponseError
+from requests.sessions import merge_setting
+from urllib3.exceptions import (
+    InvalidHeader,
+    MaxRetryError,
+    ReadTimeoutError,
+    ResponseError,
+    UnrewindableBodyError,
+)
 from urllib3.util.retry import Retry
 
 from . import _clock, _config
@@ -137,7 +151,17 @@ class _RetryingAdapter(HTTPAdapter):
     ) -> requests.Response:
         if not can_be_resent(request):
             return self._single_try.send(request, *args, **kwargs)
-        return super().send(request, *args, **kwargs)
+        try:
+            return super().send(request, *args, **kwargs)
+        except UnrewindableBodyError as exc:
+            # A stream whose seekable() said yes but whose seek() failed. HTTPAdapter passes
+            # this urllib3 error through; make it one callers catch as a RequestException.
+            raise requests.exceptions.UnrewindableBodyError(
+                "the request body could not be rewound for a retry: its seekable() is True "
+                "but its seek() failed; pass the body as bytes, or as a generator to send it "
+                "once",
+                request=request,
+            ) from exc
 
     def close(self) -> None:
         super().close()
@@ -218,7 +242,32 @@ class EmmaSession(requests.Session):
         # send(), not request(): redirects and direct send() calls get the default as well.
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
+        direct = _config.direct_proxies(request.url or "")
+        if direct is not None:
+            # Every send passes here (request(), a redirect, a direct send()): whatever
+            # proxies the environment, the session or the caller chose, loopback goes direct.
+            kwargs["proxies"] = _without_proxies(direct, kwargs.get("proxies"))
         return super().send(request, **kwargs)
+
+    def rebuild_proxies(
+        self, prepared_request: requests.PreparedRequest, proxies: dict[str, str] | None
+    ) -> dict[str, str]:
+        direct = _config.direct_proxies(prepared_request.url or "")
+        if direct is None:
+            rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
+                prepared_request, proxies
+            )
+            return rebuilt
+        # For a redirect requests would add the environment's proxy back, and its credentials
+        # as a Proxy-Authorization header, which a direct request hands to the server itself.
+        prepared_request.headers.pop("Proxy-Authorization", None)
+        return _without_proxies(direct, proxies)
+
+
+def _without_proxies(direct: dict[str, None], proxies: dict[str, str] | None) -> dict[str, str]:
+    """``proxies`` less every entry ``direct`` names, as requests merges them."""
+    merged: dict[str, str] = merge_setting(direct, proxies or {})  # type: ignore[no-untyped-call]
+    return merged
 
 
 def _retry_from(retries: object) -> Retry | None:

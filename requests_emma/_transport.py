@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import requests
 
-from . import _deadline, _retry, _wire
+from . import _config, _deadline, _retry, _wire
 from ._clock import Clock
 from ._errors import TokenResponseError
 from ._outcome import Kind, Outcome, classify_status
@@ -81,13 +81,15 @@ class TokenEndpoint:
         timeout = (min(self.timeout[0], left), min(self.timeout[1], left))
         with _deadline.deadline(left) as watch:
             try:
+                url = self.base_url + path
                 with self.session.post(
-                    self.base_url + path,
+                    url,
                     json=body(),  # built here only, so no local of ours holds the secret
                     headers=_HEADERS,
                     timeout=timeout,
                     allow_redirects=False,
                     auth=_no_authorization,
+                    proxies=_config.direct_proxies(url),  # type: ignore[arg-type] # loopback: direct
                     stream=True,
                 ) as response:
                     status = response.status_code
@@ -98,6 +100,10 @@ class TokenEndpoint:
                 # KeyboardInterrupt, SystemExit...: on their way, but without the frames
                 # below this one, whose locals hold the request body.
                 raise _scrubbed(exc) from None
+            if watch.fired:
+                # Cut off at the deadline: what arrived may look complete (http.client takes
+                # a connection closed inside the headers for their end) but is not.
+                return Outcome(Kind.TRANSIENT, _AT_DEADLINE, sent_at=sent_at, sent_wall=sent_wall)
 
         if 200 <= status < 300:
             if content is None:

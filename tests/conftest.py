@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from fakes import Handler, RawServer
 from hypothesis import HealthCheck, settings
+from redis_server import RedisServer
 
 from requests_emma import EmmaAuth
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
@@ -47,3 +49,31 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="requests_emma")
     return caplog
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests keep apart by key prefix."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for one test, which may stop or pause it."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., RawServer]]:
+    """Start loopback servers that answer byte by byte as the test pleases; closed after."""
+    servers: list[RawServer] = []
+
+    def start(*handlers: Handler) -> RawServer:
+        servers.append(RawServer(*handlers))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -92,3 +96,85 @@ def join_renewal(auth: EmmaAuth) -> None:
     assert worker is not None, "no background renewal was started"
     worker.join(WAIT)
     assert not worker.is_alive(), "the background renewal did not finish"
+
+
+Handler = Callable[[socket.socket, threading.Event], None]
+
+
+class RawServer:
+    """A loopback server that answers its n-th connection with the n-th handler, byte by byte
+    as the handler pleases; ``stopping`` is set when the test ends."""
+
+    def __init__(self, *handlers: Handler) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._handlers = handlers
+        self.connections = 0
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        for handler in self._handlers:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            with conn, contextlib.suppress(OSError):
+                self.connections += 1
+                read_request(conn)
+                handler(conn, self.stopping)
+
+    def close(self) -> None:
+        self.stopping.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes a pending accept()
+        self._listener.close()
+        self._thread.join(WAIT)
+
+
+def read_request(conn: socket.socket) -> None:
+    """Read one request, headers and body, so that closing the connection resets nothing."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    missing = (int(length.group(1)) if length else 0) - len(body)
+    while missing > 0:
+        chunk = conn.recv(missing)
+        if not chunk:
+            return
+        missing -= len(chunk)
+
+
+TOKEN_BODY = json.dumps({"accessToken": "raw-access", "expiresIn": 300}).encode().ljust(100)
+TOKEN_HEADERS = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+
+
+def answer(conn: socket.socket, stopping: threading.Event) -> None:
+    conn.sendall(TOKEN_HEADERS + TOKEN_BODY)
+
+
+def one_byte_every(gap: float) -> Handler:
+    """A raw-server behaviour: the token response, its body one byte every ``gap`` seconds."""
+
+    def trickle(conn: socket.socket, stopping: threading.Event) -> None:
+        conn.sendall(TOKEN_HEADERS)
+        for byte in TOKEN_BODY:
+            if stopping.wait(gap):
+                return
+            conn.sendall(bytes([byte]))
+
+    return trickle
+
+
+def cut_short(conn: socket.socket, stopping: threading.Event) -> None:
+    """The token response's headers and 10 bytes of its body, then the connection closes."""
+    conn.sendall(TOKEN_HEADERS + TOKEN_BODY[:10])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import json
 import os
 import re
@@ -15,11 +16,13 @@ import sysconfig
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from requests_emma import EmmaSession, _cli
-from requests_emma.testing import FakeEmmaServer
+import requests_emma
+from requests_emma import EmmaAuth, EmmaSession, RetryPolicy, _cli
+from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -231,6 +234,149 @@ def test_a_timeout_names_the_origin(
     )
 
 
+def test_unreachable_token_endpoint_exits_4_naming_the_host(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused token call is exit 4 (not 3), naming the host, after one line per retry."""
+    no_proxy_env(monkeypatch)
+    monkeypatch.setenv("EMMA_CLIENT_ID", "id")
+    monkeypatch.setenv("EMMA_CLIENT_SECRET", "secret-value")
+    port = closed_port()
+    with no_retry_waits():
+        status = _cli.main(["--base-url", f"http://127.0.0.1:{port}/external", "token"])
+    assert status == 4
+    *retries, error = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"requests-emma: error: could not reach emma at 127.0.0.1:{port}: ")
+    assert "Connection refused" in error
+    assert len(retries) == 4  # the default policy: 5 attempts, 4 retries
+    for number, line in enumerate(retries, start=1):
+        assert line.startswith("requests-emma: token call POST /v1/issue-token failed (")
+        assert f"attempt {number} of 5; retrying in " in line
+
+
+def test_unknown_token_host_exits_4(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host name that does not resolve is exit 4, naming the host and the resolver's words."""
+    no_proxy_env(monkeypatch)
+    monkeypatch.setenv("EMMA_CLIENT_ID", "id")
+    monkeypatch.setenv("EMMA_CLIENT_SECRET", "secret-value")
+
+    def no_such_name(*args: object, **kwargs: object) -> NoReturn:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    # The resolver itself is replaced: no DNS query leaves the machine.
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    with no_retry_waits():
+        status = _cli.main(["--base-url", "https://emma.invalid/external", "token"])
+    assert status == 4
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("requests-emma: error: could not reach emma at emma.invalid:443: ")
+    assert "Name or service not known" in error
+
+
+def test_silent_token_endpoint_exits_4(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A token endpoint that accepts the connection but never answers is exit 4 too."""
+    no_proxy_env(monkeypatch)
+    monkeypatch.setenv("EMMA_CLIENT_ID", "id")
+    monkeypatch.setenv("EMMA_CLIENT_SECRET", "secret-value")
+    # In process: the token call's timeout and deadline, shortened.
+    quick = RetryPolicy(attempts=2, deadline=2.0)
+    monkeypatch.setattr(_cli, "EmmaAuth", functools.partial(EmmaAuth, timeout=0.3, retry=quick))
+    with socket.socket() as silent, no_retry_waits():
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        status = _cli.main(["--base-url", f"http://127.0.0.1:{port}", "token"])
+    assert status == 4
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith(f"requests-emma: error: could not reach emma at 127.0.0.1:{port}: ")
+
+
+def test_retries_are_shown_at_default_verbosity(server: FakeEmmaServer) -> None:
+    """Without -v, each retry of the token call is one line on stderr, and the token comes."""
+    server.fail_next_token_calls(2, 503)
+    result = run_cli("token", env=server_env(server))
+    assert result.returncode == 0, result.stderr
+    assert server.is_valid_access_token(result.stdout.strip())
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert "HTTP 503" in lines[0] and "attempt 1 of 5; retrying in" in lines[0]
+    assert "HTTP 503" in lines[1] and "attempt 2 of 5; retrying in" in lines[1]
+
+
+def test_a_rejected_credential_is_reported_once(server: FakeEmmaServer) -> None:
+    """Without -v, rejected credentials are one error line, with no log line repeating it."""
+    env = {**server_env(server), "EMMA_CLIENT_SECRET": "wrong-secret-value"}
+    result = run_cli("token", env=env)
+    assert result.returncode == 3
+    assert "rejected the client credentials" in one_error_line(result)
+
+
+def test_verbose_reports_a_rejected_credential_once(server: FakeEmmaServer) -> None:
+    """With -v, rejected credentials show up once on stderr: the error line, no log echo."""
+    env = {**server_env(server), "EMMA_CLIENT_SECRET": "wrong-secret-value"}
+    result = run_cli("-v", "token", env=env)
+    assert result.returncode == 3
+    assert result.stderr.count("rejected the client credentials") == 1, result.stderr
+
+
+def test_verbose_does_not_call_the_first_token_a_renewal(server: FakeEmmaServer) -> None:
+    """With -v, the first token call is logged as a token issued, not as a renewal."""
+    result = run_cli("-v", "token", env=server_env(server))
+    assert result.returncode == 0, result.stderr
+    assert "token issued" in result.stderr
+    assert "renew" not in result.stderr.lower()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_is_one_line_and_its_own_status(server: FakeEmmaServer) -> None:
+    """Output to a full device: "cannot write output: No space left on device", exit 74."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "requests_emma", "get", "/v1/locations"],
+            env=child_env(server_env(server)),
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 74
+    assert result.stderr == "requests-emma: error: cannot write output: No space left on device\n"
+
+
+@pytest.mark.parametrize(("typed", "suggested"), [("gte", "get"), ("tokne", "token")])
+def test_a_mistyped_command_gets_a_suggestion(typed: str, suggested: str) -> None:
+    """A subcommand close to a real one is named, with the closest one suggested: exit 2."""
+    result = run_cli(typed)
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert f"unknown command '{typed}'; did you mean '{suggested}'?" in line
+    assert "token, get, serve, demo" in line
+
+
+@pytest.mark.parametrize("path", ["", "  "])
+def test_get_of_an_empty_path_is_a_usage_error(server: FakeEmmaServer, path: str) -> None:
+    """`get ''` is exit 2, before any token call."""
+    result = run_cli("get", path, env=server_env(server))
+    assert result.returncode == 2
+    assert "get: PATH is empty" in one_error_line(result)
+    assert server.token_calls == 0
+
+
+def test_version_is_the_installed_version() -> None:
+    """`--version` and `requests_emma.__version__` both show the installed metadata's version."""
+    installed = importlib.metadata.version("requests-emma")
+    assert requests_emma.__version__ == installed
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"requests-emma {installed}\n"
+
+
 def test_closed_stdout_is_quiet(server: FakeEmmaServer) -> None:
     """A reader that went away (| head) ends the command with 141 and no traceback."""
     with subprocess.Popen(
@@ -293,7 +439,10 @@ def test_there_is_no_secret_flag(args: list[str]) -> None:
         (["get", "/v1/locations", "topsecret123", "it's-topsecret123"], "2 unexpected arguments"),
         (["token", "--pasword=topsecret123"], "unknown option --pasword"),
         (["token", "--pasword", "topsecret123"], "unknown option --pasword; 1 unexpected"),
-        (["topsecret123"], "invalid choice"),
+        (["topsecret123"], "unknown command (value not shown)"),
+        (["--base-url", "ftp://topsecret123", "token"], "--base-url: base_url must be"),
+        (["token", "--base-url=https://topsecret123/x?q=1"], "--base-url: base_url must not"),
+        (["serve", "--port", "topsecret123"], "argument --port: must be a port number"),
         (["token", "--verbose=topsecret123"], "-v/--verbose"),
         (["token", "--json=topsecret123"], "--json"),
     ],
@@ -357,7 +506,7 @@ def test_help_documents_the_exit_codes() -> None:
     """--help lists every exit status and says the secret has no flag."""
     result = run_cli("--help")
     assert result.returncode == 0
-    for code in ("0", "1", "2", "3", "4", "70", "130", "141"):
+    for code in ("0", "1", "2", "3", "4", "70", "74", "130", "141"):
         assert f"\n  {code} " in result.stdout
     assert "EMMA_CLIENT_SECRET" in result.stdout
 
@@ -512,8 +661,8 @@ def code_blocks(markdown: str, language: str) -> list[str]:
 
 @pytest.mark.skipif(os.name == "nt", reason="a POSIX shell example")
 def test_cli_md_script_example_reports_the_status(server: FakeEmmaServer, tmp_path: Path) -> None:
-    """docs/cli.md's scripting example prints the command's real exit status when it fails."""
-    section = (DOCS / "cli.md").read_text().split("### Script against it", 1)[1]
+    """docs/how-to/cli.md's scripting example prints the command's real exit status when it fails."""
+    section = (DOCS / "how-to" / "cli.md").read_text().split("### Script against it", 1)[1]
     script = code_blocks(section, "sh")[0]
     server.fail_next_api_calls(1, 403, body=b'{"code": "FORBIDDEN", "message": "Denied."}')
     scripts = sysconfig.get_path("scripts")
@@ -534,8 +683,8 @@ def test_cli_md_script_example_reports_the_status(server: FakeEmmaServer, tmp_pa
 
 
 def test_testing_md_examples_run_on_their_own(tmp_path: Path) -> None:
-    """Each Python example in docs/testing.md's how-tos runs as a file of its own."""
-    how_to = (DOCS / "testing.md").read_text().split("## Reference", 1)[0]
+    """Each Python example in docs/how-to/testing.md's how-tos runs as a file of its own."""
+    how_to = (DOCS / "how-to" / "testing.md").read_text().split("## Reference", 1)[0]
     blocks = code_blocks(how_to, "python")
     assert len(blocks) >= 6
     for number, block in enumerate(blocks):

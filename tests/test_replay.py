@@ -202,3 +202,30 @@ def test_replay_drops_a_cookie_the_401_deleted() -> None:
     """A cookie the 401 expired (Max-Age=0) is not sent with the replay."""
     jar = [("a", "1", "/"), ("b", "2", "/")]
     assert cookie_headers("a=; Max-Age=0; Path=/", jar)[-1] == "b=2"
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_redirect_after_the_replay_carries_the_new_token(
+    server: FakeEmmaServer, auth: EmmaAuth, status: int
+) -> None:
+    """A 307/308 answered to the replay is followed with the renewed token: one 401 in all."""
+    server.add_redirect(
+        "/v1/moved", server.base_url + "/v1/ssh-keys", status=status, requires_token=True
+    )
+    auth.get_token()
+    server.revoke()
+    response = requests.post(
+        server.base_url + "/v1/moved", json={"name": "k", "key": "ssh-ed25519 AAAA"}, auth=auth,
+        timeout=10,
+    )  # fmt: skip
+    assert response.status_code == 201
+    new = f"Bearer {auth.get_token().access_token}"
+    api = [r for r in server.requests if "token" not in r.path]
+    assert [(r.path, r.headers["Authorization"] == new) for r in api] == [
+        ("/v1/moved", False),
+        ("/v1/moved", True),
+        ("/v1/ssh-keys", True),
+    ]
+    assert api[-1].body == api[0].body  # the body went along, whole
+    assert server.token_calls == 3  # the first token; refresh refused (revoked), issue
+    assert response.history[0].status_code == status

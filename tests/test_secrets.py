@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
+from typing import Any
 
 import pytest
 import requests
+import requests.adapters
 from fakes import FakeClock, auth_for
 
 from requests_emma import (
@@ -178,3 +181,48 @@ def test_failed_renewal_after_a_401_shows_no_token_in_locals(server: FakeEmmaSer
     )
     assert token.access_token not in rendered
     assert token.refresh_token is not None and token.refresh_token not in rendered
+
+
+class InterruptingAdapter(requests.adapters.HTTPAdapter):
+    """A real adapter that is interrupted (Ctrl-C) as it sends, as a user's terminal would."""
+
+    def send(self, request: requests.PreparedRequest, *args: object, **kwargs: object) -> Any:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("endpoint", ["issue", "refresh"])
+def test_an_interrupted_token_call_leaves_no_secret_in_locals(
+    server: FakeEmmaServer, endpoint: str
+) -> None:
+    """Ctrl-C during a token call: the KeyboardInterrupt's traceback, locals included, holds
+    neither the client secret nor the refresh token (requests' frames held the body)."""
+    session = requests.Session()
+    auth = auth_for(server, session=session)
+    tokens: list[Token] = []
+    if endpoint == "refresh":
+        auth._clock = clock = FakeClock()
+        tokens.append(auth.get_token())
+        clock.advance(301)
+    session.mount("http://", InterruptingAdapter())
+    with pytest.raises(KeyboardInterrupt) as caught:
+        auth.get_token()
+    text = with_locals(caught.value)
+    for secret in secrets_of(server, tokens):
+        assert secret not in text
+
+
+def test_a_failed_api_call_shows_the_bearer_header_masked_in_locals(server: FakeEmmaServer) -> None:
+    """A read timeout on an API call, rendered with locals: urllib3's header locals show
+    'Bearer ***', never the access token."""
+    auth = auth_for(server)
+    token = auth.get_token()
+    release = threading.Event()
+    server.api_hook = lambda: release.wait(10)
+    try:
+        with pytest.raises(requests.ReadTimeout) as caught:
+            requests.get(server.base_url + "/v1/locations", auth=auth, timeout=(3, 0.3))
+    finally:
+        release.set()
+    text = with_locals(caught.value)
+    assert "'Bearer ***'" in text  # the headers are there, masked
+    assert token.access_token not in text

@@ -11,12 +11,9 @@ package: see :mod:`requests_emma.testing.pytest_plugin`.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-from .. import _clock
 from ._responses import FakeTokenEndpoints, add_token_endpoints
 from ._server import FakeEmmaServer, RecordedRequest
+from ._waits import no_retry_waits
 
 __all__ = [
     "FakeEmmaServer",
@@ -27,17 +24,7 @@ __all__ = [
 ]
 
 
-@contextlib.contextmanager
-def no_retry_waits() -> Iterator[None]:
-    """Within this block, retries happen without waiting between attempts.
-
-    That is token-endpoint retries and ``EmmaSession``'s (with ``retries=<int>``; a urllib3
-    ``Retry`` you pass waits as usual). Attempts, deadlines and errors behave as usual; only
-    the backoff and ``Retry-After`` sleeps are skipped, so a test of your code does not sit
-    through them. It applies to every thread.
-    """
-    previous = _clock.set_waits_enabled(False)
-    try:
-        yield
-    finally:
-        _clock.set_waits_enabled(previous)
+# Tracebacks, reprs and the docs show the public path, not the private module.
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name

@@ -13,7 +13,8 @@ Test knobs: lifetimes, :meth:`revoke`, :meth:`expire_access_tokens`,
 :meth:`fail_next_token_calls`, :meth:`fail_next_api_calls`, :meth:`drop_next_api_calls`,
 ``token_delay``, ``token_hook`` / ``api_hook`` (called in the handler thread, for
 barriers), :meth:`add_redirect`; counters of token and API calls and a record of every
-request received.
+request received; ``request_log``, called with the method, path and status of each answer
+(what ``requests-emma serve`` prints).
 """
 
 from __future__ import annotations
@@ -95,20 +96,24 @@ class FakeEmmaServer(FakeTokenService):
         self.token_delay = 0.0
         self.token_hook: Callable[[], None] | None = None
         self.api_hook: Callable[[], None] | None = None
+        #: Called in the handler thread with (method, path, status) for each answer sent;
+        #: the path has no query string, and nothing else of the request is passed.
+        self.request_log: Callable[[str, str, int], None] | None = None
         self.api_calls = 0
         self.requests: list[RecordedRequest] = []
         self._api_failures: collections.deque[PlannedAnswer] = collections.deque()
         self._api_drops = 0
-        self._redirects: dict[str, tuple[int, str]] = {}
+        self._redirects: dict[str, tuple[int, str, bool]] = {}
         self._ssh_keys: list[dict[str, Any]] = []
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- running -----------------------------------------------------------------------------
 
-    def start(self) -> FakeEmmaServer:
+    def start(self, port: int = 0) -> FakeEmmaServer:
+        """Listen on ``127.0.0.1:port`` (``0``: a free port) and serve in a thread."""
         handler = type("Handler", (_Handler,), {"server_state": self})
-        self._httpd = _Server(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", port), handler)
         self._thread = threading.Thread(
             # A short poll interval makes stop() quick: tests start and stop many servers.
             target=self._httpd.serve_forever,
@@ -165,9 +170,12 @@ class FakeEmmaServer(FakeTokenService):
         with self._lock:
             self._api_drops += count
 
-    def add_redirect(self, path: str, location: str, status: int = 302) -> None:
-        """Answer requests for ``path`` (without the prefix) with a redirect to ``location``."""
-        self._redirects[path] = (status, location)
+    def add_redirect(
+        self, path: str, location: str, status: int = 302, *, requires_token: bool = False
+    ) -> None:
+        """Answer requests for ``path`` (without the prefix) with a redirect to ``location``;
+        with ``requires_token``, only once the bearer token has been checked (a 401 first)."""
+        self._redirects[path] = (status, location, requires_token)
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -190,6 +198,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # send_response() calls this with the status of every answer.
+        log = self.server_state.request_log
+        if log is not None:
+            # A request line too malformed to parse leaves no method or path: "-" for them.
+            path = urllib.parse.urlsplit(getattr(self, "path", "") or "-").path
+            log(self.command or "-", path, int(code))
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -236,8 +252,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if failure is not None:
             return self._answer(failure)
         if path in state._redirects:
-            status, location = state._redirects[path]
-            return self._send(status, b"", {"Location": location})
+            status, location, requires_token = state._redirects[path]
+            if not requires_token or self._authorized():
+                return self._send(status, b"", {"Location": location})
+            return None
         if not self._authorized():
             return None
         query = urllib.parse.parse_qs(url.query)

@@ -1,0 +1,213 @@
+"""The command line's interface: its arguments, its exit statuses, and usage errors.
+
+A usage error never repeats an argument's value, since any of them may be a secret typed in
+the wrong place: argparse's quoted values are replaced, unknown options are named without
+their values, and other unexpected arguments are only counted. A mistyped subcommand close to
+a real one is the exception: it is not a secret, and it is repeated with a suggestion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+from typing import NoReturn
+
+from . import __version__, _config
+
+PROG = "requests-emma"
+
+EXIT_OK = 0
+EXIT_API_ERROR = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_UNREACHABLE = 4
+EXIT_INTERNAL = 70
+EXIT_OUTPUT = 74  # sysexits' EX_IOERR
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+#: Exit status -> meaning, as ``--help`` shows it.
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_API_ERROR: "the API answered with a non-2xx status (get)",
+    EXIT_USAGE: "bad arguments or configuration (missing credentials, bad base URL)",
+    EXIT_AUTH: "no token: credentials rejected, or the token endpoint failed",
+    EXIT_UNREACHABLE: "emma could not be reached (connection failed, name unknown, timed out)",
+    EXIT_INTERNAL: "an unexpected internal error",
+    EXIT_OUTPUT: "the output could not be written (a full disk, say)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_BROKEN_PIPE: "stdout was closed early (piped into head, say); no message",
+}
+
+
+class UsageError(Exception):
+    """Bad arguments: reported on one line, exit status 2, never with an argument's value."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # main() reports it on one line, like every other error, without argparse's usage block.
+        raise UsageError(message)
+
+
+#: A quoted value in argparse's messages (``invalid choice: 'x'``); any value may be a secret.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
+#: An option's name as shown in errors (without its ``=value``); anything else is not shown.
+_OPTION_NAME = re.compile(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9_-]*")
+_COMMANDS = ("token", "get", "serve", "demo")
+_INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: (" + _QUOTED.pattern + ")")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # The connection flags work before or after the subcommand; SUPPRESS keeps a flag given
+    # in one place from being reset by the other's default.
+    connection = _Parser(add_help=False)
+    connection.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"API base URL (default: ${_config.API_URL_VAR} or {_config.DEFAULT_BASE_URL})",
+    )
+    connection.add_argument(
+        "--client-id",
+        metavar="ID",
+        default=argparse.SUPPRESS,
+        help=f"service app client ID (default: ${_config.CLIENT_ID_VAR})",
+    )
+    connection.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log token activity to stderr (never secrets)",
+    )
+    exit_codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
+    parser = _Parser(
+        prog=PROG,
+        parents=[connection],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Tokens and quick calls for the emma API.",
+        epilog=(
+            f"The client secret comes from ${_config.CLIENT_SECRET_VAR}, or a prompt when "
+            "stdin is a terminal;\nthere is no flag for it.\n\nexit status:\n" + exit_codes
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    token = commands.add_parser(
+        "token",
+        parents=[connection],
+        help="print an access token",
+        description="Print an access token alone on one line, e.g. for "
+        '`curl -H "Authorization: Bearer $(requests-emma token)"`.',
+    )
+    token.add_argument(
+        "--json",
+        action="store_true",
+        help="print the token's metadata (type, expiry times) instead; no secrets",
+    )
+    get = commands.add_parser(
+        "get",
+        parents=[connection],
+        help="GET a path of the API and print the JSON answer",
+        description="An authenticated GET relative to the base URL; pretty JSON on stdout.",
+    )
+    get.add_argument("path", metavar="PATH", help="e.g. /v1/locations or v1/locations?name=London")
+    serve = commands.add_parser(
+        "serve",
+        help="run a local fake emma in the foreground, for your own code and tools",
+        description="Run the embedded fake emma on 127.0.0.1 until Ctrl-C. First prints "
+        "`export` lines (base URL, throwaway client ID and secret) on stdout, then one line "
+        "per request served on stderr: method, path, status, never a token.",
+    )
+    serve.add_argument(
+        "--port",
+        type=port_number,
+        default=0,
+        metavar="N",
+        help="the port on 127.0.0.1 to listen on (default: a free one)",
+    )
+    serve.add_argument(
+        "--token-lifetime",
+        type=whole_seconds,
+        default=300,
+        metavar="S",
+        help="lifetime of the access tokens it issues, in whole seconds (default: 300)",
+    )
+    commands.add_parser(
+        "demo",
+        help="walk through the token lifecycle against a local fake emma",
+        description="Start a fake emma on 127.0.0.1 and show the token lifecycle: no "
+        "credentials, no network.",
+    )
+    return parser
+
+
+def port_number(text: str) -> int:
+    # An ArgumentTypeError's message is shown as it is: without the value.
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError("must be a port number from 0 to 65535 (0: a free one)")
+    return int(text)
+
+
+def whole_seconds(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of seconds, at least 1")
+    return int(text)
+
+
+def parse(arguments: list[str]) -> argparse.Namespace:
+    """The parsed arguments, or a ``UsageError`` that shows no argument's value."""
+    # Someone looking for a secret flag is told where the secret goes instead.
+    options = arguments[: arguments.index("--")] if "--" in arguments else arguments
+    if any(arg.startswith("-") and "secret" in arg.partition("=")[0].lower() for arg in options):
+        raise UsageError(
+            "there is no option for the client secret (options show in process lists and "
+            f"shell history): set {_config.CLIENT_SECRET_VAR}, or run in a terminal to be asked"
+        )
+    try:
+        args, unrecognized = build_parser().parse_known_args(arguments)
+    except UsageError as error:
+        mistyped = _INVALID_CHOICE.search(str(error))
+        if mistyped is not None:
+            raise UsageError(_unknown_command(mistyped[1][1:-1])) from None
+        raise UsageError(_QUOTED.sub(_quoted_if_a_command, str(error))) from None
+    if unrecognized:
+        raise UsageError(_unrecognized(unrecognized))
+    if args.command == "get" and not args.path.strip():
+        raise UsageError("get: PATH is empty; give a path such as /v1/locations")
+    return args
+
+
+def _unknown_command(given: str) -> str:
+    """``unknown command 'gte'; did you mean 'get'?``: repeated only when it is close to one."""
+    choices = ", ".join(_COMMANDS)
+    close = difflib.get_close_matches(given.lower(), _COMMANDS, n=1, cutoff=0.6)
+    if not close:
+        return f"unknown command (value not shown); choose from {choices}"
+    return f"unknown command {given!r}; did you mean {close[0]!r}? (choose from {choices})"
+
+
+def _quoted_if_a_command(match: re.Match[str]) -> str:
+    return match[0] if match[0][1:-1] in _COMMANDS else "(value not shown)"
+
+
+def _unrecognized(arguments: list[str]) -> str:
+    """``unknown option --foo; 1 unexpected argument ...``: option names only, no values."""
+    names = [arg.partition("=")[0] for arg in arguments]
+    options = [name for name in names if _OPTION_NAME.fullmatch(name)]
+    others = len(arguments) - len(options)
+    problems: list[str] = []
+    if options:
+        problems.append(f"unknown option{'s' if len(options) > 1 else ''} {', '.join(options)}")
+    if others:
+        plural = "s" if others > 1 else ""
+        problems.append(f"{others} unexpected argument{plural} (not shown: it could be a secret)")
+    return "; ".join(problems)
+
+
+def without_value(message: str) -> str:
+    """The message with every quoted value replaced, except the example of a good base URL."""
+    example = repr(_config.DEFAULT_BASE_URL)
+    return _QUOTED.sub(lambda m: m[0] if m[0] == example else "(value not shown)", message)

@@ -1,0 +1,264 @@
+""":class:`RedisTokenCache`: a token cache in Redis, for fleets that span several hosts.
+
+An entry is one Redis string, ``<prefix><key>``, holding :func:`encode_token`'s JSON and
+set with a TTL, so Redis drops it when nothing in it is of use any more. The lock is a
+redis-py :class:`redis.lock.Lock` on ``<prefix><key>:lock`` with two bounds:
+
+- ``lock_timeout``: the lock's own TTL. A holder that dies (SIGKILL, a lost host) cannot
+  block the others for longer than this. It must outlast a renewal (the ``RetryPolicy``
+  deadline, 30 s by default), or a slow renewal would let a second process in;
+- ``blocking_timeout``: how long a waiter tries before ``lock()`` raises.
+
+An outage raises a redis-py error (``ConnectionError``, ``TimeoutError``, ``LockError``),
+which ``EmmaAuth`` logs before carrying on with its in-memory token. To keep that delay
+small, :meth:`RedisTokenCache.from_url` sets short socket timeouts and one quick retry;
+a client you build yourself keeps its own settings.
+
+redis-py is imported only when a :class:`RedisTokenCache` is made, so ``import
+requests_emma`` works without it (``pip install 'requests-emma[redis]'`` brings it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import urllib.parse
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._cache import LOCK_TIMEOUT, decode_token, encode_token, is_spent, usable_until
+from ._config import Secret
+from ._token import Token
+
+if TYPE_CHECKING:
+    import redis
+
+logger = logging.getLogger("requests_emma")
+
+DEFAULT_PREFIX = "requests-emma:token:"
+#: Socket and connect timeouts of :meth:`RedisTokenCache.from_url`, in seconds: a Redis
+#: on the same network answers in milliseconds; an outage costs about twice this.
+DEFAULT_SOCKET_TIMEOUT = 0.5
+#: How often a waiter tries to take the Redis lock, in seconds.
+LOCK_POLL = 0.02
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+    except ImportError:
+        raise ImportError(
+            "RedisTokenCache needs redis-py: pip install 'requests-emma[redis]'"
+        ) from None
+    return redis
+
+
+class RedisTokenCache:
+    """A :class:`~requests_emma.TokenCache` in Redis, shared by processes on any host.
+
+    ``client`` is a ``redis.Redis`` (or a client with the same ``get``, ``set`` and
+    ``lock``); see :meth:`from_url` for one with short timeouts. Keys are ``prefix`` plus
+    the cache key. ``lock_timeout`` bounds how long a dead holder keeps the lock and
+    ``blocking_timeout`` how long ``lock()`` waits for it; both must be positive, and
+    ``lock_timeout`` should outlast a renewal (the ``RetryPolicy`` deadline).
+
+    The ``repr`` shows the Redis location only, never a password.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        lock_timeout: float = LOCK_TIMEOUT,
+        blocking_timeout: float = LOCK_TIMEOUT,
+    ) -> None:
+        _import_redis()
+        missing = [
+            name for name in ("get", "set", "lock") if not callable(getattr(client, name, None))
+        ]
+        if missing:
+            raise ValueError(
+                f"client has no {', '.join(missing)} method: pass a redis.Redis "
+                f"(or use RedisTokenCache.from_url), got a {type(client).__name__}"
+            )
+        if not isinstance(prefix, str):
+            raise ValueError(f"prefix must be a str, got a {type(prefix).__name__}")  # noqa: TRY004
+        self.client = client
+        self.prefix = prefix
+        self.lock_timeout = _seconds("lock_timeout", lock_timeout)
+        self.blocking_timeout = _seconds("blocking_timeout", blocking_timeout)
+        self._location = _location_of(client)
+        self._made_from: tuple[Secret, dict[str, Any]] | None = None  # from_url's arguments
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        lock_timeout: float = LOCK_TIMEOUT,
+        blocking_timeout: float = LOCK_TIMEOUT,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        **redis_options: Any,
+    ) -> RedisTokenCache:
+        """A cache on a new ``redis.Redis.from_url(url)`` client with short timeouts.
+
+        ``url`` is ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS) or
+        ``unix://path``. ``socket_timeout`` is used for connecting and for each command,
+        and a failed command is retried once at once, so an outage adds about two
+        ``socket_timeout`` to a renewal. ``redis_options`` go to redis-py as they are.
+        """
+        redis_module = _import_redis()
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        if not isinstance(url, str):
+            raise ValueError(f"url must be a str, got a {type(url).__name__}")  # noqa: TRY004
+        timeout = _seconds("socket_timeout", socket_timeout)
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            # redis-py's default retries ten times with backoff up to a second: seconds of
+            # stall on an outage. One immediate retry covers a connection gone stale.
+            "retry": Retry(NoBackoff(), 1),
+            **redis_options,
+        }
+        try:
+            client = redis_module.Redis.from_url(url, **options)
+        except ValueError:
+            # redis-py's message may repeat the URL, password included.
+            raise ValueError(
+                "url is not a Redis URL: use redis://host:port/db, rediss://host:port/db "
+                "or unix:///path/to/socket"
+            ) from None
+        cache = cls(
+            client, prefix=prefix, lock_timeout=lock_timeout, blocking_timeout=blocking_timeout
+        )
+        cache._location = _location_of_url(url)
+        cache._made_from = (
+            Secret(url),  # it may hold a password: keep it out of reprs and tracebacks
+            {
+                "prefix": prefix,
+                "lock_timeout": lock_timeout,
+                "blocking_timeout": blocking_timeout,
+                "socket_timeout": socket_timeout,
+                **redis_options,
+            },
+        )
+        return cache
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A Redis client holds sockets and locks: a cache made by from_url crosses a process
+        # boundary (pickle, as EmmaAuth does) as its arguments and gets a new client there.
+        if self._made_from is None:
+            raise TypeError(
+                "a RedisTokenCache around your own client cannot be pickled: "
+                "make it with RedisTokenCache.from_url(...) to send it to other processes"
+            )
+        url, options = self._made_from
+        return (_from_url, (url, options))
+
+    def __repr__(self) -> str:
+        return f"RedisTokenCache({self._location}, prefix={self.prefix!r})"
+
+    def load(self, key: str) -> Token | None:
+        """The token saved under ``key``; ``None`` if absent, spent, or not a valid entry.
+
+        Raises redis-py's ``ConnectionError`` or ``TimeoutError`` when Redis is not there.
+        """
+        data = self.client.get(self.prefix + key)
+        if data is None:
+            return None
+        if isinstance(data, str):  # a client made with decode_responses=True
+            data = data.encode("utf-8")
+        if not isinstance(data, bytes):
+            return None
+        token = decode_token(data)
+        if token is None or is_spent(token):
+            return None
+        return token
+
+    def save(self, key: str, token: Token) -> None:
+        """Store ``token`` under ``key`` with a TTL that ends when it is of no more use."""
+        ttl_ms = math.ceil((usable_until(token) - time.time()) * 1000)
+        if ttl_ms <= 0:  # nothing left to share; drop what is there, it is older
+            self.client.delete(self.prefix + key)
+            return
+        self.client.set(self.prefix + key, encode_token(token), px=ttl_ms)
+
+    def lock(self, key: str) -> contextlib.AbstractContextManager[object]:
+        """The Redis lock for ``key``. Entering it raises ``redis.exceptions.LockError``
+        after ``blocking_timeout`` seconds, or a connection error when Redis is not there."""
+        return self._locked(self.prefix + key + ":lock")
+
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[object]:
+        lock = self.client.lock(
+            name,
+            timeout=self.lock_timeout,
+            blocking_timeout=self.blocking_timeout,
+            # redis-py polls every 0.1 s by default: with a fleet waiting at a cold start,
+            # each waiter in turn then costs up to that. A try is one SET NX.
+            sleep=LOCK_POLL,
+        )
+        if not lock.acquire():
+            raise _import_redis().exceptions.LockError(
+                f"token cache lock not acquired within {self.blocking_timeout:g} s"
+            )
+        try:
+            yield lock
+        finally:
+            try:
+                lock.release()
+            except _import_redis().RedisError as error:
+                # The renewal is done; the lock expires by itself within lock_timeout. An
+                # error here must not fail the request that renewed.
+                logger.warning(
+                    "token cache: could not release the Redis lock (%s); it expires within %g s",
+                    type(error).__name__,
+                    self.lock_timeout,
+                )
+
+
+def _from_url(url: Secret, options: dict[str, Any]) -> RedisTokenCache:
+    return RedisTokenCache.from_url(url.reveal(), **options)
+
+
+def _seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(  # noqa: TRY004
+            f"{name} must be a number of seconds, got a {type(value).__name__}"
+        )
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _location_of_url(url: str) -> str:
+    """``url`` without user name and password (and without its query string)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _location_of(client: object) -> str:
+    """Where ``client`` connects, from its connection pool's settings; never a password."""
+    pool = getattr(client, "connection_pool", None)
+    settings = getattr(pool, "connection_kwargs", None)
+    if not isinstance(settings, dict):
+        return type(client).__name__
+    if settings.get("path"):
+        return f"unix://{settings['path']}?db={settings.get('db', 0)}"
+    host = str(settings.get("host", "localhost"))
+    if ":" in host:
+        host = f"[{host}]"
+    return f"redis://{host}:{settings.get('port', 6379)}/{settings.get('db', 0)}"

@@ -1,0 +1,110 @@
+"""Code that the token cache tests run in child processes (multiprocessing, spawn).
+
+A cache is passed as a :class:`CacheSpec` and built in the child: a Redis client holds
+sockets and does not cross a process boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import requests
+
+from requests_emma import FileTokenCache, RedisTokenCache, Token, TokenCache
+from requests_emma._wire import issue_token_body, parse_token
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheSpec:
+    """How to build a cache in a child: ``kind`` "file" (``where`` is the directory) or
+    "redis" (``where`` is the URL; ``prefix`` keeps tests sharing a server apart)."""
+
+    kind: str
+    where: str
+    lock_timeout: float = 60.0
+    prefix: str = "requests-emma:token:"
+
+
+def make_cache(spec: CacheSpec) -> TokenCache:
+    if spec.kind == "file":
+        return FileTokenCache(spec.where, lock_timeout=spec.lock_timeout)
+    return RedisTokenCache.from_url(
+        spec.where, prefix=spec.prefix, lock_timeout=spec.lock_timeout, blocking_timeout=30.0
+    )
+
+
+def issue_token(base_url: str, client_id: str, client_secret: str) -> Token:
+    """One real issue-token call to the test server."""
+    sent_at = time.time()
+    response = requests.post(
+        base_url + "/v1/issue-token", json=issue_token_body(client_id, client_secret), timeout=30
+    )
+    response.raise_for_status()
+    return parse_token(response.content, sent_at).to_token(sent_at)
+
+
+def check_then_renew(
+    spec: CacheSpec,
+    key: str,
+    credentials: tuple[str, str, str],
+    start: Any,  # a multiprocessing Barrier
+    results: Any,  # a multiprocessing Queue
+) -> None:
+    """Wait for the others, then under the cache lock: adopt the cached token, or issue
+    one and save it. Reports ``("renewed" | "adopted", access_token)``."""
+    cache = make_cache(spec)
+    start.wait(timeout=60)
+    with cache.lock(key):
+        token = cache.load(key)
+        if token is not None:
+            results.put(("adopted", token.access_token))
+            return
+        token = issue_token(*credentials)
+        cache.save(key, token)
+    results.put(("renewed", token.access_token))
+
+
+def hold_lock(spec: CacheSpec, key: str, held: Any) -> None:
+    """Take the cache lock, say so through the ``held`` Event, and keep it (until killed;
+    two minutes at most)."""
+    cache = make_cache(spec)
+    with cache.lock(key):
+        held.set()
+        time.sleep(120)
+
+
+def fleet_member(
+    spec: CacheSpec | None,
+    base_url: str,
+    client_id: str,
+    client_secret: str,
+    commands: Any,  # a multiprocessing Queue of "get" / "get-together" / "stop"
+    results: Any,  # a multiprocessing Queue
+    together: Any,  # a multiprocessing Barrier, for "get-together"
+) -> None:
+    """One process of a fleet: an EmmaAuth (with the cache, if any) that sends a request
+    per command and reports ``(status or error name, access token sent, seconds taken)``."""
+    from requests_emma import EmmaAuth
+
+    cache = None if spec is None else make_cache(spec)
+    auth = EmmaAuth(client_id, client_secret, base_url=base_url, token_cache=cache)
+    url = base_url + "/v1/locations"
+    with requests.Session() as session:
+        while True:
+            command = commands.get(timeout=120)
+            if command == "stop":
+                return
+            if command == "get-together":
+                together.wait(timeout=60)
+            started = time.monotonic()
+            try:
+                response = session.get(url, auth=auth, timeout=30)
+            except requests.RequestException as error:
+                results.put((type(error).__name__, None, time.monotonic() - started))
+                continue
+            sent = response.request.headers.get("Authorization", "")
+            results.put(
+                (response.status_code, sent.removeprefix("Bearer "), time.monotonic() - started)
+            )

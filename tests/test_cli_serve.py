@@ -1,0 +1,141 @@
+"""`requests-emma serve`, run as a real process, with `token` and `get` used against it."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+from test_cli import child_env, one_error_line, run_cli
+
+pytestmark = pytest.mark.skipif(os.name == "nt", reason="sends SIGINT, a POSIX signal")
+
+
+class Serving:
+    """A running `requests-emma serve`: its export lines as a dict, its stderr lines as a queue."""
+
+    def __init__(self, child: subprocess.Popen[str]) -> None:
+        self.child = child
+        assert child.stdout is not None and child.stderr is not None
+        self.exports = self._read_exports(child.stdout)
+        self.log: queue.Queue[str] = queue.Queue()
+        self.pump = threading.Thread(target=self._pump, args=(child.stderr,), daemon=True)
+        self.pump.start()
+
+    @staticmethod
+    def _read_exports(stdout: IO[str]) -> dict[str, str]:
+        exports = {}
+        for _ in range(3):
+            line = stdout.readline()
+            assert line.startswith("export "), line
+            name, _, value = line[len("export ") :].rstrip("\n").partition("=")
+            exports[name] = value
+        return exports
+
+    def _pump(self, stderr: IO[str]) -> None:
+        for line in stderr:
+            self.log.put(line.rstrip("\n"))
+
+    def next_log_line(self) -> str:
+        return self.log.get(timeout=30)
+
+
+@pytest.fixture
+def serving() -> Iterator[Serving]:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "requests_emma", "serve", "--token-lifetime", "120"],
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    serving = None
+    try:
+        serving = Serving(child)
+        yield serving
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(timeout=30)
+        if serving is not None:
+            serving.pump.join(timeout=30)  # stderr is at its end once the child is gone
+        for stream in (child.stdout, child.stderr):
+            assert stream is not None
+            stream.close()
+
+
+def test_serve_prints_exports_that_token_and_get_work_with(serving: Serving) -> None:
+    """The export lines point `token` and `get` at the served fake: both succeed."""
+    assert set(serving.exports) == {"EMMA_API_URL", "EMMA_CLIENT_ID", "EMMA_CLIENT_SECRET"}
+    assert serving.exports["EMMA_API_URL"].startswith("http://127.0.0.1:")
+    token = run_cli("token", "--json", env=serving.exports)
+    assert token.returncode == 0, token.stderr
+    assert '"expires_in": 1' in token.stdout  # 119 or 120 s: --token-lifetime was applied
+    get = run_cli("get", "/v1/locations/18", env=serving.exports)
+    assert get.returncode == 0, get.stderr
+    assert '"name": "London"' in get.stdout
+
+
+def test_serve_logs_each_request_without_tokens(serving: Serving) -> None:
+    """Each request served is one stderr line: method, path, status; no token, no secret."""
+    assert serving.next_log_line().startswith("# fake emma serving at http://127.0.0.1:")
+    result = run_cli("get", "/v1/locations?name=London", env=serving.exports)
+    assert result.returncode == 0, result.stderr
+    issue, get = serving.next_log_line(), serving.next_log_line()
+    assert issue.endswith(" POST /external/v1/issue-token 200")
+    assert get.endswith(" GET /external/v1/locations 200")  # the query string is not shown
+    for line in (issue, get):
+        assert len(line.split()) == 4  # time, method, path, status: nothing else
+        assert serving.exports["EMMA_CLIENT_SECRET"] not in line
+
+
+def test_ctrl_c_stops_serve_cleanly(serving: Serving) -> None:
+    """SIGINT ends `serve` with status 0, a closing line and no traceback."""
+    assert serving.next_log_line().startswith("# fake emma serving at ")
+    serving.child.send_signal(signal.SIGINT)
+    assert serving.child.wait(timeout=30) == 0
+    assert serving.next_log_line() == "# fake emma stopped"
+    assert serving.child.stdout is not None
+    assert serving.child.stdout.read() == ""  # nothing on stdout after the exports
+    port = int(serving.exports["EMMA_API_URL"].rsplit(":", 1)[1].split("/")[0])
+    with socket.socket() as probe:  # the port is closed: nothing listens any more
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_serve_on_a_busy_port_exits_2(serving: Serving) -> None:
+    """A port already listened on is one error line, exit 2."""
+    port = serving.exports["EMMA_API_URL"].rsplit(":", 1)[1].split("/")[0]
+    result = run_cli("serve", "--port", port)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: " in one_error_line(result)
+
+
+def test_readme_serve_example_works_as_written(tmp_path: Path) -> None:
+    """The README's shell example (serve in the background, source, get, kill) succeeds."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    script = readme.split("## Try it against a local emma", 1)[1].split("```sh\n", 1)[1]
+    script = script.split("```", 1)[0]
+    scripts = sysconfig.get_path("scripts")
+    env = {"PATH": scripts + os.pathsep + os.environ.get("PATH", "")}
+    result = subprocess.run(
+        ["sh", "-c", "set -e\n" + script + "wait\n"],  # wait: serve must exit cleanly on SIGTERM
+        env=child_env(env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"name": "London"' in result.stdout
+    assert result.stderr.endswith("# fake emma stopped\n"), result.stderr

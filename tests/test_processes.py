@@ -1,0 +1,159 @@
+"""EmmaAuth across processes and at the edges of a process's life: fork, exit, import."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from fakes import WAIT, FakeClock, auth_for, use_clock
+
+from requests_emma import EmmaAuth
+from requests_emma.testing import FakeEmmaServer
+
+fork_only = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Forking while other threads run is what this module tests; Python 3.12 warns about it.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+
+
+def test_no_thread_starts_at_import_or_construction() -> None:
+    """Importing requests_emma and constructing an EmmaAuth starts no thread."""
+    result = run_python(
+        """
+        import threading
+        before = threading.active_count()
+        import requests_emma
+        requests_emma.EmmaAuth("id", "secret")
+        print(threading.active_count() - before)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+def test_a_renewal_in_flight_does_not_keep_the_process_alive(server: FakeEmmaServer) -> None:
+    """A process whose background renewal hangs in the token endpoint still exits at once."""
+    release = threading.Event()
+    calls = 0
+
+    def hang_renewals() -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            release.wait(WAIT)
+
+    server.token_hook = hang_renewals
+    server.token_lifetime = 2
+    try:
+        started = time.monotonic()
+        result = run_python(
+            f"""
+            import time
+            from requests_emma import EmmaAuth
+            auth = EmmaAuth({server.client_id!r}, {server.client_secret!r},
+                            base_url={server.base_url!r})
+            token = auth.get_token()
+            time.sleep(max(0.0, token.expires_in() - 0.3))  # inside the margin
+            auth.get_token()  # starts the early renewal, which hangs in the server
+            time.sleep(2)  # time for it to get there (the test checks that it did)
+            print("leaving")
+            """
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "leaving"
+    assert calls == 2  # the renewal had started
+    assert elapsed < WAIT  # not held until the hung call was released
+
+
+@fork_only
+def test_a_child_forked_during_a_renewal_can_get_a_token(server: FakeEmmaServer) -> None:
+    """A child forked while another thread holds the renewal lock gets its own token."""
+    auth = auth_for(server)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_the_first_call() -> None:
+        if not entered.is_set():
+            entered.set()
+            release.wait(WAIT)
+
+    server.token_hook = hold_the_first_call
+    renewer = threading.Thread(target=auth.get_token)
+    renewer.start()
+    try:
+        assert entered.wait(WAIT)
+        assert auth._lock.locked()
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's lock holder does not exist here
+            signal.alarm(int(WAIT))  # a deadlock ends the child rather than the suite
+            code = 0
+            try:
+                code = 0 if auth.get_token().access_token else 1
+            except BaseException:  # noqa: BLE001 - any failure is the child's exit code
+                code = 2
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        renewer.join(WAIT)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert server.issue_calls == 2  # the parent's, held; the child's own
+
+
+def _child_token(auth: EmmaAuth, queue: multiprocessing.Queue[tuple[str, bool]]) -> None:
+    token = auth.get_token()
+    has_refresh = auth._lifecycle.refresh_token(auth._clock.monotonic()) is not None
+    queue.put((token.access_token, has_refresh))
+
+
+@fork_only
+def test_a_prefork_worker_reuses_the_access_token_but_not_the_refresh_token(
+    server: FakeEmmaServer,
+) -> None:
+    """A worker forked by multiprocessing keeps the parent's access token (no call) and
+    renews with issue-token, never with the parent's refresh token."""
+    auth = auth_for(server)
+    parent_token = auth.get_token()
+    context = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[tuple[str, bool]] = context.Queue()
+    worker = context.Process(target=_child_token, args=(auth, queue))
+    worker.start()
+    assert queue.get(timeout=WAIT) == (parent_token.access_token, False)
+    worker.join(WAIT)
+    assert worker.exitcode == 0
+    assert server.token_calls == 1
+
+
+def test_a_token_lives_from_when_its_request_was_sent(server: FakeEmmaServer) -> None:
+    """A token call that takes 5 s gives a token expiring 300 s after it was sent, not after."""
+    clock = FakeClock()
+    auth = auth_for(server)
+    use_clock(auth, clock)
+    sent_wall = clock.wall()
+    server.token_hook = lambda: clock.advance(5)  # the answer comes 5 s later
+    token = auth.get_token()
+    assert token.expires_at == sent_wall + 300
+    clock.advance(296)
+    auth.get_token()  # 301 s after the request was sent: expired, renewed
+    assert server.token_calls == 2

@@ -1,0 +1,279 @@
+"""RedisTokenCache against a real redis-server, with real processes."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+import cache_workers
+import pytest
+import redis
+from cache_workers import CacheSpec
+from redis_server import RedisServer
+from test_cache_format import a_token
+from test_file_cache import WAIT, _run_contenders, spawn
+
+from requests_emma import RedisTokenCache
+from requests_emma._cache import cache_key, encode_token
+from requests_emma.testing import FakeEmmaServer
+
+KEY = cache_key("https://api.emma.ms/external", "client-id", "secret")
+
+
+@pytest.fixture
+def cache(redis_server: RedisServer) -> RedisTokenCache:
+    """A cache with a prefix of its own, so tests sharing the server stay apart."""
+    return RedisTokenCache.from_url(redis_server.url, prefix=f"test-{secrets.token_hex(4)}:")
+
+
+def test_a_saved_token_loads_back(cache: RedisTokenCache) -> None:
+    """save then load returns the same token, refresh token included."""
+    token = a_token()
+    cache.save(KEY, token)
+    assert cache.load(KEY) == token
+
+
+def test_an_absent_entry_loads_as_none(cache: RedisTokenCache) -> None:
+    """A key never saved loads as None."""
+    assert cache.load(KEY) is None
+
+
+def test_an_entry_expires_with_its_token(cache: RedisTokenCache) -> None:
+    """The Redis TTL ends when the refresh token (the later expiry) does."""
+    token = a_token(expires_at=time.time() + 100, refresh_expires_at=time.time() + 1000)
+    cache.save(KEY, token)
+    ttl = cache.client.pttl(cache.prefix + KEY) / 1000
+    assert 990 < ttl <= 1000
+
+
+def test_an_entry_without_refresh_token_expires_with_the_access_token(
+    cache: RedisTokenCache,
+) -> None:
+    """Without a refresh token, the TTL ends with the access token."""
+    cache.save(
+        KEY, a_token(expires_at=time.time() + 100, refresh_token=None, refresh_expires_at=None)
+    )
+    assert 90 < cache.client.pttl(cache.prefix + KEY) / 1000 <= 100
+
+
+def test_a_spent_token_is_not_stored(cache: RedisTokenCache) -> None:
+    """Saving a token that is already of no use removes the entry instead."""
+    cache.save(KEY, a_token())
+    cache.save(KEY, a_token(expires_at=time.time() - 60, refresh_expires_at=time.time() - 1))
+    assert cache.client.exists(cache.prefix + KEY) == 0
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{not json",
+        b"\x00\xff",
+        b'{"other": "app"}',
+        b'{"schema": 99}',
+        encode_token(a_token())[:30],
+    ],
+    ids=["empty", "corrupt", "binary", "foreign", "other-schema", "truncated"],
+)
+def test_bad_content_loads_as_none_and_is_rewritten(cache: RedisTokenCache, content: bytes) -> None:
+    """Corrupt, truncated, foreign or other-schema values load as None; save rewrites them."""
+    cache.client.set(cache.prefix + KEY, content)
+    assert cache.load(KEY) is None
+    token = a_token()
+    cache.save(KEY, token)
+    assert cache.load(KEY) == token
+
+
+def test_a_client_that_decodes_responses_works(redis_server: RedisServer) -> None:
+    """A redis.Redis made with decode_responses=True reads entries too."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    cache = RedisTokenCache(client, prefix=f"test-{secrets.token_hex(4)}:")
+    token = a_token()
+    cache.save(KEY, token)
+    assert cache.load(KEY) == token
+
+
+def test_two_keys_never_see_each_others_entries(cache: RedisTokenCache) -> None:
+    """Two clients, or one client id with a wrong secret, get separate entries."""
+    base = "https://api.emma.ms/external"
+    right = cache_key(base, "client-a", "secret-a")
+    token = a_token(access_token="token-of-client-a")
+    cache.save(right, token)
+    assert cache.load(cache_key(base, "client-b", "secret-b")) is None
+    assert cache.load(cache_key(base, "client-a", "not-the-secret")) is None
+    assert cache.load(right) == token
+
+
+def test_nothing_in_redis_holds_the_secret(cache: RedisTokenCache) -> None:
+    """After lock and save, no Redis key or value contains the client secret."""
+    secret = "the-client-secret-value"
+    key = cache_key("https://api.emma.ms/external", "client-id", secret)
+    with cache.lock(key):
+        cache.save(key, a_token())
+        names = cache.client.keys(cache.prefix + "*")
+        assert len(names) == 2  # the entry and the lock
+    for name in names:
+        assert secret.encode() not in name
+        value = cache.client.get(name)
+        assert value is None or secret.encode() not in value
+
+
+def test_repr_shows_the_location_without_password() -> None:
+    """repr of a cache from a URL with a password shows host, port and db only."""
+    cache = RedisTokenCache.from_url("redis://user:hunter2-password@127.0.0.1:6390/2")
+    assert repr(cache) == "RedisTokenCache(redis://127.0.0.1:6390/2, prefix='requests-emma:token:')"
+    client_cache = RedisTokenCache(redis.Redis(host="127.0.0.1", port=6391, password="hunter2"))
+    assert "hunter2" not in repr(client_cache) and "127.0.0.1:6391" in repr(client_cache)
+
+
+def test_a_bad_url_is_a_clear_error_without_the_url() -> None:
+    """A URL of another scheme is a ValueError that does not repeat it (it may hold a password)."""
+    with pytest.raises(ValueError, match="not a Redis URL") as raised:
+        RedisTokenCache.from_url("http://user:hunter2-password@127.0.0.1/0")
+    assert "hunter2" not in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_a_client_without_the_needed_methods_is_refused() -> None:
+    """Something that is not a Redis client is a ValueError naming what it lacks."""
+    with pytest.raises(ValueError, match="client has no get, set, lock method"):
+        RedisTokenCache(object())  # type: ignore[arg-type]
+
+
+def test_bad_timeouts_are_refused() -> None:
+    """lock_timeout, blocking_timeout and socket_timeout must be positive seconds."""
+    for name in ("lock_timeout", "blocking_timeout", "socket_timeout"):
+        with pytest.raises(ValueError, match=name):
+            RedisTokenCache.from_url("redis://127.0.0.1:6390/0", **{name: 0})
+
+
+def test_without_redis_py_the_error_names_the_extra() -> None:
+    """Without redis-py, import requests_emma works and RedisTokenCache names the extra."""
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "import requests_emma\n"
+        "try:\n"
+        "    requests_emma.RedisTokenCache.from_url('redis://127.0.0.1:6390/0')\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "pip install 'requests-emma[redis]'" in result.stdout
+
+
+def test_the_lock_excludes_a_second_holder(cache: RedisTokenCache) -> None:
+    """While one holder has the lock, another gives up after blocking_timeout with LockError."""
+    other = RedisTokenCache(cache.client, prefix=cache.prefix, blocking_timeout=0.3)
+    with cache.lock(KEY), pytest.raises(redis.exceptions.LockError), other.lock(KEY):
+        pass
+    with other.lock(KEY):  # released: free again
+        pass
+
+
+def test_processes_contending_on_the_lock_renew_once(redis_server: RedisServer) -> None:
+    """8 processes doing check-then-renew under the Redis lock make one token call in total."""
+    with FakeEmmaServer() as server:
+        server.token_delay = 0.3  # a renewal that takes a while: the window for a race
+        credentials = (server.base_url, server.client_id, server.client_secret)
+        outcomes = _run_contenders(
+            CacheSpec("redis", redis_server.url, prefix=f"test-{secrets.token_hex(4)}:"),
+            credentials,
+            8,
+        )
+        assert server.token_calls == 1
+    assert sorted(kind for kind, _ in outcomes) == ["adopted"] * 7 + ["renewed"]
+    assert len({token for _, token in outcomes}) == 1
+
+
+def test_a_lock_holder_killed_with_sigkill_blocks_others_for_the_lock_timeout_at_most(
+    redis_server: RedisServer,
+) -> None:
+    """A dead holder's Redis lock expires after lock_timeout; a waiter then gets it."""
+    lock_timeout, prefix = 2.0, f"test-{secrets.token_hex(4)}:"
+    held = spawn.Event()
+    holder = spawn.Process(
+        target=cache_workers.hold_lock,
+        args=(CacheSpec("redis", redis_server.url, lock_timeout, prefix), KEY, held),
+    )
+    holder.start()
+    try:
+        assert held.wait(timeout=WAIT)
+        held_since = time.monotonic()
+        busy = RedisTokenCache.from_url(redis_server.url, prefix=prefix, blocking_timeout=0.2)
+        with pytest.raises(redis.exceptions.LockError), busy.lock(KEY):
+            pass  # held for now
+        os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        holder.join(timeout=WAIT)
+        assert holder.exitcode == -signal.SIGKILL
+        waiter = RedisTokenCache.from_url(redis_server.url, prefix=prefix, blocking_timeout=WAIT)
+        with waiter.lock(KEY):
+            waited = time.monotonic() - held_since
+        assert waited < lock_timeout + 5.0  # wide margin: the machines are noisy
+    finally:
+        holder.kill()
+        holder.join(timeout=WAIT)
+
+
+def test_redis_stopped_mid_run_raises_a_connection_error_quickly(
+    own_redis_server: RedisServer,
+) -> None:
+    """Once Redis is gone, load, save and lock raise a redis error within about a second."""
+    cache = RedisTokenCache.from_url(own_redis_server.url)
+    cache.save(KEY, a_token())
+    assert cache.load(KEY) is not None
+    own_redis_server.stop()
+    for operation in (
+        lambda: cache.load(KEY),
+        lambda: cache.save(KEY, a_token()),
+        lambda: cache.lock(KEY).__enter__(),
+    ):
+        started = time.monotonic()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            operation()
+        assert time.monotonic() - started < 5.0
+
+
+def test_redis_that_stops_answering_raises_a_timeout_error_quickly(
+    own_redis_server: RedisServer,
+) -> None:
+    """A Redis that accepts but never answers (SIGSTOP) raises TimeoutError within the
+    short socket timeouts, not redis-py's defaults."""
+    cache = RedisTokenCache.from_url(own_redis_server.url, socket_timeout=0.5)
+    cache.save(KEY, a_token())
+    own_redis_server.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(redis.exceptions.TimeoutError):
+            cache.load(KEY)
+        assert time.monotonic() - started < 5.0  # two 0.5 s attempts, wide margin
+    finally:
+        own_redis_server.resume()
+
+
+def test_a_cache_from_a_url_pickles_and_works_in_the_copy(redis_server: RedisServer) -> None:
+    """A cache made by from_url survives pickle (as EmmaAuth pickles) with a new client."""
+    cache = RedisTokenCache.from_url(redis_server.url, prefix=f"test-{secrets.token_hex(4)}:")
+    token = a_token()
+    cache.save(KEY, token)
+    copy = pickle.loads(pickle.dumps(cache))
+    assert copy.client is not cache.client
+    assert (copy.prefix, copy.load(KEY)) == (cache.prefix, token)
+
+
+def test_a_cache_around_your_own_client_says_why_it_cannot_be_pickled() -> None:
+    """Pickling a cache built on a given client is a TypeError pointing at from_url."""
+    with pytest.raises(TypeError, match=r"RedisTokenCache.from_url"):
+        pickle.dumps(RedisTokenCache(redis.Redis(host="127.0.0.1", port=6390)))
+
+
+def test_the_pickle_of_an_emma_auth_with_a_redis_cache_repr_has_no_password() -> None:
+    """The URL kept for pickling is masked: the cache's attributes show no password."""
+    cache = RedisTokenCache.from_url("redis://:hunter2-password@127.0.0.1:6390/0")
+    assert "hunter2" not in repr(vars(cache))

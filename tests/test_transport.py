@@ -1,0 +1,99 @@
+"""The token transport against raw loopback sockets: encoded bodies, and a deadline that
+bounds the whole exchange, status line and headers included."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable
+
+import pytest
+from fakes import Handler, RawServer
+
+from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError
+
+TOKEN = json.dumps({"accessToken": "encoded-access", "expiresIn": 300}).encode()
+
+
+def encoded(encoding: str, body: bytes) -> Handler:
+    """A raw-server behaviour: the token response compressed, with its Content-Length."""
+
+    def send(conn: socket.socket, stopping: threading.Event) -> None:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Encoding: {encoding}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+
+    return send
+
+
+def trickled(head: bytes, gap: float) -> Handler:
+    """A raw-server behaviour: ``head`` (status line, headers) one byte every ``gap`` s."""
+
+    def send(conn: socket.socket, stopping: threading.Event) -> None:
+        for byte in head:
+            if stopping.wait(gap):
+                return
+            conn.sendall(bytes([byte]))
+
+    return send
+
+
+def auth_at(server: RawServer, **policy: float) -> EmmaAuth:
+    return EmmaAuth(
+        "id",
+        "secret",
+        base_url=server.base_url,
+        retry=RetryPolicy(attempts=1, **policy),  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [("gzip", gzip.compress), ("deflate", zlib.compress)],
+)
+def test_an_encoded_token_response_arrives_whole(
+    raw_server: Callable[..., RawServer], encoding: str, compress: Callable[[bytes], bytes]
+) -> None:
+    """A gzip- or deflate-encoded token response with a Content-Length parses."""
+    server = raw_server(encoded(encoding, compress(TOKEN)))
+    assert auth_at(server).get_token().access_token == "encoded-access"
+
+
+def test_a_token_body_that_does_not_decode_is_an_unusable_answer(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    """A 200 claiming gzip with a body that is not gzip fails clearly, not retried."""
+    server = raw_server(encoded("gzip", b"not gzip at all"))
+    with pytest.raises(Exception, match="could not be decoded") as caught:
+        auth_at(server).get_token()
+    assert type(caught.value).__name__ == "TokenResponseError"
+
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n"
+
+
+@pytest.mark.parametrize("part", ["status line", "headers"])
+def test_the_deadline_bounds_a_trickling_head(
+    raw_server: Callable[..., RawServer], part: str
+) -> None:
+    """A server that trickles its status line (or headers) a byte every 0.25 s, far within
+    every read timeout, is cut off at the 2 s deadline, not after the 20 s it would take."""
+    head = HEAD if part == "status line" else HEAD[:17]
+    quick = b"" if part == "status line" else head
+    handler = trickled(HEAD[len(quick) :], 0.25)
+
+    def send(conn: socket.socket, stopping: threading.Event) -> None:
+        conn.sendall(quick)
+        handler(conn, stopping)
+
+    server = raw_server(send)
+    started = time.monotonic()
+    with pytest.raises(TokenRequestError, match="still arriving at the deadline"):
+        auth_at(server, deadline=2).get_token()
+    assert time.monotonic() - started < 4  # the deadline plus slack for a loaded machine
