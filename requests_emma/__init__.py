@@ -8,17 +8,21 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
+import typing
 
 from ._auth import EmmaAuth
 from ._cache import TokenCache
 from ._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
-from ._file_cache import FileTokenCache
-from ._redis_cache import RedisTokenCache
 from ._retry import RetryPolicy
-from ._session import EmmaSession
 from ._token import Token
+
+if typing.TYPE_CHECKING:
+    from ._file_cache import FileTokenCache
+    from ._redis_cache import RedisTokenCache
+    from ._session import EmmaSession
+
+    __version__: str
 
 __all__ = [
     "CredentialsError",
@@ -34,15 +38,48 @@ __all__ = [
     "TokenResponseError",
 ]
 
-try:
-    __version__: str = importlib.metadata.version("requests-emma")
-    """The installed distribution's version, from its metadata."""
-except importlib.metadata.PackageNotFoundError:  # imported from a source tree, not installed
-    __version__ = "0+unknown"
+#: Public names loaded at first use, not with the package (PEP 562): ``import requests_emma``
+#: stays close to ``import requests``, and a program that never uses a file cache never
+#: imports filelock and platformdirs.
+_LAZY = {
+    "EmmaSession": "._session",
+    "FileTokenCache": "._file_cache",
+    "RedisTokenCache": "._redis_cache",
+}
 
-# Tracebacks, reprs and the docs show the public path, not the private module.
+
+def _public(value: typing.Any) -> typing.Any:
+    # Tracebacks, reprs and the docs show the public path, not the private module.
+    value.__module__ = __name__
+    return value
+
+
 for _name in __all__:
-    globals()[_name].__module__ = __name__
+    if _name not in _LAZY:
+        _public(globals()[_name])
 del _name
+
+
+def __getattr__(name: str) -> typing.Any:
+    if name in _LAZY:
+        import importlib
+
+        value = _public(getattr(importlib.import_module(_LAZY[name], __name__), name))
+    elif name == "__version__":
+        import importlib.metadata
+
+        try:
+            value = importlib.metadata.version("requests-emma")
+        except importlib.metadata.PackageNotFoundError:  # a source tree, not installed
+            value = "0+unknown"
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "__version__"})
+
 
 logging.getLogger("requests_emma").addHandler(logging.NullHandler())

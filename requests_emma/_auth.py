@@ -48,13 +48,12 @@ from ._cache import TokenCache, check_token_cache
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import EmmaAuthError
 from ._lifecycle import TokenLifecycle
-from ._renewal import Renewer
 from ._retry import RetryPolicy
 from ._token import Token
-from ._transport import TokenEndpoint
 
 if TYPE_CHECKING:
     from ._lifecycle import _Held
+    from ._renewal import Renewer
 
 logger = logging.getLogger("requests_emma")
 
@@ -113,14 +112,23 @@ class EmmaAuth(AuthBase):
         self._on_token = on_token
         self._clock: Clock = SYSTEM_CLOCK
         self._lifecycle = TokenLifecycle(refresh_margin)
-        self._renewer = Renewer(
-            TokenEndpoint(self._base_url, session, _config.timeout(timeout)),
-            client_id,
-            secret,
-            token_cache,
-        )
+        # The token calls' machinery (transport, deadline, retries) is loaded at the first
+        # renewal, not with the package: an import or a construction makes no call.
+        self._renewer: Renewer | None = None
+        self._renewer_args = (session, _config.timeout(timeout), secret, token_cache)
         self._new_process_state()
         _instances.add(self)
+
+    def _get_renewer(self) -> Renewer:
+        """The renewer, made at the first renewal. Called with the lock held."""
+        if self._renewer is None:
+            from ._renewal import Renewer
+            from ._transport import TokenEndpoint
+
+            session, timeout, secret, cache = self._renewer_args
+            endpoint = TokenEndpoint(self._base_url, session, timeout)
+            self._renewer = Renewer(endpoint, self._client_id, secret, cache)
+        return self._renewer
 
     def _new_process_state(self) -> None:
         self._hook = self._replay_after_401  # bound once, not on every request
@@ -208,7 +216,7 @@ class EmmaAuth(AuthBase):
             try:
                 if self._lifecycle.usable(self._clock.monotonic()) is None:
                     return  # expired meanwhile: the next request renews, waiting
-                token = self._renewer.renew(self._lifecycle, self._retry, self._clock)
+                token = self._get_renewer().renew(self._lifecycle, self._retry, self._clock)
                 self._last_failure = None
             except EmmaAuthError as exc:
                 self._last_failure = exc
@@ -252,7 +260,7 @@ class EmmaAuth(AuthBase):
                 # each, or one traceback would collect the frames of every waiting thread.
                 raise copy.copy(failure) from failure.__cause__
             try:
-                token = self._renewer.renew(self._lifecycle, self._retry, self._clock)
+                token = self._get_renewer().renew(self._lifecycle, self._retry, self._clock)
             except EmmaAuthError as exc:
                 self._last_failure = exc
                 raise

@@ -6,11 +6,11 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
-from fakes import Handler, RawServer
+from fakes import FakeClock, Handler, RawServer, use_clock
 from hypothesis import HealthCheck, settings
 from redis_server import RedisServer
 
-from requests_emma import EmmaAuth
+from requests_emma import EmmaAuth, _clock
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 # The machines that run the suite are shared and noisy: judge Hypothesis tests by what they
@@ -30,6 +30,20 @@ def server() -> Iterator[FakeEmmaServer]:
 @pytest.fixture
 def auth(server: FakeEmmaServer) -> EmmaAuth:
     return EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+
+
+@pytest.fixture
+def clock(auth: EmmaAuth) -> FakeClock:
+    """The one fake clock, put on the ``auth`` fixture: decisions, lifetimes, retry waits."""
+    return use_clock(auth, FakeClock())
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retry waits on the real clock, recorded instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr(_clock.Clock, "sleep", lambda clock, seconds: recorded.append(seconds))
+    return recorded
 
 
 @pytest.fixture

@@ -23,13 +23,6 @@ from requests_emma.testing import FakeEmmaServer
 
 
 @pytest.fixture
-def clock(auth: EmmaAuth) -> FakeClock:
-    fake = FakeClock()
-    auth._clock = fake
-    return fake
-
-
-@pytest.fixture
 def token_session() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session

@@ -17,7 +17,7 @@ def test_all_is_exactly_the_public_names(module: types.ModuleType) -> None:
     """``__all__`` is sorted and equals the module's attributes minus private ones."""
     exported = sorted(
         name
-        for name, value in vars(module).items()
+        for name, value in ((name, getattr(module, name)) for name in dir(module))
         # Subpackages and ``from __future__ import annotations`` bind names without exporting.
         if not name.startswith("_")
         and not isinstance(value, types.ModuleType)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import secrets
@@ -13,12 +14,13 @@ import time
 import cache_workers
 import pytest
 import redis
+import requests
 from cache_workers import CacheSpec
 from redis_server import RedisServer
 from test_cache_format import a_token
 from test_file_cache import WAIT, _run_contenders, spawn
 
-from requests_emma import RedisTokenCache
+from requests_emma import EmmaAuth, RedisTokenCache
 from requests_emma._cache import cache_key, encode_token
 from requests_emma.testing import FakeEmmaServer
 
@@ -277,3 +279,29 @@ def test_the_pickle_of_an_emma_auth_with_a_redis_cache_repr_has_no_password() ->
     """The URL kept for pickling is masked: the cache's attributes show no password."""
     cache = RedisTokenCache.from_url("redis://:hunter2-password@127.0.0.1:6390/0")
     assert "hunter2" not in repr(vars(cache))
+
+
+def test_emma_auth_carries_on_with_a_warning_when_redis_is_down(
+    own_redis_server: RedisServer, server: FakeEmmaServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An EmmaAuth whose Redis is gone gets its token anyway; the WARNING names the cache
+    without its password and holds no token."""
+    url = own_redis_server.url.replace("redis://", "redis://:hunter2-password@")
+    own_redis_server.stop()
+    auth = EmmaAuth(
+        server.client_id,
+        server.client_secret,
+        base_url=server.base_url,
+        token_cache=RedisTokenCache.from_url(url),
+    )
+    with caplog.at_level(logging.WARNING, logger="requests_emma"):
+        response = requests.get(server.base_url + "/v1/locations", auth=auth, timeout=30)
+    assert response.status_code == 200 and server.token_calls == 1
+    warnings = [
+        record.getMessage() for record in caplog.records if record.levelno == logging.WARNING
+    ]
+    assert warnings and all("unavailable" in message for message in warnings)
+    token = auth.get_token()
+    for message in warnings:
+        assert "hunter2" not in message and token.access_token not in message
+        assert server.client_secret not in message

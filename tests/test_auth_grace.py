@@ -18,7 +18,7 @@ import pytest
 import requests
 from fakes import WAIT, FakeClock, WatchedLock, auth_for, join_renewal, use_clock
 
-from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError, _clock
+from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError
 from requests_emma.testing import FakeEmmaServer
 
 STALE = 250  # seconds after the token was issued: inside the 60 s margin, not expired
@@ -42,23 +42,10 @@ class Worker(threading.Thread):
 
 
 @pytest.fixture
-def clock(auth: EmmaAuth) -> FakeClock:
-    return use_clock(auth, FakeClock())
-
-
-@pytest.fixture
 def lock(auth: EmmaAuth) -> WatchedLock:
     watched = WatchedLock()
     auth._lock = watched  # type: ignore[assignment]
     return watched
-
-
-@pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Waits of renewals on the real clock, recorded instead of slept."""
-    recorded: list[float] = []
-    monkeypatch.setattr(_clock.Clock, "sleep", lambda clock, seconds: recorded.append(seconds))
-    return recorded
 
 
 def get(server: FakeEmmaServer, auth: EmmaAuth) -> requests.Response:

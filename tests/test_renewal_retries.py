@@ -50,14 +50,6 @@ class RecordingSession(requests.Session):
 
 
 @pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The waits between attempts, recorded instead of slept."""
-    recorded: list[float] = []
-    monkeypatch.setattr(_clock.Clock, "sleep", lambda clock, seconds: recorded.append(seconds))
-    return recorded
-
-
-@pytest.fixture
 def session() -> Iterator[RecordingSession]:
     with RecordingSession() as recording:
         yield recording
