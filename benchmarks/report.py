@@ -73,7 +73,7 @@ def page(
         "",
         "```console",
         "$ python3 -m venv .venv && . .venv/bin/activate",
-        "$ pip install -e . -r benchmarks/requirements.txt",
+        "$ pip install . -r benchmarks/requirements.txt",
         f"$ {command}",
         "```",
         "",
