@@ -128,15 +128,24 @@ def attach_cost(server: Server, *, rounds: int, count: int, charts: Path) -> Sec
     modes = (False, True)
     per_call: dict[tuple[str, bool], list[float]] = {(n, m): [] for n in names for m in modes}
     ratios: dict[tuple[str, bool], list[float]] = {(n, m): [] for n in names for m in modes}
+    floor, others = names[0], names[1:]
     for round_ in range(rounds):
-        order = names[round_ % len(names) :] + names[: round_ % len(names)]
-        if round_ % 2:
-            order.reverse()
+        shift = round_ % len(others)
+        order = others[shift:] + others[:shift]
         for mode in modes:
-            times = {n: _time_attach(contenders[n], base, count, with_copy=mode) for n in order}
-            for n in names:
-                per_call[n, mode].append(times[n])
-                ratios[n, mode].append(times[n] / times[names[0]])
+            for i, n in enumerate(order):
+                # Each contender is timed right next to the floor, alternately before and
+                # after it, so a change in the machine's load hits both sides of the ratio.
+                if (round_ + i) % 2:
+                    t = _time_attach(contenders[n], base, count, with_copy=mode)
+                    t_floor = _time_attach(contenders[floor], base, count, with_copy=mode)
+                else:
+                    t_floor = _time_attach(contenders[floor], base, count, with_copy=mode)
+                    t = _time_attach(contenders[n], base, count, with_copy=mode)
+                per_call[n, mode].append(t)
+                per_call[floor, mode].append(t_floor)
+                ratios[n, mode].append(t / t_floor)
+                ratios[floor, mode].append(1.0)
     ratio = {n: median(ratios[n, False]) for n in names}
     rows = [
         (
@@ -168,7 +177,9 @@ def attach_cost(server: Server, *, rounds: int, count: int, charts: Path) -> Sec
         intro=f"""
 Time for requests to attach a cached, long-lived token to a prepared request
 (`PreparedRequest.prepare_auth`, as `Session.prepare_request` calls it), {count:,} fresh
-copies per round, {rounds} rounds, contenders in rotating order. No network: only the
+copies per measurement, {rounds} rounds, contenders in rotating order, each timed right
+next to the floor (alternately before and after it); the ratio is the median over rounds of
+those adjacent pairs. No network: only the
 auth's own work is timed. The floor is an auth that sets a fixed `Authorization` header.
 The last two columns also time `PreparedRequest.copy()`, the least work any request costs
 before its auth, to show the attach cost against more of the request; the targets use the

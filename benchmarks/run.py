@@ -42,7 +42,7 @@ LIBRARIES = (
 )
 
 FULL = {
-    "attach": {"rounds": 12, "count": 8_000},
+    "attach": {"rounds": 40, "count": 2_000},
     "end_to_end": {"rounds": 150, "count": 20},
     "import_time": {"rounds": 25},
     "burst": {"rounds": 3},
@@ -53,7 +53,7 @@ FULL = {
     "profile": {"count": 50_000},
 }
 QUICK = {
-    "attach": {"rounds": 5, "count": 5_000},
+    "attach": {"rounds": 10, "count": 1_000},
     "end_to_end": {"rounds": 40, "count": 20},
     "import_time": {"rounds": 5},
     "burst": {"rounds": 1},
