@@ -10,6 +10,16 @@ import pytest
 from requests_emma import RetryPolicy, Token
 
 
+class Tagged(Token):
+    """A Token subclass with a field of its own, as a user might write."""
+
+    __slots__ = ("tag",)
+
+    def __init__(self, *args: object, tag: str = "", **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._set(tag=tag)
+
+
 def test_a_token_cannot_be_changed() -> None:
     """Setting or deleting a field of a Token raises."""
     token = Token("a", "Bearer", 1.0)
@@ -39,13 +49,6 @@ def test_replace_makes_a_checked_copy() -> None:
 
 def test_a_token_subclass_with_fields_of_its_own_compares_and_copies_them() -> None:
     """Value objects take their fields from every class: a subclass's extra field counts."""
-
-    class Tagged(Token):
-        __slots__ = ("tag",)
-
-        def __init__(self, *args: object, tag: str = "", **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-            self._set(tag=tag)
 
     one, other = Tagged("a", "Bearer", 1.0, tag="one"), Tagged("a", "Bearer", 1.0, tag="two")
     assert one != other
