@@ -59,6 +59,19 @@ def cache() -> MemoryCache:
     return MemoryCache()
 
 
+def two_clients_with_tokens(
+    server: FakeEmmaServer, cache: MemoryCache
+) -> tuple[FakeClock, EmmaAuth, EmmaAuth]:
+    """Two clients on one cache and one fake clock, sharing the one token they got."""
+    clock = FakeClock()
+    first, second = (auth_for(server, token_cache=cache) for _ in range(2))
+    use_clock(first, clock)
+    use_clock(second, clock)
+    first.get_token()
+    second.get_token()
+    return clock, first, second
+
+
 def get(server: FakeEmmaServer, auth: EmmaAuth) -> requests.Response:
     return requests.get(server.base_url + "/v1/locations", auth=auth, timeout=WAIT)
 
@@ -89,12 +102,7 @@ def test_a_renewal_by_one_client_is_taken_by_the_others(
     server: FakeEmmaServer, cache: MemoryCache
 ) -> None:
     """When one client renews, another whose token is expiring takes the saved token."""
-    first, second = (auth_for(server, token_cache=cache) for _ in range(2))
-    clock = FakeClock()
-    use_clock(first, clock)
-    use_clock(second, clock)
-    first.get_token()
-    second.get_token()
+    clock, first, second = two_clients_with_tokens(server, cache)
     clock.advance(301)
     renewed = first.get_token()
     assert second.get_token() == renewed
@@ -105,12 +113,7 @@ def test_rotation_across_clients_uses_the_newest_refresh_token(
     server: FakeEmmaServer, cache: MemoryCache
 ) -> None:
     """A client never renews with a refresh token another client has already used."""
-    first, second = (auth_for(server, token_cache=cache) for _ in range(2))
-    clock = FakeClock()
-    use_clock(first, clock)
-    use_clock(second, clock)
-    first.get_token()
-    second.get_token()
+    clock, first, second = two_clients_with_tokens(server, cache)
     clock.advance(301)
     first.get_token()  # refreshes: the server revokes the shared refresh token
     server.expire_access_tokens()
@@ -124,12 +127,7 @@ def test_an_early_renewal_takes_a_fresher_cached_token(
     server: FakeEmmaServer, cache: MemoryCache
 ) -> None:
     """A background renewal that finds a fresher token in the cache makes no call."""
-    first, second = (auth_for(server, token_cache=cache) for _ in range(2))
-    clock = FakeClock()
-    use_clock(first, clock)
-    use_clock(second, clock)
-    first.get_token()
-    second.get_token()
+    clock, first, second = two_clients_with_tokens(server, cache)
     clock.advance(250)  # stale for both
     first.get_token()
     join_renewal(first)
