@@ -301,7 +301,9 @@ def _imported_from(module: str) -> str:
         "print(m.__file__, os.path.exists(c))"
     )
     path, cached = _python("-c", code).stdout.strip().rsplit(" ", 1)
-    return f"`{path}`" + ("" if cached == "True" else " (no bytecode cache: compiled at every import)")
+    return f"`{path}`" + (
+        "" if cached == "True" else " (no bytecode cache: compiled at every import)"
+    )
 
 
 def _importtime(module: str) -> dict[str, tuple[int, int, str | None]]:

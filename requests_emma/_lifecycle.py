@@ -60,6 +60,9 @@ REFRESH_TOKEN_SLACK = 5.0
 #: taken to expire this much earlier than it says.
 CLOCK_SKEW = 5.0
 
+#: ``TokenLifecycle.fresh`` when there is no token to send as it is.
+_NOT_FRESH = (-math.inf, "")
+
 
 class Freshness(enum.Enum):
     FRESH = "fresh"
@@ -99,8 +102,9 @@ class TokenLifecycle:
         self._held: _Held | None = None
         #: ``(until, header)``: the ``Authorization`` value and the monotonic time until which
         #: it may be sent as it is; the per-request answer, published so that the hot path
-        #: reads an attribute and compares a clock reading, with no call.
-        self.fresh: tuple[float, str | None] = (-math.inf, None)
+        #: reads an attribute and compares a clock reading, with no call. With no token to
+        #: send, ``until`` is minus infinity: the one comparison answers "not fresh".
+        self.fresh: tuple[float, str] = _NOT_FRESH
         self._refresh_token: str | None = None
         self._refresh_expires: float | None = None  # monotonic
         # Access tokens the API refused, the latest few: a shared cache may still hold one.
@@ -258,7 +262,7 @@ class TokenLifecycle:
         if held is None or held.token.access_token != access_token:
             return False
         held.expires = held.renew_after = -math.inf
-        self.fresh = (-math.inf, None)
+        self.fresh = _NOT_FRESH
         return True
 
     def after_fork(self) -> None:

@@ -10,6 +10,8 @@ import pytest
 import requests
 import responses
 from fakes import FakeClock, auth_for, join_renewal
+from hypothesis import given
+from hypothesis import strategies as st
 
 from requests_emma import (
     CredentialsError,
@@ -19,6 +21,7 @@ from requests_emma import (
     TokenRequestError,
     TokenResponseError,
 )
+from requests_emma._auth import _after_prefix
 from requests_emma.testing import FakeEmmaServer
 
 
@@ -63,6 +66,49 @@ def test_other_origin_is_left_untouched(
     assert response.status_code == 401
     assert "Authorization" not in other_server.requests[-1].headers
     assert server.token_calls == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "gets_token"),
+    [
+        ("http://127.0.0.1:{port}/external/v1/locations", True),
+        ("HTTP://127.0.0.1:{port}/v1?page=2", True),
+        ("http://127.0.0.1:{port}", True),
+        ("https://127.0.0.1:{port}/external/v1/locations", False),
+        ("http://127.0.0.10:{port}/external/v1/locations", False),
+        ("http://localhost:{port}/external/v1/locations", False),
+        ("http://127.0.0.1:{port}@example.invalid/external", False),
+        ("http://127.0.0.1:{other_port}/external", False),
+        ("http://127.0.0.1/external", False),
+    ],
+)
+def test_token_goes_to_the_api_origin_only(
+    server: FakeEmmaServer, auth: EmmaAuth, url: str, gets_token: bool
+) -> None:
+    """A prepared request gets the token exactly when its scheme, host and port are the API's."""
+    auth.get_token()
+    url = url.format(port=server.port, other_port=server.port % 60000 + 1)
+    request = auth(requests.Request("GET", url).prepare())
+    sent = str(request.headers.get("Authorization", ""))
+    assert (sent == f"Bearer {auth.get_token().access_token}") is gets_token
+    assert server.token_calls == 1
+
+
+@given(st.data())
+def test_the_prefix_range_test_is_a_prefix_test(data: st.DataObject) -> None:
+    """``prefix <= url < _after_prefix(prefix)`` holds exactly when url starts with prefix."""
+    prefix = data.draw(st.text(), label="prefix") + "/"
+    # Strings that share all but the last character of prefix, with one close to "/" there.
+    near = st.builds(
+        lambda c, tail: prefix[:-1] + c + tail,
+        st.characters(min_codepoint=ord("/") - 2, max_codepoint=ord("/") + 2),
+        st.text(),
+    )
+    url = data.draw(
+        st.one_of(st.text(), st.text().map(lambda tail: prefix + tail), near, st.just(prefix[:-1])),
+        label="url",
+    )
+    assert (prefix <= url < _after_prefix(prefix)) is url.startswith(prefix)
 
 
 def test_other_origin_is_logged_without_its_query(
