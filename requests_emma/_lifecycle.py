@@ -45,10 +45,14 @@ from __future__ import annotations
 import collections
 import enum
 import math
+from typing import TYPE_CHECKING
 
-from ._outcome import Kind
 from ._token import Token, bearer_header
-from ._wire import TokenGrant
+
+if TYPE_CHECKING:
+    # Loaded with the token calls' machinery at the first renewal, not with the package.
+    from ._outcome import Kind
+    from ._wire import TokenGrant
 
 #: Cap of the lifetime-scaled default margin, in seconds.
 MAX_DEFAULT_MARGIN = 60.0
@@ -192,6 +196,8 @@ class TokenLifecycle:
         A refusal means the refresh token is dead: it is dropped, and issue-token asked. Any
         other failure says nothing about it: it is kept, and the renewal fails.
         """
+        from ._outcome import Kind  # loaded already: the call that failed classified itself
+
         if kind is Kind.REFUSED:
             self._refresh_token = self._refresh_expires = None
             return True

@@ -113,7 +113,12 @@ class RedisServer:
         self._directory.cleanup()
 
     def __enter__(self) -> RedisServer:  # noqa: PYI034 - typing.Self needs Python 3.11
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            # A skip (no redis-server here) or a failed start leaves no directory behind.
+            self.close()
+            raise
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
