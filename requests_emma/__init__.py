@@ -12,12 +12,12 @@ import logging
 import typing
 
 from ._auth import EmmaAuth
+from ._cache import TokenCache
 from ._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
 from ._retry import RetryPolicy
 from ._token import Token
 
 if typing.TYPE_CHECKING:
-    from ._cache import TokenCache
     from ._file_cache import FileTokenCache
     from ._redis_cache import RedisTokenCache
     from ._session import EmmaSession
@@ -39,13 +39,12 @@ __all__ = [
 ]
 
 #: Public names loaded at first use, not with the package (PEP 562): ``import requests_emma``
-#: stays close to ``import requests``, and a program that never shares a token never
-#: imports the caches (nor filelock and platformdirs).
+#: stays close to ``import requests``, and a program that never uses a file cache never
+#: imports filelock and platformdirs.
 _LAZY = {
     "EmmaSession": "._session",
     "FileTokenCache": "._file_cache",
     "RedisTokenCache": "._redis_cache",
-    "TokenCache": "._cache",
 }
 
 

@@ -108,6 +108,11 @@ def base_url(value: str | None) -> str:
         raise ValueError(
             f"base_url must be an absolute http(s) URL such as {DEFAULT_BASE_URL!r}, got {value!r}"
         )
+    if _ambiguous(parts.netloc):
+        raise ValueError(
+            "base_url's host has a space, a backslash or a control character, which no host "
+            f"name has; use a form such as {DEFAULT_BASE_URL!r}"
+        )
     if parts.query or parts.fragment:
         raise ValueError(f"base_url must not have a query or fragment, got {value!r}")
     try:
@@ -188,9 +193,19 @@ def origin(url: str) -> Origin | None:
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or _ambiguous(parts.netloc):
         return None
     return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def _ambiguous(netloc: str) -> bool:
+    """Whether urllib3, which opens the connection, may read another host in ``netloc``.
+
+    urllib3 ends the authority at a backslash (``https://evil.example\\@api.emma.ms/`` goes
+    to evil.example); ``urlsplit`` does not. requests quotes both away in the URLs it
+    prepares, so only a URL set by hand has them; such a URL is nobody's origin.
+    """
+    return "\\" in netloc or any(char.isspace() or not char.isprintable() for char in netloc)
 
 
 def seconds(name: str, value: object) -> float:

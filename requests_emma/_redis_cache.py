@@ -14,8 +14,9 @@ which ``EmmaAuth`` logs before carrying on with its in-memory token. To keep tha
 small, :meth:`RedisTokenCache.from_url` sets short socket timeouts and one quick retry;
 a client you build yourself keeps its own settings.
 
-redis-py is imported only when a :class:`RedisTokenCache` is made, so ``import
-requests_emma`` works without it (``pip install 'requests-emma[redis]'`` brings it).
+This module, and redis-py with it, loads at the first use of :class:`RedisTokenCache`, so
+``import requests_emma`` works without redis-py; making a cache without it says how to get
+it (``pip install 'requests-emma[redis]'``).
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ import math
 import time
 import urllib.parse
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._cache import LOCK_TIMEOUT, decode_token, encode_token, is_spent, usable_until
 from ._config import Secret
 from ._token import Token
 
-if TYPE_CHECKING:
+try:  # at runtime too, so that the annotations naming it resolve
     import redis
+except ImportError:  # RedisTokenCache() says how to install it
+    pass
 
 logger = logging.getLogger("requests_emma")
 

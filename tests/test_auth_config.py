@@ -70,6 +70,8 @@ def test_missing_credentials_name_the_variables(
         "api.emma.ms/external",
         "https://api.emma.ms/external?x=1",
         "https://api.emma.ms:99999/external",
+        "https://api.emma.ms\\x/external",
+        "https://api emma.ms/external",
     ],
 )
 def test_bad_base_url_is_rejected(url: str) -> None:

@@ -94,6 +94,29 @@ def test_token_goes_to_the_api_origin_only(
     assert server.token_calls == 1
 
 
+@pytest.mark.parametrize(
+    ("url", "gets_token"),
+    [
+        ("HTTP://127.0.0.1:{port}/external/v1/locations", True),
+        ("http://127.0.0.1:{port}./external", False),
+        ("http://example.invalid\\@127.0.0.1:{port}/external", False),
+        ("http://127.0.0.1:{port}\\@example.invalid/external", False),
+        ("http://127.0.0.1 :{port}/external", False),
+    ],
+)
+def test_a_url_set_by_hand_gets_the_token_only_when_unambiguous(
+    server: FakeEmmaServer, auth: EmmaAuth, url: str, gets_token: bool
+) -> None:
+    """A URL set by hand (not prepared by requests) takes the full origin check: another
+    spelling of the API's origin gets the token; one with a backslash or a space in its
+    authority, which urllib3 may read as another host, does not."""
+    auth.get_token()
+    request = requests.Request("GET", server.base_url).prepare()
+    request.url = url.format(port=server.port)
+    sent = str(auth(request).headers.get("Authorization", ""))
+    assert (sent == f"Bearer {auth.get_token().access_token}") is gets_token
+
+
 @given(st.data())
 def test_the_prefix_range_test_is_a_prefix_test(data: st.DataObject) -> None:
     """``prefix <= url < _after_prefix(prefix)`` holds exactly when url starts with prefix."""

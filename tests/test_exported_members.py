@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import types
+import typing
 
 import pytest
 
@@ -31,3 +33,24 @@ def test_public_names_show_the_public_module(module: types.ModuleType) -> None:
     """Every exported class, exception and function has ``__module__`` set to the public one."""
     for name in module.__all__:
         assert getattr(module, name).__module__ == module.__name__, name
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda module: module.__name__)
+def test_public_annotations_resolve_at_runtime(module: types.ModuleType) -> None:
+    """``typing.get_type_hints`` resolves every public callable's annotations (as pydantic,
+    typer or Sphinx do), so no name in them is imported for type checkers only."""
+    for name in module.__all__:
+        value = getattr(module, name)
+        callables = (
+            [value]
+            if not inspect.isclass(value)
+            else [
+                member
+                for member_name, member in vars(value).items()
+                if inspect.isfunction(member)
+                and (member_name == "__init__" or member_name[0] != "_")
+            ]
+        )
+        for function in callables:
+            if callable(function) and not inspect.isclass(function):
+                typing.get_type_hints(function)
