@@ -19,6 +19,7 @@ import requests
 from _harness import Server, median, percentile
 from peers import StaticBearer
 from report import Section, Target, bar_chart, fmt
+from requests.hooks import default_hooks
 
 Attach = Callable[[requests.PreparedRequest], object]
 
@@ -100,19 +101,28 @@ def _prepared(server: Server) -> requests.PreparedRequest:
     return requests.Request("GET", server.api_url).prepare()
 
 
+def _fresh_copy(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A copy of ``request`` as ``Session.prepare_request`` would build it: with hook lists of
+    its own. ``PreparedRequest.copy()`` shares the hooks dict, so copies would all append to
+    one ever longer list, skipping the allocation a real request's first hook costs."""
+    copy = request.copy()
+    copy.hooks = default_hooks()
+    return copy
+
+
 def _time_attach(
     attach: Attach, base: requests.PreparedRequest, count: int, *, with_copy: bool
 ) -> float:
     """Seconds per ``prepare_auth`` (how requests calls an auth) on a fresh request copy;
     ``with_copy`` times making the copy too (the least of preparing any request)."""
-    copies = [] if with_copy else [base.copy() for _ in range(count)]
+    copies = [] if with_copy else [_fresh_copy(base) for _ in range(count)]
     gc.collect()
     gc.disable()
     try:
         if with_copy:
             start = time.perf_counter()
             for _ in range(count):
-                base.copy().prepare_auth(attach)
+                _fresh_copy(base).prepare_auth(attach)
         else:
             start = time.perf_counter()
             for request in copies:
@@ -178,11 +188,11 @@ def attach_cost(server: Server, *, rounds: int, count: int, charts: Path) -> Sec
         intro=f"""
 Time for requests to attach a cached, long-lived token to a prepared request
 (`PreparedRequest.prepare_auth`, as `Session.prepare_request` calls it), {count:,} fresh
-copies per measurement, {rounds} rounds, contenders in rotating order, each timed right
+copies per measurement (each with hook lists of its own, as a prepared request has them), {rounds} rounds, contenders in rotating order, each timed right
 next to the floor (alternately before and after it); the ratio is the median over rounds of
 those adjacent pairs. No network: only the
 auth's own work is timed. The floor is an auth that sets a fixed `Authorization` header.
-The last two columns also time `PreparedRequest.copy()`, the least work any request costs
+The last two columns also time making the copy, the least work any request costs
 before its auth, to show the attach cost against more of the request; the targets use the
 auth step alone.
 """,
@@ -476,7 +486,7 @@ def _components(
         (so the copy's own cost stays out), the least of 5 runs of 20,000."""
         runs = []
         for _ in range(5):
-            copies = [source.copy() for _ in range(20_000)]
+            copies = [_fresh_copy(source) for _ in range(20_000)]
             gc.collect()
             gc.disable()
             try:
