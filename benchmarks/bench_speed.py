@@ -432,7 +432,7 @@ def per_request_profile(server: Server, *, count: int) -> Section:
     elsewhere = requests.Request("GET", "https://example.invalid/x").prepare()
     text = []
     for label, request in (("API origin", base), ("another origin", elsewhere)):
-        copies = [request.copy() for _ in range(count)]
+        copies = [_fresh_copy(request) for _ in range(count)]
         profiler = cProfile.Profile()
         profiler.enable()
         for copy in copies:

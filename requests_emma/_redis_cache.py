@@ -208,7 +208,7 @@ class RedisTokenCache:
             sleep=LOCK_POLL,
         )
         if not lock.acquire():
-            raise _import_redis().exceptions.LockError(
+            raise redis.exceptions.LockError(
                 f"token cache lock not acquired within {self.blocking_timeout:g} s"
             )
         try:
@@ -216,7 +216,7 @@ class RedisTokenCache:
         finally:
             try:
                 lock.release()
-            except _import_redis().RedisError as error:
+            except redis.RedisError as error:
                 # The renewal is done; the lock expires by itself within lock_timeout. An
                 # error here must not fail the request that renewed.
                 logger.warning(

@@ -41,16 +41,13 @@ def test_public_annotations_resolve_at_runtime(module: types.ModuleType) -> None
     typer or Sphinx do), so no name in them is imported for type checkers only."""
     for name in module.__all__:
         value = getattr(module, name)
-        callables = (
-            [value]
-            if not inspect.isclass(value)
-            else [
-                member
-                for member_name, member in vars(value).items()
-                if inspect.isfunction(member)
-                and (member_name == "__init__" or member_name[0] != "_")
-            ]
-        )
-        for function in callables:
-            if callable(function) and not inspect.isclass(function):
+        if not inspect.isclass(value):
+            if callable(value):
+                typing.get_type_hints(value)
+            continue
+        for member_name, member in vars(value).items():
+            function = getattr(member, "__func__", member)  # a classmethod's function too
+            if inspect.isfunction(function) and (
+                member_name == "__init__" or member_name[0] != "_"
+            ):
                 typing.get_type_hints(function)
