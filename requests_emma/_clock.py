@@ -27,7 +27,7 @@ not always see a suspend, so the monotonic reading is, by platform:
 The reading is read on every request, so it is the cheapest callable that is right: the C
 function itself where it is (Windows), else ``functools.partial`` over the C
 ``time.clock_gettime``, a call about 15 ns dearer than ``time.monotonic`` on CPython 3.11
-(a Python function doing the same would cost twice that). ``CLOCK_BOOTTIME`` is taken on
+(a Python function doing the same costs more than twice that). ``CLOCK_BOOTTIME`` is taken on
 Linux only: on the BSDs a ``CLOCK_BOOTTIME`` may exist that does *not* count a suspend.
 """
 
