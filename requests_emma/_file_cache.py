@@ -12,12 +12,19 @@ one, never half of one; readers therefore need no lock. The lock is a ``filelock
 SIGKILL.
 
 Permissions: the directory is 0700 and files 0600 whatever the umask, since the entries
-hold tokens. A directory that other users may write to is refused.
+hold tokens. A directory that other users may write to is refused, and so is one this user
+does not own, or one reached through a symbolic link that anyone but this user or root owns
+(whoever owns a link can point it elsewhere later): its owner could plant a token of their
+own, which would then be sent. The directory is checked again before each lock and save, so
+nothing is written into a directory that was not checked: one removed since (a cleaner of
+``/tmp`` or ``~/.cache``) is made again, 0700, and checked like a new one. filelock would
+otherwise make it, parents included, with the umask's mode (0775, 0777) when it takes a lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -32,6 +39,9 @@ from ._cache import LOCK_TIMEOUT, MAX_ENTRY_BYTES, decode_token, encode_token, i
 from ._token import Token
 
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+_MAX_LINKS = 40  # symbolic links the kernel follows in one path before ELOOP
+
+logger = logging.getLogger("requests_emma")
 
 
 def default_directory() -> Path:
@@ -44,11 +54,12 @@ class FileTokenCache:
     """A :class:`~requests_emma.TokenCache` in files, shared by the processes of one host.
 
     ``path`` is a directory: ``None`` uses ``default_directory()``, created if needed
-    (mode 0700). A directory you pass must exist, be writable, and not be writable by other
-    users. Anything else is a ``ValueError`` here, naming the path and what to do, rather
-    than an error at the first request. ``lock_timeout`` is how long ``lock()`` waits
-    before raising ``filelock.Timeout``; keep it longer than a renewal may take (the
-    ``RetryPolicy`` deadline).
+    (mode 0700). A directory you pass must exist, be writable, be owned by this user, not be
+    writable by other users, and not be reached through a symbolic link that anyone but
+    this user or root owns. Anything else is a ``ValueError`` here, naming the path and what
+    to do, rather than an error at the first request. ``lock_timeout`` is how long
+    ``lock()`` waits before raising ``filelock.Timeout``; keep it longer than a renewal may
+    take (the ``RetryPolicy`` deadline).
 
     Use one per host (or container) and pass it to every ``EmmaAuth``; processes that use
     the same directory share tokens. For several hosts, use :class:`RedisTokenCache`.
@@ -92,6 +103,7 @@ class FileTokenCache:
     def save(self, key: str, token: Token) -> None:
         """Write ``token`` under ``key`` atomically (temporary file, fsync, rename)."""
         target = self._entry(key)
+        self._ensure_directory()
         fd, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{key}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as file:
@@ -109,6 +121,7 @@ class FileTokenCache:
     def lock(self, key: str) -> filelock.FileLock:
         """The OS file lock for ``key``; entering it raises ``filelock.Timeout`` after
         ``lock_timeout`` seconds. The kernel releases it when its holder dies."""
+        self._ensure_directory()
         return filelock.FileLock(
             self.path / f"{_checked(key)}.lock",
             timeout=self.lock_timeout,
@@ -121,6 +134,19 @@ class FileTokenCache:
     def _entry(self, key: str) -> Path:
         return self.path / f"{_checked(key)}.json"
 
+    def _ensure_directory(self) -> None:
+        """Check the directory again, as at construction, before a lock or a save writes in
+        it; make it again (0700) if it was removed, rather than leave that to filelock, which
+        makes a lock file's missing directory with the umask's mode."""
+        if os.path.lexists(self.path):
+            _check_directory(self.path)
+            return
+        _make_private_directory(self.path)
+        logger.warning(
+            "token cache directory %r had been removed; made it again (mode 0700)",
+            str(self.path),
+        )
+
 
 def _checked(key: str) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
@@ -132,8 +158,10 @@ def _checked(key: str) -> str:
 
 
 def _make_private_directory(path: Path) -> Path:
+    _check_links(path)  # before anything is made where another user's link points
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_owner(path, path.stat())  # before the chmod: never change another user's mode
         os.chmod(path, 0o700)  # mkdir's mode is cut by the umask; it may also have existed
     except OSError as error:
         raise ValueError(
@@ -145,8 +173,9 @@ def _make_private_directory(path: Path) -> Path:
 
 def _check_directory(path: Path) -> Path:
     where = repr(str(path))
+    _check_links(path)
     try:
-        mode = path.stat().st_mode
+        status = path.stat()
     except FileNotFoundError:
         raise ValueError(
             f"token cache directory {where} does not exist: create it (mode 0700) "
@@ -156,8 +185,10 @@ def _check_directory(path: Path) -> Path:
         raise ValueError(
             f"token cache directory {where} cannot be read ({error.strerror}): pass another path"
         ) from None
+    mode = status.st_mode
     if not stat.S_ISDIR(mode):
         raise ValueError(f"token cache path {where} is not a directory: pass a directory")
+    _check_owner(path, status)
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ValueError(
             f"token cache directory {where} is writable by other users, who could replace "
@@ -173,6 +204,64 @@ def _check_directory(path: Path) -> Path:
             "make it writable for this user or pass another path"
         ) from None
     return path
+
+
+def _check_owner(path: Path, status: os.stat_result) -> None:
+    """Refuse a directory this user does not own: its owner could put tokens of their own in
+    it, even a 0700 one, and this user (root included) would send them."""
+    if hasattr(os, "geteuid") and status.st_uid != os.geteuid():  # Windows has no owner uid
+        raise ValueError(
+            f"token cache directory {str(path)!r} is owned by {_user(status.st_uid)}, not by "
+            f"this process's user {_user(os.geteuid())}, and its owner could plant tokens in "
+            "it: pass a directory this user owns (mkdir -m 700), or chown it to this user"
+        )
+
+
+def _check_links(path: Path) -> None:
+    """Refuse a path that goes through a symbolic link owned by anyone but this user or root:
+    the link's owner can point it at another directory whenever they like (ssh checks
+    ``~/.ssh`` the same way). Every link counts, those inside another link's target too;
+    the walk stops at the first component that does not exist yet."""
+    if not hasattr(os, "geteuid"):  # Windows: no owner uid to compare
+        return
+    trusted = {0, os.geteuid()}
+    walked = Path(path.anchor)  # a real directory: every link before it replaced by its target
+    pending = list(reversed(path.parts[1:]))  # the components still to walk, the next last
+    links = 0
+    while pending and links <= _MAX_LINKS:
+        part = pending.pop()
+        if part == "..":
+            walked = walked.parent
+            continue
+        component = walked / part
+        try:
+            status = os.lstat(component)
+        except OSError:
+            return  # missing or unreadable: creating or stat-ing the directory says so
+        if not stat.S_ISLNK(status.st_mode):
+            walked = component
+            continue
+        if status.st_uid not in trusted:
+            raise ValueError(
+                f"token cache path {str(path)!r} goes through the symbolic link "
+                f"{str(component)!r}, owned by {_user(status.st_uid)}, who can point it at "
+                "another directory at any time: pass the directory's real path, or a path "
+                "whose links this user or root owns"
+            )
+        links += 1
+        target = Path(os.readlink(component))
+        if target.is_absolute():
+            walked = Path(target.anchor)
+        pending.extend(reversed(target.parts[1:] if target.is_absolute() else target.parts))
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd  # not on Windows
+
+        return f"{pwd.getpwuid(uid).pw_name!r} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
 
 
 def _fsync_directory(path: Path) -> None:
