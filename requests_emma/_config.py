@@ -14,6 +14,8 @@ import requests
 from ._errors import CredentialsError
 
 if TYPE_CHECKING:
+    import inspect
+
     from typing_extensions import Self  # typing.Self from Python 3.11
 
 DEFAULT_BASE_URL = "https://api.emma.ms/external"
@@ -49,6 +51,20 @@ class Secret:
         return type(self._value)
 
 
+class _InitSignature:
+    """A class's ``__signature__``: its ``__init__``'s, without ``self``. Only on the class:
+    an instance's signature is that of its ``__call__``."""
+
+    def __get__(self, instance: object, owner: type) -> inspect.Signature:
+        if instance is not None:
+            raise AttributeError("__signature__")
+        import inspect  # by the tools that ask, not with the package
+
+        init = owner.__init__  # type: ignore[misc]
+        parameters = list(inspect.signature(init).parameters.values())
+        return inspect.Signature(parameters[1:])
+
+
 class KeywordOptions:
     """A base class whose ``__new__`` refuses more positional arguments than the
     subclass's ``__init__`` takes, saying which options go by keyword.
@@ -56,9 +72,12 @@ class KeywordOptions:
     Python's own message ("takes from 1 to 3 positional arguments but 4 were given") names
     neither the options nor the fix. The check runs in ``__new__``, before ``__init__``
     binds the arguments, and on a base class, so that ``inspect.signature``, ``help()`` and
-    type checkers still show the subclass's ``__init__``. Its frame is gone before
-    ``__init__`` runs, and it drops the arguments before it raises: any may be the secret.
+    type checkers still show the subclass's ``__init__`` (Sphinx, which looks at ``__new__``
+    first, reads the class's ``__signature__``). Its frame is gone before ``__init__`` runs,
+    and it drops the arguments before it raises: any may be the secret.
     """
+
+    __signature__ = _InitSignature()
 
     def __new__(cls, *args: object, **kwargs: object) -> Self:
         init = getattr(cls.__init__, "__code__", None)

@@ -9,6 +9,7 @@ secret or a Redis password there, and formatting it that way must work at all (i
 
 from __future__ import annotations
 
+import inspect
 import traceback
 import types
 from collections.abc import Callable, Iterator
@@ -263,3 +264,12 @@ def test_emma_session_options_are_keyword_only_and_say_so() -> None:
     assert message.startswith("EmmaSession() takes auth as its only positional argument")
     assert "base_url=..." in message and "by keyword" in message
     assert BASE_URL not in message
+
+
+@pytest.mark.parametrize("cls", [EmmaAuth, EmmaSession])
+def test_the_class_signature_stays_that_of_init(cls: type) -> None:
+    """The class's __signature__ (which Sphinx reads before __new__) is __init__'s without
+    self; an instance has none of its own."""
+    init = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    assert list(cls.__signature__.parameters.values()) == init  # type: ignore[attr-defined]
+    assert not hasattr(object.__new__(cls), "__signature__")
