@@ -240,8 +240,10 @@ def direct_proxies(url: str) -> dict[str, None] | None:
     """The ``proxies=`` mapping that makes requests connect to ``url`` directly if its host is
     loopback; ``None`` (keep the user's proxies) for any other host.
 
-    Loopback traffic never goes through a proxy: a proxy elsewhere cannot reach this host's
-    loopback, and plain http to it would hand the proxy the client secret and the token.
+    A request sent with it never goes to loopback through a proxy: a proxy elsewhere cannot
+    reach this host's loopback, and plain http to it would hand the proxy the client secret
+    and the token. (Token calls and ``EmmaSession`` pass it; a request plain requests sends
+    with an ``EmmaAuth`` does not, and goes where requests' proxy settings say.)
     Pass the result as it is, ``session.post(url, proxies=direct_proxies(url))``: requests
     adds the environment's proxies (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``) only under
     keys the per-request mapping leaves unset, lays the session's ``proxies`` beneath, then
