@@ -1,4 +1,9 @@
-"""Reading and checking configuration: the environment, the base URL, durations."""
+"""Reading and checking configuration: the environment, the base URL, durations.
+
+Also the two guards of construction: :class:`Secret`, the wrapper that keeps the client
+secret out of every frame a traceback shows, and :class:`KeywordOptions`, the base class
+that answers a positional argument where a keyword is needed with what to pass instead.
+"""
 
 from __future__ import annotations
 

@@ -146,7 +146,6 @@ def test_no_client_id_with_the_secret_in_the_environment(
 ) -> None:
     """EMMA_CLIENT_SECRET set, no client id: the CredentialsError's frames hold no secret."""
     monkeypatch.setenv("EMMA_CLIENT_SECRET", SECRET)
-    monkeypatch.setenv("EMMA_API_URL", BASE_URL)
     error = raised(make)
     assert isinstance(error, CredentialsError)
     assert "EMMA_CLIENT_ID" in str(error)
