@@ -60,7 +60,7 @@ logger = logging.getLogger("requests_emma")
 _instances: weakref.WeakSet[EmmaAuth] = weakref.WeakSet()
 
 
-class EmmaAuth(AuthBase):
+class EmmaAuth(_config.KeywordOptions, AuthBase):
     """Authenticates requests to the emma API with a self-renewing bearer token.
 
     Arguments left as ``None`` are read from ``EMMA_CLIENT_ID``, ``EMMA_CLIENT_SECRET`` and
@@ -90,7 +90,11 @@ class EmmaAuth(AuthBase):
         retry: RetryPolicy | None = None,
         token_cache: TokenCache | None = None,
     ) -> None:
-        client_id, secret = _config.credentials(client_id, client_secret)
+        # First: from here on no frame holds the secret in plain text, for a traceback of a
+        # configuration error below (shown with its locals by pytest -l or Sentry) to show.
+        secret = _config.secret_or_none(client_secret)
+        del client_secret
+        client_id, secret = _config.credentials(client_id, secret)
         self._client_id = client_id
         self._base_url = _config.base_url(base_url)
         self._origin = _config.origin(self._base_url)
@@ -158,7 +162,16 @@ class EmmaAuth(AuthBase):
         return self._base_url
 
     def __repr__(self) -> str:
-        return f"EmmaAuth(client_id={self._client_id!r}, base_url={self._base_url!r})"
+        # Of any instance, one whose __init__ raised halfway included: a traceback shown
+        # with its locals reprs the ``self`` of that __init__.
+        shown = [
+            f"{name}={getattr(self, attribute)!r}"
+            for name, attribute in (("client_id", "_client_id"), ("base_url", "_base_url"))
+            if hasattr(self, attribute)
+        ]
+        if not hasattr(self, "_renewer_args"):
+            shown.append("<not fully constructed>")
+        return f"EmmaAuth({', '.join(shown)})"
 
     # -- requests' entry points -------------------------------------------------------------
 

@@ -1,15 +1,27 @@
-"""Reading and checking configuration: the environment, the base URL, durations."""
+"""Reading and checking configuration: the environment, the base URL, durations.
+
+Also the two guards of construction: :class:`Secret`, the wrapper that keeps the client
+secret out of every frame a traceback shows, and :class:`KeywordOptions`, the base class
+that answers a positional argument where a keyword is needed with what to pass instead.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import math
 import os
+import types
 import urllib.parse
+from typing import TYPE_CHECKING
 
 import requests
 
 from ._errors import CredentialsError
+
+if TYPE_CHECKING:
+    import inspect
+
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 DEFAULT_BASE_URL = "https://api.emma.ms/external"
 CLIENT_ID_VAR = "EMMA_CLIENT_ID"
@@ -18,12 +30,16 @@ API_URL_VAR = "EMMA_API_URL"
 
 Origin = tuple[str, str, int]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_CO_VARARGS = 0x04  # inspect.CO_VARARGS, without importing inspect with the package
 
 
 class Secret:
     """A string that shows as ``'***'`` in reprs, and so in tracebacks that list locals.
 
-    ``reveal()`` gives the value, at the last moment it is needed.
+    ``reveal()`` gives the value, at the last moment it is needed: passed straight on as
+    an argument, never bound to a local of ours, so that no frame a traceback shows holds
+    it in plain text. Values from callers are wrapped as they arrive, before they are
+    checked, so a value of the wrong type is wrapped too.
     """
 
     def __init__(self, value: str) -> None:
@@ -35,42 +51,105 @@ class Secret:
     def reveal(self) -> str:
         return self._value
 
+    def kind(self) -> type:
+        """The type of the value, for an error that must not show the value itself."""
+        return type(self._value)
+
+
+class _InitSignature:
+    """A class's ``__signature__``: its ``__init__``'s, without ``self``. Only on the class:
+    an instance's signature is that of its ``__call__``."""
+
+    def __get__(self, instance: object, owner: type) -> inspect.Signature:
+        if instance is not None:
+            raise AttributeError("__signature__")
+        import inspect  # by the tools that ask, not with the package
+
+        init = owner.__init__  # type: ignore[misc]
+        parameters = list(inspect.signature(init).parameters.values())
+        return inspect.Signature(parameters[1:])
+
+
+class KeywordOptions:
+    """A base class whose ``__new__`` refuses more positional arguments than the
+    subclass's ``__init__`` takes, saying which options go by keyword.
+
+    Python's own message ("takes from 1 to 3 positional arguments but 4 were given") names
+    neither the options nor the fix. The check runs in ``__new__``, before ``__init__``
+    binds the arguments, and on a base class, so that ``inspect.signature``, ``help()`` and
+    type checkers still show the subclass's ``__init__`` (Sphinx, which looks at ``__new__``
+    first, reads the class's ``__signature__``). Its frame is gone before ``__init__`` runs,
+    and it drops the arguments before it raises: any may be the secret.
+    """
+
+    __signature__ = _InitSignature()
+
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
+        init = getattr(cls.__init__, "__code__", None)
+        if init is not None and len(args) >= init.co_argcount and not init.co_flags & _CO_VARARGS:
+            given = len(args)
+            del args, kwargs
+            raise TypeError(_positional_message(cls.__name__, init, given))
+        return super().__new__(cls)
+
+
+def _positional_message(name: str, init: types.CodeType, given: int) -> str:
+    positional = init.co_varnames[1 : init.co_argcount]  # after self
+    keywords = init.co_varnames[init.co_argcount : init.co_argcount + init.co_kwonlyargcount]
+    if not positional:
+        takes = "takes no positional arguments"
+    elif len(positional) == 1:
+        takes = f"takes {positional[0]} as its only positional argument"
+    else:
+        takes = f"takes {' and '.join(positional)} as positional arguments"
+    options = f"{keywords[0]}=..." if keywords else "the options"
+    if len(keywords) > 1:
+        options += f" and the other options ({', '.join(keywords[1:])})"
+    return f"{name}() {takes}, but {given} were given; pass {options} by keyword"
+
 
 def secret_or_none(value: str | None) -> Secret | None:
     return None if value is None else Secret(value)
 
 
-def credentials(client_id: str | None, client_secret: str | None) -> tuple[str, Secret]:
-    """The client ID and secret, from the arguments or else the environment."""
+def credentials(client_id: str | None, client_secret: Secret | None) -> tuple[str, Secret]:
+    """The client ID and secret, from the arguments or else the environment.
+
+    The secret arrives wrapped and the environment's is wrapped as it is read, so no frame
+    here holds it in plain text for a traceback of the errors below to show.
+    """
     if client_id is None:
         client_id = os.environ.get(CLIENT_ID_VAR) or None
     if client_secret is None:
-        client_secret = os.environ.get(CLIENT_SECRET_VAR) or None
+        client_secret = secret_or_none(os.environ.get(CLIENT_SECRET_VAR) or None)
     missing = [
         f"{argument} (or {variable})"
-        for argument, variable, value in (
-            ("client_id", CLIENT_ID_VAR, client_id),
-            ("client_secret", CLIENT_SECRET_VAR, client_secret),
+        for argument, variable, given in (
+            ("client_id", CLIENT_ID_VAR, bool(client_id)),
+            ("client_secret", CLIENT_SECRET_VAR, bool(client_secret and client_secret.reveal())),
         )
-        if not value
+        if not given
     ]
     if missing:
         raise CredentialsError(
             f"no emma client credentials: pass {' and '.join(missing)}; "
             "find them under Settings > Service Apps in your emma project"
         )
-    for name, value in (("client_id", client_id), ("client_secret", client_secret)):
-        if not isinstance(value, str):
-            raise CredentialsError(f"{name} must be a string, got {type(value).__name__}")
-    for name, value in (("client_id", client_id), ("client_secret", client_secret)):
-        if not _is_utf8(str(value)):
+    assert client_id is not None and client_secret is not None
+    for name, kind in (("client_id", type(client_id)), ("client_secret", client_secret.kind())):
+        if kind is not str:
+            raise CredentialsError(f"{name} must be a string, got {kind.__name__}")
+    for name, is_text in (
+        ("client_id", _is_utf8(client_id)),
+        ("client_secret", _is_utf8(client_secret.reveal())),
+    ):
+        if not is_text:
             # Never the value: it may be the secret.
             raise CredentialsError(
                 f"{name} is not valid text (it has bytes that are not UTF-8); "
                 "set it to the value emma shows under Settings > Service Apps"
             )
-    assert client_id is not None and client_secret is not None
-    return client_id, Secret(client_secret)
+    return client_id, client_secret
 
 
 def _is_utf8(text: str) -> bool:
@@ -166,8 +245,10 @@ def direct_proxies(url: str) -> dict[str, None] | None:
     """The ``proxies=`` mapping that makes requests connect to ``url`` directly if its host is
     loopback; ``None`` (keep the user's proxies) for any other host.
 
-    Loopback traffic never goes through a proxy: a proxy elsewhere cannot reach this host's
-    loopback, and plain http to it would hand the proxy the client secret and the token.
+    A request sent with it never goes to loopback through a proxy: a proxy elsewhere cannot
+    reach this host's loopback, and plain http to it would hand the proxy the client secret
+    and the token. (Token calls and ``EmmaSession`` pass it; a request plain requests sends
+    with an ``EmmaAuth`` does not, and goes where requests' proxy settings say.)
     Pass the result as it is, ``session.post(url, proxies=direct_proxies(url))``: requests
     adds the environment's proxies (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``) only under
     keys the per-request mapping leaves unset, lays the session's ``proxies`` beneath, then

@@ -26,7 +26,7 @@ import logging
 import math
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._cache import LOCK_TIMEOUT, decode_token, encode_token, is_spent, usable_until
@@ -87,12 +87,10 @@ class RedisTokenCache:
                 f"client has no {', '.join(missing)} method: pass a redis.Redis "
                 f"(or use RedisTokenCache.from_url), got a {type(client).__name__}"
             )
-        if not isinstance(prefix, str):
-            raise ValueError(f"prefix must be a str, got a {type(prefix).__name__}")  # noqa: TRY004
+        self.prefix, self.lock_timeout, self.blocking_timeout = _settings(
+            prefix, lock_timeout, blocking_timeout
+        )
         self.client = client
-        self.prefix = prefix
-        self.lock_timeout = _seconds("lock_timeout", lock_timeout)
-        self.blocking_timeout = _seconds("blocking_timeout", blocking_timeout)
         self._location = _location_of(client)
         self._made_from: tuple[Secret, dict[str, Any]] | None = None  # from_url's arguments
 
@@ -114,13 +112,20 @@ class RedisTokenCache:
         and a failed command is retried once at once, so an outage adds about two
         ``socket_timeout`` to a renewal. ``redis_options`` go to redis-py as they are.
         """
+        # First: from here on no frame holds the URL, and the password it may hold, in plain
+        # text for a traceback of an error below (shown with its locals by pytest -l or
+        # Sentry) to show.
+        secret_url = Secret(url)
+        del url
         redis_module = _import_redis()
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        if not isinstance(url, str):
-            raise ValueError(f"url must be a str, got a {type(url).__name__}")  # noqa: TRY004
+        if not isinstance(secret_url.reveal(), str):
+            raise ValueError(f"url must be a str, got a {secret_url.kind().__name__}")  # noqa: TRY004
         timeout = _seconds("socket_timeout", socket_timeout)
+        # Checked before there is a client, which holds the password.
+        _settings(prefix, lock_timeout, blocking_timeout)
         options: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
@@ -129,20 +134,31 @@ class RedisTokenCache:
             "retry": Retry(NoBackoff(), 1),
             **redis_options,
         }
+        failure: Exception | None = None
         try:
-            client = redis_module.Redis.from_url(url, **options)
-        except ValueError:
-            # redis-py's message may repeat the URL, password included.
-            raise ValueError(
-                "url is not a Redis URL: use redis://host:port/db, rediss://host:port/db "
-                "or unix:///path/to/socket"
-            ) from None
+            client = redis_module.Redis.from_url(secret_url.reveal(), **options)
+        except Exception as exc:  # noqa: BLE001 - raised below, outside this handler
+            # Its frames (redis-py's) hold the URL: it leaves without them, and is not the
+            # context of an error raised in here.
+            failure = _without_tracebacks(exc)
+        if failure is not None:
+            if not isinstance(failure, (ValueError, TypeError)):
+                raise failure  # e.g. a ConnectionError: single_connection_client connects now
+            if not _is_redis_url(secret_url):
+                # redis-py's message may repeat part of the URL, password included.
+                raise ValueError(
+                    "url is not a Redis URL: use redis://host:port/db, rediss://host:port/db "
+                    "or unix:///path/to/socket"
+                )
+            given = f" ({', '.join(sorted(redis_options))})" if redis_options else ""
+            reason = "" if _shows_password(str(failure), secret_url) else f": {failure}"
+            raise ValueError(f"redis-py could not make a client with these options{given}{reason}")
         cache = cls(
             client, prefix=prefix, lock_timeout=lock_timeout, blocking_timeout=blocking_timeout
         )
-        cache._location = _location_of_url(url)
+        cache._location = _location_of_url(secret_url.reveal())
         cache._made_from = (
-            Secret(url),  # it may hold a password: keep it out of reprs and tracebacks
+            secret_url,  # it may hold a password: keep it out of reprs and tracebacks
             {
                 "prefix": prefix,
                 "lock_timeout": lock_timeout,
@@ -165,6 +181,10 @@ class RedisTokenCache:
         return (_from_url, (url, options))
 
     def __repr__(self) -> str:
+        # Of any instance, one whose __init__ raised included (a traceback shown with its
+        # locals reprs that ``self``).
+        if not hasattr(self, "_location"):
+            return "RedisTokenCache(<not fully constructed>)"
         return f"RedisTokenCache({self._location}, prefix={self.prefix!r})"
 
     def load(self, key: str) -> Token | None:
@@ -228,6 +248,51 @@ class RedisTokenCache:
 
 def _from_url(url: Secret, options: dict[str, Any]) -> RedisTokenCache:
     return RedisTokenCache.from_url(url.reveal(), **options)
+
+
+def _settings(
+    prefix: str, lock_timeout: float, blocking_timeout: float
+) -> tuple[str, float, float]:
+    """The checked ``prefix``, ``lock_timeout`` and ``blocking_timeout``."""
+    if not isinstance(prefix, str):
+        raise ValueError(f"prefix must be a str, got a {type(prefix).__name__}")  # noqa: TRY004
+    return (
+        prefix,
+        _seconds("lock_timeout", lock_timeout),
+        _seconds("blocking_timeout", blocking_timeout),
+    )
+
+
+def _without_tracebacks(exc: Exception) -> Exception:
+    """``exc`` with no traceback along its chain of causes: redis-py's frames hold the URL."""
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        link.__traceback__ = None
+        pending += (link.__cause__, link.__context__)
+    return exc
+
+
+def _is_redis_url(url: Secret) -> bool:
+    """Whether redis-py reads ``url`` as a Redis URL (so an error came from the options)."""
+    from redis import connection
+
+    parse: Callable[[str], object] = connection.parse_url  # untyped in redis-py
+    try:
+        parse(url.reveal())
+    except ValueError:
+        return False
+    return True
+
+
+def _shows_password(text: str, url: Secret) -> bool:
+    """Whether ``text`` shows the user name and password part of ``url``."""
+    userinfo = urllib.parse.urlsplit(url.reveal()).netloc.rpartition("@")[0]
+    return bool(userinfo) and any(part and part in text for part in userinfo.split(":"))
 
 
 def _seconds(name: str, value: float) -> float:

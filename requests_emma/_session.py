@@ -172,7 +172,7 @@ class _RetryingAdapter(HTTPAdapter):
         return {**state, "_single_try": self._single_try}
 
 
-class EmmaSession(requests.Session):
+class EmmaSession(_config.KeywordOptions, requests.Session):
     """A ``requests.Session`` for the emma API: base URL, default timeout, retries.
 
     ``auth``: the :class:`EmmaAuth` to use (``None``: ``EmmaAuth(base_url=base_url)``,
@@ -224,6 +224,9 @@ class EmmaSession(requests.Session):
         return self._timeout
 
     def __repr__(self) -> str:
+        # Of any instance, one whose __init__ raised included (see EmmaAuth.__repr__).
+        if not hasattr(self, "_base_url"):
+            return "EmmaSession(<not fully constructed>)"
         return f"EmmaSession(base_url={self._base_url!r})"
 
     def __getstate__(self) -> dict[str, Any]:

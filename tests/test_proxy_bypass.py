@@ -1,5 +1,6 @@
-"""Loopback traffic never goes through a proxy: EmmaSession's API calls and the
-``direct_proxies`` mapping token calls pass, against a recording proxy on real sockets."""
+"""Which loopback traffic skips a proxy, against a recording proxy on real sockets: token
+calls (through the ``direct_proxies`` mapping) and EmmaSession's API calls go direct; an API
+call that plain requests sends with an EmmaAuth goes where requests' proxy settings say."""
 
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
 class RecordingProxy:
-    """An HTTP proxy on 127.0.0.1 that records the request line of everything it receives
-    and answers 502, so a request that went through it cannot pass for a direct one."""
+    """An HTTP proxy on 127.0.0.1 that records the request line (and ``Authorization``
+    header) of everything it receives and answers 502, so a request that went through it
+    cannot pass for a direct one."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
+        self.authorizations: list[str | None] = []
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -36,6 +39,7 @@ class RecordingProxy:
                     self.close_connection = True
                     return
                 proxy.seen.append(self.requestline)
+                proxy.authorizations.append(self.headers.get("Authorization"))
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 self.send_response(502)
                 self.send_header("Content-Length", "0")
@@ -123,6 +127,18 @@ def test_session_api_calls_to_loopback_skip_every_proxy(
     assert server.api_calls == 1
 
 
+def test_session_send_of_your_own_to_loopback_skips_its_proxies(
+    server: FakeEmmaServer, proxy: RecordingProxy
+) -> None:
+    """A request prepared by hand and given to EmmaSession.send() with proxies= goes direct."""
+    with EmmaSession(auth_for(server)) as emma:
+        prepared = emma.prepare_request(requests.Request("GET", "/v1/locations"))
+        proxies = every_proxy_key(server.base_url, proxy.url)
+        response = emma.send(prepared, proxies=proxies)
+    assert response.status_code == 200
+    assert proxy.seen == []
+
+
 @pytest.mark.usefixtures("proxy_env")
 def test_loopback_redirect_goes_direct_without_proxy_credentials(
     server: FakeEmmaServer, proxy: RecordingProxy
@@ -149,6 +165,45 @@ def test_token_calls_to_loopback_skip_the_environments_proxy(
     clock.advance(301)
     auth.get_token()  # expired: refreshed
     assert (server.issue_calls, server.refresh_calls) == (1, 1)
+    assert proxy.seen == []
+
+
+@pytest.mark.usefixtures("proxy_env")
+def test_token_calls_to_loopback_skip_the_proxies_of_the_given_session(
+    server: FakeEmmaServer, proxy: RecordingProxy
+) -> None:
+    """Token calls on loopback go direct past the proxies of the session= given to EmmaAuth."""
+    with requests.Session() as session:
+        session.proxies = every_proxy_key(server.base_url, proxy.url)
+        auth = auth_for(server, session=session)
+        auth.get_token()
+    assert server.issue_calls == 1
+    assert proxy.seen == []
+
+
+@pytest.mark.usefixtures("proxy_env")
+def test_plain_requests_sends_loopback_api_calls_through_the_environments_proxy(
+    server: FakeEmmaServer, proxy: RecordingProxy
+) -> None:
+    """requests.get(..., auth=EmmaAuth()) on loopback: the token call goes direct, the API
+    call (bearer token and all) through HTTP_PROXY, as requests routes it."""
+    auth = auth_for(server)
+    response = requests.get(server.base_url + "/v1/locations", auth=auth, timeout=WAIT)
+    assert response.status_code == 502  # the proxy's answer
+    assert server.issue_calls == 1 and server.api_calls == 0
+    assert proxy.seen == [f"GET {server.base_url}/v1/locations HTTP/1.1"]
+    assert proxy.authorizations == [f"Bearer {auth.get_token().access_token}"]
+
+
+@pytest.mark.usefixtures("proxy_env")
+def test_no_proxy_sends_plain_requests_api_calls_to_loopback_direct(
+    server: FakeEmmaServer, proxy: RecordingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With NO_PROXY naming the loopback host, plain requests sends the API call direct."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    response = requests.get(server.base_url + "/v1/locations", auth=auth_for(server), timeout=WAIT)
+    assert response.status_code == 200
+    assert server.api_calls == 1
     assert proxy.seen == []
 
 

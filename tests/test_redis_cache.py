@@ -138,7 +138,7 @@ def test_a_bad_url_is_a_clear_error_without_the_url() -> None:
     with pytest.raises(ValueError, match="not a Redis URL") as raised:
         RedisTokenCache.from_url("http://user:hunter2-password@127.0.0.1/0")
     assert "hunter2" not in str(raised.value)
-    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
 
 
 def test_a_client_without_the_needed_methods_is_refused() -> None:
