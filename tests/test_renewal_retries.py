@@ -1,7 +1,7 @@
 """Fault injection on the token endpoint: retries, Retry-After, the deadline, errors, logs.
 
-Waits are recorded through the clock's sleep, not measured; the few
-tests that must measure wall time (a slow endpoint, a closed port) use wide margins.
+Waits are recorded through the clock's sleep, not measured; the few tests that must
+measure wall time (a slow endpoint, a trickling response) use wide margins.
 """
 
 from __future__ import annotations

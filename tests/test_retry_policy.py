@@ -36,7 +36,8 @@ def test_is_frozen_and_keyword_only() -> None:
 def test_one_attempt_and_zero_waits_are_valid() -> None:
     """attempts=1 (no retries) and zero waits are accepted."""
     policy = RetryPolicy(attempts=1, wait_initial=0, wait_max=0, wait_jitter=0)
-    assert policy.attempts == 1
+    kept = (policy.attempts, policy.wait_initial, policy.wait_max, policy.wait_jitter)
+    assert kept == (1, 0, 0, 0)
 
 
 @pytest.mark.parametrize(
