@@ -86,7 +86,7 @@ def test_bad_base_url_is_rejected(url: str) -> None:
 
 def test_base_url_with_password_is_rejected_without_echoing_it() -> None:
     """A base URL carrying user info is refused and the password is not repeated."""
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="base_url must not contain a user name") as caught:
         EmmaAuth("id", "secret", base_url="https://user:hunter2@api.emma.ms/external")
     assert "hunter2" not in str(caught.value)
 
