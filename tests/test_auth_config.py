@@ -1,4 +1,4 @@
-"""EmmaAuth construction: configuration, the environment, laziness, the public names."""
+"""EmmaAuth construction: configuration, the environment, laziness, the exception hierarchy."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from requests_emma.testing import FakeEmmaServer
 
 
 def test_errors_are_request_exceptions() -> None:
-    """Every error derives from EmmaAuthError and from requests.RequestException."""
-    for name in ("CredentialsError", "TokenRequestError", "TokenResponseError"):
-        error = getattr(requests_emma, name)
-        assert issubclass(error, EmmaAuthError)
+    """Every exception the package exports derives from EmmaAuthError, itself a
+    requests.RequestException."""
+    exported = [getattr(requests_emma, name) for name in requests_emma.__all__]
+    errors = [kind for kind in exported if isinstance(kind, type) and issubclass(kind, Exception)]
+    assert {"CredentialsError", "TokenRequestError", "TokenResponseError"} < {
+        error.__name__ for error in errors
+    }
+    assert [error for error in errors if not issubclass(error, EmmaAuthError)] == []
     assert issubclass(EmmaAuthError, requests.RequestException)
 
 
@@ -82,7 +86,7 @@ def test_bad_base_url_is_rejected(url: str) -> None:
 
 def test_base_url_with_password_is_rejected_without_echoing_it() -> None:
     """A base URL carrying user info is refused and the password is not repeated."""
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="base_url must not contain a user name") as caught:
         EmmaAuth("id", "secret", base_url="https://user:hunter2@api.emma.ms/external")
     assert "hunter2" not in str(caught.value)
 

@@ -301,11 +301,12 @@ def test_waiters_share_a_failed_renewal_instead_of_retrying_it(
         release.set()
         for worker in [first, *waiters]:
             worker.join(WAIT)
-    assert isinstance(first.error, TokenRequestError)
+    assert type(first.error) is TokenRequestError
+    assert (first.error.status_code, first.error.attempts) == (503, 2)
     for waiter in waiters:
-        assert isinstance(waiter.error, TokenRequestError)
+        assert type(waiter.error) is TokenRequestError
         assert str(waiter.error) == str(first.error)
-        assert waiter.error.attempts == 2
+        assert (waiter.error.status_code, waiter.error.attempts) == (503, 2)
     assert server.token_calls == 2
     errors = [first.error, *(waiter.error for waiter in waiters)]
     assert len({id(error) for error in errors}) == len(errors)
@@ -322,5 +323,6 @@ def test_a_caller_after_a_failed_renewal_tries_again(
     with pytest.raises(TokenRequestError):
         auth.get_token()
     assert server.token_calls == 5
-    assert auth.get_token().access_token  # same (fake) instant, but a new call
+    # The same (fake) instant, but a new call:
+    assert server.is_valid_access_token(auth.get_token().access_token)
     assert server.token_calls == 6

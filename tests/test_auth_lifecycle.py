@@ -51,7 +51,7 @@ def carries_the_token(auth: EmmaAuth, request: requests.PreparedRequest) -> bool
     return request.headers.get("Authorization") == f"Bearer {auth.get_token().access_token}"
 
 
-# -- 2. which requests get the token ----------------------------------------------------------
+# -- which requests get the token --------------------------------------------------------------
 
 
 def test_api_request_gets_bearer_token(server: FakeEmmaServer, auth: EmmaAuth) -> None:
@@ -191,7 +191,7 @@ def test_same_origin_redirect_keeps_the_token(server: FakeEmmaServer, auth: Emma
     assert response.status_code == 200
 
 
-# -- 3. renewing before sending ---------------------------------------------------------------
+# -- renewing before sending -------------------------------------------------------------------
 
 
 def test_token_is_reused_while_fresh(
@@ -273,7 +273,7 @@ def test_opaque_token_without_expiry_works() -> None:
     assert responses.calls[1].request.headers["Authorization"] == "Bearer opaque"
 
 
-# -- 4. refresh token first, newest kept, fall back to issue-token ---------------------------
+# -- refresh token first, newest kept, fall back to issue-token --------------------------------
 
 
 def test_renewal_uses_the_refresh_token(
@@ -412,7 +412,7 @@ def test_on_token_may_use_the_auth_itself(server: FakeEmmaServer, auth: EmmaAuth
     assert statuses == [200]
 
 
-# -- 7. how token calls are made --------------------------------------------------------------
+# -- how token calls are made ------------------------------------------------------------------
 
 
 def test_token_call_is_json_without_authorization(
@@ -461,7 +461,7 @@ def test_token_call_does_not_go_through_a_session_carrying_the_auth(
 
 def test_token_call_timeout_applies(server: FakeEmmaServer) -> None:
     """timeout= bounds a token call: a slow endpoint fails with TokenRequestError."""
-    release = __import__("threading").Event()
+    release = threading.Event()
     server.token_hook = lambda: release.wait(30)
     auth = auth_for(
         server,
@@ -475,7 +475,7 @@ def test_token_call_timeout_applies(server: FakeEmmaServer) -> None:
         release.set()
 
 
-# -- 8. errors from the token endpoint --------------------------------------------------------
+# -- errors from the token endpoint ------------------------------------------------------------
 
 
 def test_wrong_secret_raises_credentials_error_with_emmas_message(server: FakeEmmaServer) -> None:

@@ -16,9 +16,15 @@ THREADS = 12
 
 def hold_token_calls_until_others_wait(
     server: FakeEmmaServer, lock: WatchedLock, waiters: int
-) -> None:
-    """Keep the first token call in flight until `waiters` threads have blocked on the lock."""
-    server.token_hook = lambda: lock.wait_for_blocked(waiters) or None
+) -> list[bool]:
+    """Keep each token call in flight until `waiters` threads have blocked on the lock.
+
+    Returns, per token call, whether they had (rather than the wait timing out): the race a
+    test names only happened if every entry is True.
+    """
+    held: list[bool] = []
+    server.token_hook = lambda: held.append(lock.wait_for_blocked(waiters))
+    return held
 
 
 def get_all(server: FakeEmmaServer, auth: EmmaAuth, session: requests.Session | None) -> list[int]:
@@ -39,8 +45,9 @@ def test_concurrent_first_requests_make_one_token_call(
     """N threads needing the first token at once cause exactly one token call."""
     lock = WatchedLock()
     auth._lock = lock  # type: ignore[assignment]
-    hold_token_calls_until_others_wait(server, lock, THREADS - 1)
+    held = hold_token_calls_until_others_wait(server, lock, THREADS - 1)
     assert get_all(server, auth, None) == [200] * THREADS
+    assert held == [True], "the other threads never waited for the token call"
     assert server.token_calls == 1
 
 
@@ -56,8 +63,9 @@ def test_concurrent_401s_for_one_token_make_one_renewal(
     first_round = iter(range(THREADS))
     # Every thread's first request reaches the server with the old token before any 401.
     server.api_hook = lambda: next(first_round, None) is not None and all_sent.wait(30)
-    hold_token_calls_until_others_wait(server, lock, THREADS - 1)
+    held = hold_token_calls_until_others_wait(server, lock, THREADS - 1)
     assert get_all(server, auth, None) == [200] * THREADS
+    assert held == [True], "the other threads never waited for the renewal"
     assert (server.issue_calls, server.refresh_calls) == (1, 1)
     assert server.api_calls == 2 * THREADS
 
@@ -66,10 +74,11 @@ def test_shared_session_across_threads(server: FakeEmmaServer, auth: EmmaAuth) -
     """A Session carrying the auth, shared by N threads, makes one token call."""
     lock = WatchedLock()
     auth._lock = lock  # type: ignore[assignment]
-    hold_token_calls_until_others_wait(server, lock, THREADS - 1)
+    held = hold_token_calls_until_others_wait(server, lock, THREADS - 1)
     with requests.Session() as session:
         session.auth = auth
         assert get_all(server, auth, session) == [200] * THREADS
+    assert held == [True], "the other threads never waited for the token call"
     assert server.token_calls == 1
 
 

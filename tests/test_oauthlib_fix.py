@@ -10,6 +10,7 @@ import time
 import pytest
 import requests
 from oauthlib.oauth2 import BackendApplicationClient, InvalidClientError, InvalidGrantError
+from oauthlib.oauth2.rfc6749.clients import base as oauthlib_client_base
 from oauthlib.oauth2.rfc6749.errors import TemporarilyUnavailableError
 from requests_oauthlib import OAuth2Session
 
@@ -141,7 +142,19 @@ def test_a_used_refresh_token_raises_invalid_grant(emma_server: FakeEmmaServer) 
             session.refresh_token(refresh_url, refresh_token=first["refresh_token"], timeout=10)
 
 
-def test_auto_refresh_renews_an_expired_token_and_calls_the_updater() -> None:
+class LaterTime:
+    """Stands in for the time module in oauthlib's client: real time, ``ahead`` seconds on."""
+
+    def __init__(self, ahead: float) -> None:
+        self.ahead = ahead
+
+    def time(self) -> float:
+        return time.time() + self.ahead
+
+
+def test_auto_refresh_renews_an_expired_token_and_calls_the_updater(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """With auto_refresh_url and token_updater, an expired token is refreshed at the next call."""
     updates: list[dict[str, object]] = []
     with FakeEmmaServer(token_lifetime=1) as server:
@@ -153,9 +166,8 @@ def test_auto_refresh_renews_an_expired_token_and_calls_the_updater() -> None:
         with session:
             first = fetch(session, server)
             server.token_lifetime = 300
-            # Real expiry (1 s): oauthlib judges it by its own clock, as the server does.
-            while time.time() <= first["expires_at"]:
-                time.sleep(0.05)
+            # oauthlib judges expiry by its own clock: 2 s on, the 1 s token has expired.
+            monkeypatch.setattr(oauthlib_client_base, "time", LaterTime(2.0))
             response = session.get(server.base_url + "/v1/locations", timeout=10)
     assert response.status_code == 200
     assert server.refresh_calls == 1

@@ -52,39 +52,59 @@ def test_no_thread_starts_at_import_or_construction() -> None:
 
 def test_a_renewal_in_flight_does_not_keep_the_process_alive(server: FakeEmmaServer) -> None:
     """A process whose background renewal hangs in the token endpoint still exits at once."""
-    release = threading.Event()
+    renewing, release = threading.Event(), threading.Event()
     calls = 0
 
     def hang_renewals() -> None:
         nonlocal calls
         calls += 1
         if calls > 1:
+            renewing.set()
             release.wait(WAIT)
 
     server.token_hook = hang_renewals
-    server.token_lifetime = 2
+    code = f"""
+        import sys, time
+        from requests_emma import EmmaAuth, _clock
+
+        class Later(_clock.Clock):
+            \"\"\"Real time, moved ahead by ``ahead`` seconds.\"\"\"
+            ahead = 0.0
+            def monotonic(self): return time.monotonic() + self.ahead
+            def wall(self): return time.time() + self.ahead
+
+        auth = EmmaAuth({server.client_id!r}, {server.client_secret!r},
+                        base_url={server.base_url!r})
+        clock = auth._clock = Later()
+        auth.get_token()
+        clock.ahead = 250.0  # inside the 300 s token's 60 s margin, not expired
+        auth.get_token()  # starts the early renewal, which hangs in the server
+        sys.stdin.readline()  # until the test has seen it get there
+        print("leaving")
+        """
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+        if not renewing.wait(30):  # a child's start-up on a loaded machine, widely
+            child.kill()
+            pytest.fail(f"the early renewal never reached the server: {child.communicate()[1]}")
         started = time.monotonic()
-        result = run_python(
-            f"""
-            import time
-            from requests_emma import EmmaAuth
-            auth = EmmaAuth({server.client_id!r}, {server.client_secret!r},
-                            base_url={server.base_url!r})
-            token = auth.get_token()
-            time.sleep(max(0.0, token.expires_in() - 0.3))  # inside the margin
-            auth.get_token()  # starts the early renewal, which hangs in the server
-            time.sleep(2)  # time for it to get there (the test checks that it did)
-            print("leaving")
-            """
-        )
+        out, err = child.communicate("leave\n", timeout=60)
         elapsed = time.monotonic() - started
     finally:
         release.set()
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "leaving"
-    assert calls == 2  # the renewal had started
-    assert elapsed < WAIT  # not held until the hung call was released
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err
+    assert out.strip() == "leaving"
+    assert calls == 2  # the first token, then the renewal that hung
+    assert elapsed < WAIT / 2  # not held until the hung call was released, WAIT s on
 
 
 @fork_only

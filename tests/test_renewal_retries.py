@@ -1,7 +1,7 @@
 """Fault injection on the token endpoint: retries, Retry-After, the deadline, errors, logs.
 
-Waits are recorded through the clock's sleep, not measured; the few
-tests that must measure wall time (a slow endpoint, a closed port) use wide margins.
+Waits are recorded through the clock's sleep, not measured; the few tests that must
+measure wall time (a slow endpoint, a trickling response) use wide margins.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def test_retryable_status_is_retried(
     """A retryable status is retried and the renewal then succeeds."""
     server.fail_next_token_calls(2, status)
     auth = make_auth(server)
-    assert auth.get_token().access_token
+    assert server.is_valid_access_token(auth.get_token().access_token)
     assert server.issue_calls == 3
     assert len(waits) == 2
 
@@ -148,7 +148,7 @@ def test_planned_sequence_of_failures_then_success(
     for status in (503, 429, 502, 504):
         server.fail_next_token_calls(1, status)
     auth = make_auth(server, attempts=5)
-    assert auth.get_token().access_token
+    assert server.is_valid_access_token(auth.get_token().access_token)
     assert server.issue_calls == 5
     assert len(waits) == 4
 
@@ -208,7 +208,7 @@ def test_timeout_is_retried(server: FakeEmmaServer) -> None:
         retry=RetryPolicy(attempts=3),
     )
     auth._clock = ReleasingClock()
-    assert auth.get_token().access_token
+    assert server.is_valid_access_token(auth.get_token().access_token)
     assert server.issue_calls == 2
 
 
@@ -363,19 +363,21 @@ def test_a_refresh_refused_at_the_deadline_leaves_issue_token_uncalled(
 
 
 def test_a_read_never_outlasts_the_deadline(raw_server: Callable[..., RawServer]) -> None:
-    """Each read's timeout is cut to the time left: byte gaps near the deadline don't overrun."""
-    server = raw_server(one_byte_every(2.5))  # a gap near the 3 s deadline
+    """A body whose bytes each come within every read timeout, one gap ending just short of
+    the deadline and the next past it, is cut off at the deadline, not read out."""
+    server = raw_server(one_byte_every(0.8))  # bytes at 0.8 s and 1.6 s: the deadline between
     auth = EmmaAuth(
         "id",
         "secret",
         base_url=server.base_url,
         timeout=(3.05, 10.0),
-        retry=RetryPolicy(deadline=3.0),
+        retry=RetryPolicy(deadline=1.0),
     )
     started = time.monotonic()
     with pytest.raises(TokenRequestError, match="still arriving at the deadline"):
         auth.get_token()
-    assert time.monotonic() - started < 4.5  # a per-attempt read timeout alone: about 5 s
+    # Read timeouts alone (even cut to the 1 s left) never trip on 0.8 s gaps: 80 s in all.
+    assert time.monotonic() - started < 4.5
 
 
 def test_slow_endpoint_fails_within_the_deadline(server: FakeEmmaServer) -> None:
@@ -419,15 +421,19 @@ def test_a_connection_lost_while_reading_the_body_is_retried(
 
 
 def test_unreachable_endpoint_fails_within_the_deadline(closed_port_url: str) -> None:
-    """Against a closed port, attempts go on with real waits until the deadline, not past it."""
-    policy = RetryPolicy(attempts=1000, deadline=1.5, wait_initial=0.05, wait_max=0.2)
+    """Against a closed port, attempts go on with backoff waits until the next wait would pass
+    the deadline: the renewal then fails, never having slept past it (fake clock)."""
+    policy = RetryPolicy(
+        attempts=1000, deadline=1.5, wait_initial=0.05, wait_max=0.2, wait_jitter=0
+    )
     auth = EmmaAuth("id", "secret", base_url=closed_port_url, retry=policy)
-    started = time.monotonic()
+    clock = use_clock(auth, FakeClock())
     with pytest.raises(TokenRequestError) as caught:
         auth.get_token()
-    elapsed = time.monotonic() - started
-    assert elapsed < 5
-    assert 1 < caught.value.attempts < 1000
+    # 0.05 + 0.1 + 6 * 0.2 = 1.35 s slept; one more 0.2 s wait would end past 1.5 s.
+    assert clock.sleeps == pytest.approx([0.05, 0.1] + [0.2] * 6)
+    assert caught.value.attempts == 9
+    assert caught.value.status_code is None
 
 
 def test_deadline_spans_refresh_and_issue(
@@ -455,11 +461,25 @@ def test_deadline_spans_refresh_and_issue(
 # -- what the user gets --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("situation", ["exhausted", "retry-after", "closed-port", "rejected"])
+@pytest.mark.parametrize(
+    ("situation", "kind", "fields"),
+    [
+        ("exhausted", TokenRequestError, {"status_code": 503, "attempts": 2}),
+        ("retry-after", TokenRequestError, {"status_code": 503, "attempts": 1}),
+        ("closed-port", TokenRequestError, {"status_code": None, "attempts": 2}),
+        ("rejected", CredentialsError, {"status_code": 403}),
+    ],
+)
 def test_no_tenacity_type_reaches_the_user(
-    server: FakeEmmaServer, closed_port_url: str, waits: list[float], situation: str
+    server: FakeEmmaServer,
+    closed_port_url: str,
+    waits: list[float],
+    situation: str,
+    kind: type[EmmaAuthError],
+    fields: dict[str, object],
 ) -> None:
-    """Every failure is an EmmaAuthError; no tenacity (or private) type is in its chain."""
+    """Every failure is one of ours, with its status and attempts; no tenacity (or private)
+    type is in its chain."""
     auth = make_auth(server, attempts=2, deadline=10)
     if situation == "exhausted":
         server.fail_next_token_calls(5, 503)
@@ -471,7 +491,8 @@ def test_no_tenacity_type_reaches_the_user(
         auth = EmmaAuth("id", "secret", base_url=closed_port_url, retry=RetryPolicy(attempts=2))
     with pytest.raises(EmmaAuthError) as caught:
         auth.get_token()
-    assert isinstance(caught.value, requests.RequestException)
+    assert type(caught.value) is kind
+    assert {name: getattr(caught.value, name) for name in fields} == fields
     for link in chain(caught.value):
         module = type(link).__module__
         assert not module.startswith("tenacity")
@@ -681,7 +702,7 @@ def test_no_retry_waits_skips_the_sleeps(
     """Inside no_retry_waits, retries happen at once; attempts and results are unchanged."""
     server.fail_next_token_calls(2, 503, headers={"Retry-After": "20"})
     with no_retry_waits():
-        assert make_auth(server).get_token().access_token
+        assert server.is_valid_access_token(make_auth(server).get_token().access_token)
     assert server.issue_calls == 3
     assert real_sleeps.slept == []
 

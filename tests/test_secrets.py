@@ -14,7 +14,6 @@ from fakes import FakeClock, auth_for
 
 from requests_emma import (
     EmmaAuth,
-    EmmaAuthError,
     RetryPolicy,
     Token,
     TokenRequestError,
@@ -59,7 +58,7 @@ def test_logs_of_a_whole_lifecycle_hold_no_secret(
     requests.get(url, auth=auth, timeout=10)  # 401, refused refresh, issue, replay
     server.revoke()
     server.fail_next_token_calls(4, 503)
-    with pytest.raises(EmmaAuthError):
+    with pytest.raises(TokenRequestError):
         requests.get(url, auth=auth, timeout=10)
     assert len(tokens) == 3
     assert debug_log.records, "the lifecycle logged nothing"
@@ -76,7 +75,7 @@ def test_exceptions_and_their_causes_hold_no_secret(server: FakeEmmaServer) -> N
         retry=RetryPolicy(attempts=1),
     )
     server.stop()  # the token call's connection is refused
-    with pytest.raises(EmmaAuthError) as caught:
+    with pytest.raises(TokenRequestError) as caught:
         requests.get(auth.base_url + "/v1/locations", auth=auth, timeout=10)
     error = caught.value
     rendered = "".join(traceback.format_exception(error))
@@ -150,7 +149,7 @@ def test_library_logger_has_a_null_handler() -> None:
 def test_unexpected_transport_error_is_wrapped_and_scrubbed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A non-requests error from the token call (a missing CA bundle) is an EmmaAuthError
+    """A non-requests error from the token call (a missing CA bundle) is a TokenRequestError
     whose traceback, locals included, holds no secret."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca-bundle.pem")
     auth = EmmaAuth(
@@ -159,7 +158,7 @@ def test_unexpected_transport_error_is_wrapped_and_scrubbed(
         base_url="https://api.emma.example/external",
         retry=RetryPolicy(attempts=1),
     )
-    with pytest.raises(EmmaAuthError, match="CA certificate bundle") as caught:
+    with pytest.raises(TokenRequestError, match="CA certificate bundle") as caught:
         auth.get_token()
     rendered = "".join(
         traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()
@@ -174,7 +173,7 @@ def test_failed_renewal_after_a_401_shows_no_token_in_locals(server: FakeEmmaSer
     token = auth.get_token()
     server.revoke()
     server.fail_next_token_calls(2, 503)
-    with pytest.raises(EmmaAuthError) as caught:
+    with pytest.raises(TokenRequestError) as caught:
         requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10)
     rendered = "".join(
         traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()

@@ -19,6 +19,9 @@ from requests_emma._session import RETRY_AFTER_LIMIT, IdempotentRetry
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 IDEMPOTENT = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]
+# What the fake server answers each of them on /v1/locations with a valid token: it lists
+# locations for GET only, and gives the others its authorised 404.
+ANSWERED = {"GET": 200, "HEAD": 404, "OPTIONS": 404, "PUT": 404, "DELETE": 404}
 
 
 @pytest.fixture
@@ -177,9 +180,12 @@ def test_request_timeout_wins_over_the_default(auth: EmmaAuth, server: FakeEmmaS
     ("timeout", "expected"), [(10, 10.0), (2.5, 2.5), ((1, 20), (1.0, 20.0)), (None, None)]
 )
 def test_timeout_values(auth: EmmaAuth, timeout: object, expected: object) -> None:
-    """Seconds, a (connect, read) pair or None are accepted and kept as floats."""
+    """Seconds, a (connect, read) pair or None are accepted, numbers kept as floats."""
     with EmmaSession(auth, timeout=timeout) as emma:  # type: ignore[arg-type]
-        assert emma.timeout == expected
+        kept = emma.timeout
+    assert kept == expected
+    parts = kept if isinstance(kept, tuple) else () if kept is None else (kept,)
+    assert [type(part) for part in parts] == [float] * len(parts)
 
 
 @pytest.mark.parametrize("timeout", [0, -1, float("inf"), "30", (1, 2, 3)])
@@ -199,8 +205,8 @@ def test_idempotent_methods_are_retried(
     """GET, HEAD, OPTIONS, PUT and DELETE are sent again after a 503."""
     server.fail_next_api_calls(1, 503)
     response = session.request(method, "/v1/locations")
-    assert response.status_code != 503
-    assert server.api_calls == 2
+    assert response.status_code == ANSWERED[method]
+    assert [r.method for r in server.requests if r.path == "/v1/locations"] == [method] * 2
 
 
 @pytest.mark.parametrize("status", [502, 503, 504])
@@ -215,12 +221,13 @@ def test_gateway_statuses_are_retried(
 
 @pytest.mark.parametrize("status", [500, 429, 404])
 def test_other_statuses_are_not_retried(
-    session: EmmaSession, server: FakeEmmaServer, status: int
+    session: EmmaSession, server: FakeEmmaServer, waits: list[float], status: int
 ) -> None:
     """500, 429 and other errors come back at once, Retry-After or not."""
     server.fail_next_api_calls(1, status, {"Retry-After": "1"})
     assert session.get("/v1/locations").status_code == status
     assert server.api_calls == 1
+    assert waits == []
 
 
 def test_post_is_never_retried(session: EmmaSession, server: FakeEmmaServer) -> None:
@@ -231,7 +238,7 @@ def test_post_is_never_retried(session: EmmaSession, server: FakeEmmaServer) -> 
     assert server.api_calls == 1
 
 
-def test_retries_run_out(auth: EmmaAuth, server: FakeEmmaServer) -> None:
+def test_retries_run_out(auth: EmmaAuth, server: FakeEmmaServer, waits: list[float]) -> None:
     """After the last retry the final 503 is returned, not an exception."""
     server.fail_next_api_calls(3, 503)
     with EmmaSession(auth, retries=2) as emma:
@@ -241,13 +248,24 @@ def test_retries_run_out(auth: EmmaAuth, server: FakeEmmaServer) -> None:
     assert server.api_calls == 3
 
 
+def test_backoff_doubles_between_retries(
+    auth: EmmaAuth, server: FakeEmmaServer, waits: list[float]
+) -> None:
+    """Without Retry-After, the waits before the retries are 0 s, 1 s, 2 s."""
+    server.fail_next_api_calls(3, 503)
+    with EmmaSession(auth, retries=3) as emma:
+        assert emma.get("/v1/locations").status_code == 200
+    assert waits == [0.0, 1.0, 2.0]
+
+
 @pytest.mark.parametrize("status", [502, 503])
-def test_retry_after_is_honoured(session: EmmaSession, server: FakeEmmaServer, status: int) -> None:
-    """The retry waits at least as long as Retry-After says."""
-    server.fail_next_api_calls(1, status, {"Retry-After": "1"})
-    started = time.monotonic()
+def test_retry_after_is_honoured(
+    session: EmmaSession, server: FakeEmmaServer, waits: list[float], status: int
+) -> None:
+    """The retry waits as long as Retry-After says, not the shorter backoff."""
+    server.fail_next_api_calls(1, status, {"Retry-After": "7"})
     assert session.get("/v1/locations").status_code == 200
-    assert time.monotonic() - started >= 0.95
+    assert waits == [7.0]
     assert server.api_calls == 2
 
 
@@ -263,25 +281,38 @@ def test_no_retry_waits_skips_the_sessions_waits(
     assert server.api_calls == 2
 
 
-def test_too_long_retry_after_returns_at_once(session: EmmaSession, server: FakeEmmaServer) -> None:
+def test_too_long_retry_after_returns_at_once(
+    session: EmmaSession, server: FakeEmmaServer, waits: list[float]
+) -> None:
     """A Retry-After beyond the limit is not slept through: the 503 comes back."""
     too_long = str(int(RETRY_AFTER_LIMIT) + 1)
     server.fail_next_api_calls(1, 503, {"Retry-After": too_long})
-    started = time.monotonic()
     response = session.get("/v1/locations")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == too_long
-    assert time.monotonic() - started < RETRY_AFTER_LIMIT
+    assert waits == []
     assert server.api_calls == 1
 
 
-def test_unreadable_retry_after_falls_back_to_backoff(
-    session: EmmaSession, server: FakeEmmaServer
+def test_retry_after_at_the_limit_is_waited_for(
+    session: EmmaSession, server: FakeEmmaServer, waits: list[float]
 ) -> None:
-    """A Retry-After that is neither seconds nor a date is ignored, not an error."""
-    server.fail_next_api_calls(1, 503, {"Retry-After": "soon"})
+    """A Retry-After of exactly the limit is still waited for, and the request retried."""
+    server.fail_next_api_calls(1, 503, {"Retry-After": str(int(RETRY_AFTER_LIMIT))})
     assert session.get("/v1/locations").status_code == 200
-    assert server.api_calls == 2
+    assert waits == [RETRY_AFTER_LIMIT]
+
+
+def test_unreadable_retry_after_falls_back_to_backoff(
+    auth: EmmaAuth, server: FakeEmmaServer, waits: list[float]
+) -> None:
+    """A Retry-After that is neither seconds nor a date is ignored, not an error: the backoff
+    applies."""
+    server.fail_next_api_calls(2, 503, {"Retry-After": "soon"})
+    with EmmaSession(auth) as emma:
+        assert emma.get("/v1/locations").status_code == 200
+    assert waits == [0.0, 1.0]
+    assert server.api_calls == 3
 
 
 @pytest.mark.parametrize("disabled", [0, None, False])
@@ -353,7 +384,8 @@ def test_idempotent_methods_are_retried_after_a_dropped_connection(
 ) -> None:
     """A connection closed without an answer is retried for the idempotent methods."""
     server.drop_next_api_calls(1)
-    session.request(method, "/v1/locations")
+    response = session.request(method, "/v1/locations")
+    assert response.status_code == ANSWERED[method]
     assert server.api_calls == 2
 
 
