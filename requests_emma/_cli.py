@@ -10,6 +10,11 @@ says what kind of error it was (``_cli_args.EXIT_CODES``). Usage errors never re
 argument's value, since any of them may be a secret typed in the wrong place (a mistyped
 subcommand close to a real one is the exception: it is repeated with a suggestion).
 
+stdout holds only the result. ``get`` prints a JSON answer indented, with ``\\u`` escapes
+for what stdout cannot encode (the same JSON), and any other answer byte for byte. A stdout
+closed at start is exit 74 before anything is done; a reader that went away (``| head``)
+ends the command quietly with 141, as it ends any program writing to a closed pipe.
+
 At the default verbosity the token call's retries are shown on stderr, one line each, so a
 struggling token endpoint is not a silent wait; ``-v`` shows all of the library's log.
 """
