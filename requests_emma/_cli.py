@@ -10,6 +10,11 @@ says what kind of error it was (``_cli_args.EXIT_CODES``). Usage errors never re
 argument's value, since any of them may be a secret typed in the wrong place (a mistyped
 subcommand close to a real one is the exception: it is repeated with a suggestion).
 
+stdout holds only the result. ``get`` prints a JSON answer indented, with ``\\u`` escapes
+for what stdout cannot encode (the same JSON), and any other answer byte for byte. A stdout
+closed at start is exit 74 before anything is done; a reader that went away (``| head``)
+ends the command quietly with 141, as it ends any program writing to a closed pipe.
+
 At the default verbosity the token call's retries are shown on stderr, one line each, so a
 struggling token endpoint is not a silent wait; ``-v`` shows all of the library's log.
 """
@@ -109,6 +114,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
+        raise CommandError("cannot write output: stdout is closed", EXIT_OUTPUT)
     auth = None if args.command in ("demo", "serve") else _auth_from(args)
     try:
         if args.command == "demo":
@@ -233,13 +240,36 @@ def _get(auth: EmmaAuth, path: str, *, out: TextIO) -> int:
         )
     if not response.content:
         return EXIT_OK
+    text = _pretty_json(response, out.encoding)
+    if text is None:  # not JSON: the body as it came, byte for byte
+        out.flush()
+        out.buffer.write(response.content)
+    else:
+        out.write(text + "\n")
+    return EXIT_OK
+
+
+def _pretty_json(response: requests.Response, encoding: str) -> str | None:
+    """The body as indented JSON in characters ``encoding`` can take; None if it is not JSON.
+
+    Non-ASCII characters stay as they are where stdout can show them, and become ``\\u``
+    escapes (the same JSON) where it cannot (an ASCII terminal). A body labelled as something
+    else than JSON, or one that does not survive the round trip (``1e400`` would print as
+    ``Infinity``, which is not JSON), is not JSON here: it is written as it came.
+    """
+    media_type = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        return None
     try:
         data = response.json()
+        text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
     except ValueError:
-        out.write(response.text if response.text.endswith("\n") else response.text + "\n")
-    else:
-        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    return EXIT_OK
+        return None
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return json.dumps(data, indent=2, allow_nan=False)
+    return text
 
 
 def _api_at(error: requests.RequestException) -> str:
@@ -254,7 +284,8 @@ def _api_at(error: requests.RequestException) -> str:
 
 def _fail(message: str, exit_code: int) -> int:
     one_line = " ".join(message.split())
-    print(f"{PROG}: error: {one_line}", file=sys.stderr)
+    if sys.stderr is not None:  # closed (`2>&-`): print() would write the error to stdout
+        print(f"{PROG}: error: {one_line}", file=sys.stderr)
     return exit_code
 
 

@@ -35,9 +35,9 @@ EXIT_CODES = {
     EXIT_AUTH: "no token: credentials rejected, or the token endpoint failed",
     EXIT_UNREACHABLE: "emma could not be reached (connection failed, name unknown, timed out)",
     EXIT_INTERNAL: "an unexpected internal error",
-    EXIT_OUTPUT: "the output could not be written (a full disk, say)",
+    EXIT_OUTPUT: "the output could not be written (a full disk, a closed stdout)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
-    EXIT_BROKEN_PIPE: "stdout was closed early (piped into head, say); no message",
+    EXIT_BROKEN_PIPE: "stdout's reader went away (piped into head, say); no message",
 }
 
 

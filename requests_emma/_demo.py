@@ -4,6 +4,11 @@ Everything runs against :class:`FakeEmmaServer` on 127.0.0.1 with its own throwa
 credentials: no network, nothing from the environment, no proxy. Instead of waiting for
 real expiry, the first token lives a few seconds and the server's knobs (revoke, expire,
 planned failures) stage the rest, so the whole tour takes a few seconds.
+
+The library's log lines are printed from inside the library, some from its background
+renewal thread: printing one never raises there (it would break the renewal and print a
+traceback). A failure to print it (a reader that went away) is raised by the next line the
+tour prints instead, in the main thread, where the command reports it.
 """
 
 from __future__ import annotations
@@ -41,10 +46,20 @@ class _Narrator:
         self.server = server
         self._issue_seen = 0
         self._refresh_seen = 0
+        self._log_failure: Exception | None = None
 
     def say(self, text: str = "") -> None:
+        if self._log_failure is not None:
+            raise self._log_failure
         self.out.write(text + "\n")
         self.out.flush()
+
+    def say_log_line(self, text: str) -> None:
+        """Print a log line; a failure waits for the next :meth:`say` (see the module doc)."""
+        try:
+            self.say(text)
+        except (OSError, ValueError) as error:  # ValueError: an encoding error, a closed file
+            self._log_failure = error
 
     def step(self, number: int, title: str) -> None:
         self.say()
@@ -77,7 +92,7 @@ class _LogLines(logging.Handler):
         self.narrator = narrator
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.narrator.say(f"     log: {record.getMessage()}")
+        self.narrator.say_log_line(f"     log: {record.getMessage()}")
 
 
 def run_demo(out: TextIO) -> int:

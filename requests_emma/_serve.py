@@ -5,10 +5,16 @@ other subcommands at it (throwaway credentials, made up at start), then logs one
 answer on stderr: method, path (no query string) and status, never a header or a token.
 stdout holds nothing but the ``export`` lines, so it can be saved and sourced. Ctrl-C (or
 SIGTERM) stops it cleanly.
+
+The log is written from the handler thread before the answer, so a log that cannot be
+written (stderr closed, or a reader that went away: ``serve 2>&1 | head``) must not take the
+answer with it: the log stops, serving goes on. The server keeps no record of the requests
+it serves (nothing reads it here), so a long-running one does not grow.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import threading
@@ -24,18 +30,41 @@ class ListenError(Exception):
     """The port cannot be listened on (in use, say): reported on one line."""
 
 
-def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO) -> int:
+class _Log:
+    """Whole lines to a stream, from any thread, until the stream fails: then nothing."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream  # None: closed at start (`2>&-`)
+        self._lock = threading.Lock()  # handler threads answer concurrently
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            if self._stream is None:
+                return
+            try:
+                self._stream.write(text + "\n")
+                self._stream.flush()
+            except (OSError, ValueError):  # a broken pipe, a full disk; ValueError: closed
+                _discard(self._stream)
+                self._stream = None
+
+    def request(self, method: str, path: str, status: int) -> None:
+        self.line(f"{time.strftime('%H:%M:%S')} {method} {path} {status}")
+
+
+def _discard(stream: TextIO) -> None:
+    """Point the stream's file at /dev/null: what it still buffers must not fail the exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (OSError, ValueError):  # not a file, or already closed: nothing to flush there
+        pass
+
+
+def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None) -> int:
     """Serve until interrupted; returns the exit status (0 once stopped by Ctrl-C)."""
-    server = FakeEmmaServer(token_lifetime=token_lifetime)
-    log_lock = threading.Lock()
-
-    def log_request(method: str, path: str, status: int) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {method} {path} {status}\n"
-        with log_lock:  # handler threads answer concurrently: whole lines only
-            log.write(line)
-            log.flush()
-
-    server.request_log = log_request
+    server = FakeEmmaServer(token_lifetime=token_lifetime, max_recorded_requests=0)
+    serve_log = _Log(log)
+    server.request_log = serve_log.request
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -62,14 +91,12 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO) -> in
         }
         out.writelines(f"export {name}={shlex.quote(value)}\n" for name, value in exports.items())
         out.flush()
-        log.write(f"# fake emma serving at {server.base_url}; Ctrl-C stops it\n")
-        log.flush()
+        serve_log.line(f"# fake emma serving at {server.base_url}; Ctrl-C stops it")
         while not stop.wait(0.5):  # a timed wait, so the signal is seen on every platform
             pass
     finally:
         server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    log.write("# fake emma stopped\n")
-    log.flush()
+    serve_log.line("# fake emma stopped")
     return 0

@@ -181,6 +181,62 @@ def test_get_path_without_slash_and_with_query(server: FakeEmmaServer) -> None:
     assert [location["name"] for location in json.loads(result.stdout)] == ["Singapore"]
 
 
+#: An answer with characters outside ASCII, as emma sends it: UTF-8 JSON.
+ZURICH = {"id": 91, "name": "Zürich", "note": "Genève ✓ 東京"}
+
+
+def test_get_json_on_an_ascii_stdout_is_escaped(server: FakeEmmaServer) -> None:
+    """Non-ASCII JSON on an ASCII stdout is printed with \\u escapes: the same JSON."""
+    body = json.dumps(ZURICH, ensure_ascii=False).encode()
+    server.fail_next_api_calls(1, 200, {"Content-Type": "application/json"}, body)
+    result = run_cli(
+        "get", "/v1/locations/91", env={**server_env(server), "PYTHONIOENCODING": "ascii"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.isascii()
+    assert json.loads(result.stdout) == ZURICH
+    assert "\\u00fcrich" in result.stdout
+
+
+def test_get_json_on_a_utf8_stdout_keeps_its_characters(server: FakeEmmaServer) -> None:
+    """Non-ASCII JSON on a UTF-8 stdout is printed with its characters as they are."""
+    body = json.dumps(ZURICH, ensure_ascii=False).encode()
+    server.fail_next_api_calls(1, 200, {"Content-Type": "application/json"}, body)
+    result = run_cli(
+        "get", "/v1/locations/91", env={**server_env(server), "PYTHONIOENCODING": "utf-8"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"note": "Genève ✓ 東京"' in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/octet-stream", bytes(range(256)) * 4),  # binary
+        ("text/plain; charset=iso-8859-1", "Zürich, no newline at the end".encode("latin-1")),
+        ("application/json", b'{"truncated": '),  # labelled JSON, but it is not
+        ("application/json", b'{"far": 1e400}'),  # JSON that would print as Infinity
+        ("text/plain", b'{"looks": "like JSON"}'),  # JSON, but not labelled so
+    ],
+)
+def test_get_of_a_body_that_is_not_json_writes_its_bytes(
+    server: FakeEmmaServer, content_type: str, body: bytes
+) -> None:
+    """A body that is not JSON reaches stdout byte for byte: nothing added, nothing changed."""
+    server.fail_next_api_calls(1, 200, {"Content-Type": content_type}, body)
+    result = subprocess.run(
+        [sys.executable, "-m", "requests_emma", "get", "/v1/files/1"],
+        env=child_env(server_env(server)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    assert result.stdout == body
+
+
 def test_get_non_2xx_exits_1_with_emmas_message(server: FakeEmmaServer) -> None:
     """A 404 prints the status and emma's code and message on one stderr line, exit 1."""
     result = run_cli("get", "/v1/locations/999", env=server_env(server))
@@ -377,10 +433,50 @@ def test_version_is_the_installed_version() -> None:
     assert result.stdout == f"requests-emma {installed}\n"
 
 
-def test_closed_stdout_is_quiet(server: FakeEmmaServer) -> None:
+#: Each subcommand, with what it needs to get as far as writing its output.
+EVERY_COMMAND = [["token"], ["get", "/v1/locations"], ["demo"], ["serve"]]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="closes stdout with a POSIX shell")
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=lambda command: command[0])
+def test_stdout_closed_at_start_is_exit_74(server: FakeEmmaServer, command: list[str]) -> None:
+    """Started with stdout closed (`>&-`): one error line, exit 74, before any token call."""
+    result = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "requests_emma", *command],
+        env=child_env(server_env(server)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 74, result.stderr
+    assert one_error_line(result) == "requests-emma: error: cannot write output: stdout is closed"
+    assert server.token_calls == 0
+
+
+@pytest.mark.skipif(os.name == "nt", reason="closes stderr with a POSIX shell")
+def test_stderr_closed_keeps_errors_off_stdout(server: FakeEmmaServer) -> None:
+    """With stderr closed (`2>&-`), an error line is not written to stdout instead."""
+    env = {**server_env(server), "EMMA_CLIENT_SECRET": "not-the-secret"}
+    result = subprocess.run(
+        ["sh", "-c", 'exec "$@" 2>&-', "sh", sys.executable, "-m", "requests_emma", "token"],
+        env=child_env(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 3
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=lambda command: command[0])
+def test_closed_stdout_is_quiet(server: FakeEmmaServer, command: list[str]) -> None:
     """A reader that went away (| head) ends the command with 141 and no traceback."""
     with subprocess.Popen(
-        [sys.executable, "-m", "requests_emma", "get", "/v1/locations"],
+        [sys.executable, "-m", "requests_emma", *command],
         env=child_env(server_env(server)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -388,6 +484,29 @@ def test_closed_stdout_is_quiet(server: FakeEmmaServer) -> None:
     ) as child:
         assert child.stdout is not None
         child.stdout.close()  # long before the interpreter in the child has started
+        _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 141
+    assert stderr == b""
+
+
+def test_demo_whose_reader_goes_away_mid_tour_is_quiet() -> None:
+    """The reader gone while the background renewal logs: 141, no traceback from its thread."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "requests_emma", "demo"],
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        assert child.stdout is not None
+        # The next line the demo prints is the renewal's log line, from its own thread: close
+        # as soon as the line before it arrives (unbuffered reads), before that one is written.
+        printed = b""
+        while b"renewal runs beside it)\n" not in printed:
+            chunk = os.read(child.stdout.fileno(), 65536)
+            assert chunk, printed
+            printed += chunk
+        child.stdout.close()
         _, stderr = child.communicate(timeout=60)
     assert child.returncode == 141
     assert stderr == b""

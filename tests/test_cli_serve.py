@@ -17,6 +17,8 @@ from typing import IO
 import pytest
 from test_cli import child_env, one_error_line, run_cli
 
+from requests_emma import EmmaAuth, EmmaSession
+
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="sends SIGINT, a POSIX signal")
 
 
@@ -110,6 +112,40 @@ def test_ctrl_c_stops_serve_cleanly(serving: Serving) -> None:
     port = int(serving.exports["EMMA_API_URL"].rsplit(":", 1)[1].split("/")[0])
     with socket.socket() as probe:  # the port is closed: nothing listens any more
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize("lines_read", [0, 1], ids=["at-start", "after-its-first-line"])
+def test_serve_keeps_answering_when_its_log_reader_is_gone(lines_read: int) -> None:
+    """stderr's reader gone (`serve 2>&1 | head`): token and API calls still get answers."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "requests_emma", "serve"],
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            assert child.stdout is not None and child.stderr is not None
+            exports = Serving._read_exports(child.stdout)
+            for _ in range(lines_read):
+                assert child.stderr.readline().startswith("# fake emma serving at ")
+            child.stderr.close()  # every log line from now on meets a broken pipe
+            for _ in range(3):  # a new client each time: a token call, then API calls
+                auth = EmmaAuth(
+                    exports["EMMA_CLIENT_ID"],
+                    exports["EMMA_CLIENT_SECRET"],
+                    base_url=exports["EMMA_API_URL"],
+                )
+                assert auth.get_token().access_token
+                with EmmaSession(auth, retries=0) as session:
+                    assert session.get("/v1/locations/18").json()["name"] == "London"
+                    assert session.post("/v1/ssh-keys", json={"name": "k"}).status_code == 201
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(timeout=30) == 0  # a clean stop, though its last line is lost
+        finally:
+            if child.poll() is None:
+                child.kill()
 
 
 def test_serve_on_a_busy_port_exits_2(serving: Serving) -> None:

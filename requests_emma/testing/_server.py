@@ -12,8 +12,9 @@ It follows emma's OpenAPI spec (1.0.50) where the spec speaks, for what auth tou
 Test knobs: lifetimes, :meth:`revoke`, :meth:`expire_access_tokens`,
 :meth:`fail_next_token_calls`, :meth:`fail_next_api_calls`, :meth:`drop_next_api_calls`,
 ``token_delay``, ``token_hook`` / ``api_hook`` (called in the handler thread, for
-barriers), :meth:`add_redirect`; counters of token and API calls and a record of every
-request received; ``request_log``, called with the method, path and status of each answer
+barriers), :meth:`add_redirect`; counters of token and API calls and a record of the
+requests received (the newest ``max_recorded_requests``, so a long-running server stays
+the same size); ``request_log``, called with the method, path and status of each answer
 (what ``requests-emma serve`` prints).
 """
 
@@ -70,7 +71,8 @@ class FakeEmmaServer(FakeTokenService):
 
     ``base_url`` includes emma's ``/external`` path prefix. Lifetimes are seconds;
     ``send_expires_in=False`` leaves ``expiresIn`` out of token responses, so clients must
-    fall back on the JWT ``exp`` claim.
+    fall back on the JWT ``exp`` claim. ``requests`` holds the newest
+    ``max_recorded_requests`` requests received, oldest first (``None``: every one).
     """
 
     def __init__(
@@ -82,7 +84,17 @@ class FakeEmmaServer(FakeTokenService):
         refresh_lifetime: int = 1800,
         access_level: str = "Manage",
         send_expires_in: bool = True,
+        max_recorded_requests: int | None = 1000,
     ) -> None:
+        if max_recorded_requests is not None and (
+            isinstance(max_recorded_requests, bool)
+            or not isinstance(max_recorded_requests, int)
+            or max_recorded_requests < 0
+        ):
+            raise ValueError(
+                f"max_recorded_requests must be a whole number, 0 or more, or None (every "
+                f"request), not {max_recorded_requests!r}"
+            )
         super().__init__(
             client_id=client_id,
             client_secret=client_secret or secrets.token_urlsafe(24),
@@ -100,6 +112,7 @@ class FakeEmmaServer(FakeTokenService):
         #: the path has no query string, and nothing else of the request is passed.
         self.request_log: Callable[[str, str, int], None] | None = None
         self.api_calls = 0
+        self.max_recorded_requests = max_recorded_requests
         self.requests: list[RecordedRequest] = []
         self._api_failures: collections.deque[PlannedAnswer] = collections.deque()
         self._api_drops = 0
@@ -149,6 +162,14 @@ class FakeEmmaServer(FakeTokenService):
     def __repr__(self) -> str:
         running = f"base_url={self.base_url!r}" if self._httpd else "stopped"
         return f"FakeEmmaServer({running}, client_id={self.client_id!r})"
+
+    def _record(self, request: RecordedRequest) -> None:
+        # A list rather than a deque, so ``requests`` stays the list it always was (slices,
+        # ``==``); dropping the oldest of at most ``max_recorded_requests`` items is cheap.
+        with self._lock:
+            self.requests.append(request)
+            if self.max_recorded_requests is not None:
+                del self.requests[: max(0, len(self.requests) - self.max_recorded_requests)]
 
     # -- knobs --------------------------------------------------------------------------------
 
@@ -232,10 +253,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not url.path.startswith(PREFIX + "/"):
             return self._send_json(404, {"code": "NOT_FOUND", "message": "Not found"})
         path = url.path[len(PREFIX) :]
-        with state._lock:
-            state.requests.append(
-                RecordedRequest(self.command, path, dict(self.headers.items()), body)
-            )
+        state._record(RecordedRequest(self.command, path, dict(self.headers.items()), body))
         if path in (ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH) and self.command == "POST":
             return self._token_call(path, body)
         with state._lock:
