@@ -17,7 +17,7 @@ from cache_workers import CacheSpec
 from redis_server import RedisServer
 from test_file_cache import WAIT, spawn
 
-from requests_emma._cache import cache_key, decode_token
+from requests_emma._cache import cache_key
 from requests_emma.testing import FakeEmmaServer
 
 
@@ -225,7 +225,8 @@ def test_a_corrupt_cache_file_is_ignored_and_rewritten(
     results = start(fleets, CacheSpec("file", str(directory)), server, 4).get_together()
     assert [status for status, _, _ in results] == [200] * 4
     assert server.token_calls == 1
-    token = decode_token(entry.read_bytes())
+    credentials = (server.base_url, server.client_id, server.client_secret)
+    token = cache_workers.token_in(entry.read_bytes(), entry.stem, credentials)
     assert token is not None and token.access_token == results[0][1]
 
 
