@@ -70,7 +70,10 @@ class FakeEmmaServer(FakeTokenService):
 
     ``base_url`` includes emma's ``/external`` path prefix. Lifetimes are seconds;
     ``send_expires_in=False`` leaves ``expiresIn`` out of token responses, so clients must
-    fall back on the JWT ``exp`` claim.
+    fall back on the JWT ``exp`` claim. ``revoke_on_reuse=True`` makes it a server with
+    refresh-token reuse detection: a refresh token presented after it was used revokes
+    every token descended from the same issue-token call; ``refresh_reuses`` counts such
+    presentations (with the option or without).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class FakeEmmaServer(FakeTokenService):
         refresh_lifetime: int = 1800,
         access_level: str = "Manage",
         send_expires_in: bool = True,
+        revoke_on_reuse: bool = False,
     ) -> None:
         super().__init__(
             client_id=client_id,
@@ -89,6 +93,7 @@ class FakeEmmaServer(FakeTokenService):
             token_lifetime=token_lifetime,
             refresh_lifetime=refresh_lifetime,
             send_expires_in=send_expires_in,
+            revoke_on_reuse=revoke_on_reuse,
         )
         self.client_id: str
         self.client_secret: str
