@@ -202,8 +202,8 @@ class RedisTokenCache:
     def lock(
         self, key: str, timeout: float = LOCK_TIMEOUT
     ) -> contextlib.AbstractContextManager[object]:
-        """The Redis lock for ``key``. Entering it raises :class:`LockNotAcquired` (both a
-        ``redis.exceptions.LockError`` and a ``TimeoutError``) after ``timeout`` seconds, or
+        """The Redis lock for ``key``. Entering it raises an error that is both a
+        ``redis.exceptions.LockError`` and a ``TimeoutError`` after ``timeout`` seconds, or
         ``blocking_timeout`` if that is shorter; a connection error when Redis is not there."""
         return self._locked(
             self.prefix + key + ":lock", max(0.0, min(timeout, self.blocking_timeout))
