@@ -129,6 +129,9 @@ class Sealer:
         foreign, another format version, another key or name) or is not a valid entry."""
         from cryptography.exceptions import InvalidTag
 
+        if not isinstance(sealed, (bytes, bytearray, memoryview)):
+            return None  # a cache of one's own that returned something else: not an entry
+        sealed = bytes(sealed)
         if len(sealed) > MAX_ENTRY_BYTES or not sealed.startswith(_VERSION_BYTE):
             return None
         nonce, ciphertext = sealed[1 : 1 + _NONCE_BYTES], sealed[1 + _NONCE_BYTES :]

@@ -105,6 +105,18 @@ def test_an_entry_that_fails_to_open_is_none(data: bytes) -> None:
     assert sealer().open(KEY, data) is None
 
 
+@pytest.mark.parametrize("data", [SEALED.hex(), None, 42, [SEALED]], ids=repr)
+def test_something_other_than_bytes_opens_as_none(data: object) -> None:
+    """A cache of one's own that loads a str or another object gives no entry, no crash."""
+    assert sealer().open(KEY, data) is None  # type: ignore[arg-type]
+
+
+def test_bytearray_and_memoryview_open_as_bytes() -> None:
+    """A store that returns a bytearray or memoryview of the entry works as with bytes."""
+    assert sealer().open(KEY, bytearray(SEALED)) == sealer().open(KEY, memoryview(SEALED))
+    assert sealer().open(KEY, bytearray(SEALED)) is not None
+
+
 def test_a_base_url_with_a_trailing_slash_opens_the_same_entries() -> None:
     """The key ignores a trailing slash of the base URL, as the cache key does."""
     assert sealer(BASE + "/").open(KEY, SEALED) is not None
