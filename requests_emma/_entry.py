@@ -106,9 +106,15 @@ class Sealer:
     """Seals and opens the entries of one client (base URL, client id, client secret)."""
 
     def __init__(self, base_url: str, client_id: str, client_secret: str) -> None:
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        try:
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        except ImportError:  # a required dependency, but an install can be broken
+            raise ImportError(
+                "a token cache needs the cryptography package, which seals its entries "
+                "(a dependency of requests-emma): pip install cryptography"
+            ) from None
 
         info = _KEY_INFO + _length_prefixed(base_url.rstrip("/"), client_id)
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(

@@ -203,3 +203,21 @@ def test_import_does_not_load_cryptography() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.split() == ["False", "True"]
+
+
+def test_without_cryptography_a_cache_says_what_to_install() -> None:
+    """With cryptography missing, import works and the first sealer names the package;
+    there is no unsealed fallback."""
+    code = (
+        "import sys; sys.modules['cryptography'] = None\n"
+        "import requests_emma\n"
+        "from requests_emma._entry import Sealer\n"
+        "try:\n"
+        "    Sealer('https://x', 'id', 'secret')\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "pip install cryptography" in result.stdout
