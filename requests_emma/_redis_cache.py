@@ -12,9 +12,11 @@ redis-py :class:`redis.lock.Lock` on ``<prefix><key>:lock`` with two bounds:
 - ``blocking_timeout``: the longest a waiter tries before ``lock()`` raises; a renewal
   waits no longer than its own deadline allows either.
 
-An outage raises a redis-py error (``ConnectionError``, ``TimeoutError``, ``LockError``),
-which ``EmmaAuth`` logs before carrying on with its in-memory token. To keep that delay
-small, :meth:`RedisTokenCache.from_url` sets short socket timeouts and one quick retry;
+An outage raises a redis-py error (``ConnectionError``, ``TimeoutError``), which
+``EmmaAuth`` logs before carrying on with its in-memory token. A lock another process keeps
+for the whole wait raises :class:`LockNotAcquired` instead, a ``LockError`` that is also the
+builtin ``TimeoutError``: not an outage, but another process renewing. To keep an outage's
+delay small, :meth:`RedisTokenCache.from_url` sets short socket timeouts and one quick retry;
 a client you build yourself keeps its own settings.
 
 This module, and redis-py with it, loads at the first use of :class:`RedisTokenCache`, so
