@@ -26,7 +26,9 @@ class CredentialsError(EmmaAuthError):
     """The client credentials are missing, or issue-token rejected them.
 
     ``status_code``, ``code`` and ``message`` are set when the server rejected them
-    (``None`` when they were missing).
+    (``None`` when they were missing). ``retry_after``: after a refusal, no token call is
+    made for a backoff (shared by the processes of a token cache); this is the seconds of it
+    left when the error was raised (``None`` when there is none).
     """
 
     def __init__(
@@ -36,11 +38,13 @@ class CredentialsError(EmmaAuthError):
         status_code: int | None = None,
         code: str | None = None,
         message: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(text)
         self.status_code = status_code
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
 
 class TokenRequestError(EmmaAuthError):
@@ -49,6 +53,9 @@ class TokenRequestError(EmmaAuthError):
     ``status_code`` is the last HTTP status (``None`` when no answer came), ``code`` and
     ``message`` are emma's error fields when the body had them, ``endpoint`` is the path
     called, ``attempts`` how many calls were made and ``elapsed`` the seconds spent.
+    ``retry_after``: when emma asked to wait (``Retry-After`` on a 429 or 503), the seconds
+    from the raising of this error until it takes token calls again; none is made before
+    (``None`` when it did not ask).
     """
 
     def __init__(
@@ -61,6 +68,7 @@ class TokenRequestError(EmmaAuthError):
         message: str | None = None,
         attempts: int = 1,
         elapsed: float = 0.0,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(text)
         self.endpoint = endpoint
@@ -69,6 +77,7 @@ class TokenRequestError(EmmaAuthError):
         self.message = message
         self.attempts = attempts
         self.elapsed = elapsed
+        self.retry_after = retry_after
 
 
 class TokenResponseError(EmmaAuthError):

@@ -11,14 +11,15 @@ one, never half of one; readers therefore need no lock. The lock is a ``filelock
 ``<key>.lock``: an OS file lock, released by the kernel when its holder dies, even by
 SIGKILL.
 
-Permissions: the directory is 0700 and files 0600 whatever the umask, since the entries
-hold tokens. A directory that other users may write to is refused, and so is one this user
-does not own, or one reached through a symbolic link that anyone but this user or root owns
-(whoever owns a link can point it elsewhere later): its owner could plant a token of their
-own, which would then be sent. The directory is checked again before each lock and save, so
-nothing is written into a directory that was not checked: one removed since (a cleaner of
-``/tmp`` or ``~/.cache``) is made again, 0700, and checked like a new one. filelock would
-otherwise make it, parents included, with the umask's mode (0775, 0777) when it takes a lock.
+Permissions: the directory is 0700 and files 0600 whatever the umask: the entries are
+sealed (nobody without the client secret can read or forge them), but their presence, size
+and timing are nobody else's business. A directory that other users may write to is refused,
+and so is one this user does not own, or one reached through a symbolic link that anyone but
+this user or root owns (whoever owns a link can point it elsewhere later). The directory is
+checked again before each lock and save, so nothing is written into a directory that was not
+checked: one removed since (a cleaner of ``/tmp`` or ``~/.cache``) is made again, 0700, and
+checked like a new one. filelock would otherwise make it, parents included, with the umask's
+mode (0775, 0777) when it takes a lock.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ from pathlib import Path
 import filelock
 import platformdirs
 
-from ._cache import LOCK_TIMEOUT, MAX_ENTRY_BYTES, decode_token, encode_token, is_spent
-from ._token import Token
+from ._cache import LOCK_TIMEOUT, MAX_ENTRY_BYTES
 
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _MAX_LINKS = 40  # symbolic links the kernel follows in one path before ELOOP
@@ -57,9 +57,9 @@ class FileTokenCache:
     (mode 0700). A directory you pass must exist, be writable, be owned by this user, not be
     writable by other users, and not be reached through a symbolic link that anyone but
     this user or root owns. Anything else is a ``ValueError`` here, naming the path and what
-    to do, rather than an error at the first request. ``lock_timeout`` is how long
-    ``lock()`` waits before raising ``filelock.Timeout``; keep it longer than a renewal may
-    take (the ``RetryPolicy`` deadline).
+    to do, rather than an error at the first request. ``lock_timeout`` is the longest
+    ``lock()`` waits before raising ``filelock.Timeout``; a renewal waits no longer than its
+    own deadline (the ``RetryPolicy`` deadline) allows either.
 
     Use one per host (or container) and pass it to every ``EmmaAuth``; processes that use
     the same directory share tokens. For several hosts, use :class:`RedisTokenCache`.
@@ -85,30 +85,31 @@ class FileTokenCache:
     def __repr__(self) -> str:
         return f"FileTokenCache(path={str(self.path)!r})"
 
-    def load(self, key: str) -> Token | None:
-        """The token saved under ``key``; ``None`` if absent, spent, or not a valid entry.
+    def load(self, key: str) -> bytes | None:
+        """The entry saved under ``key``, or ``None`` if there is none.
 
         Raises ``OSError`` if the file exists but cannot be read.
         """
         try:
             with open(self._entry(key), "rb") as entry:
-                data = entry.read(MAX_ENTRY_BYTES + 1)
+                return entry.read(MAX_ENTRY_BYTES + 1)
         except FileNotFoundError:
             return None
-        token = decode_token(data)
-        if token is None or is_spent(token):
-            return None
-        return token
 
-    def save(self, key: str, token: Token) -> None:
-        """Write ``token`` under ``key`` atomically (temporary file, fsync, rename)."""
+    def save(self, key: str, entry: bytes, ttl: float) -> None:
+        """Write ``entry`` under ``key`` atomically (temporary file, fsync, rename); with
+        ``ttl <= 0`` (nothing in it of use), remove the old entry instead."""
         target = self._entry(key)
+        if ttl <= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+            return
         self._ensure_directory()
         fd, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{key}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as file:
                 os.chmod(temporary, 0o600)  # mkstemp's 0600 minus the umask: make it exact
-                file.write(encode_token(token))
+                file.write(entry)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, target)
@@ -118,13 +119,14 @@ class FileTokenCache:
             raise
         _fsync_directory(self.path)  # the rename itself survives a crash
 
-    def lock(self, key: str) -> filelock.FileLock:
-        """The OS file lock for ``key``; entering it raises ``filelock.Timeout`` after
-        ``lock_timeout`` seconds. The kernel releases it when its holder dies."""
+    def lock(self, key: str, timeout: float = LOCK_TIMEOUT) -> filelock.FileLock:
+        """The OS file lock for ``key``; entering it raises ``filelock.Timeout`` (a
+        ``TimeoutError``) after ``timeout`` seconds, or ``lock_timeout`` if that is
+        shorter. The kernel releases it when its holder dies."""
         self._ensure_directory()
         return filelock.FileLock(
             self.path / f"{_checked(key)}.lock",
-            timeout=self.lock_timeout,
+            timeout=max(0.0, min(timeout, self.lock_timeout)),
             mode=0o600,
             # Waiters poll; a try is one cheap system call, and every waiter of a cold start
             # goes through the lock in turn, so a short interval keeps that queue short.

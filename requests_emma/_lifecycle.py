@@ -35,9 +35,24 @@ other reason (a busy server, no answer) says nothing about the refresh token: it
 and the renewal fails. A response without a refresh token keeps the previous one; one with a
 refresh token replaces it (the server may revoke the old one on use).
 
-Tokens from elsewhere: :meth:`~TokenLifecycle.adopt` starts from a :class:`Token` loaded from
-a shared cache, whose times are wall-clock, allowing :data:`CLOCK_SKEW` for hosts whose
-clocks disagree. A token this process saw rejected is never adopted again.
+Tokens from elsewhere: :meth:`~TokenLifecycle.adopt` takes an entry loaded from a shared
+cache, and :meth:`~TokenLifecycle.entry_to_save` makes the one to save; the entry's times are
+wall-clock, and only these two methods convert them. Which entry is newer is decided by its
+``generation``, a counter each saver writes as one more than the highest it knows, never by
+comparing the clocks of two hosts: an entry of a higher generation than the one held is the
+fleet's newest, so its refresh token replaces the one held (the held one may have been
+rotated away) whatever its access token's expiry, and its access token is taken unless it
+was rejected here or has (nearly) expired. "Nearly" allows for hosts whose clocks disagree:
+:func:`clock_skew`, at most :data:`CLOCK_SKEW`, less for a short-lived token (a quarter of
+its lifetime, read off the saver's own clock), so tokens shorter than the allowance are
+still shared.
+
+No token calls before a time: emma's ``Retry-After`` (on a 429 or 503) and a refusal of the
+client credentials (then a backoff from :data:`REFUSED_BACKOFF_INITIAL` doubling to
+:data:`REFUSED_BACKOFF_MAX`) become a *hold* (:meth:`~TokenLifecycle.hold_calls`,
+:meth:`~TokenLifecycle.credentials_refused`). Inside it no renewal calls emma
+(:meth:`~TokenLifecycle.calls_held`), no early renewal starts, and a token still valid keeps
+serving. The hold travels in the cache entry, so the whole fleet keeps it.
 """
 
 from __future__ import annotations
@@ -51,6 +66,7 @@ from ._token import Token, bearer_header
 
 if TYPE_CHECKING:
     # Loaded with the token calls' machinery at the first renewal, not with the package.
+    from ._entry import Entry
     from ._outcome import Kind
     from ._wire import TokenGrant
 
@@ -61,8 +77,15 @@ DEFAULT_MARGIN_SHARE = 0.2
 #: A refresh token this close to its expiry is not used: issue a new token instead.
 REFRESH_TOKEN_SLACK = 5.0
 #: How far apart the clocks of two hosts sharing a cache may be: a token from elsewhere is
-#: taken to expire this much earlier than it says.
+#: taken to expire this much earlier than it says (less for short tokens: clock_skew()).
 CLOCK_SKEW = 5.0
+#: Share of a cached token's lifetime allowed for clock skew when that is less than CLOCK_SKEW.
+CLOCK_SKEW_SHARE = 0.25
+#: No token calls for this long after emma refused the client credentials, doubling with each
+#: refusal in a row up to REFUSED_BACKOFF_MAX: a wrong secret must not make a fleet hammer
+#: the endpoint, and a fixed one is picked up within a minute.
+REFUSED_BACKOFF_INITIAL = 5.0
+REFUSED_BACKOFF_MAX = 60.0
 
 #: ``TokenLifecycle.fresh`` when there is no token to send as it is.
 _NOT_FRESH = (-math.inf, "")
@@ -79,6 +102,11 @@ def default_margin(lifetime: float) -> float:
     return min(MAX_DEFAULT_MARGIN, DEFAULT_MARGIN_SHARE * lifetime)
 
 
+def clock_skew(lifetime: float) -> float:
+    """The clock-skew allowance for a cached token of ``lifetime`` seconds."""
+    return max(0.0, min(CLOCK_SKEW, CLOCK_SKEW_SHARE * lifetime))
+
+
 def effective_margin(lifetime: float, configured: float | None) -> float:
     """The configured margin (or the default), never more than half the lifetime."""
     if configured is None:
@@ -87,15 +115,17 @@ def effective_margin(lifetime: float, configured: float | None) -> float:
 
 
 class _Held:
-    """The current token with its monotonic deadlines and its ready-made header."""
+    """The current token with its monotonic deadlines and its ready-made header, and the
+    Unix time its request was sent (on the clock of the process that sent it)."""
 
-    __slots__ = ("expires", "header", "renew_after", "token")
+    __slots__ = ("expires", "header", "issued_at", "renew_after", "token")
 
-    def __init__(self, token: Token, renew_after: float, expires: float) -> None:
+    def __init__(self, token: Token, renew_after: float, expires: float, issued_at: float) -> None:
         self.token = token
         self.header = bearer_header(token.access_token)
         self.renew_after = renew_after
         self.expires = expires
+        self.issued_at = issued_at
 
 
 class TokenLifecycle:
@@ -111,6 +141,15 @@ class TokenLifecycle:
         self.fresh: tuple[float, str] = _NOT_FRESH
         self._refresh_token: str | None = None
         self._refresh_expires: float | None = None  # monotonic
+        self._refresh_expires_at: float | None = None  # Unix time, as passed on to a cache
+        #: The generation of the shared cache entry the state held here comes from (or was
+        #: saved as); 0 for none.
+        self.generation = 0
+        # The hold: no token calls before _hold_until (monotonic), and why.
+        self._hold_until = -math.inf
+        self._hold_kind = ""
+        self._hold_detail = ""
+        self._hold_strikes = 0  # refusals of the credentials in a row
         # Access tokens the API refused, the latest few: a shared cache may still hold one.
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
         self._early_in_flight = False
@@ -158,6 +197,7 @@ class TokenLifecycle:
         if (
             self._early_in_flight
             or now < self._early_not_before
+            or now < self._hold_until
             or self.freshness(now) is not Freshness.STALE
         ):
             return False
@@ -176,6 +216,7 @@ class TokenLifecycle:
         """Note a failed early renewal; returns the seconds until the next early attempt."""
         wait = min(backoff_max, backoff_initial * 2.0**self._early_failures)
         self._early_failures += 1
+        wait = max(wait, self._hold_until - now)  # and not inside a hold on token calls
         self._early_not_before = now + wait
         return wait
 
@@ -199,9 +240,39 @@ class TokenLifecycle:
         from ._outcome import Kind  # loaded already: the call that failed classified itself
 
         if kind is Kind.REFUSED:
-            self._refresh_token = self._refresh_expires = None
+            self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
             return True
         return False
+
+    # -- holding off token calls -------------------------------------------------------------
+
+    def calls_held(self, now: float) -> tuple[float, str, str] | None:
+        """``(seconds left, kind, detail)`` while no token call may be made, else ``None``.
+        ``kind`` is ``"busy"`` (emma asked to wait) or ``"refused"`` (the credentials)."""
+        if now >= self._hold_until:
+            return None
+        return self._hold_until - now, self._hold_kind, self._hold_detail
+
+    def hold_calls(self, now: float, seconds: float, detail: str) -> None:
+        """emma answered ``detail`` (``"HTTP 429"``) with ``Retry-After: seconds``."""
+        from ._entry import BUSY
+
+        self._set_hold(now + seconds, BUSY, detail, 0)
+
+    def credentials_refused(self, now: float, detail: str) -> float:
+        """issue-token refused the credentials: no call for a backoff that doubles with each
+        refusal in a row. Returns its seconds."""
+        from ._entry import REFUSED
+
+        strikes = self._hold_strikes + 1
+        wait = min(REFUSED_BACKOFF_MAX, REFUSED_BACKOFF_INITIAL * 2.0 ** (strikes - 1))
+        self._set_hold(now + wait, REFUSED, detail, strikes)
+        return wait
+
+    def _set_hold(self, until: float, kind: str, detail: str, strikes: int) -> None:
+        if until > self._hold_until:
+            self._hold_until, self._hold_kind, self._hold_detail = until, kind, detail
+        self._hold_strikes = max(strikes, self._hold_strikes)
 
     # -- new tokens --------------------------------------------------------------------------
 
@@ -214,45 +285,72 @@ class TokenLifecycle:
             self._refresh_expires = (
                 None if grant.refresh_lifetime is None else sent_at + grant.refresh_lifetime
             )
+            self._refresh_expires_at = token.refresh_expires_at
         elif self._refresh_token is not None:
             # Keep the previous refresh token; show it and its expiry on the new Token.
-            refresh_expires_at = (
-                None
-                if self._refresh_expires is None
-                else sent_wall + (self._refresh_expires - sent_at)
-            )
-            token = token.with_refresh(self._refresh_token, refresh_expires_at)
-        self._hold(token, sent_at, grant.lifetime)
+            token = token.with_refresh(self._refresh_token, self._refresh_expires_at)
+        self._take(token, sent_at, grant.lifetime, sent_wall)
+        # emma answered: whatever held token calls off is over.
+        self._hold_until, self._hold_strikes = -math.inf, 0
         return token
 
-    def adopt(self, token: Token, now: float, wall_now: float) -> bool:
-        """Take ``token``, loaded from a shared cache, if it is newer than the one held
-        (another access token, expiring later, allowing for clock skew) and not rejected
-        here. Its refresh token comes with it, as the newest one the fleet knows, even when
-        its access token has expired. Returns whether the access token was taken."""
-        if token.access_token in self._rejected:
+    def adopt(self, entry: Entry, now: float, wall_now: float) -> bool:
+        """Take what is newer in ``entry``, loaded from a shared cache at monotonic ``now``
+        (Unix ``wall_now``). Returns whether its access token was taken.
+
+        Its hold is kept if it ends later than the one held. Its token counts only if the
+        entry's generation is higher than the one held: then its refresh token replaces the
+        one held, even when its access token has expired, and its access token is taken
+        unless it was rejected here or has (nearly, by :func:`clock_skew`) expired.
+        """
+        hold = entry.hold
+        if hold is not None and hold.until > wall_now:
+            self._set_hold(now + (hold.until - wall_now), hold.kind, hold.detail, hold.strikes)
+        token, issued_at = entry.token, entry.issued_at
+        if entry.generation <= self.generation or token is None or issued_at is None:
             return False
-        left = token.expires_at - wall_now - CLOCK_SKEW
-        held = self._held
-        if held is not None and (
-            held.token.access_token == token.access_token or now + left <= held.expires
-        ):
-            return False
+        self.generation = entry.generation
         if token.refresh_token is not None:
             self._refresh_token = token.refresh_token
+            self._refresh_expires_at = token.refresh_expires_at
             self._refresh_expires = (
                 None
                 if token.refresh_expires_at is None
-                else now + (token.refresh_expires_at - wall_now - CLOCK_SKEW)
+                else now
+                + _left(token.refresh_expires_at, token.refresh_expires_at - issued_at, wall_now)
             )
+        held = self._held
+        if token.access_token in self._rejected or (
+            held is not None and held.token.access_token == token.access_token
+        ):
+            return False
+        left = _left(token.expires_at, token.expires_at - issued_at, wall_now)
         if left <= 0:
             return False
-        self._hold(token, now, left)
+        self._take(token, now, left, issued_at)
         return True
 
-    def _hold(self, token: Token, start: float, lifetime: float) -> None:
+    def entry_to_save(self, now: float, wall_now: float) -> Entry:
+        """The shared cache entry for what is held here: the current token with the newest
+        refresh token, the hold, and the next generation (see :meth:`saved`)."""
+        from ._entry import Entry, Hold
+
+        held, token, hold = self._held, None, None
+        if held is not None:
+            token = held.token.with_refresh(self._refresh_token, self._refresh_expires_at)
+        if now < self._hold_until:
+            until = wall_now + (self._hold_until - now)
+            hold = Hold(until, self._hold_kind, self._hold_detail, self._hold_strikes)
+        issued_at = None if held is None else held.issued_at
+        return Entry(self.generation + 1, token, issued_at, hold)
+
+    def saved(self, entry: Entry) -> None:
+        """``entry`` (from :meth:`entry_to_save`) is in the shared cache now."""
+        self.generation = max(self.generation, entry.generation)
+
+    def _take(self, token: Token, start: float, lifetime: float, issued_at: float) -> None:
         margin = effective_margin(lifetime, self.refresh_margin)
-        held = self._held = _Held(token, start + lifetime - margin, start + lifetime)
+        held = self._held = _Held(token, start + lifetime - margin, start + lifetime, issued_at)
         self.fresh = (held.renew_after, held.header)
         self._early_not_before = -math.inf
         self._early_failures = 0
@@ -275,5 +373,12 @@ class TokenLifecycle:
         """In a forked child: the access token stays usable, but the refresh token is the
         parent's, which a rotating server revokes when either process uses it; and no early
         renewal runs here, whatever the parent was doing."""
-        self._refresh_token = self._refresh_expires = None
+        self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
         self._early_in_flight = False
+        self.generation = 0  # so the cache's entry, and its refresh token, count as newer
+
+
+def _left(expires_at: float, lifetime: float, wall_now: float) -> float:
+    """Seconds left until ``expires_at`` (a Unix time from another host), allowing for the
+    clock skew of a token of ``lifetime`` seconds."""
+    return expires_at - wall_now - clock_skew(lifetime)

@@ -1,17 +1,22 @@
 """:class:`RedisTokenCache`: a token cache in Redis, for fleets that span several hosts.
 
-An entry is one Redis string, ``<prefix><key>``, holding :func:`encode_token`'s JSON and
-set with a TTL, so Redis drops it when nothing in it is of use any more. The lock is a
+An entry is one Redis string, ``<prefix><key>``, holding a sealed entry (opaque bytes:
+nobody without the client secret can read or forge it) in base64, so that a client made
+with ``decode_responses=True`` reads it too, set with the TTL the library gives, so Redis
+drops it when nothing in it is of use any more. The lock is a
 redis-py :class:`redis.lock.Lock` on ``<prefix><key>:lock`` with two bounds:
 
 - ``lock_timeout``: the lock's own TTL. A holder that dies (SIGKILL, a lost host) cannot
   block the others for longer than this. It must outlast a renewal (the ``RetryPolicy``
   deadline, 30 s by default), or a slow renewal would let a second process in;
-- ``blocking_timeout``: how long a waiter tries before ``lock()`` raises.
+- ``blocking_timeout``: the longest a waiter tries before ``lock()`` raises; a renewal
+  waits no longer than its own deadline allows either.
 
-An outage raises a redis-py error (``ConnectionError``, ``TimeoutError``, ``LockError``),
-which ``EmmaAuth`` logs before carrying on with its in-memory token. To keep that delay
-small, :meth:`RedisTokenCache.from_url` sets short socket timeouts and one quick retry;
+An outage raises a redis-py error (``ConnectionError``, ``TimeoutError``), which
+``EmmaAuth`` logs before carrying on with its in-memory token. A lock another process keeps
+for the whole wait raises :class:`LockNotAcquired` instead, a ``LockError`` that is also the
+builtin ``TimeoutError``: not an outage, but another process renewing. To keep an outage's
+delay small, :meth:`RedisTokenCache.from_url` sets short socket timeouts and one quick retry;
 a client you build yourself keeps its own settings.
 
 This module, and redis-py with it, loads at the first use of :class:`RedisTokenCache`, so
@@ -21,20 +26,25 @@ it (``pip install 'requests-emma[redis]'``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import math
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._cache import LOCK_TIMEOUT, decode_token, encode_token, is_spent, usable_until
+from ._cache import LOCK_TIMEOUT
 from ._config import Secret
-from ._token import Token
 
 try:  # at runtime too, so that the annotations naming it resolve
     import redis
+
+    class LockNotAcquired(redis.exceptions.LockError, TimeoutError):
+        """Another holder kept the Redis lock for the whole wait: both redis-py's
+        ``LockError`` and the ``TimeoutError`` the :class:`~requests_emma.TokenCache`
+        protocol asks for."""
+
 except ImportError:  # RedisTokenCache() says how to install it
     pass
 
@@ -187,50 +197,52 @@ class RedisTokenCache:
             return "RedisTokenCache(<not fully constructed>)"
         return f"RedisTokenCache({self._location}, prefix={self.prefix!r})"
 
-    def load(self, key: str) -> Token | None:
-        """The token saved under ``key``; ``None`` if absent, spent, or not a valid entry.
+    def load(self, key: str) -> bytes | None:
+        """The entry saved under ``key``, or ``None`` if there is none.
 
         Raises redis-py's ``ConnectionError`` or ``TimeoutError`` when Redis is not there.
         """
         data = self.client.get(self.prefix + key)
-        if data is None:
-            return None
         if isinstance(data, str):  # a client made with decode_responses=True
-            data = data.encode("utf-8")
+            data = data.encode("ascii", "replace")
         if not isinstance(data, bytes):
             return None
-        token = decode_token(data)
-        if token is None or is_spent(token):
-            return None
-        return token
+        try:
+            return base64.b64decode(data, validate=True)
+        except ValueError:  # not ours: the library treats it as absent
+            return b""
 
-    def save(self, key: str, token: Token) -> None:
-        """Store ``token`` under ``key`` with a TTL that ends when it is of no more use."""
-        ttl_ms = math.ceil((usable_until(token) - time.time()) * 1000)
-        if ttl_ms <= 0:  # nothing left to share; drop what is there, it is older
+    def save(self, key: str, entry: bytes, ttl: float) -> None:
+        """Store ``entry`` under ``key``, dropped by Redis after ``ttl`` seconds; with
+        ``ttl <= 0`` (nothing in it of use), delete the old entry instead."""
+        ttl_ms = math.ceil(ttl * 1000)
+        if ttl_ms <= 0:
             self.client.delete(self.prefix + key)
             return
-        self.client.set(self.prefix + key, encode_token(token), px=ttl_ms)
+        self.client.set(self.prefix + key, base64.b64encode(entry), px=ttl_ms)
 
-    def lock(self, key: str) -> contextlib.AbstractContextManager[object]:
-        """The Redis lock for ``key``. Entering it raises ``redis.exceptions.LockError``
-        after ``blocking_timeout`` seconds, or a connection error when Redis is not there."""
-        return self._locked(self.prefix + key + ":lock")
+    def lock(
+        self, key: str, timeout: float = LOCK_TIMEOUT
+    ) -> contextlib.AbstractContextManager[object]:
+        """The Redis lock for ``key``. Entering it raises an error that is both a
+        ``redis.exceptions.LockError`` and a ``TimeoutError`` after ``timeout`` seconds, or
+        ``blocking_timeout`` if that is shorter; a connection error when Redis is not there."""
+        return self._locked(
+            self.prefix + key + ":lock", max(0.0, min(timeout, self.blocking_timeout))
+        )
 
     @contextlib.contextmanager
-    def _locked(self, name: str) -> Iterator[object]:
+    def _locked(self, name: str, blocking_timeout: float) -> Iterator[object]:
         lock = self.client.lock(
             name,
             timeout=self.lock_timeout,
-            blocking_timeout=self.blocking_timeout,
+            blocking_timeout=blocking_timeout,
             # redis-py polls every 0.1 s by default: with a fleet waiting at a cold start,
             # each waiter in turn then costs up to that. A try is one SET NX.
             sleep=LOCK_POLL,
         )
         if not lock.acquire():
-            raise redis.exceptions.LockError(
-                f"token cache lock not acquired within {self.blocking_timeout:g} s"
-            )
+            raise LockNotAcquired(f"token cache lock not acquired within {blocking_timeout:g} s")
         try:
             yield lock
         finally:

@@ -134,10 +134,6 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
         raise TokenResponseError(
             f"token response accessToken is a JSON {_json_type(access_token)}, expected a string"
         )
-    if not _HEADER_SAFE.fullmatch(access_token):
-        raise TokenResponseError(
-            "token response accessToken has characters that are not allowed in a bearer token"
-        )
 
     token_type = data.get("tokenType")
     if token_type is None:
@@ -158,22 +154,47 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
             lifetime, source = DEFAULT_LIFETIME, "default"
 
     refresh_token = data.get("refreshToken")
-    if refresh_token == "":
-        refresh_token = None
     if refresh_token is not None and not isinstance(refresh_token, str):
         raise TokenResponseError(
             f"token response refreshToken is a JSON {_json_type(refresh_token)}, expected a string"
         )
     refresh_lifetime = _optional_seconds(data, "refreshExpiresIn")
+    return checked_grant(
+        access_token, token_type, lifetime, source, refresh_token, refresh_lifetime
+    )
+
+
+def checked_grant(
+    access_token: str,
+    token_type: str,
+    lifetime: float,
+    lifetime_source: str,
+    refresh_token: str | None,
+    refresh_lifetime: float | None,
+) -> TokenGrant:
+    """A :class:`TokenGrant` from fields already of the right types, checked as every token
+    that enters the lifecycle is, wherever it came from (a token response, a shared cache):
+    the access token must be safe in a header, the lifetime positive and believable.
+
+    Raises :class:`TokenResponseError` for an access token or lifetime that is not; an
+    unbelievable refresh lifetime reads as unknown, an empty refresh token as none.
+    """
+    if not access_token or not _HEADER_SAFE.fullmatch(access_token):
+        raise TokenResponseError(
+            "token response accessToken has characters that are not allowed in a bearer token"
+        )
+    if not 0 < lifetime <= MAX_LIFETIME:
+        raise TokenResponseError(
+            f"token lifetime {lifetime:.0f} s is not between 0 and {MAX_LIFETIME:.0f} s"
+        )
     if refresh_lifetime is not None and not 0 < refresh_lifetime <= MAX_REFRESH_LIFETIME:
         refresh_lifetime = None
-
     return TokenGrant(
         access_token=access_token,
         token_type=token_type,
         lifetime=lifetime,
-        lifetime_source=source,
-        refresh_token=refresh_token,
+        lifetime_source=lifetime_source,
+        refresh_token=refresh_token or None,
         refresh_lifetime=refresh_lifetime,
     )
 

@@ -13,6 +13,7 @@ from typing import Any
 import requests
 
 from requests_emma import FileTokenCache, RedisTokenCache, Token, TokenCache
+from requests_emma._entry import Entry, Sealer
 from requests_emma._wire import issue_token_body, parse_token
 
 
@@ -35,14 +36,20 @@ def make_cache(spec: CacheSpec) -> TokenCache:
     )
 
 
-def issue_token(base_url: str, client_id: str, client_secret: str) -> Token:
-    """One real issue-token call to the test server."""
+def issue_token(base_url: str, client_id: str, client_secret: str) -> Entry:
+    """One real issue-token call to the test server; its token as a cache entry."""
     sent_at = time.time()
     response = requests.post(
         base_url + "/v1/issue-token", json=issue_token_body(client_id, client_secret), timeout=30
     )
     response.raise_for_status()
-    return parse_token(response.content, sent_at).to_token(sent_at)
+    return Entry(1, parse_token(response.content, sent_at).to_token(sent_at), sent_at)
+
+
+def token_in(sealed: bytes | None, key: str, credentials: tuple[str, str, str]) -> Token | None:
+    """The token in the sealed entry ``sealed`` saved under ``key``, if it opens."""
+    entry = None if sealed is None else Sealer(*credentials).open(key, sealed)
+    return None if entry is None else entry.token
 
 
 def check_then_renew(
@@ -56,21 +63,22 @@ def check_then_renew(
     one and save it. Reports ``("renewed" | "adopted", access_token)``."""
     cache = make_cache(spec)
     start.wait(timeout=60)
-    with cache.lock(key):
-        token = cache.load(key)
+    with cache.lock(key, 60.0):
+        token = token_in(cache.load(key), key, credentials)
         if token is not None:
             results.put(("adopted", token.access_token))
             return
-        token = issue_token(*credentials)
-        cache.save(key, token)
-    results.put(("renewed", token.access_token))
+        entry = issue_token(*credentials)
+        cache.save(key, Sealer(*credentials).seal(key, entry), 300.0)
+    assert entry.token is not None
+    results.put(("renewed", entry.token.access_token))
 
 
 def hold_lock(spec: CacheSpec, key: str, held: Any) -> None:
     """Take the cache lock, say so through the ``held`` Event, and keep it (until killed;
     two minutes at most)."""
     cache = make_cache(spec)
-    with cache.lock(key):
+    with cache.lock(key, 60.0):
         held.set()
         time.sleep(120)
 

@@ -14,6 +14,8 @@ import requests
 from fakes import WAIT, FakeClock, auth_for, join_renewal, use_clock
 
 from requests_emma import EmmaAuth, Token
+from requests_emma._cache import cache_key
+from requests_emma._entry import Sealer
 from requests_emma.testing import FakeEmmaServer
 
 
@@ -21,37 +23,47 @@ class MemoryCache:
     """A token cache in a dict, with one lock per cache: what a fleet's store does."""
 
     def __init__(self) -> None:
-        self.entries: dict[str, Token] = {}
+        self.entries: dict[str, bytes] = {}
         self.saves = 0
         self._lock = threading.Lock()
 
-    def load(self, key: str) -> Token | None:
+    def load(self, key: str) -> bytes | None:
         return self.entries.get(key)
 
-    def save(self, key: str, token: Token) -> None:
+    def save(self, key: str, entry: bytes, ttl: float) -> None:
         self.saves += 1
-        self.entries[key] = token
+        self.entries[key] = entry
 
-    def lock(self, key: str) -> contextlib.AbstractContextManager[object]:
-        return self._lock
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float) -> Iterator[object]:
+        if not self._lock.acquire(timeout=timeout):
+            raise TimeoutError(f"lock not acquired within {timeout} s")
+        try:
+            yield self._lock
+        finally:
+            self._lock.release()
+
+    def token(self, server: FakeEmmaServer) -> Token | None:
+        """The token in the entry saved for ``server``'s client, opened with its secret."""
+        key = cache_key(server.base_url, server.client_id, server.client_secret)
+        sealer = Sealer(server.base_url, server.client_id, server.client_secret)
+        entry = sealer.open(key, self.entries[key])
+        return None if entry is None else entry.token
 
 
 class BrokenCache(MemoryCache):
     """A cache whose store is down: every call raises, as a Redis outage does."""
 
-    def load(self, key: str) -> Token | None:
+    def load(self, key: str) -> bytes | None:
         raise ConnectionError("store down")
 
-    def save(self, key: str, token: Token) -> None:
+    def save(self, key: str, entry: bytes, ttl: float) -> None:
         raise ConnectionError("store down")
 
     @contextlib.contextmanager
-    def _broken(self) -> Iterator[None]:
-        raise TimeoutError("lock not acquired in time")
+    def lock(self, key: str, timeout: float) -> Iterator[object]:
+        raise ConnectionRefusedError("store down")
         yield
-
-    def lock(self, key: str) -> contextlib.AbstractContextManager[object]:
-        return self._broken()
 
 
 @pytest.fixture
@@ -147,7 +159,7 @@ def test_a_rejected_token_in_the_cache_is_not_taken_again(
     server.revoke()
     assert get(server, auth).status_code == 200
     assert server.issue_calls == 2
-    assert cache.entries and next(iter(cache.entries.values())) == auth.get_token()
+    assert cache.entries and cache.token(server) == auth.get_token()
 
 
 def test_two_clients_are_kept_apart(server: FakeEmmaServer, cache: MemoryCache) -> None:
@@ -178,7 +190,7 @@ def test_a_cache_outage_never_fails_a_request(
     with caplog.at_level(logging.WARNING, logger="requests_emma"):
         assert get(server, auth).status_code == 200
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings and "token cache" in warnings[0] and "TimeoutError" in warnings[0]
+    assert warnings and "token cache" in warnings[0] and "ConnectionRefusedError" in warnings[0]
     assert server.token_calls == 1
 
 
@@ -188,14 +200,14 @@ def test_a_load_failure_still_renews_and_saves(
     """A load that fails is logged; the auth renews in memory."""
 
     class LoadFails(MemoryCache):
-        def load(self, key: str) -> Token | None:
+        def load(self, key: str) -> bytes | None:
             raise ConnectionError("read timed out")
 
     cache = LoadFails()
     auth = auth_for(server, token_cache=cache)
     with caplog.at_level(logging.WARNING, logger="requests_emma"):
         token = auth.get_token()
-    assert cache.saves == 1 and list(cache.entries.values()) == [token]
+    assert cache.saves == 1 and cache.token(server) == token
     assert any("load failed" in r.getMessage() for r in caplog.records)
 
 
@@ -208,7 +220,7 @@ def test_an_object_that_is_not_a_cache_is_refused_at_construction(
         def load(self, key: str) -> None:
             return None
 
-        def save(self, key: str, token: Token) -> None:
+        def save(self, key: str, entry: bytes, ttl: float) -> None:
             pass
 
     with pytest.raises(ValueError, match=r"no lock\(\) method"):

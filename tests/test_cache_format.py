@@ -1,9 +1,8 @@
-"""The token cache protocol and entry format: keys, encoding, decoding, protocol checks."""
+"""The token cache protocol: keys and protocol checks (the entry format: test_entry.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import sys
 import time
@@ -12,15 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from requests_emma import Token
-from requests_emma._cache import (
-    CLOCK_SKEW,
-    SCHEMA_VERSION,
-    cache_key,
-    check_token_cache,
-    decode_token,
-    encode_token,
-    is_spent,
-)
+from requests_emma._cache import cache_key, check_token_cache
 
 BASE = "https://api.emma.ms/external"
 SECRET = "s3cret-value-never-stored"
@@ -74,93 +65,23 @@ def test_cache_key_ignores_a_trailing_slash() -> None:
     assert cache_key(BASE + "/", "client-id", SECRET) == cache_key(BASE, "client-id", SECRET)
 
 
-def test_an_entry_round_trips() -> None:
-    """decode_token(encode_token(t)) is t, refresh token and both expiries included."""
-    token = a_token()
-    assert decode_token(encode_token(token)) == token
-
-
-def test_an_entry_without_refresh_token_round_trips() -> None:
-    """A token without refresh token decodes with refresh fields None."""
-    token = a_token(refresh_token=None, refresh_expires_at=None)
-    assert decode_token(encode_token(token)) == token
-
-
-def test_an_entry_is_json_with_a_schema_version() -> None:
-    """The entry is a JSON object carrying the schema version."""
-    entry = json.loads(encode_token(a_token()))
-    assert entry["schema"] == SCHEMA_VERSION
-
-
-def _entry(**changes: object) -> bytes:
-    entry = json.loads(encode_token(a_token()))
-    entry.update(changes)
-    return json.dumps(entry).encode()
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"",
-        b"{",
-        encode_token(a_token())[:-7],  # truncated
-        b"\xff\xfe\x00garbage",
-        b"null",
-        b"[1, 2, 3]",
-        b'{"access_token": "x"}',  # foreign: no schema
-        _entry(schema=SCHEMA_VERSION + 1),
-        _entry(schema="1"),
-        _entry(access_token=""),
-        _entry(access_token=7),
-        _entry(token_type=None),
-        _entry(expires_at="soon"),
-        _entry(expires_at=True),
-        _entry(refresh_token=12),
-        _entry(refresh_expires_at="later"),
-        b'{"schema": 1, "expires_at": NaN, "access_token": "a", "token_type": "Bearer"}',
-        b"[" * 100_000 + b"]" * 100_000,  # nested too deeply
-        b" " * 70_000 + encode_token(a_token()),  # far larger than an entry
-    ],
-    ids=lambda data: repr(data[:30]),
-)
-def test_anything_but_a_valid_entry_decodes_as_none(data: bytes) -> None:
-    """Corrupt, truncated, foreign or other-schema content decodes as None, never raises."""
-    assert decode_token(data) is None
-
-
-def test_a_token_is_spent_only_when_its_refresh_token_is_too() -> None:
-    """An expired access token with a live refresh token is still worth sharing."""
-    now = time.time()
-    assert not is_spent(a_token(expires_at=now - 10, refresh_expires_at=now + 600), now)
-    assert is_spent(a_token(expires_at=now - 10, refresh_expires_at=now - 1), now)
-    assert is_spent(a_token(expires_at=now - 10, refresh_token=None, refresh_expires_at=None), now)
-
-
-def test_a_token_within_the_clock_skew_of_its_end_is_spent() -> None:
-    """A token with less than CLOCK_SKEW seconds left is treated as spent."""
-    now = time.time()
-    spent = a_token(expires_at=now + CLOCK_SKEW - 1, refresh_token=None, refresh_expires_at=None)
-    live = a_token(expires_at=now + CLOCK_SKEW + 1, refresh_token=None, refresh_expires_at=None)
-    assert is_spent(spent, now) and not is_spent(live, now)
-
-
 class _Complete:
-    def load(self, key: str) -> Token | None:
+    def load(self, key: str) -> bytes | None:
         return None
 
-    def save(self, key: str, token: Token) -> None:
+    def save(self, key: str, entry: bytes, ttl: float) -> None:
         pass
 
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str, timeout: float) -> Iterator[None]:
         yield
 
 
 class _NoLock:
-    def load(self, key: str) -> Token | None:
+    def load(self, key: str) -> bytes | None:
         return None
 
-    def save(self, key: str, token: Token) -> None:
+    def save(self, key: str, entry: bytes, ttl: float) -> None:
         pass
 
 

@@ -16,10 +16,9 @@ import cache_workers
 import filelock
 import pytest
 from cache_workers import CacheSpec
-from test_cache_format import a_token
 
-from requests_emma import FileTokenCache
-from requests_emma._cache import cache_key
+from requests_emma import EmmaAuth, FileTokenCache
+from requests_emma._cache import MAX_ENTRY_BYTES, cache_key
 from requests_emma.testing import FakeEmmaServer
 
 WAIT = 60.0
@@ -50,11 +49,13 @@ def permissive_umask() -> Iterator[None]:
         os.umask(old)
 
 
-def test_a_saved_token_loads_back(cache: FileTokenCache) -> None:
-    """save then load returns the same token, refresh token included."""
-    token = a_token()
-    cache.save(KEY, token)
-    assert cache.load(KEY) == token
+ENTRY = b"\x01sealed entry bytes, opaque to the cache"
+
+
+def test_saved_bytes_load_back(cache: FileTokenCache) -> None:
+    """save then load returns the same bytes."""
+    cache.save(KEY, ENTRY, 60.0)
+    assert cache.load(KEY) == ENTRY
 
 
 def test_an_absent_entry_loads_as_none(cache: FileTokenCache) -> None:
@@ -62,39 +63,32 @@ def test_an_absent_entry_loads_as_none(cache: FileTokenCache) -> None:
     assert cache.load(KEY) is None
 
 
-def test_a_spent_entry_loads_as_none(cache: FileTokenCache) -> None:
-    """An entry whose access and refresh tokens have both expired loads as None."""
-    cache.save(KEY, a_token(expires_at=time.time() - 60, refresh_expires_at=time.time() - 1))
+def test_a_save_with_nothing_of_use_removes_the_entry(cache: FileTokenCache) -> None:
+    """save with ttl <= 0 (nothing in the entry of use) leaves no entry behind."""
+    cache.save(KEY, ENTRY, 60.0)
+    cache.save(KEY, b"spent", 0.0)
+    assert cache.load(KEY) is None
+    cache.save(KEY, b"spent", -1.0)  # and nothing to remove is no error
     assert cache.load(KEY) is None
 
 
-@pytest.mark.parametrize(
-    "content",
-    [b"", b"{not json", b"\x00\x01\x02\xff", b'{"something": "else"}', b'{"schema": 99}'],
-    ids=["empty", "corrupt", "binary", "foreign", "other-schema"],
-)
-def test_bad_content_loads_as_none_and_is_rewritten(
-    cache: FileTokenCache, directory: Path, content: bytes
-) -> None:
-    """Corrupt, foreign or other-schema file content loads as None; the next save fixes it."""
-    (directory / f"{KEY}.json").write_bytes(content)
-    assert cache.load(KEY) is None
-    token = a_token()
-    cache.save(KEY, token)
-    assert cache.load(KEY) == token
-
-
-def test_truncated_content_loads_as_none_and_is_rewritten(
+def test_a_file_is_read_as_it_is_and_replaced_by_a_save(
     cache: FileTokenCache, directory: Path
 ) -> None:
-    """An entry cut short (a full disk, a crash elsewhere) loads as None; save rewrites it."""
-    cache.save(KEY, a_token())
-    entry = directory / f"{KEY}.json"
-    entry.write_bytes(entry.read_bytes()[:40])
-    assert cache.load(KEY) is None
-    token = a_token()
-    cache.save(KEY, token)
-    assert cache.load(KEY) == token
+    """What the file holds is returned as it is (the library judges it); save replaces it."""
+    (directory / f"{KEY}.json").write_bytes(b"{not json")
+    assert cache.load(KEY) == b"{not json"
+    cache.save(KEY, ENTRY, 60.0)
+    assert cache.load(KEY) == ENTRY
+
+
+def test_an_oversized_file_is_read_no_further_than_an_entry_can_be(
+    cache: FileTokenCache, directory: Path
+) -> None:
+    """A huge file costs one bounded read: load returns at most MAX_ENTRY_BYTES + 1 bytes."""
+    (directory / f"{KEY}.json").write_bytes(b"x" * (MAX_ENTRY_BYTES * 4))
+    loaded = cache.load(KEY)
+    assert loaded is not None and len(loaded) == MAX_ENTRY_BYTES + 1
 
 
 def test_two_keys_never_see_each_others_entries(cache: FileTokenCache) -> None:
@@ -103,29 +97,37 @@ def test_two_keys_never_see_each_others_entries(cache: FileTokenCache) -> None:
     right = cache_key(base, "client-a", "secret-a")
     other_client = cache_key(base, "client-b", "secret-b")
     wrong_secret = cache_key(base, "client-a", "not-the-secret")
-    token = a_token(access_token="token-of-client-a")
-    cache.save(right, token)
+    cache.save(right, b"entry of client a", 60.0)
     assert cache.load(other_client) is None
     assert cache.load(wrong_secret) is None
-    cache.save(other_client, a_token(access_token="token-of-client-b"))
-    assert cache.load(right) == token
+    cache.save(other_client, b"entry of client b", 60.0)
+    assert cache.load(right) == b"entry of client a"
 
 
-def test_no_file_holds_the_secret(cache: FileTokenCache, directory: Path) -> None:
-    """After save and lock, no file in the directory contains the client secret."""
-    secret = "the-client-secret-value"
-    key = cache_key("https://api.emma.ms/external", "client-id", secret)
-    with cache.lock(key):
-        cache.save(key, a_token())
-    for path in directory.iterdir():
-        assert secret not in path.name
-        assert secret.encode() not in path.read_bytes()
+def test_no_file_holds_the_secret_or_a_token(directory: Path, server: FakeEmmaServer) -> None:
+    """After an EmmaAuth renewed through the cache, no file name or content holds the client
+    secret, the client id, the access token or the refresh token."""
+    auth = EmmaAuth(
+        server.client_id,
+        server.client_secret,
+        base_url=server.base_url,
+        token_cache=FileTokenCache(directory),
+    )
+    token = auth.get_token()
+    assert token.refresh_token is not None and server.token_calls == 1
+    files = list(directory.iterdir())
+    assert any(path.suffix == ".json" for path in files)
+    for path in files:
+        content = path.read_bytes()
+        for secret in (server.client_secret, server.client_id, token.access_token):
+            assert secret not in path.name and secret.encode() not in content
+        assert token.refresh_token.encode() not in content
 
 
 def test_save_leaves_no_temporary_file(cache: FileTokenCache, directory: Path) -> None:
     """After saves, the directory holds the entry and nothing half-written."""
     for _ in range(3):
-        cache.save(KEY, a_token())
+        cache.save(KEY, ENTRY, 60.0)
     assert sorted(path.name for path in directory.iterdir()) == [f"{KEY}.json"]
 
 
@@ -137,7 +139,7 @@ def test_default_directory_and_files_are_private_under_a_permissive_umask(
     cache = FileTokenCache()
     assert cache.path == tmp_path / "xdg" / "requests-emma" / "tokens"
     with cache.lock(KEY):
-        cache.save(KEY, a_token())
+        cache.save(KEY, ENTRY, 60.0)
         assert stat.S_IMODE((cache.path / f"{KEY}.lock").stat().st_mode) == 0o600
     assert stat.S_IMODE(cache.path.stat().st_mode) == 0o700
     assert stat.S_IMODE((cache.path / f"{KEY}.json").stat().st_mode) == 0o600
@@ -247,6 +249,23 @@ def test_the_lock_excludes_a_second_holder(directory: Path) -> None:
         pass
 
 
+def test_a_lock_wait_is_bounded_by_the_timeout_asked_and_by_lock_timeout(
+    directory: Path,
+) -> None:
+    """lock(key, timeout) waits the shorter of timeout and lock_timeout, then raises a
+    TimeoutError (filelock.Timeout)."""
+    holder = FileTokenCache(directory)
+    with holder.lock(KEY):
+        for waiter, timeout in (
+            (FileTokenCache(directory), 0.2),
+            (FileTokenCache(directory, lock_timeout=0.2), 60.0),
+        ):
+            started = time.monotonic()
+            with pytest.raises(TimeoutError), waiter.lock(KEY, timeout):
+                pass
+            assert time.monotonic() - started < 10.0  # wide margin; 60 s if unbounded
+
+
 def test_processes_contending_on_the_lock_renew_once(directory: Path) -> None:
     """8 processes doing check-then-renew under the lock make one token call in total."""
     with FakeEmmaServer() as server:
@@ -301,7 +320,6 @@ def test_a_lock_holder_killed_with_sigkill_releases_the_lock(directory: Path) ->
 
 def test_the_cache_pickles(cache: FileTokenCache) -> None:
     """A FileTokenCache survives pickle (as EmmaAuth pickles) and reads the same files."""
-    token = a_token()
-    cache.save(KEY, token)
+    cache.save(KEY, ENTRY, 60.0)
     copy = pickle.loads(pickle.dumps(cache))
-    assert (copy.path, copy.lock_timeout, copy.load(KEY)) == (cache.path, cache.lock_timeout, token)
+    assert (copy.path, copy.lock_timeout, copy.load(KEY)) == (cache.path, cache.lock_timeout, ENTRY)

@@ -17,7 +17,7 @@ from cache_workers import CacheSpec
 from redis_server import RedisServer
 from test_file_cache import WAIT, spawn
 
-from requests_emma._cache import cache_key, decode_token
+from requests_emma._cache import cache_key
 from requests_emma.testing import FakeEmmaServer
 
 
@@ -225,7 +225,8 @@ def test_a_corrupt_cache_file_is_ignored_and_rewritten(
     results = start(fleets, CacheSpec("file", str(directory)), server, 4).get_together()
     assert [status for status, _, _ in results] == [200] * 4
     assert server.token_calls == 1
-    token = decode_token(entry.read_bytes())
+    credentials = (server.base_url, server.client_id, server.client_secret)
+    token = cache_workers.token_in(entry.read_bytes(), entry.stem, credentials)
     assert token is not None and token.access_token == results[0][1]
 
 
@@ -247,3 +248,18 @@ def test_two_clients_sharing_a_cache_are_kept_apart(
     intruder = start(fleets, spec, server, 1, client_id="client-a", client_secret="wrong")
     assert intruder.members[0].get()[0] == "CredentialsError"
     assert server.issue_calls == 3
+
+
+def test_a_rate_limit_met_by_one_process_holds_off_the_others(
+    spec: CacheSpec, server: FakeEmmaServer, fleets: list[Fleet]
+) -> None:
+    """emma answers 429 with Retry-After: 60: the process that called gets the error, and
+    the others sharing the cache fail at once too, with no token call of their own."""
+    server.fail_next_token_calls(100, 429, headers={"Retry-After": "60"})
+    first, *others = start(fleets, spec, server, 3).members
+    assert first.get()[0] == "TokenRequestError"
+    assert server.token_calls == 1
+    for member in others:
+        status, _, seconds = member.get()
+        assert status == "TokenRequestError" and seconds < 10.0
+    assert server.token_calls == 1

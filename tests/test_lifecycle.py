@@ -8,11 +8,13 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from requests_emma._entry import Entry
 from requests_emma._lifecycle import (
     CLOCK_SKEW,
     MAX_DEFAULT_MARGIN,
     Freshness,
     TokenLifecycle,
+    clock_skew,
     default_margin,
     effective_margin,
 )
@@ -183,9 +185,19 @@ def test_failed_early_renewal_backs_off_exponentially() -> None:
     assert life.begin_early_renewal(254.0 + 241)
 
 
-def cached(access: str = "c1", *, expires_in: float = 300, refresh: str | None = "rc") -> Token:
-    """A token as another process left it in a shared cache, at wall time WALL."""
-    return Token(access, "Bearer", WALL + expires_in, refresh, WALL + 1800)
+def cached(
+    access: str = "c1",
+    *,
+    expires_in: float = 300,
+    lifetime: float = 300,
+    refresh: str | None = "rc",
+    generation: int = 1,
+) -> Entry:
+    """An entry as another process left it in a shared cache, read at wall time WALL: a
+    token of ``lifetime`` seconds with ``expires_in`` left."""
+    issued_at = WALL + expires_in - lifetime
+    token = Token(access, "Bearer", WALL + expires_in, refresh, issued_at + 1800)
+    return Entry(generation, token, issued_at)
 
 
 def test_a_token_from_a_cache_is_adopted_with_its_refresh_token() -> None:
@@ -203,19 +215,95 @@ def test_an_expired_or_rejected_cached_token_is_not_adopted() -> None:
     assert life.adopt(cached(expires_in=CLOCK_SKEW), now=0.0, wall_now=WALL) is False
     life.accept(grant(access="c1"), sent_at=0.0, sent_wall=WALL)
     life.reject("c1")
-    assert life.adopt(cached("c1"), now=1.0, wall_now=WALL + 1) is False
+    assert life.adopt(cached("c1", generation=2), now=1.0, wall_now=WALL + 1) is False
     assert life.usable(1.0) is None
 
 
-def test_a_cached_token_no_newer_than_ours_is_not_adopted() -> None:
-    """The same token, or one expiring no later than ours, leaves the lifecycle as it was."""
+def test_only_an_entry_of_a_higher_generation_is_adopted() -> None:
+    """An entry of a generation no higher than the one held leaves the lifecycle as it was;
+    a higher one is taken even when its token expires sooner (no clocks compared)."""
     life = TokenLifecycle()
-    life.accept(grant(300, access="a1", refresh="r1"), sent_at=0.0, sent_wall=WALL)
-    assert life.adopt(cached("a1", expires_in=300), now=0.0, wall_now=WALL) is False
-    assert life.adopt(cached("c2", expires_in=200), now=0.0, wall_now=WALL) is False
-    assert life.refresh_token(0.0) == "r1"
-    assert life.adopt(cached("c3", expires_in=400), now=0.0, wall_now=WALL) is True
-    assert life.current is not None and life.current.access_token == "c3"
+    assert life.adopt(cached("c2", generation=2), now=0.0, wall_now=WALL) is True
+    assert life.adopt(cached("c3", expires_in=400, generation=2), now=0.0, wall_now=WALL) is False
+    assert life.adopt(cached("c4", expires_in=400, generation=1), now=0.0, wall_now=WALL) is False
+    assert life.current is not None and life.current.access_token == "c2"
+    newer = cached("c5", expires_in=200, refresh="r5", generation=3)
+    assert life.adopt(newer, now=0.0, wall_now=WALL) is True
+    assert life.current is not None and life.current.access_token == "c5"
+    assert life.refresh_token(0.0) == "r5" and life.generation == 3
+
+
+def test_a_newer_entry_gives_its_refresh_token_even_when_its_access_token_expired() -> None:
+    """The refresh token of a newer entry replaces the held one, whatever its access
+    token's expiry: the held one may have been rotated away by the saver."""
+    life = TokenLifecycle()
+    life.accept(grant(2, refresh="r1"), sent_at=0.0, sent_wall=WALL)
+    rotated = cached("c2", expires_in=-1, lifetime=2, refresh="r2", generation=1)
+    assert life.adopt(rotated, now=0.0, wall_now=WALL) is False
+    assert life.refresh_token(0.0) == "r2"
+
+
+def test_a_token_shorter_than_the_clock_skew_is_still_shared() -> None:
+    """A 2 s token with 1.5 s left is adopted: its skew allowance is a quarter of its life."""
+    assert clock_skew(2.0) == pytest.approx(0.5) and clock_skew(300.0) == CLOCK_SKEW
+    life = TokenLifecycle()
+    assert life.adopt(cached(expires_in=1.5, lifetime=2), now=0.0, wall_now=WALL) is True
+    assert life.usable(0.9) is not None and life.usable(1.0) is None
+
+
+def test_the_entry_to_save_carries_the_next_generation_and_the_newest_refresh_token() -> None:
+    """entry_to_save holds the current token with the refresh token kept from an earlier
+    grant, its issue time, and one more than the generation held."""
+    life = TokenLifecycle()
+    life.adopt(cached(generation=4), now=0.0, wall_now=WALL)
+    life.accept(grant(300, refresh=None, access="a2"), sent_at=10.0, sent_wall=WALL + 10)
+    entry = life.entry_to_save(20.0, WALL + 20)
+    assert entry.generation == 5 and entry.issued_at == WALL + 10
+    assert entry.token is not None and entry.token.access_token == "a2"
+    assert entry.token.refresh_token == "rc" and entry.hold is None
+    assert life.generation == 4
+    life.saved(entry)
+    assert life.generation == 5
+
+
+def test_retry_after_holds_token_calls_and_early_renewals() -> None:
+    """Inside a Retry-After hold no call may be made and no early renewal starts; the token
+    keeps serving, and the hold ends on time."""
+    life = TokenLifecycle()
+    life.accept(grant(300), sent_at=0.0, sent_wall=WALL)  # stale from 240 s
+    life.hold_calls(245.0, 30.0, "HTTP 429")
+    assert life.calls_held(245.0) == (30.0, "busy", "HTTP 429")
+    assert not life.begin_early_renewal(274.9) and life.usable(274.9) is not None
+    assert life.calls_held(275.0) is None and life.begin_early_renewal(275.0)
+
+
+def test_a_failed_early_renewal_waits_out_a_hold() -> None:
+    """The next early attempt after a failure is not before the hold ends."""
+    life = TokenLifecycle()
+    life.accept(grant(300), sent_at=0.0, sent_wall=WALL)
+    life.hold_calls(240.0, 30.0, "HTTP 503")
+    assert life.early_renewal_failed(240.0, 1.0, 10.0) == pytest.approx(30.0)
+
+
+def test_refused_credentials_hold_calls_for_a_doubling_backoff() -> None:
+    """Each refusal in a row holds calls for 5, 10, 20, 40, then 60 s; a grant resets it."""
+    life = TokenLifecycle()
+    waits = [life.credentials_refused(100.0 * n, "HTTP 400") for n in range(6)]
+    assert waits == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    assert life.calls_held(500.0) == (60.0, "refused", "HTTP 400")
+    life.accept(grant(), sent_at=600.0, sent_wall=WALL)
+    assert life.calls_held(600.0) is None and life.credentials_refused(600.0, "x") == 5.0
+
+
+def test_a_hold_travels_through_an_entry() -> None:
+    """A hold saved by one lifecycle is kept by another that loads the entry, in its own
+    monotonic time."""
+    first, second = TokenLifecycle(), TokenLifecycle()
+    first.hold_calls(10.0, 60.0, "HTTP 429")
+    entry = first.entry_to_save(10.0, WALL)
+    assert entry.token is None and entry.hold is not None and entry.hold.until == WALL + 60
+    assert second.adopt(entry, now=500.0, wall_now=WALL + 20) is False
+    assert second.calls_held(500.0) == (40.0, "busy", "HTTP 429")
 
 
 def test_after_fork_keeps_the_access_token_and_drops_the_refresh_token() -> None:
@@ -326,4 +414,4 @@ def test_every_recently_rejected_token_stays_unadoptable() -> None:
     life.reject("x")
     life.accept(grant(access="y"), sent_at=1.0, sent_wall=WALL + 1)
     life.reject("y")
-    assert life.adopt(cached("x", expires_in=400), now=2.0, wall_now=WALL + 2) is False
+    assert life.adopt(cached("x", generation=5), now=2.0, wall_now=WALL + 2) is False

@@ -11,7 +11,12 @@ import requests
 import responses
 
 from requests_emma import CredentialsError, EmmaAuth, EmmaSession
-from requests_emma.testing import FakeTokenEndpoints, add_token_endpoints, no_retry_waits
+from requests_emma.testing import (
+    FakeEmmaServer,
+    FakeTokenEndpoints,
+    add_token_endpoints,
+    no_retry_waits,
+)
 
 pytest_plugins = ["pytester"]
 
@@ -247,3 +252,27 @@ def test_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:requests_emma", "-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'emma_server' not found*"])
+
+
+def _token_call(server: FakeEmmaServer, path: str, body: dict[str, str]) -> requests.Response:
+    return requests.post(server.base_url + path, json=body, timeout=10)
+
+
+@pytest.mark.parametrize("revoke_on_reuse", [False, True])
+def test_a_reused_refresh_token_is_counted_and_revokes_its_family_when_asked(
+    revoke_on_reuse: bool,
+) -> None:
+    """A rotated refresh token sent again is refused and counted; with revoke_on_reuse, every
+    token descended from its issue-token call is revoked too, and other families are not."""
+    with FakeEmmaServer(revoke_on_reuse=revoke_on_reuse) as server:
+        credentials = {"clientId": server.client_id, "clientSecret": server.client_secret}
+        first = _token_call(server, "/v1/issue-token", credentials).json()
+        other = _token_call(server, "/v1/issue-token", credentials).json()
+        rotated = _token_call(server, "/v1/refresh-token", {"refreshToken": first["refreshToken"]})
+        newest = rotated.json()
+        again = _token_call(server, "/v1/refresh-token", {"refreshToken": first["refreshToken"]})
+        assert again.status_code == 400 and server.refresh_reuses == 1
+        assert server.is_valid_access_token(newest["accessToken"]) is not revoke_on_reuse
+        assert server.is_valid_access_token(other["accessToken"])
+        still = _token_call(server, "/v1/refresh-token", {"refreshToken": newest["refreshToken"]})
+        assert (still.status_code == 200) is not revoke_on_reuse

@@ -73,6 +73,10 @@ class FakeEmmaServer(FakeTokenService):
     ``send_expires_in=False`` leaves ``expiresIn`` out of token responses, so clients must
     fall back on the JWT ``exp`` claim. ``requests`` holds the newest
     ``max_recorded_requests`` requests received, oldest first (``None``: every one).
+    ``revoke_on_reuse=True`` makes it a server with refresh-token reuse detection: a refresh
+    token presented after it was used revokes every token descended from the same
+    issue-token call; ``refresh_reuses`` counts such presentations (with the option or
+    without).
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class FakeEmmaServer(FakeTokenService):
         access_level: str = "Manage",
         send_expires_in: bool = True,
         max_recorded_requests: int | None = 1000,
+        revoke_on_reuse: bool = False,
     ) -> None:
         if max_recorded_requests is not None and (
             isinstance(max_recorded_requests, bool)
@@ -101,6 +106,7 @@ class FakeEmmaServer(FakeTokenService):
             token_lifetime=token_lifetime,
             refresh_lifetime=refresh_lifetime,
             send_expires_in=send_expires_in,
+            revoke_on_reuse=revoke_on_reuse,
         )
         self.client_id: str
         self.client_secret: str

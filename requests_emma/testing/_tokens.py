@@ -10,7 +10,10 @@ callback) answer token calls the same way because both are this class:
 - anything wrong (not JSON, wrong credentials, an unknown, used or expired refresh token)
   gets ``{"code": "BAD_REQUEST", "message": ...}`` with 400, the only error the spec
   declares for these endpoints besides 500;
-- each refresh rotates the refresh token: the one used stops working.
+- each refresh rotates the refresh token: the one used stops working. With
+  ``revoke_on_reuse`` set, presenting a used refresh token again is taken for a stolen one,
+  as servers with refresh-token reuse detection do: every token descended from the same
+  issue-token call is revoked (counted in ``refresh_reuses``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import base64
 import collections
 import dataclasses
+import itertools
 import json
 import secrets
 import threading
@@ -43,7 +47,9 @@ class FakeTokenService:
 
     ``client_id`` or ``client_secret`` left as ``None`` accepts any value. Lifetimes are
     seconds; ``send_expires_in=False`` leaves ``expiresIn`` out of token responses, so
-    clients must fall back on the JWT ``exp`` claim.
+    clients must fall back on the JWT ``exp`` claim. ``revoke_on_reuse=True``: a refresh
+    token used a second time revokes every access and refresh token of its family (those
+    descended from one issue-token call), and counts in ``refresh_reuses``.
     """
 
     def __init__(
@@ -54,17 +60,23 @@ class FakeTokenService:
         token_lifetime: int = 300,
         refresh_lifetime: int = 1800,
         send_expires_in: bool = True,
+        revoke_on_reuse: bool = False,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_lifetime = token_lifetime
         self.refresh_lifetime = refresh_lifetime
         self.send_expires_in = send_expires_in
+        self.revoke_on_reuse = revoke_on_reuse
         self.issue_calls = 0
         self.refresh_calls = 0
+        self.refresh_reuses = 0  # used refresh tokens presented again
         self._lock = threading.Lock()
         self._access: dict[str, float] = {}  # access token -> Unix expiry, in issue order
         self._refresh: dict[str, float] = {}
+        self._family: dict[str, int] = {}  # access or refresh token -> its issue-token call
+        self._used: dict[str, int] = {}  # refresh tokens used once -> their family
+        self._families = itertools.count()
         self._token_failures: collections.deque[PlannedAnswer] = collections.deque()
 
     @property
@@ -125,9 +137,12 @@ class FakeTokenService:
         if path == ISSUE_TOKEN_PATH:
             if not self._credentials_accepted(data):
                 return bad_request("Invalid client credentials")
-        elif not self._take_refresh_token(data.get("refreshToken")):
-            return bad_request("Invalid refresh token")
-        return json_answer(200, self._new_token())
+            family = None
+        else:
+            family = self._take_refresh_token(data.get("refreshToken"))
+            if family is None:
+                return bad_request("Invalid refresh token")
+        return json_answer(200, self._new_token(family))
 
     def _credentials_accepted(self, data: dict[str, Any]) -> bool:
         client_id, client_secret = data.get("clientId"), data.get("clientSecret")
@@ -135,14 +150,28 @@ class FakeTokenService:
             return False
         return self.client_id in (None, client_id) and self.client_secret in (None, client_secret)
 
-    def _take_refresh_token(self, refresh_token: object) -> bool:
+    def _take_refresh_token(self, refresh_token: object) -> int | None:
+        """The family of ``refresh_token`` if it is valid (and now used), else ``None``."""
         if not isinstance(refresh_token, str):
-            return False
+            return None
         with self._lock:
             # Rotation: a refresh token works once.
-            return self._refresh.pop(refresh_token, 0.0) > time.time()
+            if self._refresh.pop(refresh_token, 0.0) > time.time():
+                family = self._family[refresh_token]
+                self._used[refresh_token] = family
+                return family
+            if refresh_token in self._used:
+                self.refresh_reuses += 1
+                if self.revoke_on_reuse:
+                    self._revoke_family(self._used[refresh_token])
+            return None
 
-    def _new_token(self) -> dict[str, Any]:
+    def _revoke_family(self, family: int) -> None:
+        for tokens in (self._access, self._refresh):
+            for token in [token for token in tokens if self._family.get(token) == family]:
+                del tokens[token]
+
+    def _new_token(self, family: int | None = None) -> dict[str, Any]:
         now = time.time()
         claims = {
             "exp": int(now + self.token_lifetime),
@@ -160,8 +189,11 @@ class FakeTokenService:
         )
         refresh_token = secrets.token_urlsafe(32)
         with self._lock:
+            if family is None:  # an issue-token call starts a family
+                family = next(self._families)
             self._access[access_token] = now + self.token_lifetime
             self._refresh[refresh_token] = now + self.refresh_lifetime
+            self._family[access_token] = self._family[refresh_token] = family
         token: dict[str, Any] = {
             "accessToken": access_token,
             "refreshToken": refresh_token,

@@ -6,7 +6,9 @@ Not a test module: it is type-checked, never run. A change that breaks a user's 
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 
 import requests
 import responses
@@ -17,8 +19,10 @@ from requests_emma import (
     EmmaAuth,
     EmmaAuthError,
     EmmaSession,
+    FileTokenCache,
     RetryPolicy,
     Token,
+    TokenCache,
     TokenRequestError,
     TokenResponseError,
 )
@@ -82,6 +86,7 @@ def handle_errors(auth: EmmaAuth) -> str:
     except CredentialsError as error:
         assert_type(error.status_code, int | None)
         assert_type(error.message, str | None)
+        assert_type(error.retry_after, float | None)
         return "credentials"
     except TokenRequestError as error:
         assert_type(error.endpoint, str)
@@ -89,12 +94,35 @@ def handle_errors(auth: EmmaAuth) -> str:
         assert_type(error.code, str | None)
         assert_type(error.attempts, int)
         assert_type(error.elapsed, float)
+        assert_type(error.retry_after, float | None)
         return "token endpoint"
     except TokenResponseError:
         return "unusable token"
     except EmmaAuthError:
         return "other"
     return "ok"
+
+
+class DictCache:
+    """A token cache of one's own: a store of opaque bytes with a lock per key."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, bytes] = {}
+
+    def load(self, key: str) -> bytes | None:
+        return self.entries.get(key)
+
+    def save(self, key: str, entry: bytes, ttl: float) -> None:
+        self.entries[key] = entry
+
+    def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[object]:
+        return threading.Lock()
+
+
+def own_token_cache() -> EmmaAuth:
+    cache: TokenCache = DictCache()
+    FileTokenCache().lock("key", 10.0)
+    return EmmaAuth("client-id", "client-secret", token_cache=cache)
 
 
 def retry_policy() -> None:
@@ -105,13 +133,14 @@ def retry_policy() -> None:
 
 
 def testing_helpers() -> None:
-    with FakeEmmaServer(token_lifetime=60, access_level="Read") as server:
+    with FakeEmmaServer(token_lifetime=60, access_level="Read", revoke_on_reuse=True) as server:
         assert_type(server, FakeEmmaServer)
         assert_type(server.base_url, str)
         assert_type(server.port, int)
         assert_type(server.client_id, str)
         assert_type(server.client_secret, str)
         assert_type(server.token_calls, int)
+        assert_type(server.refresh_reuses, int)
         assert_type(server.requests, list[RecordedRequest])
         server.revoke()
         server.fail_next_token_calls(2, 503, headers={"Retry-After": "1"})

@@ -1,0 +1,261 @@
+"""A shared cache entry: what it holds, how it is encoded, and how it is sealed.
+
+A :class:`~requests_emma.TokenCache` stores opaque bytes; this module makes and reads them.
+An entry (:class:`Entry`) is what one process tells the others about the client's token:
+
+- ``token``: the access token and the newest refresh token, with their expiries in Unix
+  time, and ``issued_at``, the saver's own clock when that token was asked for, so that the
+  token's lifetime (``expires_at - issued_at``) is read off one clock;
+- ``generation``: a counter, written under the cache lock as one more than the highest the
+  saver knows. An entry of a higher generation than the one a process holds is newer than
+  what it holds, whatever the clocks of the two hosts say;
+- ``hold``: "no token calls before ``until``" (Unix time), when emma asked to wait
+  (``Retry-After``) or refused the client credentials, so the fleet respects it as one.
+
+Sealing: the JSON of an entry is encrypted and authenticated with AES-GCM (from
+``cryptography``) under a 256-bit key derived by HKDF-SHA256 from the client secret, with
+the base URL and the client id, length-prefixed, as HKDF's ``info``. The cache key (the
+entry's name in the store) and the format version are AES-GCM's associated data. A sealed
+entry is ``version (1 byte) || nonce (12 random bytes) || ciphertext and tag``.
+
+So a reader of the store learns nothing but an entry's size; a writer who lacks the secret
+cannot make an entry that opens; an entry copied under another key, or sealed for another
+base URL, client id or secret (a rotated secret included), fails to open. An entry that
+fails to open, or opens to something that is not a valid entry, is treated as absent. What
+opens is decoded through the same checks as a token response (``_wire.checked_grant``),
+so a token from the cache is held to the same rules as one from emma.
+
+``cryptography`` is imported when the first :class:`Sealer` is made, that is at the first
+renewal through a shared cache, not with the package.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+from ._cache import MAX_ENTRY_BYTES
+from ._errors import TokenResponseError
+from ._token import Token
+from ._value import Value
+
+#: Format version: the first byte of a sealed entry, and part of its associated data.
+VERSION = 1
+_VERSION_BYTE = VERSION.to_bytes(1, "big")
+_NONCE_BYTES = 12  # 96 bits, AES-GCM's own size
+_KEY_INFO = b"requests-emma token cache entry key v1"
+_AAD_DOMAIN = b"requests-emma token cache entry v1"
+
+#: Kinds of :class:`Hold`: emma asked to wait (429, 503 with ``Retry-After``), or it refused
+#: the client credentials.
+BUSY = "busy"
+REFUSED = "refused"
+
+
+class Hold(Value):
+    """No token calls before ``until`` (Unix time): why (``kind``, ``detail`` such as
+    ``"HTTP 429"``), and (for refused credentials) how many refusals in a row."""
+
+    __slots__ = ("detail", "kind", "strikes", "until")
+    until: float
+    kind: str
+    detail: str
+    strikes: int
+
+    def __init__(self, until: float, kind: str, detail: str, strikes: int = 0) -> None:
+        self._set(until=until, kind=kind, detail=detail, strikes=strikes)
+
+
+class Entry(Value):
+    """What a shared cache holds for one client: see the module docstring."""
+
+    __slots__ = ("generation", "hold", "issued_at", "token")
+    generation: int
+    token: Token | None
+    issued_at: float | None
+    hold: Hold | None
+
+    def __init__(
+        self,
+        generation: int,
+        token: Token | None = None,
+        issued_at: float | None = None,
+        hold: Hold | None = None,
+    ) -> None:
+        self._set(generation=generation, token=token, issued_at=issued_at, hold=hold)
+
+    def __repr__(self) -> str:
+        return f"Entry(generation={self.generation}, token={self.token!r}, hold={self.hold!r})"
+
+    def useful_until(self) -> float:
+        """Unix time after which nothing in the entry is of use: its access token has expired,
+        and so has its refresh token (one of unknown lifetime counts until the access token
+        expires), and its hold has ended."""
+        until = -math.inf if self.hold is None else self.hold.until
+        token = self.token
+        if token is not None:
+            until = max(until, token.expires_at)
+            if token.refresh_token is not None and token.refresh_expires_at is not None:
+                until = max(until, token.refresh_expires_at)
+        return until
+
+
+class Sealer:
+    """Seals and opens the entries of one client (base URL, client id, client secret)."""
+
+    def __init__(self, base_url: str, client_id: str, client_secret: str) -> None:
+        try:
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        except ImportError:  # a required dependency, but an install can be broken
+            raise ImportError(
+                "a token cache needs the cryptography package, which seals its entries "
+                "(a dependency of requests-emma): pip install cryptography"
+            ) from None
+
+        info = _KEY_INFO + _length_prefixed(base_url.rstrip("/"), client_id)
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
+            client_secret.encode("utf-8")
+        )
+        self._aead = AESGCM(key)
+
+    def __repr__(self) -> str:
+        return "Sealer(key=***)"
+
+    def seal(self, name: str, entry: Entry) -> bytes:
+        """``entry`` encrypted and authenticated, bound to the cache key ``name``."""
+        nonce = os.urandom(_NONCE_BYTES)
+        return _VERSION_BYTE + nonce + self._aead.encrypt(nonce, encode(entry), _aad(name))
+
+    def open(self, name: str, sealed: bytes) -> Entry | None:
+        """The entry sealed under ``name``; ``None`` if it fails to open (changed, truncated,
+        foreign, another format version, another key or name) or is not a valid entry."""
+        from cryptography.exceptions import InvalidTag
+
+        if not isinstance(sealed, (bytes, bytearray, memoryview)):
+            return None  # a cache of one's own that returned something else: not an entry
+        sealed = bytes(sealed)
+        if len(sealed) > MAX_ENTRY_BYTES or not sealed.startswith(_VERSION_BYTE):
+            return None
+        nonce, ciphertext = sealed[1 : 1 + _NONCE_BYTES], sealed[1 + _NONCE_BYTES :]
+        if len(nonce) != _NONCE_BYTES:
+            return None
+        try:
+            plain = self._aead.decrypt(nonce, ciphertext, _aad(name))
+        except InvalidTag:
+            return None
+        return decode(plain)
+
+
+def encode(entry: Entry) -> bytes:
+    """The JSON of ``entry``, before sealing."""
+    data: dict[str, Any] = {"generation": entry.generation, "token": None, "hold": None}
+    token = entry.token
+    if token is not None:
+        data["token"] = {
+            "access_token": token.access_token,
+            "token_type": token.token_type,
+            "issued_at": entry.issued_at,
+            "expires_at": token.expires_at,
+            "refresh_token": token.refresh_token,
+            "refresh_expires_at": token.refresh_expires_at,
+        }
+    hold = entry.hold
+    if hold is not None:
+        data["hold"] = {
+            "until": hold.until,
+            "kind": hold.kind,
+            "detail": hold.detail,
+            "strikes": hold.strikes,
+        }
+    return json.dumps(data, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def decode(data: bytes) -> Entry | None:
+    """The :class:`Entry` in ``data``; ``None`` for anything that is not a valid one. The
+    token goes through ``_wire.checked_grant``, as a token response does."""
+    try:
+        entry = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(entry, dict):
+        return None
+    generation = entry.get("generation")
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
+        return None
+    token, issued_at = _token(entry.get("token"))
+    if token is None and entry.get("token") is not None:
+        return None
+    hold = _hold(entry.get("hold"))
+    if hold is None and entry.get("hold") is not None:
+        return None
+    return Entry(generation, token, issued_at, hold)
+
+
+def _token(data: object) -> tuple[Token | None, float | None]:
+    from ._wire import checked_grant
+
+    if not isinstance(data, dict):
+        return None, None
+    access_token, token_type = data.get("access_token"), data.get("token_type")
+    refresh_token = data.get("refresh_token")
+    issued_at, expires_at = _number(data.get("issued_at")), _number(data.get("expires_at"))
+    refresh_expires_at = _number(data.get("refresh_expires_at"))
+    if not (isinstance(access_token, str) and isinstance(token_type, str)):
+        return None, None
+    if issued_at is None or expires_at is None:
+        return None, None
+    if not (refresh_token is None or isinstance(refresh_token, str)):
+        return None, None
+    if refresh_expires_at is None and data.get("refresh_expires_at") is not None:
+        return None, None
+    refresh_lifetime = None if refresh_expires_at is None else refresh_expires_at - issued_at
+    if refresh_lifetime is not None and refresh_lifetime <= 0:
+        refresh_token = refresh_lifetime = None  # expired before its access token was issued
+    try:
+        grant = checked_grant(
+            access_token,
+            token_type,
+            expires_at - issued_at,
+            "cache",
+            refresh_token,
+            refresh_lifetime,
+        )
+    except TokenResponseError:
+        return None, None
+    return grant.to_token(issued_at), issued_at
+
+
+def _hold(data: object) -> Hold | None:
+    if not isinstance(data, dict):
+        return None
+    until, kind, detail, strikes = (data.get(k) for k in ("until", "kind", "detail", "strikes"))
+    until = _number(until)
+    if until is None or kind not in (BUSY, REFUSED) or not isinstance(detail, str):
+        return None
+    if isinstance(strikes, bool) or not isinstance(strikes, int) or strikes < 0:
+        return None
+    return Hold(until, kind, detail[:200], strikes)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _aad(name: str) -> bytes:
+    return _AAD_DOMAIN + _VERSION_BYTE + _length_prefixed(name)
+
+
+def _length_prefixed(*parts: str) -> bytes:
+    # Length-prefixed, so ("ab", "c") and ("a", "bc") give different bytes.
+    out = b""
+    for part in parts:
+        raw = part.encode("utf-8")
+        out += len(raw).to_bytes(8, "big") + raw
+    return out
