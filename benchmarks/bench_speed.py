@@ -470,7 +470,7 @@ def _components(
     import logging
     import timeit
 
-    from requests_emma import _config
+    from requests_emma._core import config_checks as _config
 
     url = str(base.url)
     logger = logging.getLogger("requests_emma")

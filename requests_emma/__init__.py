@@ -11,16 +11,16 @@ from __future__ import annotations
 import logging
 import typing
 
-from ._auth import EmmaAuth
-from ._cache import TokenCache
+from ._caches.protocol import TokenCache
+from ._core.retry_policy import RetryPolicy
+from ._core.token import Token
 from ._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
-from ._retry import RetryPolicy
-from ._token import Token
+from ._requests.auth import EmmaAuth
 
 if typing.TYPE_CHECKING:
-    from ._file_cache import FileTokenCache
-    from ._redis_cache import RedisTokenCache
-    from ._session import EmmaSession
+    from ._caches.file_cache import FileTokenCache
+    from ._caches.redis_cache import RedisTokenCache
+    from ._requests.session import EmmaSession
 
     __version__: str
 
@@ -42,9 +42,9 @@ __all__ = [
 #: stays close to ``import requests``, and a program that never uses a file cache never
 #: imports filelock and platformdirs.
 _LAZY = {
-    "EmmaSession": "._session",
-    "FileTokenCache": "._file_cache",
-    "RedisTokenCache": "._redis_cache",
+    "EmmaSession": "._requests.session",
+    "FileTokenCache": "._caches.file_cache",
+    "RedisTokenCache": "._caches.redis_cache",
 }
 
 

@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover - exercised by a test in a subprocess
         "requests_emma.oauthlib needs requests-oauthlib: pip install 'requests-emma[oauthlib]'"
     ) from None
 
-from ._wire import issue_token_body, parse_error, parse_token, refresh_token_body
+from ._core.wire import issue_token_body, parse_error, parse_token, refresh_token_body
 
 __all__ = ["emma_compliance_fix"]
 

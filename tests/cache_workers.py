@@ -13,8 +13,8 @@ from typing import Any
 import requests
 
 from requests_emma import FileTokenCache, RedisTokenCache, Token, TokenCache
-from requests_emma._entry import Entry, Sealer
-from requests_emma._wire import issue_token_body, parse_token
+from requests_emma._core.cache_entry import Entry, Sealer
+from requests_emma._core.wire import issue_token_body, parse_token
 
 
 @dataclasses.dataclass(frozen=True)

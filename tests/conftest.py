@@ -10,7 +10,8 @@ from fakes import FakeClock, Handler, RawServer, use_clock
 from hypothesis import HealthCheck, settings
 from redis_server import RedisServer
 
-from requests_emma import EmmaAuth, _clock
+from requests_emma import EmmaAuth
+from requests_emma._core import clock as _clock
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 # The machines that run the suite are shared and noisy: judge Hypothesis tests by what they

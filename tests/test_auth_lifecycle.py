@@ -21,7 +21,7 @@ from requests_emma import (
     TokenRequestError,
     TokenResponseError,
 )
-from requests_emma._auth import _after_prefix
+from requests_emma._requests.auth import _after_prefix
 from requests_emma.testing import FakeEmmaServer
 
 

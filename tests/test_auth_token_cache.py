@@ -14,8 +14,8 @@ import requests
 from fakes import WAIT, FakeClock, auth_for, join_renewal, use_clock
 
 from requests_emma import EmmaAuth, Token
-from requests_emma._cache import cache_key
-from requests_emma._entry import Sealer
+from requests_emma._caches.protocol import cache_key
+from requests_emma._core.cache_entry import Sealer
 from requests_emma.testing import FakeEmmaServer
 
 

@@ -18,7 +18,7 @@ import requests
 from fakes import WAIT
 
 from requests_emma import EmmaAuth, EmmaSession
-from requests_emma._body import can_be_resent
+from requests_emma._requests.body_rewind import can_be_resent
 from requests_emma.testing import FakeEmmaServer
 
 # Large enough to fill a pipe's buffer several times over and to go out in many chunks.

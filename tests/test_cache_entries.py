@@ -15,8 +15,8 @@ import requests
 from redis_server import RedisServer
 
 from requests_emma import EmmaAuth, FileTokenCache, RedisTokenCache, TokenCache
-from requests_emma._cache import cache_key
-from requests_emma._entry import Entry, Sealer
+from requests_emma._caches.protocol import cache_key
+from requests_emma._core.cache_entry import Entry, Sealer
 from requests_emma.testing import FakeEmmaServer
 
 WAIT = 30.0

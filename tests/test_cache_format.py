@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from requests_emma import Token
-from requests_emma._cache import cache_key, check_token_cache
+from requests_emma._caches.protocol import cache_key, check_token_cache
 
 BASE = "https://api.emma.ms/external"
 SECRET = "s3cret-value-never-stored"
@@ -39,7 +39,7 @@ def test_cache_key_is_a_fingerprint_without_the_secret() -> None:
 def test_cache_key_is_stable_across_processes() -> None:
     """Another interpreter computes the same key for the same inputs."""
     code = (
-        "from requests_emma._cache import cache_key;"
+        "from requests_emma._caches.protocol import cache_key;"
         f"print(cache_key({BASE!r}, 'client-id', {SECRET!r}))"
     )
     other = subprocess.run(

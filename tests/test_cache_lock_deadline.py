@@ -23,7 +23,7 @@ from requests_emma import (
     TokenCache,
     TokenRequestError,
 )
-from requests_emma._cache import cache_key
+from requests_emma._caches.protocol import cache_key
 from requests_emma.testing import FakeEmmaServer
 
 DEADLINE = 1.0

@@ -21,7 +21,8 @@ from typing import NoReturn
 import pytest
 
 import requests_emma
-from requests_emma import EmmaAuth, EmmaSession, RetryPolicy, _cli
+from requests_emma import EmmaAuth, EmmaSession, RetryPolicy
+from requests_emma._cli import main as _cli
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

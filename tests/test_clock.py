@@ -20,7 +20,7 @@ import time
 import pytest
 from fakes import WAIT
 
-from requests_emma import _clock
+from requests_emma._core import clock as _clock
 from requests_emma.testing import FakeEmmaServer
 
 linux_only = pytest.mark.skipif(
@@ -80,7 +80,7 @@ def test_the_system_clock_reads_boottime_not_monotonic_on_linux() -> None:
     child = in_suspended_child(
         """
         import json, time
-        from requests_emma._clock import SYSTEM_CLOCK
+        from requests_emma._core.clock import SYSTEM_CLOCK
         wake_up_later()
         ours = SYSTEM_CLOCK.monotonic()
         print(json.dumps({

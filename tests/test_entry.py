@@ -10,9 +10,9 @@ import time
 import pytest
 from test_cache_format import BASE, SECRET, a_token
 
-from requests_emma._cache import cache_key
-from requests_emma._entry import VERSION, Entry, Hold, Sealer, decode, encode
-from requests_emma._wire import MAX_LIFETIME
+from requests_emma._caches.protocol import cache_key
+from requests_emma._core.cache_entry import VERSION, Entry, Hold, Sealer, decode, encode
+from requests_emma._core.wire import MAX_LIFETIME
 
 CLIENT = "client-id"
 KEY = cache_key(BASE, CLIENT, SECRET)
@@ -195,7 +195,7 @@ def test_import_does_not_load_cryptography() -> None:
     code = (
         "import sys, requests_emma\n"
         "print('cryptography' in sys.modules)\n"
-        "from requests_emma._entry import Sealer\n"
+        "from requests_emma._core.cache_entry import Sealer\n"
         "Sealer('https://x', 'id', 'secret')\n"
         "print('cryptography' in sys.modules)\n"
     )
@@ -211,7 +211,7 @@ def test_without_cryptography_a_cache_says_what_to_install() -> None:
     code = (
         "import sys; sys.modules['cryptography'] = None\n"
         "import requests_emma\n"
-        "from requests_emma._entry import Sealer\n"
+        "from requests_emma._core.cache_entry import Sealer\n"
         "try:\n"
         "    Sealer('https://x', 'id', 'secret')\n"
         "except ImportError as error:\n"

@@ -18,7 +18,7 @@ import pytest
 from cache_workers import CacheSpec
 
 from requests_emma import EmmaAuth, FileTokenCache
-from requests_emma._cache import MAX_ENTRY_BYTES, cache_key
+from requests_emma._caches.protocol import MAX_ENTRY_BYTES, cache_key
 from requests_emma.testing import FakeEmmaServer
 
 WAIT = 60.0

@@ -17,7 +17,7 @@ from cache_workers import CacheSpec
 from redis_server import RedisServer
 from test_file_cache import WAIT, spawn
 
-from requests_emma._cache import cache_key
+from requests_emma._caches.protocol import cache_key
 from requests_emma.testing import FakeEmmaServer
 
 

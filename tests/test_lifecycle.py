@@ -8,8 +8,8 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from requests_emma._entry import Entry
-from requests_emma._lifecycle import (
+from requests_emma._core.cache_entry import Entry
+from requests_emma._core.lifecycle import (
     CLOCK_SKEW,
     MAX_DEFAULT_MARGIN,
     Freshness,
@@ -18,9 +18,9 @@ from requests_emma._lifecycle import (
     default_margin,
     effective_margin,
 )
-from requests_emma._outcome import Kind
-from requests_emma._token import Token
-from requests_emma._wire import TokenGrant
+from requests_emma._core.outcome import Kind
+from requests_emma._core.token import Token
+from requests_emma._core.wire import TokenGrant
 
 WALL = 1_700_000_000.0
 

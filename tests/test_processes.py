@@ -65,7 +65,8 @@ def test_a_renewal_in_flight_does_not_keep_the_process_alive(server: FakeEmmaSer
     server.token_hook = hang_renewals
     code = f"""
         import sys, time
-        from requests_emma import EmmaAuth, _clock
+        from requests_emma import EmmaAuth
+        from requests_emma._core import clock as _clock
 
         class Later(_clock.Clock):
             \"\"\"Real time, moved ahead by ``ahead`` seconds.\"\"\"

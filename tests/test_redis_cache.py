@@ -21,7 +21,7 @@ from redis_server import RedisServer
 from test_file_cache import WAIT, _run_contenders, spawn
 
 from requests_emma import EmmaAuth, RedisTokenCache
-from requests_emma._cache import cache_key
+from requests_emma._caches.protocol import cache_key
 from requests_emma.testing import FakeEmmaServer
 
 KEY = cache_key("https://api.emma.ms/external", "client-id", "secret")

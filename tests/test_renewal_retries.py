@@ -28,10 +28,10 @@ from requests_emma import (
     RetryPolicy,
     TokenRequestError,
     TokenResponseError,
-    _clock,
     _errors,
-    _transport,
 )
+from requests_emma._core import clock as _clock
+from requests_emma._requests import transport as _transport
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 RETRYABLE = [408, 425, 429, 500, 502, 503, 504]
@@ -669,7 +669,7 @@ def test_a_failure_raised_to_the_caller_is_not_logged_too(
 
 
 class SleepRecorder:
-    """Stands in for the time module in requests_emma._clock: real time, recorded sleeps."""
+    """Stands in for the time module in requests_emma._core.clock: real time, recorded sleeps."""
 
     monotonic = staticmethod(time.monotonic)
     time = staticmethod(time.time)

@@ -9,9 +9,9 @@ import math
 import pytest
 
 from requests_emma import EmmaAuth, RetryPolicy
-from requests_emma._outcome import Kind, classify_status
-from requests_emma._retry import parse_retry_after
-from requests_emma._wire import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH
+from requests_emma._core.outcome import Kind, classify_status
+from requests_emma._core.retry_policy import parse_retry_after
+from requests_emma._core.wire import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH
 
 NOW = 1_750_000_000.0  # a Unix time, whole seconds like an HTTP-date
 

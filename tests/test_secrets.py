@@ -19,7 +19,7 @@ from requests_emma import (
     TokenRequestError,
     TokenResponseError,
 )
-from requests_emma._wire import parse_token
+from requests_emma._core.wire import parse_token
 from requests_emma.testing import FakeEmmaServer
 
 

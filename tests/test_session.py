@@ -15,7 +15,7 @@ from fakes import auth_for
 from urllib3.util.retry import Retry
 
 from requests_emma import CredentialsError, EmmaAuth, EmmaSession
-from requests_emma._session import RETRY_AFTER_LIMIT, IdempotentRetry
+from requests_emma._requests.session import RETRY_AFTER_LIMIT, IdempotentRetry
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 IDEMPOTENT = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]

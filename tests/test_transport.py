@@ -15,7 +15,8 @@ import pytest
 import urllib3
 from fakes import Handler, RawServer, answer
 
-from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError, TokenResponseError, _deadline
+from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError, TokenResponseError
+from requests_emma._requests import deadline as _deadline
 
 TOKEN = json.dumps({"accessToken": "encoded-access", "expiresIn": 300}).encode()
 

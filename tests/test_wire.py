@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from requests_emma import TokenResponseError
-from requests_emma._wire import (
+from requests_emma._core.wire import (
     DEFAULT_LIFETIME,
     MAX_LIFETIME,
     MAX_REFRESH_LIFETIME,

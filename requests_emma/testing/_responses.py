@@ -23,7 +23,7 @@ from typing import Protocol
 
 import requests
 
-from .. import _config
+from .._core import config_checks as _config
 from ._tokens import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH, FakeTokenService
 
 _Answer = tuple[int, dict[str, str], bytes]

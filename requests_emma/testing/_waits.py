@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from .. import _clock
+from .._core import clock as _clock
 
 
 @contextlib.contextmanager

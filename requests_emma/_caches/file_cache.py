@@ -36,7 +36,7 @@ from pathlib import Path
 import filelock
 import platformdirs
 
-from ._cache import LOCK_TIMEOUT, MAX_ENTRY_BYTES
+from .protocol import LOCK_TIMEOUT, MAX_ENTRY_BYTES
 
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _MAX_LINKS = 40  # symbolic links the kernel follows in one path before ELOOP

@@ -36,10 +36,10 @@ import math
 import os
 from typing import Any
 
-from ._cache import MAX_ENTRY_BYTES
-from ._errors import TokenResponseError
-from ._token import Token
-from ._value import Value
+from .._caches.protocol import MAX_ENTRY_BYTES
+from .._errors import TokenResponseError
+from .token import Token
+from .value_object import Value
 
 #: Format version: the first byte of a sealed entry, and part of its associated data.
 VERSION = 1
@@ -196,7 +196,7 @@ def decode(data: bytes) -> Entry | None:
 
 
 def _token(data: object) -> tuple[Token | None, float | None]:
-    from ._wire import checked_grant
+    from .wire import checked_grant
 
     if not isinstance(data, dict):
         return None, None

@@ -1,6 +1,6 @@
 """``EmmaAuth``: the token lifecycle as a ``requests`` auth plugin.
 
-A thin adapter: the lifecycle (``_lifecycle.py``) decides, the renewer (``_renewal.py``)
+A thin adapter: the lifecycle (``_core/lifecycle.py``) decides, the renewer (``_requests/renewal.py``)
 calls the endpoints; this module adds the lock, the background renewal, the 401 hook and the
 replay.
 
@@ -42,17 +42,17 @@ from requests.auth import AuthBase
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
 from requests.utils import rewind_body
 
-from . import _config
-from ._cache import TokenCache, check_token_cache
-from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import EmmaAuthError
-from ._lifecycle import TokenLifecycle
-from ._retry import RetryPolicy
-from ._token import Token
+from .._caches.protocol import TokenCache, check_token_cache
+from .._core import config_checks as _config
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.lifecycle import TokenLifecycle
+from .._core.retry_policy import RetryPolicy
+from .._core.token import Token
+from .._errors import EmmaAuthError
 
 if TYPE_CHECKING:
-    from ._lifecycle import _Held
-    from ._renewal import Renewer
+    from .._core.lifecycle import _Held
+    from .renewal import Renewer
 
 logger = logging.getLogger("requests_emma")
 
@@ -126,8 +126,8 @@ class EmmaAuth(_config.KeywordOptions, AuthBase):
     def _get_renewer(self) -> Renewer:
         """The renewer, made at the first renewal. Called with the lock held."""
         if self._renewer is None:
-            from ._renewal import Renewer
-            from ._transport import TokenEndpoint
+            from .renewal import Renewer
+            from .transport import TokenEndpoint
 
             session, timeout, secret, cache = self._renewer_args
             endpoint = TokenEndpoint(self._base_url, session, timeout)
@@ -330,7 +330,7 @@ class EmmaAuth(_config.KeywordOptions, AuthBase):
         rejected = _bearer_token(sent.headers.get("Authorization"))
         if rejected is None or getattr(response, "connection", None) is None:
             return response
-        from ._body import can_be_resent  # at the first 401, not with the package
+        from .body_rewind import can_be_resent  # at the first 401, not with the package
 
         if not can_be_resent(sent):
             logger.debug("401 not replayed: the request body cannot be rewound")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ._value import Value
+from .value_object import Value
 
 
 class Token(Value):

@@ -34,9 +34,13 @@ from typing import TextIO
 
 import requests
 
-from . import _config, _wire
-from ._auth import EmmaAuth
-from ._cli_args import (
+from .._core import config_checks as _config
+from .._core import wire as _wire
+from .._core.token import Token
+from .._errors import EmmaAuthError, TokenRequestError, os_reason
+from .._requests.auth import EmmaAuth
+from .._requests.session import EmmaSession
+from .arguments import (
     EXIT_API_ERROR,
     EXIT_AUTH,
     EXIT_BROKEN_PIPE,
@@ -51,9 +55,6 @@ from ._cli_args import (
     parse,
     without_value,
 )
-from ._errors import EmmaAuthError, TokenRequestError, os_reason
-from ._session import EmmaSession
-from ._token import Token
 
 
 class CommandError(Exception):
@@ -119,11 +120,11 @@ def _run(args: argparse.Namespace) -> int:
     auth = None if args.command in ("demo", "serve") else _auth_from(args)
     try:
         if args.command == "demo":
-            from ._demo import run_demo  # the fake server is loaded only for the demo
+            from .demo import run_demo  # the fake server is loaded only for the demo
 
             status = run_demo(sys.stdout)
         elif args.command == "serve":
-            from ._serve import ListenError, run_serve
+            from .serve import ListenError, run_serve
 
             try:
                 status = run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)

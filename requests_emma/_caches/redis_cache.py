@@ -34,8 +34,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._cache import LOCK_TIMEOUT
-from ._config import Secret
+from .._core.config_checks import Secret
+from .protocol import LOCK_TIMEOUT
 
 try:  # at runtime too, so that the annotations naming it resolve
     import redis

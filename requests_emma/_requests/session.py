@@ -49,9 +49,10 @@ from urllib3.exceptions import (
 )
 from urllib3.util.retry import Retry
 
-from . import _clock, _config
-from ._auth import EmmaAuth
-from ._body import can_be_resent
+from .._core import clock as _clock
+from .._core import config_checks as _config
+from .auth import EmmaAuth
+from .body_rewind import can_be_resent
 
 if TYPE_CHECKING:
     from types import TracebackType

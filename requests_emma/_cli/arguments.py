@@ -13,7 +13,8 @@ import difflib
 import re
 from typing import NoReturn
 
-from . import __version__, _config
+from .. import __version__
+from .._core import config_checks as _config
 
 PROG = "requests-emma"
 

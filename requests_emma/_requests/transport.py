@@ -1,7 +1,7 @@
 """One call to an emma token endpoint, reported as a classified :class:`~._outcome.Outcome`.
 
 The transport holds no policy: it makes one attempt and says what happened. Retrying is the
-retry policy's business (``_retrying.py``), what a refusal means is the lifecycle's.
+retry policy's business (``_core/backoff.py``), what a refusal means is the lifecycle's.
 
 The calls go through their own ``requests.Session`` (or the one the user passes for proxies
 and TLS), never through ``EmmaAuth``: an explicit no-op auth keeps a session-level auth or a
@@ -9,7 +9,7 @@ and TLS), never through ``EmmaAuth``: an explicit no-op auth keeps a session-lev
 the client secret is never sent anywhere but the configured endpoint.
 
 The deadline bounds the whole exchange, from connect to the last byte of the body
-(``_deadline.py``; with a session of the user's, whose adapters are theirs, each socket
+(``_requests/deadline.py``; with a session of the user's, whose adapters are theirs, each socket
 operation's timeout is cut to the time left instead). The body is read as requests decodes
 it, so a gzip- or deflate-encoded token arrives whole, and is capped at :data:`MAX_BODY`.
 
@@ -26,10 +26,13 @@ from collections.abc import Callable
 
 import requests
 
-from . import _config, _deadline, _retry, _wire
-from ._clock import Clock
-from ._errors import TokenResponseError, os_reason
-from ._outcome import Kind, Outcome, classify_status
+from .._core import config_checks as _config
+from .._core import retry_policy as _retry
+from .._core import wire as _wire
+from .._core.clock import Clock
+from .._core.outcome import Kind, Outcome, classify_status
+from .._errors import TokenResponseError, os_reason
+from . import deadline as _deadline
 
 logger = logging.getLogger("requests_emma")
 

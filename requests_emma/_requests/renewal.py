@@ -22,21 +22,21 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import _wire
-from ._cache import TokenCache, cache_key
-from ._clock import Clock
-from ._config import Secret, secret_or_none
-from ._entry import REFUSED
-from ._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
-from ._lifecycle import Freshness, TokenLifecycle
-from ._outcome import Kind, Outcome
-from ._retry import RetryPolicy
-from ._token import Token
-from ._transport import TokenEndpoint
+from .._caches.protocol import TokenCache, cache_key
+from .._core import wire as _wire
+from .._core.cache_entry import REFUSED
+from .._core.clock import Clock
+from .._core.config_checks import Secret, secret_or_none
+from .._core.lifecycle import Freshness, TokenLifecycle
+from .._core.outcome import Kind, Outcome
+from .._core.retry_policy import RetryPolicy
+from .._core.token import Token
+from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
+from .transport import TokenEndpoint
 
 if TYPE_CHECKING:
-    from . import _retrying
-    from ._entry import Sealer
+    from .._core import backoff as _retrying
+    from .._core.cache_entry import Sealer
 
 #: Statuses whose ``Retry-After`` holds off every token call until it has passed.
 HOLD_STATUSES = frozenset({429, 503})
@@ -65,7 +65,7 @@ class Renewer:
         )
         self._sealer: Sealer | None = None
         if cache is not None:
-            from ._entry import Sealer  # cryptography, at the first use of a cache only
+            from .._core.cache_entry import Sealer  # cryptography, at the first use of a cache only
 
             self._sealer = Sealer(endpoint.base_url, client_id, client_secret.reveal())
 
@@ -254,7 +254,9 @@ class Renewer:
         clock: Clock,
         deadline: float,
     ) -> _retrying.Run:
-        from . import _retrying  # tenacity is imported at the first token call only
+        from .._core import (
+            backoff as _retrying,  # tenacity is imported at the first token call only
+        )
 
         return _retrying.run(
             lambda: self.endpoint.attempt(path, body, deadline, clock),

@@ -7,7 +7,7 @@ meanwhile, and rotated the refresh token this process holds), and either adopt t
 token or renew and save. So the cache sees one lock, one load and at most one save per
 renewal, never a call per request.
 
-A cache stores opaque bytes: the library seals every entry (``_entry.py``: AES-GCM under a
+A cache stores opaque bytes: the library seals every entry (``_core/cache_entry.py``: AES-GCM under a
 key derived from the client secret) before it reaches the cache, and opens and checks it
 after a load. A cache therefore never sees a token, and needs no knowledge of the format.
 

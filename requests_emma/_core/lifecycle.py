@@ -3,7 +3,7 @@
 This is a pure state object: no network, no threads, no sleeping. Every decision takes the
 time as an argument (``now``, monotonic seconds; ``wall_now``, Unix seconds where a token
 crosses a process boundary), so tests drive it step by step. The requests adapter
-(``_auth.py``) adds the lock and runs the renewals (``_renewal.py``) it asks for.
+(``_requests/auth.py``) adds the lock and runs the renewals (``_requests/renewal.py``) it asks for.
 
 Theory of operation
 -------------------
@@ -62,13 +62,13 @@ import enum
 import math
 from typing import TYPE_CHECKING
 
-from ._token import Token, bearer_header
+from .token import Token, bearer_header
 
 if TYPE_CHECKING:
     # Loaded with the token calls' machinery at the first renewal, not with the package.
-    from ._entry import Entry
-    from ._outcome import Kind
-    from ._wire import TokenGrant
+    from .cache_entry import Entry
+    from .outcome import Kind
+    from .wire import TokenGrant
 
 #: Cap of the lifetime-scaled default margin, in seconds.
 MAX_DEFAULT_MARGIN = 60.0
@@ -237,7 +237,7 @@ class TokenLifecycle:
         A refusal means the refresh token is dead: it is dropped, and issue-token asked. Any
         other failure says nothing about it: it is kept, and the renewal fails.
         """
-        from ._outcome import Kind  # loaded already: the call that failed classified itself
+        from .outcome import Kind  # loaded already: the call that failed classified itself
 
         if kind is Kind.REFUSED:
             self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
@@ -255,14 +255,14 @@ class TokenLifecycle:
 
     def hold_calls(self, now: float, seconds: float, detail: str) -> None:
         """emma answered ``detail`` (``"HTTP 429"``) with ``Retry-After: seconds``."""
-        from ._entry import BUSY
+        from .cache_entry import BUSY
 
         self._set_hold(now + seconds, BUSY, detail, 0)
 
     def credentials_refused(self, now: float, detail: str) -> float:
         """issue-token refused the credentials: no call for a backoff that doubles with each
         refusal in a row. Returns its seconds."""
-        from ._entry import REFUSED
+        from .cache_entry import REFUSED
 
         strikes = self._hold_strikes + 1
         wait = min(REFUSED_BACKOFF_MAX, REFUSED_BACKOFF_INITIAL * 2.0 ** (strikes - 1))
@@ -333,7 +333,7 @@ class TokenLifecycle:
     def entry_to_save(self, now: float, wall_now: float) -> Entry:
         """The shared cache entry for what is held here: the current token with the newest
         refresh token, the hold, and the next generation (see :meth:`saved`)."""
-        from ._entry import Entry, Hold
+        from .cache_entry import Entry, Hold
 
         held, token, hold = self._held, None, None
         if held is not None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from ._errors import CredentialsError
+from .._errors import CredentialsError
 
 if TYPE_CHECKING:
     import inspect

@@ -22,8 +22,8 @@ import time
 from types import FrameType
 from typing import TextIO
 
-from . import _config
-from .testing import FakeEmmaServer
+from .._core import config_checks as _config
+from ..testing import FakeEmmaServer
 
 
 class ListenError(Exception):

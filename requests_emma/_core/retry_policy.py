@@ -1,6 +1,6 @@
 """How the token endpoint is retried: :class:`RetryPolicy`, the value users configure.
 
-The tenacity strategies that carry it out are in ``_retrying.py``, imported at the first
+The tenacity strategies that carry it out are in ``_core/backoff.py``, imported at the first
 token call rather than with the package.
 
 One renewal is a sequence of attempts bounded by two things: ``attempts`` and ``deadline``,
@@ -19,7 +19,7 @@ import datetime
 import email.utils
 import math
 
-from ._value import Value
+from .value_object import Value
 
 
 class RetryPolicy(Value):

@@ -24,9 +24,9 @@ import math
 import re
 from typing import Any
 
-from ._errors import TokenResponseError
-from ._token import Token
-from ._value import Value
+from .._errors import TokenResponseError
+from .token import Token
+from .value_object import Value
 
 ISSUE_TOKEN_PATH = "/v1/issue-token"
 REFRESH_TOKEN_PATH = "/v1/refresh-token"

@@ -20,10 +20,10 @@ from typing import TextIO
 
 import requests
 
-from ._auth import EmmaAuth
-from ._session import EmmaSession
-from ._token import Token
-from .testing import FakeEmmaServer
+from .._core.token import Token
+from .._requests.auth import EmmaAuth
+from .._requests.session import EmmaSession
+from ..testing import FakeEmmaServer
 
 #: Lifetime of the first token, in seconds: short enough to watch it being renewed.
 FIRST_TOKEN_LIFETIME = 3

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 import tenacity
 
-from ._clock import Clock
-from ._outcome import Kind, Outcome
-from ._retry import RetryPolicy
+from .clock import Clock
+from .outcome import Kind, Outcome
+from .retry_policy import RetryPolicy
 
 logger = logging.getLogger("requests_emma")
 

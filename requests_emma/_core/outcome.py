@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-from ._wire import ISSUE_TOKEN_PATH, TokenGrant
+from .wire import ISSUE_TOKEN_PATH, TokenGrant
 
 #: Statuses worth another attempt: the server or a gateway is busy or hiccuped.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
