@@ -236,6 +236,25 @@ def test_each_test_gets_its_own_server(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
 
 
+def test_emma_auth_fixture_is_bound_to_emma_server(pytester: pytest.Pytester) -> None:
+    """emma_auth is an EmmaAuth that gets its tokens from the test's own emma_server."""
+    pytester.makepyfile(
+        """
+        import requests
+        from requests_emma import EmmaAuth
+
+        def test_uses_the_auth(emma_auth, emma_server):
+            assert isinstance(emma_auth, EmmaAuth)
+            assert emma_auth.base_url == emma_server.base_url
+            response = requests.get(emma_server.base_url + "/v1/locations", auth=emma_auth)
+            assert response.status_code == 200
+            assert emma_server.token_calls == 1
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
 def test_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
     """-p no:requests_emma removes the fixture: proof it comes from the plugin."""
     pytester.makepyfile(
