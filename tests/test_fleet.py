@@ -20,6 +20,9 @@ from test_file_cache import WAIT, spawn
 from requests_emma._cache import cache_key, decode_token
 from requests_emma.testing import FakeEmmaServer
 
+# Every test here runs a fleet of real processes: CI runs them on one Python (setup.cfg).
+pytestmark = pytest.mark.slow
+
 
 class Member:
     """One process of the fleet, driven by commands."""

@@ -179,6 +179,7 @@ def test_the_lock_excludes_a_second_holder(cache: RedisTokenCache) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_processes_contending_on_the_lock_renew_once(redis_server: RedisServer) -> None:
     """8 processes doing check-then-renew under the Redis lock make one token call in total."""
     with FakeEmmaServer() as server:
@@ -194,6 +195,7 @@ def test_processes_contending_on_the_lock_renew_once(redis_server: RedisServer) 
     assert len({token for _, token in outcomes}) == 1
 
 
+@pytest.mark.slow
 def test_a_lock_holder_killed_with_sigkill_blocks_others_for_the_lock_timeout_at_most(
     redis_server: RedisServer,
 ) -> None:
