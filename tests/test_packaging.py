@@ -13,7 +13,8 @@ def test_tox_tests_every_python_setup_cfg_claims() -> None:
     """tox.ini's envlist has one pyXY per 'Programming Language :: Python :: X.Y' classifier."""
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")
-    claimed = set(re.findall(r"Python :: 3\.(\d+)$", setup["metadata"]["classifiers"], re.M))
+    classifiers = setup["metadata"]["classifiers"]
+    claimed = set(re.findall(r"Python :: 3\.(\d+)$", classifiers, re.MULTILINE))
     tox = configparser.ConfigParser()
     tox.read(ROOT / "tox.ini")
     match = re.search(r"py3\{([\d,]+)\}", tox["tox"]["envlist"])
