@@ -45,6 +45,7 @@ def test_every_public_method_of_the_fake_emma_is_documented() -> None:
     assert {name for name in methods if f"`{name}(" not in testing} == set()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name == "nt", reason="a POSIX shell example")
 @pytest.mark.parametrize("page", ["README.md", "docs/how-to/cli.md"])
 def test_the_serve_example_leaves_no_file_behind(page: str, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from test_file_cache import WAIT, spawn
 from requests_emma._cache import cache_key, decode_token
 from requests_emma.testing import FakeEmmaServer
 
-# Every test here runs a fleet of real processes: CI runs them on one Python (setup.cfg).
+# Every test here runs a fleet of real processes: slow (see setup.cfg), run on one Python in CI.
 pytestmark = pytest.mark.slow
 
 

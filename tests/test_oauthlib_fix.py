@@ -141,6 +141,7 @@ def test_a_used_refresh_token_raises_invalid_grant(emma_server: FakeEmmaServer) 
             session.refresh_token(refresh_url, refresh_token=first["refresh_token"], timeout=10)
 
 
+@pytest.mark.slow
 def test_auto_refresh_renews_an_expired_token_and_calls_the_updater() -> None:
     """With auto_refresh_url and token_updater, an expired token is refreshed at the next call."""
     updates: list[dict[str, object]] = []

@@ -244,6 +244,7 @@ def test_redis_stopped_mid_run_raises_a_connection_error_quickly(
         assert time.monotonic() - started < 5.0
 
 
+@pytest.mark.slow
 def test_redis_that_stops_answering_raises_a_timeout_error_quickly(
     own_redis_server: RedisServer,
 ) -> None:

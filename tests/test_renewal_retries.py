@@ -362,6 +362,7 @@ def test_a_refresh_refused_at_the_deadline_leaves_issue_token_uncalled(
     assert auth._lifecycle.refresh_token(clock.now) is None
 
 
+@pytest.mark.slow
 def test_a_read_never_outlasts_the_deadline(raw_server: Callable[..., RawServer]) -> None:
     """Each read's timeout is cut to the time left: byte gaps near the deadline don't overrun."""
     server = raw_server(one_byte_every(2.5))  # a gap near the 3 s deadline
@@ -378,6 +379,7 @@ def test_a_read_never_outlasts_the_deadline(raw_server: Callable[..., RawServer]
     assert time.monotonic() - started < 4.5  # a per-attempt read timeout alone: about 5 s
 
 
+@pytest.mark.slow
 def test_slow_endpoint_fails_within_the_deadline(server: FakeEmmaServer) -> None:
     """A token endpoint slower than the deadline fails by the deadline, not when it answers."""
     server.token_delay = 6  # each answer would succeed, but only after 6 s
@@ -391,6 +393,7 @@ def test_slow_endpoint_fails_within_the_deadline(server: FakeEmmaServer) -> None
     assert caught.value.elapsed < 4.5
 
 
+@pytest.mark.slow
 def test_a_trickling_response_is_abandoned_at_the_deadline(
     raw_server: Callable[..., RawServer],
 ) -> None:
@@ -418,6 +421,7 @@ def test_a_connection_lost_while_reading_the_body_is_retried(
     assert len(waits) == 1
 
 
+@pytest.mark.slow
 def test_unreachable_endpoint_fails_within_the_deadline(closed_port_url: str) -> None:
     """Against a closed port, attempts go on with real waits until the deadline, not past it."""
     policy = RetryPolicy(attempts=1000, deadline=1.5, wait_initial=0.05, wait_max=0.2)

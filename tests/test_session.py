@@ -231,6 +231,7 @@ def test_post_is_never_retried(session: EmmaSession, server: FakeEmmaServer) -> 
     assert server.api_calls == 1
 
 
+@pytest.mark.slow
 def test_retries_run_out(auth: EmmaAuth, server: FakeEmmaServer) -> None:
     """After the last retry the final 503 is returned, not an exception."""
     server.fail_next_api_calls(3, 503)
@@ -241,6 +242,7 @@ def test_retries_run_out(auth: EmmaAuth, server: FakeEmmaServer) -> None:
     assert server.api_calls == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status", [502, 503])
 def test_retry_after_is_honoured(session: EmmaSession, server: FakeEmmaServer, status: int) -> None:
     """The retry waits at least as long as Retry-After says."""

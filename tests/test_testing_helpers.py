@@ -183,6 +183,7 @@ def test_repr_shows_no_token() -> None:
 # -- the pytest plugin ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_emma_server_fixture_from_the_entry_point(pytester: pytest.Pytester) -> None:
     """An installed requests-emma gives any test suite a running emma_server."""
     pytester.makepyfile(
@@ -212,6 +213,7 @@ def test_emma_server_fixture_from_the_entry_point(pytester: pytest.Pytester) -> 
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow
 def test_each_test_gets_its_own_server(pytester: pytest.Pytester) -> None:
     """Two tests get two servers: nothing carries over."""
     pytester.makepyfile(
@@ -236,6 +238,7 @@ def test_each_test_gets_its_own_server(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow
 def test_emma_auth_fixture_is_bound_to_emma_server(pytester: pytest.Pytester) -> None:
     """emma_auth is an EmmaAuth that gets its tokens from the test's own emma_server."""
     pytester.makepyfile(
@@ -255,6 +258,7 @@ def test_emma_auth_fixture_is_bound_to_emma_server(pytester: pytest.Pytester) ->
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 def test_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
     """-p no:requests_emma removes the fixture: proof it comes from the plugin."""
     pytester.makepyfile(
