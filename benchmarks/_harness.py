@@ -174,4 +174,4 @@ def git_revision() -> str:
         )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return out.stdout.strip()[:100]
+    return out.stdout.strip()  # the page shortens the subject, at a word boundary

@@ -4,7 +4,9 @@
     python benchmarks/run.py --quick    # fewer, shorter rounds: about 2 minutes
 
 It measures whichever ``requests_emma`` is installed. The targets are reported, pass or
-fail, on the page; ``--check`` also makes a failed target the exit status.
+fail, on the page; ``--check`` also makes a failed target the exit status. What it measured
+is saved beside the charts (``docs/benchmarks/results.json``), from which
+``python benchmarks/report.py`` renders the page again without measuring.
 """
 
 from __future__ import annotations
@@ -164,20 +166,22 @@ def main(argv: list[str] | None = None) -> int:
         step("profile", lambda: bench_speed.per_request_profile(server, **plan["profile"]))
 
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
-    text = report.page(
-        command="python benchmarks/run.py",
-        quick=args.quick,
-        when=when,
-        revision=_harness.git_revision(),
-        machine=machine,
-        versions=_harness.versions(LIBRARIES),
-        sections=sections,
-        seconds=time.monotonic() - began,
-        chart_dir=charts.name,
-        load_at_end=_harness.load_average(),
-    )
+    results = {
+        "command": "python benchmarks/run.py",
+        "quick": args.quick,
+        "when": when,
+        "revision": _harness.git_revision(),
+        "machine": machine,
+        "versions": _harness.versions(LIBRARIES),
+        "sections": sections,
+        "seconds": time.monotonic() - began,
+        "chart_dir": charts.name,
+        "load_at_end": _harness.load_average(),
+    }
+    # Saved beside the charts: `python benchmarks/report.py` renders the page again from it.
+    report.save(charts / "results.json", **results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    args.output.write_text(report.page(**results))
     failed = [t for s in sections for t in s.targets if not t.passed]
     print(
         f"wrote {args.output} ({command}, {time.monotonic() - began:.0f} s); "

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import requests_emma
 
 project = "requests-emma"
@@ -30,6 +32,24 @@ root_doc = "index"
 # ```{directive}``` fences cover autodoc, doctests and diagrams.
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence", "deflist"]
+
+
+
+class _MystVersionOnly(logging.Filter):
+    """MyST logs its whole ``MdParserConfig(...)`` at the start of every build: keep the version.
+
+    ``myst_parser.sphinx_ext.main.create_myst_config`` logs it at INFO (``"myst v%s: %s"``),
+    a screenful of settings each time ``tox -e docs`` runs a builder.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 2 and "myst v" in str(record.msg):
+            record.msg, record.args = "myst v%s", record.args[:1]
+        return True
+
+
+# Sphinx's loggers are "sphinx." + the module's name.
+logging.getLogger("sphinx.myst_parser.sphinx_ext.main").addFilter(_MystVersionOnly())
 
 html_theme = "furo"
 html_title = "requests-emma"

@@ -119,6 +119,7 @@ def test_a_url_set_by_hand_gets_the_token_only_when_unambiguous(
     assert carries_the_token(auth, auth(request)) is gets_token
 
 
+@pytest.mark.slow
 @given(st.data())
 def test_the_prefix_range_test_is_a_prefix_test(data: st.DataObject) -> None:
     """``prefix <= url < _after_prefix(prefix)`` holds exactly when url starts with prefix."""

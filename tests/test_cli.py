@@ -38,6 +38,20 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+#: Prefix a command with this to run it with Ctrl-C's default action, as a terminal's
+#: foreground job has it. A child inherits an ignored SIGINT (pytest run as a background job
+#: of a script, ``pytest &``) and Python then leaves it ignored; subprocess's
+#: ``restore_signals`` resets only SIGPIPE and SIGXFSZ, and a ``preexec_fn`` is not safe
+#: with the test servers' threads running. So a small Python resets it, then execs.
+DEFAULT_SIGINT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys\n"
+    + "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+    + "os.execv(sys.argv[1], sys.argv[1:])\n",
+]
+
+
 def run_cli(
     *args: str, env: Mapping[str, str] | None = None, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
@@ -80,7 +94,7 @@ def at_the_prompt(
     """Run `token` on a terminal; at the prompt, ``answer(child, terminal)``; status, out, err."""
     controller, terminal = os.openpty()
     with subprocess.Popen(
-        [sys.executable, "-m", "requests_emma", "token"],
+        [*DEFAULT_SIGINT, sys.executable, "-m", "requests_emma", "token"],
         env=child_env(env),
         stdin=terminal,
         stdout=subprocess.PIPE,

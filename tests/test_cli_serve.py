@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from test_cli import child_env, one_error_line, run_cli
+from test_cli import DEFAULT_SIGINT, child_env, one_error_line, run_cli
 
 from requests_emma import EmmaAuth, EmmaSession
 
@@ -54,7 +54,16 @@ class Serving:
 @pytest.fixture
 def serving() -> Iterator[Serving]:
     child = subprocess.Popen(
-        [sys.executable, "-m", "requests_emma", "serve", "--token-lifetime", "120"],
+        # The test sends SIGINT: it must not be ignored.
+        [
+            *DEFAULT_SIGINT,
+            sys.executable,
+            "-m",
+            "requests_emma",
+            "serve",
+            "--token-lifetime",
+            "120",
+        ],
         env=child_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -266,6 +266,7 @@ def test_a_lock_wait_is_bounded_by_the_timeout_asked_and_by_lock_timeout(
             assert time.monotonic() - started < 10.0  # wide margin; 60 s if unbounded
 
 
+@pytest.mark.slow
 def test_processes_contending_on_the_lock_renew_once(directory: Path) -> None:
     """8 processes doing check-then-renew under the lock make one token call in total."""
     with FakeEmmaServer() as server:
@@ -297,6 +298,7 @@ def _run_contenders(
     return outcomes
 
 
+@pytest.mark.slow
 def test_a_lock_holder_killed_with_sigkill_releases_the_lock(directory: Path) -> None:
     """The OS releases a dead holder's file lock: the next process gets it at once."""
     held = spawn.Event()

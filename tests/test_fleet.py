@@ -20,6 +20,9 @@ from test_file_cache import WAIT, spawn
 from requests_emma._caches.protocol import cache_key
 from requests_emma.testing import FakeEmmaServer
 
+# Every test here runs a fleet of real processes: slow (see setup.cfg), run on one Python in CI.
+pytestmark = pytest.mark.slow
+
 
 class Member:
     """One process of the fleet, driven by commands."""

@@ -50,6 +50,7 @@ def test_no_thread_starts_at_import_or_construction() -> None:
     assert result.stdout.strip() == "0"
 
 
+@pytest.mark.slow
 def test_a_renewal_in_flight_does_not_keep_the_process_alive(server: FakeEmmaServer) -> None:
     """A process whose background renewal hangs in the token endpoint still exits at once."""
     renewing, release = threading.Event(), threading.Event()

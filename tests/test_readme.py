@@ -37,6 +37,7 @@ def test_readme_example_runs_as_written(server: FakeEmmaServer, script: str) -> 
     assert server.token_calls >= 1  # it really called the (fake) API
 
 
+@pytest.mark.slow
 def test_readme_test_example_passes(tmp_path: Path) -> None:
     """The README's pytest example passes with the emma_server fixture the package installs."""
     assert TESTS

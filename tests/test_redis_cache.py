@@ -182,6 +182,7 @@ def test_a_lock_wait_is_bounded_by_the_timeout_asked_and_by_blocking_timeout(
             assert time.monotonic() - started < 10.0  # wide margin; 45-60 s if unbounded
 
 
+@pytest.mark.slow
 def test_processes_contending_on_the_lock_renew_once(redis_server: RedisServer) -> None:
     """8 processes doing check-then-renew under the Redis lock make one token call in total."""
     with FakeEmmaServer() as server:
@@ -197,6 +198,7 @@ def test_processes_contending_on_the_lock_renew_once(redis_server: RedisServer) 
     assert len({token for _, token in outcomes}) == 1
 
 
+@pytest.mark.slow
 def test_a_lock_holder_killed_with_sigkill_blocks_others_for_the_lock_timeout_at_most(
     redis_server: RedisServer,
 ) -> None:
@@ -245,6 +247,7 @@ def test_redis_stopped_mid_run_raises_a_connection_error_quickly(
         assert time.monotonic() - started < 5.0
 
 
+@pytest.mark.slow
 def test_redis_that_stops_answering_raises_a_timeout_error_quickly(
     own_redis_server: RedisServer,
 ) -> None:

@@ -362,6 +362,7 @@ def test_a_refresh_refused_at_the_deadline_leaves_issue_token_uncalled(
     assert auth._lifecycle.refresh_token(clock.now) is None
 
 
+@pytest.mark.slow
 def test_a_read_never_outlasts_the_deadline(raw_server: Callable[..., RawServer]) -> None:
     """A body whose bytes each come within every read timeout, one gap ending just short of
     the deadline and the next past it, is cut off at the deadline, not read out."""
@@ -380,6 +381,7 @@ def test_a_read_never_outlasts_the_deadline(raw_server: Callable[..., RawServer]
     assert time.monotonic() - started < 4.5
 
 
+@pytest.mark.slow
 def test_slow_endpoint_fails_within_the_deadline(server: FakeEmmaServer) -> None:
     """A token endpoint slower than the deadline fails by the deadline, not when it answers."""
     server.token_delay = 6  # each answer would succeed, but only after 6 s
@@ -393,6 +395,7 @@ def test_slow_endpoint_fails_within_the_deadline(server: FakeEmmaServer) -> None
     assert caught.value.elapsed < 4.5
 
 
+@pytest.mark.slow
 def test_a_trickling_response_is_abandoned_at_the_deadline(
     raw_server: Callable[..., RawServer],
 ) -> None:
@@ -420,6 +423,7 @@ def test_a_connection_lost_while_reading_the_body_is_retried(
     assert len(waits) == 1
 
 
+@pytest.mark.slow
 def test_unreachable_endpoint_fails_within_the_deadline(closed_port_url: str) -> None:
     """Against a closed port, attempts go on with backoff waits until the next wait would pass
     the deadline: the renewal then fails, never having slept past it (fake clock)."""

@@ -188,6 +188,7 @@ def test_repr_shows_no_token() -> None:
 # -- the pytest plugin ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_emma_server_fixture_from_the_entry_point(pytester: pytest.Pytester) -> None:
     """An installed requests-emma gives any test suite a running emma_server."""
     pytester.makepyfile(
@@ -217,6 +218,7 @@ def test_emma_server_fixture_from_the_entry_point(pytester: pytest.Pytester) -> 
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow
 def test_each_test_gets_its_own_server(pytester: pytest.Pytester) -> None:
     """Two tests get two servers: nothing carries over."""
     pytester.makepyfile(
@@ -241,6 +243,27 @@ def test_each_test_gets_its_own_server(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow
+def test_emma_auth_fixture_is_bound_to_emma_server(pytester: pytest.Pytester) -> None:
+    """emma_auth is an EmmaAuth that gets its tokens from the test's own emma_server."""
+    pytester.makepyfile(
+        """
+        import requests
+        from requests_emma import EmmaAuth
+
+        def test_uses_the_auth(emma_auth, emma_server):
+            assert isinstance(emma_auth, EmmaAuth)
+            assert emma_auth.base_url == emma_server.base_url
+            response = requests.get(emma_server.base_url + "/v1/locations", auth=emma_auth)
+            assert response.status_code == 200
+            assert emma_server.token_calls == 1
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.slow
 def test_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
     """-p no:requests_emma removes the fixture: proof it comes from the plugin."""
     pytester.makepyfile(

@@ -83,6 +83,7 @@ def test_a_token_body_that_does_not_decode_is_an_unusable_answer(
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("part", ["status line", "headers"])
 def test_the_deadline_bounds_a_trickling_head(
     raw_server: Callable[..., RawServer], part: str

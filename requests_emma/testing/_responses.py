@@ -84,10 +84,10 @@ class FakeTokenEndpoints(FakeTokenService):
         """The ``responses`` callback: emma's answer to one token call."""
         path = urllib.parse.urlsplit(request.url or "").path
         path = ISSUE_TOKEN_PATH if path.endswith(ISSUE_TOKEN_PATH) else REFRESH_TOKEN_PATH
-        answer = self.receive_token_call(path)
+        answer = self._receive_token_call(path)
         if answer is None:
             body = request.body or b""
-            answer = self.answer_token_call(
+            answer = self._answer_token_call(
                 path,
                 request.headers.get("Content-Type", ""),
                 body.encode() if isinstance(body, str) else body,

@@ -300,13 +300,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _token_call(self, path: str, body: bytes) -> None:
         state = self.server_state
-        failure = state.receive_token_call(path)
+        failure = state._receive_token_call(path)
         if state.token_hook is not None:
             state.token_hook()
         if state.token_delay:
             time.sleep(state.token_delay)
         if failure is None:
-            failure = state.answer_token_call(path, self.headers.get("Content-Type", ""), body)
+            failure = state._answer_token_call(path, self.headers.get("Content-Type", ""), body)
         self._answer(failure)
 
     def _authorized(self) -> bool:

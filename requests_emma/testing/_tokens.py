@@ -115,7 +115,7 @@ class FakeTokenService:
 
     # -- answering a token call: receive it first, then answer it ------------------------------
 
-    def receive_token_call(self, path: str) -> PlannedAnswer | None:
+    def _receive_token_call(self, path: str) -> PlannedAnswer | None:
         """Count a call to ``path``; returns the planned failure to answer it with, if any."""
         with self._lock:
             if path == ISSUE_TOKEN_PATH:
@@ -124,7 +124,7 @@ class FakeTokenService:
                 self.refresh_calls += 1
             return self._token_failures.popleft() if self._token_failures else None
 
-    def answer_token_call(self, path: str, content_type: str, body: bytes) -> PlannedAnswer:
+    def _answer_token_call(self, path: str, content_type: str, body: bytes) -> PlannedAnswer:
         """emma's answer to a token call to ``path`` with this body."""
         if "application/json" not in content_type:
             return bad_request("Content-Type must be application/json")

@@ -1,8 +1,9 @@
-"""The requests-emma pytest plugin: an ``emma_server`` fixture.
+"""The requests-emma pytest plugin: the ``emma_server`` and ``emma_auth`` fixtures.
 
 Installing requests-emma registers this module with pytest (the ``pytest11`` entry point,
-plugin name ``requests_emma``), so any test can ask for ``emma_server``. ``-p
-no:requests_emma`` turns it off.
+plugin name ``requests_emma``), so any test can ask for ``emma_server`` (a running fake
+emma) or ``emma_auth`` (an ``EmmaAuth`` already pointed at that fake). ``-p
+no:requests_emma`` turns both off.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from .. import EmmaAuth
 from . import FakeEmmaServer
 
 
@@ -23,3 +25,12 @@ def emma_server() -> Iterator[FakeEmmaServer]:
     """
     with FakeEmmaServer() as server:
         yield server
+
+
+@pytest.fixture
+def emma_auth(emma_server: FakeEmmaServer) -> EmmaAuth:
+    """An :class:`~requests_emma.EmmaAuth` with ``emma_server``'s credentials and base URL.
+
+    The test gets the same ``emma_server`` if it asks for both, to check what the fake saw.
+    """
+    return EmmaAuth(emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url)
