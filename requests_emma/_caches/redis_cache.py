@@ -34,7 +34,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .._core.config_checks import Secret
+from .._core.secret import Secret
 from .protocol import LOCK_TIMEOUT
 
 try:  # at runtime too, so that the annotations naming it resolve

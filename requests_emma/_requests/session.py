@@ -50,9 +50,11 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from .._core import clock as _clock
-from .._core import config_checks as _config
+from .._core import durations, urls
+from .._core.keyword_options import KeywordOptions
 from .auth import EmmaAuth
 from .body_rewind import can_be_resent
+from .proxies import direct_proxies
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -173,7 +175,7 @@ class _RetryingAdapter(HTTPAdapter):
         return {**state, "_single_try": self._single_try}
 
 
-class EmmaSession(_config.KeywordOptions, requests.Session):
+class EmmaSession(KeywordOptions, requests.Session):
     """A ``requests.Session`` for the emma API: base URL, default timeout, retries.
 
     ``auth``: the :class:`EmmaAuth` to use (``None``: ``EmmaAuth(base_url=base_url)``,
@@ -199,8 +201,8 @@ class EmmaSession(_config.KeywordOptions, requests.Session):
         default_timeout = None if timeout is None else _timeout_from(timeout)
         if auth is None:
             auth = EmmaAuth(base_url=base_url)
-        resolved_base = auth.base_url if base_url is None else _config.base_url(base_url)
-        if _config.origin(resolved_base) != _config.origin(auth.base_url):
+        resolved_base = auth.base_url if base_url is None else urls.base_url(base_url)
+        if urls.origin(resolved_base) != urls.origin(auth.base_url):
             raise ValueError(
                 f"base_url {resolved_base!r} is not on the auth's origin {auth.base_url!r}: "
                 "the token would never be sent there"
@@ -211,7 +213,7 @@ class EmmaSession(_config.KeywordOptions, requests.Session):
         self._timeout = default_timeout
         if retry is not None:
             adapter = _RetryingAdapter(retry)
-            for prefix in _origin_prefixes(resolved_base):
+            for prefix in urls.origin_prefixes(resolved_base):
                 self.mount(prefix, adapter)
 
     @property
@@ -246,7 +248,7 @@ class EmmaSession(_config.KeywordOptions, requests.Session):
         # send(), not request(): redirects and direct send() calls get the default as well.
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
-        direct = _config.direct_proxies(request.url or "")
+        direct = direct_proxies(request.url or "")
         if direct is not None:
             # Every send passes here (request(), a redirect, a direct send()): whatever
             # proxies the environment, the session or the caller chose, loopback goes direct.
@@ -256,7 +258,7 @@ class EmmaSession(_config.KeywordOptions, requests.Session):
     def rebuild_proxies(
         self, prepared_request: requests.PreparedRequest, proxies: dict[str, str] | None
     ) -> dict[str, str]:
-        direct = _config.direct_proxies(prepared_request.url or "")
+        direct = direct_proxies(prepared_request.url or "")
         if direct is None:
             rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
                 prepared_request, proxies
@@ -287,19 +289,6 @@ def _retry_from(retries: object) -> Retry | None:
     return default_retry(retries) if retries else None
 
 
-def _origin_prefixes(url: str) -> list[str]:
-    """The URL prefixes of ``url``'s origin: with its port and, if that is the default, without.
-
-    They are what ``_config.origin()`` takes for one origin, which decides where the token goes.
-    """
-    origin = _config.origin(url)
-    assert origin is not None  # a checked base URL
-    scheme, host, port = origin
-    host = f"[{host}]" if ":" in host else host  # an IPv6 address
-    spellings = [f"{scheme}://{host}:{port}/", f"{scheme}://{host}/"]
-    return [prefix for prefix in spellings if _config.origin(prefix) == origin]
-
-
 def _timeout_from(value: object) -> Timeout:
-    connect, read = _config.timeout(value)  # validates: positive, finite
+    connect, read = durations.timeout(value)  # validates: positive, finite
     return (connect, read) if isinstance(value, tuple) else read
