@@ -37,6 +37,7 @@ from typing import Any
 from .._core.durations import seconds
 from .._core.secret import Secret
 from .._core.urls import host_in_url
+from .._errors import without_tracebacks
 from .protocol import LOCK_TIMEOUT
 
 try:  # at runtime too, so that the annotations naming it resolve
@@ -152,7 +153,7 @@ class RedisTokenCache:
         except Exception as exc:  # noqa: BLE001 - raised below, outside this handler
             # Its frames (redis-py's) hold the URL: it leaves without them, and is not the
             # context of an error raised in here.
-            failure = _without_tracebacks(exc)
+            failure = without_tracebacks(exc)
         if failure is not None:
             if not isinstance(failure, (ValueError, TypeError)):
                 raise failure  # e.g. a ConnectionError: single_connection_client connects now
@@ -275,20 +276,6 @@ def _settings(
         seconds("lock_timeout", lock_timeout, positive=True),
         seconds("blocking_timeout", blocking_timeout, positive=True),
     )
-
-
-def _without_tracebacks(exc: Exception) -> Exception:
-    """``exc`` with no traceback along its chain of causes: redis-py's frames hold the URL."""
-    pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
-    while pending:
-        link = pending.pop()
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
-        link.__traceback__ = None
-        pending += (link.__cause__, link.__context__)
-    return exc
 
 
 def _is_redis_url(url: Secret) -> bool:

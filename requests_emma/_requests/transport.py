@@ -30,7 +30,7 @@ from .._core import retry_policy as _retry
 from .._core import wire as _wire
 from .._core.clock import Clock
 from .._core.outcome import Kind, Outcome, classify_status
-from .._errors import TokenResponseError, os_reason
+from .._errors import TokenResponseError, os_reason, without_tracebacks
 from . import deadline as _deadline
 from .proxies import direct_proxies
 
@@ -191,13 +191,4 @@ def _scrubbed(exc: BaseException) -> BaseException:
     if isinstance(exc, requests.RequestException):
         exc.request = None
         exc.response = None
-    pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
-    while pending:
-        link = pending.pop()
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
-        link.__traceback__ = None
-        pending += (link.__cause__, link.__context__)
-    return exc
+    return without_tracebacks(exc)
