@@ -16,7 +16,6 @@ that floor would pass the deadline, the renewal stops at once rather than sleep 
 from __future__ import annotations
 
 import datetime
-import email.utils
 
 from .durations import seconds
 from .value_object import Value
@@ -88,6 +87,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     value = value.strip()
     if value.isascii() and value.isdigit():
         return float(value)
+    # Here, not with the module: email.utils imports socket (for make_msgid), which importing
+    # the core does not; a Retry-After in the date form is rare, and comes over a socket.
+    import email.utils
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
