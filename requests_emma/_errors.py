@@ -15,7 +15,7 @@ process reach the parent whole.
 
 from __future__ import annotations
 
-from typing import TypeVar
+import typing
 
 import requests
 
@@ -86,7 +86,7 @@ class TokenResponseError(EmmaAuthError):
     """A token endpoint answered 2xx, but the body is not a usable token."""
 
 
-_Chained = TypeVar("_Chained", bound=BaseException)
+_Chained = typing.TypeVar("_Chained", bound=BaseException)
 
 
 def without_tracebacks(exc: _Chained) -> _Chained:

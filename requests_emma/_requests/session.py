@@ -51,7 +51,9 @@ from urllib3.util.retry import Retry
 
 from .._core import clock as _clock
 from .._core import durations, urls
+from .._core.clock import Clock
 from .._core.keyword_options import KeywordOptions
+from .._core.retry_policy import parse_retry_after
 from .auth import EmmaAuth
 from .body_rewind import can_be_resent
 from .proxies import direct_proxies
@@ -59,6 +61,7 @@ from .proxies import direct_proxies
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from typing_extensions import Self  # typing.Self from Python 3.11
     from urllib3.connectionpool import ConnectionPool
     from urllib3.response import BaseHTTPResponse
 
@@ -86,9 +89,30 @@ class IdempotentRetry(Retry):
     up, returning the response, when ``Retry-After`` asks for more than
     :data:`RETRY_AFTER_LIMIT` seconds, treats an unparseable ``Retry-After`` as absent
     (plain backoff) rather than raising, and skips its waits inside ``no_retry_waits()``.
+
+    Its waits, and the ``Retry-After`` dates it reads, go by the clock of the auth in
+    :attr:`clock_of` (``EmmaSession`` sets it on its own copy), so that the one clock a test
+    puts on an ``EmmaAuth`` (:func:`requests_emma.testing.use_clock`) rules these too.
     """
 
     RETRY_AFTER_STATUS_CODES = RETRY_STATUSES
+    #: The auth whose clock the waits read; ``None``: the system clock.
+    clock_of: EmmaAuth | None = None
+
+    def new(self, **kw: Any) -> Self:
+        retry = super().new(**kw)
+        retry.clock_of = self.clock_of
+        return retry
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        # urllib3's reads an HTTP-date against time.time(); this one against the auth's clock.
+        wait = parse_retry_after(retry_after, self._clock().wall())
+        if wait is None:
+            raise InvalidHeader(f"Invalid Retry-After header: {retry_after}")
+        return wait
+
+    def _clock(self) -> Clock:
+        return _clock.SYSTEM_CLOCK if self.clock_of is None else self.clock_of._clock
 
     def increment(
         self,
@@ -123,7 +147,7 @@ class IdempotentRetry(Retry):
         wait = None
         if response is not None and self.respect_retry_after_header:
             wait = self.get_retry_after(response)
-        _clock.SYSTEM_CLOCK.sleep(wait or self.get_backoff_time())
+        self._clock().sleep(wait or self.get_backoff_time())
 
 
 def default_retry(retries: int) -> IdempotentRetry:
@@ -211,6 +235,9 @@ class EmmaSession(KeywordOptions, requests.Session):
         self.auth = auth
         self._base_url = resolved_base
         self._timeout = default_timeout
+        if isinstance(retry, IdempotentRetry):
+            retry = retry.new()  # the caller's own stays as it was
+            retry.clock_of = auth
         if retry is not None:
             adapter = _RetryingAdapter(retry)
             for prefix in urls.origin_prefixes(resolved_base):
