@@ -479,7 +479,7 @@ def _components(
     import logging
     import timeit
 
-    from requests_emma._core import config_checks as _config
+    from requests_emma._core import urls
 
     url = str(base.url)
     logger = logging.getLogger("requests_emma")
@@ -494,8 +494,7 @@ def _components(
         "the floor (`prepare_auth` of a static header)": lambda r: r.prepare_auth(floor),
     }
     alone: dict[str, Callable[[], object]] = {}
-    if hasattr(_config, "origin"):
-        alone["origin check: `_config.origin(url)`"] = lambda: _config.origin(url)
+    alone["origin check: `urls.origin(url)`"] = lambda: urls.origin(url)
     low, high = getattr(auth, "_prefix", None), getattr(auth, "_after_prefix", None)
     if isinstance(low, str) and isinstance(high, str):
         alone["origin check: `prefix <= url < after_prefix`"] = lambda: low <= url < high

@@ -15,6 +15,8 @@ process reach the parent whole.
 
 from __future__ import annotations
 
+import typing
+
 import requests
 
 
@@ -82,6 +84,27 @@ class TokenRequestError(EmmaAuthError):
 
 class TokenResponseError(EmmaAuthError):
     """A token endpoint answered 2xx, but the body is not a usable token."""
+
+
+_Chained = typing.TypeVar("_Chained", bound=BaseException)
+
+
+def without_tracebacks(exc: _Chained) -> _Chained:
+    """``exc`` with no traceback along its chain of causes (``__cause__``, ``__context__``).
+
+    A traceback keeps its frames, and their locals: the request body that holds the client
+    secret, redis-py's URL with its password. Each link is visited once, so a cycle ends.
+    """
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        link.__traceback__ = None
+        pending += (link.__cause__, link.__context__)
+    return exc
 
 
 def os_reason(exc: BaseException) -> str | None:

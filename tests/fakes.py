@@ -1,4 +1,5 @@
-"""Test doubles shared by the test modules: a hand-moved clock and a lock that can be watched."""
+"""Test doubles shared by the test modules: a lock that can be watched, raw servers; the
+hand-moved clock is the public one (``requests_emma.testing.FakeClock``, ``use_clock``)."""
 
 from __future__ import annotations
 
@@ -11,39 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 from requests_emma import EmmaAuth
-from requests_emma.testing import FakeEmmaServer
+from requests_emma.testing import FakeClock, FakeEmmaServer, use_clock
+
+__all__ = ["FakeClock", "use_clock"]  # re-exported: the tests import them from here
 
 WAIT = 10.0  # seconds to wait for something that should happen at once
-
-
-class FakeClock:
-    """The one fake clock: monotonic and wall time move together, by hand or by a sleep,
-    and every sleep is recorded. Put it on an auth with :func:`use_clock`."""
-
-    WALL_START = 1_700_000_000.0
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return self.now - 1000.0 + self.WALL_START
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def use_clock(auth: EmmaAuth, clock: FakeClock) -> FakeClock:
-    """Make ``clock`` the only clock ``auth`` reads: decisions, lifetimes and retry waits."""
-    auth._clock = clock
-    return clock
 
 
 class WatchedLock:

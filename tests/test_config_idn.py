@@ -3,6 +3,8 @@ goes there; hosts that cannot be encoded are refused at construction."""
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 import requests
 import responses
@@ -64,3 +66,57 @@ def test_host_that_cannot_be_encoded_is_refused(url: str, advice: str) -> None:
     with pytest.raises(ValueError, match="base_url") as caught:
         EmmaAuth("id", "secret", base_url=url)
     assert advice in str(caught.value)
+
+
+def _host_requests_sends(url: str) -> str | None:
+    prepared = requests.PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+    except requests.exceptions.InvalidURL:
+        return None
+    return urllib.parse.urlsplit(str(prepared.url)).hostname
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "bücher.example",
+        "BÜCHER.Example",
+        "straße.de",  # IDNA2008: ß is kept (xn--strae-oqa), not mapped to "ss"
+        "İstanbul.tr",  # str.lower() first, as urllib3 does
+        "bücher.example.",  # a trailing dot is kept
+        "xn--bcher-kva.bücher.example",
+        "bü%41cher.example",  # an escaped unreserved character is decoded before encoding
+        "bücher%2Eexample.com",  # an escaped "." separates labels
+        "bücher.ex%7emple",
+        "bücher.ex%2fmple",  # a reserved character stays escaped, upper-cased
+        "bücher.ex%20mple",
+    ],
+)
+def test_idn_host_is_the_one_requests_prepares(host: str) -> None:
+    """The base URL's host is exactly the host requests puts in a prepared request's URL."""
+    url = f"https://{host}/external"
+    expected = _host_requests_sends(url)
+    assert expected is not None
+    assert urllib.parse.urlsplit(EmmaAuth("id", "secret", base_url=url).base_url).hostname == (
+        expected
+    )
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        ".bücher.example",  # requests: "URL has an invalid label" for a leading "."
+        "*.bücher.example",  # ... and for a leading "*"
+        "bü%cher.example",  # a "%" that starts no escape
+        "bücher.%00x",  # an escaped control character
+        "ﬁ.example",  # a compatibility ligature: IDNA2008 without UTS #46 refuses it
+        "a" * 64 + "ü.example",  # a label longer than 63 octets
+    ],
+)
+def test_idn_host_requests_refuses_is_refused(host: str) -> None:
+    """A non-ASCII host requests would refuse to send to is refused at construction."""
+    url = f"https://{host}/external"
+    assert _host_requests_sends(url) is None
+    with pytest.raises(ValueError, match="not a valid internationalised domain name"):
+        EmmaAuth("id", "secret", base_url=url)

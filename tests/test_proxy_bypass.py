@@ -16,7 +16,7 @@ from requests.sessions import merge_setting
 from requests.utils import select_proxy
 
 from requests_emma import EmmaSession
-from requests_emma._core.config_checks import direct_proxies
+from requests_emma._requests.proxies import direct_proxies
 from requests_emma.testing import FakeEmmaServer
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")

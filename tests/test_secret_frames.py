@@ -19,7 +19,7 @@ import requests
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from requests_emma import CredentialsError, EmmaAuth, EmmaSession, RedisTokenCache
-from requests_emma._core.config_checks import Secret
+from requests_emma._core.secret import Secret
 
 # Module constants, not locals: the frame that catches the error is in its traceback.
 SECRET = "frame-secret-5b3e1c"

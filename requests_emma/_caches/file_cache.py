@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
 import stat
@@ -36,6 +35,7 @@ from pathlib import Path
 import filelock
 import platformdirs
 
+from .._core.durations import seconds
 from .protocol import LOCK_TIMEOUT, MAX_ENTRY_BYTES
 
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
@@ -68,15 +68,7 @@ class FileTokenCache:
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float = LOCK_TIMEOUT
     ) -> None:
-        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)):
-            raise ValueError(  # noqa: TRY004 - the project's rule: bad values are ValueErrors
-                f"lock_timeout must be a number of seconds, got a {type(lock_timeout).__name__}"
-            )
-        if not (math.isfinite(lock_timeout) and lock_timeout > 0):
-            raise ValueError(
-                f"lock_timeout must be a positive number of seconds, got {lock_timeout!r}"
-            )
-        self.lock_timeout = float(lock_timeout)
+        self.lock_timeout = seconds("lock_timeout", lock_timeout, positive=True)
         if path is None:
             self.path = _make_private_directory(default_directory())
         else:

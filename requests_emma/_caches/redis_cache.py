@@ -34,7 +34,10 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .._core.config_checks import Secret
+from .._core.durations import seconds
+from .._core.secret import Secret
+from .._core.urls import host_in_url
+from .._errors import without_tracebacks
 from .protocol import LOCK_TIMEOUT
 
 try:  # at runtime too, so that the annotations naming it resolve
@@ -133,7 +136,7 @@ class RedisTokenCache:
 
         if not isinstance(secret_url.reveal(), str):
             raise ValueError(f"url must be a str, got a {secret_url.kind().__name__}")  # noqa: TRY004
-        timeout = _seconds("socket_timeout", socket_timeout)
+        timeout = seconds("socket_timeout", socket_timeout, positive=True)
         # Checked before there is a client, which holds the password.
         _settings(prefix, lock_timeout, blocking_timeout)
         options: dict[str, Any] = {
@@ -150,7 +153,7 @@ class RedisTokenCache:
         except Exception as exc:  # noqa: BLE001 - raised below, outside this handler
             # Its frames (redis-py's) hold the URL: it leaves without them, and is not the
             # context of an error raised in here.
-            failure = _without_tracebacks(exc)
+            failure = without_tracebacks(exc)
         if failure is not None:
             if not isinstance(failure, (ValueError, TypeError)):
                 raise failure  # e.g. a ConnectionError: single_connection_client connects now
@@ -270,23 +273,9 @@ def _settings(
         raise ValueError(f"prefix must be a str, got a {type(prefix).__name__}")  # noqa: TRY004
     return (
         prefix,
-        _seconds("lock_timeout", lock_timeout),
-        _seconds("blocking_timeout", blocking_timeout),
+        seconds("lock_timeout", lock_timeout, positive=True),
+        seconds("blocking_timeout", blocking_timeout, positive=True),
     )
-
-
-def _without_tracebacks(exc: Exception) -> Exception:
-    """``exc`` with no traceback along its chain of causes: redis-py's frames hold the URL."""
-    pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
-    while pending:
-        link = pending.pop()
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
-        link.__traceback__ = None
-        pending += (link.__cause__, link.__context__)
-    return exc
 
 
 def _is_redis_url(url: Secret) -> bool:
@@ -307,22 +296,10 @@ def _shows_password(text: str, url: Secret) -> bool:
     return bool(userinfo) and any(part and part in text for part in userinfo.split(":"))
 
 
-def _seconds(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(  # noqa: TRY004
-            f"{name} must be a number of seconds, got a {type(value).__name__}"
-        )
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
 def _location_of_url(url: str) -> str:
     """``url`` without user name and password (and without its query string)."""
     parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
+    host = host_in_url(parts.hostname or "")
     try:
         port = f":{parts.port}" if parts.port is not None else ""
     except ValueError:
@@ -338,7 +315,5 @@ def _location_of(client: object) -> str:
         return type(client).__name__
     if settings.get("path"):
         return f"unix://{settings['path']}?db={settings.get('db', 0)}"
-    host = str(settings.get("host", "localhost"))
-    if ":" in host:
-        host = f"[{host}]"
+    host = host_in_url(str(settings.get("host", "localhost")))
     return f"redis://{host}:{settings.get('port', 6379)}/{settings.get('db', 0)}"

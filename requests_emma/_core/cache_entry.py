@@ -38,6 +38,7 @@ from typing import Any
 
 from .._caches.protocol import MAX_ENTRY_BYTES
 from .._errors import TokenResponseError
+from .durations import finite
 from .token import Token
 from .value_object import Value
 
@@ -202,8 +203,8 @@ def _token(data: object) -> tuple[Token | None, float | None]:
         return None, None
     access_token, token_type = data.get("access_token"), data.get("token_type")
     refresh_token = data.get("refresh_token")
-    issued_at, expires_at = _number(data.get("issued_at")), _number(data.get("expires_at"))
-    refresh_expires_at = _number(data.get("refresh_expires_at"))
+    issued_at, expires_at = finite(data.get("issued_at")), finite(data.get("expires_at"))
+    refresh_expires_at = finite(data.get("refresh_expires_at"))
     if not (isinstance(access_token, str) and isinstance(token_type, str)):
         return None, None
     if issued_at is None or expires_at is None:
@@ -233,19 +234,12 @@ def _hold(data: object) -> Hold | None:
     if not isinstance(data, dict):
         return None
     until, kind, detail, strikes = (data.get(k) for k in ("until", "kind", "detail", "strikes"))
-    until = _number(until)
+    until = finite(until)
     if until is None or kind not in (BUSY, REFUSED) or not isinstance(detail, str):
         return None
     if isinstance(strikes, bool) or not isinstance(strikes, int) or strikes < 0:
         return None
     return Hold(until, kind, detail[:200], strikes)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _aad(name: str) -> bytes:

@@ -16,9 +16,8 @@ that floor would pass the deadline, the renewal stops at once rather than sleep 
 from __future__ import annotations
 
 import datetime
-import email.utils
-import math
 
+from .durations import seconds
 from .value_object import Value
 
 
@@ -67,22 +66,14 @@ class RetryPolicy(Value):
         attempts = self.attempts
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"attempts must be a whole number, at least 1, got {attempts!r}")
-        _check_seconds("deadline", self.deadline, allow_zero=False)
+        seconds("deadline", self.deadline, positive=True)
         for name in ("wait_initial", "wait_max", "wait_jitter"):
-            _check_seconds(name, getattr(self, name), allow_zero=True)
+            seconds(name, getattr(self, name))
         if self.wait_max < self.wait_initial:
             raise ValueError(
                 f"wait_max ({self.wait_max!r}) must not be less than "
                 f"wait_initial ({self.wait_initial!r})"
             )
-
-
-def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = "negative" if allow_zero else "zero or negative"
-        raise ValueError(f"{name} must not be {bound}, got {value!r}")
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -96,6 +87,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     value = value.strip()
     if value.isascii() and value.isdigit():
         return float(value)
+    # Here, not with the module: email.utils imports socket (for make_msgid), which importing
+    # the core does not; a Retry-After in the date form is rare, and comes over a socket.
+    import email.utils
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):

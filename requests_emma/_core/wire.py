@@ -20,11 +20,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import re
 from typing import Any
 
 from .._errors import TokenResponseError
+from .durations import finite
 from .token import Token
 from .value_object import Value
 
@@ -225,9 +225,7 @@ def jwt_expiry(access_token: str) -> float | None:
     except (ValueError, binascii.Error, RecursionError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
-        return None
-    return _finite(exp)
+    return finite(exp)
 
 
 def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
@@ -238,19 +236,10 @@ def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
         raise TokenResponseError(
             f"token response {field} is a JSON {_json_type(value)}, expected a number of seconds"
         )
-    seconds = _finite(value)
+    seconds = finite(value)
     if seconds is None:
         raise TokenResponseError(f"token response {field} is not a finite number of seconds")
     return seconds
-
-
-def _finite(value: float) -> float | None:
-    """``value`` as a float, or ``None`` if it is infinite, NaN or too large for a float."""
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _json_type(value: object) -> str:

@@ -43,10 +43,13 @@ from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cook
 from requests.utils import rewind_body
 
 from .._caches.protocol import TokenCache, check_token_cache
-from .._core import config_checks as _config
+from .._core import durations, urls
 from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.credentials import credentials
+from .._core.keyword_options import KeywordOptions
 from .._core.lifecycle import TokenLifecycle
 from .._core.retry_policy import RetryPolicy
+from .._core.secret import Secret, secret_or_none
 from .._core.token import Token
 from .._errors import EmmaAuthError
 
@@ -60,7 +63,7 @@ logger = logging.getLogger("requests_emma")
 _instances: weakref.WeakSet[EmmaAuth] = weakref.WeakSet()
 
 
-class EmmaAuth(_config.KeywordOptions, AuthBase):
+class EmmaAuth(KeywordOptions, AuthBase):
     """Authenticates requests to the emma API with a self-renewing bearer token.
 
     Arguments left as ``None`` are read from ``EMMA_CLIENT_ID``, ``EMMA_CLIENT_SECRET`` and
@@ -92,16 +95,16 @@ class EmmaAuth(_config.KeywordOptions, AuthBase):
     ) -> None:
         # First: from here on no frame holds the secret in plain text, for a traceback of a
         # configuration error below (shown with its locals by pytest -l or Sentry) to show.
-        secret = _config.secret_or_none(client_secret)
+        secret = secret_or_none(client_secret)
         del client_secret
-        client_id, secret = _config.credentials(client_id, secret)
+        client_id, secret = credentials(client_id, secret)
         self._client_id = client_id
-        self._base_url = _config.base_url(base_url)
-        self._origin = _config.origin(self._base_url)
+        self._base_url = urls.base_url(base_url)
+        self._origin = urls.origin(self._base_url)
         self._prefix = _origin_prefix(self._base_url)
         self._after_prefix = _after_prefix(self._prefix)
         if refresh_margin is not None:
-            refresh_margin = _config.seconds("refresh_margin", refresh_margin)
+            refresh_margin = durations.seconds("refresh_margin", refresh_margin)
         if session is not None and not isinstance(session, requests.Session):
             raise ValueError(f"session must be a requests.Session, got {type(session).__name__}")
         if on_token is not None and not callable(on_token):
@@ -119,7 +122,7 @@ class EmmaAuth(_config.KeywordOptions, AuthBase):
         # The token calls' machinery (transport, deadline, retries) is loaded at the first
         # renewal, not with the package: an import or a construction makes no call.
         self._renewer: Renewer | None = None
-        self._renewer_args = (session, _config.timeout(timeout), secret, token_cache)
+        self._renewer_args = (session, durations.timeout(timeout), secret, token_cache)
         self._new_process_state()
         _instances.add(self)
 
@@ -205,7 +208,7 @@ class EmmaAuth(_config.KeywordOptions, AuthBase):
         """Whether ``url`` is on the API's origin: a prefix test for the spelling requests
         produces (it always writes a path), the full parse for any other (an explicit
         default port, say)."""
-        return url.startswith(self._prefix) or _config.origin(url) == self._origin
+        return url.startswith(self._prefix) or urls.origin(url) == self._origin
 
     # -- getting a token --------------------------------------------------------------------
 
@@ -270,7 +273,7 @@ class EmmaAuth(_config.KeywordOptions, AuthBase):
         if token is not None:
             self._announce(token)
 
-    def _renew_waiting(self, rejected: _config.Secret | None) -> _Held:
+    def _renew_waiting(self, rejected: Secret | None) -> _Held:
         """Wait for the lock, then return a valid token, renewing if nobody else did.
 
         ``rejected`` is an access token the API answered 401 to: the lifecycle invalidates
@@ -397,12 +400,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows
 
 def _origin_prefix(base_url: str) -> str:
     """``scheme://host[:port]/`` as requests writes it for URLs on ``base_url``'s origin."""
-    origin = _config.origin(base_url)
-    assert origin is not None  # a checked base URL
-    scheme, host, port = origin
-    host = f"[{host}]" if ":" in host else host
-    default = {"http": 80, "https": 443}[scheme]
-    return f"{scheme}://{host}/" if port == default else f"{scheme}://{host}:{port}/"
+    return urls.origin_prefixes(base_url)[0]
 
 
 def _after_prefix(prefix: str) -> str:
@@ -456,14 +454,14 @@ def _cookie_values(jar: RequestsCookieJar) -> dict[tuple[str, str, str], str | N
 
 
 def _origin_text(url: str | None) -> str:
-    origin = None if url is None else _config.origin(url)
+    origin = None if url is None else urls.origin(url)
     return "an unknown origin" if origin is None else f"{origin[0]}://{origin[1]}:{origin[2]}"
 
 
-def _bearer_token(header: str | bytes | None) -> _config.Secret | None:
+def _bearer_token(header: str | bytes | None) -> Secret | None:
     """The token of a bearer ``Authorization`` header, wrapped so no traceback shows it."""
     if isinstance(header, bytes):
         header = header.decode("latin-1")
     if header is None or not header.startswith("Bearer "):
         return None
-    return _config.Secret(header[len("Bearer ") :])
+    return Secret(header[len("Bearer ") :])

@@ -26,10 +26,10 @@ from .._caches.protocol import TokenCache, cache_key
 from .._core import wire as _wire
 from .._core.cache_entry import REFUSED
 from .._core.clock import Clock
-from .._core.config_checks import Secret, secret_or_none
 from .._core.lifecycle import Freshness, TokenLifecycle
 from .._core.outcome import Kind, Outcome
 from .._core.retry_policy import RetryPolicy
+from .._core.secret import Secret, secret_or_none
 from .._core.token import Token
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
 from .transport import TokenEndpoint

@@ -50,13 +50,18 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from .._core import clock as _clock
-from .._core import config_checks as _config
+from .._core import durations, urls
+from .._core.clock import Clock
+from .._core.keyword_options import KeywordOptions
+from .._core.retry_policy import parse_retry_after
 from .auth import EmmaAuth
 from .body_rewind import can_be_resent
+from .proxies import direct_proxies
 
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from typing_extensions import Self  # typing.Self from Python 3.11
     from urllib3.connectionpool import ConnectionPool
     from urllib3.response import BaseHTTPResponse
 
@@ -84,9 +89,30 @@ class IdempotentRetry(Retry):
     up, returning the response, when ``Retry-After`` asks for more than
     :data:`RETRY_AFTER_LIMIT` seconds, treats an unparseable ``Retry-After`` as absent
     (plain backoff) rather than raising, and skips its waits inside ``no_retry_waits()``.
+
+    Its waits, and the ``Retry-After`` dates it reads, go by the clock of the auth in
+    :attr:`clock_of` (``EmmaSession`` sets it on its own copy), so that the one clock a test
+    puts on an ``EmmaAuth`` (:func:`requests_emma.testing.use_clock`) rules these too.
     """
 
     RETRY_AFTER_STATUS_CODES = RETRY_STATUSES
+    #: The auth whose clock the waits read; ``None``: the system clock.
+    clock_of: EmmaAuth | None = None
+
+    def new(self, **kw: Any) -> Self:
+        retry = super().new(**kw)
+        retry.clock_of = self.clock_of
+        return retry
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        # urllib3's reads an HTTP-date against time.time(); this one against the auth's clock.
+        wait = parse_retry_after(retry_after, self._clock().wall())
+        if wait is None:
+            raise InvalidHeader(f"Invalid Retry-After header: {retry_after}")
+        return wait
+
+    def _clock(self) -> Clock:
+        return _clock.SYSTEM_CLOCK if self.clock_of is None else self.clock_of._clock
 
     def increment(
         self,
@@ -121,7 +147,7 @@ class IdempotentRetry(Retry):
         wait = None
         if response is not None and self.respect_retry_after_header:
             wait = self.get_retry_after(response)
-        _clock.SYSTEM_CLOCK.sleep(wait or self.get_backoff_time())
+        self._clock().sleep(wait or self.get_backoff_time())
 
 
 def default_retry(retries: int) -> IdempotentRetry:
@@ -173,7 +199,7 @@ class _RetryingAdapter(HTTPAdapter):
         return {**state, "_single_try": self._single_try}
 
 
-class EmmaSession(_config.KeywordOptions, requests.Session):
+class EmmaSession(KeywordOptions, requests.Session):
     """A ``requests.Session`` for the emma API: base URL, default timeout, retries.
 
     ``auth``: the :class:`EmmaAuth` to use (``None``: ``EmmaAuth(base_url=base_url)``,
@@ -199,8 +225,8 @@ class EmmaSession(_config.KeywordOptions, requests.Session):
         default_timeout = None if timeout is None else _timeout_from(timeout)
         if auth is None:
             auth = EmmaAuth(base_url=base_url)
-        resolved_base = auth.base_url if base_url is None else _config.base_url(base_url)
-        if _config.origin(resolved_base) != _config.origin(auth.base_url):
+        resolved_base = auth.base_url if base_url is None else urls.base_url(base_url)
+        if urls.origin(resolved_base) != urls.origin(auth.base_url):
             raise ValueError(
                 f"base_url {resolved_base!r} is not on the auth's origin {auth.base_url!r}: "
                 "the token would never be sent there"
@@ -209,9 +235,12 @@ class EmmaSession(_config.KeywordOptions, requests.Session):
         self.auth = auth
         self._base_url = resolved_base
         self._timeout = default_timeout
+        if isinstance(retry, IdempotentRetry):
+            retry = retry.new()  # the caller's own stays as it was
+            retry.clock_of = auth
         if retry is not None:
             adapter = _RetryingAdapter(retry)
-            for prefix in _origin_prefixes(resolved_base):
+            for prefix in urls.origin_prefixes(resolved_base):
                 self.mount(prefix, adapter)
 
     @property
@@ -246,7 +275,7 @@ class EmmaSession(_config.KeywordOptions, requests.Session):
         # send(), not request(): redirects and direct send() calls get the default as well.
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
-        direct = _config.direct_proxies(request.url or "")
+        direct = direct_proxies(request.url or "")
         if direct is not None:
             # Every send passes here (request(), a redirect, a direct send()): whatever
             # proxies the environment, the session or the caller chose, loopback goes direct.
@@ -256,7 +285,7 @@ class EmmaSession(_config.KeywordOptions, requests.Session):
     def rebuild_proxies(
         self, prepared_request: requests.PreparedRequest, proxies: dict[str, str] | None
     ) -> dict[str, str]:
-        direct = _config.direct_proxies(prepared_request.url or "")
+        direct = direct_proxies(prepared_request.url or "")
         if direct is None:
             rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
                 prepared_request, proxies
@@ -287,19 +316,6 @@ def _retry_from(retries: object) -> Retry | None:
     return default_retry(retries) if retries else None
 
 
-def _origin_prefixes(url: str) -> list[str]:
-    """The URL prefixes of ``url``'s origin: with its port and, if that is the default, without.
-
-    They are what ``_config.origin()`` takes for one origin, which decides where the token goes.
-    """
-    origin = _config.origin(url)
-    assert origin is not None  # a checked base URL
-    scheme, host, port = origin
-    host = f"[{host}]" if ":" in host else host  # an IPv6 address
-    spellings = [f"{scheme}://{host}:{port}/", f"{scheme}://{host}/"]
-    return [prefix for prefix in spellings if _config.origin(prefix) == origin]
-
-
 def _timeout_from(value: object) -> Timeout:
-    connect, read = _config.timeout(value)  # validates: positive, finite
+    connect, read = durations.timeout(value)  # validates: positive, finite
     return (connect, read) if isinstance(value, tuple) else read

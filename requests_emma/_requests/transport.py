@@ -13,7 +13,7 @@ The deadline bounds the whole exchange, from connect to the last byte of the bod
 operation's timeout is cut to the time left instead). The body is read as requests decodes
 it, so a gzip- or deflate-encoded token arrives whole, and is capped at :data:`MAX_BODY`.
 
-Secrets (the client secret, a refresh token) travel as :class:`~._config.Secret` and the
+Secrets (the client secret, a refresh token) travel as :class:`~requests_emma._core.secret.Secret` and the
 request body is built inside the ``post`` call, so no frame of ours holds them in plain text
 for a traceback to show; exceptions raised from below, ``KeyboardInterrupt`` included, leave
 with the frames that held the body cut off.
@@ -26,13 +26,13 @@ from collections.abc import Callable
 
 import requests
 
-from .._core import config_checks as _config
 from .._core import retry_policy as _retry
 from .._core import wire as _wire
 from .._core.clock import Clock
 from .._core.outcome import Kind, Outcome, classify_status
-from .._errors import TokenResponseError, os_reason
+from .._errors import TokenResponseError, os_reason, without_tracebacks
 from . import deadline as _deadline
+from .proxies import direct_proxies
 
 logger = logging.getLogger("requests_emma")
 
@@ -92,7 +92,7 @@ class TokenEndpoint:
                     timeout=timeout,
                     allow_redirects=False,
                     auth=_no_authorization,
-                    proxies=_config.direct_proxies(url),  # type: ignore[arg-type] # loopback: direct
+                    proxies=direct_proxies(url),  # type: ignore[arg-type] # loopback: direct
                     stream=True,
                 ) as response:
                     status = response.status_code
@@ -191,13 +191,4 @@ def _scrubbed(exc: BaseException) -> BaseException:
     if isinstance(exc, requests.RequestException):
         exc.request = None
         exc.response = None
-    pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
-    while pending:
-        link = pending.pop()
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
-        link.__traceback__ = None
-        pending += (link.__cause__, link.__context__)
-    return exc
+    return without_tracebacks(exc)

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import requests
 
-from .._core import config_checks as _config
+from .._core import urls
 from ._tokens import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH, FakeTokenService
 
 _Answer = tuple[int, dict[str, str], bytes]
@@ -97,7 +97,7 @@ class FakeTokenEndpoints(FakeTokenService):
 
 def add_token_endpoints(
     mock: CallbackRegistry,
-    base_url: str = _config.DEFAULT_BASE_URL,
+    base_url: str = urls.DEFAULT_BASE_URL,
     *,
     client_id: str | None = None,
     client_secret: str | None = None,
@@ -112,7 +112,7 @@ def add_token_endpoints(
     any). Lifetimes are seconds. Returns the :class:`FakeTokenEndpoints`, for its counters
     and knobs.
     """
-    root = _config.base_url(base_url)
+    root = urls.base_url(base_url)
     endpoints = FakeTokenEndpoints(
         root,
         client_id=client_id,

@@ -1,0 +1,177 @@
+"""URLs and origins: the checked base URL, the origin a URL is on, and how to write one.
+
+The token goes only to the base URL's origin, ``(scheme, host, port)``. :func:`origin` is
+the one test of "same origin"; :func:`origin_prefixes` writes the prefixes requests gives
+the URLs on an origin, so that the common case is a string comparison; :func:`host_in_url`
+writes a host as a URL (or a ``host:port``) has it, an IPv6 address in brackets.
+
+A non-ASCII host is IDNA-encoded here exactly as requests does before it sends: urllib3's
+``parse_url`` normalises the host (percent escapes of unreserved characters decoded, each
+``.``-separated label lower-cased, each non-ASCII label ``idna.encode(label, strict=True,
+std3_rules=True)``), then requests' ``prepare_url`` refuses a host that starts with ``*``
+or ``.``. (requests' own ``idna`` fallback, with UTS #46, runs only on a host urllib3 left
+non-ASCII, which for http(s) it never does.) So the origin of the base URL and of each
+prepared request agree, and a host requests could not send is refused at construction.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import urllib.parse
+
+import idna
+
+from .credentials import API_URL_VAR
+
+DEFAULT_BASE_URL = "https://api.emma.ms/external"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int]
+
+_HOST_PERCENT = re.compile(r"%[a-fA-F0-9]{2}|%")  # urllib3's _HOST_PERCENT_RE
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def base_url(value: str | None) -> str:
+    """The API base URL, from the argument or ``EMMA_API_URL``, checked, without trailing /.
+
+    It must be https, unless its host is loopback (a local test server). A non-ASCII host
+    is given in its IDNA (punycode) form, the one requests sends, so that ``origin()`` of the
+    base URL and of each prepared request agree.
+    """
+    if value is None:
+        value = os.environ.get(API_URL_VAR) or DEFAULT_BASE_URL
+    if not isinstance(value, str):
+        # Every bad option is a ValueError, so callers have one thing to catch.
+        raise ValueError(f"base_url must be a string, got {type(value).__name__}")  # noqa: TRY004
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+    except ValueError:  # unbalanced IPv6 brackets, or characters NFKC turns into / ? # @ :
+        raise ValueError(
+            "base_url is not a valid URL: its host has unbalanced [ ] or characters not "
+            f"allowed in a host name; use a form such as {DEFAULT_BASE_URL!r}"
+        ) from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("base_url must not contain a user name or password")
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(
+            f"base_url must be an absolute http(s) URL such as {DEFAULT_BASE_URL!r}, got {value!r}"
+        )
+    if _ambiguous(parts.netloc):
+        raise ValueError(
+            "base_url's host has a space, a backslash or a control character, which no host "
+            f"name has; use a form such as {DEFAULT_BASE_URL!r}"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"base_url must not have a query or fragment, got {value!r}")
+    try:
+        _ = parts.port  # raises for a port out of range
+    except ValueError:
+        raise ValueError(f"base_url has an invalid port: {value!r}") from None
+    if not parts.hostname.isascii():
+        parts = parts._replace(netloc=_ascii_netloc(parts))
+    if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
+        raise ValueError(
+            f"base_url must use https (tokens would travel in clear text), got {value!r}; "
+            "plain http is allowed only for a loopback host such as 127.0.0.1"
+        )
+    return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+
+
+def _ascii_netloc(parts: urllib.parse.SplitResult) -> str:
+    """``parts``' netloc with its non-ASCII host in the IDNA form requests will send.
+
+    The port is kept as written. A host requests could not send is a ``ValueError`` here,
+    rather than an error at the first request.
+    """
+    hostname = parts.hostname or ""
+    try:
+        host = _idna_host(hostname)
+    except (ValueError, UnicodeError):  # idna.IDNAError is a UnicodeError
+        host = ""
+    if not host or host.startswith(("*", ".")):  # requests' prepare_url: "invalid label"
+        raise ValueError(
+            f"base_url host {hostname!r} is not a valid internationalised domain name "
+            "(IDNA), so requests could not send to it; check its spelling, or give the host "
+            "in its ASCII form (xn--...)"
+        )
+    _, colon, port = parts.netloc.rpartition(":")
+    return host + colon + port if colon else host
+
+
+def _idna_host(host: str) -> str:
+    """``host`` as urllib3's ``_normalize_host`` writes a non-IP host of an http(s) URL."""
+    if "%" in host:
+        host = _HOST_PERCENT.sub(_unescaped, host)
+    return ".".join(_idna_label(label) for label in host.split("."))
+
+
+def _unescaped(match: re.Match[str]) -> str:
+    escape = match.group(0)
+    if escape == "%":
+        raise ValueError("a % that starts no escape")
+    character = chr(int(escape[1:], 16))
+    if character < "\x20" or character == "\x7f":
+        raise ValueError("an escaped control character")
+    return character if character in _UNRESERVED else escape.upper()
+
+
+def _idna_label(label: str) -> str:
+    if label.isascii():
+        return _HOST_PERCENT.sub(lambda match: match.group(0).upper(), label.lower())
+    return idna.encode(label.lower(), strict=True, std3_rules=True).decode("ascii")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def origin(url: str) -> Origin | None:
+    """``(scheme, host, port)`` of a URL, with the default port filled in."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname or _ambiguous(parts.netloc):
+        return None
+    return scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme]
+
+
+def host_in_url(host: str) -> str:
+    """``host`` as a URL's authority writes it: an IPv6 address (it has a ``:``) in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def origin_prefixes(url: str) -> list[str]:
+    """The prefixes ``scheme://host[:port]/`` of URLs on ``url``'s origin, as requests writes
+    them: first the one requests prepares (no port if it is the default), then, for a default
+    port, the one with it written out. Each is one :func:`origin` takes for that origin.
+    """
+    found = origin(url)
+    assert found is not None  # a checked base URL
+    scheme, host, port = found
+    authority = f"{scheme}://{host_in_url(host)}"
+    spellings = [f"{authority}/", f"{authority}:{port}/"]
+    if port != DEFAULT_PORTS[scheme]:
+        spellings.pop(0)
+    return [prefix for prefix in spellings if origin(prefix) == found]
+
+
+def _ambiguous(netloc: str) -> bool:
+    """Whether urllib3, which opens the connection, may read another host in ``netloc``.
+
+    urllib3 ends the authority at a backslash (``https://evil.example\\@api.emma.ms/`` goes
+    to evil.example); ``urlsplit`` does not. requests quotes both away in the URLs it
+    prepares, so only a URL set by hand has them; such a URL is nobody's origin.
+    """
+    # Three scans in C: this runs for every request to another origin.
+    return "\\" in netloc or " " in netloc or not netloc.isprintable()
