@@ -152,3 +152,24 @@ def test_an_unusable_cache_warns_once_and_carries_on(
         assert server.token_calls == 2
     finally:
         tmp_path.chmod(0o700)
+
+
+def test_a_usage_error_leaves_the_cache_alone(tmp_path: Path) -> None:
+    """A run that fails on its configuration (no client ID) makes no cache directory and
+    warns about none: the error line is all."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(_STRIPPED)}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "fresh"), EMMA_CLIENT_SECRET="secret-value")
+    result = subprocess.run(
+        [sys.executable, "-m", "requests_emma", "check"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "requests-emma: error: no client ID: pass --client-id or set EMMA_CLIENT_ID"
+    ]
+    assert not (tmp_path / "fresh").exists()

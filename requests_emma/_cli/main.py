@@ -124,10 +124,7 @@ def _report(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
         raise CommandError("cannot write output: stdout is closed", EXIT_OUTPUT)
-    cache = None
-    if args.command in ("token", "get", "check") and not getattr(args, "no_cache", False):
-        cache = open_cache(sys.stderr, PROG)
-    auth = None if args.command in ("demo", "serve") else _auth_from(args, cache)
+    auth, cache = (None, None) if args.command in ("demo", "serve") else _auth_from(args)
     try:
         if args.command == "demo":
             from .demo import run_demo  # the fake server is loaded only for the demo
@@ -163,8 +160,10 @@ def _discard_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _auth_from(args: argparse.Namespace, cache: NotingCache | None) -> EmmaAuth:
-    # Everything is checked before the secret is asked for.
+def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
+    """The auth for ``token``, ``get`` and ``check``, with the token cache unless
+    ``--no-cache`` (``None`` as well when its directory cannot be used)."""
+    # Everything is checked before the secret is asked for, and the cache looked at last.
     base_url = getattr(args, "base_url", None)
     source = "--base-url" if base_url is not None else _config.API_URL_VAR
     try:
@@ -177,8 +176,9 @@ def _auth_from(args: argparse.Namespace, cache: NotingCache | None) -> EmmaAuth:
             f"no client ID: pass --client-id or set {_config.CLIENT_ID_VAR}", EXIT_USAGE
         )
     client_secret = _client_secret()
+    cache = None if getattr(args, "no_cache", False) else open_cache(sys.stderr, PROG)
     try:
-        return EmmaAuth(client_id, client_secret, base_url=checked, token_cache=cache)
+        return EmmaAuth(client_id, client_secret, base_url=checked, token_cache=cache), cache
     except ValueError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
 
