@@ -14,6 +14,7 @@ import typing
 from ._caches.protocol import TokenCache
 from ._core.retry_policy import RetryPolicy
 from ._core.token import Token
+from ._core.token_status import TokenStatus
 from ._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
 from ._requests.auth import EmmaAuth
 
@@ -36,6 +37,7 @@ __all__ = [
     "TokenCache",
     "TokenRequestError",
     "TokenResponseError",
+    "TokenStatus",
 ]
 
 #: Public names loaded at first use, not with the package (PEP 562): ``import requests_emma``

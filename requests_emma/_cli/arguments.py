@@ -33,7 +33,7 @@ EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_API_ERROR: "the API answered with a non-2xx status (get)",
     EXIT_USAGE: "bad arguments or configuration (missing credentials, bad base URL)",
-    EXIT_AUTH: "no token: credentials rejected, or the token endpoint failed",
+    EXIT_AUTH: "no token: credentials rejected, or the token endpoint failed or asked to wait",
     EXIT_UNREACHABLE: "emma could not be reached (connection failed, name unknown, timed out)",
     EXIT_INTERNAL: "an unexpected internal error",
     EXIT_OUTPUT: "the output could not be written (a full disk, a closed stdout)",
@@ -56,7 +56,7 @@ class _Parser(argparse.ArgumentParser):
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
 #: An option's name as shown in errors (without its ``=value``); anything else is not shown.
 _OPTION_NAME = re.compile(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9_-]*")
-_COMMANDS = ("token", "get", "serve", "demo")
+_COMMANDS = ("token", "get", "serve", "demo", "check")
 _INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: (" + _QUOTED.pattern + ")")
 
 
@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=argparse.SUPPRESS,
         help="log token activity to stderr (never secrets)",
+    )
+    connection.add_argument(
+        "--no-cache",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="neither reuse nor save a token in the user's token cache (token, get, check)",
     )
     exit_codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
     parser = _Parser(
@@ -141,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="walk through the token lifecycle against a local fake emma",
         description="Start a fake emma on 127.0.0.1 and show the token lifecycle: no "
         "credentials, no network.",
+    )
+    commands.add_parser(
+        "check",
+        parents=[connection],
+        help="get a token (or reuse the cached one) and say how long it is valid",
+        description="Get a token, or reuse the one in the token cache, and print one line: "
+        "how long it is valid and whether it came from the cache; never the token. The exit "
+        "status says what failed (3: no token, 4: emma unreachable): a readiness or "
+        "liveness probe.",
     )
     return parser
 

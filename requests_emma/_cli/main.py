@@ -1,4 +1,4 @@
-"""The ``requests-emma`` command line: ``token``, ``get PATH``, ``serve`` and ``demo``.
+"""The ``requests-emma`` command line: ``token``, ``get PATH``, ``check``, ``serve`` and ``demo``.
 
 Configuration comes from ``EMMA_CLIENT_ID``, ``EMMA_CLIENT_SECRET`` and ``EMMA_API_URL``,
 and the flags ``--base-url`` and ``--client-id``. The client secret is never a flag (flags
@@ -17,6 +17,10 @@ ends the command quietly with 141, as it ends any program writing to a closed pi
 
 At the default verbosity the token call's retries are shown on stderr, one line each, so a
 struggling token endpoint is not a silent wait; ``-v`` shows all of the library's log.
+
+``token``, ``get`` and ``check`` keep the token between runs in the user's cache directory
+(``token_cache.py``; ``--no-cache`` opts out). ``check`` prints how long the token is valid
+and whether it came from the cache, never the token: a probe for a container's health.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from .arguments import (
     parse,
     without_value,
 )
+from .token_cache import NotingCache, open_cache
 
 
 class CommandError(Exception):
@@ -84,7 +89,9 @@ def _report(args: argparse.Namespace) -> int:
     except CommandError as error:
         return _fail(str(error), error.exit_code)
     except TokenRequestError as error:
-        if error.status_code is None:  # no answer came: refused, unknown name, timed out
+        if error.status_code is None and error.attempts > 0:
+            # No answer came (refused, unknown name, timed out). With no attempt at all,
+            # emma had asked to wait, or another process holds the token cache's lock.
             return _fail(f"could not reach emma at {_host_of(args)}: {error}", EXIT_UNREACHABLE)
         return _fail(str(error), EXIT_AUTH)
     except EmmaAuthError as error:
@@ -117,7 +124,7 @@ def _report(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
         raise CommandError("cannot write output: stdout is closed", EXIT_OUTPUT)
-    auth = None if args.command in ("demo", "serve") else _auth_from(args)
+    auth, cache = (None, None) if args.command in ("demo", "serve") else _auth_from(args)
     try:
         if args.command == "demo":
             from .demo import run_demo  # the fake server is loaded only for the demo
@@ -133,6 +140,9 @@ def _run(args: argparse.Namespace) -> int:
         elif args.command == "token":
             assert auth is not None
             status = _token(auth, as_json=args.json, out=sys.stdout)
+        elif args.command == "check":
+            assert auth is not None
+            status = _check(auth, cache, out=sys.stdout)
         else:
             assert auth is not None
             status = _get(auth, args.path, out=sys.stdout)
@@ -150,8 +160,10 @@ def _discard_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _auth_from(args: argparse.Namespace) -> EmmaAuth:
-    # Everything is checked before the secret is asked for.
+def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
+    """The auth for ``token``, ``get`` and ``check``, with the token cache unless
+    ``--no-cache`` (``None`` as well when its directory cannot be used)."""
+    # Everything is checked before the secret is asked for, and the cache looked at last.
     base_url = getattr(args, "base_url", None)
     source = "--base-url" if base_url is not None else _config.API_URL_VAR
     try:
@@ -164,8 +176,9 @@ def _auth_from(args: argparse.Namespace) -> EmmaAuth:
             f"no client ID: pass --client-id or set {_config.CLIENT_ID_VAR}", EXIT_USAGE
         )
     client_secret = _client_secret()
+    cache = None if getattr(args, "no_cache", False) else open_cache(sys.stderr, PROG)
     try:
-        return EmmaAuth(client_id, client_secret, base_url=checked)
+        return EmmaAuth(client_id, client_secret, base_url=checked, token_cache=cache), cache
     except ValueError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
 
@@ -209,6 +222,22 @@ def _token(auth: EmmaAuth, *, as_json: bool, out: TextIO) -> int:
         out.write(json.dumps(token_metadata(token, auth), indent=2) + "\n")
     else:
         out.write(token.access_token + "\n")
+    return EXIT_OK
+
+
+def _check(auth: EmmaAuth, cache: NotingCache | None, *, out: TextIO) -> int:
+    """One line: how long the token is valid and where it came from; never the token."""
+    auth.get_token()
+    valid_for = auth.status().valid_for
+    assert valid_for is not None  # a token was had just now
+    if cache is None:
+        source = "newly issued, token cache not used"
+    elif cache.served_the_token:
+        source = "from the token cache"
+    else:
+        source = "newly issued, saved in the token cache"
+    # Rounded down: a probe is never told the token lives longer than it does.
+    out.write(f"ok: token valid for {int(valid_for)} s, {source}\n")
     return EXIT_OK
 
 

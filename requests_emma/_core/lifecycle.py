@@ -63,6 +63,7 @@ import math
 from typing import TYPE_CHECKING
 
 from .token import Token, bearer_header
+from .token_status import TokenStatus
 
 if TYPE_CHECKING:
     # Loaded with the token calls' machinery at the first renewal, not with the package.
@@ -376,6 +377,27 @@ class TokenLifecycle:
         self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
         self._early_in_flight = False
         self.generation = 0  # so the cache's entry, and its refresh token, count as newer
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def status(
+        self, now: float, *, renewing: bool = False, last_error: str | None = None
+    ) -> TokenStatus:
+        """What ``EmmaAuth.status()`` reports at monotonic ``now``: the current token's
+        seconds left (0 once expired or rejected, ``None`` without one), whether a renewal
+        is in flight (the adapter's ``renewing``, a caller renewing under its lock, or an
+        early renewal granted here), and the seconds left of a hold on token calls.
+        ``last_error`` is the adapter's too, which runs the renewals: the last failed one's
+        message, ``None`` after a success."""
+        held = self._held
+        valid_for = None if held is None else max(0.0, held.expires - now)
+        hold = self.calls_held(now)
+        return TokenStatus(
+            valid_for=valid_for,
+            renewing=renewing or self._early_in_flight,
+            last_error=last_error,
+            retry_after=None if hold is None else hold[0],
+        )
 
 
 def _left(expires_at: float, lifetime: float, wall_now: float) -> float:

@@ -51,6 +51,7 @@ from .._core.lifecycle import TokenLifecycle
 from .._core.retry_policy import RetryPolicy
 from .._core.secret import Secret, secret_or_none
 from .._core.token import Token
+from .._core.token_status import TokenStatus
 from .._errors import EmmaAuthError
 
 if TYPE_CHECKING:
@@ -203,6 +204,17 @@ class EmmaAuth(KeywordOptions, AuthBase):
     def get_token(self) -> Token:
         """A usable token: the current one, or a new one fetched (or renewed) now."""
         return self._usable().token
+
+    def status(self) -> TokenStatus:
+        """The token's state now, for health checks: a :class:`TokenStatus` (no secrets).
+
+        It makes no network call and does not wait for a renewal in flight."""
+        failure = self._last_failure
+        return self._lifecycle.status(
+            self._monotonic(),
+            renewing=self._lock.locked(),
+            last_error=None if failure is None else str(failure),
+        )
 
     def _is_own_origin(self, url: str) -> bool:
         """Whether ``url`` is on the API's origin: a prefix test for the spelling requests

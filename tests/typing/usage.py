@@ -25,6 +25,7 @@ from requests_emma import (
     TokenCache,
     TokenRequestError,
     TokenResponseError,
+    TokenStatus,
 )
 from requests_emma.testing import (
     FakeEmmaServer,
@@ -151,3 +152,12 @@ def testing_helpers() -> None:
         assert_type(endpoints, FakeTokenEndpoints)
         assert_type(endpoints.token_calls, int)
         assert_type(endpoints.access_tokens, list[str])
+
+
+def report(auth: EmmaAuth) -> None:
+    status = auth.status()
+    assert_type(status, TokenStatus)
+    assert_type(status.valid_for, "float | None")
+    assert_type(status.renewing, bool)
+    assert_type(status.last_error, "str | None")
+    assert_type(status.retry_after, "float | None")

@@ -1,0 +1,65 @@
+"""The command line's token cache: one token for many runs, and where each run's came from.
+
+``token``, ``get`` and ``check`` pass ``EmmaAuth`` a :class:`FileTokenCache` in the user's
+cache directory (``default_directory()``), as ``gcloud`` and ``az`` keep theirs, so a shell
+loop of commands makes one token call rather than one per run. The entries are sealed with
+the client secret like every cache entry, so the directory holds nothing usable without it.
+
+A cache directory that cannot be used (another user's, not writable, not creatable) is not
+a reason to fail a command that can get a token without it: the command says so on one
+stderr line and carries on with a token of its own.
+
+:class:`NotingCache` passes every call through to the real cache and notes what the renewal
+did with it: an entry loaded and nothing saved means the token came from the cache (the
+renewal saves whenever it got a token from emma, or was told to wait).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TextIO
+
+from .._caches.file_cache import FileTokenCache
+
+
+class NotingCache:
+    """A :class:`~requests_emma.TokenCache` that notes whether it was loaded from and saved to."""
+
+    def __init__(self, cache: FileTokenCache) -> None:
+        self.cache = cache
+        self.loaded = False
+        self.saved = False
+
+    def __repr__(self) -> str:
+        return repr(self.cache)
+
+    @property
+    def served_the_token(self) -> bool:
+        """Whether the token in use came from the cache rather than from emma."""
+        return self.loaded and not self.saved
+
+    def load(self, key: str) -> bytes | None:
+        entry = self.cache.load(key)
+        self.loaded = self.loaded or entry is not None
+        return entry
+
+    def save(self, key: str, entry: bytes, ttl: float) -> None:
+        self.saved = True
+        self.cache.save(key, entry, ttl)
+
+    def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[object]:
+        return self.cache.lock(key, timeout)
+
+
+def open_cache(warnings: TextIO | None, prog: str) -> NotingCache | None:
+    """The default cache, or ``None`` (after one warning line on ``warnings``) when its
+    directory cannot be used."""
+    try:
+        return NotingCache(FileTokenCache())
+    except ValueError as error:
+        if warnings is not None:  # closed (`2>&-`): nowhere to warn
+            warnings.write(
+                f"{prog}: warning: token cache not used ({error}); carrying on without it, "
+                "with a new token for this run (--no-cache skips the cache)\n"
+            )
+        return None
