@@ -14,7 +14,7 @@ import re
 from typing import NoReturn
 
 from .. import __version__
-from .._core import config_checks as _config
+from .._core import credentials, urls
 
 PROG = "requests-emma"
 
@@ -68,13 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-url",
         metavar="URL",
         default=argparse.SUPPRESS,
-        help=f"API base URL (default: ${_config.API_URL_VAR} or {_config.DEFAULT_BASE_URL})",
+        help=f"API base URL (default: ${credentials.API_URL_VAR} or {urls.DEFAULT_BASE_URL})",
     )
     connection.add_argument(
         "--client-id",
         metavar="ID",
         default=argparse.SUPPRESS,
-        help=f"service app client ID (default: ${_config.CLIENT_ID_VAR})",
+        help=f"service app client ID (default: ${credentials.CLIENT_ID_VAR})",
     )
     connection.add_argument(
         "-v",
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Tokens and quick calls for the emma API.",
         epilog=(
-            f"The client secret comes from ${_config.CLIENT_SECRET_VAR}, or a prompt when "
+            f"The client secret comes from ${credentials.CLIENT_SECRET_VAR}, or a prompt when "
             "stdin is a terminal;\nthere is no flag for it.\n\nexit status:\n" + exit_codes
         ),
     )
@@ -180,7 +180,7 @@ def parse(arguments: list[str]) -> argparse.Namespace:
     if any(arg.startswith("-") and "secret" in arg.partition("=")[0].lower() for arg in options):
         raise UsageError(
             "there is no option for the client secret (options show in process lists and "
-            f"shell history): set {_config.CLIENT_SECRET_VAR}, or run in a terminal to be asked"
+            f"shell history): set {credentials.CLIENT_SECRET_VAR}, or run in a terminal to be asked"
         )
     try:
         args, unrecognized = build_parser().parse_known_args(arguments)
@@ -225,5 +225,5 @@ def _unrecognized(arguments: list[str]) -> str:
 
 def without_value(message: str) -> str:
     """The message with every quoted value replaced, except the example of a good base URL."""
-    example = repr(_config.DEFAULT_BASE_URL)
+    example = repr(urls.DEFAULT_BASE_URL)
     return _QUOTED.sub(lambda m: m[0] if m[0] == example else "(value not shown)", message)

@@ -38,7 +38,7 @@ from typing import TextIO
 
 import requests
 
-from .._core import config_checks as _config
+from .._core import credentials, urls
 from .._core import wire as _wire
 from .._core.token import Token
 from .._errors import EmmaAuthError, TokenRequestError, os_reason
@@ -165,15 +165,15 @@ def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
     ``--no-cache`` (``None`` as well when its directory cannot be used)."""
     # Everything is checked before the secret is asked for, and the cache looked at last.
     base_url = getattr(args, "base_url", None)
-    source = "--base-url" if base_url is not None else _config.API_URL_VAR
+    source = "--base-url" if base_url is not None else credentials.API_URL_VAR
     try:
-        checked = _config.base_url(base_url)
+        checked = urls.base_url(base_url)
     except ValueError as error:
         raise CommandError(f"{source}: {without_value(str(error))}", EXIT_USAGE) from None
-    client_id = getattr(args, "client_id", None) or os.environ.get(_config.CLIENT_ID_VAR)
+    client_id = getattr(args, "client_id", None) or os.environ.get(credentials.CLIENT_ID_VAR)
     if not client_id:
         raise CommandError(
-            f"no client ID: pass --client-id or set {_config.CLIENT_ID_VAR}", EXIT_USAGE
+            f"no client ID: pass --client-id or set {credentials.CLIENT_ID_VAR}", EXIT_USAGE
         )
     client_secret = _client_secret()
     cache = None if getattr(args, "no_cache", False) else open_cache(sys.stderr, PROG)
@@ -184,12 +184,12 @@ def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
 
 
 def _client_secret() -> str:
-    secret = os.environ.get(_config.CLIENT_SECRET_VAR)
+    secret = os.environ.get(credentials.CLIENT_SECRET_VAR)
     if secret:
         return secret
     if sys.stdin is None or not sys.stdin.isatty():
         raise CommandError(
-            f"no client secret: set {_config.CLIENT_SECRET_VAR} (or run in a terminal to be asked)",
+            f"no client secret: set {credentials.CLIENT_SECRET_VAR} (or run in a terminal to be asked)",
             EXIT_USAGE,
         )
     try:
@@ -305,11 +305,11 @@ def _pretty_json(response: requests.Response, encoding: str) -> str | None:
 def _api_at(error: requests.RequestException) -> str:
     """``the API at https://host:port``: where the failed request went, without path or query."""
     url = getattr(error.request, "url", None)
-    origin = _config.origin(url) if isinstance(url, str) else None
+    origin = urls.origin(url) if isinstance(url, str) else None
     if origin is None:
         return "the API"
     scheme, host, port = origin
-    return f"the API at {scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+    return f"the API at {scheme}://{urls.host_in_url(host)}:{port}"
 
 
 def _fail(message: str, exit_code: int) -> int:
@@ -353,12 +353,12 @@ def _is_a_retry(record: logging.LogRecord) -> bool:
 
 def _host_of(args: argparse.Namespace) -> str:
     """``host:port`` of the base URL in use, for an error that names where emma was sought."""
-    url = _config.base_url(getattr(args, "base_url", None))
-    origin = _config.origin(url)
+    url = urls.base_url(getattr(args, "base_url", None))
+    origin = urls.origin(url)
     if origin is None:
         return url
     _, host, port = origin
-    return f"{f'[{host}]' if ':' in host else host}:{port}"
+    return f"{urls.host_in_url(host)}:{port}"
 
 
 def _utc(timestamp: float) -> str:

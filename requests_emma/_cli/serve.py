@@ -22,7 +22,7 @@ import time
 from types import FrameType
 from typing import TextIO
 
-from .._core import config_checks as _config
+from .._core import credentials
 from ..testing import FakeEmmaServer
 
 
@@ -85,9 +85,9 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None
             message = f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}"
             raise ListenError(message) from None
         exports = {
-            _config.API_URL_VAR: server.base_url,
-            _config.CLIENT_ID_VAR: server.client_id,
-            _config.CLIENT_SECRET_VAR: server.client_secret,
+            credentials.API_URL_VAR: server.base_url,
+            credentials.CLIENT_ID_VAR: server.client_id,
+            credentials.CLIENT_SECRET_VAR: server.client_secret,
         }
         out.writelines(f"export {name}={shlex.quote(value)}\n" for name, value in exports.items())
         out.flush()
