@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import enum
 
-from .wire import ISSUE_TOKEN_PATH, TokenGrant
+from .._errors import TokenResponseError
+from .retry_policy import parse_retry_after
+from .wire import ISSUE_TOKEN_PATH, TokenGrant, parse_error, parse_token
+
+#: A token response is a few kilobytes; anything beyond this is not one.
+MAX_BODY = 64 << 10
 
 #: Statuses worth another attempt: the server or a gateway is busy or hiccuped.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -90,3 +95,51 @@ def classify_status(path: str, status: int) -> Kind:
         return Kind.REFUSED if status in CREDENTIAL_REJECTIONS else Kind.FAILED
     # refresh-token: any other 4xx says this refresh token is dead.
     return Kind.REFUSED if 400 <= status < 500 else Kind.FAILED
+
+
+def response_outcome(
+    path: str,
+    status: int,
+    content: bytes | None,
+    retry_after: str | None,
+    *,
+    sent_at: float,
+    sent_wall: float,
+    wall_now: float,
+) -> Outcome:
+    """What the token endpoint's answer means: the one place an HTTP answer becomes an
+    :class:`Outcome`, whichever HTTP stack carried it.
+
+    ``content`` is the body as the stack decoded it, ``None`` when it grew past
+    :data:`MAX_BODY`; ``retry_after`` the ``Retry-After`` header, read against ``wall_now``
+    (Unix seconds) when it is a date.
+    """
+    if 200 <= status < 300:
+        if content is None:
+            reason = f"token response is larger than {MAX_BODY // 1024} KiB"
+        else:
+            try:
+                grant = parse_token(content, sent_wall)
+            except TokenResponseError as exc:
+                reason = str(exc)
+            else:
+                return Outcome(
+                    Kind.GRANT,
+                    f"HTTP {status}",
+                    sent_at=sent_at,
+                    sent_wall=sent_wall,
+                    status=status,
+                    grant=grant,
+                )
+        return Outcome(Kind.UNUSABLE, reason, sent_at=sent_at, sent_wall=sent_wall, status=status)
+    code, message = parse_error(content or b"")
+    return Outcome(
+        classify_status(path, status),
+        f"HTTP {status}",
+        sent_at=sent_at,
+        sent_wall=sent_wall,
+        status=status,
+        code=code,
+        message=message,
+        retry_after=parse_retry_after(retry_after, wall_now),
+    )

@@ -26,11 +26,9 @@ from collections.abc import Callable
 
 import requests
 
-from .._core import retry_policy as _retry
-from .._core import wire as _wire
 from .._core.clock import Clock
-from .._core.outcome import Kind, Outcome, classify_status
-from .._errors import TokenResponseError, os_reason, without_tracebacks
+from .._core.outcome import MAX_BODY, Kind, Outcome, response_outcome
+from .._errors import os_reason, without_tracebacks
 from . import deadline as _deadline
 from .proxies import direct_proxies
 
@@ -39,8 +37,6 @@ logger = logging.getLogger("requests_emma")
 Timeout = tuple[float, float]
 
 _HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
-#: A token response is a few kilobytes; anything beyond this is not one.
-MAX_BODY = 64 << 10
 _CHUNK = 16 << 10
 _AT_DEADLINE = "timed out (the response was still arriving at the deadline)"
 
@@ -108,36 +104,14 @@ class TokenEndpoint:
                 # a connection closed inside the headers for their end) but is not.
                 return Outcome(Kind.TRANSIENT, _AT_DEADLINE, sent_at=sent_at, sent_wall=sent_wall)
 
-        if 200 <= status < 300:
-            if content is None:
-                reason = f"token response is larger than {MAX_BODY // 1024} KiB"
-            else:
-                try:
-                    grant = _wire.parse_token(content, sent_wall)
-                except TokenResponseError as exc:
-                    reason = str(exc)
-                else:
-                    return Outcome(
-                        Kind.GRANT,
-                        f"HTTP {status}",
-                        sent_at=sent_at,
-                        sent_wall=sent_wall,
-                        status=status,
-                        grant=grant,
-                    )
-            return Outcome(
-                Kind.UNUSABLE, reason, sent_at=sent_at, sent_wall=sent_wall, status=status
-            )
-        code, message = _wire.parse_error(content or b"")
-        return Outcome(
-            classify_status(path, status),
-            f"HTTP {status}",
+        return response_outcome(
+            path,
+            status,
+            content,
+            response.headers.get("Retry-After"),
             sent_at=sent_at,
             sent_wall=sent_wall,
-            status=status,
-            code=code,
-            message=message,
-            retry_after=_retry.parse_retry_after(response.headers.get("Retry-After"), clock.wall()),
+            wall_now=clock.wall(),
         )
 
     def close(self) -> None:
