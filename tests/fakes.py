@@ -1,4 +1,4 @@
-"""Test doubles shared by the test modules: a lock that can be watched, raw servers; the
+"""Test doubles shared by the test modules: renewals in flight that can be watched, raw servers; the
 hand-moved clock is the public one (``requests_emma.testing.FakeClock``, ``use_clock``)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from requests_emma import EmmaAuth
@@ -19,43 +20,30 @@ __all__ = ["FakeClock", "use_clock"]  # re-exported: the tests import them from 
 WAIT = 10.0  # seconds to wait for something that should happen at once
 
 
-class WatchedLock:
-    """A real lock that counts how many acquisitions had to block, for tests to wait on."""
+class WatchedFlights:
+    """Counts the callers that wait for an auth's renewal in flight, for tests to wait on.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    Installed on the auth's coordinator, it makes each flight a Future whose ``result()``
+    counts its waiters before it blocks."""
+
+    def __init__(self, auth: EmmaAuth) -> None:
         self._changed = threading.Condition()
-        self.blocked = 0  # acquisitions that found the lock taken and waited
-        self.on_try: Callable[[], None] | None = None  # called before each acquisition
+        self.waited = 0  # calls to a flight's result(): callers that waited for a renewal
+        watcher = self
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self.on_try is not None:
-            self.on_try()
-        if self._lock.acquire(blocking=False):
-            return True
-        if not blocking:
-            return False
+        class WatchedFlight(Future[Any]):
+            def result(self, timeout: float | None = None) -> Any:
+                with watcher._changed:
+                    watcher.waited += 1
+                    watcher._changed.notify_all()
+                return super().result(timeout)
+
+        auth._coordinator.new_flight = WatchedFlight
+
+    def wait_for_waiters(self, count: int, timeout: float = WAIT) -> bool:
+        """Wait until ``count`` callers have waited for a flight; False if that took too long."""
         with self._changed:
-            self.blocked += 1
-            self._changed.notify_all()
-        return self._lock.acquire(timeout=timeout)
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def locked(self) -> bool:
-        return self._lock.locked()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-    def wait_for_blocked(self, count: int, timeout: float = WAIT) -> bool:
-        """Wait until ``count`` acquisitions have blocked; False if that took too long."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self.blocked >= count, timeout=timeout)
+            return self._changed.wait_for(lambda: self.waited >= count, timeout=timeout)
 
 
 def auth_for(server: FakeEmmaServer, **options: Any) -> EmmaAuth:

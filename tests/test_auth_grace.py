@@ -4,7 +4,7 @@ A fake monotonic clock moves the token into its margin (300 s token, 60 s margin
 from 240 s, expired at 300 s); the server's own clock is real, so the token stays valid
 there. The early renewal runs on a thread of its own; tests wait for it with
 ``join_renewal``. Token calls are held with the server's token_hook and events; a watched
-lock shows who waited for a renewal.
+flight watcher counts who waited for a renewal.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import requests
-from fakes import WAIT, FakeClock, WatchedLock, auth_for, join_renewal, use_clock
+from fakes import WAIT, FakeClock, WatchedFlights, auth_for, join_renewal, use_clock
 
 from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError
 from requests_emma.testing import FakeEmmaServer
@@ -42,10 +42,8 @@ class Worker(threading.Thread):
 
 
 @pytest.fixture
-def lock(auth: EmmaAuth) -> WatchedLock:
-    watched = WatchedLock()
-    auth._lock = watched  # type: ignore[assignment]
-    return watched
+def flights(auth: EmmaAuth) -> WatchedFlights:
+    return WatchedFlights(auth)
 
 
 def get(server: FakeEmmaServer, auth: EmmaAuth) -> requests.Response:
@@ -78,7 +76,7 @@ def held_token_calls(server: FakeEmmaServer) -> tuple[threading.Event, threading
 
 
 def test_a_stale_token_is_sent_at_once_while_its_renewal_is_held(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, lock: WatchedLock
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, flights: WatchedFlights
 ) -> None:
     """While the early renewal is held in the server, requests go out with the current token."""
     first = auth.get_token()
@@ -89,7 +87,7 @@ def test_a_stale_token_is_sent_at_once_while_its_renewal_is_held(
         assert entered.wait(WAIT), "the renewal never reached the server"
         assert get(server, auth).status_code == 200
         assert sent_token(server) == first.access_token
-        assert lock.blocked == 0
+        assert flights.waited == 0
     finally:
         release.set()
     join_renewal(auth)
@@ -126,7 +124,7 @@ def test_many_threads_on_a_stale_token_start_one_renewal(
 
 
 def test_only_callers_without_a_valid_token_wait_for_the_renewal_in_flight(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, lock: WatchedLock
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, flights: WatchedFlights
 ) -> None:
     """Callers whose token expired wait for the one renewal in flight and share its result."""
     auth.get_token()
@@ -140,7 +138,7 @@ def test_only_callers_without_a_valid_token_wait_for_the_renewal_in_flight(
         waiters = [Worker(auth.get_token) for _ in range(4)]
         for waiter in waiters:
             waiter.start()
-        assert lock.wait_for_blocked(4), "callers without a token did not wait"
+        assert flights.wait_for_waiters(4), "callers without a token did not wait"
         assert all(waiter.is_alive() for waiter in waiters)
         assert server.token_calls == 2  # one renewal in flight, no second one
     finally:
@@ -278,14 +276,14 @@ def test_raises_only_when_no_valid_token_is_left(server: FakeEmmaServer) -> None
 
 
 def test_waiters_share_a_failed_renewal_instead_of_retrying_it(
-    server: FakeEmmaServer, lock: WatchedLock, waits: list[float]
+    server: FakeEmmaServer, waits: list[float]
 ) -> None:
     """Callers that waited for a failed renewal each get a copy of its error, without a call."""
     auth = auth_for(
         server,
         retry=RetryPolicy(attempts=2),
     )
-    auth._lock = lock  # type: ignore[assignment]
+    flights = WatchedFlights(auth)
     server.fail_next_token_calls(2, 503)
     entered, release = held_token_calls(server)
     first = Worker(auth.get_token)
@@ -296,7 +294,7 @@ def test_waiters_share_a_failed_renewal_instead_of_retrying_it(
         waiters = [Worker(auth.get_token) for _ in range(3)]
         for waiter in waiters:
             waiter.start()
-        assert lock.wait_for_blocked(3)
+        assert flights.wait_for_waiters(3)
     finally:
         release.set()
         for worker in [first, *waiters]:

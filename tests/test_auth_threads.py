@@ -6,7 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from fakes import WatchedLock
+from fakes import WatchedFlights
 
 from requests_emma import EmmaAuth
 from requests_emma.testing import FakeEmmaServer
@@ -15,15 +15,15 @@ THREADS = 12
 
 
 def hold_token_calls_until_others_wait(
-    server: FakeEmmaServer, lock: WatchedLock, waiters: int
+    server: FakeEmmaServer, flights: WatchedFlights, waiters: int
 ) -> list[bool]:
-    """Keep each token call in flight until `waiters` threads have blocked on the lock.
+    """Keep each token call in flight until `waiters` threads wait for the renewal.
 
     Returns, per token call, whether they had (rather than the wait timing out): the race a
     test names only happened if every entry is True.
     """
     held: list[bool] = []
-    server.token_hook = lambda: held.append(lock.wait_for_blocked(waiters))
+    server.token_hook = lambda: held.append(flights.wait_for_waiters(waiters))
     return held
 
 
@@ -43,9 +43,8 @@ def test_concurrent_first_requests_make_one_token_call(
     server: FakeEmmaServer, auth: EmmaAuth
 ) -> None:
     """N threads needing the first token at once cause exactly one token call."""
-    lock = WatchedLock()
-    auth._lock = lock  # type: ignore[assignment]
-    held = hold_token_calls_until_others_wait(server, lock, THREADS - 1)
+    flights = WatchedFlights(auth)
+    held = hold_token_calls_until_others_wait(server, flights, THREADS - 1)
     assert get_all(server, auth, None) == [200] * THREADS
     assert held == [True], "the other threads never waited for the token call"
     assert server.token_calls == 1
@@ -56,14 +55,13 @@ def test_concurrent_401s_for_one_token_make_one_renewal(
 ) -> None:
     """N threads getting a 401 for the same token cause exactly one renewal."""
     auth.get_token()
-    lock = WatchedLock()
-    auth._lock = lock  # type: ignore[assignment]
+    flights = WatchedFlights(auth)
     server.expire_access_tokens()
     all_sent = threading.Barrier(THREADS)
     first_round = iter(range(THREADS))
     # Every thread's first request reaches the server with the old token before any 401.
     server.api_hook = lambda: next(first_round, None) is not None and all_sent.wait(30)
-    held = hold_token_calls_until_others_wait(server, lock, THREADS - 1)
+    held = hold_token_calls_until_others_wait(server, flights, THREADS - 1)
     assert get_all(server, auth, None) == [200] * THREADS
     assert held == [True], "the other threads never waited for the renewal"
     assert (server.issue_calls, server.refresh_calls) == (1, 1)
@@ -72,9 +70,8 @@ def test_concurrent_401s_for_one_token_make_one_renewal(
 
 def test_shared_session_across_threads(server: FakeEmmaServer, auth: EmmaAuth) -> None:
     """A Session carrying the auth, shared by N threads, makes one token call."""
-    lock = WatchedLock()
-    auth._lock = lock  # type: ignore[assignment]
-    held = hold_token_calls_until_others_wait(server, lock, THREADS - 1)
+    flights = WatchedFlights(auth)
+    held = hold_token_calls_until_others_wait(server, flights, THREADS - 1)
     with requests.Session() as session:
         session.auth = auth
         assert get_all(server, auth, session) == [200] * THREADS
@@ -87,7 +84,7 @@ def test_no_lock_is_held_while_an_api_request_is_in_flight(
 ) -> None:
     """While the API handles a request, the auth's lock is free for other threads."""
     seen: list[bool] = []
-    server.api_hook = lambda: seen.append(auth._lock.locked())
+    server.api_hook = lambda: seen.append(auth._coordinator.lock.locked())
     auth.get_token()
     server.revoke()  # the call below goes through a 401, a renewal and a replay
     requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10)

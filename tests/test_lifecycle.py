@@ -10,7 +10,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from requests_emma._core.cache_entry import Entry
 from requests_emma._core.lifecycle import (
+    AFTER_401,
+    AFTER_FORK,
     CLOCK_SKEW,
+    EXPIRED,
+    FIRST_USE,
     MAX_DEFAULT_MARGIN,
     Freshness,
     TokenLifecycle,
@@ -19,10 +23,13 @@ from requests_emma._core.lifecycle import (
     effective_margin,
 )
 from requests_emma._core.outcome import Kind
+from requests_emma._core.retry_policy import RetryPolicy
 from requests_emma._core.token import Token
 from requests_emma._core.wire import TokenGrant
 
 WALL = 1_700_000_000.0
+POLICY = RetryPolicy()
+MACHINE_POLICY = RetryPolicy(wait_initial=1.0, wait_max=8.0)
 
 
 def grant(
@@ -114,6 +121,15 @@ def test_refused_refresh_token_is_dropped_and_issue_token_asked() -> None:
     assert life.refresh_token(0.0) is None
 
 
+@pytest.mark.parametrize("status", [404, 405, 410, 422])
+def test_any_other_4xx_from_refresh_token_drops_the_refresh_token(status: int) -> None:
+    """A 4xx that is not a refusal (a gateway that no longer knows the token) kills it too."""
+    life = TokenLifecycle()
+    life.accept(grant(), sent_at=0.0, sent_wall=WALL)
+    assert life.refresh_failed(Kind.FAILED, status) is True
+    assert life.refresh_token(0.0) is None
+
+
 @pytest.mark.parametrize("kind", [Kind.TRANSIENT, Kind.FAILED, Kind.UNUSABLE])
 def test_refresh_failing_otherwise_keeps_the_refresh_token(kind: Kind) -> None:
     """A busy server or a broken answer says nothing about the refresh token: keep it, fail."""
@@ -131,20 +147,27 @@ def test_lifetime_counts_from_when_the_request_was_sent() -> None:
     assert token.expires_at == WALL + 300
 
 
+def fresh_header(life: TokenLifecycle, now: float) -> str | None:
+    """What the per-request path reads off ``life.fresh`` at ``now``."""
+    until, header = life.fresh
+    return header if now < until else None
+
+
 def test_header_is_offered_only_while_fresh() -> None:
-    """The per-request header is there while fresh; stale or expired ask the slow path."""
+    """The published per-request answer gives the header while fresh; stale or expired
+    send the request to the slow path."""
     life = TokenLifecycle()
-    assert life.header(0.0) is None
+    assert fresh_header(life, 0.0) is None
     life.accept(grant(300), sent_at=0.0, sent_wall=WALL)
-    assert life.header(239.0) == "Bearer a1"
-    assert life.header(240.0) is None
+    assert fresh_header(life, 239.0) == "Bearer a1"
+    assert fresh_header(life, 240.0) is None
 
 
 def test_header_repr_hides_the_token() -> None:
     """The header value shows as 'Bearer ***' in reprs (urllib3's header locals)."""
     life = TokenLifecycle()
     life.accept(grant(access="secret-access"), sent_at=0.0, sent_wall=WALL)
-    header = life.header(0.0)
+    header = fresh_header(life, 0.0)
     assert header == "Bearer secret-access"
     assert "secret-access" not in repr({"Authorization": header})
 
@@ -168,21 +191,75 @@ def test_one_early_renewal_at_a_time() -> None:
     assert life.begin_early_renewal(100.0) is False  # fresh: nothing to do
     assert life.begin_early_renewal(250.0) is True
     assert life.begin_early_renewal(251.0) is False
-    life.early_renewal_ended()
+    life.renewal_ended(251.0, None, POLICY)
     assert life.begin_early_renewal(251.0) is True
+
+
+def fail_early(life: TokenLifecycle, now: float, policy: RetryPolicy = POLICY) -> float | None:
+    """Start an early renewal at ``now`` and end it in failure: the backoff decided."""
+    assert life.begin_early_renewal(now), "no early renewal was granted"
+    return life.renewal_ended(now, "HTTP 503", policy)
 
 
 def test_failed_early_renewal_backs_off_exponentially() -> None:
     """Early renewals after failures wait 1, 2, 4 ... seconds, capped, and reset on success."""
     life = TokenLifecycle()
     life.accept(grant(), sent_at=0.0, sent_wall=WALL)
-    assert life.early_renewal_failed(250.0, 1.0, 3.0) == 1.0
+    capped = RetryPolicy(wait_initial=1.0, wait_max=3.0)
+    assert fail_early(life, 250.0, capped) == 1.0
     assert not life.begin_early_renewal(250.5) and life.begin_early_renewal(251.0)
-    life.early_renewal_ended()
-    assert life.early_renewal_failed(251.0, 1.0, 3.0) == 2.0
-    assert life.early_renewal_failed(253.0, 1.0, 3.0) == 3.0
+    assert life.renewal_ended(251.0, "HTTP 503", capped) == 2.0
+    assert fail_early(life, 253.0, capped) == 3.0
     life.accept(grant(access="a2"), sent_at=254.0, sent_wall=WALL + 254)
     assert life.begin_early_renewal(254.0 + 241)
+
+
+def test_the_early_backoff_starts_at_one_second_at_least() -> None:
+    """A policy with shorter waits still leaves a second before the next early attempt."""
+    life = TokenLifecycle()
+    life.accept(grant(), sent_at=0.0, sent_wall=WALL)
+    assert fail_early(life, 250.0, RetryPolicy(wait_initial=0.0, wait_max=0.0)) == 1.0
+
+
+def test_only_an_early_renewal_backs_off() -> None:
+    """A failed renewal that callers waited for sets no early backoff: the next caller tries."""
+    life = TokenLifecycle()
+    assert life.begin_renewal(0.0) == FIRST_USE
+    assert life.renewal_ended(0.0, "HTTP 503", POLICY) is None
+    assert life.last_error == "HTTP 503"
+    assert life.begin_renewal(0.0) == FIRST_USE
+
+
+@pytest.mark.parametrize(
+    ("setup", "rejected", "trigger"),
+    [
+        ("none", None, FIRST_USE),
+        ("expired", None, EXPIRED),
+        ("held", "a1", AFTER_401),
+        ("forked", None, AFTER_FORK),
+    ],
+)
+def test_a_renewal_says_why_it_runs(setup: str, rejected: str | None, trigger: str) -> None:
+    """First use, an expired token, a 401 and a forked child's first renewal are told apart."""
+    life = TokenLifecycle()
+    if setup != "none":
+        life.accept(grant(300), sent_at=0.0, sent_wall=WALL)
+    if setup == "forked":
+        life.across_processes(forked=True)
+        life.reject("a1")
+    now = 400.0 if setup == "expired" else 1.0
+    assert life.begin_renewal(now, rejected) == trigger
+    assert life.renewing == trigger
+
+
+def test_a_usable_token_needs_no_renewal_and_a_second_caller_joins_the_first() -> None:
+    """begin_renewal answers None while a token is usable; while one runs, callers join it."""
+    life = TokenLifecycle()
+    life.accept(grant(300), sent_at=0.0, sent_wall=WALL)
+    assert life.begin_renewal(1.0) is None and life.renewing is None
+    assert life.begin_renewal(1.0, rejected="a1") == AFTER_401
+    assert life.begin_renewal(1.0) == AFTER_401  # the same renewal, still running
+    assert life.begin_early_renewal(1.0) is False
 
 
 def cached(
@@ -281,8 +358,10 @@ def test_a_failed_early_renewal_waits_out_a_hold() -> None:
     """The next early attempt after a failure is not before the hold ends."""
     life = TokenLifecycle()
     life.accept(grant(300), sent_at=0.0, sent_wall=WALL)
-    life.hold_calls(240.0, 30.0, "HTTP 503")
-    assert life.early_renewal_failed(240.0, 1.0, 10.0) == pytest.approx(30.0)
+    assert life.begin_early_renewal(240.0)
+    life.hold_calls(240.0, 30.0, "HTTP 503")  # what the failed renewal was told
+    policy = RetryPolicy(wait_initial=1.0, wait_max=10.0)
+    assert life.renewal_ended(240.0, "HTTP 503", policy) == pytest.approx(30.0)
 
 
 def test_refused_credentials_hold_calls_for_a_doubling_backoff() -> None:
@@ -311,10 +390,19 @@ def test_after_fork_keeps_the_access_token_and_drops_the_refresh_token() -> None
     life = TokenLifecycle()
     life.accept(grant(), sent_at=0.0, sent_wall=WALL)
     assert life.begin_early_renewal(250.0)
-    life.after_fork()
+    assert life.across_processes(forked=True) is life
     assert life.usable(250.0) is not None
     assert life.refresh_token(250.0) is None
     assert life.begin_early_renewal(250.0)  # the parent's renewal does not run here
+
+
+def test_a_pickled_copy_keeps_no_token() -> None:
+    """Across a pickle (a worker process, maybe much later) only the configuration goes."""
+    life = TokenLifecycle(refresh_margin=30.0)
+    life.accept(grant(), sent_at=0.0, sent_wall=WALL)
+    copy = life.across_processes(forked=False)
+    assert copy is not life and copy.current is None and copy.refresh_token(0.0) is None
+    assert copy.refresh_margin == 30.0 and life.current is not None
 
 
 class LifecycleMachine(RuleBasedStateMachine):
@@ -347,7 +435,9 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @rule()
     def early_renewal_fails(self) -> None:
-        wait = self.life.early_renewal_failed(self.now, 1.0, 8.0)
+        if not self.life.begin_early_renewal(self.now):
+            return
+        wait = self.life.renewal_ended(self.now, "HTTP 503", MACHINE_POLICY)
         assert wait == min(8.0, 2.0**self.early_failures)
         self.early_failures += 1
         self.early_not_before = self.now + wait
@@ -388,7 +478,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         stale = self.life.freshness(self.now) is Freshness.STALE
         granted = self.life.begin_early_renewal(self.now)
         assert granted == (stale and self.now >= self.early_not_before)
-        self.life.early_renewal_ended()
+        if granted:
+            self.life.renewal_ended(self.now, None, MACHINE_POLICY)
 
     @invariant()
     def the_newest_refresh_token_is_offered(self) -> None:

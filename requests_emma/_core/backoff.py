@@ -1,6 +1,7 @@
-"""Carrying out a :class:`~requests_emma.RetryPolicy` with tenacity.
+"""Carrying out a :class:`~requests_emma.RetryPolicy` with tenacity, as steps.
 
-The strategies are composed from tenacity's parts, as stamina does: stop after the attempts
+:func:`attempts` yields the token call and the waits between its attempts; the driver that
+runs the renewal carries them out. The strategies are composed from tenacity's parts, as stamina does: stop after the attempts
 *or* before the deadline; wait exponentially with jitter, *at least* as long as the server's
 ``Retry-After``; retry only a transient :class:`~._outcome.Outcome`. Each attempt returns an
 outcome rather than raising, so no exception type stands for a failed attempt, and the last
@@ -13,13 +14,14 @@ to import than the rest of requests-emma.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Generator
 
 import tenacity
 
 from .clock import Clock
 from .outcome import Kind, Outcome
 from .retry_policy import RetryPolicy
+from .steps import Send, Sleep
 
 logger = logging.getLogger("requests_emma")
 
@@ -55,32 +57,6 @@ def _is_transient(outcome: Outcome) -> bool:
     return outcome.kind is Kind.TRANSIENT
 
 
-class _Attempts:
-    """The attempts of one run: counted, and none started once the deadline has passed
-    (a wait that overran it), in which case the last outcome stands."""
-
-    def __init__(self, attempt: Callable[[], Outcome], clock: Clock, deadline: float) -> None:
-        self.attempt = attempt
-        self.clock = clock
-        self.deadline = deadline
-        self.made = 0
-        self.out_of_time = False
-        self.last: Outcome | None = None
-
-    def __call__(self) -> Outcome:
-        if self.last is not None and self.clock.monotonic() >= self.deadline:
-            self.out_of_time = True
-            return Outcome(
-                Kind.FAILED,  # stops the retries; the caller reports self.last
-                "no time left",
-                sent_at=self.last.sent_at,
-                sent_wall=self.last.sent_wall,
-            )
-        self.made += 1
-        self.last = self.attempt()
-        return self.last
-
-
 class Run:
     """How a run of attempts ended: the last outcome, how many attempts were made, and
     whether it stopped because no time was left for the next one."""
@@ -93,18 +69,21 @@ class Run:
         self.out_of_time = out_of_time
 
 
-def run(
-    attempt: Callable[[], Outcome],
+def attempts(
+    send: Send,
     policy: RetryPolicy,
     clock: Clock,
     deadline: float,
-    what: str,
-) -> Run:
-    """Call ``attempt`` until it gives a non-transient outcome or the policy says stop.
+) -> Generator[Send | Sleep, Outcome | None, Run]:
+    """Yield ``send`` until its outcome is not transient or the policy says stop, and the
+    waits between as :class:`Sleep` steps; returns how the run ended.
 
-    ``deadline`` is monotonic; ``what`` names the call in the warning logged before each
-    wait.
+    tenacity decides: ``Retrying.iter()`` answers "attempt" or "sleep N" for a
+    ``RetryCallState`` without sleeping itself, so the waits are the driver's to carry out.
+    ``deadline`` is monotonic; an attempt is not started once a wait has overrun it, and then
+    the last outcome stands.
     """
+    what = f"token call POST {send.path}"
 
     def before_sleep(retry_state: tenacity.RetryCallState) -> None:
         logger.warning(
@@ -124,12 +103,24 @@ def run(
         wait=wait_at_least_retry_after(backoff),
         retry=tenacity.retry_if_result(_is_transient),
         before_sleep=before_sleep,
-        sleep=clock.sleep,
         retry_error_callback=_outcome_of,  # the last outcome, not a RetryError
     )
-    attempts = _Attempts(attempt, clock, deadline)
-    outcome: Outcome = retrying(attempts)
-    if attempts.out_of_time:
-        assert attempts.last is not None  # the first attempt always runs
-        return Run(attempts.last, attempts.made, out_of_time=True)
-    return Run(outcome, attempts.made, out_of_time=False)
+    retrying.begin()
+    state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
+    made, last = 0, None
+    while True:
+        do = retrying.iter(state)
+        if isinstance(do, tenacity.DoAttempt):
+            if last is not None and clock.monotonic() >= deadline:
+                return Run(last, made, out_of_time=True)
+            made += 1
+            outcome = yield send
+            assert outcome is not None
+            last = outcome
+            state.set_result(outcome)
+        elif isinstance(do, tenacity.DoSleep):
+            state.prepare_for_next_attempt()
+            yield Sleep(float(do))
+        else:
+            assert isinstance(do, Outcome)
+            return Run(do, made, out_of_time=False)

@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     # Loaded with the token calls' machinery at the first renewal, not with the package.
     from .cache_entry import Entry
     from .outcome import Kind
+    from .retry_policy import RetryPolicy
     from .wire import TokenGrant
 
 #: Cap of the lifetime-scaled default margin, in seconds.
@@ -88,8 +89,28 @@ CLOCK_SKEW_SHARE = 0.25
 REFUSED_BACKOFF_INITIAL = 5.0
 REFUSED_BACKOFF_MAX = 60.0
 
+#: A failed early renewal is tried again after a backoff from the retry policy's
+#: ``wait_initial`` doubling to its ``wait_max``, but never sooner than this: the token still
+#: serves, and emma is not to be called every few milliseconds for it.
+EARLY_BACKOFF_FLOOR = 1.0
+
+#: Why a renewal runs, as the renewal's telemetry reports it: no token yet; early, off the
+#: request path, for a token inside its refresh margin; a token that expired unused; the API
+#: rejected the current token (401); the first renewal in a forked child.
+FIRST_USE, EARLY, EXPIRED, AFTER_401, AFTER_FORK = (
+    "first_use",
+    "early",
+    "expired",
+    "after_401",
+    "after_fork",
+)
+TRIGGERS = (FIRST_USE, EARLY, EXPIRED, AFTER_401, AFTER_FORK)
+
 #: ``TokenLifecycle.fresh`` when there is no token to send as it is.
 _NOT_FRESH = (-math.inf, "")
+#: The early renewals' backoff: no early renewal before ``not_before`` (monotonic), and how
+#: many failed in a row.
+_NO_BACKOFF = (-math.inf, 0)
 
 
 class Freshness(enum.Enum):
@@ -153,9 +174,12 @@ class TokenLifecycle:
         self._hold_strikes = 0  # refusals of the credentials in a row
         # Access tokens the API refused, the latest few: a shared cache may still hold one.
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
-        self._early_in_flight = False
-        self._early_not_before = -math.inf
-        self._early_failures = 0
+        #: Why the renewal in flight runs (a :data:`TRIGGERS` value), ``None`` when none is.
+        self.renewing: str | None = None
+        #: The message of the last renewal that failed, ``None`` once one succeeded.
+        self.last_error: str | None = None
+        self._early_backoff = _NO_BACKOFF
+        self._forked = False
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -168,12 +192,6 @@ class TokenLifecycle:
     def held(self) -> _Held | None:
         """The current token with its header and deadlines, usable or not."""
         return self._held
-
-    def header(self, now: float) -> str | None:
-        """The ``Authorization`` value while the token is fresh, else ``None``: the
-        per-request question, kept as cheap as one comparison."""
-        until, header = self.fresh
-        return header if now < until else None
 
     def freshness(self, now: float) -> Freshness:
         held = self._held
@@ -190,36 +208,64 @@ class TokenLifecycle:
             return None
         return held
 
-    # -- renewing early, off the request path ------------------------------------------------
+    # -- one renewal at a time -------------------------------------------------------------
+
+    def begin_renewal(self, now: float, rejected: str | None = None) -> str | None:
+        """A caller needs a usable token: ``None`` if one is usable now (after ``rejected``,
+        an access token the API answered 401 to, is invalidated if still current), else why
+        a renewal must run (a :data:`TRIGGERS` value), which is then taken to be running
+        unless one is already (:attr:`renewing`): the caller waits for that one instead."""
+        if rejected is not None:
+            self.reject(rejected)
+        if self.usable(now) is not None:
+            return None
+        if self.renewing is None:
+            self.renewing = self._trigger(rejected)
+        return self.renewing
 
     def begin_early_renewal(self, now: float) -> bool:
-        """Whether to start an early renewal now: the token is stale, no early renewal is
-        running and none failed too recently. If so, one is taken to be running."""
+        """Whether to start an early renewal now: the token is stale, no renewal is running,
+        none failed too recently and no hold is on. If so, one is taken to be running."""
         if (
-            self._early_in_flight
-            or now < self._early_not_before
+            self.renewing is not None
+            or now < self._early_backoff[0]
             or now < self._hold_until
             or self.freshness(now) is not Freshness.STALE
         ):
             return False
-        self._early_in_flight = True
+        self.renewing = EARLY
         return True
 
     def early_renewal_due(self, now: float) -> bool:
         """Whether a granted early renewal should still run: the token is still stale (not
-        renewed by a waiting caller meanwhile, nor expired)."""
+        renewed meanwhile, nor expired)."""
         return self.freshness(now) is Freshness.STALE
 
-    def early_renewal_ended(self) -> None:
-        self._early_in_flight = False
+    def renewal_ended(self, now: float, error: str | None, policy: RetryPolicy) -> float | None:
+        """The renewal in flight ended, with the message ``error`` if it failed.
 
-    def early_renewal_failed(self, now: float, backoff_initial: float, backoff_max: float) -> float:
-        """Note a failed early renewal; returns the seconds until the next early attempt."""
-        wait = min(backoff_max, backoff_initial * 2.0**self._early_failures)
-        self._early_failures += 1
-        wait = max(wait, self._hold_until - now)  # and not inside a hold on token calls
-        self._early_not_before = now + wait
+        A failed early renewal is not tried again on every request: the next one waits for
+        a backoff from the policy's ``wait_initial`` (at least :data:`EARLY_BACKOFF_FLOOR`)
+        doubling up to its ``wait_max``, and not inside a hold on token calls; meanwhile the
+        token keeps serving. Returns that backoff's seconds, ``None`` for any other ending.
+        """
+        trigger, self.renewing = self.renewing, None
+        self.last_error = error
+        if error is None or trigger != EARLY:
+            return None
+        floor = max(policy.wait_initial, EARLY_BACKOFF_FLOOR)
+        failures = self._early_backoff[1]
+        wait = min(max(policy.wait_max, floor), floor * 2.0**failures)
+        wait = max(wait, self._hold_until - now)
+        self._early_backoff = (now + wait, failures + 1)
         return wait
+
+    def _trigger(self, rejected: str | None) -> str:
+        if rejected is not None:
+            return AFTER_401
+        if self._forked:
+            return AFTER_FORK
+        return FIRST_USE if self._held is None else EXPIRED
 
     # -- what to renew with ------------------------------------------------------------------
 
@@ -232,15 +278,20 @@ class TokenLifecycle:
             return None
         return self._refresh_token
 
-    def refresh_failed(self, kind: Kind) -> bool:
-        """A refresh-token call ended in ``kind``: whether to fall back to issue-token now.
+    def refresh_failed(self, kind: Kind, status: int | None = None) -> bool:
+        """A refresh-token call ended in ``kind`` (with HTTP ``status``, if one came):
+        whether to fall back to issue-token now.
 
-        A refusal means the refresh token is dead: it is dropped, and issue-token asked. Any
-        other failure says nothing about it: it is kept, and the renewal fails.
+        A refusal, or any other 4xx, means the refresh token is dead (emma declares only 400
+        for it, and a gateway may say 401, 403 or 404 for a token it no longer knows): it is
+        dropped, and issue-token asked. Any other failure (no answer, a busy server) says
+        nothing about it: it is kept, and the renewal fails.
         """
         from .outcome import Kind  # loaded already: the call that failed classified itself
 
-        if kind is Kind.REFUSED:
+        if kind is Kind.REFUSED or (
+            kind is Kind.FAILED and status is not None and 400 <= status < 500
+        ):
             self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
             return True
         return False
@@ -297,7 +348,9 @@ class TokenLifecycle:
 
     def adopt(self, entry: Entry, now: float, wall_now: float) -> bool:
         """Take what is newer in ``entry``, loaded from a shared cache at monotonic ``now``
-        (Unix ``wall_now``). Returns whether its access token was taken.
+        (Unix ``wall_now``). Returns whether its access token was taken and is fresh, so no
+        token call is needed; a taken token already inside its refresh margin serves until
+        the renewal that follows has replaced it.
 
         Its hold is kept if it ends later than the one held. Its token counts only if the
         entry's generation is higher than the one held: then its refresh token replaces the
@@ -329,7 +382,7 @@ class TokenLifecycle:
         if left <= 0:
             return False
         self._take(token, now, left, issued_at)
-        return True
+        return self.freshness(now) is Freshness.FRESH
 
     def entry_to_save(self, now: float, wall_now: float) -> Entry:
         """The shared cache entry for what is held here: the current token with the newest
@@ -353,8 +406,8 @@ class TokenLifecycle:
         margin = effective_margin(lifetime, self.refresh_margin)
         held = self._held = _Held(token, start + lifetime - margin, start + lifetime, issued_at)
         self.fresh = (held.renew_after, held.header)
-        self._early_not_before = -math.inf
-        self._early_failures = 0
+        self._early_backoff = _NO_BACKOFF
+        self._forked = False
 
     # -- rejection and processes -------------------------------------------------------------
 
@@ -370,32 +423,42 @@ class TokenLifecycle:
         self.fresh = _NOT_FRESH
         return True
 
-    def after_fork(self) -> None:
-        """In a forked child: the access token stays usable, but the refresh token is the
-        parent's, which a rotating server revokes when either process uses it; and no early
-        renewal runs here, whatever the parent was doing."""
+    def across_processes(self, *, forked: bool) -> TokenLifecycle:
+        """What a process other than this one keeps: the policy at a process boundary.
+
+        A forked child (``forked=True``) keeps this lifecycle and its access token, which
+        the API accepts from any process; it drops the refresh token, which is the parent's
+        and which a rotating server revokes when either process uses it, and any renewal
+        the parent was running (no thread runs it here). Its first renewal therefore issues
+        a token of its own, or adopts the shared cache's (its generation resets, so the
+        cache's entry counts as newer).
+
+        A pickled copy (``forked=False``: a worker process, possibly much later or on
+        another host) keeps nothing but the configuration: a new lifecycle. An access token
+        unpickled later may long have expired, and a copied refresh token would be shared.
+        """
+        if not forked:
+            return TokenLifecycle(self.refresh_margin)
         self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
-        self._early_in_flight = False
-        self.generation = 0  # so the cache's entry, and its refresh token, count as newer
+        self.renewing = None
+        self.generation = 0
+        self._forked = True
+        return self
 
     # -- reporting ---------------------------------------------------------------------------
 
-    def status(
-        self, now: float, *, renewing: bool = False, last_error: str | None = None
-    ) -> TokenStatus:
+    def status(self, now: float) -> TokenStatus:
         """What ``EmmaAuth.status()`` reports at monotonic ``now``: the current token's
         seconds left (0 once expired or rejected, ``None`` without one), whether a renewal
-        is in flight (the adapter's ``renewing``, a caller renewing under its lock, or an
-        early renewal granted here), and the seconds left of a hold on token calls.
-        ``last_error`` is the adapter's too, which runs the renewals: the last failed one's
-        message, ``None`` after a success."""
+        is in flight, the last failed renewal's message (``None`` after a success), and the
+        seconds left of a hold on token calls."""
         held = self._held
         valid_for = None if held is None else max(0.0, held.expires - now)
         hold = self.calls_held(now)
         return TokenStatus(
             valid_for=valid_for,
-            renewing=renewing or self._early_in_flight,
-            last_error=last_error,
+            renewing=self.renewing is not None,
+            last_error=self.last_error,
             retry_after=None if hold is None else hold[0],
         )
 

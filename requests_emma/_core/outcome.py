@@ -2,8 +2,8 @@
 
 The transport says *what happened* (a grant, a refusal, a transient failure...); what that
 means for the token (retry, drop the refresh token, fall back to issue-token, give up) is
-decided by the retry policy and the lifecycle. The meaning of an HTTP status is decided here,
-in :func:`classify_status`, and nowhere else.
+decided by the retry policy and the lifecycle. What an HTTP answer says happened is read
+here, in :func:`response_outcome` and :func:`classify_status`, and nowhere else.
 """
 
 from __future__ import annotations
@@ -12,20 +12,21 @@ import enum
 
 from .._errors import TokenResponseError
 from .retry_policy import parse_retry_after
-from .wire import ISSUE_TOKEN_PATH, TokenGrant, parse_error, parse_token
+from .wire import TokenGrant, parse_error, parse_token
 
 #: A token response is a few kilobytes; anything beyond this is not one.
 MAX_BODY = 64 << 10
 
 #: Statuses worth another attempt: the server or a gateway is busy or hiccuped.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-#: What issue-token answers to credentials it does not accept.
+#: What a token endpoint answers to credentials, or a refresh token, it does not accept.
 CREDENTIAL_REJECTIONS = frozenset({400, 401, 403})
 
 
 class Kind(enum.Enum):
     GRANT = "grant"
-    #: issue-token refused the credentials, or refresh-token refused the refresh token.
+    #: The endpoint refused what it was sent (400, 401, 403): the credentials, or the
+    #: refresh token.
     REFUSED = "refused"
     #: Worth another attempt: no answer in time, a failed connection, a busy server.
     TRANSIENT = "transient"
@@ -87,18 +88,16 @@ class Outcome:
         return f"{self.reason} {emma}" if emma else self.reason
 
 
-def classify_status(path: str, status: int) -> Kind:
-    """What a non-2xx answer from the token endpoint at ``path`` means."""
+def classify_status(status: int) -> Kind:
+    """What a non-2xx answer from a token endpoint says happened. What that means for the
+    credentials or the refresh token is the lifecycle's to decide
+    (``TokenLifecycle.refresh_failed``, ``credentials_refused``)."""
     if status in RETRYABLE_STATUSES:
         return Kind.TRANSIENT
-    if path == ISSUE_TOKEN_PATH:
-        return Kind.REFUSED if status in CREDENTIAL_REJECTIONS else Kind.FAILED
-    # refresh-token: any other 4xx says this refresh token is dead.
-    return Kind.REFUSED if 400 <= status < 500 else Kind.FAILED
+    return Kind.REFUSED if status in CREDENTIAL_REJECTIONS else Kind.FAILED
 
 
 def response_outcome(
-    path: str,
     status: int,
     content: bytes | None,
     retry_after: str | None,
@@ -134,7 +133,7 @@ def response_outcome(
         return Outcome(Kind.UNUSABLE, reason, sent_at=sent_at, sent_wall=sent_wall, status=status)
     code, message = parse_error(content or b"")
     return Outcome(
-        classify_status(path, status),
+        classify_status(status),
         f"HTTP {status}",
         sent_at=sent_at,
         sent_wall=sent_wall,

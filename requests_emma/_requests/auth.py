@@ -29,7 +29,6 @@ Origins
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import threading
@@ -47,12 +46,13 @@ from .._core import durations, urls
 from .._core.clock import SYSTEM_CLOCK, Clock
 from .._core.credentials import credentials
 from .._core.keyword_options import KeywordOptions
-from .._core.lifecycle import TokenLifecycle
+from .._core.lifecycle import Freshness, TokenLifecycle
 from .._core.retry_policy import RetryPolicy
 from .._core.secret import Secret, secret_or_none
 from .._core.token import Token
 from .._core.token_status import TokenStatus
 from .._errors import EmmaAuthError
+from .coordinator import Coordinator, Flight, result
 
 if TYPE_CHECKING:
     from .._core.lifecycle import _Held
@@ -140,9 +140,8 @@ class EmmaAuth(KeywordOptions, AuthBase):
 
     def _new_process_state(self) -> None:
         self._hook = self._replay_after_401  # bound once, not on every request
-        self._lock = threading.Lock()
+        self._coordinator = Coordinator(self._lifecycle)
         self._announcing = threading.RLock()
-        self._last_failure: EmmaAuthError | None = None
         self._worker: threading.Thread | None = None  # the last early renewal started
 
     @property
@@ -209,12 +208,7 @@ class EmmaAuth(KeywordOptions, AuthBase):
         """The token's state now, for health checks: a :class:`TokenStatus` (no secrets).
 
         It makes no network call and does not wait for a renewal in flight."""
-        failure = self._last_failure
-        return self._lifecycle.status(
-            self._monotonic(),
-            renewing=self._lock.locked(),
-            last_error=None if failure is None else str(failure),
-        )
+        return self._lifecycle.status(self._monotonic())
 
     def _is_own_origin(self, url: str) -> bool:
         """Whether ``url`` is on the API's origin: a prefix test for the spelling requests
@@ -231,90 +225,85 @@ class EmmaAuth(KeywordOptions, AuthBase):
         held = self._lifecycle.usable(now)
         if held is None:
             return self._renew_waiting(rejected=None)
-        if held.renew_after <= now:
+        if self._lifecycle.freshness(now) is Freshness.STALE:
             self._start_early_renewal(now)
         return held
 
     def _start_early_renewal(self, now: float) -> None:
-        if not self._lock.acquire(blocking=False):
-            return  # a renewal is running already
-        try:
-            start = self._lifecycle.begin_early_renewal(now)
-        finally:
-            self._lock.release()
-        if not start:
-            return
+        flight = self._coordinator.begin_early(now)
+        if flight is None:
+            return  # not granted: fresh, renewing already, backing off or held off
         worker = threading.Thread(
-            target=self._renew_early, name="requests-emma token renewal", daemon=True
+            target=self._renew_early,
+            args=(flight,),
+            name="requests-emma token renewal",
+            daemon=True,
         )
         self._worker = worker
         try:
             worker.start()
         except RuntimeError:  # no new threads (the interpreter is shutting down)
-            with self._lock:
-                self._lifecycle.early_renewal_ended()
+            self._coordinator.land(flight, self._monotonic(), self._retry)
 
-    def _renew_early(self) -> None:
+    def _renew_early(self, flight: Flight) -> None:
         """The background renewal of a stale token. On failure the token keeps serving and
-        the next early attempt waits for a backoff (from 1 s, doubling to ``wait_max``)."""
-        token = None
-        with self._lock:
-            try:
-                if not self._lifecycle.early_renewal_due(self._monotonic()):
-                    return  # renewed or expired meanwhile: nothing to do early
-                token = self._get_renewer().renew(self._lifecycle, self._retry, self._clock)
-                self._last_failure = None
-            except EmmaAuthError as exc:
-                self._last_failure = exc
-                backoff = self._lifecycle.early_renewal_failed(
-                    self._monotonic(),
-                    max(self._retry.wait_initial, 1.0),
-                    max(self._retry.wait_max, 1.0),
-                )
-                current = self._lifecycle.current
-                left = 0.0 if current is None else max(0.0, current.expires_in(self._clock.wall()))
-                logger.warning(
-                    "token renewal failed, still using the current token (valid %.0f s more); "
-                    "next renewal attempt in %.1f s: %s",
-                    left,
-                    backoff,
-                    exc,
-                )
-            finally:
-                self._lifecycle.early_renewal_ended()
+        the next early attempt waits for the backoff the lifecycle sets."""
+        coordinator, token = self._coordinator, None
+        try:
+            if coordinator.early_renewal_due(self._monotonic()):
+                token = self._renew(coordinator)
+        except BaseException as exc:  # landed, so its waiters see it; re-raised unless ours
+            backoff = coordinator.land(flight, self._monotonic(), self._retry, error=exc)
+            if not isinstance(exc, EmmaAuthError):
+                raise
+            current = self._lifecycle.current
+            left = 0.0 if current is None else max(0.0, current.expires_in(self._clock.wall()))
+            logger.warning(
+                "token renewal failed, still using the current token (valid %.0f s more); "
+                "next renewal attempt in %.1f s: %s",
+                left,
+                backoff or 0.0,
+                exc,
+            )
+            return
+        coordinator.land(flight, self._monotonic(), self._retry, token)
         if token is not None:
             self._announce(token)
 
     def _renew_waiting(self, rejected: Secret | None) -> _Held:
-        """Wait for the lock, then return a valid token, renewing if nobody else did.
+        """Return a valid token, renewing if nobody else is; else wait for the renewal in
+        flight (whichever thread runs it).
 
         ``rejected`` is an access token the API answered 401 to: the lifecycle invalidates
         it if it is still current. If the renewal this caller waited for failed, its error
         is raised again rather than the endpoint called once more.
         """
-        failed_before = self._last_failure
-        with self._lock:
-            if rejected is not None:
-                self._lifecycle.reject(rejected.reveal())
-            held = self._lifecycle.usable(self._monotonic())
+        coordinator = self._coordinator
+        reject = None if rejected is None else rejected.reveal()
+        while True:
+            held, flight, mine = coordinator.join(self._monotonic(), reject)
+            reject = None  # invalidated once; a later round only looks again
             if held is not None:
                 return held
-            failure = self._last_failure
-            if failure is not None and failure is not failed_before:
-                # The renewal this caller waited for failed: share its error, as a Future
-                # shares its exception with every waiter, rather than call again. A copy
-                # each, or one traceback would collect the frames of every waiting thread.
-                raise copy.copy(failure) from failure.__cause__
+            assert flight is not None
+            if not mine:
+                result(flight)  # raises the failed renewal's error, or loops to look again
+                continue
             try:
-                token = self._get_renewer().renew(self._lifecycle, self._retry, self._clock)
-            except EmmaAuthError as exc:
-                self._last_failure = exc
+                token = self._renew(coordinator)
+            except BaseException as exc:
+                coordinator.land(flight, self._monotonic(), self._retry, error=exc)
                 raise
-            self._last_failure = None
+            coordinator.land(flight, self._monotonic(), self._retry, token)
             held = self._lifecycle.held
             assert held is not None and held.token is token
-        self._announce(token)
-        return held
+            self._announce(token)
+            return held
+
+    def _renew(self, coordinator: Coordinator) -> Token:
+        """Run one renewal in this thread, its decisions under the coordinator's lock."""
+        renewer = self._get_renewer()
+        return renewer.renew(self._lifecycle, self._retry, self._clock, coordinator.lock)
 
     def _announce(self, token: Token) -> None:
         """Hand a new token to ``on_token``, outside the renewal lock: the callback may be
@@ -349,8 +338,8 @@ class EmmaAuth(KeywordOptions, AuthBase):
 
         if not can_be_resent(sent):
             logger.debug("401 not replayed: the request body cannot be rewound")
-            with self._lock:  # but the token is not sent again: the next request renews
-                self._lifecycle.reject(rejected.reveal())
+            with self._coordinator.lock:  # but the token is not sent again: the next
+                self._lifecycle.reject(rejected.reveal())  # request renews
             return response
 
         # Drain and close first: the connection goes back to the pool while we wait for the
@@ -382,8 +371,8 @@ class EmmaAuth(KeywordOptions, AuthBase):
         state["_renewer"] = None  # rebuilt at the first renewal, with a session of its own
         # Tokens stay behind: a worker process gets its own rather than share a refresh
         # token the server may rotate under the other.
-        state["_lifecycle"] = TokenLifecycle(self._lifecycle.refresh_margin)
-        for name in ("_hook", "_lock", "_announcing", "_last_failure", "_worker", "_monotonic"):
+        state["_lifecycle"] = self._lifecycle.across_processes(forked=False)
+        for name in ("_hook", "_coordinator", "_announcing", "_worker", "_monotonic"):
             del state[name]
         return state
 
@@ -396,9 +385,9 @@ class EmmaAuth(KeywordOptions, AuthBase):
     def _after_fork_in_child(self) -> None:
         # The parent's locks may have been held by a thread that does not exist here, and its
         # token session's pooled connections are the parent's.
+        self._lifecycle = self._lifecycle.across_processes(forked=True)
         self._new_process_state()
         self._renewer = None
-        self._lifecycle.after_fork()
 
 
 def _after_fork() -> None:

@@ -105,7 +105,6 @@ class TokenEndpoint:
                 return Outcome(Kind.TRANSIENT, _AT_DEADLINE, sent_at=sent_at, sent_wall=sent_wall)
 
         return response_outcome(
-            path,
             status,
             content,
             response.headers.get("Retry-After"),

@@ -1,0 +1,347 @@
+"""One renewal, as a generator of steps: the lifecycle's decisions carried out in order.
+
+:meth:`RenewalPlan.steps` does no I/O. Whenever it needs the world it yields a step
+(``_core/steps.py``: send this token request before this deadline, sleep this long, lock,
+load, save or unlock the shared cache) and receives the step's result, or the exception it
+raised, from the driver that runs it (``_requests/driver.py`` for requests and
+``httpx.Client``, the async driver for ``httpx.AsyncClient``). It returns the new token, or
+raises the :class:`~requests_emma.EmmaAuthError` the caller sees. So the whole sequence is
+unit-tested step by step, with a fake clock and no server at all.
+
+The sequence
+------------
+1. While the lifecycle holds token calls off (emma's ``Retry-After``, refused credentials),
+   fail at once with no call; the error says until when.
+2. With a shared cache: take its lock, waiting no longer than the deadline leaves (a lock
+   another process keeps for all that time ends the renewal with a
+   :class:`~requests_emma.TokenRequestError` and no call: the holder is renewing, and a
+   stuck one must not make every process call emma); load and open the entry (one that does
+   not open is logged at DEBUG and treated as absent); let the lifecycle adopt what is newer
+   in it. If that gives a fresh token, or a hold another process was told, stop there.
+3. Refresh with the refresh token the lifecycle offers, if any; if the lifecycle says the
+   failure kills the refresh token, issue a new token instead. Each call is retried by the
+   policy (``_core/backoff.py``: tenacity decides, the waits are yielded).
+4. With a shared cache: seal and save what the lifecycle now holds (the new token, or the
+   hold that emma's answer put on token calls) for the fleet, then unlock. A cache outage
+   at any step is logged and the renewal carries on with the in-memory token.
+
+One deadline, the policy's, covers all of it: the lock wait, the calls and the waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
+from . import wire as _wire
+from .cache_entry import REFUSED
+from .outcome import Kind, Outcome
+from .secret import Secret, secret_or_none
+from .steps import Load, Lock, Save, Send, Step, Unlock
+
+if TYPE_CHECKING:
+    from .backoff import Run
+    from .cache_entry import Sealer
+    from .clock import Clock
+    from .lifecycle import TokenLifecycle
+    from .retry_policy import RetryPolicy
+    from .token import Token
+
+#: Statuses whose ``Retry-After`` holds off every token call until it has passed.
+HOLD_STATUSES = frozenset({429, 503})
+
+logger = logging.getLogger("requests_emma")
+
+#: What a renewal generator yields, is sent, and returns.
+Steps = Generator[Step, Any, "Token"]
+
+
+class Shared:
+    """A shared cache as the renewal sees it: the entry's key, the sealer that seals and
+    opens entries with this client's key, and the cache's ``repr`` for log lines."""
+
+    __slots__ = ("key", "name", "sealer")
+
+    def __init__(self, key: str, sealer: Sealer, name: str) -> None:
+        self.key = key
+        self.sealer = sealer
+        self.name = name
+
+
+class RenewalPlan:
+    """How one client renews: its base URL, credentials and shared cache (if any)."""
+
+    def __init__(
+        self, base_url: str, client_id: str, client_secret: Secret, shared: Shared | None
+    ) -> None:
+        self.base_url = base_url
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.shared = shared
+
+    def steps(self, lifecycle: TokenLifecycle, policy: RetryPolicy, clock: Clock) -> Steps:
+        """The renewal: yields steps, returns the new token or raises an
+        :class:`EmmaAuthError`. See the module docstring for the sequence."""
+        started = clock.monotonic()
+        deadline = started + policy.deadline
+        if self.shared is None:
+            return (yield from self._renew(lifecycle, policy, clock, started, deadline))
+        return (yield from self._renew_shared(self.shared, lifecycle, policy, clock, started))
+
+    # -- with a shared cache ----------------------------------------------------------------
+
+    def _renew_shared(
+        self,
+        shared: Shared,
+        lifecycle: TokenLifecycle,
+        policy: RetryPolicy,
+        clock: Clock,
+        started: float,
+    ) -> Steps:
+        deadline = started + policy.deadline
+        held_off = lifecycle.calls_held(started)
+        if held_off is not None:  # known here already: not even the lock is needed
+            raise self._held_error(held_off)
+        try:
+            yield Lock(shared.key, max(0.0, deadline - clock.monotonic()))
+        except TimeoutError:
+            waited = clock.monotonic() - started
+            raise TokenRequestError(
+                f"another process held the token cache lock for the whole wait ({waited:.1f} s, "
+                f"deadline {policy.deadline:g} s) while it renews the token; no token call made "
+                f"here, so that a stuck holder does not make every process call emma "
+                f"(base URL {self.base_url})",
+                attempts=0,
+                elapsed=waited,
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - any other cache failure is an outage
+            cache_unavailable(shared, "lock", exc)
+            return (yield from self._renew(lifecycle, policy, clock, started, deadline))
+        try:
+            return (yield from self._renew_locked(shared, lifecycle, policy, clock, started))
+        finally:
+            try:
+                yield Unlock(shared.key)
+            except Exception as exc:  # noqa: BLE001
+                cache_unavailable(shared, "unlock", exc)
+
+    def _renew_locked(
+        self,
+        shared: Shared,
+        lifecycle: TokenLifecycle,
+        policy: RetryPolicy,
+        clock: Clock,
+        started: float,
+    ) -> Steps:
+        try:
+            sealed = yield Load(shared.key)
+        except Exception as exc:  # noqa: BLE001
+            cache_unavailable(shared, "load", exc)
+            sealed = None
+        now = clock.monotonic()
+        entry = None if sealed is None else shared.sealer.open(shared.key, sealed)
+        if sealed is not None and entry is None:
+            logger.debug(
+                "token cache entry ignored: it does not open with this client's key "
+                "(changed, truncated, foreign, of another format or another secret)"
+            )
+        if entry is not None and lifecycle.adopt(entry, now, clock.wall()):
+            logger.debug("token taken from the shared cache; no token call")
+            token = lifecycle.current
+            assert token is not None
+            return token
+        held_off = lifecycle.calls_held(now)
+        if held_off is not None:  # another process was told to wait
+            raise self._held_error(held_off)
+        try:
+            token = yield from self._renew(
+                lifecycle, policy, clock, started, started + policy.deadline
+            )
+        except EmmaAuthError:
+            if lifecycle.calls_held(clock.monotonic()) is not None:
+                yield from self._save(shared, lifecycle, clock)  # the fleet waits too
+            raise
+        yield from self._save(shared, lifecycle, clock)
+        return token
+
+    @staticmethod
+    def _save(
+        shared: Shared, lifecycle: TokenLifecycle, clock: Clock
+    ) -> Generator[Step, Any, None]:
+        wall = clock.wall()
+        entry = lifecycle.entry_to_save(clock.monotonic(), wall)
+        try:
+            yield Save(
+                shared.key, shared.sealer.seal(shared.key, entry), entry.useful_until() - wall
+            )
+        except Exception as exc:  # noqa: BLE001
+            cache_unavailable(shared, "save", exc)
+            return
+        lifecycle.saved(entry)
+
+    # -- the token calls --------------------------------------------------------------------
+
+    def _renew(
+        self,
+        lifecycle: TokenLifecycle,
+        policy: RetryPolicy,
+        clock: Clock,
+        started: float,
+        deadline: float,
+    ) -> Steps:
+        from . import backoff  # tenacity is imported at the first token call only
+
+        held_off = lifecycle.calls_held(clock.monotonic())
+        if held_off is not None:
+            raise self._held_error(held_off)
+        refresh_token = secret_or_none(lifecycle.refresh_token(clock.monotonic()))
+        if refresh_token is not None:
+            path = _wire.REFRESH_TOKEN_PATH
+            send = Send(path, lambda: _wire.refresh_token_body(refresh_token.reveal()), deadline)
+            run = yield from backoff.attempts(send, policy, clock, deadline)
+            outcome = run.outcome
+            if outcome.kind is Kind.GRANT:
+                return _accept(lifecycle, outcome, "refreshed")
+            if not lifecycle.refresh_failed(outcome.kind, outcome.status):
+                raise self._failed(lifecycle, path, run, policy, clock, started, deadline)
+            logger.debug("refresh token refused (%s); issuing a new token", outcome.detail())
+        path = _wire.ISSUE_TOKEN_PATH
+        secret, client_id = self.client_secret, self.client_id
+        send = Send(path, lambda: _wire.issue_token_body(client_id, secret.reveal()), deadline)
+        run = yield from backoff.attempts(send, policy, clock, deadline)
+        if run.outcome.kind is Kind.GRANT:
+            return _accept(lifecycle, run.outcome, "issued")
+        raise self._failed(lifecycle, path, run, policy, clock, started, deadline)
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def _failed(
+        self,
+        lifecycle: TokenLifecycle,
+        path: str,
+        run: Run,
+        policy: RetryPolicy,
+        clock: Clock,
+        started: float,
+        deadline: float,
+    ) -> EmmaAuthError:
+        """The error for a renewal that failed with ``run``; emma's request to wait, or its
+        refusal of the credentials, becomes the lifecycle's hold on token calls."""
+        error = self._error(path, run, policy, clock, started, deadline)
+        outcome, now = run.outcome, clock.monotonic()
+        if isinstance(error, CredentialsError):
+            error.retry_after = lifecycle.credentials_refused(now, outcome.detail())
+        elif outcome.retry_after is not None and outcome.status in HOLD_STATUSES:
+            lifecycle.hold_calls(now, outcome.retry_after, f"HTTP {outcome.status}")
+            if isinstance(error, TokenRequestError):
+                error.retry_after = outcome.retry_after
+        return error
+
+    def _held_error(self, held_off: tuple[float, str, str]) -> EmmaAuthError:
+        seconds, kind, detail = held_off
+        wait = f"{math.ceil(seconds):.0f} s"
+        if kind == REFUSED:
+            return CredentialsError(
+                f"no token call made: emma rejected the client credentials ({detail}), and "
+                f"token calls wait {wait} more before the next try; check the client ID and "
+                "secret (EMMA_CLIENT_ID, EMMA_CLIENT_SECRET)",
+                retry_after=seconds,
+            )
+        return TokenRequestError(
+            f"no token call made: emma asked to wait ({detail} with Retry-After), and takes "
+            f"token calls again in {wait} (base URL {self.base_url})",
+            attempts=0,
+            elapsed=0.0,
+            retry_after=seconds,
+        )
+
+    def _error(
+        self,
+        path: str,
+        run: Run,
+        policy: RetryPolicy,
+        clock: Clock,
+        started: float,
+        deadline: float,
+    ) -> EmmaAuthError:
+        now = clock.monotonic()
+        outcome, attempts = run.outcome, run.attempts
+        gave_up = ""
+        if run.out_of_time:
+            gave_up = f"no time left before the {policy.deadline:g} s deadline"
+        elif outcome.kind is Kind.TRANSIENT and attempts < policy.attempts:
+            retry_after = outcome.retry_after
+            if retry_after is not None and now + retry_after >= deadline:
+                gave_up = (
+                    f"the server asked to wait {retry_after:.0f} seconds (Retry-After), "
+                    f"past the {policy.deadline:g} s deadline"
+                )
+            else:
+                gave_up = f"the next attempt would pass the {policy.deadline:g} s deadline"
+        error = _error_for(self.base_url, path, outcome, attempts, now - started, gave_up)
+        error.__cause__ = outcome.cause
+        return error
+
+
+def _accept(lifecycle: TokenLifecycle, outcome: Outcome, how: str) -> Token:
+    grant = outcome.grant
+    assert grant is not None
+    token = lifecycle.accept(grant, outcome.sent_at, outcome.sent_wall)
+    logger.debug(
+        "token %s; lifetime %.0f s (from %s), refresh token %s",
+        how,
+        grant.lifetime,
+        grant.lifetime_source,
+        "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
+    )
+    return token
+
+
+def cache_unavailable(shared: Shared, step: str, exc: BaseException) -> None:
+    """Log a failed cache step: the renewal carries on with the in-memory token."""
+    # The type only: a message could quote a stored value or a connection URL.
+    logger.warning(
+        "token cache %s unavailable (%s failed: %s); carrying on with the in-memory token",
+        shared.name,
+        step,
+        type(exc).__name__,
+    )
+
+
+def _error_for(
+    base_url: str, path: str, outcome: Outcome, attempts: int, elapsed: float, gave_up: str
+) -> EmmaAuthError:
+    detail = outcome.detail()
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.1f} s"
+    status = outcome.status
+    if outcome.kind is Kind.UNUSABLE:
+        answered = f"answered HTTP {status}" if status is not None else "answered"
+        return TokenResponseError(
+            f"POST {path} {answered}, but the {outcome.reason}; {tries} (base URL {base_url})"
+        )
+    if outcome.kind is Kind.REFUSED and path == _wire.ISSUE_TOKEN_PATH:
+        return CredentialsError(
+            f"emma rejected the client credentials (POST {path}: {detail}; {tries}); "
+            "check the client ID and secret (EMMA_CLIENT_ID, EMMA_CLIENT_SECRET) "
+            "and that the service app still exists",
+            status_code=status,
+            code=outcome.code,
+            message=outcome.message,
+        )
+    text = f"POST {path} failed: {detail}; "
+    text += f"{gave_up}; gave up after {tries}" if gave_up else tries
+    text += f" (base URL {base_url})"
+    if status == 404:
+        text += "; check the base URL: emma's ends in /external"
+    return TokenRequestError(
+        text,
+        endpoint=path,
+        status_code=status,
+        code=outcome.code,
+        message=outcome.message,
+        attempts=attempts,
+        elapsed=elapsed,
+    )
