@@ -32,5 +32,8 @@ class Secret:
         return type(self._value)
 
 
-def secret_or_none(value: str | None) -> Secret | None:
-    return None if value is None else Secret(value)
+def secret_or_none(value: str | Secret | None) -> Secret | None:
+    """``value`` wrapped (once: a :class:`Secret` is passed on as it is), or ``None``."""
+    if value is None or isinstance(value, Secret):
+        return value
+    return Secret(value)

@@ -56,7 +56,8 @@ from .coordinator import Coordinator, Flight, result
 
 if TYPE_CHECKING:
     from .._core.lifecycle import _Held
-    from .renewal import Renewer
+    from .._core.renewal import RenewalPlan
+    from .renewal import Renewer, SyncEndpoint
 
 logger = logging.getLogger("requests_emma")
 
@@ -123,20 +124,39 @@ class EmmaAuth(KeywordOptions, AuthBase):
         # The token calls' machinery (transport, deadline, retries) is loaded at the first
         # renewal, not with the package: an import or a construction makes no call.
         self._renewer: Renewer | None = None
+        self._plan: RenewalPlan | None = None
         self._renewer_args = (session, durations.timeout(timeout), secret, token_cache)
         self._new_process_state()
         _instances.add(self)
 
     def _get_renewer(self) -> Renewer:
-        """The renewer, made at the first renewal. Called with the lock held."""
-        if self._renewer is None:
-            from .renewal import Renewer
+        """The renewer over requests, made at the first renewal that needs it."""
+        renewer = self._renewer
+        if renewer is None:
             from .transport import TokenEndpoint
 
-            session, timeout, secret, cache = self._renewer_args
-            endpoint = TokenEndpoint(self._base_url, session, timeout)
-            self._renewer = Renewer(endpoint, self._client_id, secret, cache)
-        return self._renewer
+            session, timeout, _, _ = self._renewer_args
+            renewer = self._renewer = self._renewer_for(
+                TokenEndpoint(self._base_url, session, timeout)
+            )
+        return renewer
+
+    def _renewer_for(self, endpoint: SyncEndpoint) -> Renewer:
+        """A renewer of this auth's token over ``endpoint`` (another HTTP stack's, for an
+        httpx auth sharing this token)."""
+        from .renewal import Renewer
+
+        return Renewer(endpoint, self._renewal_plan(), self._renewer_args[3])
+
+    def _renewal_plan(self) -> RenewalPlan:
+        """How this auth's token is renewed (credentials, shared cache), for every driver."""
+        plan = self._plan
+        if plan is None:
+            from .renewal import plan_for
+
+            _, _, secret, cache = self._renewer_args
+            plan = self._plan = plan_for(self._base_url, self._client_id, secret, cache)
+        return plan
 
     def _new_process_state(self) -> None:
         self._hook = self._replay_after_401  # bound once, not on every request
@@ -218,24 +238,25 @@ class EmmaAuth(KeywordOptions, AuthBase):
 
     # -- getting a token --------------------------------------------------------------------
 
-    def _usable(self) -> _Held:
+    def _usable(self, renewer: Renewer | None = None) -> _Held:
         """A token that has not expired; one still valid but stale starts an early renewal
-        in the background and is used meanwhile."""
+        in the background and is used meanwhile. ``renewer``: the one to renew with, if not
+        this auth's own over requests."""
         now = self._monotonic()
         held = self._lifecycle.usable(now)
         if held is None:
-            return self._renew_waiting(rejected=None)
+            return self._renew_waiting(None, renewer)
         if self._lifecycle.freshness(now) is Freshness.STALE:
-            self._start_early_renewal(now)
+            self._start_early_renewal(now, renewer)
         return held
 
-    def _start_early_renewal(self, now: float) -> None:
+    def _start_early_renewal(self, now: float, renewer: Renewer | None = None) -> None:
         flight = self._coordinator.begin_early(now)
         if flight is None:
             return  # not granted: fresh, renewing already, backing off or held off
         worker = threading.Thread(
             target=self._renew_early,
-            args=(flight,),
+            args=(flight, renewer),
             name="requests-emma token renewal",
             daemon=True,
         )
@@ -245,13 +266,13 @@ class EmmaAuth(KeywordOptions, AuthBase):
         except RuntimeError:  # no new threads (the interpreter is shutting down)
             self._coordinator.land(flight, self._monotonic(), self._retry)
 
-    def _renew_early(self, flight: Flight) -> None:
+    def _renew_early(self, flight: Flight, renewer: Renewer | None = None) -> None:
         """The background renewal of a stale token. On failure the token keeps serving and
         the next early attempt waits for the backoff the lifecycle sets."""
         coordinator, token = self._coordinator, None
         try:
             if coordinator.early_renewal_due(self._monotonic()):
-                token = self._renew(coordinator)
+                token = self._renew(coordinator, renewer)
         except BaseException as exc:  # landed, so its waiters see it; re-raised unless ours
             backoff = coordinator.land(flight, self._monotonic(), self._retry, error=exc)
             if not isinstance(exc, EmmaAuthError):
@@ -270,7 +291,7 @@ class EmmaAuth(KeywordOptions, AuthBase):
         if token is not None:
             self._announce(token)
 
-    def _renew_waiting(self, rejected: Secret | None) -> _Held:
+    def _renew_waiting(self, rejected: Secret | None, renewer: Renewer | None = None) -> _Held:
         """Return a valid token, renewing if nobody else is; else wait for the renewal in
         flight (whichever thread runs it).
 
@@ -290,7 +311,7 @@ class EmmaAuth(KeywordOptions, AuthBase):
                 result(flight)  # raises the failed renewal's error, or loops to look again
                 continue
             try:
-                token = self._renew(coordinator)
+                token = self._renew(coordinator, renewer)
             except BaseException as exc:
                 coordinator.land(flight, self._monotonic(), self._retry, error=exc)
                 raise
@@ -300,9 +321,10 @@ class EmmaAuth(KeywordOptions, AuthBase):
             self._announce(token)
             return held
 
-    def _renew(self, coordinator: Coordinator) -> Token:
+    def _renew(self, coordinator: Coordinator, renewer: Renewer | None = None) -> Token:
         """Run one renewal in this thread, its decisions under the coordinator's lock."""
-        renewer = self._get_renewer()
+        if renewer is None:
+            renewer = self._get_renewer()
         return renewer.renew(self._lifecycle, self._retry, self._clock, coordinator.lock)
 
     def _announce(self, token: Token) -> None:
@@ -369,6 +391,7 @@ class EmmaAuth(KeywordOptions, AuthBase):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_renewer"] = None  # rebuilt at the first renewal, with a session of its own
+        state["_plan"] = None  # its cipher is rebuilt too
         # Tokens stay behind: a worker process gets its own rather than share a refresh
         # token the server may rotate under the other.
         state["_lifecycle"] = self._lifecycle.across_processes(forked=False)

@@ -41,29 +41,33 @@ class SyncEndpoint(Protocol):
     def close(self) -> None: ...
 
 
+def plan_for(
+    base_url: str, client_id: str, client_secret: Secret, cache: TokenCache | None
+) -> RenewalPlan:
+    """The renewal plan of one client at ``base_url``, through ``cache`` if there is one."""
+    shared = None
+    if cache is not None:
+        from .._core.cache_entry import Sealer  # cryptography, at the first use of a cache only
+
+        secret = client_secret.reveal()
+        shared = Shared(
+            cache_key(base_url, client_id, secret),
+            Sealer(base_url, client_id, secret),
+            repr(cache),
+        )
+    return RenewalPlan(base_url, client_id, client_secret, shared)
+
+
 class Renewer:
-    """Renews the token of one client: its endpoint, credentials and shared cache."""
+    """Renews the token of one client by ``plan``, over a blocking ``endpoint``, through its
+    shared ``cache`` (if any)."""
 
     def __init__(
-        self,
-        endpoint: SyncEndpoint,
-        client_id: str,
-        client_secret: Secret,
-        cache: TokenCache | None = None,
+        self, endpoint: SyncEndpoint, plan: RenewalPlan, cache: TokenCache | None = None
     ) -> None:
         self.endpoint = endpoint
+        self.plan = plan
         self.cache = cache
-        shared = None
-        if cache is not None:
-            from .._core.cache_entry import Sealer  # cryptography, at the first use of a cache only
-
-            base_url, secret = endpoint.base_url, client_secret.reveal()
-            shared = Shared(
-                cache_key(base_url, client_id, secret),
-                Sealer(base_url, client_id, secret),
-                repr(cache),
-            )
-        self.plan = RenewalPlan(endpoint.base_url, client_id, client_secret, shared)
 
     def renew(
         self,

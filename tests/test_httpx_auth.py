@@ -1,0 +1,328 @@
+"""EmmaHttpxAuth against the real threaded test server: httpx.Client, and httpx.AsyncClient
+under asyncio and trio, with real sockets and real event loops."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import anyio
+import httpx
+import pytest
+import requests
+from fakes import WAIT
+
+from requests_emma import CredentialsError, EmmaAuth, TokenRequestError
+from requests_emma.httpx import EmmaHttpxAuth
+from requests_emma.testing import FakeEmmaServer, FakeClock, use_clock
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+TASKS = 50
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def httpx_auth(server: FakeEmmaServer) -> EmmaHttpxAuth:
+    return EmmaHttpxAuth(server.client_id, server.client_secret, base_url=server.base_url)
+
+
+def api(server: FakeEmmaServer, path: str = "/v1/locations") -> str:
+    return server.base_url + path
+
+
+def sent_authorization(server: FakeEmmaServer) -> str | None:
+    return server.requests[-1].headers.get("Authorization")
+
+
+# -- httpx.Client ---------------------------------------------------------------------------
+
+
+def test_sync_client_gets_a_token_and_calls_the_api(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """A first request through httpx.Client fetches a token once and is answered 200."""
+    with httpx.Client(auth=httpx_auth) as client:
+        assert client.get(api(server)).status_code == 200
+        assert client.get(api(server)).status_code == 200
+    assert server.token_calls == 1
+
+
+def test_sync_client_replays_a_401_once_with_a_renewed_token(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """A revoked token is renewed after the 401 and the request replayed with the new one."""
+    old = httpx_auth.get_token().access_token
+    server.revoke()
+    with httpx.Client(auth=httpx_auth) as client:
+        response = client.post(api(server, "/v1/ssh-keys"), json={"name": "k", "key": "ssh-ed25519 A"})
+    assert response.status_code in (200, 201)
+    assert [r.status_code for r in response.history] == [401]
+    assert sent_authorization(server) == f"Bearer {httpx_auth.get_token().access_token}"
+    assert httpx_auth.get_token().access_token != old
+
+
+def test_sync_client_sends_no_token_to_another_origin(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """A request to another origin (another port) goes out without the token."""
+    with FakeEmmaServer() as other, httpx.Client(auth=httpx_auth) as client:
+        response = client.get(other.base_url + "/v1/locations")
+        assert response.status_code == 401
+        assert "Authorization" not in other.requests[-1].headers
+    assert server.token_calls == 0
+
+
+def test_a_generator_body_is_not_replayed(server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth) -> None:
+    """A body httpx cannot send twice gets the 401 back, and the next request renews."""
+    httpx_auth.get_token()
+    server.revoke()
+
+    def body() -> Iterator[bytes]:
+        yield b'{"name": "k", "key": "ssh-ed25519 A"}'
+
+    with httpx.Client(auth=httpx_auth) as client:
+        response = client.post(
+            api(server, "/v1/ssh-keys"), content=body(), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 401
+        assert server.token_calls == 1
+        assert client.get(api(server)).status_code == 200
+    assert server.token_calls == 2
+
+
+def test_a_403_never_renews(server: FakeEmmaServer) -> None:
+    """A 403 (the service app's access level) comes back as it is, with no token call."""
+    server.access_level = "Read"
+    auth = EmmaHttpxAuth(server.client_id, server.client_secret, base_url=server.base_url)
+    with httpx.Client(auth=auth) as client:
+        response = client.post(api(server, "/v1/ssh-keys"), json={"name": "k", "key": "ssh-ed25519 A"})
+    assert response.status_code == 403
+    assert server.token_calls == 1
+
+
+def test_refused_credentials_are_an_httpx_error_and_a_credentials_error(
+    server: FakeEmmaServer,
+) -> None:
+    """A failed token call is caught by except httpx.HTTPError and by the library's class."""
+    auth = EmmaHttpxAuth(server.client_id, "wrong", base_url=server.base_url)
+    with httpx.Client(auth=auth) as client, pytest.raises(httpx.HTTPError) as caught:
+        client.get(api(server))
+    assert isinstance(caught.value, CredentialsError)
+    assert isinstance(caught.value, requests.RequestException)
+    assert "wrong" not in str(caught.value)
+
+
+# -- httpx.AsyncClient, asyncio and trio -----------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_client_gets_a_token_and_calls_the_api(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """A first request through httpx.AsyncClient fetches a token once and is answered 200."""
+    async with httpx.AsyncClient(auth=httpx_auth) as client:
+        assert (await client.get(api(server))).status_code == 200
+        assert (await client.get(api(server))).status_code == 200
+    assert server.token_calls == 1
+
+
+@pytest.mark.anyio
+async def test_many_tasks_on_a_cold_start_make_one_token_call(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """N tasks needing the first token at once cause exactly one token call."""
+    statuses: list[int] = []
+    limits = httpx.Limits(max_connections=10)
+    async with httpx.AsyncClient(auth=httpx_auth, limits=limits) as client:
+
+        async def one() -> None:
+            statuses.append((await client.get(api(server))).status_code)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(TASKS):
+                group.start_soon(one)
+    assert statuses == [200] * TASKS
+    assert server.token_calls == 1
+
+
+@pytest.mark.anyio
+async def test_async_client_replays_a_401_once(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """After a revocation, the 401 is renewed and replayed once, on the event loop."""
+    await httpx_auth.aget_token()
+    server.revoke()
+    async with httpx.AsyncClient(auth=httpx_auth) as client:
+        response = await client.get(api(server))
+    assert response.status_code == 200
+    assert [r.status_code for r in response.history] == [401]
+    assert server.token_calls == 2
+
+
+@pytest.mark.anyio
+async def test_async_refused_credentials_are_an_httpx_error(server: FakeEmmaServer) -> None:
+    """Under asyncio and trio, refused credentials raise an httpx.HTTPError that is also a
+    CredentialsError."""
+    auth = EmmaHttpxAuth(server.client_id, "wrong", base_url=server.base_url)
+    async with httpx.AsyncClient(auth=auth) as client:
+        with pytest.raises(httpx.HTTPError) as caught:
+            await client.get(api(server))
+    assert isinstance(caught.value, CredentialsError)
+
+
+@pytest.mark.anyio
+async def test_the_event_loop_runs_during_a_token_call(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """While a slow token call is in flight, other tasks on the loop keep running."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        release.wait(WAIT)
+
+    server.token_hook = hold
+    ticks = 0
+
+    async def request() -> None:
+        async with httpx.AsyncClient(auth=httpx_auth) as client:
+            assert (await client.get(api(server))).status_code == 200
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(request)
+        await anyio.to_thread.run_sync(entered.wait, WAIT)
+        for _ in range(20):  # the loop is free: these run while the token call is held
+            await anyio.sleep(0)
+            ticks += 1
+        release.set()
+    assert ticks == 20
+    assert server.token_calls == 1
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_request_does_not_cancel_the_renewal_others_wait_on(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """The task that started the renewal is cancelled; the task waiting for it still gets
+    the token, from the one token call."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        release.wait(WAIT)
+
+    server.token_hook = hold
+    results: list[int] = []
+    async with httpx.AsyncClient(auth=httpx_auth) as client:
+
+        async def waiter() -> None:
+            results.append((await client.get(api(server))).status_code)
+
+        async with anyio.create_task_group() as group:
+            with anyio.CancelScope() as starter_scope:
+                starter = anyio.create_task_group()
+                async with starter:
+                    starter.start_soon(client.get, api(server))
+                    await anyio.to_thread.run_sync(entered.wait, WAIT)
+                    group.start_soon(waiter)
+                    await anyio.sleep(0.05)  # let the waiter join the flight
+                    starter_scope.cancel()
+                    release.set()
+        assert results == [200]
+    assert server.token_calls == 1
+
+
+@pytest.mark.anyio
+async def test_an_early_renewal_runs_off_the_request_path(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """A stale token is sent at once while its renewal is held in the server."""
+    clock = use_clock(httpx_auth.auth, FakeClock())
+    first = (await httpx_auth.aget_token()).access_token
+    clock.advance(250)  # a 300 s token renews from 240 s on
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        release.wait(WAIT)
+
+    server.token_hook = hold
+    try:
+        async with httpx.AsyncClient(auth=httpx_auth) as client:
+            assert (await client.get(api(server))).status_code == 200
+            assert sent_authorization(server) == f"Bearer {first}"
+            assert await anyio.to_thread.run_sync(entered.wait, WAIT)
+    finally:
+        release.set()
+    with anyio.fail_after(WAIT):
+        while httpx_auth.status().renewing:
+            await anyio.sleep(0.01)
+    assert (await httpx_auth.aget_token()).access_token != first
+    assert server.token_calls == 2
+
+
+# -- one token for requests and httpx ---------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_threads_and_tasks_sharing_one_token_make_one_token_call(
+    server: FakeEmmaServer, auth: EmmaAuth
+) -> None:
+    """Threads using requests and tasks using httpx, on a cold start together, make one call."""
+    shared = EmmaHttpxAuth.sharing(auth)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        release.wait(WAIT)
+
+    server.token_hook = hold
+    statuses: list[int] = []
+    with ThreadPoolExecutor(4) as pool:
+        threads = [
+            pool.submit(lambda: requests.get(api(server), auth=auth, timeout=WAIT).status_code)
+            for _ in range(4)
+        ]
+        await anyio.to_thread.run_sync(entered.wait, WAIT)
+        async with httpx.AsyncClient(auth=shared) as client:
+
+            async def one() -> None:
+                statuses.append((await client.get(api(server))).status_code)
+
+            async with anyio.create_task_group() as group:
+                for _ in range(10):
+                    group.start_soon(one)
+                await anyio.sleep(0.05)  # the tasks are waiting on the flight
+                release.set()
+        statuses += [thread.result() for thread in threads]
+    assert statuses == [200] * 14
+    assert server.token_calls == 1
+
+
+def test_sharing_needs_an_emma_auth() -> None:
+    """sharing() of anything else is a ValueError that names what it got."""
+    with pytest.raises(ValueError, match="takes an EmmaAuth, got str"):
+        EmmaHttpxAuth.sharing("nope")  # type: ignore[arg-type]
+
+
+def test_the_token_request_error_is_an_httpx_error(server: FakeEmmaServer) -> None:
+    """A token endpoint that keeps failing raises TokenRequestError that httpx code catches."""
+    from requests_emma import RetryPolicy
+
+    server.fail_next_token_calls(2, 503)
+    auth = EmmaHttpxAuth(
+        server.client_id,
+        server.client_secret,
+        base_url=server.base_url,
+        retry=RetryPolicy(attempts=2, wait_initial=0, wait_jitter=0),
+    )
+    with httpx.Client(auth=auth) as client, pytest.raises(TokenRequestError) as caught:
+        client.get(api(server))
+    assert isinstance(caught.value, httpx.HTTPError)
+    assert caught.value.status_code == 503
