@@ -6,19 +6,16 @@ as long as the server likes, with every waiting thread behind it. This module is
 place that reaches below requests to bound the whole exchange.
 
 How: :class:`DeadlineAdapter` is an ``HTTPAdapter`` whose connections register their socket
-with the exchange running on their thread (:func:`deadline`). A timer shuts the registered
-sockets down when the deadline passes; the blocked read then returns, and requests reports a
-connection error, which the caller recognises by :attr:`Watch.fired`. The registration keeps
-a duplicate of the socket's file descriptor, so the shutdown reaches the connection during
-the TLS handshake too (when ``ssl`` has taken the original socket object over) and never
-touches a descriptor the process has since reused.
+with the exchange running on their thread (:func:`deadline`), a
+:class:`~requests_emma._socket_watch.Watch` whose timer shuts the registered sockets down when
+the deadline passes; the blocked read then returns, and requests reports a connection error,
+which the caller recognises by :attr:`~requests_emma._socket_watch.Watch.fired`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -27,64 +24,22 @@ from typing import Any
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool
 
+from .._socket_watch import Watch, watch_for
+
 _current = threading.local()
-
-
-class Watch:
-    """The sockets of one exchange, and whether its deadline has passed."""
-
-    def __init__(self) -> None:
-        self.fired = False
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-
-    def add(self, sock: socket.socket) -> None:
-        try:
-            duplicate = socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno()))
-        except OSError:
-            return  # already closed: nothing left to bound
-        with self._lock:
-            self._sockets.append(duplicate)
-            if self.fired:
-                _shut(duplicate)
-
-    def fire(self) -> None:
-        with self._lock:
-            self.fired = True
-            for sock in self._sockets:
-                _shut(sock)
-
-    def close(self) -> None:
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            sock.close()
-
-
-def _shut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # the peer may have closed it already
-        sock.shutdown(socket.SHUT_RDWR)
 
 
 @contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[Watch]:
     """Bound the exchanges this thread makes through a :class:`DeadlineAdapter` inside the
     block to ``seconds`` in all."""
-    watch = Watch()
-    timer = threading.Timer(max(0.0, seconds), watch.fire)
-    timer.daemon = True  # never keeps the process alive
-    previous = getattr(_current, "watch", None)
-    _current.watch = watch
-    try:
+    with watch_for(seconds) as watch:
+        previous = getattr(_current, "watch", None)
+        _current.watch = watch
         try:
-            timer.start()
-        except RuntimeError:  # no new threads (a thread limit): each read's timeout still holds
-            pass
-        yield watch
-    finally:
-        timer.cancel()
-        _current.watch = previous
-        watch.close()
+            yield watch
+        finally:
+            _current.watch = previous
 
 
 def _register(sock: object) -> None:

@@ -27,18 +27,26 @@ from collections.abc import Callable
 import requests
 
 from .._core.clock import Clock
-from .._core.outcome import MAX_BODY, Kind, Outcome, response_outcome
-from .._errors import os_reason, without_tracebacks
+from .._core.exchange import (
+    CHUNK,
+    HEADERS,
+    CappedBody,
+    Failure,
+    Timeout,
+    deadline_passed,
+    failure_outcome,
+    timeouts,
+)
+from .._core.outcome import (
+    MAX_BODY,  # noqa: F401 - the cap, still importable from here
+    Outcome,
+    response_outcome,
+)
+from .._errors import without_tracebacks
 from . import deadline as _deadline
 from .proxies import direct_proxies
 
 logger = logging.getLogger("requests_emma")
-
-Timeout = tuple[float, float]
-
-_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
-_CHUNK = 16 << 10
-_AT_DEADLINE = "timed out (the response was still arriving at the deadline)"
 
 
 def _no_authorization(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -76,15 +84,15 @@ class TokenEndpoint:
         sent_at, sent_wall = clock.monotonic(), clock.wall()
         left = deadline - sent_at
         if left <= 0:
-            return Outcome(Kind.TRANSIENT, _AT_DEADLINE, sent_at=sent_at, sent_wall=sent_wall)
-        timeout = (min(self.timeout[0], left), min(self.timeout[1], left))
+            return deadline_passed(sent_at, sent_wall)
+        timeout = timeouts(self.timeout, left)
         with _deadline.deadline(left) as watch:
             try:
                 url = self.base_url + path
                 with self.session.post(
                     url,
                     json=body(),  # built here only, so no local of ours holds the secret
-                    headers=_HEADERS,
+                    headers=HEADERS,
                     timeout=timeout,
                     allow_redirects=False,
                     auth=_no_authorization,
@@ -102,7 +110,7 @@ class TokenEndpoint:
             if watch.fired:
                 # Cut off at the deadline: what arrived may look complete (http.client takes
                 # a connection closed inside the headers for their end) but is not.
-                return Outcome(Kind.TRANSIENT, _AT_DEADLINE, sent_at=sent_at, sent_wall=sent_wall)
+                return deadline_passed(sent_at, sent_wall)
 
         return response_outcome(
             status,
@@ -124,37 +132,34 @@ def _read_capped(response: requests.Response, *, decoded: bool) -> bytes | None:
     """The body as requests decodes it (gzip, deflate...), or ``None`` once it grows past
     :data:`MAX_BODY`. An error body that does not decode reads as empty: its status says
     enough. A token body that does not decode raises ``ContentDecodingError``."""
-    content = bytearray()
+    body = CappedBody()
     try:
-        for chunk in response.iter_content(_CHUNK):
-            content += chunk
-            if len(content) > MAX_BODY:
-                return None
+        for chunk in response.iter_content(CHUNK):
+            if not body.add(chunk):
+                break
     except requests.exceptions.ContentDecodingError:
         if decoded:
             raise
         return b""
-    return bytes(content)
+    return body.content
 
 
 def _failure(exc: Exception, at_deadline: bool, sent_at: float, sent_wall: float) -> Outcome:
     """The outcome of an exception from the HTTP stack."""
     cause = _scrubbed(exc)
     if at_deadline:
-        kind, reason = Kind.TRANSIENT, _AT_DEADLINE
-    elif isinstance(exc, requests.exceptions.SSLError):
-        kind, reason = Kind.FAILED, "TLS failed"
+        return deadline_passed(sent_at, sent_wall, cause)
+    if isinstance(exc, requests.exceptions.SSLError):
+        failure = Failure.TLS
     elif isinstance(exc, requests.Timeout):
-        kind, reason = Kind.TRANSIENT, "timed out"
+        failure = Failure.TIMEOUT
     elif isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-        system_reason = os_reason(exc)
-        kind = Kind.TRANSIENT
-        reason = f"connection failed ({system_reason})" if system_reason else "connection failed"
+        failure = Failure.CONNECTION
     elif isinstance(exc, requests.exceptions.ContentDecodingError):
-        kind, reason = Kind.UNUSABLE, "token response could not be decoded (Content-Encoding)"
+        failure = Failure.UNDECODABLE
     else:  # e.g. OSError for a missing CA bundle, InvalidURL
-        kind, reason = Kind.FAILED, f"request failed ({type(exc).__name__}: {exc})"
-    return Outcome(kind, reason, sent_at=sent_at, sent_wall=sent_wall, cause=cause)
+        failure = Failure.OTHER
+    return failure_outcome(failure, cause, sent_at=sent_at, sent_wall=sent_wall)
 
 
 def _scrubbed(exc: BaseException) -> BaseException:

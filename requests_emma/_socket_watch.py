@@ -1,0 +1,76 @@
+"""A deadline for a whole exchange over sockets: a timer that shuts them down when it passes.
+
+Socket timeouts bound each operation, not an exchange: a server that trickles its answer a
+byte at a time never trips them. A :class:`Watch` holds the sockets of one exchange; a timer
+(:func:`watch_for`) shuts them down when the deadline passes. The read blocked on one of
+them then returns as if the peer had closed, the HTTP stack reports a broken connection, and
+the caller, seeing :attr:`Watch.fired`, reports a deadline instead.
+
+Each HTTP stack registers its sockets in its own way (``_requests/deadline.py``,
+``_httpx/deadline.py``); this module knows no HTTP stack. A registration keeps a duplicate
+of the socket's file descriptor, so the shutdown reaches the connection during a TLS
+handshake too (when ``ssl`` has taken the original socket object over) and never touches a
+descriptor the process has since reused for something else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+
+
+class Watch:
+    """The sockets of one exchange, and whether its deadline has passed."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+
+    def add(self, sock: socket.socket) -> None:
+        try:
+            duplicate = socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno()))
+        except OSError:
+            return  # already closed: nothing left to bound
+        with self._lock:
+            self._sockets.append(duplicate)
+            if self.fired:
+                _shut(duplicate)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def close(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            sock.close()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # the peer may have closed it already
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def watch_for(seconds: float) -> Iterator[Watch]:
+    """A :class:`Watch` whose sockets are shut down ``seconds`` from now, unless the block
+    has ended by then; its duplicates are closed when it ends."""
+    watch = Watch()
+    timer = threading.Timer(max(0.0, seconds), watch.fire)
+    timer.daemon = True  # never keeps the process alive
+    try:
+        try:
+            timer.start()
+        except RuntimeError:  # no new threads (a thread limit): each read's timeout still holds
+            pass
+        yield watch
+    finally:
+        timer.cancel()
+        watch.close()
