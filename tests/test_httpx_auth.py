@@ -37,7 +37,9 @@ def api(server: FakeEmmaServer, path: str = "/v1/locations") -> str:
 
 
 def sent_authorization(server: FakeEmmaServer) -> str | None:
-    return server.requests[-1].headers.get("Authorization")
+    """The Authorization header of the last API request (not a token call) the server got."""
+    api_requests = [r for r in server.requests if "token" not in r.path]
+    return api_requests[-1].headers.get("Authorization")
 
 
 # -- httpx.Client ---------------------------------------------------------------------------
@@ -81,7 +83,7 @@ def test_sync_client_sends_no_token_to_another_origin(
 def test_a_generator_body_is_not_replayed(server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth) -> None:
     """A body httpx cannot send twice gets the 401 back, and the next request renews."""
     httpx_auth.get_token()
-    server.revoke()
+    server.expire_access_tokens()
 
     def body() -> Iterator[bytes]:
         yield b'{"name": "k", "key": "ssh-ed25519 A"}'
@@ -157,7 +159,7 @@ async def test_async_client_replays_a_401_once(
 ) -> None:
     """After a revocation, the 401 is renewed and replayed once, on the event loop."""
     await httpx_auth.aget_token()
-    server.revoke()
+    server.expire_access_tokens()
     async with httpx.AsyncClient(auth=httpx_auth) as client:
         response = await client.get(api(server))
     assert response.status_code == 200
