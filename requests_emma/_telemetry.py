@@ -103,7 +103,7 @@ class _Api:
             self.duration = meter.create_histogram(
                 *duration, explicit_bucket_boundaries_advisory=DURATION_BUCKETS
             )
-        except TypeError:  # opentelemetry-api before 1.29 takes no bucket advice
+        except TypeError:  # opentelemetry-api before 1.30 takes no bucket advice
             self.duration = meter.create_histogram(*duration)
         meter.create_observable_gauge(
             "requests_emma.token.remaining_lifetime",
