@@ -31,10 +31,11 @@ record nothing and forward to the real provider once one is set, so a provider c
 after an auth was made (or after its first renewal) still gets everything from then on.
 
 Nothing secret is recorded: no token, no client secret, no request body, no header, no
-exception message, no query string, fragment or user info of a URL. ``error.type`` is a
-status code, an exception's class name or one of the fixed words ``timeout``,
-``unusable_token_response`` and ``_OTHER``; an attempt's status description, when the status
-code does not say it, is the outcome's reason, the words the log lines use.
+query string, fragment or user info of a URL. Exceptions are recorded by their class, not
+their message: ``error.type`` is a status code, an exception's class name or one of the
+fixed words ``timeout``, ``unusable_token_response`` and ``_OTHER``. An attempt's status
+description, when the status code does not say it, is the outcome's reason: the words the
+log lines use, which hold no secret either.
 
 The gauge holds each auth through a weak reference to a bound method: an auth that is gone
 is no longer reported, and the gauge never keeps one alive.
@@ -400,7 +401,7 @@ class _RecordedAttempt(_CurrentSpan, AttemptRecord):
             self._span.set_attribute("http.response.status_code", outcome.status)
         error_type = attempt_error_type(outcome)
         if error_type is not None:
-            # The status says it, or our own reason does (never an exception's message).
+            # The status code says it, or the reason the log line gives does.
             has_status = outcome.status is not None and error_type == str(outcome.status)
             self._failed(error_type, None if has_status else outcome.reason)
 
