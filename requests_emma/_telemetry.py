@@ -44,6 +44,7 @@ is no longer reported, and the gauge never keeps one alive.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -204,6 +205,10 @@ class Telemetry:
         self._token_url = url_full(base_url)
         self._watched: _Watched | None = None
 
+    def __reduce__(self) -> tuple[type[Telemetry], tuple[str]]:
+        # A copy (a pickled auth in a worker process) starts unwatched: its owner watches again.
+        return (Telemetry, (self._token_url,))
+
     def renewal(self, trigger: str, link: object | None = None) -> RenewalRecord:
         """A record of one renewal, a context manager: the block is the renewal. ``link``:
         :func:`request_link` of the request an early renewal runs for."""
@@ -256,6 +261,16 @@ class _Watched:
 # once the method's owner is gone.
 _watched_lock = threading.Lock()
 _watched: weakref.WeakSet[_Watched] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held a lock at the fork; it does not exist here.
+    global _api_lock, _watched_lock
+    _api_lock, _watched_lock = threading.Lock(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _observe_watched(options: CallbackOptions) -> Iterator[Observation]:

@@ -8,7 +8,10 @@ import gc
 import inspect
 import itertools
 import json
+import os
+import pickle
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -26,7 +29,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from otel_kit import Kit, install
 from test_cli import child_env, server_env
 
-from requests_emma import CredentialsError
+from requests_emma import CredentialsError, _telemetry
 from requests_emma._core.outcome import Kind, Outcome, response_outcome
 from requests_emma._core.wire import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH
 from requests_emma._telemetry import (
@@ -601,6 +604,65 @@ def test_one_failing_watched_method_does_not_hide_the_others(otel: Kit) -> None:
     kept.watch(owner.remaining)
     assert [p.value for p in gauge_points(otel, base_url)] == [42.0]
     assert gauge_points(otel, broken_url) == []
+
+
+def test_a_pickled_telemetry_records_alike_and_starts_unwatched(otel: Kit) -> None:
+    """A Telemetry pickled (with its auth, for a worker process) records the same server, and
+    watches nothing until its owner watches again."""
+    base_url = new_base_url()
+    owner = Owner(75.0)
+    telemetry = Telemetry(base_url)
+    telemetry.watch(owner.remaining)
+    copy = pickle.loads(pickle.dumps(telemetry))
+    del telemetry
+    gc.collect()
+    assert gauge_points(otel, base_url) == []
+    with copy.renewal("first_use") as renewal:
+        with renewal.attempt(ISSUE_TOKEN_PATH, 0) as attempt:
+            attempt.answered(grant())
+        renewal.ended("issued")
+    [span] = by_name(otel.spans(), "POST /v1/issue-token")
+    assert attributes(span)["url.full"] == base_url + ISSUE_TOKEN_PATH
+    copy.watch(owner.remaining)
+    assert [p.value for p in gauge_points(otel, base_url)] == [75.0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_a_thread_holds_the_gauge_lock_can_watch(otel: Kit) -> None:
+    """Forked while another thread holds the lock around the watched auths, a child can still
+    watch and be observed (the lock is new in the child)."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _telemetry._watched_lock:
+            holding.set()
+            release.wait(WAIT)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(WAIT)
+        pid = os.fork()
+        if pid == 0:  # the child: the lock's holder does not exist here
+            signal.alarm(int(WAIT))  # a deadlock ends the child rather than the suite
+            code = 0
+            try:
+                base_url, owner = new_base_url(), Owner(5.0)
+                Telemetry(base_url).watch(owner.remaining)  # the Telemetry may go: owner stays
+                code = 0 if gauge_points(otel, base_url) == [] else 1
+                kept = Telemetry(base_url)
+                kept.watch(owner.remaining)
+                code = code or (
+                    0 if [p.value for p in gauge_points(otel, base_url)] == [5.0] else 3
+                )
+            except BaseException:  # noqa: BLE001 - any failure is the child's exit code
+                code = 2
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        holder.join(WAIT)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_watch_takes_only_a_bound_method() -> None:
