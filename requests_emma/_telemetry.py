@@ -54,7 +54,9 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
+from ._core import lifecycle as _lifecycle
 from ._core.outcome import Kind
+from ._core.wire import REFRESH_TOKEN_PATH
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation
@@ -63,9 +65,10 @@ if TYPE_CHECKING:
 
     from ._core.outcome import Outcome
 
-#: Why a renewal ran: the first request found no token; a request found it inside its
-#: refresh margin; the API answered 401; a forked child renews rather than share its parent's.
-TRIGGERS = ("first_use", "early", "after_401", "after_fork")
+#: Why a renewal ran, as the lifecycle decides it: the first request found no token; a request
+#: found it inside its refresh margin; it expired unused; the API answered 401; a forked child
+#: renews rather than share its parent's.
+TRIGGERS = _lifecycle.TRIGGERS
 #: How it ended: issue-token granted one; refresh-token did; another process had saved one in
 #: the shared cache (no call); no token.
 RESULTS = ("issued", "refreshed", "cached", "failed")
@@ -533,3 +536,33 @@ class _RecordedReplay(_CurrentSpan, ReplayRecord):
             self._failed(type_name(error))
         elif status is not None and status >= 400:
             self._failed(str(status))
+
+
+class StepTally:
+    """What a driver tells the record of a renewal as it runs the renewal's steps: each
+    token call as an attempt (counting the resends of each path), and at the end how the
+    renewal came to its token (which call granted it, or none: the shared cache)."""
+
+    __slots__ = ("_granted", "_sends", "record")
+
+    def __init__(self, record: RenewalRecord) -> None:
+        self.record = record
+        self._sends: dict[str, int] = {}
+        self._granted: str | None = None
+
+    def attempt(self, path: str) -> AttemptRecord:
+        """The record of the next call to ``path``."""
+        resends = self._sends.get(path, 0)
+        self._sends[path] = resends + 1
+        return self.record.attempt(path, resends)
+
+    def answered(self, attempt: AttemptRecord, path: str, outcome: Outcome) -> None:
+        attempt.answered(outcome)
+        if outcome.kind is Kind.GRANT:
+            self._granted = path
+
+    def result(self) -> str:
+        """How a renewal that returned a token got it (one of :data:`RESULTS`)."""
+        if self._granted is None:
+            return "cached"
+        return "refreshed" if self._granted == REFRESH_TOKEN_PATH else "issued"

@@ -62,7 +62,9 @@ def test_sync_client_replays_a_401_once_with_a_renewed_token(
     old = httpx_auth.get_token().access_token
     server.revoke()
     with httpx.Client(auth=httpx_auth) as client:
-        response = client.post(api(server, "/v1/ssh-keys"), json={"name": "k", "key": "ssh-ed25519 A"})
+        response = client.post(
+            api(server, "/v1/ssh-keys"), json={"name": "k", "key": "ssh-ed25519 A"}
+        )
     assert response.status_code in (200, 201)
     assert [r.status_code for r in response.history] == [401]
     assert sent_authorization(server) == f"Bearer {httpx_auth.get_token().access_token}"
@@ -80,7 +82,9 @@ def test_sync_client_sends_no_token_to_another_origin(
     assert server.token_calls == 0
 
 
-def test_a_generator_body_is_not_replayed(server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth) -> None:
+def test_a_generator_body_is_not_replayed(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
     """A body httpx cannot send twice gets the 401 back, and the next request renews."""
     httpx_auth.get_token()
     server.expire_access_tokens()
@@ -90,7 +94,9 @@ def test_a_generator_body_is_not_replayed(server: FakeEmmaServer, httpx_auth: Em
 
     with httpx.Client(auth=httpx_auth) as client:
         response = client.post(
-            api(server, "/v1/ssh-keys"), content=body(), headers={"Content-Type": "application/json"}
+            api(server, "/v1/ssh-keys"),
+            content=body(),
+            headers={"Content-Type": "application/json"},
         )
         assert response.status_code == 401
         assert server.token_calls == 1
@@ -103,7 +109,9 @@ def test_a_403_never_renews(server: FakeEmmaServer) -> None:
     server.access_level = "Read"
     auth = EmmaHttpxAuth(server.client_id, server.client_secret, base_url=server.base_url)
     with httpx.Client(auth=auth) as client:
-        response = client.post(api(server, "/v1/ssh-keys"), json={"name": "k", "key": "ssh-ed25519 A"})
+        response = client.post(
+            api(server, "/v1/ssh-keys"), json={"name": "k", "key": "ssh-ed25519 A"}
+        )
     assert response.status_code == 403
     assert server.token_calls == 1
 

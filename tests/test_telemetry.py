@@ -77,14 +77,14 @@ def grant(path: str = ISSUE_TOKEN_PATH) -> Outcome:
         "tokenType": "Bearer",
     }
     return response_outcome(
-        path, 200, json.dumps(body).encode(), None, sent_at=1.0, sent_wall=1e9, wall_now=1e9
+        200, json.dumps(body).encode(), None, sent_at=1.0, sent_wall=1e9, wall_now=1e9
     )
 
 
 def error_answer(status: int, path: str = ISSUE_TOKEN_PATH) -> Outcome:
     """A real error answer from emma, its message naming a secret."""
     body = json.dumps({"code": "UNAUTHORIZED", "message": f"bad secret {SECRET}"}).encode()
-    return response_outcome(path, status, body, "1", sent_at=1.0, sent_wall=1e9, wall_now=1e9)
+    return response_outcome(status, body, "1", sent_at=1.0, sent_wall=1e9, wall_now=1e9)
 
 
 def failure(kind: Kind, reason: str, cause: BaseException | None = None) -> Outcome:
@@ -305,9 +305,7 @@ def test_renewals_on_threads_at_once_each_get_their_own_attempts(otel: Kit) -> N
             "request failed (OSError)",
         ),
         (
-            response_outcome(
-                ISSUE_TOKEN_PATH, 200, b"[]", None, sent_at=1.0, sent_wall=1e9, wall_now=1e9
-            ),
+            response_outcome(200, b"[]", None, sent_at=1.0, sent_wall=1e9, wall_now=1e9),
             "unusable_token_response",
             200,
             "token response is a JSON array, expected an object",
@@ -818,11 +816,6 @@ HOW_TO = (TESTS.parent / "docs" / "how-to" / "observability.md").read_text()
 [EXAMPLE] = re.findall(r"^```python\n(.*?)^```", HOW_TO, flags=re.MULTILINE | re.DOTALL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="EmmaAuth's renewals do not call requests_emma._telemetry yet",
-)
 def test_the_how_to_example_prints_spans_and_metrics(server: FakeEmmaServer) -> None:
     """The observability how-to's example, run as a script against a fake emma, prints the
     token call's and the renewal's spans and, at exit, the renewal count; never the secret."""

@@ -32,6 +32,7 @@ from .._core.outcome import Outcome
 from .._core.renewal import Steps
 from .._core.steps import Load, Lock, Save, Send, Sleep, Step, Unlock
 from .._core.token import Token
+from .._telemetry import StepTally
 
 T = TypeVar("T")
 
@@ -73,8 +74,10 @@ async def drive_async(
     cache: TokenCache | None,
     clock: Clock,
     state_lock: contextlib.AbstractContextManager[Any],
+    tally: StepTally,
 ) -> Token:
-    """Run ``steps`` to its end on this event loop; see the module docstring."""
+    """Run ``steps`` to its end on this event loop; see the module docstring. Each token
+    call is recorded as an attempt through ``tally``."""
     thread: ThreadPoolExecutor | None = None
     held: list[contextlib.AbstractContextManager[object]] = []
 
@@ -86,7 +89,10 @@ async def drive_async(
 
     async def perform(step: Step) -> object:
         if isinstance(step, Send):
-            return await endpoint.attempt(step.path, step.body, step.deadline, clock)
+            with tally.attempt(step.path) as attempt:
+                outcome = await endpoint.attempt(step.path, step.body, step.deadline, clock)
+                tally.answered(attempt, step.path, outcome)
+            return outcome
         if isinstance(step, Sleep):
             await _sleep(clock, step.seconds)
             return None

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._caches.protocol import TokenCache
-from .._core.lifecycle import Freshness
+from .._core.lifecycle import FIRST_USE, Freshness
 from .._core.retry_policy import RetryPolicy
 from .._core.secret import Secret, secret_or_none
 from .._core.token import Token
@@ -186,7 +186,9 @@ class EmmaHttpxAuth(httpx.Auth):
             raise for_httpx(exc) from exc.__cause__
         request.headers["Authorization"] = held.header
         logger.debug("API answered 401; replaying %s once with a renewed token", request.method)
-        yield request
+        with source._telemetry().replay(request.method, str(request.url)) as record:
+            response = yield request
+            record.answered(response.status_code)
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -210,7 +212,9 @@ class EmmaHttpxAuth(httpx.Auth):
             raise for_httpx(exc) from exc.__cause__
         request.headers["Authorization"] = held.header
         logger.debug("API answered 401; replaying %s once with a renewed token", request.method)
-        yield request
+        with source._telemetry().replay(request.method, str(request.url)) as record:
+            response = yield request
+            record.answered(response.status_code)
 
     def _to_renew(self, request: httpx.Request, response: httpx.Response) -> Secret | None:
         """The token to renew after ``response``, if it is a 401 to be replayed: from the
@@ -285,8 +289,11 @@ class EmmaHttpxAuth(httpx.Auth):
             source._announce(token)
             return held
 
-    async def _arenew(self, coordinator: Coordinator, flight: Flight) -> Token:
+    async def _arenew(
+        self, coordinator: Coordinator, flight: Flight, link: object | None = None
+    ) -> Token:
         """Run one renewal on this event loop and land ``flight`` with its result."""
+        from .._telemetry import StepTally
         from .async_driver import drive_async
 
         source = self._source
@@ -299,42 +306,50 @@ class EmmaHttpxAuth(httpx.Auth):
             )
         clock = source._clock
         steps = source._renewal_plan().steps(source._lifecycle, source._retry, clock)
-        try:
-            token = await drive_async(
-                steps, endpoint, source._renewer_args[3], clock, coordinator.lock
-            )
-        except BaseException as exc:
-            coordinator.land(flight, source._monotonic(), source._retry, error=exc)
-            raise
-        coordinator.land(flight, source._monotonic(), source._retry, token)
+        record = source._telemetry().renewal(source._lifecycle.renewing or FIRST_USE, link)
+        tally = StepTally(record)
+        with record:
+            try:
+                token = await drive_async(
+                    steps, endpoint, source._renewer_args[3], clock, coordinator.lock, tally
+                )
+            except BaseException as exc:
+                coordinator.land(flight, source._monotonic(), source._retry, error=exc)
+                record.ended("failed", exc)
+                raise
+            coordinator.land(flight, source._monotonic(), source._retry, token)
+            record.ended(tally.result())
         return token
 
     def _start_early_async(self, now: float) -> None:
         """Start the early renewal of a stale token as a task of its own, off the request."""
         import sniffio
 
+        from .._telemetry import request_link
+
         flight = self._source._coordinator.begin_early(now)
         if flight is None:
             return
+        link = request_link()
         if sniffio.current_async_library() == "trio":
             import trio
 
-            trio.lowlevel.spawn_system_task(self._renew_early_async, flight)
+            trio.lowlevel.spawn_system_task(self._renew_early_async, flight, link)
             return
         import asyncio
 
-        task = asyncio.get_running_loop().create_task(self._renew_early_async(flight))
+        task = asyncio.get_running_loop().create_task(self._renew_early_async(flight, link))
         self._early_tasks.add(task)  # held strongly, or the loop may drop it mid-renewal
         task.add_done_callback(self._early_tasks.discard)
 
-    async def _renew_early_async(self, flight: Flight) -> None:
+    async def _renew_early_async(self, flight: Flight, link: object | None) -> None:
         source = self._source
         coordinator, token = source._coordinator, None
         if not coordinator.early_renewal_due(source._monotonic()):
             coordinator.land(flight, source._monotonic(), source._retry)
             return
         try:
-            token = await self._arenew(coordinator, flight)
+            token = await self._arenew(coordinator, flight, link)
         except EmmaAuthError as exc:
             current = source._lifecycle.current
             left = 0.0 if current is None else max(0.0, current.expires_in(source._clock.wall()))
@@ -357,4 +372,3 @@ def _check_clients(client: object, async_client: object) -> None:
         raise ValueError(
             f"async_client must be an httpx.AsyncClient, got {type(async_client).__name__}"
         )
-

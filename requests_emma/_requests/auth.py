@@ -57,6 +57,7 @@ from .coordinator import Coordinator, Flight, result
 if TYPE_CHECKING:
     from .._core.lifecycle import _Held
     from .._core.renewal import RenewalPlan
+    from .._telemetry import Telemetry
     from .renewal import Renewer, SyncEndpoint
 
 logger = logging.getLogger("requests_emma")
@@ -125,6 +126,7 @@ class EmmaAuth(KeywordOptions, AuthBase):
         # renewal, not with the package: an import or a construction makes no call.
         self._renewer: Renewer | None = None
         self._plan: RenewalPlan | None = None
+        self._telemetry_records: Telemetry | None = None
         self._renewer_args = (session, durations.timeout(timeout), secret, token_cache)
         self._new_process_state()
         _instances.add(self)
@@ -254,9 +256,11 @@ class EmmaAuth(KeywordOptions, AuthBase):
         flight = self._coordinator.begin_early(now)
         if flight is None:
             return  # not granted: fresh, renewing already, backing off or held off
+        from .._telemetry import request_link
+
         worker = threading.Thread(
             target=self._renew_early,
-            args=(flight, renewer),
+            args=(flight, renewer, request_link()),
             name="requests-emma token renewal",
             daemon=True,
         )
@@ -266,13 +270,15 @@ class EmmaAuth(KeywordOptions, AuthBase):
         except RuntimeError:  # no new threads (the interpreter is shutting down)
             self._coordinator.land(flight, self._monotonic(), self._retry)
 
-    def _renew_early(self, flight: Flight, renewer: Renewer | None = None) -> None:
+    def _renew_early(
+        self, flight: Flight, renewer: Renewer | None = None, link: object | None = None
+    ) -> None:
         """The background renewal of a stale token. On failure the token keeps serving and
         the next early attempt waits for the backoff the lifecycle sets."""
         coordinator, token = self._coordinator, None
         try:
             if coordinator.early_renewal_due(self._monotonic()):
-                token = self._renew(coordinator, renewer)
+                token = self._renew(coordinator, renewer, link)
         except BaseException as exc:  # landed, so its waiters see it; re-raised unless ours
             backoff = coordinator.land(flight, self._monotonic(), self._retry, error=exc)
             if not isinstance(exc, EmmaAuthError):
@@ -321,11 +327,29 @@ class EmmaAuth(KeywordOptions, AuthBase):
             self._announce(token)
             return held
 
-    def _renew(self, coordinator: Coordinator, renewer: Renewer | None = None) -> Token:
+    def _renew(
+        self, coordinator: Coordinator, renewer: Renewer | None = None, link: object | None = None
+    ) -> Token:
         """Run one renewal in this thread, its decisions under the coordinator's lock."""
         if renewer is None:
             renewer = self._get_renewer()
-        return renewer.renew(self._lifecycle, self._retry, self._clock, coordinator.lock)
+        return renewer.renew(
+            self._lifecycle, self._retry, self._clock, coordinator.lock, self._telemetry(), link
+        )
+
+    def _telemetry(self) -> Telemetry:
+        """This auth's OpenTelemetry records, made at its first renewal (a no-op without
+        opentelemetry); its token's remaining lifetime is watched from then on."""
+        telemetry = self._telemetry_records
+        if telemetry is None:
+            from .._telemetry import Telemetry
+
+            telemetry = self._telemetry_records = Telemetry(self._base_url)
+            telemetry.watch(self._remaining_lifetime)
+        return telemetry
+
+    def _remaining_lifetime(self) -> float | None:
+        return self.status().valid_for
 
     def _announce(self, token: Token) -> None:
         """Hand a new token to ``on_token``, outside the renewal lock: the callback may be
@@ -381,7 +405,9 @@ class EmmaAuth(KeywordOptions, AuthBase):
         response.request = sent.copy()
         sent.headers["Authorization"] = held.header
         logger.debug("API answered 401; replaying %s once with a renewed token", sent.method)
-        new_response: requests.Response = response.connection.send(replay, **kwargs)
+        with self._telemetry().replay(str(sent.method), str(sent.url)) as record:
+            new_response: requests.Response = response.connection.send(replay, **kwargs)
+            record.answered(new_response.status_code)
         new_response.history.append(response)
         new_response.request = replay
         return new_response
@@ -392,6 +418,7 @@ class EmmaAuth(KeywordOptions, AuthBase):
         state = self.__dict__.copy()
         state["_renewer"] = None  # rebuilt at the first renewal, with a session of its own
         state["_plan"] = None  # its cipher is rebuilt too
+        state["_telemetry_records"] = None  # watched again from the first renewal there
         # Tokens stay behind: a worker process gets its own rather than share a refresh
         # token the server may rotate under the other.
         state["_lifecycle"] = self._lifecycle.across_processes(forked=False)

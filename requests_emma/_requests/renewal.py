@@ -20,13 +20,18 @@ from typing import Any, Protocol
 
 from .._caches.protocol import TokenCache, cache_key
 from .._core.clock import Clock
-from .._core.lifecycle import TokenLifecycle
+from .._core.lifecycle import FIRST_USE, TokenLifecycle
 from .._core.outcome import Outcome
 from .._core.renewal import RenewalPlan, Shared, Steps
 from .._core.retry_policy import RetryPolicy
 from .._core.secret import Secret
 from .._core.steps import Load, Lock, Save, Send, Sleep, Step, Unlock
 from .._core.token import Token
+from .._telemetry import RenewalRecord, StepTally, Telemetry
+
+
+def _no_record() -> RenewalRecord:
+    return RenewalRecord()  # records nothing
 
 
 class SyncEndpoint(Protocol):
@@ -75,18 +80,31 @@ class Renewer:
         policy: RetryPolicy,
         clock: Clock,
         state_lock: contextlib.AbstractContextManager[Any] | None = None,
+        telemetry: Telemetry | None = None,
+        link: object | None = None,
     ) -> Token:
         """Get a new token into ``lifecycle``, or raise an :class:`EmmaAuthError`.
 
         The renewal's code runs under ``state_lock`` (none: the caller holds whatever lock
-        guards the lifecycle). The endpoint's idle connection is closed afterwards.
+        guards the lifecycle). The endpoint's idle connection is closed afterwards. With
+        ``telemetry``, the renewal is recorded (``link``: the request an early renewal runs
+        for), each token call an attempt in it.
         """
         steps = self.plan.steps(lifecycle, policy, clock)
         held: list[contextlib.AbstractContextManager[object]] = []
+        record = (
+            _no_record()
+            if telemetry is None
+            else telemetry.renewal(lifecycle.renewing or FIRST_USE, link)
+        )
+        tally = StepTally(record)
 
         def perform(step: Step) -> object:
             if isinstance(step, Send):
-                return self.endpoint.attempt(step.path, step.body, step.deadline, clock)
+                with tally.attempt(step.path) as attempt:
+                    outcome = self.endpoint.attempt(step.path, step.body, step.deadline, clock)
+                    tally.answered(attempt, step.path, outcome)
+                return outcome
             if isinstance(step, Sleep):
                 clock.sleep(step.seconds)
                 return None
@@ -106,10 +124,16 @@ class Renewer:
             held.pop().__exit__(None, None, None)
             return None
 
-        try:
-            return drive(steps, perform, state_lock or contextlib.nullcontext())
-        finally:
-            self.endpoint.close()
+        with record:
+            try:
+                token = drive(steps, perform, state_lock or contextlib.nullcontext())
+            except BaseException as exc:
+                record.ended("failed", exc)
+                raise
+            finally:
+                self.endpoint.close()
+            record.ended(tally.result())
+            return token
 
 
 def drive(
