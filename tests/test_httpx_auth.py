@@ -15,7 +15,7 @@ from fakes import WAIT
 
 from requests_emma import CredentialsError, EmmaAuth, TokenRequestError
 from requests_emma.httpx import EmmaHttpxAuth
-from requests_emma.testing import FakeEmmaServer, FakeClock, use_clock
+from requests_emma.testing import FakeClock, FakeEmmaServer, use_clock
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -208,7 +208,7 @@ async def test_the_event_loop_runs_during_a_token_call(
         group.start_soon(request)
         await anyio.to_thread.run_sync(entered.wait, WAIT)
         for _ in range(20):  # the loop is free: these run while the token call is held
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             ticks += 1
         release.set()
     assert ticks == 20
@@ -316,8 +316,8 @@ async def test_threads_and_tasks_sharing_one_token_make_one_token_call(
 
 
 def test_sharing_needs_an_emma_auth() -> None:
-    """sharing() of anything else is a ValueError that names what it got."""
-    with pytest.raises(ValueError, match="takes an EmmaAuth, got str"):
+    """sharing() of anything else is a TypeError that names what it got."""
+    with pytest.raises(TypeError, match="takes an EmmaAuth, got str"):
         EmmaHttpxAuth.sharing("nope")  # type: ignore[arg-type]
 
 

@@ -109,7 +109,7 @@ class EmmaHttpxAuth(httpx.Auth):
         """An httpx auth backed by ``auth``'s token: one token, one renewal at a time,
         whichever side (requests or httpx, a thread or a task) needs it first."""
         if not isinstance(auth, EmmaAuth):
-            raise ValueError(
+            raise TypeError(
                 f"EmmaHttpxAuth.sharing() takes an EmmaAuth, got {type(auth).__name__}"
             )
         _check_clients(client, async_client)
