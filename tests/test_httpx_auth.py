@@ -336,3 +336,12 @@ def test_the_token_request_error_is_an_httpx_error(server: FakeEmmaServer) -> No
         client.get(api(server))
     assert isinstance(caught.value, httpx.HTTPError)
     assert caught.value.status_code == 503
+
+
+def test_the_emma_httpx_auth_fixture_is_bound_to_emma_server(
+    emma_server: FakeEmmaServer, emma_httpx_auth: EmmaHttpxAuth
+) -> None:
+    """The test kit's emma_httpx_auth calls the emma_server fixture's fake."""
+    with httpx.Client(auth=emma_httpx_auth) as client:
+        assert client.get(emma_server.base_url + "/v1/locations").status_code == 200
+    assert emma_server.token_calls == 1

@@ -1,19 +1,24 @@
-"""The requests-emma pytest plugin: the ``emma_server`` and ``emma_auth`` fixtures.
+"""The requests-emma pytest plugin: the ``emma_server``, ``emma_auth`` and
+``emma_httpx_auth`` fixtures.
 
 Installing requests-emma registers this module with pytest (the ``pytest11`` entry point,
 plugin name ``requests_emma``), so any test can ask for ``emma_server`` (a running fake
-emma) or ``emma_auth`` (an ``EmmaAuth`` already pointed at that fake). ``-p
-no:requests_emma`` turns both off.
+emma), ``emma_auth`` (an ``EmmaAuth`` already pointed at that fake) or ``emma_httpx_auth``
+(the same for httpx; needs the ``[httpx]`` extra). ``-p no:requests_emma`` turns them off.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .. import EmmaAuth
 from . import FakeEmmaServer
+
+if TYPE_CHECKING:
+    from ..httpx import EmmaHttpxAuth
 
 
 @pytest.fixture
@@ -34,3 +39,14 @@ def emma_auth(emma_server: FakeEmmaServer) -> EmmaAuth:
     The test gets the same ``emma_server`` if it asks for both, to check what the fake saw.
     """
     return EmmaAuth(emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url)
+
+
+@pytest.fixture
+def emma_httpx_auth(emma_server: FakeEmmaServer) -> EmmaHttpxAuth:
+    """An :class:`~requests_emma.httpx.EmmaHttpxAuth` with ``emma_server``'s credentials and
+    base URL, for ``httpx.Client`` and ``httpx.AsyncClient`` (needs the ``[httpx]`` extra)."""
+    from ..httpx import EmmaHttpxAuth  # httpx only for the tests that ask for it
+
+    return EmmaHttpxAuth(
+        emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url
+    )
