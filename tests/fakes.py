@@ -23,8 +23,8 @@ WAIT = 10.0  # seconds to wait for something that should happen at once
 class WatchedFlights:
     """Counts the callers that wait for an auth's renewal in flight, for tests to wait on.
 
-    Installed on the auth's coordinator, it makes each flight a Future whose ``result()``
-    counts its waiters before it blocks."""
+    Installed on the auth's coordinator, it makes each flight a Future that counts its
+    waiters: a thread when it calls ``result()``, a task when it asks to be woken."""
 
     def __init__(self, auth: EmmaAuth) -> None:
         self._changed = threading.Condition()
@@ -33,12 +33,19 @@ class WatchedFlights:
 
         class WatchedFlight(Future[Any]):
             def result(self, timeout: float | None = None) -> Any:
-                with watcher._changed:
-                    watcher.waited += 1
-                    watcher._changed.notify_all()
+                watcher._count()  # a thread waiting
                 return super().result(timeout)
 
+            def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
+                watcher._count()  # a task waiting (asyncio.wrap_future, or trio's wake-up)
+                super().add_done_callback(fn)
+
         auth._coordinator.new_flight = WatchedFlight
+
+    def _count(self) -> None:
+        with self._changed:
+            self.waited += 1
+            self._changed.notify_all()
 
     def wait_for_waiters(self, count: int, timeout: float = WAIT) -> bool:
         """Wait until ``count`` callers have waited for a flight; False if that took too long."""

@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 import requests
-from fakes import WAIT
+from fakes import WAIT, WatchedFlights
 
 from requests_emma import CredentialsError, EmmaAuth, TokenRequestError
 from requests_emma.httpx import EmmaHttpxAuth
@@ -228,6 +228,7 @@ async def test_a_cancelled_request_does_not_cancel_the_renewal_others_wait_on(
         release.wait(WAIT)
 
     server.token_hook = hold
+    flights = WatchedFlights(httpx_auth.auth)
     results: list[int] = []
     async with httpx.AsyncClient(auth=httpx_auth) as client:
 
@@ -241,7 +242,7 @@ async def test_a_cancelled_request_does_not_cancel_the_renewal_others_wait_on(
                     starter.start_soon(client.get, api(server))
                     await anyio.to_thread.run_sync(entered.wait, WAIT)
                     group.start_soon(waiter)
-                    await anyio.sleep(0.05)  # let the waiter join the flight
+                    assert await anyio.to_thread.run_sync(flights.wait_for_waiters, 1)
                     starter_scope.cancel()
                     release.set()
         assert results == [200]
@@ -293,6 +294,7 @@ async def test_threads_and_tasks_sharing_one_token_make_one_token_call(
         release.wait(WAIT)
 
     server.token_hook = hold
+    flights = WatchedFlights(auth)
     statuses: list[int] = []
     with ThreadPoolExecutor(4) as pool:
         threads = [
@@ -308,7 +310,8 @@ async def test_threads_and_tasks_sharing_one_token_make_one_token_call(
             async with anyio.create_task_group() as group:
                 for _ in range(10):
                     group.start_soon(one)
-                await anyio.sleep(0.05)  # the tasks are waiting on the flight
+                # the other 3 threads and the 10 tasks all wait for the one flight
+                assert await anyio.to_thread.run_sync(flights.wait_for_waiters, 13)
                 release.set()
         statuses += [thread.result() for thread in threads]
     assert statuses == [200] * 14
