@@ -190,28 +190,32 @@ async def test_async_refused_credentials_are_an_httpx_error(server: FakeEmmaServ
 async def test_the_event_loop_runs_during_a_token_call(
     server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
 ) -> None:
-    """While a slow token call is in flight, other tasks on the loop keep running."""
-    entered, release = threading.Event(), threading.Event()
+    """While a token call is in flight, other tasks on the loop keep running: the server
+    holds the call until it sees a task on the loop make progress."""
+    entered, loop_ran = threading.Event(), threading.Event()
+    held: list[bool] = []
 
     def hold() -> None:
         entered.set()
-        release.wait(WAIT)
+        held.append(loop_ran.wait(WAIT))
 
     server.token_hook = hold
-    ticks = 0
+    done = False
 
-    async def request() -> None:
-        async with httpx.AsyncClient(auth=httpx_auth) as client:
-            assert (await client.get(api(server))).status_code == 200
+    async def ticker() -> None:
+        ticks = 0  # counted only while the token call is in the server
+        while not done:
+            await anyio.sleep(0.001)
+            ticks += entered.is_set()
+            if ticks == 20:
+                loop_ran.set()
 
     async with anyio.create_task_group() as group:
-        group.start_soon(request)
-        await anyio.to_thread.run_sync(entered.wait, WAIT)
-        for _ in range(20):  # the loop is free: these run while the token call is held
-            await anyio.lowlevel.checkpoint()
-            ticks += 1
-        release.set()
-    assert ticks == 20
+        group.start_soon(ticker)
+        async with httpx.AsyncClient(auth=httpx_auth) as client:
+            assert (await client.get(api(server))).status_code == 200
+        done = True
+    assert held == [True], "the event loop was blocked during the token call"
     assert server.token_calls == 1
 
 
