@@ -52,11 +52,11 @@ from .._core.secret import Secret, secret_or_none
 from .._core.token import Token
 from .._core.token_status import TokenStatus
 from .._errors import EmmaAuthError
-from .coordinator import Coordinator, Flight, result
 
 if TYPE_CHECKING:
     from .._core.lifecycle import _Held
     from .._core.renewal import RenewalPlan
+    from .coordinator import Coordinator, Flight
     from .._telemetry import Telemetry
     from .renewal import Renewer, SyncEndpoint
 
@@ -161,6 +161,9 @@ class EmmaAuth(KeywordOptions, AuthBase):
         return plan
 
     def _new_process_state(self) -> None:
+        # Here, not with the package: concurrent.futures need not load with an import.
+        from .coordinator import Coordinator
+
         self._hook = self._replay_after_401  # bound once, not on every request
         self._coordinator = Coordinator(self._lifecycle)
         self._announcing = threading.RLock()
@@ -305,6 +308,8 @@ class EmmaAuth(KeywordOptions, AuthBase):
         it if it is still current. If the renewal this caller waited for failed, its error
         is raised again rather than the endpoint called once more.
         """
+        from .coordinator import result
+
         coordinator = self._coordinator
         reject = None if rejected is None else rejected.reveal()
         while True:
