@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from redis_server import RedisServer
 
 from requests_emma import EmmaAuth
-from requests_emma._core import clock as _clock
+from requests_emma._system_clock import SystemClock
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 # The machines that run the suite are shared and noisy: judge Hypothesis tests by what they
@@ -43,7 +43,7 @@ def clock(auth: EmmaAuth) -> FakeClock:
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Retry waits on the real clock, recorded instead of slept."""
     recorded: list[float] = []
-    monkeypatch.setattr(_clock.Clock, "sleep", lambda clock, seconds: recorded.append(seconds))
+    monkeypatch.setattr(SystemClock, "sleep", lambda clock, seconds: recorded.append(seconds))
     return recorded
 
 

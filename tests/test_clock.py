@@ -20,6 +20,7 @@ import time
 import pytest
 from fakes import WAIT
 
+from requests_emma import _system_clock
 from requests_emma._core import clock as _clock
 from requests_emma.testing import FakeEmmaServer
 
@@ -80,7 +81,7 @@ def test_the_system_clock_reads_boottime_not_monotonic_on_linux() -> None:
     child = in_suspended_child(
         """
         import json, time
-        from requests_emma._core.clock import SYSTEM_CLOCK
+        from requests_emma._system_clock import SYSTEM_CLOCK
         wake_up_later()
         ours = SYSTEM_CLOCK.monotonic()
         print(json.dumps({
@@ -178,7 +179,22 @@ def test_the_wall_check_adds_what_the_wall_clock_gained(monkeypatch: pytest.Monk
 
 def test_the_system_clock_keeps_time_with_time_monotonic_while_awake() -> None:
     """Awake, the system clock's monotonic reading advances at the rate of time.monotonic."""
-    ours, theirs = _clock.SYSTEM_CLOCK.monotonic(), time.monotonic()
+    ours, theirs = _system_clock.SYSTEM_CLOCK.monotonic(), time.monotonic()
     time.sleep(0.2)
-    ours, theirs = _clock.SYSTEM_CLOCK.monotonic() - ours, time.monotonic() - theirs
+    ours, theirs = _system_clock.SYSTEM_CLOCK.monotonic() - ours, time.monotonic() - theirs
     assert ours == pytest.approx(theirs, abs=0.05)
+
+
+def test_the_cores_clock_reads_time_but_does_not_wait() -> None:
+    """The core's Clock has the system readings, and its sleep() refuses to wait, naming a
+    clock that does: the drivers wait, through the clock they run with."""
+    core = _clock.Clock()
+    assert core.wall() == pytest.approx(time.time(), abs=5.0)
+    with pytest.raises(NotImplementedError, match="FakeClock"):
+        core.sleep(1.0)
+
+
+def test_the_old_import_path_of_the_system_clock_still_works() -> None:
+    """requests_emma._core.clock.SYSTEM_CLOCK is the one system clock, the one that waits."""
+    assert _clock.SYSTEM_CLOCK is _system_clock.SYSTEM_CLOCK
+    assert isinstance(_clock.SYSTEM_CLOCK, _system_clock.SystemClock)

@@ -105,22 +105,7 @@ def test_a_core_module_imports_none_of_the_stack(module: str) -> None:
     assert stack == set()
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="Clock.sleep sleeps the token retries' waits (tenacity's sleep=); it "
-                "leaves the core when the renewal yields its sleeps to the drivers",
-            ),
-        )
-        if name == "clock"
-        else name
-        for name in MODULES
-    ],
-)
+@pytest.mark.parametrize("module", MODULES)
 def test_a_core_module_does_not_sleep(module: str) -> None:
     """No core module calls time.sleep (or asyncio's, anyio's, trio's): the drivers wait."""
     assert _sleeps(CORE / f"{module}.py") == []

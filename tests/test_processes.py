@@ -67,9 +67,9 @@ def test_a_renewal_in_flight_does_not_keep_the_process_alive(server: FakeEmmaSer
     code = f"""
         import sys, time
         from requests_emma import EmmaAuth
-        from requests_emma._core import clock as _clock
+        from requests_emma._system_clock import SystemClock
 
-        class Later(_clock.Clock):
+        class Later(SystemClock):
             \"\"\"Real time, moved ahead by ``ahead`` seconds.\"\"\"
             ahead = 0.0
             def monotonic(self): return time.monotonic() + self.ahead

@@ -29,8 +29,8 @@ from requests_emma import (
     TokenRequestError,
     TokenResponseError,
     _errors,
+    _system_clock,
 )
-from requests_emma._core import clock as _clock
 from requests_emma._requests import transport as _transport
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
@@ -195,7 +195,7 @@ def test_timeout_is_retried(server: FakeEmmaServer) -> None:
         if calls == 1:
             answered.wait(10)  # until the client has given up on it
 
-    class ReleasingClock(_clock.Clock):
+    class ReleasingClock(_system_clock.SystemClock):
         """Real time; the wait before the retry releases the held first call instead."""
 
         def sleep(self, seconds: float) -> None:
@@ -673,7 +673,7 @@ def test_a_failure_raised_to_the_caller_is_not_logged_too(
 
 
 class SleepRecorder:
-    """Stands in for the time module in requests_emma._core.clock: real time, recorded sleeps."""
+    """Stands in for the time module in requests_emma._system_clock: real time, recorded sleeps."""
 
     monotonic = staticmethod(time.monotonic)
     time = staticmethod(time.time)
@@ -689,7 +689,7 @@ class SleepRecorder:
 def real_sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
     """Sleeps that would really happen between attempts, recorded instead."""
     recorder = SleepRecorder()
-    monkeypatch.setattr(_clock, "time", recorder)
+    monkeypatch.setattr(_system_clock, "time", recorder)
     return recorder
 
 
@@ -731,11 +731,11 @@ def test_no_retry_waits_restores_the_previous_setting(real_sleeps: SleepRecorder
     with no_retry_waits():
         with no_retry_waits():
             pass
-        _clock.SYSTEM_CLOCK.sleep(1)
+        _system_clock.SYSTEM_CLOCK.sleep(1)
         assert real_sleeps.slept == []
     with pytest.raises(KeyError), no_retry_waits():
         raise KeyError
-    _clock.SYSTEM_CLOCK.sleep(1)
+    _system_clock.SYSTEM_CLOCK.sleep(1)
     assert real_sleeps.slept == [1]
 
 

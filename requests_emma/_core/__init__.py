@@ -12,7 +12,7 @@ No module here imports requests, urllib3, httpx, anyio, asyncio, socket or threa
 Three imports bring some of them in all the same, by design: the exceptions
 (``requests_emma._errors``, whose root subclasses ``requests.RequestException``), tenacity
 (the retry decider; it imports threading) and logging (the one ``requests_emma`` logger;
-it imports threading for its own lock). One thing here still sleeps, ``Clock.sleep``, the
-waits between token attempts that tenacity runs; it goes when the renewal yields its waits
-to the drivers.
+it imports threading for its own lock). Nothing here sleeps either: the renewal yields its
+waits between token attempts as steps, and the drivers wait them out through the clock they
+run with (``requests_emma._system_clock``, or a test's ``FakeClock``).
 """

@@ -1,11 +1,12 @@
 """Carrying out a :class:`~requests_emma.RetryPolicy` with tenacity, as steps.
 
 :func:`attempts` yields the token call and the waits between its attempts; the driver that
-runs the renewal carries them out. The strategies are composed from tenacity's parts, as stamina does: stop after the attempts
-*or* before the deadline; wait exponentially with jitter, *at least* as long as the server's
-``Retry-After``; retry only a transient :class:`~._outcome.Outcome`. Each attempt returns an
-outcome rather than raising, so no exception type stands for a failed attempt, and the last
-outcome is what the caller gets when the retries stop.
+runs the renewal carries them out. The strategies are composed from tenacity's parts, as
+stamina does: stop after the attempts *or* before the deadline; wait exponentially with
+jitter, *at least* as long as the server's ``Retry-After``; retry only a transient
+:class:`~.outcome.Outcome`. Each attempt returns an outcome rather than raising, so no
+exception type stands for a failed attempt, and the last outcome is what the caller gets
+when the retries stop.
 
 This module is imported at the first token call, not with the package: tenacity costs more
 to import than the rest of requests-emma.

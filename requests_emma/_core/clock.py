@@ -2,8 +2,14 @@
 
 ``EmmaAuth`` holds a :class:`Clock` and hands it to everything that reads time: the
 lifecycle's decisions take its monotonic readings, token lifetimes are stamped with both
-readings of when their request was sent, and the retries sleep through it. Tests replace the
-whole clock at once (``tests/fakes.py``), so no module keeps a clock of its own.
+readings of when their request was sent, and the drivers wait out the renewal's ``Sleep``
+steps (and ``EmmaSession`` its retries) through it. Tests replace the whole clock at once
+(``requests_emma.testing.use_clock``), so no module keeps a clock of its own.
+
+The core reads the clock and never waits: its :class:`Clock` is the readings and the shape
+of ``sleep``, which the drivers' clock carries out (``requests_emma._system_clock``: the
+system clock, whose ``sleep`` is ``time.sleep``; ``requests_emma.testing.FakeClock``: a
+clock moved by hand, whose ``sleep`` only moves it).
 
 Monotonic time is for decisions inside one process; wall time (Unix seconds) is what crosses
 a process boundary: a :class:`~requests_emma.Token`'s ``expires_at``, a shared cache entry, an
@@ -37,8 +43,6 @@ import functools
 import sys
 import time
 from collections.abc import Callable
-
-_waits_enabled = True
 
 
 class _WallChecked:
@@ -85,7 +89,12 @@ def suspend_aware_monotonic(platform: str = sys.platform) -> Callable[[], float]
 
 
 class Clock:
-    """The system clock. Subclass or duck-type it (``monotonic``, ``wall``, ``sleep``) to fake."""
+    """The system clock's readings, and the shape of a clock: ``monotonic()``, ``wall()``
+    and ``sleep(seconds)``. Subclass or duck-type it to fake.
+
+    ``sleep`` is the drivers': this class does not wait (the core never does). The clock a
+    driver runs with defines it: ``requests_emma._system_clock.SystemClock``, or a fake.
+    """
 
     __slots__ = ()
 
@@ -94,20 +103,20 @@ class Clock:
     wall = staticmethod(time.time)
 
     def sleep(self, seconds: float) -> None:
-        """Sleep between retries; :func:`requests_emma.testing.no_retry_waits` skips it."""
-        if _waits_enabled and seconds > 0:
-            time.sleep(seconds)
+        """Wait ``seconds``: defined by the clock a driver runs with, not here."""
+        raise NotImplementedError(
+            f"{type(self).__name__} reads time but does not wait: give the auth a clock "
+            "with a sleep(), such as requests_emma.testing.FakeClock (or subclass "
+            "requests_emma._system_clock.SystemClock for real waits)"
+        )
 
 
-SYSTEM_CLOCK = Clock()
+def __getattr__(name: str) -> Clock:
+    # SYSTEM_CLOCK lives with the real sleep, outside the core; this keeps
+    # ``from requests_emma._core.clock import SYSTEM_CLOCK`` working for the modules that
+    # still import it from here. Imported on use only, so the core imports no driver code.
+    if name == "SYSTEM_CLOCK":
+        from .._system_clock import SYSTEM_CLOCK
 
-
-def set_waits_enabled(enabled: bool) -> bool:
-    """Turn retry waits on or off for every thread; returns the previous setting."""
-    global _waits_enabled
-    previous, _waits_enabled = _waits_enabled, enabled
-    return previous
-
-
-def waits_enabled() -> bool:
-    return _waits_enabled
+        return SYSTEM_CLOCK
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

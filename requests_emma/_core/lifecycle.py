@@ -10,12 +10,12 @@ Theory of operation
 A token, once accepted, goes through three states as the clock moves:
 
 ``FRESH``
-    Before ``renew_after``: send it as it is (:meth:`TokenLifecycle.header`).
+    Before ``renew_after``: send it as it is (:attr:`TokenLifecycle.fresh`).
 ``STALE``
     Inside the refresh margin, not yet expired: keep sending it, and renew it early, off
     the request path. :meth:`~TokenLifecycle.begin_early_renewal` grants one early renewal
     at a time; a failed one is not retried on every request, but after a backoff that
-    doubles (:meth:`~TokenLifecycle.early_renewal_failed`) while the token keeps serving.
+    doubles (:meth:`~TokenLifecycle.renewal_ended`) while the token keeps serving.
 ``EXPIRED``
     Past its lifetime, rejected by the API (:meth:`~TokenLifecycle.reject`), or no token
     yet: callers must wait for a renewal.

@@ -3,7 +3,7 @@
 :meth:`RenewalPlan.steps` does no I/O. Whenever it needs the world it yields a step
 (``_core/steps.py``: send this token request before this deadline, sleep this long, lock,
 load, save or unlock the shared cache) and receives the step's result, or the exception it
-raised, from the driver that runs it (``_requests/driver.py`` for requests and
+raised, from the driver that runs it (``_requests/renewal.py`` for requests and
 ``httpx.Client``, the async driver for ``httpx.AsyncClient``). It returns the new token, or
 raises the :class:`~requests_emma.EmmaAuthError` the caller sees. So the whole sequence is
 unit-tested step by step, with a fake clock and no server at all.

@@ -49,11 +49,11 @@ from urllib3.exceptions import (
 )
 from urllib3.util.retry import Retry
 
-from .._core import clock as _clock
 from .._core import durations, urls
 from .._core.clock import Clock
 from .._core.keyword_options import KeywordOptions
 from .._core.retry_policy import parse_retry_after
+from .._system_clock import SYSTEM_CLOCK
 from .auth import EmmaAuth
 from .body_rewind import can_be_resent
 from .proxies import direct_proxies
@@ -112,7 +112,7 @@ class IdempotentRetry(Retry):
         return wait
 
     def _clock(self) -> Clock:
-        return _clock.SYSTEM_CLOCK if self.clock_of is None else self.clock_of._clock
+        return SYSTEM_CLOCK if self.clock_of is None else self.clock_of._clock
 
     def increment(
         self,

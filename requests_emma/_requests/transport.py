@@ -1,4 +1,5 @@
-"""One call to an emma token endpoint, reported as a classified :class:`~._outcome.Outcome`.
+"""One call to an emma token endpoint, reported as a classified
+:class:`~requests_emma._core.outcome.Outcome`.
 
 The transport holds no policy: it makes one attempt and says what happened. Retrying is the
 retry policy's business (``_core/backoff.py``), what a refusal means is the lifecycle's.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from .._core import clock as _clock
+from .. import _system_clock
 
 
 @contextlib.contextmanager
@@ -17,8 +17,8 @@ def no_retry_waits() -> Iterator[None]:
     the backoff and ``Retry-After`` sleeps are skipped, so a test of your code does not sit
     through them. It applies to every thread.
     """
-    previous = _clock.set_waits_enabled(False)
+    previous = _system_clock.set_waits_enabled(False)
     try:
         yield
     finally:
-        _clock.set_waits_enabled(previous)
+        _system_clock.set_waits_enabled(previous)
