@@ -34,6 +34,12 @@ class SystemClock(Clock):
 SYSTEM_CLOCK = SystemClock()
 
 
+def real_waits(clock: Clock) -> bool:
+    """Whether ``clock`` waits for real (the system clock with waits on), as an event loop
+    must then do for it; any other clock (a test's) takes its waits itself."""
+    return type(clock) is SystemClock and _waits_enabled
+
+
 def set_waits_enabled(enabled: bool) -> bool:
     """Turn retry waits on or off for every thread; returns the previous setting."""
     global _waits_enabled

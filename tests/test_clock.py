@@ -192,9 +192,3 @@ def test_the_cores_clock_reads_time_but_does_not_wait() -> None:
     assert core.wall() == pytest.approx(time.time(), abs=5.0)
     with pytest.raises(NotImplementedError, match="FakeClock"):
         core.sleep(1.0)
-
-
-def test_the_old_import_path_of_the_system_clock_still_works() -> None:
-    """requests_emma._core.clock.SYSTEM_CLOCK is the one system clock, the one that waits."""
-    assert _clock.SYSTEM_CLOCK is _system_clock.SYSTEM_CLOCK
-    assert isinstance(_clock.SYSTEM_CLOCK, _system_clock.SystemClock)

@@ -460,13 +460,6 @@ def test_unlock_is_the_next_step_after_an_interrupted_sleep() -> None:
         steps.send(None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="_core/renewal.py yields Unlock in a finally block, so a renewal closed while it "
-    "holds the cache lock (generator.close(), as when a driver abandons it or it is "
-    "garbage-collected) yields instead of exiting: 'generator ignored GeneratorExit'",
-)
 def test_a_renewal_closed_while_holding_the_lock_closes_cleanly() -> None:
     """close() on a renewal suspended at its Send step, inside the cache lock, ends it
     without error (no step can be carried out any more)."""

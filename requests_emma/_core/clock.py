@@ -109,14 +109,3 @@ class Clock:
             "with a sleep(), such as requests_emma.testing.FakeClock (or subclass "
             "requests_emma._system_clock.SystemClock for real waits)"
         )
-
-
-def __getattr__(name: str) -> Clock:
-    # SYSTEM_CLOCK lives with the real sleep, outside the core; this keeps
-    # ``from requests_emma._core.clock import SYSTEM_CLOCK`` working for the modules that
-    # still import it from here. Imported on use only, so the core imports no driver code.
-    if name == "SYSTEM_CLOCK":
-        from .._system_clock import SYSTEM_CLOCK
-
-        return SYSTEM_CLOCK
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

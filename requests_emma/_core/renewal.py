@@ -120,13 +120,18 @@ class RenewalPlan:
         except Exception as exc:  # noqa: BLE001 - any other cache failure is an outage
             cache_unavailable(shared, "lock", exc)
             return (yield from self._renew(lifecycle, policy, clock, started, deadline))
+        closed = False
         try:
             return (yield from self._renew_locked(shared, lifecycle, policy, clock, started))
+        except GeneratorExit:
+            closed = True  # the driver dropped the renewal: it carries out no more steps
+            raise
         finally:
-            try:
-                yield Unlock(shared.key)
-            except Exception as exc:  # noqa: BLE001
-                cache_unavailable(shared, "unlock", exc)
+            if not closed:
+                try:
+                    yield Unlock(shared.key)
+                except Exception as exc:  # noqa: BLE001
+                    cache_unavailable(shared, "unlock", exc)
 
     def _renew_locked(
         self,

@@ -27,11 +27,12 @@ import anyio
 import sniffio
 
 from .._caches.protocol import TokenCache
-from .._core.clock import Clock, waits_enabled
+from .._core.clock import Clock
 from .._core.outcome import Outcome
 from .._core.renewal import Steps
 from .._core.steps import Load, Lock, Save, Send, Sleep, Step, Unlock
 from .._core.token import Token
+from .._system_clock import SystemClock, real_waits
 from .._telemetry import StepTally
 
 T = TypeVar("T")
@@ -135,7 +136,7 @@ async def drive_async(
 
 async def _sleep(clock: Clock, seconds: float) -> None:
     """Wait ``seconds`` on the event loop; a fake clock (tests) takes the wait itself."""
-    if type(clock).sleep is not Clock.sleep:
-        clock.sleep(seconds)  # a test's clock: it records, or moves itself, and returns
-    elif waits_enabled():
+    if real_waits(clock):
         await anyio.sleep(seconds)
+    elif type(clock) is not SystemClock:
+        clock.sleep(seconds)  # a test's clock: it records, or moves itself, and returns

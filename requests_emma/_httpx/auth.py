@@ -109,9 +109,7 @@ class EmmaHttpxAuth(httpx.Auth):
         """An httpx auth backed by ``auth``'s token: one token, one renewal at a time,
         whichever side (requests or httpx, a thread or a task) needs it first."""
         if not isinstance(auth, EmmaAuth):
-            raise TypeError(
-                f"EmmaHttpxAuth.sharing() takes an EmmaAuth, got {type(auth).__name__}"
-            )
+            raise TypeError(f"EmmaHttpxAuth.sharing() takes an EmmaAuth, got {type(auth).__name__}")
         _check_clients(client, async_client)
         shell = cls.__new__(cls)
         shell._attach(auth, client, async_client)

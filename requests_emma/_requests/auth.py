@@ -43,7 +43,7 @@ from requests.utils import rewind_body
 
 from .._caches.protocol import TokenCache, check_token_cache
 from .._core import durations, urls
-from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.clock import Clock
 from .._core.credentials import credentials
 from .._core.keyword_options import KeywordOptions
 from .._core.lifecycle import Freshness, TokenLifecycle
@@ -52,6 +52,7 @@ from .._core.secret import Secret, secret_or_none
 from .._core.token import Token
 from .._core.token_status import TokenStatus
 from .._errors import EmmaAuthError
+from .._system_clock import SYSTEM_CLOCK
 
 if TYPE_CHECKING:
     from .._core.lifecycle import _Held
