@@ -57,8 +57,8 @@ from .._system_clock import SYSTEM_CLOCK
 if TYPE_CHECKING:
     from .._core.lifecycle import _Held
     from .._core.renewal import RenewalPlan
-    from .coordinator import Coordinator, Flight
     from .._telemetry import Telemetry
+    from .coordinator import Coordinator, Flight
     from .renewal import Renewer, SyncEndpoint
 
 logger = logging.getLogger("requests_emma")
