@@ -71,12 +71,20 @@ class Coordinator:
 
     def begin_early(self, now: float) -> Flight | None:
         """A flight for an early renewal, if the lifecycle grants one now; the caller starts
-        it off the request path and lands it."""
-        with self.lock:
+        it off the request path and lands it.
+
+        A request asking this sends its token whatever the answer, so it never waits for the
+        lock: taken by another thread (deciding, or a renewal's code between two steps), it
+        means someone is on it already, and the answer is no."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
             if self.flight is not None or not self.lifecycle.begin_early_renewal(now):
                 return None
             flight = self.flight = self.new_flight()
             return flight
+        finally:
+            self.lock.release()
 
     def early_renewal_due(self, now: float) -> bool:
         """Whether a granted early renewal should still run (the token is still stale)."""
