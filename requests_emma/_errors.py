@@ -15,6 +15,8 @@ process reach the parent whole.
 
 from __future__ import annotations
 
+import errno
+import os
 import typing
 
 import requests
@@ -109,7 +111,8 @@ def without_tracebacks(exc: _Chained) -> _Chained:
 
 def os_reason(exc: BaseException) -> str | None:
     """The operating system's words for a network failure ("Connection refused", "Name or
-    service not known"), found down the chain of causes urllib3 and requests wrap it in."""
+    service not known"), found down the chain of causes (and exception groups) that
+    urllib3 and requests, or httpx, httpcore and anyio, wrap it in."""
     pending: list[object] = [exc]
     seen: set[int] = set()
     while pending:
@@ -118,7 +121,14 @@ def os_reason(exc: BaseException) -> str | None:
             continue
         seen.add(id(current))
         if isinstance(current, OSError) and current.strerror:
+            number = current.errno
+            if type(current).__module__ == "builtins" and number in errno.errorcode:
+                # asyncio and trio put the address in ("Connect call failed ('127.0.0.1',
+                # 1)"): the system's words for the errno are what the others say. Not for
+                # ssl's or getaddrinfo's errors, whose numbers are not the system's.
+                return os.strerror(typing.cast("int", number))
             return current.strerror
         pending.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
         pending.extend(current.args)
+        pending.extend(getattr(current, "exceptions", ()))  # trio's attempts, in a group
     return None

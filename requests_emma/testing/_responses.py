@@ -82,16 +82,20 @@ class FakeTokenEndpoints(FakeTokenService):
 
     def answer(self, request: requests.PreparedRequest) -> _Answer:
         """The ``responses`` callback: emma's answer to one token call."""
-        path = urllib.parse.urlsplit(request.url or "").path
+        body = request.body or b""
+        return self._answer(
+            request.url or "",
+            request.headers.get("Content-Type", ""),
+            body.encode() if isinstance(body, str) else body,
+        )
+
+    def _answer(self, url: str, content_type: str, body: bytes) -> _Answer:
+        """emma's answer to a token call to ``url``, whichever mock library received it."""
+        path = urllib.parse.urlsplit(url).path
         path = ISSUE_TOKEN_PATH if path.endswith(ISSUE_TOKEN_PATH) else REFRESH_TOKEN_PATH
         answer = self._receive_token_call(path)
         if answer is None:
-            body = request.body or b""
-            answer = self._answer_token_call(
-                path,
-                request.headers.get("Content-Type", ""),
-                body.encode() if isinstance(body, str) else body,
-            )
+            answer = self._answer_token_call(path, content_type, body)
         return answer.status, dict(answer.headers), answer.body
 
 
@@ -112,14 +116,19 @@ def add_token_endpoints(
     any). Lifetimes are seconds. Returns the :class:`FakeTokenEndpoints`, for its counters
     and knobs.
     """
-    root = urls.base_url(base_url)
     endpoints = FakeTokenEndpoints(
-        root,
+        urls.base_url(base_url),
         client_id=client_id,
         client_secret=client_secret,
         token_lifetime=token_lifetime,
         refresh_lifetime=refresh_lifetime,
     )
-    pattern = re.compile(re.escape(root) + r"/v1/(?:issue|refresh)-token\Z")
+    pattern = token_url_pattern(endpoints.base_url)
     mock.add_callback("POST", pattern, callback=endpoints.answer, content_type="application/json")
     return endpoints
+
+
+def token_url_pattern(root: str) -> re.Pattern[str]:
+    """What the URLs of both token endpoints under the base URL ``root`` match, and no other
+    URL: one pattern, so that one registration answers both."""
+    return re.compile(r"\A" + re.escape(root) + r"/v1/(?:issue|refresh)-token\Z")

@@ -12,6 +12,7 @@ import threading
 
 import requests
 import responses
+import respx
 
 import requests_emma
 from requests_emma import (
@@ -31,6 +32,7 @@ from requests_emma.testing import (
     FakeEmmaServer,
     FakeTokenEndpoints,
     RecordedRequest,
+    add_respx_token_endpoints,
     add_token_endpoints,
     no_retry_waits,
 )
@@ -152,6 +154,9 @@ def testing_helpers() -> None:
         assert_type(endpoints, FakeTokenEndpoints)
         assert_type(endpoints.token_calls, int)
         assert_type(endpoints.access_tokens, list[str])
+    with respx.mock() as router:
+        assert_type(add_respx_token_endpoints(router, client_id="id"), FakeTokenEndpoints)
+    assert_type(add_respx_token_endpoints(respx), FakeTokenEndpoints)  # the default router
 
 
 def report(auth: EmmaAuth) -> None:

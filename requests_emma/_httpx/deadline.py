@@ -1,0 +1,62 @@
+"""A deadline for a whole token exchange over httpx's sync transport: connect, TLS, status
+line, headers and body.
+
+httpx's timeouts, like requests', apply to each socket operation: a server that trickles
+its answer a byte at a time never trips them. An async exchange is bounded by a cancel scope
+(``anyio.move_on_after``); a sync one has nothing of the kind, so its sockets are shut down
+by the timer of a :class:`~requests_emma._socket_watch.Watch` when the deadline passes, and
+the read blocked on one returns as if the server had closed. This module is the one place
+that reaches below httpx to find those sockets, through two extensions httpx documents and
+passes to httpcore:
+
+- the ``trace`` request extension: httpcore reports each connection it opens for the request
+  (``connection.connect_tcp.complete``, and ``connect_unix_socket``; a SOCKS proxy's as
+  ``socks.connect_tcp``) with the network stream as ``return_value``, before any TLS, so the
+  handshake is bounded too;
+- the ``network_stream`` response extension: the stream the answer arrived on, whichever
+  connection of the pool it is, registered once the headers are in, so the body is bounded
+  on a kept-alive connection the pool handed over.
+
+A stream's socket is read with ``get_extra_info("socket")``, httpcore's documented way. The
+private client makes every token call on a new connection (no keep-alive), so its exchanges
+are bounded from the connect on. A kept-alive connection of a user's client is bounded from
+its headers on; until then its reads wait at most the read timeout each, cut to the time
+left (the bound a user's ``requests.Session`` gets).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from .._socket_watch import Watch
+
+Trace = Callable[[str, dict[str, Any]], None]
+
+_CONNECTED = (".connect_tcp.complete", ".connect_unix_socket.complete")
+
+
+def tracer(watch: Watch) -> Trace:
+    """The ``trace`` extension that registers each connection opened with ``watch``."""
+
+    def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith(_CONNECTED):
+            _add(watch, info.get("return_value"))
+
+    return trace
+
+
+def watch_response(watch: Watch, response: httpx.Response) -> None:
+    """Register the connection ``response`` is arriving on with ``watch``."""
+    _add(watch, response.extensions.get("network_stream"))
+
+
+def _add(watch: Watch, stream: object) -> None:
+    get_extra_info = getattr(stream, "get_extra_info", None)
+    sock = get_extra_info("socket") if get_extra_info is not None else None
+    # Only real sockets (an ssl.SSLSocket is one): a mocked transport's stream has none.
+    if isinstance(sock, socket.socket):
+        watch.add(sock)

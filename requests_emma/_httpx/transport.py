@@ -1,0 +1,340 @@
+"""One call to an emma token endpoint over httpx, sync or async, reported as an
+:class:`~requests_emma._core.outcome.Outcome`.
+
+:class:`HttpxTokenEndpoint` (over ``httpx.Client``) and :class:`AsyncHttpxTokenEndpoint`
+(over ``httpx.AsyncClient``) behave as the requests transport (``_requests/transport.py``)
+does: one attempt, no policy, never an exception for what the network or the server does.
+What a token call sends, how much of the answer is read and the words for each failure are
+shared with it (``_core/exchange.py``); what an answer means is ``response_outcome``'s.
+
+The calls go through a private client of the library's own, or through the transport of the
+client the user passes for proxies and TLS (``routes.py``): never through that client's
+auth, event hooks, headers, cookies or redirects, so an ``EmmaHttpxAuth`` set on it is never
+entered again and the client secret goes nowhere but the configured endpoint. A loopback
+endpoint is called directly, whatever proxies the client has.
+
+The deadline bounds the whole exchange, connect to the last byte of the body: the async
+attempt runs in a cancel scope (``anyio.move_on_after``, under asyncio and trio alike), the
+sync one with a timer that shuts its sockets down (``deadline.py``). The private client
+keeps no connection alive between calls, minutes apart as they are: each call's connection
+is then watched from its connect on, and the async client is tied to no event loop, so one
+endpoint serves asyncio and trio, several loops, in turn. It is made at the first call, in a
+worker thread for the async endpoint (loading the CA certificates takes tens of
+milliseconds, which an event loop would spend blocked).
+
+Secrets (the client secret, a refresh token) travel in the ``body`` callable, called where
+the request is built, so no frame of ours holds them in plain text; exceptions raised from
+below, cancellation and ``KeyboardInterrupt`` included, leave without the request and with
+the frames that held the body cut off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import threading
+import typing
+from collections.abc import AsyncGenerator, Callable, Iterator
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from .._core.clock import Clock
+from .._core.exchange import (
+    CHUNK,
+    HEADERS,
+    CappedBody,
+    Failure,
+    Timeout,
+    deadline_passed,
+    failure_outcome,
+    timeouts,
+)
+from .._core.outcome import Outcome, response_outcome
+from .._errors import without_tracebacks
+from .._socket_watch import Watch, watch_for
+from . import deadline as _deadline
+from . import routes
+
+Body = Callable[[], dict[str, str]]
+_Answer = tuple[int, bytes | None, str | None]  # status, body (None: too large), Retry-After
+
+# What an httpx client would add to a request of its own, less what a token call must not
+# carry (a user's headers and cookies): the encodings httpx always decodes.
+_HEADERS = {
+    **HEADERS,
+    "Accept-Encoding": "gzip, deflate",
+    "User-Agent": f"python-httpx/{httpx.__version__}",
+}
+#: Seconds a response has to close once its attempt is over, shielded from cancellation.
+_CLOSE_GRACE = 1.0
+#: The private clients' pool: the environment's proxies and CA certificates, as httpx reads
+#: them, and no connection kept alive between token calls.
+_NO_KEEP_ALIVE = httpx.Limits(max_keepalive_connections=0)
+
+
+class HttpxTokenEndpoint:
+    """Posts to issue-token and refresh-token over ``httpx.Client``, one attempt at a time."""
+
+    def __init__(self, base_url: str, client: httpx.Client | None, timeout: Timeout) -> None:
+        if client is not None and not isinstance(client, httpx.Client):
+            raise TypeError(
+                f"client must be an httpx.Client (or None for a private one), "
+                f"not {type(client).__name__}"
+            )
+        self.base_url = base_url
+        self.owns_client = client is None
+        self.timeout = timeout
+        self._client = client
+        self._making = threading.Lock()
+
+    def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
+        """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
+        the network or the server does."""
+        sent_at, sent_wall = clock.monotonic(), clock.wall()
+        left = deadline - sent_at
+        if left <= 0:
+            return deadline_passed(sent_at, sent_wall)
+        with watch_for(left) as watch:
+            try:
+                status, content, retry_after = self._exchange(
+                    path, body, timeouts(self.timeout, left), watch
+                )
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
+                return _failure(exc, watch.fired, sent_at, sent_wall)
+            except BaseException as exc:  # noqa: BLE001 - re-raised at once
+                # KeyboardInterrupt, SystemExit...: on their way, but without the frames
+                # below this one, whose locals hold the request body.
+                raise _scrubbed(exc) from None
+            if watch.fired:
+                # Cut off at the deadline: what arrived may look complete but is not.
+                return deadline_passed(sent_at, sent_wall)
+        return response_outcome(
+            path,
+            status,
+            content,
+            retry_after,
+            sent_at=sent_at,
+            sent_wall=sent_wall,
+            wall_now=clock.wall(),
+        )
+
+    def _exchange(self, path: str, body: Body, timeout: Timeout, watch: Watch) -> _Answer:
+        client = self._open_client()
+        url = httpx.URL(self.base_url + path)
+        transport = routes.transport_for(client, url)
+        response = transport.handle_request(
+            _token_request(url, body, timeout, trace=_deadline.tracer(watch))
+        )
+        try:
+            _deadline.watch_response(watch, response)
+            status = response.status_code
+            content = _read_capped(response, decoded=200 <= status < 300)
+            return status, content, response.headers.get("Retry-After")
+        finally:
+            response.close()
+
+    def _open_client(self) -> httpx.Client:
+        with self._making:
+            if self._client is None:
+                self._client = httpx.Client(limits=_NO_KEEP_ALIVE)
+            elif self._client.is_closed:
+                raise RuntimeError("the httpx.Client given for token calls has been closed")
+            return self._client
+
+    def close(self) -> None:
+        """Close the private client, if one was made; a user's client stays open. A call
+        after this makes a new private client."""
+        if not self.owns_client:
+            return
+        with self._making:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+class AsyncHttpxTokenEndpoint:
+    """Posts to issue-token and refresh-token over ``httpx.AsyncClient``, one attempt at a
+    time, under asyncio or trio."""
+
+    def __init__(self, base_url: str, client: httpx.AsyncClient | None, timeout: Timeout) -> None:
+        if client is not None and not isinstance(client, httpx.AsyncClient):
+            raise TypeError(
+                f"client must be an httpx.AsyncClient (or None for a private one), "
+                f"not {type(client).__name__}"
+            )
+        self.base_url = base_url
+        self.owns_client = client is None
+        self.timeout = timeout
+        self._client = client
+        self._making = threading.Lock()  # held in worker threads only, never on a loop
+
+    async def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
+        """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
+        the network or the server does. A cancellation from outside is raised, scrubbed."""
+        sent_at, sent_wall = clock.monotonic(), clock.wall()
+        left = deadline - sent_at
+        if left <= 0:
+            return deadline_passed(sent_at, sent_wall)
+        with anyio.move_on_after(left) as scope:
+            try:
+                status, content, retry_after = await self._exchange(
+                    path, body, timeouts(self.timeout, left)
+                )
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
+                return _failure(exc, scope.cancel_called, sent_at, sent_wall)
+            except BaseException as exc:  # noqa: BLE001 - re-raised at once
+                # The deadline's own cancellation too: the scope catches it on its way out.
+                raise _scrubbed(exc) from None
+        if scope.cancelled_caught:
+            return deadline_passed(sent_at, sent_wall)
+        return response_outcome(
+            path,
+            status,
+            content,
+            retry_after,
+            sent_at=sent_at,
+            sent_wall=sent_wall,
+            wall_now=clock.wall(),
+        )
+
+    async def _exchange(self, path: str, body: Body, timeout: Timeout) -> _Answer:
+        client = self._client
+        if client is None:
+            client = await anyio.to_thread.run_sync(self._make_client)
+        elif client.is_closed:
+            raise RuntimeError("the httpx.AsyncClient given for token calls has been closed")
+        url = httpx.URL(self.base_url + path)
+        transport = routes.async_transport_for(client, url)
+        response = await transport.handle_async_request(_token_request(url, body, timeout))
+        try:
+            status = response.status_code
+            content = await _aread_capped(response, decoded=200 <= status < 300)
+            return status, content, response.headers.get("Retry-After")
+        finally:
+            # A response cut off by the deadline (or a cancellation) still closes, so its
+            # connection is not left half-read; the grace bounds a peer that stalls it.
+            with anyio.move_on_after(_CLOSE_GRACE, shield=True):
+                await response.aclose()
+
+    def _make_client(self) -> httpx.AsyncClient:
+        with self._making:
+            if self._client is None:
+                self._client = httpx.AsyncClient(limits=_NO_KEEP_ALIVE)
+            return self._client
+
+    async def aclose(self) -> None:
+        """Close the private client, if one was made; a user's client stays open. A call
+        after this makes a new private client."""
+        if not self.owns_client:
+            return
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _token_request(
+    url: httpx.URL, body: Body, timeout: Timeout, trace: _deadline.Trace | None = None
+) -> httpx.Request:
+    connect, read = timeout
+    extensions: dict[str, object] = {
+        "timeout": {"connect": connect, "read": read, "write": read, "pool": connect}
+    }
+    if trace is not None:
+        extensions["trace"] = trace
+    # body() is called here only, so no local of ours holds the secret in plain text.
+    return httpx.Request("POST", url, json=body(), headers=_HEADERS, extensions=extensions)
+
+
+def _read_capped(response: httpx.Response, *, decoded: bool) -> bytes | None:
+    """The body as httpx decodes it (gzip, deflate), or ``None`` once it grows past the cap.
+    An error body that does not decode reads as empty: its status says enough. A token body
+    that does not decode raises ``httpx.DecodingError``."""
+    body = CappedBody()
+    try:
+        for chunk in response.iter_bytes(CHUNK):
+            if not body.add(chunk):
+                break
+    except httpx.DecodingError:
+        if decoded:
+            raise
+        return b""
+    return body.content
+
+
+async def _aread_capped(response: httpx.Response, *, decoded: bool) -> bytes | None:
+    """:func:`_read_capped`, for an async response.
+
+    The body is read to its end (or to the deadline), what goes past the cap dropped, and
+    then decoded: httpx's async streams are async generators nested inside one another, and
+    one left before its end is finalised by the garbage collector, which trio reports as a
+    ``ResourceWarning`` (encode/httpx#3686). Read to the end, or ended by an exception from
+    below (a cancellation, a broken connection), they all close in turn."""
+    raw = CappedBody()
+    # aiter_raw is an async generator, typed as the AsyncIterator it also is.
+    body = typing.cast("AsyncGenerator[bytes, None]", response.aiter_raw())
+    async with contextlib.aclosing(body) as chunks:
+        async for chunk in chunks:
+            raw.add(chunk)  # past the cap, only counted: the stream is read to its end
+    if raw.content is None:
+        return None
+    # Decoded by httpx, as the sync endpoint's body is, from the raw bytes now in hand.
+    replay = httpx.Response(
+        response.status_code, headers=response.headers, stream=_Raw(raw.content)
+    )
+    return _read_capped(replay, decoded=decoded)
+
+
+class _Raw(httpx.SyncByteStream):
+    """A body already read, as a stream httpx decodes lazily (so the cap holds decoded)."""
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._content
+
+
+def _failure(exc: Exception, at_deadline: bool, sent_at: float, sent_wall: float) -> Outcome:
+    """The outcome of an exception from the HTTP stack."""
+    cause = _scrubbed(exc)
+    if at_deadline:
+        return deadline_passed(sent_at, sent_wall, cause)
+    if _tls_failed(exc):
+        failure = Failure.TLS
+    elif isinstance(exc, httpx.TimeoutException):
+        failure = Failure.TIMEOUT
+    elif isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)):
+        failure = Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
+    elif isinstance(exc, httpx.DecodingError):
+        failure = Failure.UNDECODABLE
+    else:  # e.g. a closed client, a URL httpx refuses, a CA file that is not there
+        failure = Failure.OTHER
+    return failure_outcome(failure, cause, sent_at=sent_at, sent_wall=sent_wall)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions chained to it (httpx wraps httpcore's, which wrap ssl's)."""
+    links: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        link = pending.pop()
+        if link is not None and all(link is not seen for seen in links):
+            links.append(link)
+            pending += (link.__cause__, link.__context__)
+    return links
+
+
+def _tls_failed(exc: BaseException) -> bool:
+    return any(isinstance(link, ssl.SSLError) for link in _chain(exc))
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """``exc`` without what would show the request body, which holds the client secret or a
+    refresh token: the request, wherever along its chain httpx attached it, and the
+    tracebacks, whose frames (ours, httpx's, httpcore's) hold the body in their locals."""
+    for link in _chain(exc):
+        if isinstance(link, httpx.RequestError):
+            link._request = None
+    return without_tracebacks(exc)
