@@ -111,7 +111,6 @@ class HttpxTokenEndpoint:
                 # Cut off at the deadline: what arrived may look complete but is not.
                 return deadline_passed(sent_at, sent_wall)
         return response_outcome(
-            path,
             status,
             content,
             retry_after,
@@ -190,7 +189,6 @@ class AsyncHttpxTokenEndpoint:
         if scope.cancelled_caught:
             return deadline_passed(sent_at, sent_wall)
         return response_outcome(
-            path,
             status,
             content,
             retry_after,
