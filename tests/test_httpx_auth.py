@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import anyio
 import httpx
@@ -352,3 +353,98 @@ def test_the_emma_httpx_auth_fixture_is_bound_to_emma_server(
     with httpx.Client(auth=emma_httpx_auth) as client:
         assert client.get(emma_server.base_url + "/v1/locations").status_code == 200
     assert emma_server.token_calls == 1
+
+
+@pytest.mark.anyio
+async def test_async_client_sends_no_token_to_another_origin(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """Under asyncio and trio, a request to another origin goes out without the token."""
+    with FakeEmmaServer() as other:
+        async with httpx.AsyncClient(auth=httpx_auth) as client:
+            assert (await client.get(other.base_url + "/v1/locations")).status_code == 401
+        assert "Authorization" not in other.requests[-1].headers
+    assert server.token_calls == 0
+
+
+@pytest.mark.anyio
+async def test_a_401_storm_of_many_tasks_makes_one_renewal(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """N tasks that all get a 401 for the same token cause one renewal, and all succeed."""
+    await httpx_auth.aget_token()
+    server.expire_access_tokens()
+    statuses: list[int] = []
+    limits = httpx.Limits(max_connections=10)
+    async with httpx.AsyncClient(auth=httpx_auth, limits=limits) as client:
+
+        async def one() -> None:
+            statuses.append((await client.get(api(server))).status_code)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(TASKS):
+                group.start_soon(one)
+    assert statuses == [200] * TASKS
+    assert (server.issue_calls, server.refresh_calls) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_a_shared_file_cache_works_from_the_event_loop(
+    server: FakeEmmaServer, tmp_path: Path
+) -> None:
+    """Two async auths sharing a FileTokenCache make one token call between them."""
+    from requests_emma import FileTokenCache
+
+    (tmp_path / "tokens").mkdir(mode=0o700)
+
+    def make() -> EmmaHttpxAuth:
+        return EmmaHttpxAuth(
+            server.client_id,
+            server.client_secret,
+            base_url=server.base_url,
+            token_cache=FileTokenCache(tmp_path / "tokens"),
+        )
+
+    first, second = make(), make()
+    assert (await first.aget_token()).access_token == (await second.aget_token()).access_token
+    assert server.token_calls == 1
+
+
+def test_repr_shows_no_secret(server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth) -> None:
+    """repr of an EmmaHttpxAuth (and of its token's header) never shows a secret."""
+    token = httpx_auth.get_token()
+    shown = repr(httpx_auth) + repr(httpx_auth.auth) + repr(token)
+    assert server.client_secret not in shown
+    assert token.access_token not in shown
+
+
+def test_tasks_on_two_event_loops_and_threads_share_one_token_call(
+    server: FakeEmmaServer, auth: EmmaAuth
+) -> None:
+    """An asyncio loop and a trio loop, each in a thread of its own, and a requests thread,
+    all needing the first token at once, make one token call."""
+    shared = EmmaHttpxAuth.sharing(auth)
+    flights = WatchedFlights(auth)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        release.wait(WAIT)
+
+    server.token_hook = hold
+
+    def on_loop(backend: str) -> int:
+        async def main() -> int:
+            async with httpx.AsyncClient(auth=shared) as client:
+                return (await client.get(api(server))).status_code
+
+        return anyio.run(main, backend=backend)
+
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(lambda: requests.get(api(server), auth=auth, timeout=WAIT).status_code)
+        assert entered.wait(WAIT)
+        loops = [pool.submit(on_loop, backend) for backend in ("asyncio", "trio")]
+        assert flights.wait_for_waiters(2), "the two loops did not wait for the flight"
+        release.set()
+        assert [first.result(), *(loop.result() for loop in loops)] == [200, 200, 200]
+    assert server.token_calls == 1
