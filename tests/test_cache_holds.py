@@ -141,3 +141,22 @@ def test_refused_credentials_hold_off_calls_across_the_cache(
     assert server.token_calls == 2
     clock.advance(9.0)
     assert "no token call made" in str(_error_of(first)) and server.token_calls == 2
+
+
+def test_a_retry_after_too_long_for_a_float_holds_calls_without_crashing(
+    server: FakeEmmaServer,
+    shared_cache: TokenCache,  # noqa: F811
+) -> None:
+    """Retry-After with 400 digits (infinity as a float): the hold is 2**31 s, so later
+    requests, here and in another client on the cache, get a TokenRequestError with no call,
+    never an OverflowError."""
+    server.fail_next_token_calls(1, 429, headers={"Retry-After": "9" * 400})
+    clock = FakeClock()
+    first = _client(server, clock, token_cache=shared_cache)
+    assert _error_of(first).retry_after == 2.0**31  # type: ignore[attr-defined]
+    second = _client(server, clock, token_cache=shared_cache)
+    for auth in (first, second):
+        held = _error_of(auth)
+        assert isinstance(held, TokenRequestError) and "no token call made" in str(held)
+        assert held.retry_after == pytest.approx(2.0**31)
+    assert server.token_calls == 1
