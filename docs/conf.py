@@ -130,7 +130,9 @@ def _drop_tabled_arguments(
     (it starts with an argument's name in double backquotes and a colon) when reference.md
     describes them in a table: help() shows the docstring, the reference the table, and
     neither shows both."""
-    tabled = _TABLED.get(name, set())
+    tabled = _TABLED.get(name)
+    if not tabled:
+        return  # every other docstring as it is
     paragraphs: list[list[str]] = [[]]
     for line in lines:
         if line.strip():
