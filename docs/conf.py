@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
+from typing import Any
 
 import requests_emma
 
@@ -54,8 +57,12 @@ logging.getLogger("sphinx.myst_parser.sphinx_ext.main").addFilter(_MystVersionOn
 html_theme = "furo"
 html_title = "requests-emma"
 
-# The reference shows each name at its public path, with types in the description.
-autodoc_typehints = "description"
+# The reference shows each name at its public path, and describes each argument once: types
+# in the signature (not in a list of parameters of their own), and where reference.md has a
+# table of an object's arguments or fields, that table (see _drop_tabled_arguments).
+autodoc_typehints = "signature"
+# A signature too long for one line lists its parameters one to a line.
+python_maximum_signature_line_length = 88
 autodoc_member_order = "bysource"
 add_module_names = True
 
@@ -92,3 +99,53 @@ nitpick_ignore_regex = [
     # urllib3's Retry, imported by its short name.
     (r"py:class", r"(Timeout|Retry)"),
 ]
+
+
+_AUTODOC = re.compile(r"^\.\. auto(?:class|exception|function):: ([\w.]+)$")
+_DESCRIBED = re.compile(r"``(\w+)``:")
+
+
+def tabled_arguments(reference: str) -> dict[str, set[str]]:
+    """The objects that ``reference`` (reference.md) autodocs with a table right after them
+    (before the next heading or autodoc directive), and the names in its first column."""
+    tabled: dict[str, set[str]] = {}
+    current = None
+    for line in reference.splitlines():
+        directive = _AUTODOC.match(line.strip())
+        if directive or line.startswith("#"):
+            current = directive.group(1) if directive else None
+        elif current and line.startswith("| ") and not line.startswith("| ---"):
+            first_column = line.split("|")[1]
+            tabled.setdefault(current, set()).update(re.findall(r"`(\w+)`", first_column))
+    return tabled
+
+
+_TABLED = tabled_arguments((Path(__file__).parent / "reference.md").read_text())
+
+
+def _drop_tabled_arguments(
+    app: object, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    """Leave out of the page a docstring paragraph that goes through arguments one by one
+    (it starts with an argument's name in double backquotes and a colon) when reference.md
+    describes them in a table: help() shows the docstring, the reference the table, and
+    neither shows both."""
+    tabled = _TABLED.get(name)
+    if not tabled:
+        return  # every other docstring as it is
+    paragraphs: list[list[str]] = [[]]
+    for line in lines:
+        if line.strip():
+            paragraphs[-1].append(line)
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    kept = []
+    for paragraph in paragraphs:
+        described = _DESCRIBED.match(paragraph[0].strip()) if paragraph else None
+        if paragraph and not (described and described.group(1) in tabled):
+            kept += [*paragraph, ""]
+    lines[:] = kept
+
+
+def setup(app: Any) -> None:
+    app.connect("autodoc-process-docstring", _drop_tabled_arguments)

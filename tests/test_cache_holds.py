@@ -4,6 +4,7 @@ no test sleeps through a hold."""
 
 from __future__ import annotations
 
+import email.utils
 import threading
 
 import pytest
@@ -68,6 +69,25 @@ def test_the_error_of_the_rate_limited_call_says_how_long_to_wait(
     error = _error_of(_client(server, FakeClock()))
     assert isinstance(error, TokenRequestError)
     assert error.status_code == 429 and error.retry_after == 60.0
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize("form", ["seconds", "date"])
+def test_a_retry_after_on_a_429_or_a_503_holds_the_next_call(
+    server: FakeEmmaServer, status: int, form: str
+) -> None:
+    """429 or 503, with Retry-After in seconds or as an HTTP-date 60 s ahead: 20 s later the
+    next renewal makes no call, and says 40 s are left."""
+    clock = FakeClock()
+    auth = _client(server, clock)
+    header = "60" if form == "seconds" else email.utils.formatdate(clock.wall() + 60, usegmt=True)
+    server.fail_next_token_calls(1, status, headers={"Retry-After": header})
+    assert _error_of(auth).retry_after == 60.0  # type: ignore[attr-defined]
+    clock.advance(20.0)
+    held = _error_of(auth)
+    assert isinstance(held, TokenRequestError) and "no token call made" in str(held)
+    assert held.retry_after == pytest.approx(40.0)
+    assert server.token_calls == 1
 
 
 def test_a_second_client_on_the_cache_makes_no_call_inside_the_hold(
@@ -141,3 +161,22 @@ def test_refused_credentials_hold_off_calls_across_the_cache(
     assert server.token_calls == 2
     clock.advance(9.0)
     assert "no token call made" in str(_error_of(first)) and server.token_calls == 2
+
+
+def test_a_retry_after_too_long_for_a_float_holds_calls_without_crashing(
+    server: FakeEmmaServer,
+    shared_cache: TokenCache,  # noqa: F811
+) -> None:
+    """Retry-After with 400 digits (infinity as a float): the hold is 2**31 s, so later
+    requests, here and in another client on the cache, get a TokenRequestError with no call,
+    never an OverflowError."""
+    server.fail_next_token_calls(1, 429, headers={"Retry-After": "9" * 400})
+    clock = FakeClock()
+    first = _client(server, clock, token_cache=shared_cache)
+    assert _error_of(first).retry_after == 2.0**31  # type: ignore[attr-defined]
+    second = _client(server, clock, token_cache=shared_cache)
+    for auth in (first, second):
+        held = _error_of(auth)
+        assert isinstance(held, TokenRequestError) and "no token call made" in str(held)
+        assert held.retry_after == pytest.approx(2.0**31)
+    assert server.token_calls == 1

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import os
 import re
 import subprocess
 import sysconfig
 import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_cli import child_env
@@ -69,3 +72,81 @@ def test_the_serve_example_leaves_no_file_behind(page: str, tmp_path: Path) -> N
     assert '"name": "London"' in result.stdout
     assert list(checkout.iterdir()) == []
     assert list(temporary.iterdir()) == []
+
+
+def argument_tables(reference: str) -> dict[str, set[str]]:
+    """The names autodoc'ed in the reference with a table after them (before the next
+    heading or directive), and the backquoted names in the table's first column."""
+    tables: dict[str, set[str]] = {}
+    current = None
+    for line in reference.splitlines():
+        directive = AUTODOC.match(line.strip())
+        if directive or line.startswith("#"):
+            current = directive.group(1) if directive else None
+        elif current and line.startswith("| ") and not line.startswith("| ---"):
+            tables.setdefault(current, set()).update(re.findall(r"`(\w+)`", line.split("|")[1]))
+    return tables
+
+
+def docstring_handlers() -> list[Callable[..., None]]:
+    """The ``autodoc-process-docstring`` handlers docs/conf.py gives Sphinx."""
+    spec = importlib.util.spec_from_file_location("docs_conf", DOCS / "conf.py")
+    assert spec is not None and spec.loader is not None
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    assert conf.autodoc_typehints != "description"  # or the types come as one more list
+    handlers: list[Callable[..., None]] = []
+
+    class App:
+        def connect(self, event: str, handler: Callable[..., None]) -> None:
+            if event == "autodoc-process-docstring":
+                handlers.append(handler)
+
+    getattr(conf, "setup", lambda app: None)(App())
+    return handlers
+
+
+def test_the_reference_describes_each_argument_once() -> None:
+    """An argument or field the reference describes in a table is not described again by the
+    docstring autodoc shows above it (a paragraph of ``name``: ...), nor by a list of types."""
+    tables = argument_tables(REFERENCE)
+    assert {"requests_emma.EmmaAuth", "requests_emma.TokenStatus"} <= tables.keys()
+    handlers = docstring_handlers()
+    twice = []
+    for name, arguments in tables.items():
+        module, _, attribute = name.rpartition(".")
+        obj: Any = getattr(__import__(module, fromlist=[attribute]), attribute)
+        lines = (inspect.getdoc(obj) or "").splitlines()
+        for handler in handlers:
+            handler(None, "class", name, obj, {}, lines)
+        paragraphs = "\n".join(lines).split("\n\n")
+        twice += [
+            f"{name}: {argument}"
+            for argument in arguments
+            for paragraph in paragraphs
+            if paragraph.strip().startswith(f"``{argument}``:")
+        ]
+    assert twice == []
+
+
+#: Code blocks whose lines are shown as they are: every kind but program output (``text``,
+#: one line per message by design), diagrams' sources and reST directives.
+SHOWN_CODE = re.compile(
+    r"^```(python|pycon|sh|console|yaml|toml|ini|json|\{testcode\}|\{doctest\})\n(.*?)^```",
+    re.MULTILINE | re.DOTALL,
+)
+#: What the text column of the docs shows of a code line at 1280 px wide (92 characters), with
+#: a margin.
+CODE_WIDTH = 88
+
+
+def test_code_lines_fit_the_page() -> None:
+    """No line of code in the docs is wider than the page's text column."""
+    too_wide = [
+        f"{page.relative_to(DOCS)}: {line}"
+        for page in sorted(DOCS.rglob("*.md"))
+        for _, code in SHOWN_CODE.findall(page.read_text())
+        for line in code.splitlines()
+        if len(line) > CODE_WIDTH
+    ]
+    assert too_wide == []

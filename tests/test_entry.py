@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from test_cache_format import BASE, SECRET, a_token
@@ -221,3 +222,32 @@ def test_without_cryptography_a_cache_says_what_to_install() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert "pip install cryptography" in result.stdout
+
+
+def test_without_cryptography_no_frame_of_the_error_shows_the_secret(tmp_path: Path) -> None:
+    """The ImportError of a cache use without cryptography, shown with every frame's locals
+    (pytest -l, Sentry), does not show the client secret."""
+    directory = tmp_path / "tokens"
+    directory.mkdir(mode=0o700)
+    code = (
+        "import sys, traceback; sys.modules['cryptography'] = None\n"
+        "from requests_emma import EmmaAuth, FileTokenCache\n"
+        "auth = EmmaAuth('id', sys.argv[1], base_url='http://127.0.0.1:1',\n"
+        "                token_cache=FileTokenCache(sys.argv[2]))\n"
+        "try:\n"
+        "    auth.get_token()\n"
+        "except ImportError as error:\n"
+        "    shown = traceback.TracebackException.from_exception(error, capture_locals=True)\n"
+        "    print(''.join(shown.format()))\n"
+    )
+    secret = "frame-secret-7c41d9"
+    result = subprocess.run(
+        [sys.executable, "-c", code, secret, str(directory)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "pip install cryptography" in result.stdout
+    assert "__init__" in result.stdout and "self = " in result.stdout  # the locals are there
+    assert secret not in result.stdout

@@ -10,7 +10,7 @@ import pytest
 
 from requests_emma import EmmaAuth, RetryPolicy
 from requests_emma._core.outcome import Kind, classify_status
-from requests_emma._core.retry_policy import parse_retry_after
+from requests_emma._core.retry_policy import MAX_RETRY_AFTER, parse_retry_after
 
 NOW = 1_750_000_000.0  # a Unix time, whole seconds like an HTTP-date
 
@@ -123,3 +123,14 @@ def test_retry_after_date_in_the_past_means_no_wait() -> None:
 def test_retry_after_unusable_values_are_ignored(header: str | None) -> None:
     """An absent or unparseable Retry-After gives None rather than an error."""
     assert parse_retry_after(header, NOW) is None
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["9" * 400, "99999999999", "Fri, 31 Dec 9999 23:59:59 GMT"],
+    ids=["too-many-digits-for-a-float", "eleven-digits", "year-9999"],
+)
+def test_retry_after_longer_than_2_to_the_31_seconds_is_capped(header: str) -> None:
+    """A wait past 2**31 s (RFC 9111's cap), even one whose digits make a float infinite,
+    is 2**31 s: always a finite number."""
+    assert parse_retry_after(header, NOW) == MAX_RETRY_AFTER == 2.0**31

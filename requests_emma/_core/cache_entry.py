@@ -112,6 +112,9 @@ class Sealer:
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
             from cryptography.hazmat.primitives.kdf.hkdf import HKDF
         except ImportError:  # a required dependency, but an install can be broken
+            # This frame is in the error's traceback, which pytest -l and Sentry show with
+            # its locals: the secret must not be one of them.
+            del client_secret
             raise ImportError(
                 "a token cache needs the cryptography package, which seals its entries "
                 "(a dependency of requests-emma): pip install cryptography"

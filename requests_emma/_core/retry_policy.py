@@ -76,17 +76,24 @@ class RetryPolicy(Value):
             )
 
 
+#: The longest wait a ``Retry-After`` is taken to ask for: 2**31 seconds (68 years), the
+#: value RFC 9111 (1.2.2) has caches take for delta-seconds too large to represent.
+MAX_RETRY_AFTER = 2.0**31
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date).
 
     ``now`` is the Unix time, for the date form. ``None`` when absent or unparseable; a
-    date in the past gives 0.
+    date in the past gives 0. A longer wait than :data:`MAX_RETRY_AFTER` gives that: a wait
+    is always a finite number of seconds, even for digits too many for a float.
     """
     if value is None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(value)
+        # float() of 309 digits or more is infinity: capped, like any other long wait.
+        return min(float(value), MAX_RETRY_AFTER)
     # Here, not with the module: email.utils imports socket (for make_msgid), which importing
     # the core does not; a Retry-After in the date form is rare, and comes over a socket.
     import email.utils
@@ -97,4 +104,4 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     if when.tzinfo is None:  # an HTTP-date is always GMT, even in asctime form
         when = when.replace(tzinfo=datetime.timezone.utc)
-    return max(0.0, when.timestamp() - now)
+    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
