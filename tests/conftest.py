@@ -1,4 +1,5 @@
-"""Shared fixtures: a running FakeEmmaServer and an EmmaAuth pointed at it."""
+"""Shared fixtures: a running FakeEmmaServer, an EmmaAuth pointed at it, the clock, real
+redis-servers, and (from cache_stores.py) the token caches the cache tests run over."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
+from cache_stores import shared_cache, shared_store, store, token_directory
 from fakes import FakeClock, Handler, RawServer, use_clock
 from hypothesis import HealthCheck, settings
 from redis_server import RedisServer
@@ -13,6 +15,13 @@ from redis_server import RedisServer
 from requests_emma import EmmaAuth
 from requests_emma._core import clock as _clock
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
+
+__all__ = [  # the fixtures of cache_stores.py, made available to every test module
+    "shared_cache",
+    "shared_store",
+    "store",
+    "token_directory",
+]
 
 # The machines that run the suite are shared and noisy: judge Hypothesis tests by what they
 # find, not by how fast examples were generated or run.

@@ -1,6 +1,7 @@
 """EmmaAuth with a shared token cache: adopt what another client saved, renew once, survive
-an outage. The cache here is a real in-memory one shared by several EmmaAuth objects (as
-processes share a file or Redis); the file and Redis caches have their own tests."""
+an outage. The cache here is a real in-memory one (cache_stores.MemoryCache) shared by several
+EmmaAuth objects, as processes share a file or Redis; the contract every cache keeps is
+test_cache_contract.py's."""
 
 from __future__ import annotations
 
@@ -11,44 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from cache_stores import MemoryCache
 from fakes import WAIT, FakeClock, auth_for, join_renewal, use_clock
 
-from requests_emma import EmmaAuth, Token
-from requests_emma._caches.protocol import cache_key
-from requests_emma._core.cache_entry import Sealer
+from requests_emma import EmmaAuth
 from requests_emma.testing import FakeEmmaServer
-
-
-class MemoryCache:
-    """A token cache in a dict, with one lock per cache: what a fleet's store does."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, bytes] = {}
-        self.saves = 0
-        self._lock = threading.Lock()
-
-    def load(self, key: str) -> bytes | None:
-        return self.entries.get(key)
-
-    def save(self, key: str, entry: bytes, ttl: float) -> None:
-        self.saves += 1
-        self.entries[key] = entry
-
-    @contextlib.contextmanager
-    def lock(self, key: str, timeout: float) -> Iterator[object]:
-        if not self._lock.acquire(timeout=timeout):
-            raise TimeoutError(f"lock not acquired within {timeout} s")
-        try:
-            yield self._lock
-        finally:
-            self._lock.release()
-
-    def token(self, server: FakeEmmaServer) -> Token | None:
-        """The token in the entry saved for ``server``'s client, opened with its secret."""
-        key = cache_key(server.base_url, server.client_id, server.client_secret)
-        sealer = Sealer(server.base_url, server.client_id, server.client_secret)
-        entry = sealer.open(key, self.entries[key])
-        return None if entry is None else entry.token
 
 
 class BrokenCache(MemoryCache):

@@ -1,47 +1,24 @@
-"""Entries an EmmaAuth did not seal, planted in a real cache file or a real Redis: each is
-ignored (a DEBUG line, one token call, emma's own token sent), never adopted, never a crash."""
+"""Entries an EmmaAuth did not seal, planted in every kind of cache (in memory, a real cache
+file, a real Redis): each is ignored (a DEBUG line, one token call, emma's own token sent),
+never adopted, never a crash."""
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Callable
-from pathlib import Path
 
 import cache_workers
 import pytest
 import requests
-from redis_server import RedisServer
+from cache_stores import Store
 
-from requests_emma import EmmaAuth, FileTokenCache, RedisTokenCache, TokenCache
+from requests_emma import EmmaAuth
 from requests_emma._caches.protocol import cache_key
 from requests_emma._core.cache_entry import Entry, Sealer
 from requests_emma.testing import FakeEmmaServer
 
 WAIT = 30.0
-
-
-class Store:
-    """A real cache, and a way to write its raw bytes as someone with access to it could."""
-
-    def __init__(self, cache: TokenCache, plant: Callable[[str, bytes], None]) -> None:
-        self.cache = cache
-        self.plant = plant
-
-
-@pytest.fixture(params=["file", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "file":
-        directory = tmp_path / "tokens"
-        directory.mkdir(mode=0o700)
-        return Store(
-            FileTokenCache(directory),
-            lambda key, data: (directory / f"{key}.json").write_bytes(data),
-        )
-    redis_server: RedisServer = request.getfixturevalue("redis_server")
-    cache = RedisTokenCache.from_url(redis_server.url, prefix=f"entries-{secrets.token_hex(4)}:")
-    return Store(cache, lambda key, data: cache.save(key, data, 600.0))
 
 
 def _old_format(access_token: str, refresh_token: str, expires_at: float) -> bytes:

@@ -3,7 +3,6 @@ found by the entry's generation, never by comparing the expiries of access token
 
 from __future__ import annotations
 
-from cache_stores import shared_cache  # noqa: F401 - the fixture
 from fakes import FakeClock, auth_for, use_clock
 
 from requests_emma import TokenCache
@@ -11,7 +10,7 @@ from requests_emma.testing import FakeEmmaServer
 
 
 def test_each_client_renews_with_the_refresh_token_the_other_rotated(
-    shared_cache: TokenCache,  # noqa: F811
+    shared_cache: TokenCache,
 ) -> None:
     """Two clients on one cache, 2 s tokens (shorter than the 5 s clock-skew allowance),
     renewing in turn once both tokens expired: each refreshes with the refresh token the
@@ -32,7 +31,7 @@ def test_each_client_renews_with_the_refresh_token_the_other_rotated(
 
 
 def test_a_short_token_from_the_cache_is_adopted_rather_than_renewed(
-    shared_cache: TokenCache,  # noqa: F811
+    shared_cache: TokenCache,
 ) -> None:
     """A 2 s token another client just saved is taken from the cache (its clock-skew
     allowance is a quarter of its lifetime, not 5 s): no second token call."""
