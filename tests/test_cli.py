@@ -19,6 +19,15 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from cli_runs import (
+    DEFAULT_SIGINT,
+    STRIPPED,
+    child_env,
+    closed_port,
+    one_error_line,
+    run_cli,
+    server_env,
+)
 
 import requests_emma
 from requests_emma import EmmaAuth, EmmaSession, RetryPolicy
@@ -26,66 +35,6 @@ from requests_emma._cli import main as _cli
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-#: Variables the child must not inherit: the developer's credentials, or a proxy that would
-#: route 127.0.0.1 elsewhere.
-_STRIPPED = ("EMMA_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(_STRIPPED)}
-    env.update(extra or {})
-    return env
-
-
-#: Prefix a command with this to run it with Ctrl-C's default action, as a terminal's
-#: foreground job has it. A child inherits an ignored SIGINT (pytest run as a background job
-#: of a script, ``pytest &``) and Python then leaves it ignored; subprocess's
-#: ``restore_signals`` resets only SIGPIPE and SIGXFSZ, and a ``preexec_fn`` is not safe
-#: with the test servers' threads running. So a small Python resets it, then execs.
-DEFAULT_SIGINT = [
-    sys.executable,
-    "-c",
-    "import os, signal, sys\n"
-    + "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
-    + "os.execv(sys.argv[1], sys.argv[1:])\n",
-]
-
-
-def run_cli(
-    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60.0
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "requests_emma", *args],
-        env=child_env(env),
-        stdin=subprocess.DEVNULL,  # not a terminal: the CLI must never prompt here
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def server_env(server: FakeEmmaServer) -> dict[str, str]:
-    return {
-        "EMMA_CLIENT_ID": server.client_id,
-        "EMMA_CLIENT_SECRET": server.client_secret,
-        "EMMA_API_URL": server.base_url,
-    }
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("requests-emma: error: ")
-    assert "Traceback" not in result.stderr
-    return lines[0]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def at_the_prompt(
@@ -127,7 +76,7 @@ needs_a_pty = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pse
 
 def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in os.environ:
-        if name.upper().startswith(_STRIPPED):
+        if name.upper().startswith(STRIPPED):
             monkeypatch.delenv(name)
 
 

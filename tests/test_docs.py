@@ -11,7 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
-from test_cli import child_env
+from cli_runs import child_env
 
 import requests_emma
 import requests_emma.oauthlib
@@ -49,7 +49,8 @@ def test_every_public_method_of_the_fake_emma_is_documented() -> None:
 @pytest.mark.skipif(os.name == "nt", reason="a POSIX shell example")
 @pytest.mark.parametrize("page", ["README.md", "docs/how-to/cli.md"])
 def test_the_serve_example_leaves_no_file_behind(page: str, tmp_path: Path) -> None:
-    """The shell example that backgrounds `serve` works and leaves no file where it ran."""
+    """The shell example that backgrounds `serve` works as written: the GET answers, `serve`
+    stops cleanly on the SIGTERM, and no file is left where it ran."""
     text = (DOCS.parent / page).read_text()
     [script] = [block for block in SHELL.findall(text) if "requests-emma serve >" in block]
     checkout, temporary = tmp_path / "checkout", tmp_path / "tmp"
@@ -67,5 +68,6 @@ def test_the_serve_example_leaves_no_file_behind(page: str, tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert '"name": "London"' in result.stdout
+    assert result.stderr.endswith("# fake emma stopped\n"), result.stderr
     assert list(checkout.iterdir()) == []
     assert list(temporary.iterdir()) == []
