@@ -12,7 +12,7 @@ from fakes import FakeClock, Handler, RawServer, use_clock
 from hypothesis import HealthCheck, settings
 from redis_server import RedisServer
 
-from requests_emma import EmmaAuth
+from requests_emma import EmmaAuth, EmmaSession
 from requests_emma._core import clock as _clock
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
@@ -40,6 +40,13 @@ def server() -> Iterator[FakeEmmaServer]:
 @pytest.fixture
 def auth(server: FakeEmmaServer) -> EmmaAuth:
     return EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+
+
+@pytest.fixture
+def session(auth: EmmaAuth) -> Iterator[EmmaSession]:
+    """An EmmaSession on the ``auth`` fixture, closed after the test."""
+    with EmmaSession(auth) as emma:
+        yield emma
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from requests_emma.testing import FakeEmmaServer
 
 @pytest.fixture
 def token_session() -> Iterator[requests.Session]:
+    """A plain requests.Session for EmmaAuth's token calls (session=...)."""
     with requests.Session() as session:
         yield session
 
