@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+import requests
 from cache_stores import shared_cache, shared_store, store, token_directory
-from fakes import FakeClock, Handler, RawServer, use_clock
+from fakes import WAIT, FakeClock, Handler, RawServer, use_clock
 from hypothesis import HealthCheck, settings
 from redis_server import RedisServer
+from requests.auth import AuthBase
 
 from requests_emma import EmmaAuth, EmmaSession
 from requests_emma._core import clock as _clock
@@ -40,6 +43,24 @@ def server() -> Iterator[FakeEmmaServer]:
 @pytest.fixture
 def auth(server: FakeEmmaServer) -> EmmaAuth:
     return EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+
+
+@pytest.fixture
+def get(server: FakeEmmaServer) -> Callable[..., requests.Response]:
+    """GET with requests and ``auth``: ``get(auth)`` the server's locations, ``get(auth, path)``
+    another path of its API, ``at=`` another server's; requests' options pass through."""
+
+    def get(
+        auth: AuthBase,
+        path: str = "/v1/locations",
+        *,
+        at: FakeEmmaServer | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        kwargs.setdefault("timeout", WAIT)
+        return requests.get((at or server).base_url + path, auth=auth, **kwargs)
+
+    return get
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -38,10 +38,6 @@ def other_server() -> Iterator[FakeEmmaServer]:
         yield fake
 
 
-def locations(server: FakeEmmaServer, auth: EmmaAuth, **kwargs: object) -> requests.Response:
-    return requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10, **kwargs)
-
-
 def bearer(recorded_headers: dict[str, str] | object) -> str | None:
     assert isinstance(recorded_headers, dict)
     return recorded_headers.get("Authorization")
@@ -55,9 +51,11 @@ def carries_the_token(auth: EmmaAuth, request: requests.PreparedRequest) -> bool
 # -- which requests get the token --------------------------------------------------------------
 
 
-def test_api_request_gets_bearer_token(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+def test_api_request_gets_bearer_token(
+    server: FakeEmmaServer, auth: EmmaAuth, get: Callable[..., requests.Response]
+) -> None:
     """A request to the API's origin carries Authorization: Bearer <accessToken>."""
-    response = locations(server, auth)
+    response = get(auth)
     assert response.status_code == 200
     assert response.json()[0]["name"] == "London"
     sent = server.requests[-1]
@@ -197,22 +195,22 @@ def test_same_origin_redirect_keeps_the_token(server: FakeEmmaServer, auth: Emma
 
 
 def test_token_is_reused_while_fresh(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, get: Callable[..., requests.Response]
 ) -> None:
     """Requests inside the token's fresh period reuse it: one token call."""
     for _ in range(3):
-        assert locations(server, auth).status_code == 200
+        assert get(auth).status_code == 200
         clock.advance(60)
     assert server.token_calls == 1
 
 
 def test_token_inside_margin_is_sent_and_renewed_in_the_background(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, get: Callable[..., requests.Response]
 ) -> None:
     """A token inside the refresh margin goes out at once; one background renewal replaces it."""
     first = auth.get_token()
     clock.advance(250)  # 300 s token, default margin 60 s
-    assert locations(server, auth).status_code == 200
+    assert get(auth).status_code == 200
     join_renewal(auth)
     sent = [bearer(r.headers) for r in server.requests if r.path == "/v1/locations"]
     assert sent == [f"Bearer {first.access_token}"]
@@ -221,12 +219,12 @@ def test_token_inside_margin_is_sent_and_renewed_in_the_background(
 
 
 def test_expired_token_is_renewed_before_sending(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, get: Callable[..., requests.Response]
 ) -> None:
     """An expired token is never sent: a new one is fetched first."""
     first = auth.get_token()
     clock.advance(301)
-    assert locations(server, auth).status_code == 200
+    assert get(auth).status_code == 200
     sent = [bearer(r.headers) for r in server.requests if r.path == "/v1/locations"]
     assert sent == [f"Bearer {auth.get_token().access_token}"]
     assert auth.get_token() != first
@@ -382,7 +380,9 @@ def test_on_token_never_ends_on_a_superseded_token(
 
 
 def test_failing_on_token_is_logged_and_ignored(
-    server: FakeEmmaServer, debug_log: pytest.LogCaptureFixture
+    server: FakeEmmaServer,
+    debug_log: pytest.LogCaptureFixture,
+    get: Callable[..., requests.Response],
 ) -> None:
     """A callback that raises is logged as a warning and ignored; the request still goes out."""
 
@@ -390,12 +390,14 @@ def test_failing_on_token_is_logged_and_ignored(
         raise RuntimeError("bug in user code")
 
     auth = auth_for(server, on_token=broken)
-    assert locations(server, auth).status_code == 200
+    assert get(auth).status_code == 200
     warnings = [r.getMessage() for r in debug_log.records if r.levelname == "WARNING"]
     assert warnings == ["on_token callback raised RuntimeError; ignored"]
 
 
-def test_on_token_may_use_the_auth_itself(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+def test_on_token_may_use_the_auth_itself(
+    server: FakeEmmaServer, auth: EmmaAuth, get: Callable[..., requests.Response]
+) -> None:
     """on_token runs outside the lock: a callback calling the API (even through a 401) works."""
     statuses: list[int] = []
     first = threading.Event()
@@ -404,7 +406,7 @@ def test_on_token_may_use_the_auth_itself(server: FakeEmmaServer, auth: EmmaAuth
         if not first.is_set():
             first.set()
             server.revoke()  # the callback's own request gets a 401, renewal and replay
-            statuses.append(locations(server, auth).status_code)
+            statuses.append(get(auth).status_code)
 
     auth._on_token = call_api
     done = threading.Event()
@@ -437,13 +439,13 @@ def test_token_call_is_json_without_authorization(
 
 
 def test_token_calls_use_the_given_session(
-    server: FakeEmmaServer, token_session: requests.Session
+    server: FakeEmmaServer, token_session: requests.Session, get: Callable[..., requests.Response]
 ) -> None:
     """session= is used for token calls (its headers show there), not for API calls."""
     session = token_session
     session.headers["X-Corporate-Proxy"] = "yes"
     auth = auth_for(server, session=session)
-    locations(server, auth)
+    get(auth)
     token_call, api_call = server.requests
     assert token_call.headers.get("X-Corporate-Proxy") == "yes"
     assert "X-Corporate-Proxy" not in api_call.headers
@@ -480,11 +482,13 @@ def test_token_call_timeout_applies(server: FakeEmmaServer) -> None:
 # -- errors from the token endpoint ------------------------------------------------------------
 
 
-def test_wrong_secret_raises_credentials_error_with_emmas_message(server: FakeEmmaServer) -> None:
+def test_wrong_secret_raises_credentials_error_with_emmas_message(
+    server: FakeEmmaServer, get: Callable[..., requests.Response]
+) -> None:
     """issue-token refusing the credentials raises CredentialsError with emma's message."""
     auth = EmmaAuth(server.client_id, "wrong-secret", base_url=server.base_url)
     with pytest.raises(CredentialsError) as caught:
-        locations(server, auth)
+        get(auth)
     assert caught.value.status_code == 400
     assert caught.value.message == "Invalid client credentials"
     assert "Invalid client credentials" in str(caught.value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -52,12 +52,8 @@ def two_clients_with_tokens(
     return clock, first, second
 
 
-def get(server: FakeEmmaServer, auth: EmmaAuth) -> requests.Response:
-    return requests.get(server.base_url + "/v1/locations", auth=auth, timeout=WAIT)
-
-
 def test_clients_starting_together_make_one_token_call(
-    server: FakeEmmaServer, cache: MemoryCache
+    server: FakeEmmaServer, cache: MemoryCache, get: Callable[..., requests.Response]
 ) -> None:
     """Eight clients sharing a cache, starting at once on an empty cache: one token call."""
     auths = [auth_for(server, token_cache=cache) for _ in range(8)]
@@ -66,7 +62,7 @@ def test_clients_starting_together_make_one_token_call(
 
     def start(auth: EmmaAuth) -> None:
         barrier.wait(WAIT)
-        statuses.append(get(server, auth).status_code)
+        statuses.append(get(auth).status_code)
 
     threads = [threading.Thread(target=start, args=(auth,)) for auth in auths]
     for thread in threads:
@@ -90,7 +86,7 @@ def test_a_renewal_by_one_client_is_taken_by_the_others(
 
 
 def test_rotation_across_clients_uses_the_newest_refresh_token(
-    server: FakeEmmaServer, cache: MemoryCache
+    server: FakeEmmaServer, cache: MemoryCache, get: Callable[..., requests.Response]
 ) -> None:
     """A client never renews with a refresh token another client has already used."""
     clock, first, second = two_clients_with_tokens(server, cache)
@@ -98,7 +94,7 @@ def test_rotation_across_clients_uses_the_newest_refresh_token(
     first.get_token()  # refreshes: the server revokes the shared refresh token
     server.expire_access_tokens()
     clock.advance(301)
-    assert get(server, second).status_code == 200
+    assert get(second).status_code == 200
     # second refreshed with the rotated refresh token from the cache: no refusal, no issue.
     assert (server.issue_calls, server.refresh_calls) == (1, 2)
 
@@ -119,24 +115,26 @@ def test_an_early_renewal_takes_a_fresher_cached_token(
 
 
 def test_a_rejected_token_in_the_cache_is_not_taken_again(
-    server: FakeEmmaServer, cache: MemoryCache
+    server: FakeEmmaServer, cache: MemoryCache, get: Callable[..., requests.Response]
 ) -> None:
     """After a 401, the cached copy of the rejected token is not adopted: a renewal follows."""
     auth = auth_for(server, token_cache=cache)
-    assert get(server, auth).status_code == 200
+    assert get(auth).status_code == 200
     server.revoke()
-    assert get(server, auth).status_code == 200
+    assert get(auth).status_code == 200
     assert server.issue_calls == 2
     assert cache.entries and cache.token(server) == auth.get_token()
 
 
-def test_two_clients_are_kept_apart(server: FakeEmmaServer, cache: MemoryCache) -> None:
+def test_two_clients_are_kept_apart(
+    server: FakeEmmaServer, cache: MemoryCache, get: Callable[..., requests.Response]
+) -> None:
     """Different credentials on one cache use different entries and never each other's token."""
     with FakeEmmaServer(client_id="other-id") as other:
         mine = auth_for(server, token_cache=cache)
         theirs = auth_for(other, token_cache=cache)
-        assert get(server, mine).status_code == 200
-        assert get(other, theirs).status_code == 200
+        assert get(mine).status_code == 200
+        assert get(theirs, at=other).status_code == 200
         assert len(cache.entries) == 2
         assert mine.get_token() != theirs.get_token()
         assert (server.token_calls, other.token_calls) == (1, 1)
@@ -151,12 +149,12 @@ def test_the_cache_key_holds_no_secret(server: FakeEmmaServer, cache: MemoryCach
 
 
 def test_a_cache_outage_never_fails_a_request(
-    server: FakeEmmaServer, caplog: pytest.LogCaptureFixture
+    server: FakeEmmaServer, caplog: pytest.LogCaptureFixture, get: Callable[..., requests.Response]
 ) -> None:
     """With the store down, requests succeed on in-memory tokens and a WARNING says why."""
     auth = auth_for(server, token_cache=BrokenCache())
     with caplog.at_level(logging.WARNING, logger="requests_emma"):
-        assert get(server, auth).status_code == 200
+        assert get(auth).status_code == 200
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings and "token cache" in warnings[0] and "ConnectionRefusedError" in warnings[0]
     assert server.token_calls == 1

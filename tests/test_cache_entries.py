@@ -18,8 +18,6 @@ from requests_emma._caches.protocol import cache_key
 from requests_emma._core.cache_entry import Entry, Sealer
 from requests_emma.testing import FakeEmmaServer
 
-WAIT = 30.0
-
 
 def _old_format(access_token: str, refresh_token: str, expires_at: float) -> bytes:
     """An entry as the plain-JSON format before sealing stored it."""
@@ -76,7 +74,11 @@ def _planted(case: str, server: FakeEmmaServer, key: str) -> tuple[bytes, str]:
     ],
 )
 def test_an_entry_that_does_not_open_is_ignored(
-    store: Store, server: FakeEmmaServer, case: str, caplog: pytest.LogCaptureFixture
+    store: Store,
+    server: FakeEmmaServer,
+    case: str,
+    caplog: pytest.LogCaptureFixture,
+    get: Callable[..., requests.Response],
 ) -> None:
     """A planted, changed, truncated or differently keyed entry is not adopted: one token
     call, emma's new token sent, one DEBUG line saying the entry was ignored."""
@@ -88,7 +90,7 @@ def test_an_entry_that_does_not_open_is_ignored(
         server.client_id, server.client_secret, base_url=server.base_url, token_cache=store.cache
     )
     with caplog.at_level(logging.DEBUG, logger="requests_emma"):
-        response = requests.get(server.base_url + "/v1/locations", auth=auth, timeout=WAIT)
+        response = get(auth)
     assert response.status_code == 200
     assert server.token_calls == calls_before + 1
     sent = response.request.headers["Authorization"].removeprefix("Bearer ")
@@ -116,7 +118,7 @@ def test_the_entry_saved_after_an_ignored_one_opens(store: Store, server: FakeEm
 
 
 def test_an_entry_with_a_token_unsafe_in_a_header_is_ignored(
-    store: Store, server: FakeEmmaServer
+    store: Store, server: FakeEmmaServer, get: Callable[..., requests.Response]
 ) -> None:
     """Even sealed with the right key, a token with CRLF in it is refused by the checks a
     token response gets: no ValueError, one token call, emma's token sent."""
@@ -129,5 +131,5 @@ def test_an_entry_with_a_token_unsafe_in_a_header_is_ignored(
     auth = EmmaAuth(
         server.client_id, server.client_secret, base_url=server.base_url, token_cache=store.cache
     )
-    response = requests.get(server.base_url + "/v1/locations", auth=auth, timeout=WAIT)
+    response = get(auth)
     assert response.status_code == 200 and server.token_calls == 2

@@ -10,6 +10,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -150,7 +151,10 @@ def test_the_pickle_of_an_emma_auth_with_a_redis_cache_repr_has_no_password() ->
 
 
 def test_emma_auth_carries_on_with_a_warning_when_redis_is_down(
-    own_redis_server: RedisServer, server: FakeEmmaServer, caplog: pytest.LogCaptureFixture
+    own_redis_server: RedisServer,
+    server: FakeEmmaServer,
+    caplog: pytest.LogCaptureFixture,
+    get: Callable[..., requests.Response],
 ) -> None:
     """An EmmaAuth whose Redis is gone gets its token anyway; the WARNING names the cache
     without its password and holds no token."""
@@ -163,7 +167,7 @@ def test_emma_auth_carries_on_with_a_warning_when_redis_is_down(
         token_cache=RedisTokenCache.from_url(url),
     )
     with caplog.at_level(logging.WARNING, logger="requests_emma"):
-        response = requests.get(server.base_url + "/v1/locations", auth=auth, timeout=30)
+        response = get(auth)
     assert response.status_code == 200 and server.token_calls == 1
     warnings = [
         record.getMessage() for record in caplog.records if record.levelno == logging.WARNING
