@@ -1,4 +1,5 @@
-"""The token cache protocol: keys and protocol checks (the entry format: test_entry.py)."""
+"""The token cache protocol: keys, and the check of an object passed as a cache (what every
+cache does: test_cache_contract.py; the entry format: test_entry.py)."""
 
 from __future__ import annotations
 

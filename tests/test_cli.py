@@ -319,7 +319,7 @@ def test_silent_token_endpoint_exits_4(
 def test_retries_are_shown_at_default_verbosity(server: FakeEmmaServer) -> None:
     """Without -v, each retry of the token call is one line on stderr, and the token comes."""
     server.fail_next_token_calls(2, 503)
-    result = run_cli("token", env=server_env(server))
+    result = run_cli("token", env=server_env(server), retry_waits=False)  # no real backoff
     assert result.returncode == 0, result.stderr
     assert server.is_valid_access_token(result.stdout.strip())
     lines = result.stderr.splitlines()

@@ -1,4 +1,6 @@
-"""The documentation keeps up with the code: every public name has a reference entry."""
+"""The documentation keeps up with the code: every public name has a reference entry, every
+method of the fake emma is in the testing how-to, and the shell example that backgrounds
+`serve` works as written."""
 
 from __future__ import annotations
 
