@@ -244,22 +244,21 @@ def test_explicit_margin_is_honoured(server: FakeEmmaServer, clock: FakeClock) -
     assert server.token_calls == 2
 
 
-def test_short_lived_token_is_not_renewed_on_every_request(clock: FakeClock) -> None:
+def test_short_lived_token_is_not_renewed_on_every_request(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
     """A 2 s token serves several requests before it is renewed."""
-    with FakeEmmaServer(token_lifetime=2) as server:
-        auth = auth_for(server)
-        auth._clock = clock
-        for _ in range(5):
-            auth.get_token()
-            clock.advance(0.25)
-        assert server.token_calls == 1
+    server.token_lifetime = 2
+    for _ in range(5):
+        auth.get_token()
+        clock.advance(0.25)
+    assert server.token_calls == 1
 
 
-def test_lifetime_from_jwt_exp_without_expires_in() -> None:
+def test_lifetime_from_jwt_exp_without_expires_in(server: FakeEmmaServer, auth: EmmaAuth) -> None:
     """Without expiresIn the token's expiry comes from its JWT exp claim."""
-    with FakeEmmaServer(send_expires_in=False, token_lifetime=120) as server:
-        auth = auth_for(server)
-        assert 100 < auth.get_token().expires_in() <= 121
+    server.send_expires_in, server.token_lifetime = False, 120
+    assert 100 < auth.get_token().expires_in() <= 121
 
 
 @responses.activate
@@ -546,10 +545,10 @@ def test_token_request_error_carries_status_and_emma_fields(
     assert "Keycloak down" in str(error)
 
 
-def test_unreachable_endpoint_error_names_the_reason_and_base_url() -> None:
+def test_unreachable_endpoint_error_names_the_reason_and_base_url(server: FakeEmmaServer) -> None:
     """A refused connection says so, with the base URL to check."""
-    with FakeEmmaServer() as server:
-        base_url = server.base_url
+    base_url = server.base_url
+    server.stop()  # its port now refuses connections
     auth = EmmaAuth("id", "secret", base_url=base_url, retry=RetryPolicy(attempts=1))
     with pytest.raises(TokenRequestError) as caught:
         auth.get_token()

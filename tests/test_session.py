@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from fakes import auth_for
 from urllib3.util.retry import Retry
 
 from requests_emma import CredentialsError, EmmaAuth, EmmaSession
@@ -440,13 +439,12 @@ def test_a_second_401_is_returned_not_retried(session: EmmaSession, server: Fake
     assert server.api_calls == 2
 
 
-def test_403_is_neither_retried_nor_renewed() -> None:
+def test_403_is_neither_retried_nor_renewed(session: EmmaSession, server: FakeEmmaServer) -> None:
     """A 403 (access level too low) comes back at once, with no token call."""
-    with FakeEmmaServer(access_level="Read") as server:
-        with EmmaSession(auth_for(server)) as emma:
-            response = emma.delete("/v1/ssh-keys")
-        assert response.status_code == 403
-        assert (server.api_calls, server.token_calls) == (1, 1)
+    server.access_level = "Read"
+    response = session.delete("/v1/ssh-keys")
+    assert response.status_code == 403
+    assert (server.api_calls, server.token_calls) == (1, 1)
 
 
 def test_threads_share_one_session(session: EmmaSession, server: FakeEmmaServer) -> None:
