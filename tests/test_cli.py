@@ -328,14 +328,6 @@ def test_retries_are_shown_at_default_verbosity(server: FakeEmmaServer) -> None:
     assert "HTTP 503" in lines[1] and "attempt 2 of 5; retrying in" in lines[1]
 
 
-def test_a_rejected_credential_is_reported_once(server: FakeEmmaServer) -> None:
-    """Without -v, rejected credentials are one error line, with no log line repeating it."""
-    env = {**server_env(server), "EMMA_CLIENT_SECRET": "wrong-secret-value"}
-    result = run_cli("token", env=env)
-    assert result.returncode == 3
-    assert "rejected the client credentials" in one_error_line(result)
-
-
 def test_verbose_reports_a_rejected_credential_once(server: FakeEmmaServer) -> None:
     """With -v, rejected credentials show up once on stderr: the error line, no log echo."""
     env = {**server_env(server), "EMMA_CLIENT_SECRET": "wrong-secret-value"}
@@ -564,11 +556,14 @@ def test_a_bad_base_url_names_its_source(source: str) -> None:
 
 
 def test_rejected_credentials_exit_3(server: FakeEmmaServer) -> None:
-    """Credentials issue-token rejects: exit 3 with emma's message."""
+    """Credentials issue-token rejects: exit 3, one error line saying so with emma's message,
+    and (without -v) no log line repeating it."""
     env = {**server_env(server), "EMMA_CLIENT_SECRET": "wrong-secret-value"}
     result = run_cli("token", env=env)
     assert result.returncode == 3
-    assert "Invalid client credentials" in one_error_line(result)
+    line = one_error_line(result)
+    assert "rejected the client credentials" in line
+    assert "Invalid client credentials" in line
 
 
 def test_failing_token_endpoint_exits_3(server: FakeEmmaServer) -> None:
