@@ -446,29 +446,6 @@ def test_closed_stdout_is_quiet(server: FakeEmmaServer, command: list[str]) -> N
     assert stderr == b""
 
 
-def test_demo_whose_reader_goes_away_mid_tour_is_quiet() -> None:
-    """The reader gone while the background renewal logs: 141, no traceback from its thread."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "requests_emma", "demo"],
-        env=child_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    ) as child:
-        assert child.stdout is not None
-        # The next line the demo prints is the renewal's log line, from its own thread: close
-        # as soon as the line before it arrives (unbuffered reads), before that one is written.
-        printed = b""
-        while b"renewal runs beside it)\n" not in printed:
-            chunk = os.read(child.stdout.fileno(), 65536)
-            assert chunk, printed
-            printed += chunk
-        child.stdout.close()
-        _, stderr = child.communicate(timeout=60)
-    assert child.returncode == 141
-    assert stderr == b""
-
-
 # -- configuration and auth errors ---------------------------------------------------------
 
 
@@ -680,26 +657,73 @@ class DemoRun(NamedTuple):
     seconds: float  # from its start to its end
 
 
+class CutDemoRun(NamedTuple):
+    printed: bytes  # what it printed before its reader went away
+    returncode: int
+    stderr: bytes
+
+
+class DemoRuns(NamedTuple):
+    plain: DemoRun  # in DEMO_ENV
+    verbose: DemoRun  # with -v
+    cut: CutDemoRun  # its reader gone mid-tour
+
+
+#: The line the demo prints just before the background renewal's log line.
+BEFORE_THE_RENEWALS_LOG_LINE = b"renewal runs beside it)\n"
+
+
 def run_demo(*args: str, env: Mapping[str, str] | None = None) -> DemoRun:
     started = time.monotonic()
     result = run_cli(*args, "demo", env=env, timeout=60)
     return DemoRun(result, time.monotonic() - started)
 
 
+def run_demo_cut_mid_tour() -> CutDemoRun:
+    """The demo whose stdout is closed as soon as the line before the renewal's log line
+    arrives (unbuffered reads), before that one, written from the renewal's own thread."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "requests_emma", "demo"],
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        assert child.stdout is not None
+        printed = b""
+        while BEFORE_THE_RENEWALS_LOG_LINE not in printed:
+            chunk = os.read(child.stdout.fileno(), 65536)
+            if not chunk:
+                break  # it ended before that line: the test says so
+            printed += chunk
+        child.stdout.close()
+        _, stderr = child.communicate(timeout=60)
+    return CutDemoRun(printed, child.returncode, stderr)
+
+
 @pytest.fixture(scope="module")
-def demo_runs() -> dict[str, DemoRun]:
-    """The demo run plainly (in ``DEMO_ENV``) and with -v, side by side: each spends most of
-    its few seconds waiting (for its first token to near expiry, then two Retry-After: 1), so
-    the two take the time of one."""
-    with ThreadPoolExecutor(2) as pool:
+def demo_runs() -> DemoRuns:
+    """The demo's runs the tests read, side by side: each spends most of its few seconds
+    waiting (for its first token to near expiry, then two Retry-After: 1), so together they
+    take the time of one."""
+    with ThreadPoolExecutor(3) as pool:
         plain = pool.submit(run_demo, env=DEMO_ENV)
         verbose = pool.submit(run_demo, "-v")
-        return {"plain": plain.result(), "verbose": verbose.result()}
+        cut = pool.submit(run_demo_cut_mid_tour)
+        return DemoRuns(plain.result(), verbose.result(), cut.result())
 
 
-def test_demo_end_to_end(demo_runs: dict[str, DemoRun]) -> None:
+def test_demo_whose_reader_goes_away_mid_tour_is_quiet(demo_runs: DemoRuns) -> None:
+    """The reader gone while the background renewal logs: 141, no traceback from its thread."""
+    cut = demo_runs.cut
+    assert BEFORE_THE_RENEWALS_LOG_LINE in cut.printed, cut.printed
+    assert cut.returncode == 141
+    assert cut.stderr == b""
+
+
+def test_demo_end_to_end(demo_runs: DemoRuns) -> None:
     """`demo` walks through the lifecycle in under 30 s, offline, with no credentials."""
-    result, elapsed = demo_runs["plain"]
+    result, elapsed = demo_runs.plain
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert elapsed < 30
@@ -717,8 +741,8 @@ def test_demo_end_to_end(demo_runs: dict[str, DemoRun]) -> None:
 
 
 @pytest.fixture
-def verbose_demo(demo_runs: dict[str, DemoRun]) -> subprocess.CompletedProcess[str]:
-    return demo_runs["verbose"].result
+def verbose_demo(demo_runs: DemoRuns) -> subprocess.CompletedProcess[str]:
+    return demo_runs.verbose.result
 
 
 def test_verbose_demo_prints_each_log_line_once(
