@@ -1,18 +1,30 @@
-"""Shared fixtures: a running FakeEmmaServer and an EmmaAuth pointed at it."""
+"""Shared fixtures: a running FakeEmmaServer, an EmmaAuth pointed at it, the clock, real
+redis-servers, and (from cache_stores.py) the token caches the cache tests run over."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from fakes import FakeClock, Handler, RawServer, use_clock
+import requests
+from cache_stores import shared_cache, shared_store, store, token_directory
+from fakes import WAIT, FakeClock, Handler, RawServer, use_clock
 from hypothesis import HealthCheck, settings
 from redis_server import RedisServer
+from requests.auth import AuthBase
 
-from requests_emma import EmmaAuth
+from requests_emma import EmmaAuth, EmmaSession
 from requests_emma._system_clock import SystemClock
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
+
+__all__ = [  # the fixtures of cache_stores.py, made available to every test module
+    "shared_cache",
+    "shared_store",
+    "store",
+    "token_directory",
+]
 
 # The machines that run the suite are shared and noisy: judge Hypothesis tests by what they
 # find, not by how fast examples were generated or run.
@@ -31,6 +43,31 @@ def server() -> Iterator[FakeEmmaServer]:
 @pytest.fixture
 def auth(server: FakeEmmaServer) -> EmmaAuth:
     return EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+
+
+@pytest.fixture
+def get(server: FakeEmmaServer) -> Callable[..., requests.Response]:
+    """GET with requests and ``auth``: ``get(auth)`` the server's locations, ``get(auth, path)``
+    another path of its API, ``at=`` another server's; requests' options pass through."""
+
+    def get(
+        auth: AuthBase,
+        path: str = "/v1/locations",
+        *,
+        at: FakeEmmaServer | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        kwargs.setdefault("timeout", WAIT)
+        return requests.get((at or server).base_url + path, auth=auth, **kwargs)
+
+    return get
+
+
+@pytest.fixture
+def session(auth: EmmaAuth) -> Iterator[EmmaSession]:
+    """An EmmaSession on the ``auth`` fixture, closed after the test."""
+    with EmmaSession(auth) as emma:
+        yield emma
 
 
 @pytest.fixture

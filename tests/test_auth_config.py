@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import requests
 
@@ -22,10 +24,12 @@ def test_errors_are_request_exceptions() -> None:
     assert issubclass(EmmaAuthError, requests.RequestException)
 
 
-def test_construction_makes_no_network_call(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+def test_construction_makes_no_network_call(
+    server: FakeEmmaServer, auth: EmmaAuth, get: Callable[..., requests.Response]
+) -> None:
     """Constructing EmmaAuth contacts nobody; the first request does."""
     assert server.token_calls == 0
-    requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10)
+    get(auth)
     assert server.token_calls == 1
 
 

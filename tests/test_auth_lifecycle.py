@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -27,6 +27,7 @@ from requests_emma.testing import FakeEmmaServer
 
 @pytest.fixture
 def token_session() -> Iterator[requests.Session]:
+    """A plain requests.Session for EmmaAuth's token calls (session=...)."""
     with requests.Session() as session:
         yield session
 
@@ -35,10 +36,6 @@ def token_session() -> Iterator[requests.Session]:
 def other_server() -> Iterator[FakeEmmaServer]:
     with FakeEmmaServer() as fake:
         yield fake
-
-
-def locations(server: FakeEmmaServer, auth: EmmaAuth, **kwargs: object) -> requests.Response:
-    return requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10, **kwargs)
 
 
 def bearer(recorded_headers: dict[str, str] | object) -> str | None:
@@ -54,9 +51,11 @@ def carries_the_token(auth: EmmaAuth, request: requests.PreparedRequest) -> bool
 # -- which requests get the token --------------------------------------------------------------
 
 
-def test_api_request_gets_bearer_token(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+def test_api_request_gets_bearer_token(
+    server: FakeEmmaServer, auth: EmmaAuth, get: Callable[..., requests.Response]
+) -> None:
     """A request to the API's origin carries Authorization: Bearer <accessToken>."""
-    response = locations(server, auth)
+    response = get(auth)
     assert response.status_code == 200
     assert response.json()[0]["name"] == "London"
     sent = server.requests[-1]
@@ -196,22 +195,22 @@ def test_same_origin_redirect_keeps_the_token(server: FakeEmmaServer, auth: Emma
 
 
 def test_token_is_reused_while_fresh(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, get: Callable[..., requests.Response]
 ) -> None:
     """Requests inside the token's fresh period reuse it: one token call."""
     for _ in range(3):
-        assert locations(server, auth).status_code == 200
+        assert get(auth).status_code == 200
         clock.advance(60)
     assert server.token_calls == 1
 
 
 def test_token_inside_margin_is_sent_and_renewed_in_the_background(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, get: Callable[..., requests.Response]
 ) -> None:
     """A token inside the refresh margin goes out at once; one background renewal replaces it."""
     first = auth.get_token()
     clock.advance(250)  # 300 s token, default margin 60 s
-    assert locations(server, auth).status_code == 200
+    assert get(auth).status_code == 200
     join_renewal(auth)
     sent = [bearer(r.headers) for r in server.requests if r.path == "/v1/locations"]
     assert sent == [f"Bearer {first.access_token}"]
@@ -220,12 +219,12 @@ def test_token_inside_margin_is_sent_and_renewed_in_the_background(
 
 
 def test_expired_token_is_renewed_before_sending(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, get: Callable[..., requests.Response]
 ) -> None:
     """An expired token is never sent: a new one is fetched first."""
     first = auth.get_token()
     clock.advance(301)
-    assert locations(server, auth).status_code == 200
+    assert get(auth).status_code == 200
     sent = [bearer(r.headers) for r in server.requests if r.path == "/v1/locations"]
     assert sent == [f"Bearer {auth.get_token().access_token}"]
     assert auth.get_token() != first
@@ -245,22 +244,21 @@ def test_explicit_margin_is_honoured(server: FakeEmmaServer, clock: FakeClock) -
     assert server.token_calls == 2
 
 
-def test_short_lived_token_is_not_renewed_on_every_request(clock: FakeClock) -> None:
+def test_short_lived_token_is_not_renewed_on_every_request(
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+) -> None:
     """A 2 s token serves several requests before it is renewed."""
-    with FakeEmmaServer(token_lifetime=2) as server:
-        auth = auth_for(server)
-        auth._clock = clock
-        for _ in range(5):
-            auth.get_token()
-            clock.advance(0.25)
-        assert server.token_calls == 1
+    server.token_lifetime = 2
+    for _ in range(5):
+        auth.get_token()
+        clock.advance(0.25)
+    assert server.token_calls == 1
 
 
-def test_lifetime_from_jwt_exp_without_expires_in() -> None:
+def test_lifetime_from_jwt_exp_without_expires_in(server: FakeEmmaServer, auth: EmmaAuth) -> None:
     """Without expiresIn the token's expiry comes from its JWT exp claim."""
-    with FakeEmmaServer(send_expires_in=False, token_lifetime=120) as server:
-        auth = auth_for(server)
-        assert 100 < auth.get_token().expires_in() <= 121
+    server.send_expires_in, server.token_lifetime = False, 120
+    assert 100 < auth.get_token().expires_in() <= 121
 
 
 @responses.activate
@@ -381,7 +379,9 @@ def test_on_token_never_ends_on_a_superseded_token(
 
 
 def test_failing_on_token_is_logged_and_ignored(
-    server: FakeEmmaServer, debug_log: pytest.LogCaptureFixture
+    server: FakeEmmaServer,
+    debug_log: pytest.LogCaptureFixture,
+    get: Callable[..., requests.Response],
 ) -> None:
     """A callback that raises is logged as a warning and ignored; the request still goes out."""
 
@@ -389,12 +389,14 @@ def test_failing_on_token_is_logged_and_ignored(
         raise RuntimeError("bug in user code")
 
     auth = auth_for(server, on_token=broken)
-    assert locations(server, auth).status_code == 200
+    assert get(auth).status_code == 200
     warnings = [r.getMessage() for r in debug_log.records if r.levelname == "WARNING"]
     assert warnings == ["on_token callback raised RuntimeError; ignored"]
 
 
-def test_on_token_may_use_the_auth_itself(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+def test_on_token_may_use_the_auth_itself(
+    server: FakeEmmaServer, auth: EmmaAuth, get: Callable[..., requests.Response]
+) -> None:
     """on_token runs outside the lock: a callback calling the API (even through a 401) works."""
     statuses: list[int] = []
     first = threading.Event()
@@ -403,7 +405,7 @@ def test_on_token_may_use_the_auth_itself(server: FakeEmmaServer, auth: EmmaAuth
         if not first.is_set():
             first.set()
             server.revoke()  # the callback's own request gets a 401, renewal and replay
-            statuses.append(locations(server, auth).status_code)
+            statuses.append(get(auth).status_code)
 
     auth._on_token = call_api
     done = threading.Event()
@@ -436,13 +438,13 @@ def test_token_call_is_json_without_authorization(
 
 
 def test_token_calls_use_the_given_session(
-    server: FakeEmmaServer, token_session: requests.Session
+    server: FakeEmmaServer, token_session: requests.Session, get: Callable[..., requests.Response]
 ) -> None:
     """session= is used for token calls (its headers show there), not for API calls."""
     session = token_session
     session.headers["X-Corporate-Proxy"] = "yes"
     auth = auth_for(server, session=session)
-    locations(server, auth)
+    get(auth)
     token_call, api_call = server.requests
     assert token_call.headers.get("X-Corporate-Proxy") == "yes"
     assert "X-Corporate-Proxy" not in api_call.headers
@@ -479,11 +481,13 @@ def test_token_call_timeout_applies(server: FakeEmmaServer) -> None:
 # -- errors from the token endpoint ------------------------------------------------------------
 
 
-def test_wrong_secret_raises_credentials_error_with_emmas_message(server: FakeEmmaServer) -> None:
+def test_wrong_secret_raises_credentials_error_with_emmas_message(
+    server: FakeEmmaServer, get: Callable[..., requests.Response]
+) -> None:
     """issue-token refusing the credentials raises CredentialsError with emma's message."""
     auth = EmmaAuth(server.client_id, "wrong-secret", base_url=server.base_url)
     with pytest.raises(CredentialsError) as caught:
-        locations(server, auth)
+        get(auth)
     assert caught.value.status_code == 400
     assert caught.value.message == "Invalid client credentials"
     assert "Invalid client credentials" in str(caught.value)
@@ -541,10 +545,10 @@ def test_token_request_error_carries_status_and_emma_fields(
     assert "Keycloak down" in str(error)
 
 
-def test_unreachable_endpoint_error_names_the_reason_and_base_url() -> None:
+def test_unreachable_endpoint_error_names_the_reason_and_base_url(server: FakeEmmaServer) -> None:
     """A refused connection says so, with the base URL to check."""
-    with FakeEmmaServer() as server:
-        base_url = server.base_url
+    base_url = server.base_url
+    server.stop()  # its port now refuses connections
     auth = EmmaAuth("id", "secret", base_url=base_url, retry=RetryPolicy(attempts=1))
     with pytest.raises(TokenRequestError) as caught:
         auth.get_token()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -22,12 +22,12 @@ def ssh_key_posts(server: FakeEmmaServer) -> list[RecordedRequest]:
 
 
 def test_rejected_token_is_renewed_and_request_replayed(
-    server: FakeEmmaServer, auth: EmmaAuth
+    server: FakeEmmaServer, auth: EmmaAuth, get: Callable[..., requests.Response]
 ) -> None:
     """A 401 for a revoked token renews it and the replay succeeds, the 401 in history."""
     old = auth.get_token()
     server.revoke()
-    response = requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10)
+    response = get(auth)
     assert response.status_code == 200
     assert [r.status_code for r in response.history] == [401]
     new = auth.get_token()
@@ -37,12 +37,12 @@ def test_rejected_token_is_renewed_and_request_replayed(
 
 
 def test_replay_after_expired_access_token_uses_refresh_token(
-    server: FakeEmmaServer, auth: EmmaAuth
+    server: FakeEmmaServer, auth: EmmaAuth, get: Callable[..., requests.Response]
 ) -> None:
     """An access token expired early on the server is renewed with the refresh token."""
     auth.get_token()
     server.expire_access_tokens()
-    response = requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10)
+    response = get(auth)
     assert response.status_code == 200
     assert (server.issue_calls, server.refresh_calls) == (1, 1)
 
@@ -109,10 +109,12 @@ def test_generator_body_is_never_replayed(server: FakeEmmaServer, auth: EmmaAuth
     assert server.token_calls == 1
 
 
-def test_second_401_is_returned_not_looped(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+def test_second_401_is_returned_not_looped(
+    server: FakeEmmaServer, auth: EmmaAuth, get: Callable[..., requests.Response]
+) -> None:
     """If the replay gets a 401 too, that 401 is returned: one renewal, two API calls."""
     server.api_hook = server.revoke  # every API call finds every token revoked
-    response = requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10)
+    response = get(auth)
     assert response.status_code == 401
     assert [r.status_code for r in response.history] == [401]
     assert server.api_calls == 2

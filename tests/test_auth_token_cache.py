@@ -1,54 +1,22 @@
 """EmmaAuth with a shared token cache: adopt what another client saved, renew once, survive
-an outage. The cache here is a real in-memory one shared by several EmmaAuth objects (as
-processes share a file or Redis); the file and Redis caches have their own tests."""
+an outage. The cache here is a real in-memory one (cache_stores.MemoryCache) shared by several
+EmmaAuth objects, as processes share a file or Redis; the contract every cache keeps is
+test_cache_contract.py's."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
+from cache_stores import MemoryCache
 from fakes import WAIT, FakeClock, auth_for, join_renewal, use_clock
 
-from requests_emma import EmmaAuth, Token
-from requests_emma._caches.protocol import cache_key
-from requests_emma._core.cache_entry import Sealer
+from requests_emma import EmmaAuth
 from requests_emma.testing import FakeEmmaServer
-
-
-class MemoryCache:
-    """A token cache in a dict, with one lock per cache: what a fleet's store does."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, bytes] = {}
-        self.saves = 0
-        self._lock = threading.Lock()
-
-    def load(self, key: str) -> bytes | None:
-        return self.entries.get(key)
-
-    def save(self, key: str, entry: bytes, ttl: float) -> None:
-        self.saves += 1
-        self.entries[key] = entry
-
-    @contextlib.contextmanager
-    def lock(self, key: str, timeout: float) -> Iterator[object]:
-        if not self._lock.acquire(timeout=timeout):
-            raise TimeoutError(f"lock not acquired within {timeout} s")
-        try:
-            yield self._lock
-        finally:
-            self._lock.release()
-
-    def token(self, server: FakeEmmaServer) -> Token | None:
-        """The token in the entry saved for ``server``'s client, opened with its secret."""
-        key = cache_key(server.base_url, server.client_id, server.client_secret)
-        sealer = Sealer(server.base_url, server.client_id, server.client_secret)
-        entry = sealer.open(key, self.entries[key])
-        return None if entry is None else entry.token
 
 
 class BrokenCache(MemoryCache):
@@ -84,12 +52,8 @@ def two_clients_with_tokens(
     return clock, first, second
 
 
-def get(server: FakeEmmaServer, auth: EmmaAuth) -> requests.Response:
-    return requests.get(server.base_url + "/v1/locations", auth=auth, timeout=WAIT)
-
-
 def test_clients_starting_together_make_one_token_call(
-    server: FakeEmmaServer, cache: MemoryCache
+    server: FakeEmmaServer, cache: MemoryCache, get: Callable[..., requests.Response]
 ) -> None:
     """Eight clients sharing a cache, starting at once on an empty cache: one token call."""
     auths = [auth_for(server, token_cache=cache) for _ in range(8)]
@@ -98,7 +62,7 @@ def test_clients_starting_together_make_one_token_call(
 
     def start(auth: EmmaAuth) -> None:
         barrier.wait(WAIT)
-        statuses.append(get(server, auth).status_code)
+        statuses.append(get(auth).status_code)
 
     threads = [threading.Thread(target=start, args=(auth,)) for auth in auths]
     for thread in threads:
@@ -122,7 +86,7 @@ def test_a_renewal_by_one_client_is_taken_by_the_others(
 
 
 def test_rotation_across_clients_uses_the_newest_refresh_token(
-    server: FakeEmmaServer, cache: MemoryCache
+    server: FakeEmmaServer, cache: MemoryCache, get: Callable[..., requests.Response]
 ) -> None:
     """A client never renews with a refresh token another client has already used."""
     clock, first, second = two_clients_with_tokens(server, cache)
@@ -130,7 +94,7 @@ def test_rotation_across_clients_uses_the_newest_refresh_token(
     first.get_token()  # refreshes: the server revokes the shared refresh token
     server.expire_access_tokens()
     clock.advance(301)
-    assert get(server, second).status_code == 200
+    assert get(second).status_code == 200
     # second refreshed with the rotated refresh token from the cache: no refusal, no issue.
     assert (server.issue_calls, server.refresh_calls) == (1, 2)
 
@@ -151,24 +115,26 @@ def test_an_early_renewal_takes_a_fresher_cached_token(
 
 
 def test_a_rejected_token_in_the_cache_is_not_taken_again(
-    server: FakeEmmaServer, cache: MemoryCache
+    server: FakeEmmaServer, cache: MemoryCache, get: Callable[..., requests.Response]
 ) -> None:
     """After a 401, the cached copy of the rejected token is not adopted: a renewal follows."""
     auth = auth_for(server, token_cache=cache)
-    assert get(server, auth).status_code == 200
+    assert get(auth).status_code == 200
     server.revoke()
-    assert get(server, auth).status_code == 200
+    assert get(auth).status_code == 200
     assert server.issue_calls == 2
     assert cache.entries and cache.token(server) == auth.get_token()
 
 
-def test_two_clients_are_kept_apart(server: FakeEmmaServer, cache: MemoryCache) -> None:
+def test_two_clients_are_kept_apart(
+    server: FakeEmmaServer, cache: MemoryCache, get: Callable[..., requests.Response]
+) -> None:
     """Different credentials on one cache use different entries and never each other's token."""
     with FakeEmmaServer(client_id="other-id") as other:
         mine = auth_for(server, token_cache=cache)
         theirs = auth_for(other, token_cache=cache)
-        assert get(server, mine).status_code == 200
-        assert get(other, theirs).status_code == 200
+        assert get(mine).status_code == 200
+        assert get(theirs, at=other).status_code == 200
         assert len(cache.entries) == 2
         assert mine.get_token() != theirs.get_token()
         assert (server.token_calls, other.token_calls) == (1, 1)
@@ -183,12 +149,12 @@ def test_the_cache_key_holds_no_secret(server: FakeEmmaServer, cache: MemoryCach
 
 
 def test_a_cache_outage_never_fails_a_request(
-    server: FakeEmmaServer, caplog: pytest.LogCaptureFixture
+    server: FakeEmmaServer, caplog: pytest.LogCaptureFixture, get: Callable[..., requests.Response]
 ) -> None:
     """With the store down, requests succeed on in-memory tokens and a WARNING says why."""
     auth = auth_for(server, token_cache=BrokenCache())
     with caplog.at_level(logging.WARNING, logger="requests_emma"):
-        assert get(server, auth).status_code == 200
+        assert get(auth).status_code == 200
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings and "token cache" in warnings[0] and "ConnectionRefusedError" in warnings[0]
     assert server.token_calls == 1

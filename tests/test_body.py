@@ -154,12 +154,11 @@ def test_forward_only_body_gets_the_401_back(
 
 
 def test_forward_only_body_gets_the_503_back_from_a_session(
-    server: FakeEmmaServer, auth: EmmaAuth, forward_only_body: IO[bytes]
+    server: FakeEmmaServer, session: EmmaSession, forward_only_body: IO[bytes]
 ) -> None:
     """EmmaSession sends a forward-only stream once: the 503 is returned, no urllib3 error."""
     server.fail_next_api_calls(1, 503)
-    with EmmaSession(auth) as emma:
-        response = emma.put("/v1/locations", data=forward_only_body)
+    response = session.put("/v1/locations", data=forward_only_body)
     assert response.status_code == 503
     assert bodies(server, "PUT", "/v1/locations") == [PAYLOAD]
 
@@ -182,20 +181,20 @@ def test_seekable_body_is_replayed_from_its_start_position(
 
 
 def test_seekable_body_is_retried_from_its_start_position(
-    server: FakeEmmaServer, auth: EmmaAuth, body_at_offset: IO[bytes]
+    server: FakeEmmaServer, session: EmmaSession, body_at_offset: IO[bytes]
 ) -> None:
     """EmmaSession retries a PUT of a seekable stream from where it started, not from 0."""
     server.fail_next_api_calls(1, 503)
-    with EmmaSession(auth) as emma:
-        emma.put("/v1/locations", data=body_at_offset)
+    session.put("/v1/locations", data=body_at_offset)
     assert bodies(server, "PUT", "/v1/locations") == [PAYLOAD, PAYLOAD]
 
 
-def test_generator_body_is_sent_once_by_a_session(server: FakeEmmaServer, auth: EmmaAuth) -> None:
+def test_generator_body_is_sent_once_by_a_session(
+    server: FakeEmmaServer, session: EmmaSession
+) -> None:
     """EmmaSession does not retry a generator body: it would go out empty."""
     server.fail_next_api_calls(1, 503)
-    with EmmaSession(auth) as emma:
-        response = emma.put("/v1/locations", data=(chunk for chunk in [b"one", b"two"]))
+    response = session.put("/v1/locations", data=(chunk for chunk in [b"one", b"two"]))
     assert response.status_code == 503
     assert bodies(server, "PUT", "/v1/locations") == [b"onetwo"]
 
@@ -208,16 +207,15 @@ class _SeekableInName(ProgressReader):
 
 
 def test_stream_that_cannot_seek_as_it_claims_fails_as_a_request_error(
-    server: FakeEmmaServer, auth: EmmaAuth
+    server: FakeEmmaServer, session: EmmaSession
 ) -> None:
     """If a retry's rewind fails after all, the error is requests' (a RequestException)."""
     server.fail_next_api_calls(1, 503)
     with (
         _pipe(PAYLOAD) as pipe,
-        EmmaSession(auth) as emma,
         pytest.raises(requests.exceptions.UnrewindableBodyError, match="seekable"),
     ):
-        emma.put("/v1/locations", data=_SeekableInName(pipe))
+        session.put("/v1/locations", data=_SeekableInName(pipe))
     assert bodies(server, "PUT", "/v1/locations") == [PAYLOAD]
 
 

@@ -1,47 +1,22 @@
-"""Entries an EmmaAuth did not seal, planted in a real cache file or a real Redis: each is
-ignored (a DEBUG line, one token call, emma's own token sent), never adopted, never a crash."""
+"""Entries an EmmaAuth did not seal, planted in every kind of cache (in memory, a real cache
+file, a real Redis): each is ignored (a DEBUG line, one token call, emma's own token sent),
+never adopted, never a crash."""
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Callable
-from pathlib import Path
 
 import cache_workers
 import pytest
 import requests
-from redis_server import RedisServer
+from cache_stores import Store
 
-from requests_emma import EmmaAuth, FileTokenCache, RedisTokenCache, TokenCache
+from requests_emma import EmmaAuth
 from requests_emma._caches.protocol import cache_key
 from requests_emma._core.cache_entry import Entry, Sealer
 from requests_emma.testing import FakeEmmaServer
-
-WAIT = 30.0
-
-
-class Store:
-    """A real cache, and a way to write its raw bytes as someone with access to it could."""
-
-    def __init__(self, cache: TokenCache, plant: Callable[[str, bytes], None]) -> None:
-        self.cache = cache
-        self.plant = plant
-
-
-@pytest.fixture(params=["file", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "file":
-        directory = tmp_path / "tokens"
-        directory.mkdir(mode=0o700)
-        return Store(
-            FileTokenCache(directory),
-            lambda key, data: (directory / f"{key}.json").write_bytes(data),
-        )
-    redis_server: RedisServer = request.getfixturevalue("redis_server")
-    cache = RedisTokenCache.from_url(redis_server.url, prefix=f"entries-{secrets.token_hex(4)}:")
-    return Store(cache, lambda key, data: cache.save(key, data, 600.0))
 
 
 def _old_format(access_token: str, refresh_token: str, expires_at: float) -> bytes:
@@ -99,7 +74,11 @@ def _planted(case: str, server: FakeEmmaServer, key: str) -> tuple[bytes, str]:
     ],
 )
 def test_an_entry_that_does_not_open_is_ignored(
-    store: Store, server: FakeEmmaServer, case: str, caplog: pytest.LogCaptureFixture
+    store: Store,
+    server: FakeEmmaServer,
+    case: str,
+    caplog: pytest.LogCaptureFixture,
+    get: Callable[..., requests.Response],
 ) -> None:
     """A planted, changed, truncated or differently keyed entry is not adopted: one token
     call, emma's new token sent, one DEBUG line saying the entry was ignored."""
@@ -111,7 +90,7 @@ def test_an_entry_that_does_not_open_is_ignored(
         server.client_id, server.client_secret, base_url=server.base_url, token_cache=store.cache
     )
     with caplog.at_level(logging.DEBUG, logger="requests_emma"):
-        response = requests.get(server.base_url + "/v1/locations", auth=auth, timeout=WAIT)
+        response = get(auth)
     assert response.status_code == 200
     assert server.token_calls == calls_before + 1
     sent = response.request.headers["Authorization"].removeprefix("Bearer ")
@@ -139,7 +118,7 @@ def test_the_entry_saved_after_an_ignored_one_opens(store: Store, server: FakeEm
 
 
 def test_an_entry_with_a_token_unsafe_in_a_header_is_ignored(
-    store: Store, server: FakeEmmaServer
+    store: Store, server: FakeEmmaServer, get: Callable[..., requests.Response]
 ) -> None:
     """Even sealed with the right key, a token with CRLF in it is refused by the checks a
     token response gets: no ValueError, one token call, emma's token sent."""
@@ -152,5 +131,5 @@ def test_an_entry_with_a_token_unsafe_in_a_header_is_ignored(
     auth = EmmaAuth(
         server.client_id, server.client_secret, base_url=server.base_url, token_cache=store.cache
     )
-    response = requests.get(server.base_url + "/v1/locations", auth=auth, timeout=WAIT)
+    response = get(auth)
     assert response.status_code == 200 and server.token_calls == 2

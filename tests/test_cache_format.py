@@ -1,32 +1,19 @@
-"""The token cache protocol: keys and protocol checks (the entry format: test_entry.py)."""
+"""The token cache protocol: keys, and the check of an object passed as a cache (what every
+cache does: test_cache_contract.py; the entry format: test_entry.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from requests_emma import Token
 from requests_emma._caches.protocol import cache_key, check_token_cache
 
 BASE = "https://api.emma.ms/external"
 SECRET = "s3cret-value-never-stored"
-
-
-def a_token(**changes: object) -> Token:
-    values: dict[str, object] = {
-        "access_token": "header.payload.signature",
-        "token_type": "Bearer",
-        "expires_at": time.time() + 300,
-        "refresh_token": "refresh-me",
-        "refresh_expires_at": time.time() + 1800,
-    }
-    values.update(changes)
-    return Token(**values)  # type: ignore[arg-type]
 
 
 def test_cache_key_is_a_fingerprint_without_the_secret() -> None:

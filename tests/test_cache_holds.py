@@ -8,7 +8,6 @@ import email.utils
 import threading
 
 import pytest
-from cache_stores import shared_cache  # noqa: F401 - the fixture
 from fakes import WAIT, FakeClock, auth_for, join_renewal, use_clock
 
 from requests_emma import CredentialsError, EmmaAuth, EmmaAuthError, TokenCache, TokenRequestError
@@ -92,7 +91,7 @@ def test_a_retry_after_on_a_429_or_a_503_holds_the_next_call(
 
 def test_a_second_client_on_the_cache_makes_no_call_inside_the_hold(
     server: FakeEmmaServer,
-    shared_cache: TokenCache,  # noqa: F811
+    shared_cache: TokenCache,
 ) -> None:
     """After one client got 429 Retry-After: 60, another on the same real cache fails at
     once, with no call, until the hold ends; then it calls."""
@@ -137,7 +136,7 @@ def test_a_valid_token_keeps_serving_and_the_early_renewal_waits_out_the_hold(
 
 def test_refused_credentials_hold_off_calls_across_the_cache(
     server: FakeEmmaServer,
-    shared_cache: TokenCache,  # noqa: F811
+    shared_cache: TokenCache,
 ) -> None:
     """A wrong secret: one call, then CredentialsError at once, with no call, for 5 s, in
     this client and in another on the same cache; then one call, and a 10 s hold."""

@@ -4,25 +4,15 @@ keeps ends the renewal within the deadline, with a typed error and no token call
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cache_workers
 import pytest
-from cache_workers import CacheSpec
+from cache_stores import Store, file_store, lock_held_elsewhere
 from fakes import FakeClock, auth_for, join_renewal, use_clock
-from redis_server import RedisServer
-from test_file_cache import WAIT, spawn
 
-from requests_emma import (
-    FileTokenCache,
-    RedisTokenCache,
-    RetryPolicy,
-    TokenCache,
-    TokenRequestError,
-)
+from requests_emma import RetryPolicy, TokenCache, TokenRequestError
 from requests_emma._caches.protocol import cache_key
 from requests_emma.testing import FakeEmmaServer
 
@@ -30,36 +20,13 @@ DEADLINE = 1.0
 MARGIN = 10.0  # wide: the machine is shared; the cache's own lock timeout is 45 s
 
 
-@pytest.fixture(params=["file", "redis"])
-def locked_cache(
-    request: pytest.FixtureRequest, tmp_path: Path, server: FakeEmmaServer
-) -> Iterator[TokenCache]:
+@pytest.fixture
+def locked_cache(shared_store: Store, server: FakeEmmaServer) -> Iterator[TokenCache]:
     """A real cache whose lock for the server's client is held by someone else: a child
-    process holding the file lock, or a Redis lock taken directly."""
+    process holding the file lock, or a Redis lock taken by the test."""
     key = cache_key(server.base_url, server.client_id, server.client_secret)
-    if request.param == "file":
-        directory = tmp_path / "tokens"
-        directory.mkdir(mode=0o700)
-        held = spawn.Event()
-        holder = spawn.Process(
-            target=cache_workers.hold_lock, args=(CacheSpec("file", str(directory)), key, held)
-        )
-        holder.start()
-        try:
-            assert held.wait(timeout=WAIT)
-            yield FileTokenCache(directory)
-        finally:
-            holder.kill()
-            holder.join(timeout=WAIT)
-        return
-    redis_server: RedisServer = request.getfixturevalue("redis_server")
-    cache = RedisTokenCache.from_url(redis_server.url, prefix=f"deadline-{secrets.token_hex(4)}:")
-    lock = cache.client.lock(cache.prefix + key + ":lock", timeout=120)
-    assert lock.acquire(blocking=False)
-    try:
-        yield cache
-    finally:
-        lock.release()
+    with lock_held_elsewhere(shared_store, key):
+        yield shared_store.cache
 
 
 def test_a_lock_held_elsewhere_ends_the_renewal_within_the_deadline(
@@ -77,33 +44,21 @@ def test_a_lock_held_elsewhere_ends_the_renewal_within_the_deadline(
 
 
 def test_a_valid_token_keeps_serving_while_the_lock_is_held_elsewhere(
-    tmp_path: Path, server: FakeEmmaServer, caplog: pytest.LogCaptureFixture
+    token_directory: Path, server: FakeEmmaServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An early renewal that cannot get the lock within the deadline gives up with a
     warning; the current token keeps serving, and no token call is made."""
-    directory = tmp_path / "tokens"
-    directory.mkdir(mode=0o700)
+    store = file_store(token_directory)
     clock = FakeClock()
-    auth = auth_for(
-        server, token_cache=FileTokenCache(directory), retry=RetryPolicy(deadline=DEADLINE)
-    )
+    auth = auth_for(server, token_cache=store.cache, retry=RetryPolicy(deadline=DEADLINE))
     use_clock(auth, clock)
     token = auth.get_token()
     key = cache_key(server.base_url, server.client_id, server.client_secret)
-    held = spawn.Event()
-    holder = spawn.Process(
-        target=cache_workers.hold_lock, args=(CacheSpec("file", str(directory)), key, held)
-    )
-    holder.start()
-    try:
-        assert held.wait(timeout=WAIT)
+    with lock_held_elsewhere(store, key):
         clock.advance(250.0)  # stale: an early renewal starts, and waits for the lock
         with caplog.at_level(logging.WARNING, logger="requests_emma"):
             assert auth.get_token() == token
             join_renewal(auth)
         assert auth.get_token() == token
-    finally:
-        holder.kill()
-        holder.join(timeout=WAIT)
     assert server.token_calls == 1
     assert any("token cache lock" in record.getMessage() for record in caplog.records)

@@ -15,10 +15,20 @@ import sys
 import sysconfig
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import pytest
+from cli_runs import (
+    DEFAULT_SIGINT,
+    STRIPPED,
+    child_env,
+    closed_port,
+    one_error_line,
+    run_cli,
+    server_env,
+)
 
 import requests_emma
 from requests_emma import EmmaAuth, EmmaSession, RetryPolicy
@@ -26,66 +36,6 @@ from requests_emma._cli import main as _cli
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-#: Variables the child must not inherit: the developer's credentials, or a proxy that would
-#: route 127.0.0.1 elsewhere.
-_STRIPPED = ("EMMA_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(_STRIPPED)}
-    env.update(extra or {})
-    return env
-
-
-#: Prefix a command with this to run it with Ctrl-C's default action, as a terminal's
-#: foreground job has it. A child inherits an ignored SIGINT (pytest run as a background job
-#: of a script, ``pytest &``) and Python then leaves it ignored; subprocess's
-#: ``restore_signals`` resets only SIGPIPE and SIGXFSZ, and a ``preexec_fn`` is not safe
-#: with the test servers' threads running. So a small Python resets it, then execs.
-DEFAULT_SIGINT = [
-    sys.executable,
-    "-c",
-    "import os, signal, sys\n"
-    + "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
-    + "os.execv(sys.argv[1], sys.argv[1:])\n",
-]
-
-
-def run_cli(
-    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60.0
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "requests_emma", *args],
-        env=child_env(env),
-        stdin=subprocess.DEVNULL,  # not a terminal: the CLI must never prompt here
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def server_env(server: FakeEmmaServer) -> dict[str, str]:
-    return {
-        "EMMA_CLIENT_ID": server.client_id,
-        "EMMA_CLIENT_SECRET": server.client_secret,
-        "EMMA_API_URL": server.base_url,
-    }
-
-
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("requests-emma: error: ")
-    assert "Traceback" not in result.stderr
-    return lines[0]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def at_the_prompt(
@@ -127,7 +77,7 @@ needs_a_pty = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pse
 
 def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in os.environ:
-        if name.upper().startswith(_STRIPPED):
+        if name.upper().startswith(STRIPPED):
             monkeypatch.delenv(name)
 
 
@@ -369,21 +319,13 @@ def test_silent_token_endpoint_exits_4(
 def test_retries_are_shown_at_default_verbosity(server: FakeEmmaServer) -> None:
     """Without -v, each retry of the token call is one line on stderr, and the token comes."""
     server.fail_next_token_calls(2, 503)
-    result = run_cli("token", env=server_env(server))
+    result = run_cli("token", env=server_env(server), retry_waits=False)  # no real backoff
     assert result.returncode == 0, result.stderr
     assert server.is_valid_access_token(result.stdout.strip())
     lines = result.stderr.splitlines()
     assert len(lines) == 2, result.stderr
     assert "HTTP 503" in lines[0] and "attempt 1 of 5; retrying in" in lines[0]
     assert "HTTP 503" in lines[1] and "attempt 2 of 5; retrying in" in lines[1]
-
-
-def test_a_rejected_credential_is_reported_once(server: FakeEmmaServer) -> None:
-    """Without -v, rejected credentials are one error line, with no log line repeating it."""
-    env = {**server_env(server), "EMMA_CLIENT_SECRET": "wrong-secret-value"}
-    result = run_cli("token", env=env)
-    assert result.returncode == 3
-    assert "rejected the client credentials" in one_error_line(result)
 
 
 def test_verbose_reports_a_rejected_credential_once(server: FakeEmmaServer) -> None:
@@ -504,29 +446,6 @@ def test_closed_stdout_is_quiet(server: FakeEmmaServer, command: list[str]) -> N
     assert stderr == b""
 
 
-def test_demo_whose_reader_goes_away_mid_tour_is_quiet() -> None:
-    """The reader gone while the background renewal logs: 141, no traceback from its thread."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "requests_emma", "demo"],
-        env=child_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    ) as child:
-        assert child.stdout is not None
-        # The next line the demo prints is the renewal's log line, from its own thread: close
-        # as soon as the line before it arrives (unbuffered reads), before that one is written.
-        printed = b""
-        while b"renewal runs beside it)\n" not in printed:
-            chunk = os.read(child.stdout.fileno(), 65536)
-            assert chunk, printed
-            printed += chunk
-        child.stdout.close()
-        _, stderr = child.communicate(timeout=60)
-    assert child.returncode == 141
-    assert stderr == b""
-
-
 # -- configuration and auth errors ---------------------------------------------------------
 
 
@@ -614,11 +533,14 @@ def test_a_bad_base_url_names_its_source(source: str) -> None:
 
 
 def test_rejected_credentials_exit_3(server: FakeEmmaServer) -> None:
-    """Credentials issue-token rejects: exit 3 with emma's message."""
+    """Credentials issue-token rejects: exit 3, one error line saying so with emma's message,
+    and (without -v) no log line repeating it."""
     env = {**server_env(server), "EMMA_CLIENT_SECRET": "wrong-secret-value"}
     result = run_cli("token", env=env)
     assert result.returncode == 3
-    assert "Invalid client credentials" in one_error_line(result)
+    line = one_error_line(result)
+    assert "rejected the client credentials" in line
+    assert "Invalid client credentials" in line
 
 
 def test_failing_token_endpoint_exits_3(server: FakeEmmaServer) -> None:
@@ -722,16 +644,86 @@ def test_interrupt_at_the_prompt_ends_the_prompt_line() -> None:
 # -- demo and entry points -----------------------------------------------------------------
 
 
-def test_demo_end_to_end() -> None:
-    """`demo` walks through the lifecycle in under 30 s, offline, with no credentials."""
-    env = {
-        "EMMA_API_URL": "https://unreachable.invalid/external",
-        "HTTP_PROXY": "http://127.0.0.1:9",  # a proxy from the environment must be ignored
-        "ALL_PROXY": "http://127.0.0.1:9",
-    }
+#: The plain run's environment: a base URL and proxies, all of which the demo must ignore.
+DEMO_ENV = {
+    "EMMA_API_URL": "https://unreachable.invalid/external",
+    "HTTP_PROXY": "http://127.0.0.1:9",  # a proxy from the environment must be ignored
+    "ALL_PROXY": "http://127.0.0.1:9",
+}
+
+
+class DemoRun(NamedTuple):
+    result: subprocess.CompletedProcess[str]
+    seconds: float  # from its start to its end
+
+
+class CutDemoRun(NamedTuple):
+    printed: bytes  # what it printed before its reader went away
+    returncode: int
+    stderr: bytes
+
+
+class DemoRuns(NamedTuple):
+    plain: DemoRun  # in DEMO_ENV
+    verbose: DemoRun  # with -v
+    cut: CutDemoRun  # its reader gone mid-tour
+
+
+#: The line the demo prints just before the background renewal's log line.
+BEFORE_THE_RENEWALS_LOG_LINE = b"renewal runs beside it)\n"
+
+
+def run_demo(*args: str, env: Mapping[str, str] | None = None) -> DemoRun:
     started = time.monotonic()
-    result = run_cli("demo", env=env, timeout=60)
-    elapsed = time.monotonic() - started
+    result = run_cli(*args, "demo", env=env, timeout=60)
+    return DemoRun(result, time.monotonic() - started)
+
+
+def run_demo_cut_mid_tour() -> CutDemoRun:
+    """The demo whose stdout is closed as soon as the line before the renewal's log line
+    arrives (unbuffered reads), before that one, written from the renewal's own thread."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "requests_emma", "demo"],
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        assert child.stdout is not None
+        printed = b""
+        while BEFORE_THE_RENEWALS_LOG_LINE not in printed:
+            chunk = os.read(child.stdout.fileno(), 65536)
+            if not chunk:
+                break  # it ended before that line: the test says so
+            printed += chunk
+        child.stdout.close()
+        _, stderr = child.communicate(timeout=60)
+    return CutDemoRun(printed, child.returncode, stderr)
+
+
+@pytest.fixture(scope="module")
+def demo_runs() -> DemoRuns:
+    """The demo's runs the tests read, side by side: each spends most of its few seconds
+    waiting (for its first token to near expiry, then two Retry-After: 1), so together they
+    take the time of one."""
+    with ThreadPoolExecutor(3) as pool:
+        plain = pool.submit(run_demo, env=DEMO_ENV)
+        verbose = pool.submit(run_demo, "-v")
+        cut = pool.submit(run_demo_cut_mid_tour)
+        return DemoRuns(plain.result(), verbose.result(), cut.result())
+
+
+def test_demo_whose_reader_goes_away_mid_tour_is_quiet(demo_runs: DemoRuns) -> None:
+    """The reader gone while the background renewal logs: 141, no traceback from its thread."""
+    cut = demo_runs.cut
+    assert BEFORE_THE_RENEWALS_LOG_LINE in cut.printed, cut.printed
+    assert cut.returncode == 141
+    assert cut.stderr == b""
+
+
+def test_demo_end_to_end(demo_runs: DemoRuns) -> None:
+    """`demo` walks through the lifecycle in under 30 s, offline, with no credentials."""
+    result, elapsed = demo_runs.plain
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert elapsed < 30
@@ -748,9 +740,9 @@ def test_demo_end_to_end() -> None:
     assert "eyJ" not in out  # no token printed
 
 
-@pytest.fixture(scope="module")
-def verbose_demo() -> subprocess.CompletedProcess[str]:
-    return run_cli("-v", "demo", timeout=60)
+@pytest.fixture
+def verbose_demo(demo_runs: DemoRuns) -> subprocess.CompletedProcess[str]:
+    return demo_runs.verbose.result
 
 
 def test_verbose_demo_prints_each_log_line_once(

@@ -8,14 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO
 
 import pytest
-from test_cli import DEFAULT_SIGINT, child_env, one_error_line, run_cli
+from cli_runs import DEFAULT_SIGINT, child_env, one_error_line, run_cli
 
 from requests_emma import EmmaAuth, EmmaSession
 
@@ -163,24 +161,3 @@ def test_serve_on_a_busy_port_exits_2(serving: Serving) -> None:
     result = run_cli("serve", "--port", port)
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}: " in one_error_line(result)
-
-
-def test_readme_serve_example_works_as_written(tmp_path: Path) -> None:
-    """The README's shell example (serve in the background, source, get, kill) succeeds."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    script = readme.split("## Try it against a local emma", 1)[1].split("```sh\n", 1)[1]
-    script = script.split("```", 1)[0]
-    scripts = sysconfig.get_path("scripts")
-    env = {"PATH": scripts + os.pathsep + os.environ.get("PATH", "")}
-    result = subprocess.run(
-        ["sh", "-c", "set -e\n" + script + "wait\n"],  # wait: serve must exit cleanly on SIGTERM
-        env=child_env(env),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert '"name": "London"' in result.stdout
-    assert result.stderr.endswith("# fake emma stopped\n"), result.stderr

@@ -5,37 +5,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runs import run_cli, server_env
 
 from requests_emma.testing import FakeEmmaServer
 
-#: Variables the child must not inherit: the developer's credentials, or a proxy.
-_STRIPPED = ("EMMA_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 #: Another user's uid, for a cache directory this one does not own.
 NOBODY = 65534
 
 
 def run(*args: str, server: FakeEmmaServer, cache_home: Path) -> subprocess.CompletedProcess[str]:
     """The CLI in a process of its own, pointed at ``server``, its cache under ``cache_home``."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(_STRIPPED)}
-    env.update(
-        XDG_CACHE_HOME=str(cache_home),
-        EMMA_CLIENT_ID=server.client_id,
-        EMMA_CLIENT_SECRET=server.client_secret,
-        EMMA_API_URL=server.base_url,
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "requests_emma", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(*args, env=server_env(server), cache_home=cache_home)
 
 
 def test_nine_runs_make_one_token_call(server: FakeEmmaServer, tmp_path: Path) -> None:
@@ -157,16 +140,8 @@ def test_an_unusable_cache_warns_once_and_carries_on(
 def test_a_usage_error_leaves_the_cache_alone(tmp_path: Path) -> None:
     """A run that fails on its configuration (no client ID) makes no cache directory and
     warns about none: the error line is all."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(_STRIPPED)}
-    env.update(XDG_CACHE_HOME=str(tmp_path / "fresh"), EMMA_CLIENT_SECRET="secret-value")
-    result = subprocess.run(
-        [sys.executable, "-m", "requests_emma", "check"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_cli(
+        "check", env={"EMMA_CLIENT_SECRET": "secret-value"}, cache_home=tmp_path / "fresh"
     )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [

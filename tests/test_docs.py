@@ -1,4 +1,6 @@
-"""The documentation keeps up with the code: every public name has a reference entry."""
+"""The documentation keeps up with the code: every public name has a reference entry, every
+method of the fake emma is in the testing how-to, and the shell example that backgrounds
+`serve` works as written."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import child_env
+from cli_runs import child_env
 
 import requests_emma
 import requests_emma.oauthlib
@@ -52,7 +54,8 @@ def test_every_public_method_of_the_fake_emma_is_documented() -> None:
 @pytest.mark.skipif(os.name == "nt", reason="a POSIX shell example")
 @pytest.mark.parametrize("page", ["README.md", "docs/how-to/cli.md"])
 def test_the_serve_example_leaves_no_file_behind(page: str, tmp_path: Path) -> None:
-    """The shell example that backgrounds `serve` works and leaves no file where it ran."""
+    """The shell example that backgrounds `serve` works as written: the GET answers, `serve`
+    stops cleanly on the SIGTERM, and no file is left where it ran."""
     text = (DOCS.parent / page).read_text()
     [script] = [block for block in SHELL.findall(text) if "requests-emma serve >" in block]
     checkout, temporary = tmp_path / "checkout", tmp_path / "tmp"
@@ -70,6 +73,7 @@ def test_the_serve_example_leaves_no_file_behind(page: str, tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert '"name": "London"' in result.stdout
+    assert result.stderr.endswith("# fake emma stopped\n"), result.stderr
     assert list(checkout.iterdir()) == []
     assert list(temporary.iterdir()) == []
 

@@ -9,14 +9,28 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cache_format import BASE, SECRET, a_token
 
+from requests_emma import Token
 from requests_emma._caches.protocol import cache_key
 from requests_emma._core.cache_entry import VERSION, Entry, Hold, Sealer, decode, encode
 from requests_emma._core.wire import MAX_LIFETIME
 
+BASE = "https://api.emma.ms/external"
 CLIENT = "client-id"
+SECRET = "s3cret-value-never-stored"
 KEY = cache_key(BASE, CLIENT, SECRET)
+
+
+def a_token(**changes: object) -> Token:
+    values: dict[str, object] = {
+        "access_token": "header.payload.signature",
+        "token_type": "Bearer",
+        "expires_at": time.time() + 300,
+        "refresh_token": "refresh-me",
+        "refresh_expires_at": time.time() + 1800,
+    }
+    values.update(changes)
+    return Token(**values)  # type: ignore[arg-type]
 
 
 def sealer(base_url: str = BASE, client_id: str = CLIENT, secret: str = SECRET) -> Sealer:

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes import auth_for
 
-from requests_emma import EmmaAuth, FileTokenCache
+from requests_emma import FileTokenCache
 from requests_emma.testing import FakeEmmaServer
 
 OTHER = 65534  # nobody
@@ -25,13 +26,6 @@ needs_root = pytest.mark.skipif(
     reason="giving a file to another user (os.chown) needs root",
 )
 posix_only = pytest.mark.skipif(not hasattr(os, "geteuid"), reason="needs POSIX file owners")
-
-
-@pytest.fixture
-def directory(tmp_path: Path) -> Path:
-    private = tmp_path / "tokens"
-    private.mkdir(mode=0o700)
-    return private
 
 
 @pytest.fixture
@@ -52,21 +46,15 @@ def group_umask() -> Iterator[None]:
         os.umask(old)
 
 
-def auth_with(server: FakeEmmaServer, cache: FileTokenCache) -> EmmaAuth:
-    return EmmaAuth(
-        server.client_id, server.client_secret, base_url=server.base_url, token_cache=cache
-    )
-
-
 @needs_root
-def test_a_directory_owned_by_another_user_is_refused(directory: Path) -> None:
+def test_a_directory_owned_by_another_user_is_refused(token_directory: Path) -> None:
     """A 0700 directory another user owns is a ValueError naming the path, the owner and
     what to do."""
-    os.chown(directory, OTHER, OTHER)
+    os.chown(token_directory, OTHER, OTHER)
     with pytest.raises(ValueError, match="owned by") as refused:
-        FileTokenCache(directory)
+        FileTokenCache(token_directory)
     message = str(refused.value)
-    assert repr(str(directory)) in message
+    assert repr(str(token_directory)) in message
     assert f"uid {OTHER}" in message
     assert "chown" in message
 
@@ -88,12 +76,12 @@ def test_the_default_directory_owned_by_another_user_is_refused_untouched(
 
 
 @needs_root
-def test_a_link_another_user_owns_is_refused(directory: Path, sticky: Path) -> None:
+def test_a_link_another_user_owns_is_refused(token_directory: Path, sticky: Path) -> None:
     """A path through a symbolic link is refused once the link belongs to another user (who
     could point it elsewhere later), with the link and its owner named; the same link owned
     by this user is accepted."""
     link = sticky / "emma-tokens"
-    link.symlink_to(directory)
+    link.symlink_to(token_directory)
     assert FileTokenCache(link).path == link
     os.lchown(link, OTHER, OTHER)
     with pytest.raises(ValueError, match="symbolic link") as refused:
@@ -104,12 +92,12 @@ def test_a_link_another_user_owns_is_refused(directory: Path, sticky: Path) -> N
 
 @needs_root
 def test_a_link_inside_a_links_target_is_checked(
-    tmp_path: Path, directory: Path, sticky: Path
+    tmp_path: Path, token_directory: Path, sticky: Path
 ) -> None:
     """Every link on the way counts: one reached through the target of another is checked
     too."""
     theirs = sticky / "theirs"
-    theirs.symlink_to(directory)
+    theirs.symlink_to(token_directory)
     os.lchown(theirs, OTHER, OTHER)
     ours = tmp_path / "ours"
     ours.symlink_to(sticky)
@@ -120,30 +108,33 @@ def test_a_link_inside_a_links_target_is_checked(
 
 @posix_only
 def test_a_removed_directory_is_made_again_private(
-    server: FakeEmmaServer, directory: Path, group_umask: None, caplog: pytest.LogCaptureFixture
+    server: FakeEmmaServer,
+    token_directory: Path,
+    group_umask: None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A cache directory removed after construction is made again with mode 0700 (not the
     umask's 0775, as filelock would), and a WARNING says so."""
-    auth = auth_with(server, FileTokenCache(directory))
-    shutil.rmtree(directory)
+    auth = auth_for(server, token_cache=FileTokenCache(token_directory))
+    shutil.rmtree(token_directory)
     with caplog.at_level(logging.WARNING, logger="requests_emma"):
         auth.get_token()
-    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    assert any(name.endswith(".json") for name in os.listdir(directory))
+    assert stat.S_IMODE(token_directory.stat().st_mode) == 0o700
+    assert any(name.endswith(".json") for name in os.listdir(token_directory))
     assert any("made it again" in r.getMessage() for r in caplog.records)
 
 
 @needs_root
 def test_a_directory_given_to_another_user_after_construction_is_not_read(
-    server: FakeEmmaServer, directory: Path, caplog: pytest.LogCaptureFixture
+    server: FakeEmmaServer, token_directory: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A directory that belongs to another user by the time of a renewal is not used: its
     token (planted, as far as anyone can tell) is not sent; a new one is fetched."""
-    cache = FileTokenCache(directory)
-    planted = auth_with(server, cache).get_token()
-    os.chown(directory, OTHER, OTHER)
+    cache = FileTokenCache(token_directory)
+    planted = auth_for(server, token_cache=cache).get_token()
+    os.chown(token_directory, OTHER, OTHER)
     with caplog.at_level(logging.WARNING, logger="requests_emma"):
-        token = auth_with(server, cache).get_token()
+        token = auth_for(server, token_cache=cache).get_token()
     assert token.access_token != planted.access_token
     assert server.token_calls == 2
     assert any("unavailable" in r.getMessage() for r in caplog.records)

@@ -4,7 +4,6 @@ or a real Redis; token calls counted on a FakeEmmaServer in the test process."""
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import threading
 from collections.abc import Iterator
@@ -13,9 +12,9 @@ from typing import Any
 
 import cache_workers
 import pytest
+from cache_stores import PROCESS_WAIT, Store, spawn
 from cache_workers import CacheSpec
 from redis_server import RedisServer
-from test_file_cache import WAIT, spawn
 
 from requests_emma._caches.protocol import cache_key
 from requests_emma.testing import FakeEmmaServer
@@ -54,7 +53,7 @@ class Member:
         self.commands.put(command)
 
     def result(self) -> tuple[Any, str | None, float]:
-        return self.results.get(timeout=WAIT)  # type: ignore[no-any-return]
+        return self.results.get(timeout=PROCESS_WAIT)  # type: ignore[no-any-return]
 
     def get(self) -> tuple[Any, str | None, float]:
         """One request; its (status or error name, access token sent, seconds)."""
@@ -63,15 +62,15 @@ class Member:
 
     def kill(self) -> None:
         os.kill(self.process.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        self.process.join(timeout=WAIT)
+        self.process.join(timeout=PROCESS_WAIT)
 
     def stop(self) -> None:
         if self.process.is_alive():
             self.send("stop")
-            self.process.join(timeout=WAIT)
+            self.process.join(timeout=PROCESS_WAIT)
         if self.process.is_alive():
             self.process.kill()
-            self.process.join(timeout=WAIT)
+            self.process.join(timeout=PROCESS_WAIT)
 
 
 class Fleet:
@@ -101,15 +100,12 @@ def fleets() -> Iterator[list[Fleet]]:
         fleet.stop()
 
 
-@pytest.fixture(params=["file", "redis"])
-def spec(request: pytest.FixtureRequest, tmp_path: Path) -> CacheSpec:
-    """A shared cache: a private directory, or a fresh prefix on the session's redis-server."""
-    if request.param == "file":
-        directory = tmp_path / "tokens"
-        directory.mkdir(mode=0o700)
-        return CacheSpec("file", str(directory))
-    redis_server: RedisServer = request.getfixturevalue("redis_server")
-    return CacheSpec("redis", redis_server.url, prefix=f"fleet-{secrets.token_hex(4)}:")
+@pytest.fixture
+def spec(shared_store: Store) -> CacheSpec:
+    """How each member builds the shared cache: a private directory, or a fresh prefix on the
+    session's redis-server."""
+    assert shared_store.spec is not None
+    return shared_store.spec
 
 
 def start(
@@ -184,19 +180,21 @@ def test_a_lock_holder_killed_in_a_renewal_does_not_stop_the_fleet(
     def stall_first_call() -> None:
         if not in_token_call.is_set():
             in_token_call.set()
-            release.wait(WAIT)
+            release.wait(PROCESS_WAIT)
 
     server.token_hook = stall_first_call
     doomed, survivor = start(fleets, spec, server, 2).members
     try:
         doomed.send("get")
-        assert in_token_call.wait(WAIT)  # doomed holds the cache lock, inside its token call
+        assert in_token_call.wait(
+            PROCESS_WAIT
+        )  # doomed holds the cache lock, inside its token call
         doomed.kill()
     finally:
         release.set()
     status, _, seconds = survivor.get()
     assert status == 200
-    assert seconds < WAIT
+    assert seconds < PROCESS_WAIT
     assert server.issue_calls == 2  # the dead process's call, and the survivor's
 
 
@@ -218,14 +216,15 @@ def test_redis_stopped_in_the_middle_of_a_run_fails_no_request(
 
 
 def test_a_corrupt_cache_file_is_ignored_and_rewritten(
-    tmp_path: Path, server: FakeEmmaServer, fleets: list[Fleet]
+    token_directory: Path, server: FakeEmmaServer, fleets: list[Fleet]
 ) -> None:
     """Garbage in the cache file: the fleet starts anyway with one token call and rewrites it."""
-    directory = tmp_path / "tokens"
-    directory.mkdir(mode=0o700)
-    entry = directory / f"{cache_key(server.base_url, server.client_id, server.client_secret)}.json"
+    entry = (
+        token_directory
+        / f"{cache_key(server.base_url, server.client_id, server.client_secret)}.json"
+    )
     entry.write_bytes(b'{"schema": 1, "access_token": "trunc')
-    results = start(fleets, CacheSpec("file", str(directory)), server, 4).get_together()
+    results = start(fleets, CacheSpec("file", str(token_directory)), server, 4).get_together()
     assert [status for status, _, _ in results] == [200] * 4
     assert server.token_calls == 1
     credentials = (server.base_url, server.client_id, server.client_secret)

@@ -153,22 +153,22 @@ class LaterTime:
 
 
 def test_auto_refresh_renews_an_expired_token_and_calls_the_updater(
-    monkeypatch: pytest.MonkeyPatch,
+    server: FakeEmmaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With auto_refresh_url and token_updater, an expired token is refreshed at the next call."""
     updates: list[dict[str, object]] = []
-    with FakeEmmaServer(token_lifetime=1) as server:
-        session = fixed_session(
-            server,
-            auto_refresh_url=server.base_url + "/v1/refresh-token",
-            token_updater=updates.append,
-        )
-        with session:
-            first = fetch(session, server)
-            server.token_lifetime = 300
-            # oauthlib judges expiry by its own clock: 2 s on, the 1 s token has expired.
-            monkeypatch.setattr(oauthlib_client_base, "time", LaterTime(2.0))
-            response = session.get(server.base_url + "/v1/locations", timeout=10)
+    server.token_lifetime = 1
+    session = fixed_session(
+        server,
+        auto_refresh_url=server.base_url + "/v1/refresh-token",
+        token_updater=updates.append,
+    )
+    with session:
+        first = fetch(session, server)
+        server.token_lifetime = 300
+        # oauthlib judges expiry by its own clock: 2 s on, the 1 s token has expired.
+        monkeypatch.setattr(oauthlib_client_base, "time", LaterTime(2.0))
+        response = session.get(server.base_url + "/v1/locations", timeout=10)
     assert response.status_code == 200
     assert server.refresh_calls == 1
     assert len(updates) == 1 and updates[0]["refresh_token"] != first["refresh_token"]

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli import child_env, server_env
+from cli_runs import child_env, server_env
 
 from requests_emma import EmmaAuth
 from requests_emma.testing import FakeEmmaServer

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from fakes import auth_for
 from urllib3.util.retry import Retry
 
 from requests_emma import CredentialsError, EmmaAuth, EmmaSession
@@ -22,12 +21,6 @@ IDEMPOTENT = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]
 # What the fake server answers each of them on /v1/locations with a valid token: it lists
 # locations for GET only, and gives the others its authorised 404.
 ANSWERED = {"GET": 200, "HEAD": 404, "OPTIONS": 404, "PUT": 404, "DELETE": 404}
-
-
-@pytest.fixture
-def session(auth: EmmaAuth) -> Iterator[EmmaSession]:
-    with EmmaSession(auth) as emma:
-        yield emma
 
 
 @contextlib.contextmanager
@@ -89,11 +82,12 @@ def test_prepared_request_resolves_without_changing_the_request(session: EmmaSes
     assert session.send(prepared).json()["name"] == "London"
 
 
-def test_base_url_defaults_to_the_auths(auth: EmmaAuth, server: FakeEmmaServer) -> None:
+def test_base_url_defaults_to_the_auths(
+    session: EmmaSession, auth: EmmaAuth, server: FakeEmmaServer
+) -> None:
     """Without base_url the session uses the auth's, /external included."""
-    with EmmaSession(auth) as emma:
-        assert emma.base_url == server.base_url
-        assert emma.auth is auth
+    assert session.base_url == server.base_url
+    assert session.auth is auth
 
 
 def test_base_url_below_the_auths(auth: EmmaAuth, server: FakeEmmaServer) -> None:
@@ -304,13 +298,12 @@ def test_retry_after_at_the_limit_is_waited_for(
 
 
 def test_unreadable_retry_after_falls_back_to_backoff(
-    auth: EmmaAuth, server: FakeEmmaServer, waits: list[float]
+    session: EmmaSession, server: FakeEmmaServer, waits: list[float]
 ) -> None:
     """A Retry-After that is neither seconds nor a date is ignored, not an error: the backoff
     applies."""
     server.fail_next_api_calls(2, 503, {"Retry-After": "soon"})
-    with EmmaSession(auth) as emma:
-        assert emma.get("/v1/locations").status_code == 200
+    assert session.get("/v1/locations").status_code == 200
     assert waits == [0.0, 1.0]
     assert server.api_calls == 3
 
@@ -438,22 +431,20 @@ def test_gateway_error_and_revoked_token_together(
     assert server.api_calls == 3
 
 
-def test_a_second_401_is_returned_not_retried(auth: EmmaAuth, server: FakeEmmaServer) -> None:
+def test_a_second_401_is_returned_not_retried(session: EmmaSession, server: FakeEmmaServer) -> None:
     """When the server rejects every token, one replay happens and its 401 comes back."""
     server.token_lifetime = 0  # issued already expired; the client assumes a default lifetime
-    with EmmaSession(auth) as emma:
-        response = emma.get("/v1/locations")
+    response = session.get("/v1/locations")
     assert response.status_code == 401
     assert server.api_calls == 2
 
 
-def test_403_is_neither_retried_nor_renewed() -> None:
+def test_403_is_neither_retried_nor_renewed(session: EmmaSession, server: FakeEmmaServer) -> None:
     """A 403 (access level too low) comes back at once, with no token call."""
-    with FakeEmmaServer(access_level="Read") as server:
-        with EmmaSession(auth_for(server)) as emma:
-            response = emma.delete("/v1/ssh-keys")
-        assert response.status_code == 403
-        assert (server.api_calls, server.token_calls) == (1, 1)
+    server.access_level = "Read"
+    response = session.delete("/v1/ssh-keys")
+    assert response.status_code == 403
+    assert (server.api_calls, server.token_calls) == (1, 1)
 
 
 def test_threads_share_one_session(session: EmmaSession, server: FakeEmmaServer) -> None:

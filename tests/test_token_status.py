@@ -8,6 +8,7 @@ event.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -141,14 +142,14 @@ def test_refused_credentials_backoff_is_retry_after(server: FakeEmmaServer) -> N
 
 
 def test_a_rejected_token_is_valid_for_nothing(
-    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock
+    server: FakeEmmaServer, auth: EmmaAuth, clock: FakeClock, get: Callable[..., requests.Response]
 ) -> None:
     """A token the API refused (401) and that could not be replaced is valid for 0 s."""
     auth.get_token()
     server.revoke()
     server.fail_next_token_calls(2, 404)  # refresh-token, then issue-token
     with pytest.raises(TokenRequestError):
-        requests.get(server.base_url + "/v1/locations", auth=auth, timeout=WAIT)
+        get(auth)
     assert auth.status().valid_for == 0.0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 import pytest
-from test_cli import child_env
+from cli_runs import child_env
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="stops `serve` with SIGTERM")
 
