@@ -164,7 +164,7 @@ def test_refused_credentials_hold_off_calls_across_the_cache(
 
 def test_a_retry_after_too_long_for_a_float_holds_calls_without_crashing(
     server: FakeEmmaServer,
-    shared_cache: TokenCache,  # noqa: F811
+    shared_cache: TokenCache,
 ) -> None:
     """Retry-After with 400 digits (infinity as a float): the hold is 2**31 s, so later
     requests, here and in another client on the cache, get a TokenRequestError with no call,
