@@ -54,10 +54,11 @@ def plan_for(
     if cache is not None:
         from .._core.cache_entry import Sealer  # cryptography, at the first use of a cache only
 
-        secret = client_secret.reveal()
+        # reveal() passed straight on, never bound here: a traceback of a failure below
+        # (cryptography missing, say) shows this frame's locals.
         shared = Shared(
-            cache_key(base_url, client_id, secret),
-            Sealer(base_url, client_id, secret),
+            cache_key(base_url, client_id, client_secret.reveal()),
+            Sealer(base_url, client_id, client_secret.reveal()),
             repr(cache),
         )
     return RenewalPlan(base_url, client_id, client_secret, shared)
