@@ -173,16 +173,17 @@ def _token_response(
 
 
 def _rfc_token(response: requests.Response) -> dict[str, object]:
-    # The token lives from when its request was sent: never longer than the server thinks.
-    sent_at = time.time() - response.elapsed.total_seconds()
+    now = time.time()
+    sent_at = now - response.elapsed.total_seconds()
     grant = parse_token(response.content, sent_at)  # TokenResponseError if not a token
-    lifetime = grant.lifetime - response.elapsed.total_seconds()
+    # The Token counts the lifetime from when its request was sent, as the lifecycle does.
+    expires_at = grant.to_token(sent_at).expires_at
     token: dict[str, object] = {
         "access_token": grant.access_token,
         "token_type": grant.token_type,
         # oauthlib takes 0 for "never expires": a token this short expires at once instead.
-        "expires_in": max(1, math.floor(lifetime)),
-        "expires_at": sent_at + grant.lifetime,
+        "expires_in": max(1, math.floor(expires_at - now)),
+        "expires_at": expires_at,
     }
     if grant.refresh_token is not None:
         token["refresh_token"] = grant.refresh_token
