@@ -43,8 +43,9 @@ from .._core.secret import Secret, secret_or_none
 from .._core.token import Token
 from .._core.token_status import TokenStatus
 from .._errors import EmmaAuthError
-from .._requests.auth import EmmaAuth, _bearer_token
+from .._requests.auth import EmmaAuth
 from .._requests.coordinator import Coordinator, Flight, shared_error
+from .._requests.replay import bearer_token
 from .errors import for_httpx
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ class EmmaHttpxAuth(httpx.Auth):
         url = response.request.url
         if (url.scheme, url.host, url.port) != self._origin:
             return None  # a redirect took it elsewhere: our token was not sent there
-        rejected = _bearer_token(request.headers.get("Authorization"))
+        rejected = bearer_token(request.headers.get("Authorization"))
         if rejected is None:
             return None
         if not isinstance(request.stream, httpx.ByteStream):

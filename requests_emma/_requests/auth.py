@@ -1,25 +1,25 @@
 """``EmmaAuth``: the token lifecycle as a ``requests`` auth plugin.
 
-A thin adapter: the lifecycle (``_core/lifecycle.py``) decides, the renewer (``_requests/renewal.py``)
-calls the endpoints; this module adds the lock, the background renewal, the 401 hook and the
-replay.
+A thin shell: the lifecycle (``_core/lifecycle.py``) decides, the coordinator
+(``coordinator.py``) keeps one renewal in flight, the requests driver (``renewal.py``) runs
+the renewal's steps, and ``replay.py`` resends a request after a 401. This module holds them
+together: the per-request path, who runs a renewal (the caller, or a thread for an early
+one), the 401 hook's decision, and what a pickled copy or a forked child keeps. An
+``EmmaHttpxAuth`` runs its own drivers over the token an ``EmmaAuth`` holds.
 
 Single flight
-    Callers read the lifecycle without the lock. A fresh token is used as it is. A stale one
+    Callers read the lifecycle without a lock. A fresh token is used as it is. A stale one
     (inside the refresh margin) is sent at once, and one early renewal starts on a thread of
-    its own, so no request waits for it. Only callers with no valid token left wait on the
-    lock, and after it look again, so N threads cause one token call. The lock guards token
-    calls only, never an API request. No thread runs at import or construction; the renewal
-    thread is a daemon that ends with its renewal; a forked child starts with fresh locks.
+    its own, so no request waits for it. Only callers with no valid token left wait, for the
+    renewal in flight (a ``Future``), so N threads cause one token call. No lock is held
+    during an API request or a token call. No thread runs at import or construction; the
+    renewal thread is a daemon that ends with its renewal; a forked child starts afresh.
 
 The 401 replay
-    requests' own ``HTTPDigestAuth`` recipe: a response hook drains and closes the 401,
-    copies the request, carries its cookies, sets the new header, rewinds the body and sends
-    the copy straight to the connection adapter (so the hook does not run again and a second
-    401 is returned as it is). The token is renewed only if the rejected token is still the
-    current one (the lifecycle's compare-and-invalidate); otherwise another thread already
-    renewed it. A body that cannot be replayed byte for byte (a generator, a forward-only
-    stream) is never replayed: the 401 is returned.
+    The hook renews only if the rejected token is still the current one (the lifecycle's
+    compare-and-invalidate); otherwise another thread already renewed it. A body that cannot
+    be replayed byte for byte (a generator, a forward-only stream) is never replayed: the
+    401 is returned, and the token is not sent again.
 
 Origins
     Only requests to the base URL's scheme, host and port get the token. ``requests`` strips
@@ -38,8 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.auth import AuthBase
-from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
-from requests.utils import rewind_body
 
 from .._caches.protocol import TokenCache, check_token_cache
 from .._core import durations, urls
@@ -383,10 +381,12 @@ class EmmaAuth(KeywordOptions, AuthBase):
         sent = response.request
         if sent.url is None or not self._is_own_origin(sent.url):
             return response  # a redirect took it elsewhere: never send our token there
-        rejected = _bearer_token(sent.headers.get("Authorization"))
+        from .body_rewind import can_be_resent  # at the first 401, not with the package
+        from .replay import bearer_token, resend
+
+        rejected = bearer_token(sent.headers.get("Authorization"))
         if rejected is None or getattr(response, "connection", None) is None:
             return response
-        from .body_rewind import can_be_resent  # at the first 401, not with the package
 
         if not can_be_resent(sent):
             logger.debug("401 not replayed: the request body cannot be rewound")
@@ -399,24 +399,8 @@ class EmmaAuth(KeywordOptions, AuthBase):
         response.content  # noqa: B018
         response.close()
         held = self._renew_waiting(rejected)
-
-        replay = sent.copy()
-        _carry_cookies(response, replay)
-        replay.headers["Authorization"] = held.header
-        if isinstance(getattr(replay, "_body_position", None), int):
-            rewind_body(replay)
-        # requests follows a redirect of the replay from the request it sent first: that one
-        # must carry the new token too, or the redirect resends the rejected one. The 401
-        # keeps a copy showing what it was sent with.
-        response.request = sent.copy()
-        sent.headers["Authorization"] = held.header
         logger.debug("API answered 401; replaying %s once with a renewed token", sent.method)
-        with self._telemetry().replay(str(sent.method), str(sent.url)) as record:
-            new_response: requests.Response = response.connection.send(replay, **kwargs)
-            record.answered(new_response.status_code)
-        new_response.history.append(response)
-        new_response.request = replay
-        return new_response
+        return resend(response, held.header, self._telemetry(), **kwargs)
 
     # -- pickling and forking ---------------------------------------------------------------
 
@@ -472,53 +456,6 @@ def _after_prefix(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-def _carry_cookies(response: requests.Response, replay: requests.PreparedRequest) -> None:
-    """Send the replay with the cookies as the 401 left them, as a browser would.
-
-    requests' recipe (``prepare_cookies``) writes a ``Cookie`` header only when there is none,
-    so a request that already carried cookies would not see what the 401 set or deleted.
-    Pairs for names the 401 did not touch are kept as sent (duplicates and all); the names it
-    touched are sent as the jar now has them.
-    """
-    jar: RequestsCookieJar = replay._cookies  # type: ignore[attr-defined]
-    before = _cookie_values(jar)
-    extract_cookies_to_jar(jar, response.request, response.raw)  # type: ignore[no-untyped-call]
-    after = _cookie_values(jar)
-    touched = {key[0] for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
-    if not touched:
-        return
-    kept = [
-        pair.strip()
-        for pair in str(replay.headers.get("Cookie", "")).split(";")
-        if pair.strip() and pair.split("=", 1)[0].strip() not in touched
-    ]
-    now_set = RequestsCookieJar()
-    for cookie in jar:
-        if cookie.name in touched:
-            now_set.set_cookie(cookie)
-    probe = replay.copy()  # the jar writes a Cookie header only where there is none
-    probe.headers.pop("Cookie", None)
-    header = get_cookie_header(now_set, probe)  # type: ignore[no-untyped-call]
-    pairs = kept + ([header] if header else [])
-    if pairs:
-        replay.headers["Cookie"] = "; ".join(pairs)
-    else:
-        replay.headers.pop("Cookie", None)
-
-
-def _cookie_values(jar: RequestsCookieJar) -> dict[tuple[str, str, str], str | None]:
-    return {(cookie.name, cookie.domain, cookie.path): cookie.value for cookie in jar}
-
-
 def _origin_text(url: str | None) -> str:
     origin = None if url is None else urls.origin(url)
     return "an unknown origin" if origin is None else f"{origin[0]}://{origin[1]}:{origin[2]}"
-
-
-def _bearer_token(header: str | bytes | None) -> Secret | None:
-    """The token of a bearer ``Authorization`` header, wrapped so no traceback shows it."""
-    if isinstance(header, bytes):
-        header = header.decode("latin-1")
-    if header is None or not header.startswith("Bearer "):
-        return None
-    return Secret(header[len("Bearer ") :])

@@ -1,0 +1,92 @@
+"""Resending a request after a 401: requests' own ``HTTPDigestAuth`` recipe.
+
+``EmmaAuth``'s response hook decides whether a 401 is replayed (the API's origin, the token
+sent still current, a body that can be sent again) and renews the token; :func:`resend` then
+copies the request, carries the cookies the 401 set, puts the new header on, rewinds the body
+and sends the copy straight to the connection adapter, so the hook does not run again and a
+second 401 comes back as it is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import requests
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
+from requests.utils import rewind_body
+
+from .._core.secret import Secret
+
+if TYPE_CHECKING:
+    from .._telemetry import Telemetry
+
+
+def resend(
+    response: requests.Response, header: str, telemetry: Telemetry, **kwargs: Any
+) -> requests.Response:
+    """Send the request that got the 401 ``response`` again with ``Authorization: header``
+    (``kwargs``: what requests passed the hook: timeout, verify, proxies...)."""
+    sent = response.request
+    replay = sent.copy()
+    carry_cookies(response, replay)
+    replay.headers["Authorization"] = header
+    if isinstance(getattr(replay, "_body_position", None), int):
+        rewind_body(replay)
+    # requests follows a redirect of the replay from the request it sent first: that one
+    # must carry the new token too, or the redirect resends the rejected one. The 401
+    # keeps a copy showing what it was sent with.
+    response.request = sent.copy()
+    sent.headers["Authorization"] = header
+    with telemetry.replay(str(sent.method), str(sent.url)) as record:
+        new_response: requests.Response = response.connection.send(replay, **kwargs)
+        record.answered(new_response.status_code)
+    new_response.history.append(response)
+    new_response.request = replay
+    return new_response
+
+
+def carry_cookies(response: requests.Response, replay: requests.PreparedRequest) -> None:
+    """Send the replay with the cookies as the 401 left them, as a browser would.
+
+    requests' recipe (``prepare_cookies``) writes a ``Cookie`` header only when there is none,
+    so a request that already carried cookies would not see what the 401 set or deleted.
+    Pairs for names the 401 did not touch are kept as sent (duplicates and all); the names it
+    touched are sent as the jar now has them.
+    """
+    jar: RequestsCookieJar = replay._cookies  # type: ignore[attr-defined]
+    before = _cookie_values(jar)
+    extract_cookies_to_jar(jar, response.request, response.raw)  # type: ignore[no-untyped-call]
+    after = _cookie_values(jar)
+    touched = {key[0] for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+    if not touched:
+        return
+    kept = [
+        pair.strip()
+        for pair in str(replay.headers.get("Cookie", "")).split(";")
+        if pair.strip() and pair.split("=", 1)[0].strip() not in touched
+    ]
+    now_set = RequestsCookieJar()
+    for cookie in jar:
+        if cookie.name in touched:
+            now_set.set_cookie(cookie)
+    probe = replay.copy()  # the jar writes a Cookie header only where there is none
+    probe.headers.pop("Cookie", None)
+    header = get_cookie_header(now_set, probe)  # type: ignore[no-untyped-call]
+    pairs = kept + ([header] if header else [])
+    if pairs:
+        replay.headers["Cookie"] = "; ".join(pairs)
+    else:
+        replay.headers.pop("Cookie", None)
+
+
+def _cookie_values(jar: RequestsCookieJar) -> dict[tuple[str, str, str], str | None]:
+    return {(cookie.name, cookie.domain, cookie.path): cookie.value for cookie in jar}
+
+
+def bearer_token(header: str | bytes | None) -> Secret | None:
+    """The token of a bearer ``Authorization`` header, wrapped so no traceback shows it."""
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")
+    if header is None or not header.startswith("Bearer "):
+        return None
+    return Secret(header[len("Bearer ") :])
