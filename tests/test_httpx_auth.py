@@ -448,3 +448,13 @@ def test_tasks_on_two_event_loops_and_threads_share_one_token_call(
         release.set()
         assert [first.result(), *(loop.result() for loop in loops)] == [200, 200, 200]
     assert server.token_calls == 1
+
+
+def test_the_origin_is_compared_as_httpx_normalises_it(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """A URL on the API's origin spelled in upper case gets the token like any other."""
+    spelled = server.base_url.replace("http://", "HTTP://") + "/v1/locations"
+    with httpx.Client(auth=httpx_auth) as client:
+        assert client.get(spelled).status_code == 200
+    assert server.token_calls == 1

@@ -123,7 +123,7 @@ class EmmaHttpxAuth(httpx.Auth):
         self._client = client
         self._async_client = async_client
         base = httpx.URL(source.base_url)
-        self._origin = (base.scheme, base.host, base.port)
+        self._scheme, self._host, self._port = base.scheme, base.host, base.port
         self._sync_renewer: Renewer | None = None
         self._async_endpoint: AsyncHttpxTokenEndpoint | None = None
         self._early_tasks: set[Any] = set()  # asyncio tasks, held until done
@@ -167,7 +167,7 @@ class EmmaHttpxAuth(httpx.Auth):
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         url = request.url
-        if (url.scheme, url.host, url.port) != self._origin:
+        if not self._is_own_origin(url):
             yield request
             return
         source = self._source
@@ -193,7 +193,7 @@ class EmmaHttpxAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         url = request.url
-        if (url.scheme, url.host, url.port) != self._origin:
+        if not self._is_own_origin(url):
             yield request
             return
         source = self._source
@@ -215,13 +215,19 @@ class EmmaHttpxAuth(httpx.Auth):
             response = yield request
             record.answered(response.status_code)
 
+    def _is_own_origin(self, url: httpx.URL) -> bool:
+        """Whether ``url`` is on the API's origin: scheme, host and port (httpx normalises a
+        default port to ``None`` and the host to lower case), compared without building
+        anything, as this runs on every request."""
+        return url.host == self._host and url.port == self._port and url.scheme == self._scheme
+
     def _to_renew(self, request: httpx.Request, response: httpx.Response) -> Secret | None:
         """The token to renew after ``response``, if it is a 401 to be replayed: from the
         API's origin (not a redirect's elsewhere), for a body httpx can send again."""
         if response.status_code != 401:
             return None
         url = response.request.url
-        if (url.scheme, url.host, url.port) != self._origin:
+        if not self._is_own_origin(url):
             return None  # a redirect took it elsewhere: our token was not sent there
         rejected = bearer_token(request.headers.get("Authorization"))
         if rejected is None:
