@@ -11,7 +11,6 @@ import email.utils
 import json
 import logging
 import pickle
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from cli_runs import closed_port
 from fakes import FakeClock, RawServer, answer, auth_for, cut_short, one_byte_every, use_clock
 
 from requests_emma import (
@@ -50,7 +50,8 @@ class RecordingSession(requests.Session):
 
 
 @pytest.fixture
-def session() -> Iterator[RecordingSession]:
+def recording_session() -> Iterator[RecordingSession]:
+    """A requests session for token calls that records what it sends."""
     with RecordingSession() as recording:
         yield recording
 
@@ -58,10 +59,7 @@ def session() -> Iterator[RecordingSession]:
 @pytest.fixture
 def closed_port_url() -> str:
     """A loopback URL nothing listens on: connections are refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/external"
+    return f"http://127.0.0.1:{closed_port()}/external"
 
 
 def make_auth(server: FakeEmmaServer, **policy: Any) -> EmmaAuth:
@@ -301,13 +299,13 @@ def test_retry_after_past_the_deadline_stops_at_once(
 
 
 def test_deadline_cuts_waits_and_timeouts(
-    server: FakeEmmaServer, session: RecordingSession
+    server: FakeEmmaServer, recording_session: RecordingSession
 ) -> None:
     """Sleeps and attempt timeouts together stay within the deadline (fake clock)."""
     clock = FakeClock()
     auth = auth_for(
         server,
-        session=session,
+        session=recording_session,
         timeout=(3.05, 10.0),
         retry=RetryPolicy(attempts=10, deadline=12, wait_initial=4, wait_max=100, wait_jitter=0),
     )
@@ -318,7 +316,7 @@ def test_deadline_cuts_waits_and_timeouts(
     # t=0 attempt, wait 4, t=4 attempt, wait 8 would end at 12: the deadline. Stop.
     assert clock.sleeps == [4]
     assert caught.value.attempts == 2
-    assert session.timeouts == [(3.05, 10.0), (3.05, 8.0)]
+    assert recording_session.timeouts == [(3.05, 10.0), (3.05, 8.0)]
 
 
 class OversleepingClock(FakeClock):
@@ -441,13 +439,13 @@ def test_unreachable_endpoint_fails_within_the_deadline(closed_port_url: str) ->
 
 
 def test_deadline_spans_refresh_and_issue(
-    server: FakeEmmaServer, session: RecordingSession
+    server: FakeEmmaServer, recording_session: RecordingSession
 ) -> None:
     """After a refused refresh, issue-token gets only the time left of the same deadline."""
     clock = FakeClock()
     auth = auth_for(
         server,
-        session=session,
+        session=recording_session,
         timeout=(3.05, 30.0),
         retry=RetryPolicy(deadline=20, wait_initial=6, wait_jitter=0),
     )
@@ -458,7 +456,7 @@ def test_deadline_spans_refresh_and_issue(
     server.fail_next_token_calls(1, 400, body=error_body("BAD_REQUEST", "Invalid refresh token"))
     auth.get_token()
     # refresh: attempt, wait 6 s, attempt (400); issue: the 14 s left, not a fresh 20 s.
-    assert session.timeouts[-3:] == [(3.05, 20.0), (3.05, 14.0), (3.05, 14.0)]
+    assert recording_session.timeouts[-3:] == [(3.05, 20.0), (3.05, 14.0), (3.05, 14.0)]
     assert (server.refresh_calls, server.issue_calls) == (2, 2)
 
 
