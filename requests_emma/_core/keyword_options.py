@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import inspect
-
-    from typing_extensions import Self  # typing.Self from Python 3.11
+    from typing import Self  # typing.Self from Python 3.11
 
 _CO_VARARGS = 0x04  # inspect.CO_VARARGS, without importing inspect with the package
 

@@ -13,7 +13,7 @@ import functools
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from typing_extensions import Self  # typing.Self from Python 3.11
+    from typing import Self  # typing.Self from Python 3.11
 
 _V = TypeVar("_V", bound="Value")
 

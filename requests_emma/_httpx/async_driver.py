@@ -32,6 +32,7 @@ from .._core.outcome import Outcome
 from .._core.renewal import Steps
 from .._core.steps import Load, Lock, Save, Send, Sleep, Step, Unlock
 from .._core.token import Token
+from .._requests.renewal import advance
 from .._system_clock import SystemClock, real_waits
 from .._telemetry import StepTally
 
@@ -119,12 +120,10 @@ async def drive_async(
     error: BaseException | None = None
     try:
         while True:
-            with state_lock:
-                try:
-                    step = steps.send(result) if error is None else steps.throw(error)
-                except StopIteration as done:
-                    token: Token = done.value
-                    return token
+            step, token = advance(steps, state_lock, result, error)
+            if step is None:
+                assert token is not None
+                return token
             try:
                 result, error = await perform(step), None
             except BaseException as exc:  # noqa: BLE001 - thrown into the renewal, which decides

@@ -147,13 +147,28 @@ def drive(
     result: object = None
     error: BaseException | None = None
     while True:
-        with state_lock:
-            try:
-                step = steps.send(result) if error is None else steps.throw(error)
-            except StopIteration as done:
-                token: Token = done.value
-                return token
+        step, token = advance(steps, state_lock, result, error)
+        if step is None:
+            assert token is not None
+            return token
         try:
             result, error = perform(step), None
         except BaseException as exc:  # noqa: BLE001 - thrown into the renewal, which decides
             result, error = None, exc
+
+
+def advance(
+    steps: Steps,
+    state_lock: contextlib.AbstractContextManager[Any],
+    result: object,
+    error: BaseException | None,
+) -> tuple[Step | None, Token | None]:
+    """Send the last step's ``result`` (or throw its ``error``) into ``steps`` under
+    ``state_lock``: ``(next step, None)``, or ``(None, token)`` once the renewal has
+    returned. Every driver, blocking or async, moves a renewal on through this."""
+    with state_lock:
+        try:
+            return (steps.send(result) if error is None else steps.throw(error)), None
+        except StopIteration as done:
+            token: Token = done.value
+            return None, token
