@@ -494,3 +494,29 @@ def test_the_how_to_examples_run_as_written(server: FakeEmmaServer, example: str
     if "async def" in example:
         assert result.stdout.strip() == "{200}"
         assert server.token_calls == 1
+
+
+def test_a_pickled_copy_keeps_the_configuration_not_the_token(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """A pickled EmmaHttpxAuth gets a token of its own in the copy, as EmmaAuth does."""
+    import pickle
+
+    first = httpx_auth.get_token().access_token
+    copy = pickle.loads(pickle.dumps(httpx_auth))
+    assert copy.base_url == httpx_auth.base_url
+    assert copy.auth.status().valid_for is None  # no token crossed
+    assert copy.get_token().access_token != first
+    assert server.token_calls == 2
+
+
+def test_one_with_a_client_of_the_users_says_it_cannot_be_pickled(server: FakeEmmaServer) -> None:
+    """client= makes pickling a TypeError that says what to do instead."""
+    import pickle
+
+    with httpx.Client() as client:
+        auth = EmmaHttpxAuth(
+            server.client_id, server.client_secret, base_url=server.base_url, client=client
+        )
+        with pytest.raises(TypeError, match="make one in the worker process"):
+            pickle.dumps(auth)

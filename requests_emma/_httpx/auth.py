@@ -159,6 +159,16 @@ class EmmaHttpxAuth(httpx.Auth):
         """The token's state now, for health checks (see ``EmmaAuth.status``)."""
         return self._source.status()
 
+    def __reduce__(self) -> tuple[Any, tuple[EmmaAuth]]:
+        # As EmmaAuth pickles: the configuration without the tokens (a worker process gets
+        # its own). A client of the user's (client=, async_client=) does not pickle.
+        if self._client is not None or self._async_client is not None:
+            raise TypeError(
+                "an EmmaHttpxAuth with client= or async_client= cannot be pickled (httpx "
+                "clients cannot); make one in the worker process instead"
+            )
+        return (EmmaHttpxAuth.sharing, (self._source,))
+
     def __repr__(self) -> str:
         source = getattr(self, "_source", None)
         return f"EmmaHttpxAuth({source!r})" if source is not None else "EmmaHttpxAuth(<unset>)"
