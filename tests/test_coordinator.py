@@ -73,7 +73,7 @@ def waiters(flight: Flight, count: int) -> tuple[list[threading.Thread], list[ob
 
     def wait() -> None:
         try:
-            got.append(result(flight))
+            got.append(result(flight, WAIT))
         except BaseException as exc:  # noqa: BLE001 - what the waiter got is the point
             got.append(exc)
 
@@ -208,7 +208,7 @@ def test_an_interrupted_flight_tells_its_waiters_to_look_again(
     counted: type[CountedFlight],
 ) -> None:
     """Landing with a KeyboardInterrupt (the renewing thread's own) gives waiters None,
-    not the interrupt."""
+    not the interrupt, and records no error: an interruption says nothing about emma."""
     lifecycle = TokenLifecycle()
     coordinator = Coordinator(lifecycle)
     coordinator.new_flight = counted
@@ -218,7 +218,7 @@ def test_an_interrupted_flight_tells_its_waiters_to_look_again(
     coordinator.land(flight, NOW + 1, POLICY, error=KeyboardInterrupt())
     joined(threads)
     assert got == [None, None]
-    assert lifecycle.last_error == "renewal interrupted (KeyboardInterrupt)"
+    assert lifecycle.last_error is None and lifecycle.renewing is None
 
 
 # -- early renewals --------------------------------------------------------------------------
@@ -305,3 +305,21 @@ def test_the_state_lock_is_free_while_a_flight_is_awaited(counted: type[CountedF
     coordinator.land(flight, NOW + 2, POLICY, token=token)
     joined(threads)
     assert got == [token]
+
+
+def test_an_abandoned_flight_lets_the_next_caller_start_another(
+    counted: type[CountedFlight],
+) -> None:
+    """A flight given up on releases its waiters (None) and the next join starts a new
+    flight; the old one landing later changes nothing."""
+    lifecycle = TokenLifecycle()
+    coordinator = Coordinator(lifecycle)
+    coordinator.new_flight = counted
+    _, stuck, _ = coordinator.join(NOW)
+    assert stuck is not None
+    coordinator.abandon(stuck, NOW + 40, POLICY)
+    assert stuck.result(0) is None
+    _, fresh, mine = coordinator.join(NOW + 40)
+    assert mine and fresh is not stuck
+    coordinator.land(stuck, NOW + 41, POLICY, error=KeyboardInterrupt())  # late: ignored
+    assert coordinator.flight is fresh and lifecycle.renewing is not None

@@ -3,6 +3,7 @@ under asyncio and trio, with real sockets and real event loops."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -520,3 +521,133 @@ def test_one_with_a_client_of_the_users_says_it_cannot_be_pickled(server: FakeEm
         )
         with pytest.raises(TypeError, match="make one in the worker process"):
             pickle.dumps(auth)
+
+
+# -- cancellation, stuck loops and failures before the first step -----------------------------
+
+
+def test_a_native_asyncio_cancel_of_the_starter_does_not_cancel_the_renewal(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """Task.cancel() of the task whose request started the renewal (as asyncio.wait_for
+    does): the task waiting with it still gets the token, from the one token call."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        release.wait(WAIT)
+
+    server.token_hook = hold
+    flights = WatchedFlights(httpx_auth.auth)
+
+    async def main() -> int:
+        async with httpx.AsyncClient(auth=httpx_auth) as client:
+            starter = asyncio.ensure_future(client.get(api(server)))
+            await asyncio.to_thread(entered.wait, WAIT)
+            waiter = asyncio.ensure_future(client.get(api(server)))
+            assert await asyncio.to_thread(flights.wait_for_waiters, 2)  # the starter too
+            starter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await starter
+            release.set()
+            return (await asyncio.wait_for(waiter, WAIT)).status_code
+
+    assert asyncio.run(main()) == 200
+    assert server.token_calls == 1
+
+
+def test_requests_with_asyncio_timeouts_shorter_than_the_token_call_get_a_token(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
+) -> None:
+    """Each request gives up after 0.3 s (asyncio.wait_for) while the token call takes
+    0.6 s: the renewal goes on regardless, so a later request finds the token."""
+    server.token_delay = 0.6
+
+    async def main() -> list[str]:
+        seen = []
+        async with httpx.AsyncClient(auth=httpx_auth) as client:
+            for _ in range(8):
+                try:
+                    reply = await asyncio.wait_for(client.get(api(server)), 0.3)
+                except TimeoutError:
+                    seen.append("timed out")
+                else:
+                    seen.append(str(reply.status_code))
+        return seen
+
+    seen = asyncio.run(main())
+    assert "200" in seen
+    assert server.token_calls == 1
+
+
+def test_an_async_renewal_that_fails_before_its_first_step_still_ends(
+    server: FakeEmmaServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token cache without cryptography: every async request raises the ImportError, and
+    none waits forever for the renewal that failed before."""
+    from requests_emma import FileTokenCache
+
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.kdf.hkdf", None)
+    (tmp_path / "tokens").mkdir(mode=0o700)
+    auth = EmmaHttpxAuth(
+        server.client_id,
+        server.client_secret,
+        base_url=server.base_url,
+        token_cache=FileTokenCache(tmp_path / "tokens"),
+    )
+
+    async def twice() -> list[str]:
+        seen = []
+        for _ in range(2):
+            try:
+                await asyncio.wait_for(auth.aget_token(), WAIT)
+            except (TimeoutError, ImportError) as exc:
+                seen.append(type(exc).__name__)
+        return seen
+
+    assert asyncio.run(twice()) == ["ImportError", "ImportError"]
+    assert not auth.status().renewing
+
+
+def test_a_blocking_call_on_the_loop_thread_does_not_wait_for_that_loops_renewal(
+    server: FakeEmmaServer, auth: EmmaAuth
+) -> None:
+    """requests code called from a coroutine after a 401, while an early renewal runs as
+    a task of that very loop (which the call blocks), renews by itself instead of waiting
+    for a renewal that cannot land."""
+    shared = EmmaHttpxAuth.sharing(auth)
+    clock = use_clock(auth, FakeClock())
+    auth.get_token()
+    clock.advance(250)  # stale: the next async request starts an early renewal task
+
+    async def main() -> int:
+        async with httpx.AsyncClient(auth=shared) as client:
+            assert (await client.get(api(server))).status_code == 200
+            server.revoke()  # the API refuses the current token from here
+            assert auth.status().renewing  # the early renewal task has not run yet
+            # the blocking call under test:
+            reply = requests.get(api(server), auth=auth, timeout=WAIT)  # noqa: ASYNC210
+            return reply.status_code
+
+    with ThreadPoolExecutor(1) as pool:  # a watchdog: a deadlock fails, not hangs
+        assert pool.submit(asyncio.run, main()).result(timeout=3 * WAIT) == 200
+
+
+@pytest.mark.parametrize("order", [("trio", "asyncio"), ("asyncio", "trio", "asyncio")])
+def test_one_auth_serves_asyncio_and_trio_in_turn(
+    server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth, order: tuple[str, ...]
+) -> None:
+    """Renewals under trio, then asyncio (and back), through the one private client set."""
+    import trio
+
+    async def one() -> int:
+        async with httpx.AsyncClient(auth=httpx_auth) as client:
+            return (await client.get(api(server))).status_code
+
+    for library in order:
+        current = httpx_auth.auth._lifecycle.current
+        if current is not None:  # a renewal each time, on this library's loop
+            httpx_auth.auth._lifecycle.reject(current.access_token)
+        status = asyncio.run(one()) if library == "asyncio" else trio.run(one)
+        assert status == 200, library
+    assert server.token_calls == len(order)

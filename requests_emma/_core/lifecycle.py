@@ -241,15 +241,23 @@ class TokenLifecycle:
         renewed meanwhile, nor expired)."""
         return self.freshness(now) is Freshness.STALE
 
-    def renewal_ended(self, now: float, error: str | None, policy: RetryPolicy) -> float | None:
+    def renewal_ended(
+        self, now: float, error: str | None, policy: RetryPolicy, *, interrupted: bool = False
+    ) -> float | None:
         """The renewal in flight ended, with the message ``error`` if it failed.
 
         A failed early renewal is not tried again on every request: the next one waits for
         a backoff from the policy's ``wait_initial`` (at least :data:`EARLY_BACKOFF_FLOOR`)
         doubling up to its ``wait_max``, and not inside a hold on token calls; meanwhile the
         token keeps serving. Returns that backoff's seconds, ``None`` for any other ending.
+
+        An ``interrupted`` renewal (Ctrl-C, a cancelled task at an event loop's end, a
+        thread that could not start) says nothing about emma: no error is recorded and no
+        backoff set; the next caller simply renews.
         """
         trigger, self.renewing = self.renewing, None
+        if interrupted:
+            return None
         self.last_error = error
         if error is None or trigger != EARLY:
             return None

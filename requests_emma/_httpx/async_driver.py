@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 import anyio
+import anyio.to_thread
 import sniffio
 
 from .._caches.protocol import TokenCache
@@ -59,7 +60,29 @@ async def await_future(future: Future[T]) -> T:
     import asyncio
 
     # shield: wrap_future's future cancels the concurrent one when it is itself cancelled.
-    return await asyncio.shield(asyncio.wrap_future(future))
+    # Its exception is marked retrieved, for a waiter cancelled before it came: asyncio
+    # would log it as never retrieved, though the waiters that stayed got it.
+    waited = asyncio.wrap_future(future)
+    waited.add_done_callback(_retrieved)
+    return await asyncio.shield(waited)
+
+
+def _retrieved(waited: Any) -> None:
+    if not waited.cancelled():
+        waited.exception()
+
+
+async def warm_up() -> None:
+    """Load what a first renewal imports (tenacity, the OpenTelemetry API) on a worker
+    thread: imported on the event loop, they would block it for tens of milliseconds."""
+
+    def load() -> None:
+        from .. import _telemetry
+        from .._core import backoff  # noqa: F401 - imported for its side: loaded
+
+        _telemetry._load()
+
+    await anyio.to_thread.run_sync(load)
 
 
 class AsyncEndpoint(Protocol):

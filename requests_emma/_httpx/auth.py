@@ -30,14 +30,16 @@ not sent again. A 403 never renews.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from .._caches.protocol import TokenCache
-from .._core.lifecycle import FIRST_USE, Freshness
+from .._core.lifecycle import EARLY, FIRST_USE, Freshness
 from .._core.retry_policy import RetryPolicy
 from .._core.secret import Secret, secret_or_none
 from .._core.token import Token
@@ -126,7 +128,7 @@ class EmmaHttpxAuth(httpx.Auth):
         self._scheme, self._host, self._port = base.scheme, base.host, base.port
         self._sync_renewer: Renewer | None = None
         self._async_endpoint: AsyncHttpxTokenEndpoint | None = None
-        self._early_tasks: set[Any] = set()  # asyncio tasks, held until done
+        self._tasks: set[Any] = set()  # asyncio renewal tasks, held until done
 
     # -- what EmmaAuth offers too ------------------------------------------------------------
 
@@ -271,13 +273,18 @@ class EmmaHttpxAuth(httpx.Auth):
         if held is None:
             return await self._arenew_waiting(None)
         if source._lifecycle.freshness(now) is Freshness.STALE:
-            self._start_early_async(now)
+            flight = source._coordinator.begin_early(now)
+            if flight is not None:
+                from .._telemetry import request_link
+
+                self._spawn(flight, request_link())
         return held
 
     async def _arenew_waiting(self, rejected: Secret | None) -> _Held:
-        """As ``EmmaAuth._renew_waiting``, on an event loop."""
-        import anyio
-
+        """As ``EmmaAuth._renew_waiting``, on an event loop: a task that starts a renewal
+        hands it to a task of its own (:meth:`_spawn`) and waits for it like any other
+        caller, so that its cancellation (``Task.cancel()``, a timeout, a scope) never
+        reaches the renewal the others wait for."""
         from .async_driver import await_future
 
         source = self._source
@@ -289,34 +296,85 @@ class EmmaHttpxAuth(httpx.Auth):
             if held is not None:
                 return held
             assert flight is not None
-            if not mine:
-                try:
-                    await await_future(flight)
-                except EmmaAuthError as exc:
-                    raise shared_error(exc) from exc.__cause__
-                continue
-            # Shielded: the tasks waiting for this renewal must get its result even if the
-            # task that started it is cancelled (which then takes effect once it has landed).
-            with anyio.CancelScope(shield=True):
-                token = await self._arenew(coordinator, flight)
-            held = source._lifecycle.held
-            assert held is not None and held.token is token
-            source._announce(token)
-            return held
+            if mine:
+                self._spawn(flight, None)
+            try:
+                await await_future(flight)  # None: interrupted, look again
+            except EmmaAuthError as exc:
+                raise shared_error(exc) from exc.__cause__
+            failure = getattr(flight, "failure", None)
+            if mine and isinstance(failure, Exception):
+                # Not emma's answer (a broken install, a bug): the caller that started the
+                # renewal gets it, as a blocking caller would; the others look again.
+                raise failure
 
-    async def _arenew(
-        self, coordinator: Coordinator, flight: Flight, link: object | None = None
-    ) -> Token:
-        """Run one renewal on this event loop and land ``flight`` with its result."""
+    def _spawn(self, flight: Flight, link: object | None) -> None:
+        """Run the renewal of ``flight`` as a task of its own on this event loop: under
+        asyncio a task held in a set until done, under trio a system task (ended with the
+        run). The flight records the loop's thread, so that a thread blocking this loop
+        never waits for it (it would never land)."""
+        import sniffio
+
+        flight.loop_thread = threading.get_ident()  # type: ignore[attr-defined]
+        try:
+            if sniffio.current_async_library() == "trio":
+                import trio
+
+                trio.lowlevel.spawn_system_task(
+                    self._fly, flight, link, context=contextvars.copy_context()
+                )
+                return
+            import asyncio
+
+            task = asyncio.get_running_loop().create_task(self._fly(flight, link))
+        except BaseException as exc:
+            source = self._source
+            source._coordinator.land(flight, source._monotonic(), source._retry, error=exc)
+            raise
+        self._tasks.add(task)  # held strongly, or the loop may drop it mid-renewal
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fly(self, flight: Flight, link: object | None) -> None:
+        """Run one renewal on this event loop and land ``flight`` with what came of it,
+        whatever that is; then hand the new token to ``on_token`` on a worker thread (the
+        callback may block, and must not block the loop)."""
+        source = self._source
+        coordinator, retry = source._coordinator, source._retry
+        early = source._lifecycle.renewing == EARLY
+        try:
+            if early and not coordinator.early_renewal_due(source._monotonic()):
+                token = None  # renewed or expired meanwhile: nothing to do early
+            else:
+                token = await self._arenew(coordinator, link)
+        except BaseException as exc:
+            flight.failure = exc  # type: ignore[attr-defined]  # for the task that started it
+            backoff = coordinator.land(flight, source._monotonic(), retry, error=exc)
+            if isinstance(exc, EmmaAuthError):
+                if early:
+                    _log_early_failure(source, exc, backoff)
+                return  # the waiters have the error; nobody awaits this task
+            if isinstance(exc, Exception):
+                if early:  # no caller waits for an early renewal: say it here
+                    logger.warning("token renewal failed unexpectedly: %s", type(exc).__name__)
+                return  # else raised by the task that started it (see _arenew_waiting)
+            raise  # cancelled (the loop is ending) or interrupted: landed, on its way
+        coordinator.land(flight, source._monotonic(), retry, token)
+        if token is not None and source._on_token is not None:
+            import anyio.to_thread
+
+            await anyio.to_thread.run_sync(source._announce, token)
+
+    async def _arenew(self, coordinator: Coordinator, link: object | None) -> Token:
+        """Run one renewal's steps on this event loop, recorded as telemetry."""
         from .._telemetry import StepTally
-        from .async_driver import drive_async
+        from .async_driver import drive_async, warm_up
 
         source = self._source
-        endpoint = self._async_endpoint
-        if endpoint is None:
+        if self._async_endpoint is None:
             from .transport import AsyncHttpxTokenEndpoint
 
-            endpoint = self._async_endpoint = AsyncHttpxTokenEndpoint(
+            await warm_up()  # the modules a renewal imports, loaded off the loop
+            self._async_endpoint = AsyncHttpxTokenEndpoint(
                 source.base_url, self._async_client, source._renewer_args[1]
             )
         clock = source._clock
@@ -326,58 +384,30 @@ class EmmaHttpxAuth(httpx.Auth):
         with record:
             try:
                 token = await drive_async(
-                    steps, endpoint, source._renewer_args[3], clock, coordinator.lock, tally
+                    steps,
+                    self._async_endpoint,
+                    source._renewer_args[3],
+                    clock,
+                    coordinator.lock,
+                    tally,
                 )
             except BaseException as exc:
-                coordinator.land(flight, source._monotonic(), source._retry, error=exc)
                 record.ended("failed", exc)
                 raise
-            coordinator.land(flight, source._monotonic(), source._retry, token)
             record.ended(tally.result())
         return token
 
-    def _start_early_async(self, now: float) -> None:
-        """Start the early renewal of a stale token as a task of its own, off the request."""
-        import sniffio
 
-        from .._telemetry import request_link
-
-        flight = self._source._coordinator.begin_early(now)
-        if flight is None:
-            return
-        link = request_link()
-        if sniffio.current_async_library() == "trio":
-            import trio
-
-            trio.lowlevel.spawn_system_task(self._renew_early_async, flight, link)
-            return
-        import asyncio
-
-        task = asyncio.get_running_loop().create_task(self._renew_early_async(flight, link))
-        self._early_tasks.add(task)  # held strongly, or the loop may drop it mid-renewal
-        task.add_done_callback(self._early_tasks.discard)
-
-    async def _renew_early_async(self, flight: Flight, link: object | None) -> None:
-        source = self._source
-        coordinator, token = source._coordinator, None
-        if not coordinator.early_renewal_due(source._monotonic()):
-            coordinator.land(flight, source._monotonic(), source._retry)
-            return
-        try:
-            token = await self._arenew(coordinator, flight, link)
-        except EmmaAuthError as exc:
-            current = source._lifecycle.current
-            left = 0.0 if current is None else max(0.0, current.expires_in(source._clock.wall()))
-            logger.warning(
-                "token renewal failed, still using the current token (valid %.0f s more): %s",
-                left,
-                exc,
-            )
-            return
-        except Exception as exc:  # noqa: BLE001 - a task of its own: nobody else would see it
-            logger.warning("token renewal failed unexpectedly: %s", type(exc).__name__)
-            return
-        source._announce(token)
+def _log_early_failure(source: EmmaAuth, exc: EmmaAuthError, backoff: float | None) -> None:
+    current = source._lifecycle.current
+    left = 0.0 if current is None else max(0.0, current.expires_in(source._clock.wall()))
+    logger.warning(
+        "token renewal failed, still using the current token (valid %.0f s more); "
+        "next renewal attempt in %.1f s: %s",
+        left,
+        backoff or 0.0,
+        exc,
+    )
 
 
 def _check_clients(client: object, async_client: object) -> None:

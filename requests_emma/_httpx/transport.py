@@ -39,6 +39,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 import anyio
 import anyio.to_thread
 import httpx
+import sniffio
 
 from .._core.clock import Clock
 from .._core.exchange import (
@@ -167,6 +168,9 @@ class AsyncHttpxTokenEndpoint:
         self.owns_client = client is None
         self.timeout = timeout
         self._client = client
+        # The private clients, one per async library: a client first used under trio
+        # fails under asyncio afterwards (its pool's primitives are trio's).
+        self._private: dict[str, httpx.AsyncClient] = {}
         self._making = threading.Lock()  # held in worker threads only, never on a loop
 
     async def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
@@ -200,7 +204,10 @@ class AsyncHttpxTokenEndpoint:
     async def _exchange(self, path: str, body: Body, timeout: Timeout) -> _Answer:
         client = self._client
         if client is None:
-            client = await anyio.to_thread.run_sync(self._make_client)
+            library = sniffio.current_async_library()
+            client = self._private.get(library)
+            if client is None:
+                client = await anyio.to_thread.run_sync(self._make_client, library)
         elif client.is_closed:
             raise RuntimeError("the httpx.AsyncClient given for token calls has been closed")
         url = httpx.URL(self.base_url + path)
@@ -216,18 +223,21 @@ class AsyncHttpxTokenEndpoint:
             with anyio.move_on_after(_CLOSE_GRACE, shield=True):
                 await response.aclose()
 
-    def _make_client(self) -> httpx.AsyncClient:
+    def _make_client(self, library: str) -> httpx.AsyncClient:
         with self._making:
-            if self._client is None:
-                self._client = httpx.AsyncClient(limits=_NO_KEEP_ALIVE)
-            return self._client
+            client = self._private.get(library)
+            if client is None:
+                client = self._private[library] = httpx.AsyncClient(limits=_NO_KEEP_ALIVE)
+            return client
 
     async def aclose(self) -> None:
-        """Close the private client, if one was made; a user's client stays open. A call
-        after this makes a new private client."""
+        """Close the private client of this async library, if one was made, and forget the
+        others (they keep no connection); a user's client stays open. A call after this
+        makes a new private client."""
         if not self.owns_client:
             return
-        client, self._client = self._client, None
+        private, self._private = self._private, {}
+        client = private.get(sniffio.current_async_library())
         if client is not None:
             await client.aclose()
 

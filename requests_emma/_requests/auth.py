@@ -307,7 +307,9 @@ class EmmaAuth(KeywordOptions, AuthBase):
         it if it is still current. If the renewal this caller waited for failed, its error
         is raised again rather than the endpoint called once more.
         """
-        from .coordinator import result
+        from concurrent.futures import TimeoutError as FlightTimeout
+
+        from .coordinator import WAIT_GRACE, result
 
         coordinator = self._coordinator
         reject = None if rejected is None else rejected.reveal()
@@ -318,7 +320,16 @@ class EmmaAuth(KeywordOptions, AuthBase):
                 return held
             assert flight is not None
             if not mine:
-                result(flight)  # raises the failed renewal's error, or loops to look again
+                if getattr(flight, "loop_thread", None) == threading.get_ident():
+                    # Run by a task of the event loop this very thread blocks: it could
+                    # never land while we wait. Renew here instead.
+                    coordinator.abandon(flight, self._monotonic(), self._retry)
+                    continue
+                try:  # raises the failed renewal's error, or loops to look again
+                    result(flight, self._retry.deadline + WAIT_GRACE)
+                except FlightTimeout:
+                    logger.warning("the token renewal in flight never ended; renewing anew")
+                    coordinator.abandon(flight, self._monotonic(), self._retry)
                 continue
             try:
                 token = self._renew(coordinator, renewer)
@@ -326,10 +337,10 @@ class EmmaAuth(KeywordOptions, AuthBase):
                 coordinator.land(flight, self._monotonic(), self._retry, error=exc)
                 raise
             coordinator.land(flight, self._monotonic(), self._retry, token)
-            held = self._lifecycle.held
-            assert held is not None and held.token is token
             self._announce(token)
-            return held
+            held = self._lifecycle.usable(self._monotonic())
+            if held is not None:  # else rejected or replaced already: look again
+                return held
 
     def _renew(
         self, coordinator: Coordinator, renewer: Renewer | None = None, link: object | None = None

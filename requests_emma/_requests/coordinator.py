@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from .._core.retry_policy import RetryPolicy
     from .._core.token import Token
 
+#: A waiting thread gives up on a flight not landed this long after the renewal's own
+#: deadline (the renewal is then stuck: its event loop stopped, say) and renews itself.
+WAIT_GRACE = 5.0
+
 #: A flight's result: the new token, or ``None`` when the renewal ended without one for a
 #: reason that is not the renewal's failure (an interrupt in the thread that ran it, an early
 #: renewal that found nothing left to do): its waiters look again.
@@ -100,29 +104,47 @@ class Coordinator:
         error: BaseException | None = None,
     ) -> float | None:
         """End ``flight`` with ``token``, or with ``error`` (an :class:`EmmaAuthError` is
-        handed to every waiter; any other exception only to the caller that ran it, the
-        waiters look again). Returns the backoff before the next early renewal after a
-        failed one, as the lifecycle decided it."""
-        if error is None:
-            message = None
-        elif isinstance(error, EmmaAuthError):
-            message = str(error)
-        else:
-            message = f"renewal interrupted ({type(error).__name__})"
+        handed to every waiter; any other exception, an interruption, only to the caller
+        that ran it: the waiters look again). Returns the backoff before the next early
+        renewal after a failed one, as the lifecycle decided it.
+
+        A flight given up on meanwhile (:meth:`abandon`) is landed for its waiters only: the
+        lifecycle moved on without it."""
+        failed = isinstance(error, EmmaAuthError)
+        backoff = None
         with self.lock:
-            self.flight = None
-            backoff = self.lifecycle.renewal_ended(now, message, policy)
-        if isinstance(error, EmmaAuthError):
-            flight.set_exception(error)
-        else:
-            flight.set_result(token)
+            if self.flight is flight:
+                self.flight = None
+                backoff = self.lifecycle.renewal_ended(
+                    now,
+                    str(error) if failed else None,
+                    policy,
+                    # no token and no failure: interrupted, or nothing left to do
+                    interrupted=not failed and token is None,
+                )
+        if not flight.done():
+            if failed:
+                flight.set_exception(error)
+            else:
+                flight.set_result(token)
         return backoff
 
+    def abandon(self, flight: Flight, now: float, policy: RetryPolicy) -> None:
+        """Give up on ``flight``: whatever runs it has not landed it within the time any
+        renewal may take (an event loop that stopped, or that the waiting thread itself
+        blocks). Its waiters look again, and the next caller starts a renewal of its own."""
+        self.land(flight, now, policy, error=_Abandoned())
 
-def result(flight: Flight) -> Token | None:
-    """Wait for ``flight`` in this thread; a failed renewal's error is raised as a copy."""
+
+class _Abandoned(Exception):
+    """The ending of a flight given up on (an interruption: no error, no backoff)."""
+
+
+def result(flight: Flight, timeout: float) -> Token | None:
+    """Wait for ``flight`` in this thread, at most ``timeout`` seconds (then raises
+    ``TimeoutError``); a failed renewal's error is raised as a copy."""
     try:
-        return flight.result()
+        return flight.result(timeout)
     except EmmaAuthError as exc:
         raise shared_error(exc) from exc.__cause__
 
