@@ -35,7 +35,7 @@ import report
 from _harness import Server, median, percentile
 from bench_speed import static_token
 from peers_httpx import EMMA, AsyncContender, Builder
-from report import Section, Target, fmt
+from report import Section, Target, bar_chart, fmt
 
 SLOW = 0.25  # seconds: a request slower than this waited on a renewal
 LAG_LIMIT = 0.05  # seconds: the most an event loop may be late during a renewal
@@ -241,9 +241,26 @@ async def _flow_step(server: Server, token: str, rounds: int, count: int, in_pro
     return names, flow_pairs, local_pairs
 
 
-def flow_step(server: Server, *, rounds: int, count: int, in_process: int) -> Section:
+def flow_step(
+    server: Server, *, rounds: int, count: int, in_process: int, charts: Path | None = None
+) -> Section:
+    """``charts``: the folder to draw the chart in (none drawn without it)."""
     server.reset(token_lifetime=3600, token_delay=0.0, token_failure_rate=0.0)
     names, flow, local = _run(_flow_step, server, static_token(server), rounds, count, in_process)
+    if charts is not None:
+        bar_chart(
+            charts / "httpx-flow.png",
+            title="httpx.AsyncClient: a cached token (ratio to a static header; lower is better)",
+            labels=names,
+            series={
+                "flow step alone": [flow.ratio(n) for n in names],
+                "in-process transport": [local.ratio(n) for n in names],
+            },
+            ylabel="time / static header (log scale)",
+            log=True,
+            line=1.25,
+            line_label="1.25: EmmaHttpxAuth's target, on the flow step alone",
+        )
     floor_local = median(local.times[FLOOR])
     rows = [
         (
@@ -303,6 +320,7 @@ after it); medians over rounds of those adjacent pairs. The floor is an `httpx.A
                 "EmmaHttpxAuth async flow step", "≤ 1.25x the static header", emma_measured
             )
         ],
+        chart=None if charts is None else "httpx-flow.png",
     )
 
 
@@ -671,12 +689,34 @@ def _sustained_runs(
 
 
 def loop_lag(
-    server: Server, *, rounds: int, seconds: float, tasks: int = 50, delay: float = 0.5
+    server: Server,
+    *,
+    rounds: int,
+    seconds: float,
+    tasks: int = 50,
+    delay: float = 0.5,
+    charts: Path | None = None,
 ) -> Section:
+    """``charts``: the folder to draw the chart in (none drawn without it)."""
     lifetime = 2
     runs = _sustained_runs(
         server, rounds=rounds, tasks=tasks, seconds=seconds, lifetime=lifetime, delay=delay
     )
+    if charts is not None:
+        pooled = {name: [x for r in results for x in r.lags] for name, results in runs.items()}
+        bar_chart(
+            charts / "httpx-lag.png",
+            title=f"Event-loop lag, {tasks} tasks, {lifetime} s tokens, {delay:g} s token endpoint",
+            labels=list(pooled),
+            series={
+                "p99": [percentile(lags, 0.99) * 1e3 for lags in pooled.values()],
+                "max": [max(lags) * 1e3 for lags in pooled.values()],
+            },
+            ylabel="ms late (log scale)",
+            log=True,
+            line=LAG_LIMIT * 1e3,
+            line_label=f"{LAG_LIMIT * 1e3:g} ms: EmmaHttpxAuth's target",
+        )
     rows = []
     for name, results in runs.items():
         lags = [x for r in results for x in r.lags]
@@ -740,12 +780,20 @@ the event loop was kept from running anything else. asyncio; {tasks} keep-alive 
                 emma_measured,
             )
         ],
+        chart=None if charts is None else "httpx-lag.png",
     )
 
 
 def stall(
-    server: Server, *, rounds: int, seconds: float, tasks: int = 8, delay: float = 0.3
+    server: Server,
+    *,
+    rounds: int,
+    seconds: float,
+    tasks: int = 8,
+    delay: float = 0.3,
+    charts: Path | None = None,
 ) -> Section:
+    """``charts``: the folder to draw the chart in (none drawn without it)."""
     lifetime = 2
     runs = _sustained_runs(
         server, rounds=rounds, tasks=tasks, seconds=seconds, lifetime=lifetime, delay=delay
@@ -765,6 +813,17 @@ def stall(
             "failures": "; ".join(r.outcome.failure_text() for r in results),
         }
     static_max = summary[FLOOR]["max"]
+    if charts is not None:
+        bar_chart(
+            charts / "httpx-stall.png",
+            title=f"Latency, {tasks} tasks, {lifetime} s tokens, {delay:g} s token endpoint",
+            labels=list(summary),
+            series={q: [summary[n][q] * 1e3 for n in summary] for q in ("p50", "p99", "max")},
+            ylabel="ms (log scale)",
+            log=True,
+            line=SLOW * 1e3,
+            line_label=f"{SLOW * 1e3:.0f} ms: waited on a renewal",
+        )
     rows = [
         (
             name,
@@ -835,6 +894,7 @@ compares with the static-header run of the same rounds.
         targets=[
             _emma_target("EmmaHttpxAuth renewal stall", f"0 requests > {SLOW} s", emma_measured)
         ],
+        chart=None if charts is None else "httpx-stall.png",
     )
 
 
@@ -869,10 +929,7 @@ def markdown(sections: Sequence[Section], *, command: str, when: str, seconds: f
         ),
     ]
     for section in sections:
-        out += ["", f"## {section.title}", "", section.intro.strip(), ""]
-        if section.rows:
-            out += [report.table(section.headers, section.rows), ""]
-        out += [f"- {note}" for note in section.notes]
+        out += ["", *report.section_lines(section)]
     return "\n".join(out).rstrip() + "\n"
 
 
