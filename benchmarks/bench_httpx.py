@@ -683,7 +683,15 @@ def _sustained_runs(
         names = list(builders) if round_ % 2 == 0 else list(reversed(builders))
         for name in names:
             contender = builders[name](limits=peers_httpx.limits(tasks), timeout=TIMEOUT)
-            runs[name].append(_run(_sustained, server, contender, tasks, seconds))
+            # The objects of everything run before (in run.py: every benchmark, matplotlib)
+            # out of the collector's reach: a full collection over them paused the event
+            # loop 40-100 ms, as long as the lag the target allows, whoever ran then.
+            gc.collect()
+            gc.freeze()
+            try:
+                runs[name].append(_run(_sustained, server, contender, tasks, seconds))
+            finally:
+                gc.unfreeze()
     server.reset(token_lifetime=3600, token_delay=0.0)
     return runs
 
@@ -751,6 +759,8 @@ round, {rounds} round(s), {lifetime} s tokens and a token endpoint that takes {d
 so each round has a renewal or more (the first token is fetched before the round). Beside
 them a ticker task sleeps {TICK * 1e3:g} ms again and again; how late it wakes is how long
 the event loop was kept from running anything else. asyncio; {tasks} keep-alive connections.
+Before each run the objects made so far are frozen out of the garbage collector's reach
+(`gc.freeze()`): a full collection over them would pause the loop whoever runs then.
 """,
         headers=[
             "contender",
@@ -858,7 +868,8 @@ def stall(
 round, {rounds} round(s), {lifetime} s tokens, a token endpoint that takes {delay:g} s;
 asyncio, {tasks} keep-alive connections. A request slower than {SLOW} s waited on a
 renewal. Latencies pooled over rounds; per-round counts are medians. "max vs static"
-compares with the static-header run of the same rounds.
+compares with the static-header run of the same rounds. As for the lag, the objects made
+before each run are frozen out of the garbage collector's reach.
 """,
         headers=[
             "contender",
