@@ -3,7 +3,7 @@
 ``run.py`` measures, saves what it measured as JSON (``save``) and renders the page from it
 (``page``). Rendering again needs no new run: ``python benchmarks/report.py`` re-renders
 ``docs/benchmarks.md`` from ``docs/benchmarks/results.json``, so the page's layout can change
-without seven minutes of both cores.
+without a quarter of an hour of both cores.
 
 The page opens with the targets and their results, one row each; the sections follow, then
 what was run where (the command, machine, versions), and raw listings (profiler output)

@@ -1,6 +1,6 @@
 """Run every benchmark and regenerate ``docs/benchmarks.md`` and its charts.
 
-    python benchmarks/run.py            # the full run, about 12 minutes on 2 cores
+    python benchmarks/run.py            # the full run, about 15 minutes on 2 cores
     python benchmarks/run.py --quick    # fewer, shorter rounds: about 4 minutes
 
 It measures whichever ``requests_emma`` is installed: with requests, then with
