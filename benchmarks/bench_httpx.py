@@ -35,7 +35,7 @@ import report
 from _harness import Server, median, percentile
 from bench_speed import static_token
 from peers_httpx import EMMA, AsyncContender, Builder
-from report import Section, Target, fmt
+from report import Section, Target, bar_chart, fmt
 
 SLOW = 0.25  # seconds: a request slower than this waited on a renewal
 LAG_LIMIT = 0.05  # seconds: the most an event loop may be late during a renewal
@@ -241,9 +241,26 @@ async def _flow_step(server: Server, token: str, rounds: int, count: int, in_pro
     return names, flow_pairs, local_pairs
 
 
-def flow_step(server: Server, *, rounds: int, count: int, in_process: int) -> Section:
+def flow_step(
+    server: Server, *, rounds: int, count: int, in_process: int, charts: Path | None = None
+) -> Section:
+    """``charts``: the folder to draw the chart in (none drawn without it)."""
     server.reset(token_lifetime=3600, token_delay=0.0, token_failure_rate=0.0)
     names, flow, local = _run(_flow_step, server, static_token(server), rounds, count, in_process)
+    if charts is not None:
+        bar_chart(
+            charts / "httpx-flow.png",
+            title="httpx.AsyncClient: a cached token (ratio to a static header; lower is better)",
+            labels=names,
+            series={
+                "flow step alone": [flow.ratio(n) for n in names],
+                "in-process transport": [local.ratio(n) for n in names],
+            },
+            ylabel="time / static header (log scale)",
+            log=True,
+            line=1.25,
+            line_label="1.25: EmmaHttpxAuth's target, on the flow step alone",
+        )
     floor_local = median(local.times[FLOOR])
     rows = [
         (
@@ -303,6 +320,7 @@ after it); medians over rounds of those adjacent pairs. The floor is an `httpx.A
                 "EmmaHttpxAuth async flow step", "≤ 1.25x the static header", emma_measured
             )
         ],
+        chart=None if charts is None else "httpx-flow.png",
     )
 
 
@@ -665,18 +683,48 @@ def _sustained_runs(
         names = list(builders) if round_ % 2 == 0 else list(reversed(builders))
         for name in names:
             contender = builders[name](limits=peers_httpx.limits(tasks), timeout=TIMEOUT)
-            runs[name].append(_run(_sustained, server, contender, tasks, seconds))
+            # The objects of everything run before (in run.py: every benchmark, matplotlib)
+            # out of the collector's reach: a full collection over them paused the event
+            # loop 40-100 ms, as long as the lag the target allows, whoever ran then.
+            gc.collect()
+            gc.freeze()
+            try:
+                runs[name].append(_run(_sustained, server, contender, tasks, seconds))
+            finally:
+                gc.unfreeze()
     server.reset(token_lifetime=3600, token_delay=0.0)
     return runs
 
 
 def loop_lag(
-    server: Server, *, rounds: int, seconds: float, tasks: int = 50, delay: float = 0.5
+    server: Server,
+    *,
+    rounds: int,
+    seconds: float,
+    tasks: int = 50,
+    delay: float = 0.5,
+    charts: Path | None = None,
 ) -> Section:
+    """``charts``: the folder to draw the chart in (none drawn without it)."""
     lifetime = 2
     runs = _sustained_runs(
         server, rounds=rounds, tasks=tasks, seconds=seconds, lifetime=lifetime, delay=delay
     )
+    if charts is not None:
+        pooled = {name: [x for r in results for x in r.lags] for name, results in runs.items()}
+        bar_chart(
+            charts / "httpx-lag.png",
+            title=f"Event-loop lag, {tasks} tasks, {lifetime} s tokens, {delay:g} s token endpoint",
+            labels=list(pooled),
+            series={
+                "p99": [percentile(lags, 0.99) * 1e3 for lags in pooled.values()],
+                "max": [max(lags) * 1e3 for lags in pooled.values()],
+            },
+            ylabel="ms late (log scale)",
+            log=True,
+            line=LAG_LIMIT * 1e3,
+            line_label=f"{LAG_LIMIT * 1e3:g} ms: EmmaHttpxAuth's target",
+        )
     rows = []
     for name, results in runs.items():
         lags = [x for r in results for x in r.lags]
@@ -711,6 +759,8 @@ round, {rounds} round(s), {lifetime} s tokens and a token endpoint that takes {d
 so each round has a renewal or more (the first token is fetched before the round). Beside
 them a ticker task sleeps {TICK * 1e3:g} ms again and again; how late it wakes is how long
 the event loop was kept from running anything else. asyncio; {tasks} keep-alive connections.
+Before each run the objects made so far are frozen out of the garbage collector's reach
+(`gc.freeze()`): a full collection over them would pause the loop whoever runs then.
 """,
         headers=[
             "contender",
@@ -740,12 +790,20 @@ the event loop was kept from running anything else. asyncio; {tasks} keep-alive 
                 emma_measured,
             )
         ],
+        chart=None if charts is None else "httpx-lag.png",
     )
 
 
 def stall(
-    server: Server, *, rounds: int, seconds: float, tasks: int = 8, delay: float = 0.3
+    server: Server,
+    *,
+    rounds: int,
+    seconds: float,
+    tasks: int = 8,
+    delay: float = 0.3,
+    charts: Path | None = None,
 ) -> Section:
+    """``charts``: the folder to draw the chart in (none drawn without it)."""
     lifetime = 2
     runs = _sustained_runs(
         server, rounds=rounds, tasks=tasks, seconds=seconds, lifetime=lifetime, delay=delay
@@ -765,6 +823,17 @@ def stall(
             "failures": "; ".join(r.outcome.failure_text() for r in results),
         }
     static_max = summary[FLOOR]["max"]
+    if charts is not None:
+        bar_chart(
+            charts / "httpx-stall.png",
+            title=f"Latency, {tasks} tasks, {lifetime} s tokens, {delay:g} s token endpoint",
+            labels=list(summary),
+            series={q: [summary[n][q] * 1e3 for n in summary] for q in ("p50", "p99", "max")},
+            ylabel="ms (log scale)",
+            log=True,
+            line=SLOW * 1e3,
+            line_label=f"{SLOW * 1e3:.0f} ms: waited on a renewal",
+        )
     rows = [
         (
             name,
@@ -799,7 +868,8 @@ def stall(
 round, {rounds} round(s), {lifetime} s tokens, a token endpoint that takes {delay:g} s;
 asyncio, {tasks} keep-alive connections. A request slower than {SLOW} s waited on a
 renewal. Latencies pooled over rounds; per-round counts are medians. "max vs static"
-compares with the static-header run of the same rounds.
+compares with the static-header run of the same rounds. As for the lag, the objects made
+before each run are frozen out of the garbage collector's reach.
 """,
         headers=[
             "contender",
@@ -823,8 +893,11 @@ compares with the static-header run of the same rounds.
             (
                 "The static-header row is the load alone. On asyncio, httpx's requests to this "
                 "server sometimes take 0.3-2 s while the event loop is free (the lag ticker "
-                "stays under 60 ms): about 10 a round here, none on trio or with requests "
-                "threads; httpx's open issue encode/httpx#3215 reports the same variance."
+                "stays under 60 ms), with no auth at all (the static header's count), none on "
+                "trio or with requests threads. httpcore's trace puts the wait before it "
+                "starts writing the request on a pooled connection (none is opened), with 8 "
+                "or 16 connections for the 8 tasks alike; httpx's open issue encode/httpx#3215 "
+                "reports the same variance."
             ),
             (
                 "Figures to compare with (measured elsewhere, 8 s of 2 s tokens): renewals "
@@ -835,6 +908,7 @@ compares with the static-header run of the same rounds.
         targets=[
             _emma_target("EmmaHttpxAuth renewal stall", f"0 requests > {SLOW} s", emma_measured)
         ],
+        chart=None if charts is None else "httpx-stall.png",
     )
 
 
@@ -869,10 +943,7 @@ def markdown(sections: Sequence[Section], *, command: str, when: str, seconds: f
         ),
     ]
     for section in sections:
-        out += ["", f"## {section.title}", "", section.intro.strip(), ""]
-        if section.rows:
-            out += [report.table(section.headers, section.rows), ""]
-        out += [f"- {note}" for note in section.notes]
+        out += ["", *report.section_lines(section)]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -3,7 +3,7 @@
 ``run.py`` measures, saves what it measured as JSON (``save``) and renders the page from it
 (``page``). Rendering again needs no new run: ``python benchmarks/report.py`` re-renders
 ``docs/benchmarks.md`` from ``docs/benchmarks/results.json``, so the page's layout can change
-without seven minutes of both cores.
+without a quarter of an hour of both cores.
 
 The page opens with the targets and their results, one row each; the sections follow, then
 what was run where (the command, machine, versions), and raw listings (profiler output)
@@ -110,26 +110,7 @@ def page(
         ),
     ]
     for section in sections:
-        out += ["", f"## {section.title}", "", section.intro.strip(), ""]
-        if section.rows:
-            out += [table(section.headers, section.rows), ""]
-        for note in section.notes:
-            out.append(f"- {note}")
-        if section.notes:
-            out.append("")
-        if section.chart:
-            out += [f"![{section.title}]({chart_dir}/{section.chart})", ""]
-        if section.extra:
-            out += [section.extra.strip(), ""]
-        if section.listing:
-            out += [
-                "<details><summary>The profiler's listings</summary>",
-                "",
-                section.listing.strip(),
-                "",
-                "</details>",
-                "",
-            ]
+        out += ["", *section_lines(section, chart_dir)]
     out += [
         "",
         "## About this run",
@@ -158,6 +139,36 @@ def page(
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
     ]
     return "\n".join(out).rstrip() + "\n"
+
+
+def section_lines(section: Section, chart_dir: str = "benchmarks") -> list[str]:
+    """One section of the page: its heading, intro, table, notes, chart, extra, listing."""
+    out = [f"## {section.title}", "", section.intro.strip(), ""]
+    if section.rows:
+        out += [table(section.headers, section.rows), ""]
+    for note in section.notes:
+        out.append(f"- {note}")
+    if section.notes:
+        out.append("")
+    if section.chart:
+        out += [f"![{section.title}]({chart_dir}/{section.chart})", ""]
+    if section.extra:
+        out += [section.extra.strip(), ""]
+    if section.listing:
+        out += [
+            "<details><summary>The profiler's listings</summary>",
+            "",
+            section.listing.strip(),
+            "",
+            "</details>",
+            "",
+        ]
+    return out
+
+
+def section_markdown(section: Section, chart_dir: str = "benchmarks") -> str:
+    """One section alone, as a benchmark module run on its own prints it."""
+    return "\n".join(section_lines(section, chart_dir)).rstrip() + "\n"
 
 
 def save(path: Path, **page_arguments: Any) -> None:
@@ -217,6 +228,16 @@ def bar_chart(
     ax.set_title(title)
     if log:
         ax.set_yscale("log")
+        # Plain numbers on the ticks (20, 50, 200, not 2x10^1), and of the minor ticks only
+        # 2 and 5 of each decade, which leave room between them.
+        from matplotlib.ticker import FuncFormatter
+
+        def plain(value: float, _: object) -> str:
+            mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
+            return f"{value:g}" if mantissa in (1, 2, 5) else ""
+
+        ax.yaxis.set_major_formatter(FuncFormatter(plain))
+        ax.yaxis.set_minor_formatter(FuncFormatter(plain))
     if line is not None:
         ax.axhline(line, color="black", linestyle="--", linewidth=1, label=line_label)
     if len(series) > 1 or line is not None:

@@ -1,11 +1,13 @@
 """Run every benchmark and regenerate ``docs/benchmarks.md`` and its charts.
 
-    python benchmarks/run.py            # the full run, about 8 minutes on 2 cores
-    python benchmarks/run.py --quick    # fewer, shorter rounds: about 2 minutes
+    python benchmarks/run.py            # the full run, about 15 minutes on 2 cores
+    python benchmarks/run.py --quick    # fewer, shorter rounds: about 4 minutes
 
-It measures whichever ``requests_emma`` is installed. The targets are reported, pass or
-fail, on the page; ``--check`` also makes a failed target the exit status. What it measured
-is saved beside the charts (``docs/benchmarks/results.json``), from which
+It measures whichever ``requests_emma`` is installed: with requests, then with
+``httpx.AsyncClient`` (``bench_httpx.py``, whose sections are titled "httpx: ..."), then the
+request path with opentelemetry-api installed (``bench_telemetry.py``). The targets are
+reported, pass or fail, on the page; ``--check`` also makes a failed target the exit
+status. What it measured is saved beside the charts (``docs/benchmarks/results.json``), from which
 ``python benchmarks/report.py`` renders the page again without measuring.
 """
 
@@ -22,8 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness
+import bench_httpx
 import bench_memory
 import bench_speed
+import bench_telemetry
 import bench_threads
 import report
 from report import Section, Target
@@ -40,6 +44,12 @@ LIBRARIES = (
     "google-auth",
     "requests-auth",
     "authlib",
+    "httpx",
+    "httpcore",
+    "anyio",
+    "trio",
+    "httpx-auth",
+    "opentelemetry-api",
     "matplotlib",
 )
 
@@ -53,6 +63,8 @@ FULL = {
     "memory": {"instances": 300, "renewals": 2_000},
     "fleet": {"rounds": 2},
     "profile": {"count": 50_000},
+    "httpx": bench_httpx.FULL,
+    "telemetry": bench_telemetry.FULL,
 }
 QUICK = {
     "attach": {"rounds": 10, "count": 1_000},
@@ -64,6 +76,8 @@ QUICK = {
     "memory": {"instances": 100, "renewals": 300},
     "fleet": {"rounds": 1},
     "profile": {"count": 10_000},
+    "httpx": bench_httpx.QUICK,
+    "telemetry": bench_telemetry.QUICK,
 }
 
 
@@ -163,6 +177,28 @@ def main(argv: list[str] | None = None) -> int:
         step("short tokens", lambda: bench_threads.short_tokens(server, **plan["short_tokens"]))
         step("memory", lambda: bench_memory.memory(server, **plan["memory"]))
         step("fleet", lambda: fleet_section(**plan["fleet"]))
+        httpx_plan = plan["httpx"]
+        step(
+            "httpx: flow step",
+            lambda: bench_httpx.flow_step(server, charts=charts, **httpx_plan["flow_step"]),
+        )
+        step(
+            "httpx: end to end", lambda: bench_httpx.end_to_end(server, **httpx_plan["end_to_end"])
+        )
+        step("httpx: cold start", lambda: bench_httpx.cold_start(server, **httpx_plan["burst"]))
+        step("httpx: 401 storm", lambda: bench_httpx.storm(server, **httpx_plan["burst"]))
+        step(
+            "httpx: event-loop lag",
+            lambda: bench_httpx.loop_lag(server, charts=charts, **httpx_plan["loop_lag"]),
+        )
+        step(
+            "httpx: renewal stall",
+            lambda: bench_httpx.stall(server, charts=charts, **httpx_plan["stall"]),
+        )
+        step(
+            "opentelemetry on the request path",
+            lambda: bench_telemetry.telemetry_cost(server, **plan["telemetry"]),
+        )
         step("profile", lambda: bench_speed.per_request_profile(server, **plan["profile"]))
 
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
