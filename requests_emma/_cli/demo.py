@@ -23,6 +23,7 @@ import requests
 from .._core.token import Token
 from .._requests.auth import EmmaAuth
 from .._requests.session import EmmaSession
+
 # The command runs the test kit's fake emma by design: the same server the tests and
 # users' own tests run against, so what the command shows is what they get.
 from ..testing import FakeEmmaServer

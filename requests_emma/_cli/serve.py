@@ -23,6 +23,7 @@ from types import FrameType
 from typing import TextIO
 
 from .._core import credentials
+
 # The command runs the test kit's fake emma by design: the same server the tests and
 # users' own tests run against, so what the command shows is what they get.
 from ..testing import FakeEmmaServer
