@@ -59,10 +59,9 @@ from ._core.outcome import Kind
 from ._core.wire import REFRESH_TOKEN_PATH
 
 if TYPE_CHECKING:
-    from typing import Self  # typing.Self from Python 3.11
-
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.trace import Span, SpanContext
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
     from ._core.outcome import Outcome
 

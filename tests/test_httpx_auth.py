@@ -569,7 +569,7 @@ def test_requests_with_asyncio_timeouts_shorter_than_the_token_call_get_a_token(
             for _ in range(8):
                 try:
                     reply = await asyncio.wait_for(client.get(api(server)), 0.3)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
                     seen.append("timed out")
                 else:
                     seen.append(str(reply.status_code))
@@ -601,7 +601,7 @@ def test_an_async_renewal_that_fails_before_its_first_step_still_ends(
         for _ in range(2):
             try:
                 await asyncio.wait_for(auth.aget_token(), WAIT)
-            except (TimeoutError, ImportError) as exc:
+            except (asyncio.TimeoutError, ImportError) as exc:  # asyncio.TimeoutError: 3.10
                 seen.append(type(exc).__name__)
         return seen
 

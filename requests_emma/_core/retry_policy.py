@@ -103,5 +103,5 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # an HTTP-date is always GMT, even in asctime form
-        when = when.replace(tzinfo=datetime.UTC)
+        when = when.replace(tzinfo=datetime.timezone.utc)
     return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)

@@ -60,8 +60,8 @@ from .proxies import direct_proxies
 
 if TYPE_CHECKING:
     from types import TracebackType
-    from typing import Self  # typing.Self from Python 3.11
 
+    from typing_extensions import Self  # typing.Self from Python 3.11
     from urllib3.connectionpool import ConnectionPool
     from urllib3.response import BaseHTTPResponse
 
