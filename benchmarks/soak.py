@@ -152,7 +152,8 @@ def _request(
     prepared = session.prepare_request(request)
     if kind == "get":
         return kind, prepared, None
-    body = payload if kind == "file" else prepared.body
+    # requests sends no body for empty data (prepared.body is None): b"" is what arrives.
+    body = payload if kind in ("file", "bytes") else prepared.body
     assert isinstance(body, bytes), kind
     digest = hashlib.sha256(body).hexdigest()
     prepared.headers["X-Body-SHA256"] = digest
