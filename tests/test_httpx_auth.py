@@ -42,6 +42,19 @@ def api(server: FakeEmmaServer, path: str = "/v1/locations") -> str:
     return server.base_url + path
 
 
+def held_token_calls(server: FakeEmmaServer) -> tuple[threading.Event, threading.Event]:
+    """Hold each token call in the server until ``release`` is set; ``entered`` is set when
+    one arrives."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        release.wait(WAIT)
+
+    server.token_hook = hold
+    return entered, release
+
+
 def sent_authorization(server: FakeEmmaServer) -> str | None:
     """The Authorization header of the last API request (not a token call) the server got."""
     api_requests = [r for r in server.requests if "token" not in r.path]
@@ -231,13 +244,7 @@ async def test_a_cancelled_request_does_not_cancel_the_renewal_others_wait_on(
 ) -> None:
     """The task that started the renewal is cancelled; the task waiting for it still gets
     the token, from the one token call."""
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        entered.set()
-        release.wait(WAIT)
-
-    server.token_hook = hold
+    entered, release = held_token_calls(server)
     flights = WatchedFlights(httpx_auth.auth)
     results: list[int] = []
     async with httpx.AsyncClient(auth=httpx_auth) as client:
@@ -267,13 +274,7 @@ async def test_an_early_renewal_runs_off_the_request_path(
     clock = use_clock(httpx_auth.auth, FakeClock())
     first = (await httpx_auth.aget_token()).access_token
     clock.advance(250)  # a 300 s token renews from 240 s on
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        entered.set()
-        release.wait(WAIT)
-
-    server.token_hook = hold
+    entered, release = held_token_calls(server)
     try:
         async with httpx.AsyncClient(auth=httpx_auth) as client:
             assert (await client.get(api(server))).status_code == 200
@@ -297,13 +298,7 @@ async def test_threads_and_tasks_sharing_one_token_make_one_token_call(
 ) -> None:
     """Threads using requests and tasks using httpx, on a cold start together, make one call."""
     shared = EmmaHttpxAuth.sharing(auth)
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        entered.set()
-        release.wait(WAIT)
-
-    server.token_hook = hold
+    entered, release = held_token_calls(server)
     flights = WatchedFlights(auth)
     statuses: list[int] = []
     with ThreadPoolExecutor(4) as pool:
@@ -430,13 +425,7 @@ def test_tasks_on_two_event_loops_and_threads_share_one_token_call(
     all needing the first token at once, make one token call."""
     shared = EmmaHttpxAuth.sharing(auth)
     flights = WatchedFlights(auth)
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        entered.set()
-        release.wait(WAIT)
-
-    server.token_hook = hold
+    entered, release = held_token_calls(server)
 
     def on_loop(backend: str) -> int:
         async def main() -> int:
@@ -531,13 +520,7 @@ def test_a_native_asyncio_cancel_of_the_starter_does_not_cancel_the_renewal(
 ) -> None:
     """Task.cancel() of the task whose request started the renewal (as asyncio.wait_for
     does): the task waiting with it still gets the token, from the one token call."""
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        entered.set()
-        release.wait(WAIT)
-
-    server.token_hook = hold
+    entered, release = held_token_calls(server)
     flights = WatchedFlights(httpx_auth.auth)
 
     async def main() -> int:
