@@ -97,7 +97,10 @@ def test_idn_host_is_the_one_requests_prepares(host: str) -> None:
     """The base URL's host is exactly the host requests puts in a prepared request's URL."""
     url = f"https://{host}/external"
     expected = _host_requests_sends(url)
-    assert expected is not None
+    if expected is None:  # refused by this version of requests: refused here too
+        with pytest.raises(ValueError, match="not a valid internationalised domain name"):
+            EmmaAuth("id", "secret", base_url=url)
+        return
     assert urllib.parse.urlsplit(EmmaAuth("id", "secret", base_url=url).base_url).hostname == (
         expected
     )
@@ -115,8 +118,11 @@ def test_idn_host_is_the_one_requests_prepares(host: str) -> None:
     ],
 )
 def test_idn_host_requests_refuses_is_refused(host: str) -> None:
-    """A non-ASCII host requests would refuse to send to is refused at construction."""
+    """A non-ASCII host is refused at construction exactly when requests would refuse to
+    send to it (which hosts those are moves with requests' version)."""
     url = f"https://{host}/external"
-    assert _host_requests_sends(url) is None
+    if _host_requests_sends(url) is not None:
+        assert EmmaAuth("id", "secret", base_url=url).base_url.startswith("https://")
+        return
     with pytest.raises(ValueError, match="not a valid internationalised domain name"):
         EmmaAuth("id", "secret", base_url=url)

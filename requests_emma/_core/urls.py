@@ -5,23 +5,17 @@ the one test of "same origin"; :func:`origin_prefixes` writes the prefixes reque
 the URLs on an origin, so that the common case is a string comparison; :func:`host_in_url`
 writes a host as a URL (or a ``host:port``) has it, an IPv6 address in brackets.
 
-A non-ASCII host is IDNA-encoded here exactly as requests does before it sends: urllib3's
-``parse_url`` normalises the host (percent escapes of unreserved characters decoded, each
-``.``-separated label lower-cased, each non-ASCII label ``idna.encode(label, strict=True,
-std3_rules=True)``), then requests' ``prepare_url`` refuses a host that starts with ``*``
-or ``.``. (requests' own ``idna`` fallback, with UTS #46, runs only on a host urllib3 left
-non-ASCII, which for http(s) it never does.) So the origin of the base URL and of each
-prepared request agree, and a host requests could not send is refused at construction.
+A non-ASCII host is written as requests itself writes it in the URLs it prepares (asked of
+requests, ``_prepared_host.py``, so the two agree whatever requests' version), and a host
+requests could not send is refused at construction. So the origin of the base URL and of
+each prepared request agree.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import urllib.parse
-
-import idna
 
 from .credentials import API_URL_VAR
 
@@ -29,9 +23,6 @@ DEFAULT_BASE_URL = "https://api.emma.ms/external"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
-
-_HOST_PERCENT = re.compile(r"%[a-fA-F0-9]{2}|%")  # urllib3's _HOST_PERCENT_RE
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 def base_url(value: str | None) -> str:
@@ -81,17 +72,16 @@ def base_url(value: str | None) -> str:
 
 
 def _ascii_netloc(parts: urllib.parse.SplitResult) -> str:
-    """``parts``' netloc with its non-ASCII host in the IDNA form requests will send.
-
-    The port is kept as written. A host requests could not send is a ``ValueError`` here,
-    rather than an error at the first request.
+    """``parts``' netloc with its non-ASCII host as requests writes it in the URLs it
+    prepares (IDNA, percent escapes as it treats them): asked of requests itself, so the two
+    agree whatever its version. The port is kept as written. A host requests could not send
+    is a ``ValueError`` here, rather than an error at the first request.
     """
+    from .._prepared_host import prepared_host  # loads requests: for a non-ASCII host only
+
     hostname = parts.hostname or ""
-    try:
-        host = _idna_host(hostname)
-    except (ValueError, UnicodeError):  # idna.IDNAError is a UnicodeError
-        host = ""
-    if not host or host.startswith(("*", ".")):  # requests' prepare_url: "invalid label"
+    host = prepared_host(parts.scheme, hostname)
+    if host is None:
         raise ValueError(
             f"base_url host {hostname!r} is not a valid internationalised domain name "
             "(IDNA), so requests could not send to it; check its spelling, or give the host "
@@ -99,29 +89,6 @@ def _ascii_netloc(parts: urllib.parse.SplitResult) -> str:
         )
     _, colon, port = parts.netloc.rpartition(":")
     return host + colon + port if colon else host
-
-
-def _idna_host(host: str) -> str:
-    """``host`` as urllib3's ``_normalize_host`` writes a non-IP host of an http(s) URL."""
-    if "%" in host:
-        host = _HOST_PERCENT.sub(_unescaped, host)
-    return ".".join(_idna_label(label) for label in host.split("."))
-
-
-def _unescaped(match: re.Match[str]) -> str:
-    escape = match.group(0)
-    if escape == "%":
-        raise ValueError("a % that starts no escape")
-    character = chr(int(escape[1:], 16))
-    if character < "\x20" or character == "\x7f":
-        raise ValueError("an escaped control character")
-    return character if character in _UNRESERVED else escape.upper()
-
-
-def _idna_label(label: str) -> str:
-    if label.isascii():
-        return _HOST_PERCENT.sub(lambda match: match.group(0).upper(), label.lower())
-    return idna.encode(label.lower(), strict=True, std3_rules=True).decode("ascii")
 
 
 def is_loopback(host: str) -> bool:

@@ -1,0 +1,18 @@
+"""The host requests writes in the URLs it prepares, asked of requests itself."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import requests
+
+
+def prepared_host(scheme: str, host: str) -> str | None:
+    """``host`` as requests puts it in a prepared request's URL (IDNA, percent escapes as
+    requests treats them), or ``None`` where requests refuses to send to it."""
+    prepared = requests.PreparedRequest()
+    try:
+        prepared.prepare_url(f"{scheme}://{host}/", None)
+    except (requests.exceptions.InvalidURL, ValueError, UnicodeError):
+        return None
+    return urllib.parse.urlsplit(str(prepared.url)).hostname or None
