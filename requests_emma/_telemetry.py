@@ -2,47 +2,37 @@
 
 Theory of operation. Each auth holds one :class:`Telemetry`. Its drivers use three context
 managers, only when a renewal runs or a request is replayed after a 401, never on the
-ordinary request path: a :class:`Renewal` around a renewal, an :class:`Attempt` (from
-:meth:`Renewal.attempt`) around each token call in it, a :class:`Replay` around the resend
-of a request that got a 401. Each is one span, current while its block runs.
+ordinary request path: a :class:`Renewal` around a renewal, an :class:`Attempt`
+(:meth:`Renewal.attempt`) around each token call in it, a :class:`Replay` around the resend
+of a request that got a 401. Each is made at the ``with`` that runs it and is one span,
+current while its block runs.
 
-The ``opentelemetry`` API is imported at the first such use, not with the package. It is
+The ``opentelemetry`` API is imported at the first such use, not with the package, and is
 itself the no-op: before an SDK is configured its tracer and meter are proxies that record
 nothing and forward to the real providers once set, so a provider configured after an auth
-was made still gets everything from then on. Only when the API cannot be imported at all (a
-plain install, without the ``[otel]`` extra) do the records hold no span; nothing is said
-about it, as nobody asked for telemetry. Every call into OpenTelemetry is guarded: a tracer,
-span processor or meter that raises never changes what a request does. The first such
-failure is logged once at WARNING, by its class; that record goes on without its span.
+was made still gets everything from then on. Only when the API is not installed (no
+``[otel]`` extra) do the records hold no span, and nothing is said about it: nobody asked.
+Every call into OpenTelemetry is guarded: a tracer, span processor or meter that raises
+never changes what a request does; the first such failure is logged once, at WARNING, by
+its class, and the record goes on without it.
 
-What is recorded (names as the how-to on observability lists them):
+What is recorded, as the how-to on observability lists it: the INTERNAL span
+``requests_emma renewal`` with why it ran (``requests_emma.renewal.trigger``:
+:data:`TRIGGERS`) and how it ended (``requests_emma.renewal.result``: :data:`RESULTS`; one
+that ends without an exception got its token from the call that granted one, or else from
+the shared cache); an early renewal, run on a worker thread for a request that goes on
+without it, is a root span *linked* to that request's span (:func:`request_link`). Token
+calls and replays are CLIENT spans by the stable HTTP client conventions; while one is
+current, the context says "HTTP instrumentation suppressed", so an instrumented requests,
+urllib3 or httpx does not record the call twice. Metrics: the counter
+``requests_emma.renewals``, the histogram ``requests_emma.renewal.duration`` (seconds), and
+the observable gauge ``requests_emma.token.remaining_lifetime``, which holds each auth
+through a weak reference to a bound method and so never keeps one alive.
 
-- one INTERNAL span ``requests_emma renewal`` per renewal, with why it ran
-  (``requests_emma.renewal.trigger``: :data:`TRIGGERS`) and how it ended
-  (``requests_emma.renewal.result``: :data:`RESULTS`). A renewal that ends without an
-  exception got its token from the last call that granted one (issue-token: ``issued``,
-  refresh-token: ``refreshed``) or, with no such call, from the shared cache (``cached``).
-  An early renewal runs on a worker thread for a request that goes on with the current
-  token: it is a root span with a *link* to that request's span (:func:`request_link`);
-- inside it, one CLIENT span per token-call attempt, named and attributed by the stable HTTP
-  client conventions (``POST /v1/issue-token``; ``http.request.method``, ``server.address``,
-  ``server.port``, ``url.full``, ``http.response.status_code``, ``error.type``, and
-  ``http.request.resend_count`` on the second and later call to a path in one renewal);
-- one CLIENT span per API request replayed after a 401, with ``http.request.resend_count``
-  1, a child of whatever span is current when the 401 arrives;
-- while a call's span is current, the context says "HTTP instrumentation suppressed", so an
-  instrumented requests, urllib3 or httpx does not record the same call a second time;
-- the counter ``requests_emma.renewals`` and the histogram ``requests_emma.renewal.duration``
-  (seconds), both with trigger and result, and the observable gauge
-  ``requests_emma.token.remaining_lifetime``: the seconds each watched auth's token has left.
-  The gauge holds each auth through a weak reference to a bound method: an auth that is gone
-  is no longer reported, and the gauge never keeps one alive.
-
-Nothing secret is recorded: no token, no client secret, no request body, no header, no
-query string, fragment or user info of a URL. Exceptions are recorded by their class, not
-their message: ``error.type`` is a status code, an exception's class name or one of the
-fixed words ``timeout`` and ``unusable_token_response``. An attempt's status description,
-when the status code does not say it, is the outcome's reason: the words the log lines use.
+Nothing secret is recorded: no token, secret, body or header; of a URL no user info, query
+or fragment; of an exception its class, never its message (``error.type`` is a status
+code, a class name, ``timeout`` or ``unusable_token_response``). A token call's status
+description, when the status code does not say it, is the reason the log lines give.
 """
 
 from __future__ import annotations
@@ -133,7 +123,7 @@ _warned = threading.Lock()  # taken by the first failure of OpenTelemetry, never
 def _warn(failure: Exception) -> None:
     if _warned.acquire(blocking=False):
         logger.warning(
-            "OpenTelemetry raised %s; requests go on, this and later failures unrecorded",
+            "OpenTelemetry raised %s; requests go on, records may be lost (said once)",
             type(failure).__name__,
         )
 
@@ -153,21 +143,14 @@ def _load() -> _Api | None:
     if not _api_loaded:
         with _api_lock:
             if not _api_loaded:
-                _api = _imported()
+                with _guarded():
+                    try:
+                        _api = _Api()
+                    except ModuleNotFoundError as exc:
+                        if exc.name != "opentelemetry":  # installed, but broken
+                            raise
                 _api_loaded = True
     return _api
-
-
-def _imported() -> _Api | None:
-    try:
-        return _Api()
-    except ModuleNotFoundError as exc:
-        if exc.name == "opentelemetry":
-            return None  # a plain install: no telemetry was asked for, so nothing to say
-        _warn(exc)
-    except Exception as exc:  # noqa: BLE001 - broken or failing: no telemetry, no harm
-        _warn(exc)
-    return None
 
 
 def request_link() -> object | None:
@@ -311,13 +294,14 @@ class Renewal(_Span):
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         seconds = time.perf_counter() - self._started
-        attributes = {**self._attributes, RESULT: "failed" if error else self.result()}
+        result = "failed" if error is not None else self.result()
+        attributes = {**self._attributes, RESULT: result}
         if error is not None:
             attributes["error.type"] = type_name(error)
         if self._api is not None:
             with _guarded():
                 if self._span is not None:
-                    self._span.set_attribute(RESULT, attributes[RESULT])
+                    self._span.set_attribute(RESULT, result)
                 self._api.renewals.add(1, attributes)
                 self._api.duration.record(seconds, attributes)
         super().__exit__(kind, error, traceback)
@@ -388,17 +372,14 @@ class Replay(_Span):
 
 
 class Telemetry:
-    """The telemetry of one auth: its server, for its records and its gauge entry."""
+    """The telemetry of one auth: its server, for its records and its gauge entry. A copy (a
+    pickled auth in a worker process) starts unwatched: its owner watches again."""
 
     __slots__ = ("__weakref__", "server", "token_url")
 
     def __init__(self, base_url: str) -> None:
         self.server = server_attributes(base_url)
         self.token_url = url_full(base_url)
-
-    def __reduce__(self) -> tuple[type[Telemetry], tuple[str]]:
-        # A copy (a pickled auth in a worker process) starts unwatched: its owner watches again.
-        return (Telemetry, (self.token_url,))
 
     def renewal(self, trigger: str, link: object | None = None) -> Renewal:
         """A record of one renewal (``link``: :func:`request_link` of the request an early
