@@ -59,12 +59,10 @@ if TYPE_CHECKING:
 
     from ._core.outcome import Outcome
 
-#: Why a renewal ran, as the lifecycle decides it: the first request found no token; a request
-#: found it inside its refresh margin; it expired unused; the API answered 401; a forked child
-#: renews rather than share its parent's.
+#: Why a renewal ran, as the lifecycle decides it.
 TRIGGERS = _lifecycle.TRIGGERS
-#: How it ended: issue-token granted one; refresh-token did; another process had saved one in
-#: the shared cache (no call); no token.
+#: How it ended: issue-token granted a token; refresh-token did; the shared cache had one (no
+#: call granted one); no token.
 RESULTS = ("issued", "refreshed", "cached", "failed")
 
 RENEWAL_SPAN = "requests_emma renewal"
@@ -120,21 +118,17 @@ _api_loaded = False
 _warned = threading.Lock()  # taken by the first failure of OpenTelemetry, never released
 
 
-def _warn(failure: Exception) -> None:
-    if _warned.acquire(blocking=False):
-        logger.warning(
-            "OpenTelemetry raised %s; requests go on, records may be lost (said once)",
-            type(failure).__name__,
-        )
-
-
 @contextlib.contextmanager
 def _guarded() -> Iterator[None]:
     """Run calls into OpenTelemetry: if one raises, warn (the first time) and go on."""
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - telemetry never changes what a request does
-        _warn(exc)
+        if _warned.acquire(blocking=False):
+            logger.warning(
+                "OpenTelemetry raised %s; requests go on, records may be lost (said once)",
+                type(exc).__name__,
+            )
 
 
 def _load() -> _Api | None:
