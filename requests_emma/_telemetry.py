@@ -1,48 +1,43 @@
 """OpenTelemetry spans and metrics for token renewals and 401 replays, through the API only.
 
-Theory of operation. Each auth holds one :class:`Telemetry`; its drivers call it only when a
-renewal runs or a request is replayed after a 401, never on the ordinary request path. The
-``opentelemetry`` API is imported at the first such call, not with the package, and when it
-cannot be imported every record is a shared no-op: a renewal costs one function call more.
+Theory of operation. Each auth holds one :class:`Telemetry`. Its drivers use three context
+managers, only when a renewal runs or a request is replayed after a 401, never on the
+ordinary request path: a :class:`Renewal` around a renewal, an :class:`Attempt`
+(:meth:`Renewal.attempt`) around each token call in it, a :class:`Replay` around the resend
+of a request that got a 401. Each is made at the ``with`` that runs it and is one span,
+current while its block runs.
 
-What is recorded (names as the how-to on observability lists them):
+The ``opentelemetry`` API is imported at the first such use, not with the package, and is
+itself the no-op: before an SDK is configured its tracer and meter are proxies that record
+nothing and forward to the real providers once set, so a provider configured after an auth
+was made still gets everything from then on. Only when the API is not installed (no
+``[otel]`` extra) do the records hold no span, and nothing is said about it: nobody asked.
+Every call into OpenTelemetry is guarded: a tracer, span processor or meter that raises
+never changes what a request does; the first such failure is logged once, at WARNING, by
+its class, and the record goes on without it.
 
-- one INTERNAL span ``requests_emma renewal`` per renewal, with why it ran
-  (``requests_emma.renewal.trigger``: :data:`TRIGGERS`) and how it ended
-  (``requests_emma.renewal.result``: :data:`RESULTS`). It is the current span while the
-  renewal runs. An early renewal runs on a worker thread for a request that goes on with the
-  current token: it is a root span with a *link* to that request's span
-  (:func:`request_link`), not a child of it;
-- inside it, one CLIENT span per token-call attempt, named and attributed by the stable HTTP
-  client conventions (``POST /v1/issue-token``; ``http.request.method``, ``server.address``,
-  ``server.port``, ``url.full``, ``http.response.status_code``, ``error.type``,
-  ``http.request.resend_count`` on a retry). While it is current, the context says
-  "HTTP instrumentation suppressed", so an instrumented requests, urllib3 or httpx does not
-  record the same call a second time;
-- one CLIENT span per API request replayed after a 401, with ``http.request.resend_count``
-  1, a child of whatever span is current when the 401 arrives;
-- the counter ``requests_emma.renewals`` and the histogram ``requests_emma.renewal.duration``
-  (seconds), both with trigger and result, and the observable gauge
-  ``requests_emma.token.remaining_lifetime``: the seconds each watched auth's token has left.
+What is recorded, as the how-to on observability lists it: the INTERNAL span
+``requests_emma renewal`` with why it ran (``requests_emma.renewal.trigger``:
+:data:`TRIGGERS`) and how it ended (``requests_emma.renewal.result``: :data:`RESULTS`; one
+that ends without an exception got its token from the call that granted one, or else from
+the shared cache); an early renewal, run on a worker thread for a request that goes on
+without it, is a root span *linked* to that request's span (:func:`request_link`). Token
+calls and replays are CLIENT spans by the stable HTTP client conventions; while one is
+current, the context says "HTTP instrumentation suppressed", so an instrumented requests,
+urllib3 or httpx does not record the call twice. Metrics: the counter
+``requests_emma.renewals``, the histogram ``requests_emma.renewal.duration`` (seconds), and
+the observable gauge ``requests_emma.token.remaining_lifetime``, which holds each auth
+through a weak reference to a bound method and so never keeps one alive.
 
-The tracer and the meter come from the global API (``trace.get_tracer``,
-``metrics.get_meter``) once per process. Before an SDK is configured those are proxies that
-record nothing and forward to the real provider once one is set, so a provider configured
-after an auth was made (or after its first renewal) still gets everything from then on.
-
-Nothing secret is recorded: no token, no client secret, no request body, no header, no
-query string, fragment or user info of a URL. Exceptions are recorded by their class, not
-their message: ``error.type`` is a status code, an exception's class name or one of the
-fixed words ``timeout``, ``unusable_token_response`` and ``_OTHER``. An attempt's status
-description, when the status code does not say it, is the outcome's reason: the words the
-log lines use, which hold no secret either.
-
-The gauge holds each auth through a weak reference to a bound method: an auth that is gone
-is no longer reported, and the gauge never keeps one alive.
+Nothing secret is recorded: no token, secret, body or header; of a URL no user info, query
+or fragment; of an exception its class, never its message (``error.type`` is a status
+code, a class name, ``timeout`` or ``unusable_token_response``). A token call's status
+description, when the status code does not say it, is the reason the log lines give.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -51,7 +46,6 @@ import time
 import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from ._core import lifecycle as _lifecycle
@@ -65,12 +59,10 @@ if TYPE_CHECKING:
 
     from ._core.outcome import Outcome
 
-#: Why a renewal ran, as the lifecycle decides it: the first request found no token; a request
-#: found it inside its refresh margin; it expired unused; the API answered 401; a forked child
-#: renews rather than share its parent's.
+#: Why a renewal ran, as the lifecycle decides it.
 TRIGGERS = _lifecycle.TRIGGERS
-#: How it ended: issue-token granted one; refresh-token did; another process had saved one in
-#: the shared cache (no call); no token.
+#: How it ended: issue-token granted a token; refresh-token did; the shared cache had one (no
+#: call granted one); no token.
 RESULTS = ("issued", "refreshed", "cached", "failed")
 
 RENEWAL_SPAN = "requests_emma renewal"
@@ -86,6 +78,7 @@ KNOWN_METHODS = frozenset(
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 logger = logging.getLogger("requests_emma")
+Attributes = dict[str, "str | int"]
 
 
 class _Api:
@@ -96,8 +89,7 @@ class _Api:
 
         from . import __version__
 
-        self.context = context
-        self.trace = trace
+        self.context, self.trace = context, trace
         self.tracer = trace.get_tracer("requests_emma", __version__)
         meter = metrics.get_meter("requests_emma", __version__)
         self.renewals = meter.create_counter(
@@ -123,20 +115,35 @@ class _Api:
 _api_lock = threading.Lock()
 _api: _Api | None = None
 _api_loaded = False
+_warned = threading.Lock()  # taken by the first failure of OpenTelemetry, never released
+
+
+@contextlib.contextmanager
+def _guarded() -> Iterator[None]:
+    """Run calls into OpenTelemetry: if one raises, warn (the first time) and go on."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - telemetry never changes what a request does
+        if _warned.acquire(blocking=False):
+            logger.warning(
+                "OpenTelemetry raised %s; requests go on, records may be lost (said once)",
+                type(exc).__name__,
+            )
 
 
 def _load() -> _Api | None:
     """The API, imported at the first renewal or replay; ``None`` without opentelemetry."""
     global _api, _api_loaded
-    if _api_loaded:
-        return _api
-    with _api_lock:
-        if not _api_loaded:
-            try:
-                _api = _Api()
-            except Exception as exc:  # noqa: BLE001 - absent or broken: no telemetry, no harm
-                logger.debug("OpenTelemetry not recorded: %s: %s", type(exc).__name__, exc)
-            _api_loaded = True
+    if not _api_loaded:
+        with _api_lock:
+            if not _api_loaded:
+                with _guarded():
+                    try:
+                        _api = _Api()
+                    except ModuleNotFoundError as exc:
+                        if exc.name != "opentelemetry":  # installed, but broken
+                            raise
+                _api_loaded = True
     return _api
 
 
@@ -149,8 +156,10 @@ def request_link() -> object | None:
     api = _load()
     if api is None:
         return None
-    span = api.trace.get_current_span()
-    return span.get_span_context() if span.is_recording() else None
+    with _guarded():
+        span = api.trace.get_current_span()
+        return span.get_span_context() if span.is_recording() else None
+    return None
 
 
 def type_name(error: BaseException) -> str:
@@ -185,7 +194,7 @@ def url_full(url: str) -> str:
     )
 
 
-def server_attributes(url: str) -> dict[str, str | int]:
+def server_attributes(url: str) -> Attributes:
     """``server.address`` and ``server.port`` of ``url`` (the scheme's port if it has none)."""
     parts = urllib.parse.urlsplit(url)
     try:
@@ -198,37 +207,182 @@ def server_attributes(url: str) -> dict[str, str | int]:
     }
 
 
-class Telemetry:
-    """The telemetry of one auth: its server's attributes, and the records of its renewals."""
+class _Span:
+    """A span, current while the ``with`` block around it runs; every call into OpenTelemetry
+    guarded. It holds no span when nothing records: no API, or it failed to start one."""
 
-    __slots__ = ("_server", "_token_url", "_watched")
+    __slots__ = ("_answered", "_api", "_span", "_token")
 
-    def __init__(self, base_url: str) -> None:
-        self._server = server_attributes(base_url)
-        self._token_url = url_full(base_url)
-        self._watched: _Watched | None = None
+    def __init__(
+        self,
+        api: _Api | None,
+        name: str,
+        kind: str,
+        attributes: Attributes,
+        parent: _Span | None = None,
+        link: object | None = None,
+    ) -> None:
+        self._api, self._answered = api, False
+        self._span: Span | None = None
+        self._token: Any = None
+        if api is None:
+            return
+        with _guarded():
+            trace = api.trace
+            context, links = None, None  # None: a child of the current span
+            if parent is not None and parent._span is not None:
+                context = trace.set_span_in_context(parent._span)
+            elif link is not None:  # a trace of its own: the request linked does not wait
+                context, links = api.context.Context(), [trace.Link(cast("SpanContext", link))]
+            span = api.tracer.start_span(
+                name, context, getattr(trace.SpanKind, kind), attributes, links
+            )
+            self._span = span
+            current = trace.set_span_in_context(span)
+            if kind == "CLIENT" and api.suppress_http is not None:  # our span says it all
+                current = api.context.set_value(api.suppress_http, True, current)
+            self._token = api.context.attach(current)
 
-    def __reduce__(self) -> tuple[type[Telemetry], tuple[str]]:
-        # A copy (a pickled auth in a worker process) starts unwatched: its owner watches again.
-        return (Telemetry, (self._token_url,))
+    def __enter__(self) -> Self:
+        return self
 
-    def renewal(self, trigger: str, link: object | None = None) -> RenewalRecord:
-        """A record of one renewal, a context manager: the block is the renewal. ``link``:
-        :func:`request_link` of the request an early renewal runs for."""
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        if error is not None and not self._answered:
+            self._answer(None, type_name(error))
+        if self._span is not None:
+            with _guarded():
+                self._span.end()
+        if self._token is not None and self._api is not None:
+            with _guarded():
+                self._api.context.detach(self._token)
+
+    def _answer(self, status: int | None, error_type: str | None, why: str | None = None) -> None:
+        """The status code, and what failed (``why``: the status description)."""
+        self._answered = True
+        if self._span is None or self._api is None:
+            return
+        with _guarded():
+            if status is not None:
+                self._span.set_attribute("http.response.status_code", status)
+            if error_type is not None:
+                self._span.set_attribute("error.type", error_type)
+                self._span.set_status(self._api.trace.StatusCode.ERROR, why)
+
+
+class Renewal(_Span):
+    """One renewal, a context manager: the block is the renewal. It counts the token calls
+    to each path (for their resend count) and notes which path granted a token, which says
+    how a renewal that ends without an exception got it (:meth:`result`)."""
+
+    __slots__ = ("_attributes", "_granted", "_sends", "_started", "telemetry")
+
+    def __init__(self, telemetry: Telemetry, trigger: str, link: object | None = None) -> None:
         if trigger not in TRIGGERS:
             raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
-        api = _load()
-        if api is None:
-            return _NO_RENEWAL
-        return _RecordedRenewal(api, self._server, self._token_url, trigger, link)
+        self.telemetry = telemetry
+        self._attributes: Attributes = {TRIGGER: trigger, **telemetry.server}
+        self._sends: dict[str, int] = {}
+        self._granted: str | None = None
+        super().__init__(_load(), RENEWAL_SPAN, "INTERNAL", self._attributes, link=link)
+        self._started = time.perf_counter()
 
-    def replay(self, method: str, url: str) -> ReplayRecord:
-        """A record of an API request replayed after a 401, a context manager around the
-        resend."""
-        api = _load()
-        if api is None:
-            return _NO_REPLAY
-        return _RecordedReplay(api, method, url)
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        seconds = time.perf_counter() - self._started
+        result = "failed" if error is not None else self.result()
+        attributes = {**self._attributes, RESULT: result}
+        if error is not None:
+            attributes["error.type"] = type_name(error)
+        if self._api is not None:
+            with _guarded():
+                if self._span is not None:
+                    self._span.set_attribute(RESULT, result)
+                self._api.renewals.add(1, attributes)
+                self._api.duration.record(seconds, attributes)
+        super().__exit__(kind, error, traceback)
+
+    def result(self) -> str:
+        """How the renewal got its token: ``issued`` or ``refreshed`` by the last call that
+        granted one, ``cached`` when none did (another process had saved it)."""
+        if self._granted is None:
+            return "cached"
+        return "refreshed" if self._granted == REFRESH_TOKEN_PATH else "issued"
+
+    def attempt(self, path: str) -> Attempt:
+        """The record of the next call to ``path`` (``/v1/issue-token``,
+        ``/v1/refresh-token``) in this renewal, a context manager around the call."""
+        resend_count = self._sends.get(path, 0)  # the first call is no resend
+        self._sends[path] = resend_count + 1
+        return Attempt(self, path, resend_count)
+
+
+class Attempt(_Span):
+    """One token call of a renewal (:meth:`Renewal.attempt`)."""
+
+    __slots__ = ("_path", "_renewal")
+
+    def __init__(self, renewal: Renewal, path: str, resend_count: int) -> None:
+        self._renewal, self._path = renewal, path
+        attributes: Attributes = {
+            "http.request.method": "POST",
+            **renewal.telemetry.server,
+            "url.full": renewal.telemetry.token_url + path,
+        }
+        if resend_count > 0:  # only on a resend, as the conventions ask
+            attributes["http.request.resend_count"] = resend_count
+        super().__init__(renewal._api, f"POST {path}", "CLIENT", attributes, parent=renewal)
+
+    def answered(self, outcome: Outcome) -> None:
+        """What the call came to."""
+        if outcome.kind is Kind.GRANT:
+            self._renewal._granted = self._path
+        error_type = attempt_error_type(outcome)
+        # The status code says what failed, or the reason the log line gives does.
+        says_it = error_type == str(outcome.status)
+        self._answer(outcome.status, error_type, None if says_it else outcome.reason)
+
+
+class Replay(_Span):
+    """An API request resent after a 401 (:meth:`Telemetry.replay`)."""
+
+    __slots__ = ()
+
+    def __init__(self, method: str, url: str) -> None:
+        known = method in KNOWN_METHODS
+        attributes: Attributes = {
+            "http.request.method": method if known else "_OTHER",
+            **server_attributes(url),
+            "url.full": url_full(url),
+            "http.request.resend_count": 1,
+        }
+        if not known:
+            attributes["http.request.method_original"] = method
+        super().__init__(_load(), method if known else "HTTP", "CLIENT", attributes)
+
+    def answered(self, status: int | None, error: BaseException | None = None) -> None:
+        """The replay's status, or the exception that stopped it."""
+        failed = error is not None or (status is not None and status >= 400)
+        error_type = type_name(error) if error is not None else str(status) if failed else None
+        self._answer(status, error_type)
+
+
+class Telemetry:
+    """The telemetry of one auth: its server, for its records and its gauge entry. A copy (a
+    pickled auth in a worker process) starts unwatched: its owner watches again."""
+
+    __slots__ = ("__weakref__", "server", "token_url")
+
+    def __init__(self, base_url: str) -> None:
+        self.server = server_attributes(base_url)
+        self.token_url = url_full(base_url)
+
+    def renewal(self, trigger: str, link: object | None = None) -> Renewal:
+        """A record of one renewal (``link``: :func:`request_link` of the request an early
+        renewal runs for)."""
+        return Renewal(self, trigger, link)
+
+    def replay(self, method: str, url: str) -> Replay:
+        """A record of an API request replayed after a 401, around the resend."""
+        return Replay(method, url)
 
     def watch(self, remaining: Callable[[], float | None]) -> None:
         """Report ``remaining()`` (seconds the token has left, ``None`` without one) on the
@@ -240,30 +394,16 @@ class Telemetry:
                 "watch() takes a bound method (held weakly, so that the gauge keeps no auth "
                 f"alive), got {type(remaining).__name__}"
             ) from None
-        if _load() is None:
-            return
-        watched = _Watched(ref, self._server)
-        with _watched_lock:
-            if self._watched is not None:
-                _watched.discard(self._watched)
-            _watched.add(watched)
-            self._watched = watched
-
-
-class _Watched:
-    __slots__ = ("__weakref__", "attributes", "remaining")
-
-    def __init__(
-        self, remaining: weakref.WeakMethod[Callable[[], float | None]], attributes: dict[str, Any]
-    ) -> None:
-        self.remaining = remaining
-        self.attributes = attributes
+        if _load() is not None:
+            with _watched_lock:
+                _watched[self] = ref
 
 
 # Held weakly twice over: an entry leaves with its Telemetry (its auth), and reports nothing
 # once the method's owner is gone.
 _watched_lock = threading.Lock()
-_watched: weakref.WeakSet[_Watched] = weakref.WeakSet()
+_watched: weakref.WeakKeyDictionary[Telemetry, weakref.WeakMethod[Callable[[], float | None]]]
+_watched = weakref.WeakKeyDictionary()
 
 
 def _after_fork_in_child() -> None:
@@ -282,287 +422,17 @@ def _observe_watched(options: CallbackOptions) -> Iterator[Observation]:
     from opentelemetry.metrics import Observation
 
     with _watched_lock:
-        entries = list(_watched)
-    shortest: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
-    for entry in entries:
-        method = entry.remaining()
-        if method is None:
-            continue
+        entries = list(_watched.items())
+    shortest: dict[tuple[Any, ...], tuple[float, Attributes]] = {}
+    for telemetry, ref in entries:
+        method = ref()
         try:
-            seconds = method()
+            seconds = None if method is None else method()
         except Exception as exc:  # noqa: BLE001 - one auth's failure must not hide the others
             logger.debug("remaining token lifetime not read: %s", type(exc).__name__)
             continue
-        if seconds is None:
-            continue
-        key = tuple(sorted(entry.attributes.items()))
-        if key not in shortest or seconds < shortest[key][0]:
-            shortest[key] = (seconds, entry.attributes)
+        key = tuple(sorted(telemetry.server.items()))
+        if seconds is not None and (key not in shortest or seconds < shortest[key][0]):
+            shortest[key] = (seconds, telemetry.server)
     for seconds, attributes in shortest.values():
         yield Observation(max(0.0, seconds), attributes)
-
-
-class AttemptRecord:
-    """One token-call attempt; the context manager's block is the call. This base records
-    nothing (opentelemetry absent)."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        return None
-
-    def answered(self, outcome: Outcome) -> None:
-        """What the attempt came to."""
-
-
-class RenewalRecord:
-    """One renewal; the context manager's block is the renewal. This base records nothing."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        return None
-
-    def attempt(self, path: str, resend_count: int) -> AttemptRecord:
-        """A record of one call to ``path`` (``/v1/issue-token``, ``/v1/refresh-token``);
-        ``resend_count``: 0 for the first call of that request, 1 for its first retry..."""
-        return _NO_ATTEMPT
-
-    def ended(self, result: str, error: BaseException | None = None) -> None:
-        """How the renewal ended (one of :data:`RESULTS`; ``error`` when it failed)."""
-
-
-class ReplayRecord:
-    """An API request resent after a 401. This base records nothing."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        return None
-
-    def answered(self, status: int | None, error: BaseException | None = None) -> None:
-        """The replay's status, or the exception that stopped it."""
-
-
-_NO_ATTEMPT = AttemptRecord()
-_NO_RENEWAL = RenewalRecord()
-_NO_REPLAY = ReplayRecord()
-
-
-class _CurrentSpan:
-    """A span made current on enter and ended on exit, in the context given."""
-
-    __slots__ = ("_api", "_span", "_token")
-
-    def _start(self, api: _Api, span: Span, suppress_http: bool) -> None:
-        self._api, self._span = api, span
-        context = api.trace.set_span_in_context(span)
-        if suppress_http and api.suppress_http is not None:
-            context = api.context.set_value(api.suppress_http, True, context)
-        self._token = api.context.attach(context)
-
-    def _finish(self) -> None:
-        try:
-            self._span.end()
-        finally:
-            self._api.context.detach(self._token)
-
-    def _failed(self, error_type: str, description: str | None = None) -> None:
-        self._span.set_attribute("error.type", error_type)
-        self._span.set_status(self._api.trace.StatusCode.ERROR, description)
-
-
-class _RecordedAttempt(_CurrentSpan, AttemptRecord):
-    __slots__ = ("_answered",)
-
-    def __init__(self, api: _Api, span: Span) -> None:
-        self._answered = False
-        self._start(api, span, suppress_http=True)
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if error is not None and not self._answered:
-            self._failed(type_name(error))
-        self._finish()
-
-    def answered(self, outcome: Outcome) -> None:
-        self._answered = True
-        if outcome.status is not None:
-            self._span.set_attribute("http.response.status_code", outcome.status)
-        error_type = attempt_error_type(outcome)
-        if error_type is not None:
-            # The status code says it, or the reason the log line gives does.
-            has_status = outcome.status is not None and error_type == str(outcome.status)
-            self._failed(error_type, None if has_status else outcome.reason)
-
-
-class _RecordedRenewal(_CurrentSpan, RenewalRecord):
-    __slots__ = ("_attributes", "_ended", "_started", "_token_url")
-
-    def __init__(
-        self,
-        api: _Api,
-        server: dict[str, str | int],
-        token_url: str,
-        trigger: str,
-        link: object | None,
-    ) -> None:
-        self._attributes: dict[str, str | int] = {TRIGGER: trigger, **server}
-        self._token_url = token_url
-        self._ended = False
-        links = None
-        parent = None  # the current context: a renewal on the request's own thread
-        if link is not None:
-            # Its own trace: the request it was started for does not wait for it.
-            parent = api.context.Context()
-            links = [api.trace.Link(cast("SpanContext", link))]
-        span = api.tracer.start_span(
-            RENEWAL_SPAN,
-            context=parent,
-            kind=api.trace.SpanKind.INTERNAL,
-            attributes=self._attributes,
-            links=links,
-        )
-        self._started = time.perf_counter()
-        self._start(api, span, suppress_http=False)
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if not self._ended and error is not None:
-            self.ended("failed", error)
-        self._finish()
-
-    def attempt(self, path: str, resend_count: int) -> AttemptRecord:
-        api = self._api
-        attributes: dict[str, str | int] = {
-            "http.request.method": "POST",
-            "server.address": self._attributes["server.address"],
-            "server.port": self._attributes["server.port"],
-            "url.full": self._token_url + path,
-        }
-        if resend_count > 0:  # only on a resend, as the conventions ask
-            attributes["http.request.resend_count"] = resend_count
-        span = api.tracer.start_span(
-            f"POST {path}",
-            context=api.trace.set_span_in_context(self._span),
-            kind=api.trace.SpanKind.CLIENT,
-            attributes=attributes,
-        )
-        return _RecordedAttempt(api, span)
-
-    def ended(self, result: str, error: BaseException | None = None) -> None:
-        if result not in RESULTS:
-            raise ValueError(f"result must be one of {RESULTS}, got {result!r}")
-        if self._ended:
-            return
-        self._ended = True
-        seconds = time.perf_counter() - self._started
-        attributes = {**self._attributes, RESULT: result}
-        self._span.set_attribute(RESULT, result)
-        if result == "failed":
-            error_type = "_OTHER" if error is None else type_name(error)
-            attributes["error.type"] = error_type
-            self._failed(error_type)
-        self._api.renewals.add(1, attributes)
-        self._api.duration.record(seconds, attributes)
-
-
-class _RecordedReplay(_CurrentSpan, ReplayRecord):
-    __slots__ = ("_answered",)
-
-    def __init__(self, api: _Api, method: str, url: str) -> None:
-        self._answered = False
-        known = method in KNOWN_METHODS
-        attributes: dict[str, str | int] = {
-            "http.request.method": method if known else "_OTHER",
-            **server_attributes(url),
-            "url.full": url_full(url),
-            "http.request.resend_count": 1,
-        }
-        if not known:
-            attributes["http.request.method_original"] = method
-        span = api.tracer.start_span(
-            method if known else "HTTP", kind=api.trace.SpanKind.CLIENT, attributes=attributes
-        )
-        self._start(api, span, suppress_http=True)
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if error is not None and not self._answered:
-            self._failed(type_name(error))
-        self._finish()
-
-    def answered(self, status: int | None, error: BaseException | None = None) -> None:
-        self._answered = True
-        if status is not None:
-            self._span.set_attribute("http.response.status_code", status)
-        if error is not None:
-            self._failed(type_name(error))
-        elif status is not None and status >= 400:
-            self._failed(str(status))
-
-
-class StepTally:
-    """What a driver tells the record of a renewal as it runs the renewal's steps: each
-    token call as an attempt (counting the resends of each path), and at the end how the
-    renewal came to its token (which call granted it, or none: the shared cache)."""
-
-    __slots__ = ("_granted", "_sends", "record")
-
-    def __init__(self, record: RenewalRecord) -> None:
-        self.record = record
-        self._sends: dict[str, int] = {}
-        self._granted: str | None = None
-
-    def attempt(self, path: str) -> AttemptRecord:
-        """The record of the next call to ``path``."""
-        resends = self._sends.get(path, 0)
-        self._sends[path] = resends + 1
-        return self.record.attempt(path, resends)
-
-    def answered(self, attempt: AttemptRecord, path: str, outcome: Outcome) -> None:
-        attempt.answered(outcome)
-        if outcome.kind is Kind.GRANT:
-            self._granted = path
-
-    def result(self) -> str:
-        """How a renewal that returned a token got it (one of :data:`RESULTS`)."""
-        if self._granted is None:
-            return "cached"
-        return "refreshed" if self._granted == REFRESH_TOKEN_PATH else "issued"

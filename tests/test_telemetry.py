@@ -35,8 +35,7 @@ from requests_emma._core.wire import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH
 from requests_emma._telemetry import (
     DURATION_BUCKETS,
     RENEWAL_SPAN,
-    AttemptRecord,
-    RenewalRecord,
+    Renewal,
     Telemetry,
     request_link,
 )
@@ -99,6 +98,12 @@ def attributes(span: ReadableSpan) -> dict[str, Any]:
     return dict(span.attributes or {})
 
 
+def granted(renewal: Renewal, path: str) -> None:
+    """One call to ``path`` in ``renewal``, answered with a token."""
+    with renewal.attempt(path) as attempt:
+        attempt.answered(grant(path))
+
+
 class Owner:
     """An auth stand-in for the gauge: a bound method reports its token's seconds left."""
 
@@ -123,10 +128,11 @@ def test_an_attempt_span_follows_the_http_client_conventions(otel: Kit) -> None:
     """One token call: a CLIENT span "POST /v1/issue-token" with method, server, url.full
     (no query) and status code, no resend count, status left unset."""
     base_url = new_base_url()
-    with Telemetry(base_url).renewal("first_use") as renewal:
-        with renewal.attempt(ISSUE_TOKEN_PATH, 0) as attempt:
-            attempt.answered(grant())
-        renewal.ended("issued")
+    with (
+        Telemetry(base_url).renewal("first_use") as renewal,
+        renewal.attempt(ISSUE_TOKEN_PATH) as attempt,
+    ):
+        attempt.answered(grant())
     [span] = by_name(otel.spans(), "POST /v1/issue-token")
     assert span.kind is SpanKind.CLIENT
     assert attributes(span) == {
@@ -145,11 +151,10 @@ def test_a_retried_call_counts_its_resends_and_a_failed_attempt_carries_its_stat
     """A 503 then a grant: the first span has error.type "503" and status ERROR with no
     description; the second has http.request.resend_count 1."""
     with Telemetry(new_base_url()).renewal("first_use") as renewal:
-        with renewal.attempt(REFRESH_TOKEN_PATH, 0) as attempt:
+        with renewal.attempt(REFRESH_TOKEN_PATH) as attempt:
             attempt.answered(error_answer(503, REFRESH_TOKEN_PATH))
-        with renewal.attempt(REFRESH_TOKEN_PATH, 1) as attempt:
+        with renewal.attempt(REFRESH_TOKEN_PATH) as attempt:
             attempt.answered(grant(REFRESH_TOKEN_PATH))
-        renewal.ended("refreshed")
     first, second = by_name(otel.spans(), "POST /v1/refresh-token")
     assert attributes(first)["http.response.status_code"] == 503
     assert attributes(first)["error.type"] == "503"
@@ -165,10 +170,9 @@ def test_attempt_spans_are_children_of_the_renewal_span(otel: Kit) -> None:
     server; each attempt span's parent is it, in the same trace."""
     base_url = new_base_url()
     with Telemetry(base_url).renewal("after_fork") as renewal:
-        for resend_count in (0, 1):
-            with renewal.attempt(ISSUE_TOKEN_PATH, resend_count) as attempt:
+        for _ in range(2):
+            with renewal.attempt(ISSUE_TOKEN_PATH) as attempt:
                 attempt.answered(grant())
-        renewal.ended("issued")
     spans = otel.spans()
     [parent] = by_name(spans, RENEWAL_SPAN)
     attempts = by_name(spans, "POST /v1/issue-token")
@@ -191,9 +195,9 @@ def test_a_renewal_on_the_request_thread_is_a_child_of_the_current_span(otel: Ki
     current on the thread that runs it: the request waits for it."""
     with (
         otel.tracer.start_as_current_span("GET /v1/locations") as request_span,
-        Telemetry(new_base_url()).renewal("after_401") as renewal,
+        Telemetry(new_base_url()).renewal("after_401"),
     ):
-        renewal.ended("issued")
+        pass
     [span] = by_name(otel.spans(), RENEWAL_SPAN)
     assert span.parent is not None
     assert span.parent.span_id == request_span.get_span_context().span_id
@@ -212,10 +216,9 @@ def test_an_early_renewal_links_to_the_request_and_parents_under_nothing(otel: K
         with (
             otel.tracer.start_as_current_span("unrelated work on the worker"),
             telemetry.renewal("early", link[0]) as renewal,
+            renewal.attempt(REFRESH_TOKEN_PATH) as attempt,
         ):
-            with renewal.attempt(REFRESH_TOKEN_PATH, 0) as attempt:
-                attempt.answered(grant(REFRESH_TOKEN_PATH))
-            renewal.ended("refreshed")
+            attempt.answered(grant(REFRESH_TOKEN_PATH))
 
     thread = threading.Thread(target=worker)
     thread.start()
@@ -250,10 +253,9 @@ def test_renewals_on_threads_at_once_each_get_their_own_attempts(otel: Kit) -> N
         try:
             with Telemetry(new_base_url()).renewal("first_use") as renewal:
                 barrier.wait(WAIT)
-                with renewal.attempt(ISSUE_TOKEN_PATH, 0) as attempt:
+                with renewal.attempt(ISSUE_TOKEN_PATH) as attempt:
                     barrier.wait(WAIT)
                     attempt.answered(grant())
-                renewal.ended("issued")
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread
             errors.append(exc)
 
@@ -318,10 +320,11 @@ def test_a_failed_attempt_says_what_failed_in_error_type(
 ) -> None:
     """error.type is the status code, "timeout", the exception's class or
     "unusable_token_response"; status ERROR, described only when the code does not say it."""
-    with Telemetry(new_base_url()).renewal("first_use") as renewal:
-        with renewal.attempt(ISSUE_TOKEN_PATH, 0) as attempt:
-            attempt.answered(outcome)
-        renewal.ended("failed")
+    with (
+        Telemetry(new_base_url()).renewal("first_use") as renewal,
+        renewal.attempt(ISSUE_TOKEN_PATH) as attempt,
+    ):
+        attempt.answered(outcome)
     [span] = by_name(otel.spans(), "POST /v1/issue-token")
     assert attributes(span)["error.type"] == error_type
     assert attributes(span).get("http.response.status_code") == status_code
@@ -339,7 +342,7 @@ def test_an_exception_leaving_the_blocks_marks_attempt_and_renewal_failed(otel: 
     with (
         pytest.raises(Interrupted),
         Telemetry(new_base_url()).renewal("first_use") as renewal,
-        renewal.attempt(ISSUE_TOKEN_PATH, 0),
+        renewal.attempt(ISSUE_TOKEN_PATH),
     ):
         raise Interrupted
     spans = otel.spans()
@@ -354,26 +357,46 @@ def test_an_exception_leaving_the_blocks_marks_attempt_and_renewal_failed(otel: 
 
 
 def test_a_failed_renewal_names_its_error(otel: Kit) -> None:
-    """ended("failed", error): the renewal span's error.type is the error's public class and
-    its status ERROR; ended() again changes nothing."""
-    with Telemetry(new_base_url()).renewal("first_use") as renewal:
-        renewal.ended("failed", CredentialsError(f"rejected {SECRET}"))
-        renewal.ended("issued")
+    """A renewal that raises the library's error, after a call that granted a token: result
+    "failed", error.type the error's public class, status ERROR."""
+    with pytest.raises(CredentialsError), Telemetry(new_base_url()).renewal("first_use") as r:
+        granted(r, ISSUE_TOKEN_PATH)
+        raise CredentialsError(f"rejected {SECRET}")
     [span] = by_name(otel.spans(), RENEWAL_SPAN)
     assert attributes(span)["requests_emma.renewal.result"] == "failed"
     assert attributes(span)["error.type"] == "requests_emma.CredentialsError"
     assert span.status.status_code is StatusCode.ERROR
 
 
-def test_unknown_triggers_and_results_are_refused(otel: Kit) -> None:
-    """A trigger or result outside TRIGGERS and RESULTS is a ValueError naming the choices."""
-    telemetry = Telemetry(new_base_url())
+def test_an_unknown_trigger_is_refused(otel: Kit) -> None:
+    """A trigger outside TRIGGERS is a ValueError naming the choices."""
     with pytest.raises(ValueError, match="trigger must be one of"):
-        telemetry.renewal("sometimes")
-    with telemetry.renewal("early") as renewal:
-        with pytest.raises(ValueError, match="result must be one of"):
-            renewal.ended("fine")
-        renewal.ended("cached")
+        Telemetry(new_base_url()).renewal("sometimes")
+
+
+@pytest.mark.parametrize(
+    ("calls", "result"),
+    [
+        ([], "cached"),
+        ([(ISSUE_TOKEN_PATH, grant())], "issued"),
+        ([(REFRESH_TOKEN_PATH, grant(REFRESH_TOKEN_PATH))], "refreshed"),
+        ([(REFRESH_TOKEN_PATH, error_answer(400)), (ISSUE_TOKEN_PATH, grant())], "issued"),
+        ([(ISSUE_TOKEN_PATH, error_answer(503))], "cached"),
+    ],
+    ids=["no-call", "issue", "refresh", "refresh-refused-then-issue", "no-grant"],
+)
+def test_a_renewal_ending_without_an_exception_has_the_result_of_its_grant(
+    otel: Kit, calls: list[tuple[str, Outcome]], result: str
+) -> None:
+    """The result is the path of the call that granted the token (issued, refreshed), or
+    cached when no call granted one: the token came from the shared cache."""
+    with Telemetry(new_base_url()).renewal("expired") as renewal:
+        for path, answer in calls:
+            with renewal.attempt(path) as attempt:
+                attempt.answered(answer)
+    [span] = by_name(otel.spans(), RENEWAL_SPAN)
+    assert attributes(span)["requests_emma.renewal.result"] == result
+    assert span.status.status_code is StatusCode.UNSET
 
 
 def test_inside_an_attempt_http_instrumentation_is_suppressed(otel: Kit) -> None:
@@ -384,11 +407,10 @@ def test_inside_an_attempt_http_instrumentation_is_suppressed(otel: Kit) -> None
     with telemetry.renewal("first_use") as renewal:
         assert trace.get_current_span().name == RENEWAL_SPAN  # type: ignore[attr-defined]
         assert context.get_value(key) is None
-        with renewal.attempt(ISSUE_TOKEN_PATH, 0):
+        with renewal.attempt(ISSUE_TOKEN_PATH):
             assert context.get_value(key) is True
             assert trace.get_current_span().name == "POST /v1/issue-token"  # type: ignore[attr-defined]
         assert context.get_value(key) is None
-        renewal.ended("cached")
     with telemetry.replay("GET", new_base_url() + "/v1/locations"):
         assert context.get_value(key) is True
     assert context.get_value(key) is None
@@ -464,9 +486,10 @@ def test_each_renewal_is_counted_by_trigger_and_result(otel: Kit) -> None:
         ("after_401", "cached"),
     ]:
         with telemetry.renewal(trigger) as renewal:
-            renewal.ended(result)
-    with telemetry.renewal("after_fork") as renewal:
-        renewal.ended("failed", CredentialsError("rejected"))
+            if result != "cached":
+                granted(renewal, REFRESH_TOKEN_PATH if result == "refreshed" else ISSUE_TOKEN_PATH)
+    with pytest.raises(CredentialsError), telemetry.renewal("after_fork"):
+        raise CredentialsError("rejected")
     metric, points = otel.collect()["requests_emma.renewals"]
     assert metric.unit == "{renewal}"
     counted = {
@@ -499,7 +522,7 @@ def test_the_duration_histogram_measures_the_renewal_in_seconds(otel: Kit) -> No
     outer_started = time.perf_counter()
     with Telemetry(base_url).renewal("first_use") as renewal:
         time.sleep(inner)  # real time is the point: the histogram reads the real clock
-        renewal.ended("issued")
+        granted(renewal, ISSUE_TOKEN_PATH)
     outer = time.perf_counter() - outer_started
     metric, points = otel.collect()["requests_emma.renewal.duration"]
     [point] = [p for p in points if p.attributes["server.port"] == port_of(base_url)]
@@ -518,8 +541,8 @@ def test_the_duration_histogram_advises_second_scale_buckets(otel: Kit) -> None:
     """The histogram's buckets are the HTTP conventions' seconds (5 ms to 10 s) up to 60 s,
     not the SDK's millisecond-scale defaults."""
     base_url = new_base_url()
-    with Telemetry(base_url).renewal("first_use") as renewal:
-        renewal.ended("issued")
+    with Telemetry(base_url).renewal("first_use"):
+        pass
     _, points = otel.collect()["requests_emma.renewal.duration"]
     [point] = [p for p in points if p.attributes["server.port"] == port_of(base_url)]
     assert tuple(point.explicit_bounds) == DURATION_BUCKETS
@@ -615,10 +638,8 @@ def test_a_pickled_telemetry_records_alike_and_starts_unwatched(otel: Kit) -> No
     del telemetry
     gc.collect()
     assert gauge_points(otel, base_url) == []
-    with copy.renewal("first_use") as renewal:
-        with renewal.attempt(ISSUE_TOKEN_PATH, 0) as attempt:
-            attempt.answered(grant())
-        renewal.ended("issued")
+    with copy.renewal("first_use") as renewal, renewal.attempt(ISSUE_TOKEN_PATH) as attempt:
+        attempt.answered(grant())
     [span] = by_name(otel.spans(), "POST /v1/issue-token")
     assert attributes(span)["url.full"] == base_url + ISSUE_TOKEN_PATH
     copy.watch(owner.remaining)
@@ -683,14 +704,13 @@ def test_no_secret_reaches_any_span_event_link_or_metric(otel: Kit) -> None:
     with otel.tracer.start_as_current_span("request"):
         link = request_link()
     with telemetry.renewal("early", link) as renewal:
-        with renewal.attempt(REFRESH_TOKEN_PATH, 0) as attempt:
+        with renewal.attempt(REFRESH_TOKEN_PATH) as attempt:
             attempt.answered(error_answer(400, REFRESH_TOKEN_PATH))
-        with renewal.attempt(ISSUE_TOKEN_PATH, 0) as attempt:
+        with renewal.attempt(ISSUE_TOKEN_PATH) as attempt:
             cause = requests.ConnectionError(f"connection to {SECRET} failed")
             attempt.answered(failure(Kind.TRANSIENT, "connection failed", cause))
-        with renewal.attempt(ISSUE_TOKEN_PATH, 1) as attempt:
+        with renewal.attempt(ISSUE_TOKEN_PATH) as attempt:
             attempt.answered(grant())
-        renewal.ended("issued")
     with pytest.raises(CredentialsError), telemetry.renewal("after_401"):
         raise CredentialsError(f"rejected {SECRET}")
     url = base_url.replace("//", f"//{SECRET}:{SECRET}@") + f"/v1/x?token={SECRET}#{SECRET}"
@@ -721,8 +741,9 @@ def run_python(code: str) -> str:
 
 
 NO_OTEL = """
-import sys
+import logging, sys
 sys.modules["opentelemetry"] = None  # as if not installed: every import of it fails
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="log: %(message)s")
 from requests_emma._core.outcome import Kind, Outcome
 from requests_emma._telemetry import Telemetry, request_link
 
@@ -734,29 +755,45 @@ owner = Owner()
 telemetry = Telemetry("http://127.0.0.1:8080/external")
 telemetry.watch(owner.remaining)
 with telemetry.renewal("first_use") as renewal:
-    with renewal.attempt("/v1/issue-token", 0) as attempt:
+    with renewal.attempt("/v1/issue-token") as attempt:
         attempt.answered(Outcome(Kind.TRANSIENT, "timed out", sent_at=0.0, sent_wall=0.0))
-    renewal.ended("failed")
 with telemetry.replay("GET", "http://127.0.0.1:8080/external/v1/x") as replay:
     replay.answered(200)
 try:
     telemetry.renewal("nope")
 except ValueError:
     print("refused")
-print(type(renewal).__name__, type(attempt).__name__, type(replay).__name__)
-print(request_link())
+print(renewal.result(), request_link())
 """
 
 
-def test_without_opentelemetry_every_record_is_a_no_op() -> None:
-    """With opentelemetry not importable, a renewal, its attempts, a replay and watch() run
-    and record nothing (the no-op base records), and bad input is still refused."""
-    assert run_python(NO_OTEL).split("\n") == [
-        "refused",
-        f"{RenewalRecord.__name__} {AttemptRecord.__name__} ReplayRecord",
-        "None",
-        "",
-    ]
+def test_without_opentelemetry_every_record_runs_and_says_nothing() -> None:
+    """With opentelemetry not importable, a renewal, its attempts, a replay and watch() run,
+    record nothing and log nothing, not even at DEBUG; bad input is still refused."""
+    assert run_python(NO_OTEL).split("\n") == ["refused", "cached None", ""]
+
+
+PLAIN_INSTALL = """
+import logging, sys
+sys.modules["opentelemetry"] = None  # a plain install: no [otel] extra
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="log: %(message)s")
+import requests
+from requests_emma import EmmaAuth
+from requests_emma.testing import FakeEmmaServer
+
+with FakeEmmaServer() as server:
+    auth = EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+    print(requests.get(server.base_url + "/v1/locations", auth=auth, timeout=30).status_code)
+"""
+
+
+def test_a_plain_install_logs_no_word_of_opentelemetry() -> None:
+    """A request that renews a token, without opentelemetry and with DEBUG logging on: it
+    succeeds and no log line mentions OpenTelemetry (the demo's first line used to)."""
+    printed = run_python(PLAIN_INSTALL)
+    assert "200" in printed.splitlines()
+    assert "log: " in printed  # the logging is on: the renewal said what it did
+    assert "opentelemetry" not in printed.lower()
 
 
 IMPORTS = """
@@ -786,13 +823,13 @@ class Owner:
 
 owner = Owner()
 telemetry = Telemetry("http://127.0.0.1:8080/external")
-with telemetry.renewal("first_use") as renewal:  # no provider yet: the proxies record nothing
-    renewal.ended("issued")
+with telemetry.renewal("first_use"):  # no provider yet: the proxies record nothing
+    pass
 telemetry.watch(owner.remaining)
 
 kit = install()  # the SDK, configured after the auth's first renewal
-with telemetry.renewal("early") as renewal:
-    renewal.ended("refreshed")
+with telemetry.renewal("early"):
+    pass
 found = kit.collect()
 print([span.name for span in kit.spans()])
 print([dict(p.attributes)["requests_emma.renewal.trigger"]

@@ -3,6 +3,8 @@ test server, read back through the OpenTelemetry SDK's in-memory exporter and re
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -10,9 +12,9 @@ import pytest
 import requests
 from fakes import WAIT, auth_for, join_renewal
 from opentelemetry.trace import SpanKind
-from otel_kit import Kit, install
+from otel_kit import FAILURES, Kit, install
 
-from requests_emma import EmmaAuth, RetryPolicy
+from requests_emma import EmmaAuth, RetryPolicy, _telemetry
 from requests_emma.httpx import EmmaHttpxAuth
 from requests_emma.testing import FakeClock, FakeEmmaServer, use_clock
 
@@ -144,3 +146,98 @@ def test_the_fake_clock_and_use_clock_still_apply(server: FakeEmmaServer, otel: 
     use_clock(auth, FakeClock())
     auth.get_token()
     assert len(renewals(otel)) == 1
+
+
+# -- a failing SDK ------------------------------------------------------------------------------
+
+WARNING = "OpenTelemetry raised SdkDown; requests go on, records may be lost (said once)"
+
+
+@pytest.fixture
+def warned(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """The warnings logged in the test; the once-per-process warning made due again."""
+    monkeypatch.setattr(_telemetry, "_warned", threading.Lock())
+    with caplog.at_level(logging.DEBUG, logger="requests_emma"):
+        yield
+
+
+def said(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    """What was logged of OpenTelemetry, and at which level; never the failure's message."""
+    assert "secret-looking" not in caplog.text
+    return [(r.levelno, r.getMessage()) for r in caplog.records if "OpenTelemetry" in r.message]
+
+
+@pytest.mark.parametrize("part", FAILURES)
+def test_a_failing_sdk_changes_no_request_through_emma_auth(
+    emma_server: FakeEmmaServer,
+    otel: Kit,
+    warned: None,
+    caplog: pytest.LogCaptureFixture,
+    part: str,
+) -> None:
+    """The tracer, a span processor or the meter raising: the first request (a renewal) and
+    one after a 401 (a renewal and a replay) still succeed; one WARNING names the class."""
+    auth = EmmaAuth(emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url)
+    url = emma_server.base_url + "/v1/locations"
+    with otel.failing(part):
+        assert requests.get(url, auth=auth, timeout=WAIT).status_code == 200
+        emma_server.expire_access_tokens()
+        assert requests.get(url, auth=auth, timeout=WAIT).status_code == 200
+    assert auth.status().valid_for is not None
+    assert said(caplog) == [(logging.WARNING, WARNING)]
+
+
+@pytest.mark.parametrize("part", FAILURES)
+def test_a_failing_sdk_changes_no_request_through_httpx(
+    emma_server: FakeEmmaServer,
+    otel: Kit,
+    warned: None,
+    caplog: pytest.LogCaptureFixture,
+    part: str,
+) -> None:
+    """The same through EmmaHttpxAuth and httpx.Client: both requests succeed, one WARNING."""
+    auth = EmmaHttpxAuth(
+        emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url
+    )
+    url = emma_server.base_url + "/v1/locations"
+    with otel.failing(part), httpx.Client(auth=auth, timeout=WAIT) as client:
+        assert client.get(url).status_code == 200
+        emma_server.expire_access_tokens()
+        assert client.get(url).status_code == 200
+    assert said(caplog) == [(logging.WARNING, WARNING)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("part", FAILURES)
+async def test_a_failing_sdk_changes_no_request_through_async_httpx(
+    emma_server: FakeEmmaServer,
+    otel: Kit,
+    warned: None,
+    caplog: pytest.LogCaptureFixture,
+    part: str,
+) -> None:
+    """The same through EmmaHttpxAuth and httpx.AsyncClient: both requests succeed."""
+    auth = EmmaHttpxAuth(
+        emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url
+    )
+    url = emma_server.base_url + "/v1/locations"
+    with otel.failing(part):
+        async with httpx.AsyncClient(auth=auth, timeout=WAIT) as client:
+            assert (await client.get(url)).status_code == 200
+            emma_server.expire_access_tokens()
+            assert (await client.get(url)).status_code == 200
+    assert said(caplog) == [(logging.WARNING, WARNING)]
+
+
+def test_telemetry_that_works_again_records_again(
+    emma_server: FakeEmmaServer, otel: Kit, warned: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the span processor recovers, the next renewal is recorded as ever."""
+    auth = EmmaAuth(emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url)
+    with otel.failing("on_start"):
+        auth.get_token()
+    otel.clear()
+    emma_server.expire_access_tokens()
+    url = emma_server.base_url + "/v1/locations"
+    assert requests.get(url, auth=auth, timeout=WAIT).status_code == 200
+    assert [r["requests_emma.renewal.trigger"] for r in renewals(otel)] == ["after_401"]

@@ -35,7 +35,7 @@ from .._core.steps import Load, Lock, Save, Send, Sleep, Step, Unlock
 from .._core.token import Token
 from .._requests.renewal import advance
 from .._system_clock import SystemClock, real_waits
-from .._telemetry import StepTally
+from .._telemetry import Renewal
 
 T = TypeVar("T")
 
@@ -99,10 +99,10 @@ async def drive_async(
     cache: TokenCache | None,
     clock: Clock,
     state_lock: contextlib.AbstractContextManager[Any],
-    tally: StepTally,
+    renewal: Renewal,
 ) -> Token:
     """Run ``steps`` to its end on this event loop; see the module docstring. Each token
-    call is recorded as an attempt through ``tally``."""
+    call is recorded as an attempt of ``renewal``."""
     thread: ThreadPoolExecutor | None = None
     held: list[contextlib.AbstractContextManager[object]] = []
 
@@ -114,9 +114,9 @@ async def drive_async(
 
     async def perform(step: Step) -> object:
         if isinstance(step, Send):
-            with tally.attempt(step.path) as attempt:
+            with renewal.attempt(step.path) as attempt:
                 outcome = await endpoint.attempt(step.path, step.body, step.deadline, clock)
-                tally.answered(attempt, step.path, outcome)
+                attempt.answered(outcome)
             return outcome
         if isinstance(step, Sleep):
             await _sleep(clock, step.seconds)

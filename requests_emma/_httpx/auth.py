@@ -366,7 +366,6 @@ class EmmaHttpxAuth(httpx.Auth):
 
     async def _arenew(self, coordinator: Coordinator, link: object | None) -> Token:
         """Run one renewal's steps on this event loop, recorded as telemetry."""
-        from .._telemetry import StepTally
         from .async_driver import drive_async, warm_up
 
         source = self._source
@@ -379,23 +378,16 @@ class EmmaHttpxAuth(httpx.Auth):
             )
         clock = source._clock
         steps = source._renewal_plan().steps(source._lifecycle, source._retry, clock)
-        record = source._telemetry().renewal(source._lifecycle.renewing or FIRST_USE, link)
-        tally = StepTally(record)
-        with record:
-            try:
-                token = await drive_async(
-                    steps,
-                    self._async_endpoint,
-                    source._renewer_args[3],
-                    clock,
-                    coordinator.lock,
-                    tally,
-                )
-            except BaseException as exc:
-                record.ended("failed", exc)
-                raise
-            record.ended(tally.result())
-        return token
+        trigger = source._lifecycle.renewing or FIRST_USE
+        with source._telemetry().renewal(trigger, link) as renewal:
+            return await drive_async(
+                steps,
+                self._async_endpoint,
+                source._renewer_args[3],
+                clock,
+                coordinator.lock,
+                renewal,
+            )
 
 
 def _log_early_failure(source: EmmaAuth, exc: EmmaAuthError, backoff: float | None) -> None:

@@ -27,11 +27,7 @@ from .._core.retry_policy import RetryPolicy
 from .._core.secret import Secret
 from .._core.steps import Load, Lock, Save, Send, Sleep, Step, Unlock
 from .._core.token import Token
-from .._telemetry import RenewalRecord, StepTally, Telemetry
-
-
-def _no_record() -> RenewalRecord:
-    return RenewalRecord()  # records nothing
+from .._telemetry import Telemetry
 
 
 class SyncEndpoint(Protocol):
@@ -80,31 +76,25 @@ class Renewer:
         lifecycle: TokenLifecycle,
         policy: RetryPolicy,
         clock: Clock,
-        state_lock: contextlib.AbstractContextManager[Any] | None = None,
-        telemetry: Telemetry | None = None,
+        state_lock: contextlib.AbstractContextManager[Any] | None,
+        telemetry: Telemetry,
         link: object | None = None,
     ) -> Token:
         """Get a new token into ``lifecycle``, or raise an :class:`EmmaAuthError`.
 
         The renewal's code runs under ``state_lock`` (none: the caller holds whatever lock
-        guards the lifecycle). The endpoint's idle connection is closed afterwards. With
-        ``telemetry``, the renewal is recorded (``link``: the request an early renewal runs
-        for), each token call an attempt in it.
+        guards the lifecycle). The endpoint's idle connection is closed afterwards. The renewal
+        is recorded in ``telemetry`` (``link``: the request an early renewal runs for), each
+        token call an attempt in it.
         """
         steps = self.plan.steps(lifecycle, policy, clock)
         held: list[contextlib.AbstractContextManager[object]] = []
-        record = (
-            _no_record()
-            if telemetry is None
-            else telemetry.renewal(lifecycle.renewing or FIRST_USE, link)
-        )
-        tally = StepTally(record)
 
         def perform(step: Step) -> object:
             if isinstance(step, Send):
-                with tally.attempt(step.path) as attempt:
+                with renewal.attempt(step.path) as attempt:
                     outcome = self.endpoint.attempt(step.path, step.body, step.deadline, clock)
-                    tally.answered(attempt, step.path, outcome)
+                    attempt.answered(outcome)
                 return outcome
             if isinstance(step, Sleep):
                 clock.sleep(step.seconds)
@@ -125,16 +115,11 @@ class Renewer:
             held.pop().__exit__(None, None, None)
             return None
 
-        with record:
+        with telemetry.renewal(lifecycle.renewing or FIRST_USE, link) as renewal:
             try:
-                token = drive(steps, perform, state_lock or contextlib.nullcontext())
-            except BaseException as exc:
-                record.ended("failed", exc)
-                raise
+                return drive(steps, perform, state_lock or contextlib.nullcontext())
             finally:
                 self.endpoint.close()
-            record.ended(tally.result())
-            return token
 
 
 def drive(
