@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -197,6 +200,23 @@ def test_a_fleet_without_scripting_is_not_held_up_by_the_lock(
     """4 processes as a user without scripting: every request succeeds at once, one token
     call (the lock was stranded for its TTL, and waiters failed at their deadline)."""
     one_token_call_for(CacheSpec("redis", url_of(tls_server, "kv")), server)
+
+
+def test_the_acl_of_the_fleets_how_to_is_the_minimal_acl(tls_server: RedisServer) -> None:
+    """The ACL SETUSER command in docs/how-to/fleets.md, run as written (for another user),
+    gives a user with which the cache works and logs no refusal."""
+    page = (Path(__file__).parent.parent / "docs" / "how-to" / "fleets.md").read_text()
+    command = re.search(r"redis-cli (ACL SETUSER .*?)\n```", page, re.DOTALL)
+    assert command is not None
+    words = shlex.split(command.group(1).replace("\\\n", " "))
+    assert " ".join(words[6:]) == MINIMAL_ACL
+    admin = tls_server.client()
+    admin.execute_command(*[{"emma": "docs", ">password": f">{PASSWORD}"}.get(w, w) for w in words])
+    cache = RedisTokenCache.from_url(url_of(tls_server, "docs"))
+    cache.save(KEY, ENTRY, 60.0)
+    with cache.lock(KEY, 5.0):
+        assert cache.load(KEY) == ENTRY
+    assert admin.exists(cache._name(KEY) + ":lock") == 0
 
 
 # -- the lock and the entry, on any Redis ---------------------------------------------------
