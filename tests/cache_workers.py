@@ -19,8 +19,9 @@ from requests_emma._core.wire import issue_token_body, parse_token
 
 @dataclasses.dataclass(frozen=True)
 class CacheSpec:
-    """How to build a cache in a child: ``kind`` "file" (``where`` is the directory) or
-    "redis" (``where`` is the URL; ``prefix`` keeps tests sharing a server apart)."""
+    """How to build a cache in a child: ``kind`` "file" (``where`` is the directory),
+    "redis" (``where`` is the URL for ``from_url``; ``prefix`` keeps tests sharing a server
+    apart) or "valkey" (the same, on a valkey-py client)."""
 
     kind: str
     where: str
@@ -31,6 +32,12 @@ class CacheSpec:
 def make_cache(spec: CacheSpec) -> TokenCache:
     if spec.kind == "file":
         return FileTokenCache(spec.where, lock_timeout=spec.lock_timeout)
+    if spec.kind == "valkey":
+        import valkey
+
+        return RedisTokenCache(
+            valkey.Valkey.from_url(spec.where), prefix=spec.prefix, lock_timeout=spec.lock_timeout
+        )
     return RedisTokenCache.from_url(
         spec.where, prefix=spec.prefix, lock_timeout=spec.lock_timeout, blocking_timeout=30.0
     )

@@ -80,7 +80,7 @@ def test_nothing_stored_holds_the_secret_or_a_token(store: Store, server: FakeEm
         found = store.everything()
     names = {name for name, _ in found}
     assert len(names) == (1 if store.kind == "memory" else 2)  # the entry, and a stored lock
-    assert any(name.endswith((key, f"{key}.json")) for name in names)  # the entry is there
+    assert any(name.endswith((key, f"{{{key}}}", f"{key}.json")) for name in names)  # the entry
     secrets = [server.client_secret, server.client_id, token.access_token, token.refresh_token]
     for name, content in found:
         for secret in secrets:

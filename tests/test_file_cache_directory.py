@@ -138,3 +138,20 @@ def test_a_directory_given_to_another_user_after_construction_is_not_read(
     assert token.access_token != planted.access_token
     assert server.token_calls == 2
     assert any("unavailable" in r.getMessage() for r in caplog.records)
+
+
+@posix_only
+def test_missing_parents_of_the_default_directory_are_made_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under umask 0, the parents FileTokenCache() makes for its directory are 0700 too, not
+    world-writable (0777)."""
+    home = tmp_path / "fresh" / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    old = os.umask(0)
+    try:
+        cache = FileTokenCache()
+    finally:
+        os.umask(old)
+    made = [tmp_path / "fresh", home, home / "requests-emma", cache.path]
+    assert [stat.S_IMODE(path.stat().st_mode) for path in made] == [0o700] * 4

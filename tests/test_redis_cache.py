@@ -34,7 +34,7 @@ def cache(redis_server: RedisServer) -> RedisTokenCache:
 def test_an_entry_expires_with_its_ttl(cache: RedisTokenCache) -> None:
     """The Redis TTL is the ttl saved with the entry."""
     cache.save(KEY, ENTRY, 1000.0)
-    ttl = cache.client.pttl(cache.prefix + KEY) / 1000
+    ttl = cache.client.pttl(cache._name(KEY)) / 1000
     assert 990 < ttl <= 1000
 
 
@@ -76,9 +76,10 @@ def test_bad_timeouts_are_refused() -> None:
 
 
 def test_without_redis_py_the_error_names_the_extra() -> None:
-    """Without redis-py, import requests_emma works and RedisTokenCache names the extra."""
+    """Without redis-py and valkey-py, import requests_emma works and RedisTokenCache names
+    the extras."""
     code = (
-        "import sys; sys.modules['redis'] = None\n"
+        "import sys; sys.modules['redis'] = sys.modules['valkey'] = None\n"
         "import requests_emma\n"
         "try:\n"
         "    requests_emma.RedisTokenCache.from_url('redis://127.0.0.1:6390/0')\n"
@@ -88,7 +89,7 @@ def test_without_redis_py_the_error_names_the_extra() -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert "pip install 'requests-emma[redis]'" in result.stdout
+    assert "pip install 'requests-emma[redis]' (or 'requests-emma[valkey]')" in result.stdout
 
 
 def test_redis_stopped_mid_run_raises_a_connection_error_quickly(

@@ -153,10 +153,15 @@ def _checked(key: str) -> str:
 
 def _make_private_directory(path: Path) -> Path:
     _check_links(path)  # before anything is made where another user's link points
+    # Missing parents too are made 0700 whatever the umask: mkdir(parents=True) makes them
+    # with the umask's mode (0777 under umask 0), and whoever may write in a parent can swap
+    # the directory below it for one of their own.
+    made = [parent for parent in path.parents if not os.path.lexists(parent)]
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _check_owner(path, path.stat())  # before the chmod: never change another user's mode
-        os.chmod(path, 0o700)  # mkdir's mode is cut by the umask; it may also have existed
+        for part in [*reversed(made), path]:
+            part.mkdir(mode=0o700, exist_ok=True)
+            _check_owner(part, part.stat())  # before the chmod: never change another's mode
+            os.chmod(part, 0o700)  # mkdir's mode is cut by the umask; path may have existed
     except OSError as error:
         raise ValueError(
             f"cannot create the token cache directory {str(path)!r} ({error.strerror}): "

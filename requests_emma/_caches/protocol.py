@@ -19,7 +19,11 @@ own):
   library's to reject: it treats them as absent, and the next ``save`` replaces them.
 - An outage (the store unreachable, a timeout) raises: the auth logs a warning and carries
   on with its in-memory token for that renewal. A cache outage therefore never fails a
-  request, and it must not hide behind ``None`` either.
+  request, and it must not hide behind ``None`` either. A refusal that no retry mends (a
+  full Redis, a missing ACL permission, a Cluster node reached as a plain Redis) is the
+  exception: the cache says why in one WARNING and carries on as if empty (``load`` gives
+  ``None``, ``save`` stores nothing, ``lock`` holds nothing), so the renewal works as with
+  no cache, without a warning per renewal, until the cause is gone.
 - ``lock(key, timeout)`` raises ``TimeoutError`` (or a subclass: ``filelock.Timeout`` is
   one) when another holder keeps the lock for ``timeout`` seconds. That is not an outage:
   another process is renewing, and this one gives up its renewal rather than call emma too.
