@@ -24,7 +24,9 @@ import requests_emma.testing
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 REFERENCE = (DOCS / "reference.md").read_text()
-AUTODOC = re.compile(r"^\.\. auto(?:class|exception|function):: ([\w.]+)$", re.MULTILINE)
+AUTODOC = re.compile(
+    r"^\.\. auto(?:class|exception|function):: ([\w.]+)(?:\(.*\)(?: -> .*)?)?$", re.MULTILINE
+)
 DOCUMENTED = set(AUTODOC.findall(REFERENCE))
 SHELL = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
