@@ -5,9 +5,15 @@
 ``docs/benchmarks.md`` from ``docs/benchmarks/results.json``, so the page's layout can change
 without a quarter of an hour of both cores.
 
-The page opens with the targets and their results, one row each; the sections follow, then
-what was run where (the command, machine, versions), and raw listings (profiler output)
-stay collapsed, trimmed to their top rows.
+The page leads with one chart and the targets with their results, one row each (a missed
+target with the reason it was missed); the sections follow, each with its chart before its
+raw table, then what was run where (the command, machine, versions); raw listings
+(profiler output) stay collapsed, trimmed to their top rows.
+
+The page must read at 1280 px: a table of more than ``WIDE`` columns is shown transposed
+(one column per contender), a paragraph or note a section repeats from the one before is
+said once, and a path of the machine that ran (a temporary virtual environment) is not
+shown.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class Target:
     target: str
     measured: str
     passed: bool
+    reason: str = ""  # for a missed target: why, in a few words, shown in its summary row
 
 
 @dataclasses.dataclass
@@ -49,7 +56,20 @@ class Section:
     listing: str = ""  # raw output (a profile), shown collapsed: Markdown, code fences included
 
 
+#: Tables with more columns than this are transposed: at 1280 px, ten columns do not fit.
+WIDE = 6
+
+#: A path into a virtual environment on the machine that ran (``/tmp/x/.venv/lib/...``).
+_BUILD_PATH = re.compile(r"`/[^`\s]*/(site-packages/[^`\s]*)`")
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    if len(headers) > WIDE and rows:  # one column per row instead, as many rows as columns
+        headers, rows = (
+            [headers[0], *(str(row[0]) for row in rows)],
+            [[header, *(row[k] for row in rows)] for k, header in enumerate(headers) if k],
+        )
+
     def cell(value: object) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -66,6 +86,18 @@ def fmt(value: float, digits: int = 2) -> str:
 
 def verdict(passed: bool) -> str:
     return "pass" if passed else "**FAIL**"
+
+
+def measured(target: Target) -> str:
+    """What was measured, and for a missed target the reason, in its summary row."""
+    if target.passed or not target.reason:
+        return target.measured
+    return f"{target.measured}. Why: {target.reason}"
+
+
+def without_build_paths(text: str) -> str:
+    """``text`` without the paths of the machine that ran: ``site-packages/...`` only."""
+    return _BUILD_PATH.sub(r"`\1`", text)
 
 
 def anchor(title: str) -> str:
@@ -94,23 +126,32 @@ def page(
     targets = [(s.title, t) for s in sections for t in s.targets]
     passed = sum(t.passed for _, t in targets)
     mode = "quick mode: fewer, shorter rounds" if quick else "full mode"
+    lead = next((s for s in sections if s.chart), None)
     out = [
         "# Benchmarks",
         "",
         "requests-emma against a static header and the peer libraries, in one run on one",
         f"machine ({when}, {mode}): **{passed} of {len(targets)} targets pass**. How it was",
-        "run, on what, and how to run it again: [about this run](#about-this-run).",
+        "run, on what, and how to run it again: [about this run](#about-this-run). Each",
+        "section below has its chart, then its raw figures.",
         "",
+    ]
+    if lead is not None:
+        out += [f"![{lead.title}]({chart_dir}/{lead.chart})", ""]
+    out.append(
         table(
             ["what", "target", "measured", "result"],
             [
-                (f"[{t.what}](#{anchor(title)})", t.target, t.measured, verdict(t.passed))
+                (f"[{t.what}](#{anchor(title)})", t.target, measured(t), verdict(t.passed))
                 for title, t in targets
             ],
-        ),
-    ]
+        )
+    )
+    previous = None
     for section in sections:
-        out += ["", *section_lines(section, chart_dir)]
+        shown_chart = section is not lead
+        out += ["", *section_lines(section, chart_dir, previous=previous, chart=shown_chart)]
+        previous = section
     out += [
         "",
         "## About this run",
@@ -141,19 +182,35 @@ def page(
     return "\n".join(out).rstrip() + "\n"
 
 
-def section_lines(section: Section, chart_dir: str = "benchmarks") -> list[str]:
-    """One section of the page: its heading, intro, table, notes, chart, extra, listing."""
-    out = [f"## {section.title}", "", section.intro.strip(), ""]
+def section_lines(
+    section: Section,
+    chart_dir: str = "benchmarks",
+    *,
+    previous: Section | None = None,
+    chart: bool = True,
+) -> list[str]:
+    """One section of the page: its heading, intro, chart, table, notes, extra, listing.
+
+    What ``previous`` (the section before) already said is not said again: a paragraph of
+    its intro becomes a pointer to it, and a note of its notes is left out.
+    """
+    out = [f"## {section.title}", ""]
+    said, pointer = set(), ""
+    if previous is not None:
+        said = set(_paragraphs(previous.intro))
+        pointer = f"Set up as in [{previous.title}](#{anchor(previous.title)}) above."
+    for paragraph in _paragraphs(section.intro):
+        out += [pointer if paragraph in said else without_build_paths(paragraph), ""]
+    if section.chart and chart:
+        out += [f"![{section.title}]({chart_dir}/{section.chart})", ""]
     if section.rows:
         out += [table(section.headers, section.rows), ""]
-    for note in section.notes:
-        out.append(f"- {note}")
-    if section.notes:
+    notes = [n for n in section.notes if previous is None or n not in previous.notes]
+    out += [f"- {without_build_paths(note)}" for note in notes]
+    if notes:
         out.append("")
-    if section.chart:
-        out += [f"![{section.title}]({chart_dir}/{section.chart})", ""]
     if section.extra:
-        out += [section.extra.strip(), ""]
+        out += [without_build_paths(section.extra.strip()), ""]
     if section.listing:
         out += [
             "<details><summary>The profiler's listings</summary>",
@@ -164,6 +221,10 @@ def section_lines(section: Section, chart_dir: str = "benchmarks") -> list[str]:
             "",
         ]
     return out
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [p.strip() for p in text.strip().split("\n\n") if p.strip()]
 
 
 def section_markdown(section: Section, chart_dir: str = "benchmarks") -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import typing
 
+from . import _exports
 from ._caches.protocol import TokenCache
 from ._core.retry_policy import RetryPolicy
 from ._core.token import Token
@@ -22,6 +23,7 @@ if typing.TYPE_CHECKING:
     from ._caches.file_cache import FileTokenCache
     from ._caches.redis_cache import RedisTokenCache
     from ._requests.session import EmmaSession
+    from .httpx import EmmaHttpxAuth
 
     __version__: str
 
@@ -29,6 +31,7 @@ __all__ = [
     "CredentialsError",
     "EmmaAuth",
     "EmmaAuthError",
+    "EmmaHttpxAuth",
     "EmmaSession",
     "FileTokenCache",
     "RedisTokenCache",
@@ -41,47 +44,25 @@ __all__ = [
 ]
 
 #: Public names loaded at first use, not with the package (PEP 562): ``import requests_emma``
-#: stays close to ``import requests``, and a program that never uses a file cache never
-#: imports filelock and platformdirs.
+#: stays close to ``import requests``, a program that never uses a file cache never imports
+#: filelock and platformdirs, and one that never uses httpx never imports httpx.
 _LAZY = {
+    "EmmaHttpxAuth": ".httpx",
     "EmmaSession": "._requests.session",
     "FileTokenCache": "._caches.file_cache",
     "RedisTokenCache": "._caches.redis_cache",
 }
 
 
-def _public(value: typing.Any) -> typing.Any:
-    # Tracebacks, reprs and the docs show the public path, not the private module.
-    value.__module__ = __name__
-    return value
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("requests-emma")
+    except importlib.metadata.PackageNotFoundError:  # a source tree, not installed
+        return "0+unknown"
 
 
-for _name in __all__:
-    if _name not in _LAZY:
-        _public(globals()[_name])
-del _name
-
-
-def __getattr__(name: str) -> typing.Any:
-    if name in _LAZY:
-        import importlib
-
-        value = _public(getattr(importlib.import_module(_LAZY[name], __name__), name))
-    elif name == "__version__":
-        import importlib.metadata
-
-        try:
-            value = importlib.metadata.version("requests-emma")
-        except importlib.metadata.PackageNotFoundError:  # a source tree, not installed
-            value = "0+unknown"
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, "__version__"})
-
+__getattr__, __dir__ = _exports.exports(globals(), _LAZY, {"__version__": _version})
 
 logging.getLogger("requests_emma").addHandler(logging.NullHandler())

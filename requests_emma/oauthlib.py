@@ -54,8 +54,11 @@ def emma_compliance_fix(session: OAuth2Session) -> OAuth2Session:
 
     Then the standard client-credentials flow works against emma::
 
-        session = emma_compliance_fix(OAuth2Session(client=BackendApplicationClient(client_id=ID)))
-        session.fetch_token(token_url=BASE + "/v1/issue-token", client_id=ID, client_secret=SECRET)
+        client = BackendApplicationClient(client_id=ID)
+        session = emma_compliance_fix(OAuth2Session(client=client))
+        session.fetch_token(
+            token_url=BASE + "/v1/issue-token", client_id=ID, client_secret=SECRET
+        )
 
     and so do ``session.refresh_token(BASE + "/v1/refresh-token")`` and
     ``OAuth2Session(..., auto_refresh_url=BASE + "/v1/refresh-token", token_updater=...)``.

@@ -112,6 +112,17 @@ def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``redis`` every test that runs a real redis-server (by a fixture, or a cache
+    fixture's "redis" parameter): ``pytest -m redis`` runs them alone, ``-m "not redis"``
+    all the others."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        uses = {"redis_server", "own_redis_server"} & set(getattr(item, "fixturenames", ()))
+        if uses or any(isinstance(value, str) and value == "redis" for value in params.values()):
+            item.add_marker(pytest.mark.redis)
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One real redis-server for the session; tests keep apart by key prefix."""

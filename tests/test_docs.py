@@ -24,7 +24,9 @@ import requests_emma.testing
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 REFERENCE = (DOCS / "reference.md").read_text()
-AUTODOC = re.compile(r"^\.\. auto(?:class|exception|function):: ([\w.]+)$", re.MULTILINE)
+AUTODOC = re.compile(
+    r"^\.\. auto(?:class|exception|function):: ([\w.]+)(?:\(.*\)(?: -> .*)?)?$", re.MULTILINE
+)
 DOCUMENTED = set(AUTODOC.findall(REFERENCE))
 SHELL = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
@@ -153,4 +155,94 @@ def test_code_lines_fit_the_page() -> None:
         for line in code.splitlines()
         if len(line) > CODE_WIDTH
     ]
+    assert too_wide == []
+
+
+#: A table row in the Markdown sources, and the line under its header.
+_RULE = re.compile(r"^\|\s*:?-")
+#: Where a browser may break a cell's text: spaces, and after a hyphen.
+_UNBREAKABLE = re.compile(r"[^\s-]*-|[^\s-]+")
+#: What the text column holds at 1280 px, in characters of a table's narrowest layout: each
+#: column as wide as its longest unbreakable piece, plus 3 for its padding. Measured in
+#: Chromium: tables estimated at 98 and more overflowed the column, 97 and less fitted.
+TABLE_WIDTH = 90
+
+
+def tables(markdown: str) -> list[list[list[str]]]:
+    """The Markdown tables outside code blocks: rows of cells (the rule line left out)."""
+    found: list[list[list[str]]] = []
+    lines, fenced = markdown.splitlines(), False
+    for number, line in enumerate(lines):
+        if line.startswith("```"):
+            fenced = not fenced
+        if fenced or not line.startswith("|") or _RULE.match(line):
+            continue
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+        if number > 0 and lines[number - 1].startswith("|"):
+            found[-1].append(cells)
+        else:
+            found.append([cells])
+    return found
+
+
+def narrowest_width(rows: list[list[str]]) -> int:
+    """The characters ``rows`` take at the least, as a browser lays the table out."""
+    widths = [0] * len(rows[0])
+    for row in rows:
+        for column, cell in enumerate(row[: len(widths)]):
+            text = re.sub(r"\]\([^)]*\)", "]", cell).replace("`", " ").replace("**", "")
+            pieces = _UNBREAKABLE.findall(text) or [""]
+            widths[column] = max(widths[column], *(len(p.strip("[]")) for p in pieces))
+    return sum(width + 3 for width in widths)
+
+
+def test_tables_fit_the_page() -> None:
+    """No table in the docs is wider than the page's text column at 1280 px."""
+    too_wide = [
+        f"{page.relative_to(DOCS)}: {' | '.join(rows[0])} ({narrowest_width(rows)})"
+        for page in sorted(DOCS.rglob("*.md"))
+        for rows in tables(page.read_text())
+        if narrowest_width(rows) > TABLE_WIDTH
+    ]
+    assert too_wide == []
+
+
+#: A code line of a docstring, shown inside the reference's indented member blocks: 4
+#: characters narrower than the page's text column.
+DOCSTRING_CODE_WIDTH = CODE_WIDTH - 4
+
+
+def docstring_code(doc: str) -> list[str]:
+    """The lines of ``doc``'s literal blocks (after a ``::``) and doctest examples."""
+    code: list[str] = []
+    block_indent = None
+    for line in doc.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if block_indent is not None and line.strip() and indent <= block_indent:
+            block_indent = None
+        if block_indent is not None or line.lstrip().startswith((">>> ", "... ")):
+            code.append(line)
+        if line.rstrip().endswith("::"):
+            block_indent = indent
+    return code
+
+
+def test_docstring_examples_fit_the_reference() -> None:
+    """No code line of a documented docstring is wider than the reference's member blocks."""
+    too_wide = []
+    for target in sorted(DOCUMENTED):
+        module_name, _, name = target.rpartition(".")
+        value = getattr(importlib.import_module(module_name), name)
+        members = vars(value).values() if inspect.isclass(value) else ()
+        documented = [
+            value,
+            *(m for m in members if inspect.isfunction(m) or isinstance(m, property)),
+        ]
+        docs = [inspect.getdoc(item) or "" for item in documented]
+        too_wide += [
+            f"{target}: {line}"
+            for doc in docs
+            for line in docstring_code(doc)
+            if len(line) > DOCSTRING_CODE_WIDTH
+        ]
     assert too_wide == []

@@ -52,3 +52,14 @@ def test_the_respx_helper_loads_httpx_but_not_respx() -> None:
     the user's to import."""
     loaded = loaded_after("requests_emma.testing:add_respx_token_endpoints")
     assert "httpx" in loaded and "respx" not in loaded
+
+
+def test_emma_httpx_auth_is_importable_from_the_package_once_asked_for() -> None:
+    """`from requests_emma import EmmaHttpxAuth` works, loading httpx only then; it is the
+    class of requests_emma.httpx."""
+    assert "httpx" in loaded_after("requests_emma:EmmaHttpxAuth")
+    import requests_emma
+    import requests_emma.httpx
+
+    assert requests_emma.EmmaHttpxAuth is requests_emma.httpx.EmmaHttpxAuth
+    assert requests_emma.EmmaHttpxAuth.__module__ == "requests_emma"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import re
+import urllib.parse
 from typing import NoReturn
 
 from .. import __version__
@@ -112,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--json",
         action="store_true",
-        help="print the token's metadata (type, expiry times) instead; no secrets",
+        help="print the token's metadata (type, expiry times, whether it came from the "
+        "cache) instead; no secrets",
     )
+    _add_timeout(token)
     get = commands.add_parser(
         "get",
         parents=[connection],
@@ -148,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start a fake emma on 127.0.0.1 and show the token lifecycle: no "
         "credentials, no network.",
     )
-    commands.add_parser(
+    check = commands.add_parser(
         "check",
         parents=[connection],
         help="get a token (or reuse the cached one) and say how long it is valid",
@@ -157,7 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
         "status says what failed (3: no token, 4: emma unreachable): a readiness or "
         "liveness probe.",
     )
+    _add_timeout(check)
     return parser
+
+
+def _add_timeout(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="end the token work within SECONDS: the token cache's lock, every token call "
+        "and the waits between retries (default: the token call's 30 s deadline)",
+    )
 
 
 def port_number(text: str) -> int:
@@ -165,6 +180,16 @@ def port_number(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or int(text) > 65535:
         raise argparse.ArgumentTypeError("must be a port number from 0 to 65535 (0: a free one)")
     return int(text)
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError("must be a number of seconds greater than 0, such as 2.5")
+    return value
 
 
 def whole_seconds(text: str) -> int:
@@ -223,7 +248,24 @@ def _unrecognized(arguments: list[str]) -> str:
     return "; ".join(problems)
 
 
-def without_value(message: str) -> str:
-    """The message with every quoted value replaced, except the example of a good base URL."""
-    example = repr(urls.DEFAULT_BASE_URL)
-    return _QUOTED.sub(lambda m: m[0] if m[0] == example else "(value not shown)", message)
+def without_value(message: str, given_url: str | None = None) -> str:
+    """The message with every quoted value replaced, except the example of a good base URL
+    and ``given_url`` shown as :func:`shown_url` shows it."""
+    shown = {repr(urls.DEFAULT_BASE_URL): repr(urls.DEFAULT_BASE_URL)}
+    if given_url is not None and shown_url(given_url) is not None:
+        shown[repr(given_url)] = repr(shown_url(given_url))
+    return _QUOTED.sub(lambda m: shown.get(m[0], "(value not shown)"), message)
+
+
+def shown_url(text: str) -> str | None:
+    """``text`` as an error may show it: an http(s) URL without its user info, its query and
+    fragment cut to ``?...`` and ``#...``; ``None`` for anything else, which may be a secret
+    typed in the wrong place."""
+    try:
+        parts = urllib.parse.urlsplit(text.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    return url + ("?..." if parts.query else "") + ("#..." if parts.fragment else "")

@@ -21,6 +21,9 @@ struggling token endpoint is not a silent wait; ``-v`` shows all of the library'
 ``token``, ``get`` and ``check`` keep the token between runs in the user's cache directory
 (``token_cache.py``; ``--no-cache`` opts out). ``check`` prints how long the token is valid
 and whether it came from the cache, never the token: a probe for a container's health.
+``check --timeout`` and ``token --timeout`` bound the whole command with the library's own
+knob: the ``RetryPolicy`` deadline, which covers the cache's lock, every token call and the
+waits between them.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import contextlib
 import getpass
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -40,8 +44,9 @@ import requests
 
 from .._core import credentials, urls
 from .._core import wire as _wire
+from .._core.retry_policy import RetryPolicy
 from .._core.token import Token
-from .._errors import EmmaAuthError, TokenRequestError, os_reason
+from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, os_reason
 from .._requests.auth import EmmaAuth
 from .._requests.session import EmmaSession
 from .arguments import (
@@ -88,6 +93,10 @@ def _report(args: argparse.Namespace) -> int:
         return _run(args)
     except CommandError as error:
         return _fail(str(error), error.exit_code)
+    except CredentialsError as error:
+        if error.status_code is None and error.retry_after is not None:
+            return _fail(_refused_a_moment_ago(error.retry_after), EXIT_AUTH)
+        return _fail(str(error), EXIT_AUTH)
     except TokenRequestError as error:
         if error.status_code is None and error.attempts > 0:
             # No answer came (refused, unknown name, timed out). With no attempt at all,
@@ -121,10 +130,23 @@ def _report(args: argparse.Namespace) -> int:
         )
 
 
+def _refused_a_moment_ago(seconds_left: float) -> str:
+    """A hold read from the token cache, in a shell user's words: an earlier run (or a program
+    sharing the cache) was refused with these very credentials, so this one did not ask."""
+    wait = f"{math.ceil(seconds_left):.0f} s"
+    return (
+        "emma refused these credentials a moment ago (an earlier run with this client ID and "
+        "secret, noted in the token cache), so this run did not ask again: fix "
+        f"{credentials.CLIENT_ID_VAR} or {credentials.CLIENT_SECRET_VAR} (other credentials "
+        f"are tried at once), or try these again in {wait}"
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
         raise CommandError("cannot write output: stdout is closed", EXIT_OUTPUT)
-    auth, cache = (None, None) if args.command in ("demo", "serve") else _auth_from(args)
+    no_auth = args.command in ("demo", "serve")
+    auth, cache = (None, None) if no_auth else _auth_from(args)
     try:
         if args.command == "demo":
             from .demo import run_demo  # the fake server is loaded only for the demo
@@ -139,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
                 raise CommandError(str(error), EXIT_USAGE) from None
         elif args.command == "token":
             assert auth is not None
-            status = _token(auth, as_json=args.json, out=sys.stdout)
+            status = _token(auth, cache, as_json=args.json, out=sys.stdout)
         elif args.command == "check":
             assert auth is not None
             status = _check(auth, cache, out=sys.stdout)
@@ -162,14 +184,16 @@ def _discard_stdout() -> None:
 
 def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
     """The auth for ``token``, ``get`` and ``check``, with the token cache unless
-    ``--no-cache`` (``None`` as well when its directory cannot be used)."""
+    ``--no-cache`` (``None`` as well when its directory cannot be used), and ``--timeout``
+    as the deadline of the one renewal a run makes."""
     # Everything is checked before the secret is asked for, and the cache looked at last.
     base_url = getattr(args, "base_url", None)
     source = "--base-url" if base_url is not None else credentials.API_URL_VAR
+    given = base_url if base_url is not None else os.environ.get(credentials.API_URL_VAR)
     try:
         checked = urls.base_url(base_url)
     except ValueError as error:
-        raise CommandError(f"{source}: {without_value(str(error))}", EXIT_USAGE) from None
+        raise CommandError(f"{source}: {without_value(str(error), given)}", EXIT_USAGE) from None
     client_id = getattr(args, "client_id", None) or os.environ.get(credentials.CLIENT_ID_VAR)
     if not client_id:
         raise CommandError(
@@ -177,8 +201,11 @@ def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
         )
     client_secret = _client_secret()
     cache = None if getattr(args, "no_cache", False) else open_cache(sys.stderr, PROG)
+    timeout = getattr(args, "timeout", None)
+    retry = None if timeout is None else RetryPolicy(deadline=timeout)
     try:
-        return EmmaAuth(client_id, client_secret, base_url=checked, token_cache=cache), cache
+        auth = EmmaAuth(client_id, client_secret, base_url=checked, token_cache=cache, retry=retry)
+        return auth, cache
     except ValueError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
 
@@ -216,10 +243,12 @@ def _end_prompt_line() -> None:
         sys.stderr.write("\n")
 
 
-def _token(auth: EmmaAuth, *, as_json: bool, out: TextIO) -> int:
+def _token(auth: EmmaAuth, cache: NotingCache | None, *, as_json: bool, out: TextIO) -> int:
     token = auth.get_token()
     if as_json:
-        out.write(json.dumps(token_metadata(token, auth), indent=2) + "\n")
+        metadata = token_metadata(token, auth)
+        metadata["from_cache"] = cache is not None and cache.served_the_token
+        out.write(json.dumps(metadata, indent=2) + "\n")
     else:
         out.write(token.access_token + "\n")
     return EXIT_OK
@@ -234,6 +263,11 @@ def _check(auth: EmmaAuth, cache: NotingCache | None, *, out: TextIO) -> int:
         source = "newly issued, token cache not used"
     elif cache.served_the_token:
         source = "from the token cache"
+    elif cache.failed_step is not None:  # the warning above says what failed, and why
+        source = (
+            f"newly issued, NOT saved in the token cache ({cache.failed_step} failed), so the "
+            "next run asks emma again"
+        )
     else:
         source = "newly issued, saved in the token cache"
     # Rounded down: a probe is never told the token lives longer than it does.
@@ -334,7 +368,7 @@ def _stderr_log(*, verbose: bool) -> Iterator[None]:
         logger.setLevel(logging.DEBUG)
     else:
         handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-        handler.addFilter(_is_a_retry)
+        handler.addFilter(_shown_by_default)
         if not logger.isEnabledFor(logging.WARNING):
             logger.setLevel(logging.WARNING)
     logger.addHandler(handler)
@@ -345,10 +379,15 @@ def _stderr_log(*, verbose: bool) -> Iterator[None]:
         logger.setLevel(previous_level)
 
 
-def _is_a_retry(record: logging.LogRecord) -> bool:
+def _shown_by_default(record: logging.LogRecord) -> bool:
     # The token call logs each scheduled retry at WARNING as "... attempt N of M; retrying
-    # in S s"; other warnings repeat a failure that is reported as the error line.
-    return record.levelno == logging.WARNING and "retrying in" in record.getMessage()
+    # in S s", and a token cache that failed a step as "token cache ... unavailable": the
+    # command goes on, so no error line will say it. Other warnings repeat a failure that
+    # is reported as the error line.
+    if record.levelno != logging.WARNING:
+        return False
+    message = record.getMessage()
+    return "retrying in" in message or message.startswith("token cache ")
 
 
 def _host_of(args: argparse.Namespace) -> str:

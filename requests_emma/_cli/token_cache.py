@@ -11,12 +11,15 @@ stderr line and carries on with a token of its own.
 
 :class:`NotingCache` passes every call through to the real cache and notes what the renewal
 did with it: an entry loaded and nothing saved means the token came from the cache (the
-renewal saves whenever it got a token from emma, or was told to wait).
+renewal saves whenever it got a token from emma, or was told to wait). A lock or a save that
+failed is noted too: the renewal carries on without the cache (and logs a warning), so the
+token is new and was not kept for the next run.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import TextIO
 
 from .._caches.file_cache import FileTokenCache
@@ -29,6 +32,8 @@ class NotingCache:
         self.cache = cache
         self.loaded = False
         self.saved = False
+        #: ``"lock"`` or ``"save"``: the step that failed, which left the new token unsaved.
+        self.failed_step: str | None = None
 
     def __repr__(self) -> str:
         return repr(self.cache)
@@ -45,10 +50,26 @@ class NotingCache:
 
     def save(self, key: str, entry: bytes, ttl: float) -> None:
         self.saved = True
-        self.cache.save(key, entry, ttl)
+        with self._noting("save"):
+            self.cache.save(key, entry, ttl)
 
-    def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[object]:
-        return self.cache.lock(key, timeout)
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float) -> Iterator[None]:
+        with self._noting("lock"):
+            lock = self.cache.lock(key, timeout)
+            lock.__enter__()
+        try:
+            yield
+        finally:
+            lock.__exit__(None, None, None)
+
+    @contextlib.contextmanager
+    def _noting(self, step: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception:
+            self.failed_step = step
+            raise
 
 
 def open_cache(warnings: TextIO | None, prog: str) -> NotingCache | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import typing
 
+from .. import _exports
 from ._clock import FakeClock, use_clock
 from ._responses import FakeTokenEndpoints, add_token_endpoints
 from ._server import FakeEmmaServer, RecordedRequest
@@ -41,27 +42,4 @@ __all__ = [
 _LAZY = {"add_respx_token_endpoints": "._respx"}
 
 
-def _public(value: typing.Any) -> typing.Any:
-    # Tracebacks, reprs and the docs show the public path, not the private module.
-    value.__module__ = __name__
-    return value
-
-
-for _name in __all__:
-    if _name not in _LAZY:
-        _public(globals()[_name])
-del _name
-
-
-def __getattr__(name: str) -> typing.Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = _public(getattr(importlib.import_module(_LAZY[name], __name__), name))
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = _exports.exports(globals(), _LAZY)

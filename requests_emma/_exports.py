@@ -1,0 +1,52 @@
+"""Public names of a package, some loaded at first use (PEP 562).
+
+``requests_emma`` and ``requests_emma.testing`` both export names that import something
+heavy (httpx, filelock) that most programs never need; :func:`exports` gives such a package
+the module ``__getattr__`` and ``__dir__`` that load them when first asked for, and shows
+every exported name under the package's path rather than its private module's (tracebacks,
+reprs, the docs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def exports(
+    namespace: dict[str, Any],
+    lazy: Mapping[str, str],
+    computed: Mapping[str, Callable[[], object]] | None = None,
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``(__getattr__, __dir__)`` for the package whose ``globals()`` is ``namespace``.
+
+    ``lazy`` maps a name of ``__all__`` to the module (relative to the package) it is loaded
+    from at first use; ``computed`` maps a name to the function that makes its value then
+    (``__version__``). The names of ``__all__`` already in ``namespace`` are made public now.
+    """
+    package = namespace["__name__"]
+    made = dict(computed or {})
+
+    def public(value: Any) -> Any:
+        value.__module__ = package
+        return value
+
+    for name in namespace["__all__"]:
+        if name not in lazy:
+            public(namespace[name])
+
+    def __getattr__(name: str) -> Any:
+        if name in lazy:
+            value = public(getattr(importlib.import_module(lazy[name], package), name))
+        elif name in made:
+            value = made[name]()
+        else:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        namespace[name] = value  # the next lookup finds it without this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *lazy, *made})
+
+    return __getattr__, __dir__
