@@ -482,7 +482,7 @@ def test_the_how_to_examples_run_as_written(server: FakeEmmaServer, example: str
     )
     assert result.returncode == 0, result.stderr
     if "EmmaHttpxAuth.sharing" in example:  # prints what it shows the reader
-        assert result.stdout.split() == "requests: 200 httpx: 200 one token: True".split()
+        assert result.stdout.splitlines() == ["requests: 200", "httpx: 200", "one token: True"]
         assert server.token_calls == 1
     elif "async def" in example:
         assert result.stdout.strip() == "{200}"
