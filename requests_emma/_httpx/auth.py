@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._core.secret import secret_or_none
 from .._errors import EmmaAuthError
 from .._source import TokenSource, source_of
 from .errors import mirrored
@@ -61,10 +62,14 @@ class HttpxFlows:
         retry: RetryPolicy | None = None,
         token_cache: TokenCache | None = None,
     ) -> None:
+        # First, as TokenSource does: no frame holds the secret in plain text for a traceback
+        # of a configuration error (shown with its locals by pytest -l or Sentry) to show.
+        secret = secret_or_none(client_secret)
+        del client_secret
         self._check_clients(client, async_client)
         source = TokenSource(
             client_id,
-            client_secret,
+            secret,
             base_url=base_url,
             refresh_margin=refresh_margin,
             timeout=timeout,

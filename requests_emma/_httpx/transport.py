@@ -149,7 +149,9 @@ class HttpxTokenEndpoint:
             if self._client is None:
                 self._client = _private_client(self.http, "Client")
             elif self._client.is_closed:
-                raise RuntimeError("the client given for token calls has been closed")
+                raise RuntimeError(
+                    f"the {self.http.__name__}.Client given for token calls has been closed"
+                )
             return self._client
 
     def close(self) -> None:
@@ -221,7 +223,9 @@ class AsyncHttpxTokenEndpoint:
             if client is None:
                 client = await anyio.to_thread.run_sync(self._make_client, library)
         elif client.is_closed:
-            raise RuntimeError("the async client given for token calls has been closed")
+            raise RuntimeError(
+                f"the {self.http.__name__}.AsyncClient given for token calls has been closed"
+            )
         url = self.http.URL(self.base_url + path)
         transport = routes.transport_for(client, url)
         response = await transport.handle_async_request(
@@ -301,8 +305,12 @@ async def _aread_capped(http: ModuleType, response: Any, *, decoded: bool) -> by
             raw.add(chunk)  # past the cap, only counted: the stream is read to its end
     if raw.content is None:
         return None
-    # Decoded by httpx, as the sync endpoint's body is, from the raw bytes now in hand.
-    replay = http.Response(response.status_code, headers=response.headers, content=raw.content)
+    # Decoded by httpx, as the sync endpoint's body is, from the raw bytes now in hand: as a
+    # stream, which httpx decodes lazily (so the cap holds decoded, and an error body that
+    # does not decode reads as empty); content= would decode it all here, uncapped.
+    replay = http.Response(
+        response.status_code, headers=response.headers, stream=http.ByteStream(raw.content)
+    )
     return _read_capped(http, replay, decoded=decoded)
 
 
