@@ -168,7 +168,7 @@ def encode(entry: Entry) -> bytes:
             "kind": hold.kind,
             "detail": hold.detail,
             "strikes": hold.strikes,
-            "seconds": hold.seconds,
+            "seconds": hold.seconds if math.isfinite(hold.seconds) else None,
         }
     return json.dumps(data, allow_nan=False, separators=(",", ":")).encode("utf-8")
 

@@ -353,11 +353,11 @@ class TokenLifecycle:
         """The refresh-token call sent with ``refresh_token`` came to ``outcome`` (not a
         grant): whether to issue a token with the client credentials now.
 
-        A refresh is tried once. Only emma's "wait" (429 or 503 with ``Retry-After``) shows
-        that the call was not carried out: the refresh token is given back, calls are held,
-        and the renewal fails. Anything else (a 4xx: the refresh token is dead; no answer:
+        A refresh is tried once. Only emma's "wait" (429 or 503) shows that the call was not
+        carried out: the refresh token is given back, calls are held (for its
+        ``Retry-After``), and the renewal fails. Anything else (a 4xx: the refresh token is dead; no answer:
         emma may have rotated it) leaves it dropped, and a token is issued instead."""
-        if outcome.status in HOLD_STATUSES and outcome.retry_after is not None:
+        if outcome.status in HOLD_STATUSES:
             if self._refresh_token is None:
                 self._refresh_token = refresh_token
             self.call_failed(now, outcome)

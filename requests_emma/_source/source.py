@@ -73,10 +73,10 @@ class Flight:
 
     __slots__ = ("early", "failure", "future", "loop_thread", "number")
 
-    def __init__(self, number: int, *, early: bool = False) -> None:
+    def __init__(self, number: int, future: Future[Token | None], *, early: bool = False) -> None:
         self.number = number
         self.early = early
-        self.future: Future[Token | None] = Future()
+        self.future = future
         self.loop_thread: int | None = None
         self.failure: BaseException | None = None
 
@@ -131,6 +131,10 @@ class TokenSource:
         self._flight: Flight | None = None
         self._announcing = threading.RLock()
         self._tasks: set[Any] = set()  # asyncio renewal tasks, held until done
+        #: The thread of the last early renewal started (a test may join it).
+        self.worker: threading.Thread | None = None
+        #: How a flight's future is made; a test may count the callers waiting on one.
+        self.new_future: Callable[[], Future[Token | None]] = Future
         _sources.add(self)
 
     @property
@@ -229,7 +233,7 @@ class TokenSource:
         try:
             if self.lifecycle.decide(now) is not Decision.RENEW_EARLY:
                 return None
-            flight = self._flight = Flight(self.lifecycle.renewal, early=True)
+            flight = self._flight = Flight(self.lifecycle.renewal, self.new_future(), early=True)
             return flight
         finally:
             self._lock.release()
@@ -243,6 +247,7 @@ class TokenSource:
             name="requests-emma token renewal",
             daemon=True,
         )
+        self.worker = worker
         try:
             worker.start()
         except RuntimeError:  # no new threads (the interpreter is shutting down)
@@ -385,7 +390,7 @@ class TokenSource:
                 return self.lifecycle.usable(now), None, False
             if decision is Decision.WAIT and self._flight is not None:
                 return None, self._flight, False
-            flight = self._flight = Flight(self.lifecycle.renewal)
+            flight = self._flight = Flight(self.lifecycle.renewal, self.new_future())
             return None, flight, True
 
     def _give_up(self, flight: Flight) -> None:
