@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from requests_emma import EmmaAuth
+from requests_emma._source import source_of
 from requests_emma.testing import FakeClock, FakeEmmaServer, use_clock
 
 __all__ = ["FakeClock", "use_clock"]  # re-exported: the tests import them from here
@@ -26,7 +27,7 @@ class WatchedFlights:
     Installed on the auth's coordinator, it makes each flight a Future that counts its
     waiters: a thread when it calls ``result()``, a task when it asks to be woken."""
 
-    def __init__(self, auth: EmmaAuth) -> None:
+    def __init__(self, auth: object) -> None:
         self._changed = threading.Condition()
         self.waited = 0  # calls to a flight's result(): callers that waited for a renewal
         watcher = self
@@ -40,7 +41,7 @@ class WatchedFlights:
                 watcher._count()  # a task waiting (asyncio.wrap_future, or trio's wake-up)
                 super().add_done_callback(fn)
 
-        auth._coordinator.new_flight = WatchedFlight
+        source_of(auth).new_future = WatchedFlight
 
     def _count(self) -> None:
         with self._changed:
@@ -58,9 +59,9 @@ def auth_for(server: FakeEmmaServer, **options: Any) -> EmmaAuth:
     return EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url, **options)
 
 
-def join_renewal(auth: EmmaAuth) -> None:
+def join_renewal(auth: object) -> None:
     """Wait for the background renewal ``auth`` started last; fail if none was started."""
-    worker = auth._worker
+    worker = source_of(auth).worker
     assert worker is not None, "no background renewal was started"
     worker.join(WAIT)
     assert not worker.is_alive(), "the background renewal did not finish"

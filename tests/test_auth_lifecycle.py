@@ -9,9 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 import responses
-from fakes import FakeClock, auth_for, join_renewal
-from hypothesis import given
-from hypothesis import strategies as st
+from fakes import FakeClock, auth_for, join_renewal, use_clock
 
 from requests_emma import (
     CredentialsError,
@@ -21,7 +19,7 @@ from requests_emma import (
     TokenRequestError,
     TokenResponseError,
 )
-from requests_emma._requests.auth import _after_prefix
+from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer
 
 
@@ -116,24 +114,6 @@ def test_a_url_set_by_hand_gets_the_token_only_when_unambiguous(
     request = requests.Request("GET", server.base_url).prepare()
     request.url = url.format(port=server.port)
     assert carries_the_token(auth, auth(request)) is gets_token
-
-
-@pytest.mark.slow
-@given(st.data())
-def test_the_prefix_range_test_is_a_prefix_test(data: st.DataObject) -> None:
-    """``prefix <= url < _after_prefix(prefix)`` holds exactly when url starts with prefix."""
-    prefix = data.draw(st.text(), label="prefix") + "/"
-    # Strings that share all but the last character of prefix, with one close to "/" there.
-    near = st.builds(
-        lambda c, tail: prefix[:-1] + c + tail,
-        st.characters(min_codepoint=ord("/") - 2, max_codepoint=ord("/") + 2),
-        st.text(),
-    )
-    url = data.draw(
-        st.one_of(st.text(), st.text().map(lambda tail: prefix + tail), near, st.just(prefix[:-1])),
-        label="url",
-    )
-    assert (prefix <= url < _after_prefix(prefix)) is url.startswith(prefix)
 
 
 def test_other_origin_is_logged_without_its_query(
@@ -233,7 +213,7 @@ def test_expired_token_is_renewed_before_sending(
 def test_explicit_margin_is_honoured(server: FakeEmmaServer, clock: FakeClock) -> None:
     """refresh_margin=10 keeps a 300 s token fresh until 290 s."""
     auth = auth_for(server, refresh_margin=10)
-    auth._clock = clock
+    use_clock(auth, clock)
     auth.get_token()
     clock.advance(285)
     auth.get_token()
@@ -325,7 +305,7 @@ def test_refresh_server_error_is_not_a_fallback(server: FakeEmmaServer, clock: F
         server,
         retry=RetryPolicy(attempts=1),
     )
-    auth._clock = clock
+    use_clock(auth, clock)
     auth.get_token()
     clock.advance(301)
     server.fail_next_token_calls(1, 500)
@@ -343,7 +323,7 @@ def test_rate_limited_refresh_keeps_the_refresh_token(
         server,
         retry=RetryPolicy(attempts=1),
     )
-    auth._clock = clock
+    use_clock(auth, clock)
     auth.get_token()
     clock.advance(301)
     server.fail_next_token_calls(1, 429)
@@ -357,7 +337,7 @@ def test_on_token_gets_every_new_token(server: FakeEmmaServer, clock: FakeClock)
     """on_token is called once with each new Token."""
     seen: list[Token] = []
     auth = auth_for(server, on_token=seen.append)
-    auth._clock = clock
+    use_clock(auth, clock)
     first = auth.get_token()
     clock.advance(301)
     second = auth.get_token()
@@ -370,11 +350,13 @@ def test_on_token_never_ends_on_a_superseded_token(
     """A late announcement of a token already replaced (a preempted thread) is skipped."""
     seen: list[Token] = []
     auth = auth_for(server, on_token=seen.append)
-    auth._clock = clock
+    use_clock(auth, clock)
     first = auth.get_token()
     clock.advance(301)
     second = auth.get_token()
-    auth._announce(first)  # what a thread preempted between renewal and callback would do
+    source_of(auth)._announce(
+        first
+    )  # what a thread preempted between renewal and callback would do
     assert seen == [first, second]
 
 
@@ -407,7 +389,7 @@ def test_on_token_may_use_the_auth_itself(
             server.revoke()  # the callback's own request gets a 401, renewal and replay
             statuses.append(get(auth).status_code)
 
-    auth._on_token = call_api
+    source_of(auth).on_token = call_api
     done = threading.Event()
     worker = threading.Thread(target=lambda: (auth.get_token(), done.set()), daemon=True)
     worker.start()

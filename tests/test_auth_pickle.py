@@ -51,8 +51,8 @@ def test_pickle_leaves_the_token_calls_machinery_behind(server: FakeEmmaServer) 
     """A pickled auth carries no token session: the copy builds its own at its first renewal."""
     auth = auth_for(server)
     auth.get_token()
-    assert auth._renewer is not None
+    assert auth._endpoint is not None
     copy = pickle.loads(pickle.dumps(auth))
-    assert copy._renewer is None
+    assert copy._endpoint is None
     assert copy.get_token().access_token != auth.get_token().access_token
-    assert copy._renewer is not None and copy._renewer is not auth._renewer
+    assert copy._endpoint is not None and copy._endpoint is not auth._endpoint

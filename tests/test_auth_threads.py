@@ -9,6 +9,7 @@ import requests
 from fakes import WatchedFlights
 
 from requests_emma import EmmaAuth
+from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer
 
 THREADS = 12
@@ -84,7 +85,7 @@ def test_no_lock_is_held_while_an_api_request_is_in_flight(
 ) -> None:
     """While the API handles a request, the auth's lock is free for other threads."""
     seen: list[bool] = []
-    server.api_hook = lambda: seen.append(auth._coordinator.lock.locked())
+    server.api_hook = lambda: seen.append(source_of(auth)._lock.locked())
     auth.get_token()
     server.revoke()  # the call below goes through a 401, a renewal and a replay
     requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 
 import cache_workers
@@ -13,7 +14,7 @@ import pytest
 import requests
 from cache_stores import Store
 
-from requests_emma import EmmaAuth
+from requests_emma import EmmaAuth, Token
 from requests_emma._caches.protocol import cache_key
 from requests_emma._core.cache_entry import Entry, Sealer
 from requests_emma.testing import FakeEmmaServer
@@ -133,3 +134,25 @@ def test_an_entry_with_a_token_unsafe_in_a_header_is_ignored(
     )
     response = get(auth)
     assert response.status_code == 200 and server.token_calls == 2
+
+
+def test_a_newer_entry_with_an_expired_access_token_gets_a_new_token_issued(
+    store: Store, server: FakeEmmaServer, get: Callable[..., requests.Response]
+) -> None:
+    """An entry whose access token has expired gives no refresh token (the saver may have
+    rotated it): the renewal issues a new token and never sends the cached refresh token."""
+    key = cache_key(server.base_url, server.client_id, server.client_secret)
+    issued = cache_workers.issue_token(server.base_url, server.client_id, server.client_secret)
+    assert issued.token is not None and issued.token.refresh_token is not None
+    now = time.time()
+    expired = Token(
+        issued.token.access_token, "Bearer", now - 100, issued.token.refresh_token, now + 1500
+    )
+    sealer = Sealer(server.base_url, server.client_id, server.client_secret)
+    store.plant(key, sealer.seal(key, Entry(7, expired, now - 400)))
+    issue_calls, refresh_calls = server.issue_calls, server.refresh_calls
+    auth = EmmaAuth(
+        server.client_id, server.client_secret, base_url=server.base_url, token_cache=store.cache
+    )
+    assert get(auth).status_code == 200
+    assert (server.issue_calls, server.refresh_calls) == (issue_calls + 1, refresh_calls)

@@ -11,6 +11,7 @@ import pytest
 from fakes import WAIT, FakeClock, auth_for, join_renewal, use_clock
 
 from requests_emma import CredentialsError, EmmaAuth, EmmaAuthError, TokenCache, TokenRequestError
+from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer
 
 RATE_LIMITED = {"Retry-After": "60"}
@@ -122,15 +123,15 @@ def test_a_valid_token_keeps_serving_and_the_early_renewal_waits_out_the_hold(
     assert auth.get_token() == token
     join_renewal(auth)
     assert server.token_calls == 2
-    worker = auth._worker
+    worker = source_of(auth).worker
     for _ in range(11):
         clock.advance(5.0)  # up to 55 s into the hold
         assert auth.get_token() == token
-    assert auth._worker is worker and server.token_calls == 2
+    assert source_of(auth).worker is worker and server.token_calls == 2
     clock.advance(5.0)
     assert auth.get_token() == token  # the hold is over: an early renewal starts
     join_renewal(auth)
-    assert auth._worker is not worker and server.token_calls == 3
+    assert source_of(auth).worker is not worker and server.token_calls == 3
     assert auth.get_token() != token
 
 

@@ -12,7 +12,15 @@ import pytest
 
 from requests_emma import Token
 from requests_emma._caches.protocol import cache_key
-from requests_emma._core.cache_entry import VERSION, Entry, Hold, Sealer, decode, encode
+from requests_emma._core.cache_entry import (
+    MAX_HOLD,
+    VERSION,
+    Entry,
+    Hold,
+    Sealer,
+    decode,
+    encode,
+)
 from requests_emma._core.wire import MAX_LIFETIME
 
 BASE = "https://api.emma.ms/external"
@@ -39,7 +47,8 @@ def sealer(base_url: str = BASE, client_id: str = CLIENT, secret: str = SECRET) 
 
 def an_entry(**token_changes: object) -> Entry:
     token = a_token(**token_changes)
-    return Entry(3, token, token.expires_at - 300, Hold(time.time() + 60, "busy", "HTTP 429"))
+    hold = Hold(time.time() + 60, "busy", "HTTP 429", 0, 60.0)
+    return Entry(3, token, token.expires_at - 300, hold)
 
 
 def test_an_entry_round_trips() -> None:
@@ -50,8 +59,19 @@ def test_an_entry_round_trips() -> None:
 
 def test_an_entry_with_a_hold_and_no_token_round_trips() -> None:
     """An entry may hold a hold on token calls and no token."""
-    entry = Entry(1, None, None, Hold(time.time() + 5, "refused", "HTTP 400", 2))
+    entry = Entry(1, None, None, Hold(time.time() + 5, "refused", "HTTP 400", 2, 5.0))
     assert sealer().open(KEY, sealer().seal(KEY, entry)) == entry
+
+
+@pytest.mark.parametrize(("kind", "seconds"), [("busy", MAX_HOLD), ("refused", 60.0)])
+def test_a_hold_of_an_older_release_is_bounded_by_the_longest_hold(
+    kind: str, seconds: float
+) -> None:
+    """A hold saved without its seconds opens bounded by the longest hold of its kind: an
+    hour when emma asked to wait, a minute for refused credentials."""
+    hold = {"until": time.time() + 86400, "kind": kind, "detail": "HTTP 429", "strikes": 0}
+    entry = sealer().open(KEY, _sealed_json({"generation": 1, "token": None, "hold": hold}))
+    assert entry is not None and entry.hold is not None and entry.hold.seconds == seconds
 
 
 def test_a_sealed_entry_shows_neither_token_nor_the_secret() -> None:

@@ -245,7 +245,7 @@ async def test_a_cancelled_request_does_not_cancel_the_renewal_others_wait_on(
     """The task that started the renewal is cancelled; the task waiting for it still gets
     the token, from the one token call."""
     entered, release = held_token_calls(server)
-    flights = WatchedFlights(httpx_auth.auth)
+    flights = WatchedFlights(httpx_auth)
     results: list[int] = []
     async with httpx.AsyncClient(auth=httpx_auth) as client:
 
@@ -271,7 +271,7 @@ async def test_an_early_renewal_runs_off_the_request_path(
     server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth
 ) -> None:
     """A stale token is sent at once while its renewal is held in the server."""
-    clock = use_clock(httpx_auth.auth, FakeClock())
+    clock = use_clock(httpx_auth, FakeClock())
     first = (await httpx_auth.aget_token()).access_token
     clock.advance(250)  # a 300 s token renews from 240 s on
     entered, release = held_token_calls(server)
@@ -323,9 +323,9 @@ async def test_threads_and_tasks_sharing_one_token_make_one_token_call(
     assert server.token_calls == 1
 
 
-def test_sharing_needs_an_emma_auth() -> None:
+def test_sharing_needs_one_of_the_librarys_auths() -> None:
     """sharing() of anything else is a TypeError that names what it got."""
-    with pytest.raises(TypeError, match="takes an EmmaAuth, got str"):
+    with pytest.raises(TypeError, match="takes one of requests-emma's auths .*, got str"):
         EmmaHttpxAuth.sharing("nope")  # type: ignore[arg-type]
 
 
@@ -411,9 +411,10 @@ async def test_a_shared_file_cache_works_from_the_event_loop(
 
 
 def test_repr_shows_no_secret(server: FakeEmmaServer, httpx_auth: EmmaHttpxAuth) -> None:
-    """repr of an EmmaHttpxAuth (and of its token's header) never shows a secret."""
+    """repr of an EmmaHttpxAuth (of an EmmaAuth sharing its token, and of the token) never
+    shows a secret."""
     token = httpx_auth.get_token()
-    shown = repr(httpx_auth) + repr(httpx_auth.auth) + repr(token)
+    shown = repr(httpx_auth) + repr(EmmaAuth.sharing(httpx_auth)) + repr(token)
     assert server.client_secret not in shown
     assert token.access_token not in shown
 
@@ -498,7 +499,7 @@ def test_a_pickled_copy_keeps_the_configuration_not_the_token(
     first = httpx_auth.get_token().access_token
     copy = pickle.loads(pickle.dumps(httpx_auth))
     assert copy.base_url == httpx_auth.base_url
-    assert copy.auth.status().valid_for is None  # no token crossed
+    assert copy.status().valid_for is None  # no token crossed
     assert copy.get_token().access_token != first
     assert server.token_calls == 2
 
@@ -524,7 +525,7 @@ def test_a_native_asyncio_cancel_of_the_starter_does_not_cancel_the_renewal(
     """Task.cancel() of the task whose request started the renewal (as asyncio.wait_for
     does): the task waiting with it still gets the token, from the one token call."""
     entered, release = held_token_calls(server)
-    flights = WatchedFlights(httpx_auth.auth)
+    flights = WatchedFlights(httpx_auth)
 
     async def main() -> int:
         async with httpx.AsyncClient(auth=httpx_auth) as client:
@@ -626,14 +627,14 @@ def test_one_auth_serves_asyncio_and_trio_in_turn(
     """Renewals under trio, then asyncio (and back), through the one private client set."""
     import trio
 
+    clock = use_clock(httpx_auth, FakeClock())
+
     async def one() -> int:
         async with httpx.AsyncClient(auth=httpx_auth) as client:
             return (await client.get(api(server))).status_code
 
     for library in order:
-        current = httpx_auth.auth._lifecycle.current
-        if current is not None:  # a renewal each time, on this library's loop
-            httpx_auth.auth._lifecycle.reject(current.access_token)
+        clock.advance(301)  # the token has expired: a renewal each time, on this loop
         status = asyncio.run(one()) if library == "asyncio" else trio.run(one)
         assert status == 200, library
     assert server.token_calls == len(order)

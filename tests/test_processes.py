@@ -15,6 +15,7 @@ import pytest
 from fakes import WAIT, FakeClock, auth_for, use_clock
 
 from requests_emma import EmmaAuth
+from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer
 
 fork_only = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -68,6 +69,7 @@ def test_a_renewal_in_flight_does_not_keep_the_process_alive(server: FakeEmmaSer
         import sys, time
         from requests_emma import EmmaAuth
         from requests_emma._system_clock import SystemClock
+        from requests_emma.testing import use_clock
 
         class Later(SystemClock):
             \"\"\"Real time, moved ahead by ``ahead`` seconds.\"\"\"
@@ -77,7 +79,7 @@ def test_a_renewal_in_flight_does_not_keep_the_process_alive(server: FakeEmmaSer
 
         auth = EmmaAuth({server.client_id!r}, {server.client_secret!r},
                         base_url={server.base_url!r})
-        clock = auth._clock = Later()
+        clock = use_clock(auth, Later())
         auth.get_token()
         clock.ahead = 250.0  # inside the 300 s token's 60 s margin, not expired
         auth.get_token()  # starts the early renewal, which hangs in the server
@@ -145,7 +147,8 @@ def test_a_child_forked_during_a_renewal_can_get_a_token(server: FakeEmmaServer)
 
 def _child_token(auth: EmmaAuth, queue: multiprocessing.Queue[tuple[str, bool]]) -> None:
     token = auth.get_token()
-    has_refresh = auth._lifecycle.refresh_token(auth._clock.monotonic()) is not None
+    source = source_of(auth)
+    has_refresh = source.lifecycle.take_refresh_token(source.monotonic()) is not None
     queue.put((token.access_token, has_refresh))
 
 

@@ -32,6 +32,7 @@ from requests_emma import (
     _system_clock,
 )
 from requests_emma._requests import transport as _transport
+from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 RETRYABLE = [408, 425, 429, 500, 502, 503, 504]
@@ -205,7 +206,7 @@ def test_timeout_is_retried(server: FakeEmmaServer) -> None:
         timeout=(3.05, 0.2),
         retry=RetryPolicy(attempts=3),
     )
-    auth._clock = ReleasingClock()
+    use_clock(auth, ReleasingClock())
     assert server.is_valid_access_token(auth.get_token().access_token)
     assert server.issue_calls == 2
 
@@ -357,7 +358,7 @@ def test_a_refresh_refused_at_the_deadline_leaves_issue_token_uncalled(
     assert (server.refresh_calls, server.issue_calls) == (1, 1)  # the first token only
     assert caught.value.endpoint == "/v1/issue-token"
     assert "still arriving at the deadline" in str(caught.value)
-    assert auth._lifecycle.refresh_token(clock.now) is None
+    assert source_of(auth).lifecycle.take_refresh_token(clock.now) is None
 
 
 @pytest.mark.slow

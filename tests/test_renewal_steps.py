@@ -19,7 +19,7 @@ from requests_emma._core import backoff
 from requests_emma._core.cache_entry import Entry, Sealer
 from requests_emma._core.lifecycle import TokenLifecycle
 from requests_emma._core.outcome import Kind, Outcome, response_outcome
-from requests_emma._core.renewal import RenewalPlan, Shared, Steps
+from requests_emma._core.renewal import LOCK_SLICE, RenewalPlan, Steps
 from requests_emma._core.retry_policy import RetryPolicy
 from requests_emma._core.secret import Secret
 from requests_emma._core.steps import Load, Lock, Save, Send, Sleep, Step, Unlock
@@ -32,6 +32,8 @@ SECRET = "secret-1"
 KEY = "entry-key"
 #: No jitter: the waits are exactly the policy's.
 POLICY = RetryPolicy(attempts=5, deadline=30.0, wait_initial=0.5, wait_max=10.0, wait_jitter=0)
+#: A shared cache as a renewal plan takes it: the entry's key, the sealer, the cache's name.
+Cache = tuple[str, Sealer, str]
 
 
 # -- the world's answers ---------------------------------------------------------------------
@@ -59,7 +61,7 @@ def granted(clock: FakeClock, access: str = "access-1", refresh: str | None = No
     return answer(clock, 200, body)
 
 
-def refused(clock: FakeClock, status: int = 401) -> Outcome:
+def refused(clock: FakeClock, status: int = 400) -> Outcome:
     return answer(clock, status, {"code": "UNAUTHORIZED", "message": "Invalid credentials"})
 
 
@@ -76,19 +78,23 @@ def no_answer(clock: FakeClock) -> Outcome:
 # -- running the generator by hand -----------------------------------------------------------
 
 
-def plan(shared: Shared | None = None) -> RenewalPlan:
+def plan(shared: Cache | None = None) -> RenewalPlan:
     return RenewalPlan(BASE_URL, CLIENT_ID, Secret(SECRET), shared)
 
 
-def shared() -> Shared:
-    return Shared(KEY, Sealer(BASE_URL, CLIENT_ID, SECRET), "FakeCache()")
+def sealer() -> Sealer:
+    return Sealer(BASE_URL, CLIENT_ID, SECRET)
+
+
+def shared() -> Cache:
+    return (KEY, sealer(), "FakeCache()")
 
 
 def start(
     lifecycle: TokenLifecycle,
     clock: FakeClock,
     policy: RetryPolicy = POLICY,
-    shared: Shared | None = None,
+    shared: Cache | None = None,
 ) -> tuple[Steps, Step]:
     """The renewal's generator and its first step."""
     steps = plan(shared).steps(lifecycle, policy, clock)
@@ -125,7 +131,7 @@ def sealed_entry(clock: FakeClock, access: str = "cached-1", generation: int = 1
     """A shared cache entry, sealed for this client, holding a token issued just now."""
     wall = clock.wall()
     token = Token(access_token=access, token_type="Bearer", expires_at=wall + 300)
-    return shared().sealer.seal(KEY, Entry(generation, token, wall))
+    return sealer().seal(KEY, Entry(generation, token, wall))
 
 
 # -- without a shared cache ------------------------------------------------------------------
@@ -171,28 +177,83 @@ def test_a_refused_refresh_token_falls_back_to_issue_token() -> None:
     steps, _ = start(lifecycle, clock)
     step = steps.send(refused(clock, 400))
     assert isinstance(step, Send) and step.path == ISSUE_TOKEN_PATH
-    assert lifecycle.refresh_token(clock.monotonic()) is None
+    assert lifecycle.take_refresh_token(clock.monotonic()) is None
     assert finish(steps, granted(clock, "access-2")).access_token == "access-2"
 
 
 def test_a_404_from_refresh_token_falls_back_to_issue_token() -> None:
-    """A 404 from refresh-token (a gateway that no longer knows it) also means issue-token."""
+    """A 404 from refresh-token (misdirected, or a gateway that no longer knows the refresh
+    token) also means issue-token."""
     clock = FakeClock()
     steps, _ = start(with_refresh_token(clock), clock)
     step = steps.send(answer(clock, 404, {"code": "NOT_FOUND", "message": "no such token"}))
     assert isinstance(step, Send) and step.path == ISSUE_TOKEN_PATH
 
 
-def test_a_refresh_that_only_failed_keeps_the_refresh_token_and_does_not_issue() -> None:
-    """refresh-token timing out on every attempt says nothing about the refresh token: it is
-    kept, and the renewal fails with no issue-token call."""
+def test_a_refresh_with_no_answer_is_not_sent_again_and_issue_token_is_asked() -> None:
+    """A refresh-token call that timed out may have reached emma (which may have rotated the
+    refresh token): it is not tried again, the refresh token is dropped, issue-token follows."""
     clock = FakeClock()
     lifecycle = with_refresh_token(clock)
-    steps, step = start(lifecycle, clock, RetryPolicy(attempts=1))
+    steps, step = start(lifecycle, clock)
     assert isinstance(step, Send) and step.path == REFRESH_TOKEN_PATH
-    with pytest.raises(TokenRequestError, match="refresh-token"):
-        steps.send(no_answer(clock))
-    assert lifecycle.refresh_token(clock.monotonic()) == "refresh-1"
+    step = steps.send(no_answer(clock))
+    assert isinstance(step, Send) and step.path == ISSUE_TOKEN_PATH
+    assert lifecycle.take_refresh_token(clock.monotonic()) is None
+    assert finish(steps, granted(clock, "access-2")).refresh_token is None
+
+
+def test_a_failed_refresh_is_not_retried_and_issue_token_is_asked() -> None:
+    """A refresh is tried once: a 500 (transient for issue-token) drops the refresh token
+    (the call may have been carried out) and the next step is issue-token, with no Sleep."""
+    clock = FakeClock()
+    lifecycle = with_refresh_token(clock)
+    steps, _ = start(lifecycle, clock)
+    step = steps.send(answer(clock, 500, {"code": "ERROR", "message": "oops"}))
+    assert isinstance(step, Send) and step.path == ISSUE_TOKEN_PATH
+    assert lifecycle.take_refresh_token(clock.monotonic()) is None
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_refresh_told_to_wait_gives_the_refresh_token_back_and_fails(status: int) -> None:
+    """A 429 or 503 with Retry-After on refresh-token shows the call was not carried out: the
+    renewal fails with the hold's seconds and no issue-token call, and the refresh token is
+    sent by the next renewal after the hold."""
+    clock = FakeClock()
+    lifecycle = with_refresh_token(clock)
+    steps, _ = start(lifecycle, clock)
+    with pytest.raises(TokenRequestError, match="refresh-token") as caught:
+        steps.send(answer(clock, status, {"code": "BUSY", "message": "wait"}, "20"))
+    assert caught.value.retry_after == 20.0
+    assert lifecycle.calls_held(clock.monotonic()) is not None
+    clock.advance(20)
+    _steps, step = start(lifecycle, clock)
+    assert isinstance(step, Send)
+    assert (step.path, step.body()) == (REFRESH_TOKEN_PATH, {"refreshToken": "refresh-1"})
+
+
+def test_a_refresh_interrupted_in_flight_is_not_sent_again() -> None:
+    """A renewal interrupted at its refresh-token Send leaves the refresh token taken: the
+    next renewal issues a token with the client credentials."""
+    clock = FakeClock()
+    lifecycle = with_refresh_token(clock)
+    steps, step = start(lifecycle, clock)
+    assert isinstance(step, Send) and step.path == REFRESH_TOKEN_PATH
+    with pytest.raises(KeyboardInterrupt):
+        steps.throw(KeyboardInterrupt())
+    _steps, step = start(lifecycle, clock)
+    assert isinstance(step, Send) and step.path == ISSUE_TOKEN_PATH
+
+
+def test_a_refreshed_grant_without_a_refresh_token_keeps_the_one_sent() -> None:
+    """A refresh answered with an access token only keeps the refresh token it sent, for
+    the next renewal."""
+    clock = FakeClock()
+    lifecycle = with_refresh_token(clock)
+    steps, _ = start(lifecycle, clock)
+    token = finish(steps, granted(clock, "access-2"))
+    assert token.refresh_token == "refresh-1"
+    assert lifecycle.take_refresh_token(clock.monotonic()) == "refresh-1"
 
 
 def test_a_transient_failure_is_retried_after_the_policys_wait() -> None:
@@ -295,7 +356,7 @@ def test_a_hold_makes_the_next_renewal_fail_with_no_send() -> None:
 
 
 def test_refused_credentials_raise_credentials_error_and_hold_calls() -> None:
-    """issue-token answering 401 raises CredentialsError with the hold's seconds, and the
+    """issue-token answering 400 raises CredentialsError with the hold's seconds, and the
     next renewal inside it fails at once with CredentialsError too."""
     clock = FakeClock()
     lifecycle = TokenLifecycle()
@@ -308,24 +369,39 @@ def test_refused_credentials_raise_credentials_error_and_hold_calls() -> None:
         start(lifecycle, clock)
 
 
-def test_refused_credentials_are_not_retried() -> None:
-    """A refusal is final: no Sleep step, one attempt."""
+@pytest.mark.parametrize("status", [400, 403])
+def test_refused_credentials_are_not_retried(status: int) -> None:
+    """A refusal (400 or 403) is final: no Sleep step, one attempt."""
     clock = FakeClock()
     steps, _ = start(TokenLifecycle(), clock)
     with pytest.raises(CredentialsError) as caught:
-        steps.send(refused(clock, 400))
+        steps.send(refused(clock, status))
     assert "1 attempt in" in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [401, 404, 405])
+def test_a_misdirected_answer_points_at_the_base_url(status: int) -> None:
+    """401, 404 or 405 from issue-token is no token endpoint's answer: TokenRequestError
+    (not CredentialsError) saying to check the base URL, one attempt, no hold."""
+    clock = FakeClock()
+    lifecycle = TokenLifecycle()
+    steps, _ = start(lifecycle, clock)
+    with pytest.raises(TokenRequestError, match="check the base URL") as caught:
+        steps.send(refused(clock, status))
+    assert not isinstance(caught.value, CredentialsError)
+    assert (caught.value.status_code, caught.value.attempts) == (status, 1)
+    assert lifecycle.calls_held(clock.monotonic()) is None
 
 
 # -- with a shared cache ---------------------------------------------------------------------
 
 
 def test_a_shared_renewal_locks_then_loads() -> None:
-    """With a shared cache, the first step takes the lock for the deadline, the second
-    loads the entry, both under the client's key."""
+    """With a shared cache, the first step takes the lock for one slice of the wait, the
+    second loads the entry, both under the client's key."""
     clock = FakeClock()
     steps, step = start(TokenLifecycle(), clock, shared=shared())
-    assert isinstance(step, Lock) and (step.key, step.timeout) == (KEY, POLICY.deadline)
+    assert isinstance(step, Lock) and (step.key, step.timeout) == (KEY, LOCK_SLICE)
     step = steps.send(None)
     assert isinstance(step, Load) and step.key == KEY
     assert isinstance(steps.send(None), Send)
@@ -368,14 +444,50 @@ def test_an_empty_cache_leads_to_a_token_call() -> None:
 
 
 def test_a_lock_held_elsewhere_for_the_whole_wait_fails_with_no_token_call() -> None:
-    """Lock throwing TimeoutError ends the renewal with TokenRequestError, attempts=0."""
+    """Lock timing out slice after slice, with no token in the entry between, ends the
+    renewal at the deadline with TokenRequestError, attempts=0, and no Send."""
     clock = FakeClock()
     steps, step = start(TokenLifecycle(), clock, shared=shared())
+    locks = 0
+    with pytest.raises(TokenRequestError, match="held the token cache lock") as caught:
+        while True:
+            assert isinstance(step, Lock) and step.timeout <= LOCK_SLICE
+            locks += 1
+            clock.advance(step.timeout)
+            assert isinstance(steps.throw(TimeoutError()), Load)
+            step = steps.send(None)
+    assert caught.value.attempts == 0
+    assert locks == POLICY.deadline / LOCK_SLICE
+
+
+def test_a_token_saved_while_waiting_for_the_lock_ends_the_wait() -> None:
+    """Between two slices of the lock wait the entry is loaded: a fresh token saved by the
+    holder is the renewal's result, with no token call and no Unlock (no lock was taken)."""
+    clock = FakeClock()
+    lifecycle = TokenLifecycle()
+    steps, step = start(lifecycle, clock, shared=shared())
     assert isinstance(step, Lock)
     clock.advance(step.timeout)
-    with pytest.raises(TokenRequestError, match="held the token cache lock") as caught:
-        steps.throw(TimeoutError())
-    assert caught.value.attempts == 0
+    assert isinstance(steps.throw(TimeoutError()), Load)
+    step = steps.send(None)  # nothing saved yet: the next slice
+    assert isinstance(step, Lock)
+    clock.advance(step.timeout)
+    assert isinstance(steps.throw(TimeoutError()), Load)
+    token = finish(steps, sealed_entry(clock))
+    assert token.access_token == "cached-1" and lifecycle.current == token
+
+
+def test_the_last_lock_slice_ends_at_the_deadline() -> None:
+    """A lock slice never reaches past the renewal's deadline: with 0.2 s left, the Lock
+    step waits 0.2 s."""
+    clock = FakeClock()
+    policy = RetryPolicy(deadline=LOCK_SLICE + 0.2, wait_jitter=0)
+    steps, step = start(TokenLifecycle(), clock, policy, shared=shared())
+    assert isinstance(step, Lock) and step.timeout == LOCK_SLICE
+    clock.advance(LOCK_SLICE)
+    steps.throw(TimeoutError())
+    step = steps.send(None)
+    assert isinstance(step, Lock) and step.timeout == pytest.approx(0.2)
 
 
 def test_a_cache_outage_at_the_lock_renews_without_the_cache() -> None:
@@ -398,7 +510,7 @@ def test_a_new_token_is_saved_sealed_then_the_lock_released() -> None:
     step = steps.send(granted(clock, "access-1", "refresh-1"))
     assert isinstance(step, Save) and step.key == KEY
     assert b"access-1" not in step.data and b"refresh-1" not in step.data
-    entry = cache.sealer.open(KEY, step.data)
+    entry = cache[1].open(KEY, step.data)
     assert entry is not None and entry.generation == 1 and entry.token is not None
     assert (entry.token.access_token, entry.token.refresh_token) == ("access-1", "refresh-1")
     assert step.ttl == pytest.approx(1800)  # until the refresh token expires
@@ -427,9 +539,9 @@ def test_a_hold_is_saved_for_the_fleet_before_the_error() -> None:
     steps.send(None)
     step = steps.send(answer(clock, 429, {}, "60"))
     assert isinstance(step, Save)
-    entry = cache.sealer.open(KEY, step.data)
+    entry = cache[1].open(KEY, step.data)
     assert entry is not None and entry.hold is not None
-    assert entry.hold.until == clock.wall() + 60
+    assert (entry.hold.until, entry.hold.seconds) == (clock.wall() + 60, 60.0)
     assert isinstance(steps.send(None), Unlock)
     with pytest.raises(TokenRequestError):
         steps.send(None)

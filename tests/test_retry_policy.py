@@ -11,6 +11,7 @@ import pytest
 from requests_emma import EmmaAuth, RetryPolicy
 from requests_emma._core.outcome import Kind, classify_status
 from requests_emma._core.retry_policy import MAX_RETRY_AFTER, parse_retry_after
+from requests_emma._source import source_of
 
 NOW = 1_750_000_000.0  # a Unix time, whole seconds like an HTTP-date
 
@@ -75,7 +76,7 @@ def test_emma_auth_rejects_a_retry_that_is_not_a_policy() -> None:
 
 def test_emma_auth_defaults_to_the_default_policy() -> None:
     """Without retry=, EmmaAuth uses RetryPolicy()."""
-    assert EmmaAuth("id", "secret")._retry == RetryPolicy()
+    assert source_of(EmmaAuth("id", "secret")).retry == RetryPolicy()
 
 
 def test_exactly_the_busy_statuses_are_worth_another_attempt() -> None:
@@ -83,6 +84,20 @@ def test_exactly_the_busy_statuses_are_worth_another_attempt() -> None:
     (retried); no other is."""
     transient = {status for status in range(400, 600) if classify_status(status) is Kind.TRANSIENT}
     assert transient == {408, 425, 429, 500, 502, 503, 504}
+
+
+def test_a_token_endpoint_refuses_with_400_or_403_only() -> None:
+    """Of every error status, 400 and 403 alone are a refusal of what was sent."""
+    refused = {status for status in range(400, 600) if classify_status(status) is Kind.REFUSED}
+    assert refused == {400, 403}
+
+
+def test_401_404_and_405_mean_a_wrong_base_url() -> None:
+    """401, 404 and 405, which no token endpoint answers, are MISDIRECTED (wrong base URL)."""
+    misdirected = {
+        status for status in range(400, 600) if classify_status(status) is Kind.MISDIRECTED
+    }
+    assert misdirected == {401, 404, 405}
 
 
 @pytest.mark.parametrize(

@@ -222,10 +222,38 @@ def test_repr_of_an_instance_never_initialised(cls: type) -> None:
 
 
 def test_repr_of_an_auth_whose_init_raised_halfway() -> None:
-    """repr of an EmmaAuth whose __init__ raised shows what was set, and no secret."""
+    """repr of an EmmaAuth whose __init__ raised, and of its token source's half-made self,
+    shows what was set, and no secret."""
     error = raised(lambda: EmmaAuth("the-id", SECRET, base_url="http://example.com"))
-    text = repr(half_made_self(error, "__init__"))
-    assert text == "EmmaAuth(client_id='the-id', <not fully constructed>)"
+    shown = [
+        repr(frame.f_locals["self"])
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+        if frame.f_code.co_name == "__init__"
+    ]
+    assert shown == ["EmmaAuth(<not fully constructed>)", "TokenSource(client_id='the-id')"]
+
+
+HTTPX_AUTH_ERRORS: dict[str, Callable[[type], object]] = {
+    "no client id": lambda cls: cls(None, SECRET, base_url=BASE_URL),
+    "base_url": lambda cls: cls("id", SECRET, base_url="http://example.com"),
+    "client": lambda cls: cls("id", SECRET, base_url=BASE_URL, client="c"),
+    "async_client": lambda cls: cls("id", SECRET, base_url=BASE_URL, async_client="c"),
+    "retry": lambda cls: cls("id", SECRET, base_url=BASE_URL, retry="r"),
+}
+
+
+@pytest.mark.parametrize("module", ["httpx", "httpx2"])
+@pytest.mark.parametrize("case", HTTPX_AUTH_ERRORS)
+def test_httpx_auth_errors_hold_no_secret_in_any_frame(module: str, case: str) -> None:
+    """A bad EmmaHttpxAuth (EmmaHttpx2Auth) option, with the secret passed, leaves the
+    secret in no frame."""
+    import importlib
+
+    adapter = importlib.import_module(f"requests_emma.{module}")
+    cls = adapter.EmmaHttpxAuth if module == "httpx" else adapter.EmmaHttpx2Auth
+    error = raised(lambda: HTTPX_AUTH_ERRORS[case](cls))
+    assert isinstance(error, ValueError | CredentialsError)
+    assert_hidden(error, SECRET)
 
 
 def test_repr_of_a_session_whose_init_raised_halfway() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 import requests.adapters
-from fakes import FakeClock, auth_for
+from fakes import FakeClock, auth_for, use_clock
 
 from requests_emma import (
     EmmaAuth,
@@ -98,25 +98,26 @@ def test_tracebacks_with_locals_hold_no_secret(
     server: FakeEmmaServer, no_waits: None, endpoint: str, failure: str
 ) -> None:
     """A failed token call rendered with frame locals shows neither the secret nor a token."""
-    auth = auth_for(
-        server,
-        retry=RetryPolicy(attempts=2),
-    )
+    session = requests.Session()
+    auth = auth_for(server, session=session, retry=RetryPolicy(attempts=2))
     tokens: list[Token] = []
     if endpoint == "refresh":
-        auth._clock = clock = FakeClock()
+        clock = use_clock(auth, FakeClock())
         tokens.append(auth.get_token())
         clock.advance(301)  # expired: the next call refreshes
     if failure == "refused":
         server.stop()
+        session.close()  # and the connection kept alive since the first token call
     else:
         server.fail_next_token_calls(2, 503)
     with pytest.raises(TokenRequestError) as caught:
         auth.get_token()
-    assert caught.value.endpoint == f"/v1/{endpoint}-token"
+    # A refresh with no answer from emma falls back to issue-token, which fails too.
+    failed = "issue" if failure == "refused" else endpoint
+    assert caught.value.endpoint == f"/v1/{failed}-token"
     text = with_locals(caught.value)
     assert "deadline = " in text  # the locals are there
-    if endpoint == "refresh":
+    if failed == "refresh":
         assert "refresh_token = '***'" in text  # and the secrets masked
     for secret in secrets_of(server, tokens):
         assert secret not in text
@@ -199,7 +200,7 @@ def test_an_interrupted_token_call_leaves_no_secret_in_locals(
     auth = auth_for(server, session=session)
     tokens: list[Token] = []
     if endpoint == "refresh":
-        auth._clock = clock = FakeClock()
+        clock = use_clock(auth, FakeClock())
         tokens.append(auth.get_token())
         clock.advance(301)
     session.mount("http://", InterruptingAdapter())
