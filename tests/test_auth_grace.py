@@ -23,6 +23,7 @@ from requests_emma.testing import FakeEmmaServer
 
 STALE = 250  # seconds after the token was issued: inside the 60 s margin, not expired
 EXPIRED = 301
+LATE_STALE = 290  # stale too, 11 s before it expires
 
 
 class Worker(threading.Thread):
@@ -128,13 +129,15 @@ def test_only_callers_without_a_valid_token_wait_for_the_renewal_in_flight(
 ) -> None:
     """Callers whose token expired wait for the one renewal in flight and share its result."""
     auth.get_token()
-    clock.advance(STALE)
+    clock.advance(LATE_STALE)
     entered, release = held_token_calls(server)
     waiters: list[Worker] = []
     try:
         auth.get_token()  # starts the early renewal, held in the server
         assert entered.wait(WAIT)
-        clock.advance(EXPIRED - STALE)  # the token expires while the renewal is held
+        # The token expires while the renewal is held (within the renewal's deadline: one
+        # held past it plus 5 s would be given up for stuck).
+        clock.advance(EXPIRED - LATE_STALE)
         waiters = [Worker(auth.get_token) for _ in range(4)]
         for waiter in waiters:
             waiter.start()

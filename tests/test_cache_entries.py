@@ -136,14 +136,15 @@ def test_an_entry_with_a_token_unsafe_in_a_header_is_ignored(
     assert response.status_code == 200 and server.token_calls == 2
 
 
-def test_a_newer_entry_with_an_expired_access_token_gets_a_new_token_issued(
+def test_an_old_entry_put_back_costs_one_renewal(
     store: Store, server: FakeEmmaServer, get: Callable[..., requests.Response]
 ) -> None:
-    """An entry whose access token has expired gives no refresh token (the saver may have
-    rotated it): the renewal issues a new token and never sends the cached refresh token."""
+    """An entry put back after its refresh token was rotated away (a restored backup) costs
+    one renewal: refresh-token refuses it, and a token is issued."""
     key = cache_key(server.base_url, server.client_id, server.client_secret)
     issued = cache_workers.issue_token(server.base_url, server.client_id, server.client_secret)
     assert issued.token is not None and issued.token.refresh_token is not None
+    server.revoke()  # the fleet renewed since: that refresh token is dead
     now = time.time()
     expired = Token(
         issued.token.access_token, "Bearer", now - 100, issued.token.refresh_token, now + 1500
@@ -155,4 +156,4 @@ def test_a_newer_entry_with_an_expired_access_token_gets_a_new_token_issued(
         server.client_id, server.client_secret, base_url=server.base_url, token_cache=store.cache
     )
     assert get(auth).status_code == 200
-    assert (server.issue_calls, server.refresh_calls) == (issue_calls + 1, refresh_calls)
+    assert (server.issue_calls, server.refresh_calls) == (issue_calls + 1, refresh_calls + 1)

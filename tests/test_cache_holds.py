@@ -11,6 +11,7 @@ import pytest
 from fakes import WAIT, FakeClock, auth_for, join_renewal, use_clock
 
 from requests_emma import CredentialsError, EmmaAuth, EmmaAuthError, TokenCache, TokenRequestError
+from requests_emma._core.cache_entry import MAX_HOLD
 from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer
 
@@ -167,16 +168,16 @@ def test_a_retry_after_too_long_for_a_float_holds_calls_without_crashing(
     server: FakeEmmaServer,
     shared_cache: TokenCache,
 ) -> None:
-    """Retry-After with 400 digits (infinity as a float): the hold is 2**31 s, so later
-    requests, here and in another client on the cache, get a TokenRequestError with no call,
-    never an OverflowError."""
+    """Retry-After with 400 digits (infinity as a float): the hold is capped at an hour, so
+    later requests, here and in another client on the cache, get a TokenRequestError with no
+    call, never an OverflowError."""
     server.fail_next_token_calls(1, 429, headers={"Retry-After": "9" * 400})
     clock = FakeClock()
     first = _client(server, clock, token_cache=shared_cache)
-    assert _error_of(first).retry_after == 2.0**31  # type: ignore[attr-defined]
+    assert _error_of(first).retry_after == MAX_HOLD  # type: ignore[attr-defined]
     second = _client(server, clock, token_cache=shared_cache)
     for auth in (first, second):
         held = _error_of(auth)
         assert isinstance(held, TokenRequestError) and "no token call made" in str(held)
-        assert held.retry_after == pytest.approx(2.0**31)
+        assert held.retry_after == pytest.approx(MAX_HOLD)
     assert server.token_calls == 1

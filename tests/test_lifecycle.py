@@ -433,15 +433,15 @@ def test_only_an_entry_of_a_higher_generation_is_adopted() -> None:
     assert life.take_refresh_token(0.0) == "r5" and life.generation == 3
 
 
-def test_a_newer_entry_with_an_expired_access_token_drops_the_refresh_tokens() -> None:
-    """A newer entry whose access token expired gives no refresh token and drops the held
-    one (the saver may have rotated it away): the next renewal issues a token."""
+def test_a_newer_entry_gives_its_refresh_token_even_when_its_access_token_expired() -> None:
+    """The refresh token of a newer entry replaces the held one, whatever its access
+    token's expiry: the held one may have been rotated away by the saver."""
     life = TokenLifecycle()
     life.accept(grant(2, refresh="r1"), sent_at=0.0, sent_wall=WALL)
     rotated = cached("c2", expires_in=-1, lifetime=2, refresh="r2", generation=1)
     assert life.adopt(rotated, now=0.0, wall_now=WALL) is False
     assert life.generation == 1
-    assert life.take_refresh_token(0.0) is None
+    assert life.take_refresh_token(0.0) == "r2"
 
 
 def test_a_cached_token_lasts_at_most_its_recorded_lifetime() -> None:

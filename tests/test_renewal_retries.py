@@ -97,7 +97,7 @@ def test_retryable_status_is_retried(
     assert len(waits) == 2
 
 
-@pytest.mark.parametrize("status", [400, 401, 403])
+@pytest.mark.parametrize("status", [400, 403])
 def test_issue_token_rejecting_credentials_is_not_retried(
     server: FakeEmmaServer, waits: list[float], status: int
 ) -> None:
@@ -155,9 +155,9 @@ def test_planned_sequence_of_failures_then_success(
 def test_retryable_then_non_retryable_stops_at_the_latter(
     server: FakeEmmaServer, waits: list[float]
 ) -> None:
-    """A 503 is retried; the 401 after it ends the renewal at once."""
+    """A 503 is retried; the 400 after it ends the renewal at once."""
     server.fail_next_token_calls(1, 503)
-    server.fail_next_token_calls(1, 401, body=error_body("UNAUTHORIZED", "Bad client"))
+    server.fail_next_token_calls(1, 400, body=error_body("BAD_REQUEST", "Bad client"))
     with pytest.raises(CredentialsError):
         make_auth(server).get_token()
     assert server.issue_calls == 2
@@ -576,12 +576,23 @@ def test_error_says_what_failed(server: FakeEmmaServer, waits: list[float]) -> N
 def test_credentials_error_says_what_failed(server: FakeEmmaServer, waits: list[float]) -> None:
     """A rejection after retries still names the path, status, emma's message and attempts."""
     server.fail_next_token_calls(1, 502)
-    server.fail_next_token_calls(1, 401, body=error_body("UNAUTHORIZED", "Unknown client"))
+    server.fail_next_token_calls(1, 400, body=error_body("BAD_REQUEST", "Unknown client"))
     with pytest.raises(CredentialsError) as caught:
         make_auth(server).get_token()
     text = str(caught.value)
-    for part in ("/v1/issue-token", "401", "UNAUTHORIZED", "Unknown client", "2 attempts"):
+    for part in ("/v1/issue-token", "400", "BAD_REQUEST", "Unknown client", "2 attempts"):
         assert part in text
+
+
+def test_a_base_url_with_an_extra_path_says_check_the_base_url(server: FakeEmmaServer) -> None:
+    """A base URL ending in /v1 sends the token call to /v1/v1/issue-token; the 401 there
+    blames the base URL, with the URL called, not the credentials."""
+    auth = EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url + "/v1")
+    with pytest.raises(TokenRequestError) as caught:
+        auth.get_token()
+    assert not isinstance(caught.value, CredentialsError)
+    assert f"check the base URL: {server.base_url}/v1/v1/issue-token" in str(caught.value)
+    assert server.client_secret not in str(caught.value)
 
 
 @pytest.mark.parametrize("situation", ["issue", "refresh", "closed-port"])

@@ -216,14 +216,19 @@ def test_a_failed_refresh_is_not_retried_and_issue_token_is_asked() -> None:
 
 @pytest.mark.parametrize("status", [429, 503])
 def test_a_refresh_told_to_wait_gives_the_refresh_token_back_and_fails(status: int) -> None:
-    """A 429 or 503 with Retry-After on refresh-token shows the call was not carried out: the
-    renewal fails with the hold's seconds and no issue-token call, and the refresh token is
-    sent by the next renewal after the hold."""
+    """A 429 or 503 with Retry-After on refresh-token shows the call was not carried out: it
+    is sent again after the wait; when that is the last answer, the renewal fails with the
+    hold's seconds and no issue-token call, and the refresh token is sent by the next renewal
+    after the hold."""
     clock = FakeClock()
     lifecycle = with_refresh_token(clock)
     steps, _ = start(lifecycle, clock)
+    busy = {"code": "BUSY", "message": "wait"}
+    assert isinstance(steps.send(answer(clock, status, busy, "20")), Sleep)
+    clock.advance(20)
+    assert isinstance(steps.send(None), Send)  # the same refresh token, after the wait
     with pytest.raises(TokenRequestError, match="refresh-token") as caught:
-        steps.send(answer(clock, status, {"code": "BUSY", "message": "wait"}, "20"))
+        steps.send(answer(clock, status, busy, "20"))  # past the deadline: no more waits
     assert caught.value.retry_after == 20.0
     assert lifecycle.calls_held(clock.monotonic()) is not None
     clock.advance(20)

@@ -15,7 +15,7 @@ to import than the rest of requests-emma.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import tenacity
 
@@ -75,9 +75,11 @@ def attempts(
     policy: RetryPolicy,
     clock: Clock,
     deadline: float,
+    resend: Callable[[Outcome], bool] = _is_transient,
 ) -> Generator[Send | Sleep, Outcome | None, Run]:
-    """Yield ``send`` until its outcome is not transient or the policy says stop, and the
-    waits between as :class:`Sleep` steps; returns how the run ended.
+    """Yield ``send`` until its outcome is not one to ``resend`` (by default: transient) or
+    the policy says stop, and the waits between as :class:`Sleep` steps; returns how the run
+    ended.
 
     tenacity decides: ``Retrying.iter()`` answers "attempt" or "sleep N" for a
     ``RetryCallState`` without sleeping itself, so the waits are the driver's to carry out.
@@ -102,7 +104,7 @@ def attempts(
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(policy.attempts) | stop_before_deadline(deadline, clock),
         wait=wait_at_least_retry_after(backoff),
-        retry=tenacity.retry_if_result(_is_transient),
+        retry=tenacity.retry_if_result(resend),
         before_sleep=before_sleep,
         retry_error_callback=_outcome_of,  # the last outcome, not a RetryError
     )

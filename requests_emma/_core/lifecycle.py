@@ -47,10 +47,12 @@ the lifetime for the same reason.
 
 Renewing: the refresh token first, if there is one that is not about to expire. It is taken
 out when its call is sent (:meth:`~TokenLifecycle.take_refresh_token`): a refresh token whose
-call may have reached emma is never sent again, since emma may have rotated it. Only an HTTP
-answer that is not a 4xx (a busy server) gives it back (:meth:`~TokenLifecycle.refresh_ended`);
-no answer, a timeout, an interruption or a cancelled task leave it taken, and the next
-renewal issues a token with the client credentials. Any 4xx means the refresh token is dead.
+call may have reached emma is never sent again, since emma may have rotated it. Only emma's
+"wait" (429 or 503) shows the call was not carried out: the refresh call is retried, and
+if the wait goes on the refresh token is given back (:meth:`~TokenLifecycle.refresh_ended`).
+Any other failure (a 4xx: the refresh token is dead; no answer, a timeout, another 5xx, an
+interruption or a cancelled task) leaves it taken, and a token is issued with the client
+credentials instead.
 A response without a refresh token keeps the previous one; one with a refresh token
 replaces it (the server may revoke the old one on use).
 
@@ -66,10 +68,10 @@ was rejected here or has (nearly) expired. "Nearly" allows for hosts whose clock
 its lifetime, read off the saver's own clock), so tokens shorter than the allowance are
 still shared. Another host's wall clock is never trusted beyond the durations it recorded:
 a cached token lasts at most the lifetime emma gave it, a cached hold at most the seconds
-it was set for. A newer entry whose access token has expired gives no refresh token either,
-and takes this process's away (it may have been rotated): the next call issues a new token.
-So an old entry put back (a restored backup, a replica promoted after a failover) costs at
-most one renewal.
+it was set for. An old entry put back (a restored backup, a replica promoted after a
+failover) is taken for the newest by a process that has seen none: its refresh token may
+have been rotated away, and emma refuses it; the refresh token is then dropped and a token
+issued, so it costs one renewal (see the security explanation).
 
 No token calls before a time: emma's ``Retry-After`` (on a 429 or 503) and a refusal of the
 client credentials (then a backoff from :data:`REFUSED_BACKOFF_INITIAL` doubling to
@@ -88,7 +90,6 @@ import math
 from typing import TYPE_CHECKING
 
 from .cache_entry import BUSY, MAX_HOLD, REFUSED, Hold
-from .outcome import Kind
 from .token import Token, bearer_header
 from .token_status import TokenStatus
 
@@ -353,9 +354,9 @@ class TokenLifecycle:
         """The refresh-token call sent with ``refresh_token`` came to ``outcome`` (not a
         grant): whether to issue a token with the client credentials now.
 
-        A refresh is tried once. Only emma's "wait" (429 or 503) shows that the call was not
-        carried out: the refresh token is given back, calls are held (for its
-        ``Retry-After``), and the renewal fails. Anything else (a 4xx: the refresh token is dead; no answer:
+        A refresh is sent again only after emma's "wait" (429 or 503), which shows that the
+        call was not carried out; if that is its last answer, the refresh token is given
+        back, calls are held (for its ``Retry-After``), and the renewal fails. Anything else (a 4xx: the refresh token is dead; no answer:
         emma may have rotated it) leaves it dropped, and a token is issued instead."""
         if outcome.status in HOLD_STATUSES:
             if self._refresh_token is None:
@@ -365,7 +366,9 @@ class TokenLifecycle:
         self._refresh_expires = self._refresh_expires_at = None
         return True
 
-    def call_failed(self, now: float, outcome: Outcome, *, credentials: bool = False) -> float | None:
+    def call_failed(
+        self, now: float, outcome: Outcome, *, credentials: bool = False
+    ) -> float | None:
         """A token call failed with ``outcome``; ``credentials``: issue-token refused the
         client credentials. Returns the seconds before token calls may be made again (a
         hold), if any."""
@@ -433,8 +436,8 @@ class TokenLifecycle:
         set for. Its token counts only if the entry's generation is higher than the one held;
         then its access token is taken unless it was rejected here or has (nearly, by
         :func:`clock_skew`) expired, for at most the lifetime emma gave it, and its refresh
-        token replaces the one held while the access token has not expired; once it has,
-        neither refresh token is used (the one held may have been rotated away).
+        token replaces the one held whatever its access token's expiry (the one held may
+        have been rotated away by the saver).
         """
         hold = entry.hold
         if hold is not None:
@@ -445,19 +448,19 @@ class TokenLifecycle:
         if entry.generation <= self.generation or token is None or issued_at is None:
             return False
         self.generation = entry.generation
-        lifetime = token.expires_at - issued_at
-        left = _left(token.expires_at, lifetime, wall_now)
-        self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
-        if left <= 0:
-            return False
         if token.refresh_token is not None:
             self._refresh_token = token.refresh_token
             self._refresh_expires_at = token.refresh_expires_at
+            self._refresh_expires = None
             if token.refresh_expires_at is not None:
                 refresh_lifetime = token.refresh_expires_at - issued_at
                 self._refresh_expires = now + _left(
                     token.refresh_expires_at, refresh_lifetime, wall_now
                 )
+        lifetime = token.expires_at - issued_at
+        left = _left(token.expires_at, lifetime, wall_now)
+        if left <= 0:
+            return False
         held = self._held
         if token.access_token in self._rejected or (
             held is not None and held.token.access_token == token.access_token

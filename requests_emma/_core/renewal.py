@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
 from . import wire as _wire
 from .cache_entry import REFUSED
+from .lifecycle import HOLD_STATUSES
 from .outcome import Kind, Outcome
 from .secret import Secret, secret_or_none
 from .steps import Load, Lock, Save, Send, Step, Unlock
@@ -185,11 +186,13 @@ class RenewalPlan:
         if refresh_token is not None:
             path = _wire.REFRESH_TOKEN_PATH
             body = refresh_token.reveal
-            outcome = yield Send(path, lambda: _wire.refresh_token_body(body()), deadline)
+            send = Send(path, lambda: _wire.refresh_token_body(body()), deadline)
+            # Sent again only after emma's "wait": no other call may have been carried out.
+            run = yield from backoff.attempts(send, policy, clock, deadline, _not_carried_out)
+            outcome = run.outcome
             if outcome.kind is Kind.GRANT:
                 return _accept(lifecycle, outcome, "refreshed", refresh_token.reveal())
             if not lifecycle.refresh_ended(clock.monotonic(), refresh_token.reveal(), outcome):
-                run = backoff.Run(outcome, 1, out_of_time=False)
                 raise self._failed(lifecycle, path, run, policy, clock, started)
             logger.debug("refresh token not used again (%s); issuing a new token", outcome.detail())
         path = _wire.ISSUE_TOKEN_PATH
@@ -274,6 +277,11 @@ def _accept(
         "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
     )
     return token
+
+
+def _not_carried_out(outcome: Outcome) -> bool:
+    """Whether emma said it did not carry the call out (429, 503): safe to send again."""
+    return outcome.status in HOLD_STATUSES
 
 
 def _cached(lifecycle: TokenLifecycle) -> Token:

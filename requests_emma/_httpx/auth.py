@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .._core.retry_policy import RetryPolicy
     from .._core.token import Token
     from .._core.token_status import TokenStatus
-    from .._telemetry import ReplayRecord
+    from .._telemetry import Replay
     from .transport import AsyncHttpxTokenEndpoint, HttpxTokenEndpoint
 
 logger = logging.getLogger("requests_emma")
@@ -192,7 +192,7 @@ class HttpxFlows:
                 response = yield request
                 record.answered(response.status_code)
 
-    def _replaying(self, request: Any, header: str) -> ReplayRecord:
+    def _replaying(self, request: Any, header: str) -> Replay:
         request.headers["Authorization"] = header
         logger.debug("API answered 401; replaying %s once with a renewed token", request.method)
         return self._token_source.replay_span(request.method, str(request.url))

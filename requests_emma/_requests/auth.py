@@ -28,20 +28,22 @@ from typing import TYPE_CHECKING, Any
 import requests
 from requests.auth import AuthBase
 
+from .._caches.protocol import TokenCache
 from .._core import urls
+from .._core.keyword_options import KeywordOptions
+from .._core.retry_policy import RetryPolicy
+from .._core.secret import secret_or_none
+from .._core.token import Token
+from .._core.token_status import TokenStatus
 from .._source import TokenSource, source_of
 
 if TYPE_CHECKING:
-    from .._caches.protocol import TokenCache
-    from .._core.retry_policy import RetryPolicy
-    from .._core.token import Token
-    from .._core.token_status import TokenStatus
     from .transport import TokenEndpoint
 
 logger = logging.getLogger("requests_emma")
 
 
-class EmmaAuth(AuthBase):
+class EmmaAuth(KeywordOptions, AuthBase):
     """Authenticates requests to the emma API with a self-renewing bearer token.
 
     Arguments left as ``None`` are read from ``EMMA_CLIENT_ID``, ``EMMA_CLIENT_SECRET`` and
@@ -71,11 +73,15 @@ class EmmaAuth(AuthBase):
         retry: RetryPolicy | None = None,
         token_cache: TokenCache | None = None,
     ) -> None:
+        # First: from here on no frame holds the secret in plain text, for a traceback of a
+        # configuration error below (shown with its locals by pytest -l or Sentry) to show.
+        secret = secret_or_none(client_secret)
+        del client_secret
         if session is not None and not isinstance(session, requests.Session):
             raise ValueError(f"session must be a requests.Session, got {type(session).__name__}")
         source = TokenSource(
             client_id,
-            client_secret,
+            secret,
             base_url=base_url,
             refresh_margin=refresh_margin,
             timeout=timeout,
@@ -153,7 +159,9 @@ class EmmaAuth(AuthBase):
             from .transport import TokenEndpoint
 
             source = self._token_source
-            endpoint = self._endpoint = TokenEndpoint(source.base_url, self._session, source.timeout)
+            endpoint = self._endpoint = TokenEndpoint(
+                source.base_url, self._session, source.timeout
+            )
         return endpoint
 
     # -- the 401 replay ---------------------------------------------------------------------

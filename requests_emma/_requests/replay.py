@@ -15,7 +15,6 @@ import requests
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
 from requests.utils import rewind_body
 
-
 if TYPE_CHECKING:
     from .._source import TokenSource
 

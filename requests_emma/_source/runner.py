@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .._core.outcome import Outcome
     from .._core.renewal import Steps
     from .._core.token import Token
-    from .._telemetry import StepTally
+    from .._telemetry import Renewal
 
 T = TypeVar("T")
 Body = Callable[[], dict[str, str]]
@@ -117,9 +117,9 @@ def run_blocking(
     cache: TokenCache | None,
     clock: Clock,
     state_lock: threading.Lock,
-    tally: StepTally,
+    renewal: Renewal,
 ) -> Token:
-    """Run ``steps`` to its end in this thread; each token call recorded through ``tally``."""
+    """Run ``steps`` to its end in this thread; each token call recorded in ``renewal``."""
     cache_steps = _CacheSteps(cache)
     result: object = None
     error: BaseException | None = None
@@ -130,9 +130,9 @@ def run_blocking(
             return token
         try:
             if isinstance(step, Send):
-                with tally.attempt(step.path) as attempt:
+                with renewal.attempt(step.path) as attempt:
                     result = endpoint.attempt(step.path, step.body, step.deadline, clock)
-                    tally.answered(attempt, step.path, result)  # type: ignore[arg-type]
+                    attempt.answered(result)
             elif isinstance(step, Sleep):
                 result = clock.sleep(step.seconds)
             else:
@@ -148,7 +148,7 @@ async def run_async(
     cache: TokenCache | None,
     clock: Clock,
     state_lock: threading.Lock,
-    tally: StepTally,
+    renewal: Renewal,
 ) -> Token:
     """Run ``steps`` to its end on this event loop; see the module docstring."""
     import anyio
@@ -173,9 +173,9 @@ async def run_async(
                 return token
             try:
                 if isinstance(step, Send):
-                    with tally.attempt(step.path) as attempt:
+                    with renewal.attempt(step.path) as attempt:
                         result = await endpoint.attempt(step.path, step.body, step.deadline, clock)
-                        tally.answered(attempt, step.path, result)  # type: ignore[arg-type]
+                        attempt.answered(result)
                 elif isinstance(step, Sleep):
                     result = await _sleep(clock, step.seconds)
                 else:

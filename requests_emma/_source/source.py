@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from .._core.clock import Clock
     from .._core.lifecycle import _Held
     from .._core.renewal import RenewalPlan
-    from .._telemetry import ReplayRecord, Telemetry
+    from .._telemetry import Replay, Telemetry
     from .runner import AsyncEndpoint, Endpoint
 
 logger = logging.getLogger("requests_emma")
@@ -203,7 +203,7 @@ class TokenSource:
             with self._lock:
                 self.lifecycle.reject(rejected.reveal())
 
-    def replay_span(self, method: str, url: str) -> ReplayRecord:
+    def replay_span(self, method: str, url: str) -> Replay:
         """The telemetry of one request replayed after a 401."""
         return self.telemetry().replay(method, url)
 
@@ -258,8 +258,8 @@ class TokenSource:
         from .runner import run_blocking
 
         try:
-            token = self._run(flight, link, lambda steps, tally: run_blocking(
-                steps, endpoint, self.cache, self.clock, self._lock, tally))  # fmt: skip
+            token = self._run(flight, link, lambda steps, record: run_blocking(
+                steps, endpoint, self.cache, self.clock, self._lock, record))  # fmt: skip
         except EmmaAuthError:
             return
         if token is not None:
@@ -289,8 +289,8 @@ class TokenSource:
                 except EmmaAuthError as exc:
                     raise copy.copy(exc) from exc.__cause__
                 continue
-            token = self._run(flight, None, lambda steps, tally: run_blocking(
-                steps, endpoint, self.cache, self.clock, self._lock, tally))  # fmt: skip
+            token = self._run(flight, None, lambda steps, record: run_blocking(
+                steps, endpoint, self.cache, self.clock, self._lock, record))  # fmt: skip
             if token is not None:
                 self._announce(token)
 
@@ -363,11 +363,8 @@ class TokenSource:
 
         from .runner import run_async
 
-        if self._plan is None:
-            await anyio.to_thread.run_sync(self._warm_up)  # imports, off the loop
-
-        async def run(steps: Any, tally: Any) -> Token:
-            return await run_async(steps, endpoint, self.cache, self.clock, self._lock, tally)
+        async def run(steps: Any, record: Any) -> Token:
+            return await run_async(steps, endpoint, self.cache, self.clock, self._lock, record)
 
         try:
             token = await self._arun(flight, link, run)
@@ -398,46 +395,40 @@ class TokenSource:
             if self._flight is flight:
                 self.lifecycle.give_up()
 
-    def _steps_and_record(self, link: object | None) -> tuple[Any, Any, Any]:
-        from .._telemetry import StepTally
-
-        lifecycle = self.lifecycle
-        steps = self._renewal_plan().steps(lifecycle, self.retry, self.clock)
-        record = self.telemetry().renewal(lifecycle.renewing or FIRST_USE, link)
-        return steps, record, StepTally(record)
-
     def _run(self, flight: Flight, link: object | None, run: Callable[..., Token]) -> Token | None:
-        """Run ``flight``'s renewal through ``run`` and land it; ``None`` when an early
-        renewal found nothing left to do."""
+        """Run ``flight``'s renewal through ``run`` (given the steps and the telemetry's
+        record) and land it, whatever comes of it; ``None`` when an early renewal found
+        nothing left to do."""
         if flight.early and not self._still_due():
             self._land(flight)
             return None
-        steps, record, tally = self._steps_and_record(link)
-        with record:
-            try:
-                token = run(steps, tally)
-            except BaseException as exc:
-                record.ended("failed", exc)
-                self._land(flight, error=exc)
-                raise
-            record.ended(tally.result())
+        try:
+            steps = self._renewal_plan().steps(self.lifecycle, self.retry, self.clock)
+            with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
+                token = run(steps, record)
+        except BaseException as exc:
+            self._land(flight, error=exc)
+            raise
         self._land(flight, token)
         return token
 
     async def _arun(self, flight: Flight, link: object | None, run: Any) -> Token | None:
-        """:meth:`_run` with an async ``run``."""
+        """:meth:`_run` with an async ``run``, after the first renewal's imports off the
+        event loop."""
         if flight.early and not self._still_due():
             self._land(flight)
             return None
-        steps, record, tally = self._steps_and_record(link)
-        with record:
-            try:
-                token: Token = await run(steps, tally)
-            except BaseException as exc:
-                record.ended("failed", exc)
-                self._land(flight, error=exc)
-                raise
-            record.ended(tally.result())
+        try:
+            if self._plan is None:
+                import anyio.to_thread
+
+                await anyio.to_thread.run_sync(self._warm_up)
+            steps = self._renewal_plan().steps(self.lifecycle, self.retry, self.clock)
+            with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
+                token: Token = await run(steps, record)
+        except BaseException as exc:
+            self._land(flight, error=exc)
+            raise
         self._land(flight, token)
         return token
 
@@ -519,8 +510,10 @@ class TokenSource:
         """What a first renewal imports and builds (tenacity, the OpenTelemetry API, the
         cache's cipher), done on a worker thread by an async caller: on the event loop it
         would block it for tens of milliseconds."""
+        from .. import _telemetry
         from .._core import backoff  # noqa: F401 - imported for its side: loaded
 
+        _telemetry._load()
         self._renewal_plan()
         self.telemetry()
 
