@@ -308,8 +308,7 @@ def _api_at(error: requests.RequestException) -> str:
     origin = urls.origin(url) if isinstance(url, str) else None
     if origin is None:
         return "the API"
-    scheme, host, port = origin
-    return f"the API at {scheme}://{urls.host_in_url(host)}:{port}"
+    return f"the API at {urls.origin_text(origin)}"
 
 
 def _fail(message: str, exit_code: int) -> int:

@@ -31,6 +31,7 @@ renewal through a shared cache, not with the package.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -40,7 +41,6 @@ from .._caches.protocol import MAX_ENTRY_BYTES
 from .._errors import TokenResponseError
 from .durations import finite
 from .token import Token
-from .value_object import Value
 
 #: Format version: the first byte of a sealed entry, and part of its associated data.
 VERSION = 1
@@ -53,42 +53,36 @@ _AAD_DOMAIN = b"requests-emma token cache entry v1"
 #: the client credentials.
 BUSY = "busy"
 REFUSED = "refused"
+#: The longest hold on token calls: a ``Retry-After`` of more is read as this (an hour).
+MAX_HOLD = 3600.0
 
 
-class Hold(Value):
-    """No token calls before ``until`` (Unix time): why (``kind``, ``detail`` such as
-    ``"HTTP 429"``), and (for refused credentials) how many refusals in a row."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hold:
+    """No token calls before ``until``: why (``kind``, ``detail`` such as ``"HTTP 429"``),
+    how many refusals of the credentials in a row (``strikes``), and the ``seconds`` the hold
+    was set for, which bound it on any other host's clock. ``until`` is monotonic in a
+    lifecycle and Unix time in a cache entry (converted by the lifecycle, nowhere else)."""
 
-    __slots__ = ("detail", "kind", "strikes", "until")
     until: float
     kind: str
     detail: str
-    strikes: int
+    strikes: int = 0
+    seconds: float = math.inf
 
-    def __init__(self, until: float, kind: str, detail: str, strikes: int = 0) -> None:
-        self._set(until=until, kind=kind, detail=detail, strikes=strikes)
+    def left(self, now: float) -> float:
+        """Seconds until the hold ends, at ``now`` on the clock of ``until``."""
+        return self.until - now
 
 
-class Entry(Value):
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
     """What a shared cache holds for one client: see the module docstring."""
 
-    __slots__ = ("generation", "hold", "issued_at", "token")
     generation: int
-    token: Token | None
-    issued_at: float | None
-    hold: Hold | None
-
-    def __init__(
-        self,
-        generation: int,
-        token: Token | None = None,
-        issued_at: float | None = None,
-        hold: Hold | None = None,
-    ) -> None:
-        self._set(generation=generation, token=token, issued_at=issued_at, hold=hold)
-
-    def __repr__(self) -> str:
-        return f"Entry(generation={self.generation}, token={self.token!r}, hold={self.hold!r})"
+    token: Token | None = None
+    issued_at: float | None = None
+    hold: Hold | None = None
 
     def useful_until(self) -> float:
         """Unix time after which nothing in the entry is of use: its access token has expired,
@@ -174,6 +168,7 @@ def encode(entry: Entry) -> bytes:
             "kind": hold.kind,
             "detail": hold.detail,
             "strikes": hold.strikes,
+            "seconds": hold.seconds,
         }
     return json.dumps(data, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
@@ -237,12 +232,14 @@ def _hold(data: object) -> Hold | None:
     if not isinstance(data, dict):
         return None
     until, kind, detail, strikes = (data.get(k) for k in ("until", "kind", "detail", "strikes"))
-    until = finite(until)
+    until, seconds = finite(until), finite(data.get("seconds"))
     if until is None or kind not in (BUSY, REFUSED) or not isinstance(detail, str):
         return None
     if isinstance(strikes, bool) or not isinstance(strikes, int) or strikes < 0:
         return None
-    return Hold(until, kind, detail[:200], strikes)
+    if seconds is None or seconds < 0:  # an entry of an older release: the longest hold
+        seconds = MAX_HOLD if kind == BUSY else 60.0
+    return Hold(until, kind, detail[:200], strikes, seconds)
 
 
 def _aad(name: str) -> bytes:

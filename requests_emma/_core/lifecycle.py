@@ -2,8 +2,25 @@
 
 This is a pure state object: no network, no threads, no sleeping. Every decision takes the
 time as an argument (``now``, monotonic seconds; ``wall_now``, Unix seconds where a token
-crosses a process boundary), so tests drive it step by step. The requests adapter
-(``_requests/auth.py``) adds the lock and runs the renewals (``_requests/renewal.py``) it asks for.
+crosses a process boundary), so tests drive it step by step. The token source
+(``_source/source.py``) adds the lock and runs the renewals it asks for, and every client
+adapter only carries out what :meth:`TokenLifecycle.decide` answers (h11's rule: the state
+machine decides, the I/O code obeys).
+
+What :meth:`~TokenLifecycle.decide` answers a caller that needs a token, by the token's
+state and whether a renewal is in flight (``running``):
+
+==============  =======================  ============================================
+token           no renewal running       a renewal running
+==============  =======================  ============================================
+FRESH           SEND                     SEND
+STALE           RENEW_EARLY (then SEND)  SEND
+EXPIRED / none  RENEW (and wait)         WAIT for it (RENEW once it is stuck)
+==============  =======================  ============================================
+
+A STALE token gets RENEW_EARLY only outside the early renewals' backoff and any hold; a
+renewal is *stuck* once it has run past its deadline plus :data:`STUCK_GRACE` (its event loop
+stopped, say): the next caller gives it up and renews.
 
 Theory of operation
 -------------------
@@ -28,12 +45,14 @@ The refresh margin scales with the token's own lifetime (a fifth of it, at most
 request, and a 300 s token a minute before it expires. An explicit margin is capped at half
 the lifetime for the same reason.
 
-Renewing: the refresh token first, if there is one that is not about to expire
-(:meth:`~TokenLifecycle.refresh_token`); if refresh-token refuses it, it is dropped and
-issue-token is asked (:meth:`~TokenLifecycle.refresh_failed`); a refresh that failed for any
-other reason (a busy server, no answer) says nothing about the refresh token: it is kept,
-and the renewal fails. A response without a refresh token keeps the previous one; one with a
-refresh token replaces it (the server may revoke the old one on use).
+Renewing: the refresh token first, if there is one that is not about to expire. It is taken
+out when its call is sent (:meth:`~TokenLifecycle.take_refresh_token`): a refresh token whose
+call may have reached emma is never sent again, since emma may have rotated it. Only an HTTP
+answer that is not a 4xx (a busy server) gives it back (:meth:`~TokenLifecycle.refresh_ended`);
+no answer, a timeout, an interruption or a cancelled task leave it taken, and the next
+renewal issues a token with the client credentials. Any 4xx means the refresh token is dead.
+A response without a refresh token keeps the previous one; one with a refresh token
+replaces it (the server may revoke the old one on use).
 
 Tokens from elsewhere: :meth:`~TokenLifecycle.adopt` takes an entry loaded from a shared
 cache, and :meth:`~TokenLifecycle.entry_to_save` makes the one to save; the entry's times are
@@ -45,14 +64,20 @@ rotated away) whatever its access token's expiry, and its access token is taken 
 was rejected here or has (nearly) expired. "Nearly" allows for hosts whose clocks disagree:
 :func:`clock_skew`, at most :data:`CLOCK_SKEW`, less for a short-lived token (a quarter of
 its lifetime, read off the saver's own clock), so tokens shorter than the allowance are
-still shared.
+still shared. Another host's wall clock is never trusted beyond the durations it recorded:
+a cached token lasts at most the lifetime emma gave it, a cached hold at most the seconds
+it was set for. A newer entry whose access token has expired gives no refresh token either,
+and takes this process's away (it may have been rotated): the next call issues a new token.
+So an old entry put back (a restored backup, a replica promoted after a failover) costs at
+most one renewal.
 
 No token calls before a time: emma's ``Retry-After`` (on a 429 or 503) and a refusal of the
 client credentials (then a backoff from :data:`REFUSED_BACKOFF_INITIAL` doubling to
 :data:`REFUSED_BACKOFF_MAX`) become a *hold* (:meth:`~TokenLifecycle.hold_calls`,
 :meth:`~TokenLifecycle.credentials_refused`). Inside it no renewal calls emma
 (:meth:`~TokenLifecycle.calls_held`), no early renewal starts, and a token still valid keeps
-serving. The hold travels in the cache entry, so the whole fleet keeps it.
+serving. The hold travels in the cache entry, so the whole fleet keeps it. A hold is at most
+:data:`~.cache_entry.MAX_HOLD` (an hour), whatever ``Retry-After`` says.
 """
 
 from __future__ import annotations
@@ -62,13 +87,14 @@ import enum
 import math
 from typing import TYPE_CHECKING
 
+from .cache_entry import BUSY, MAX_HOLD, REFUSED, Hold
+from .outcome import Kind
 from .token import Token, bearer_header
 from .token_status import TokenStatus
 
 if TYPE_CHECKING:
-    # Loaded with the token calls' machinery at the first renewal, not with the package.
     from .cache_entry import Entry
-    from .outcome import Kind
+    from .outcome import Outcome
     from .retry_policy import RetryPolicy
     from .wire import TokenGrant
 
@@ -88,11 +114,15 @@ CLOCK_SKEW_SHARE = 0.25
 #: the endpoint, and a fixed one is picked up within a minute.
 REFUSED_BACKOFF_INITIAL = 5.0
 REFUSED_BACKOFF_MAX = 60.0
-
+#: Statuses whose ``Retry-After`` holds off every token call until it has passed.
+HOLD_STATUSES = frozenset({429, 503})
 #: A failed early renewal is tried again after a backoff from the retry policy's
 #: ``wait_initial`` doubling to its ``wait_max``, but never sooner than this: the token still
 #: serves, and emma is not to be called every few milliseconds for it.
 EARLY_BACKOFF_FLOOR = 1.0
+#: A renewal still running this long after its deadline is stuck (its event loop stopped, or
+#: the thread waiting blocks it): the next caller gives it up and renews itself.
+STUCK_GRACE = 5.0
 
 #: Why a renewal runs, as the renewal's telemetry reports it: no token yet; early, off the
 #: request path, for a token inside its refresh margin; a token that expired unused; the API
@@ -117,6 +147,19 @@ class Freshness(enum.Enum):
     FRESH = "fresh"
     STALE = "stale"
     EXPIRED = "expired"
+
+
+class Decision(enum.Enum):
+    """What a caller that needs a token does (see the table in the module docstring)."""
+
+    #: Send the current token as it is.
+    SEND = "send"
+    #: Send the current token, and run an early renewal off the request path (granted now).
+    RENEW_EARLY = "renew early"
+    #: No usable token: run a renewal now (granted now) and wait for it.
+    RENEW = "renew"
+    #: No usable token: wait for the renewal in flight.
+    WAIT = "wait"
 
 
 def default_margin(lifetime: float) -> float:
@@ -153,8 +196,10 @@ class _Held:
 class TokenLifecycle:
     """Holds the current token and the refresh token, and decides what to do with them."""
 
-    def __init__(self, refresh_margin: float | None = None) -> None:
+    def __init__(self, refresh_margin: float | None = None, renewal_deadline: float = 30.0) -> None:
         self.refresh_margin = refresh_margin
+        #: A renewal is stuck this long after it began.
+        self.stuck_after = renewal_deadline + STUCK_GRACE
         self._held: _Held | None = None
         #: ``(until, header)``: the ``Authorization`` value and the monotonic time until which
         #: it may be sent as it is; the per-request answer, published so that the hot path
@@ -167,15 +212,15 @@ class TokenLifecycle:
         #: The generation of the shared cache entry the state held here comes from (or was
         #: saved as); 0 for none.
         self.generation = 0
-        # The hold: no token calls before _hold_until (monotonic), and why.
-        self._hold_until = -math.inf
-        self._hold_kind = ""
-        self._hold_detail = ""
-        self._hold_strikes = 0  # refusals of the credentials in a row
+        #: No token calls before ``hold.until`` (monotonic), and why.
+        self.hold: Hold | None = None
         # Access tokens the API refused, the latest few: a shared cache may still hold one.
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
         #: Why the renewal in flight runs (a :data:`TRIGGERS` value), ``None`` when none is.
         self.renewing: str | None = None
+        #: The number of the renewal last granted, and when it began (monotonic).
+        self.renewal = 0
+        self._renewal_began = -math.inf
         #: The message of the last renewal that failed, ``None`` once one succeeded.
         self.last_error: str | None = None
         self._early_backoff = _NO_BACKOFF
@@ -187,11 +232,6 @@ class TokenLifecycle:
     def current(self) -> Token | None:
         """The token last accepted, usable or not."""
         return None if self._held is None else self._held.token
-
-    @property
-    def held(self) -> _Held | None:
-        """The current token with its header and deadlines, usable or not."""
-        return self._held
 
     def freshness(self, now: float) -> Freshness:
         held = self._held
@@ -208,33 +248,42 @@ class TokenLifecycle:
             return None
         return held
 
-    # -- one renewal at a time -------------------------------------------------------------
+    # -- what a caller does ------------------------------------------------------------------
 
-    def begin_renewal(self, now: float, rejected: str | None = None) -> str | None:
-        """A caller needs a usable token: ``None`` if one is usable now (after ``rejected``,
-        an access token the API answered 401 to, is invalidated if still current), else why
-        a renewal must run (a :data:`TRIGGERS` value), which is then taken to be running
-        unless one is already (:attr:`renewing`): the caller waits for that one instead."""
+    def decide(self, now: float, rejected: str | None = None, *, early: bool = True) -> Decision:
+        """What a caller that needs a token does now (after ``rejected``, an access token the
+        API answered 401 to, is invalidated if still current; ``early=False``: a caller that
+        runs no early renewal). A RENEW or RENEW_EARLY answer grants that renewal: it is
+        taken to be running from now (:attr:`renewal` numbers it) until
+        :meth:`renewal_ended`."""
         if rejected is not None:
             self.reject(rejected)
-        if self.usable(now) is not None:
-            return None
-        if self.renewing is None:
-            self.renewing = self._trigger(rejected)
-        return self.renewing
+        freshness = self.freshness(now)
+        running = self.renewing is not None and now < self._renewal_began + self.stuck_after
+        if freshness is Freshness.FRESH or (freshness is Freshness.STALE and running):
+            return Decision.SEND
+        if freshness is Freshness.STALE:
+            if not early or now < self._early_backoff[0] or self.calls_held(now) is not None:
+                return Decision.SEND
+            self._grant(now, EARLY)
+            return Decision.RENEW_EARLY
+        if running:
+            return Decision.WAIT
+        self._grant(now, self._trigger(rejected))
+        return Decision.RENEW
 
-    def begin_early_renewal(self, now: float) -> bool:
-        """Whether to start an early renewal now: the token is stale, no renewal is running,
-        none failed too recently and no hold is on. If so, one is taken to be running."""
-        if (
-            self.renewing is not None
-            or now < self._early_backoff[0]
-            or now < self._hold_until
-            or self.freshness(now) is not Freshness.STALE
-        ):
-            return False
-        self.renewing = EARLY
-        return True
+    def wait_limit(self, now: float) -> float:
+        """How long a caller waits for the renewal in flight before it takes it for stuck."""
+        return max(0.0, self._renewal_began + self.stuck_after - now)
+
+    def give_up(self) -> None:
+        """The renewal in flight can never land (the waiting thread blocks the event loop
+        that runs it): the next :meth:`decide` grants a new one."""
+        self._renewal_began = -math.inf
+
+    def _grant(self, now: float, trigger: str) -> None:
+        self.renewing, self._renewal_began = trigger, now
+        self.renewal += 1
 
     def early_renewal_due(self, now: float) -> bool:
         """Whether a granted early renewal should still run: the token is still stale (not
@@ -242,9 +291,16 @@ class TokenLifecycle:
         return self.freshness(now) is Freshness.STALE
 
     def renewal_ended(
-        self, now: float, error: str | None, policy: RetryPolicy, *, interrupted: bool = False
+        self,
+        renewal: int,
+        now: float,
+        error: str | None,
+        policy: RetryPolicy,
+        *,
+        interrupted: bool = False,
     ) -> float | None:
-        """The renewal in flight ended, with the message ``error`` if it failed.
+        """Renewal number ``renewal`` ended, with the message ``error`` if it failed. One
+        given up on meanwhile (a newer one was granted) changes nothing.
 
         A failed early renewal is not tried again on every request: the next one waits for
         a backoff from the policy's ``wait_initial`` (at least :data:`EARLY_BACKOFF_FLOOR`)
@@ -255,6 +311,8 @@ class TokenLifecycle:
         thread that could not start) says nothing about emma: no error is recorded and no
         backoff set; the next caller simply renews.
         """
+        if renewal != self.renewal:
+            return None
         trigger, self.renewing = self.renewing, None
         if interrupted:
             return None
@@ -264,7 +322,8 @@ class TokenLifecycle:
         floor = max(policy.wait_initial, EARLY_BACKOFF_FLOOR)
         failures = self._early_backoff[1]
         wait = min(max(policy.wait_max, floor), floor * 2.0**failures)
-        wait = max(wait, self._hold_until - now)
+        hold = self.calls_held(now)
+        wait = max(wait, 0.0 if hold is None else hold.left(now))
         self._early_backoff = (now + wait, failures + 1)
         return wait
 
@@ -275,71 +334,82 @@ class TokenLifecycle:
             return AFTER_FORK
         return FIRST_USE if self._held is None else EXPIRED
 
-    # -- what to renew with ------------------------------------------------------------------
+    # -- what to renew with, and what an answer means ----------------------------------------
 
-    def refresh_token(self, now: float) -> str | None:
-        """The refresh token to renew with, if there is one that has not (nearly) expired;
-        ``None``: ask issue-token."""
-        if self._refresh_token is None:
+    def take_refresh_token(self, now: float) -> str | None:
+        """The refresh token to renew with, taken out as its call is sent (see the module
+        docstring), if there is one that has not (nearly) expired; ``None``: issue a token."""
+        refresh_token = self._refresh_token
+        if refresh_token is None:
             return None
-        if self._refresh_expires is not None and now >= self._refresh_expires - REFRESH_TOKEN_SLACK:
+        expires = self._refresh_expires
+        self._refresh_token = None
+        if expires is not None and now >= expires - REFRESH_TOKEN_SLACK:
+            self._refresh_expires = self._refresh_expires_at = None
             return None
-        return self._refresh_token
+        return refresh_token
 
-    def refresh_failed(self, kind: Kind, status: int | None = None) -> bool:
-        """A refresh-token call ended in ``kind`` (with HTTP ``status``, if one came):
-        whether to fall back to issue-token now.
+    def refresh_ended(self, now: float, refresh_token: str, outcome: Outcome) -> bool:
+        """The refresh-token call sent with ``refresh_token`` came to ``outcome`` (not a
+        grant): whether to issue a token with the client credentials now.
 
-        A refusal, or any other 4xx, means the refresh token is dead (emma declares only 400
-        for it, and a gateway may say 401, 403 or 404 for a token it no longer knows): it is
-        dropped, and issue-token asked. Any other failure (no answer, a busy server) says
-        nothing about it: it is kept, and the renewal fails.
-        """
-        from .outcome import Kind  # loaded already: the call that failed classified itself
+        A refresh is tried once. Only emma's "wait" (429 or 503 with ``Retry-After``) shows
+        that the call was not carried out: the refresh token is given back, calls are held,
+        and the renewal fails. Anything else (a 4xx: the refresh token is dead; no answer:
+        emma may have rotated it) leaves it dropped, and a token is issued instead."""
+        if outcome.status in HOLD_STATUSES and outcome.retry_after is not None:
+            if self._refresh_token is None:
+                self._refresh_token = refresh_token
+            self.call_failed(now, outcome)
+            return False
+        self._refresh_expires = self._refresh_expires_at = None
+        return True
 
-        if kind is Kind.REFUSED or (
-            kind is Kind.FAILED and status is not None and 400 <= status < 500
-        ):
-            self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
-            return True
-        return False
+    def call_failed(self, now: float, outcome: Outcome, *, credentials: bool = False) -> float | None:
+        """A token call failed with ``outcome``; ``credentials``: issue-token refused the
+        client credentials. Returns the seconds before token calls may be made again (a
+        hold), if any."""
+        if credentials:
+            strikes = (0 if self.hold is None else self.hold.strikes) + 1
+            wait = min(REFUSED_BACKOFF_MAX, REFUSED_BACKOFF_INITIAL * 2.0 ** (strikes - 1))
+            self._hold(Hold(now + wait, REFUSED, outcome.detail(), strikes, wait))
+            return wait
+        if outcome.retry_after is not None and outcome.status in HOLD_STATUSES:
+            wait = min(outcome.retry_after, MAX_HOLD)
+            self._hold(Hold(now + wait, BUSY, f"HTTP {outcome.status}", 0, wait))
+            return wait
+        return None
 
     # -- holding off token calls -------------------------------------------------------------
 
-    def calls_held(self, now: float) -> tuple[float, str, str] | None:
-        """``(seconds left, kind, detail)`` while no token call may be made, else ``None``.
-        ``kind`` is ``"busy"`` (emma asked to wait) or ``"refused"`` (the credentials)."""
-        if now >= self._hold_until:
-            return None
-        return self._hold_until - now, self._hold_kind, self._hold_detail
+    def calls_held(self, now: float) -> Hold | None:
+        """The hold on token calls in force at ``now``, if any."""
+        hold = self.hold
+        return hold if hold is not None and now < hold.until else None
 
-    def hold_calls(self, now: float, seconds: float, detail: str) -> None:
-        """emma answered ``detail`` (``"HTTP 429"``) with ``Retry-After: seconds``."""
-        from .cache_entry import BUSY
-
-        self._set_hold(now + seconds, BUSY, detail, 0)
-
-    def credentials_refused(self, now: float, detail: str) -> float:
-        """issue-token refused the credentials: no call for a backoff that doubles with each
-        refusal in a row. Returns its seconds."""
-        from .cache_entry import REFUSED
-
-        strikes = self._hold_strikes + 1
-        wait = min(REFUSED_BACKOFF_MAX, REFUSED_BACKOFF_INITIAL * 2.0 ** (strikes - 1))
-        self._set_hold(now + wait, REFUSED, detail, strikes)
-        return wait
-
-    def _set_hold(self, until: float, kind: str, detail: str, strikes: int) -> None:
-        if until > self._hold_until:
-            self._hold_until, self._hold_kind, self._hold_detail = until, kind, detail
-        self._hold_strikes = max(strikes, self._hold_strikes)
+    def _hold(self, hold: Hold) -> None:
+        current = self.hold
+        if current is not None and current.until >= hold.until:
+            hold = Hold(current.until, current.kind, current.detail, current.strikes,
+                        current.seconds)  # fmt: skip
+        strikes = max(hold.strikes, 0 if current is None else current.strikes)
+        self.hold = Hold(hold.until, hold.kind, hold.detail, strikes, hold.seconds)
 
     # -- new tokens --------------------------------------------------------------------------
 
-    def accept(self, grant: TokenGrant, sent_at: float, sent_wall: float) -> Token:
+    def accept(
+        self,
+        grant: TokenGrant,
+        sent_at: float,
+        sent_wall: float,
+        refreshed_with: str | None = None,
+    ) -> Token:
         """Store the token granted to a request sent at monotonic ``sent_at`` (Unix
-        ``sent_wall``); its lifetime counts from then."""
+        ``sent_wall``); its lifetime counts from then. ``refreshed_with``: the refresh token
+        the request sent, still good if the answer brings no new one."""
         token = grant.to_token(sent_wall)
+        if self._refresh_token is None and refreshed_with is not None:
+            self._refresh_token = refreshed_with
         if grant.refresh_token is not None:
             self._refresh_token = grant.refresh_token
             self._refresh_expires = (
@@ -350,8 +420,7 @@ class TokenLifecycle:
             # Keep the previous refresh token; show it and its expiry on the new Token.
             token = token.with_refresh(self._refresh_token, self._refresh_expires_at)
         self._take(token, sent_at, grant.lifetime, sent_wall)
-        # emma answered: whatever held token calls off is over.
-        self._hold_until, self._hold_strikes = -math.inf, 0
+        self.hold = None  # emma answered: whatever held token calls off is over
         return token
 
     def adopt(self, entry: Entry, now: float, wall_now: float) -> bool:
@@ -360,34 +429,39 @@ class TokenLifecycle:
         token call is needed; a taken token already inside its refresh margin serves until
         the renewal that follows has replaced it.
 
-        Its hold is kept if it ends later than the one held. Its token counts only if the
-        entry's generation is higher than the one held: then its refresh token replaces the
-        one held, even when its access token has expired, and its access token is taken
-        unless it was rejected here or has (nearly, by :func:`clock_skew`) expired.
+        Its hold is kept if it ends later than the one held, for at most the seconds it was
+        set for. Its token counts only if the entry's generation is higher than the one held;
+        then its access token is taken unless it was rejected here or has (nearly, by
+        :func:`clock_skew`) expired, for at most the lifetime emma gave it, and its refresh
+        token replaces the one held while the access token has not expired; once it has,
+        neither refresh token is used (the one held may have been rotated away).
         """
         hold = entry.hold
-        if hold is not None and hold.until > wall_now:
-            self._set_hold(now + (hold.until - wall_now), hold.kind, hold.detail, hold.strikes)
+        if hold is not None:
+            left = min(hold.until - wall_now, hold.seconds)
+            if left > 0:
+                self._hold(Hold(now + left, hold.kind, hold.detail, hold.strikes, hold.seconds))
         token, issued_at = entry.token, entry.issued_at
         if entry.generation <= self.generation or token is None or issued_at is None:
             return False
         self.generation = entry.generation
+        lifetime = token.expires_at - issued_at
+        left = _left(token.expires_at, lifetime, wall_now)
+        self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
+        if left <= 0:
+            return False
         if token.refresh_token is not None:
             self._refresh_token = token.refresh_token
             self._refresh_expires_at = token.refresh_expires_at
-            self._refresh_expires = (
-                None
-                if token.refresh_expires_at is None
-                else now
-                + _left(token.refresh_expires_at, token.refresh_expires_at - issued_at, wall_now)
-            )
+            if token.refresh_expires_at is not None:
+                refresh_lifetime = token.refresh_expires_at - issued_at
+                self._refresh_expires = now + _left(
+                    token.refresh_expires_at, refresh_lifetime, wall_now
+                )
         held = self._held
         if token.access_token in self._rejected or (
             held is not None and held.token.access_token == token.access_token
         ):
-            return False
-        left = _left(token.expires_at, token.expires_at - issued_at, wall_now)
-        if left <= 0:
             return False
         self._take(token, now, left, issued_at)
         return self.freshness(now) is Freshness.FRESH
@@ -395,14 +469,14 @@ class TokenLifecycle:
     def entry_to_save(self, now: float, wall_now: float) -> Entry:
         """The shared cache entry for what is held here: the current token with the newest
         refresh token, the hold, and the next generation (see :meth:`saved`)."""
-        from .cache_entry import Entry, Hold
+        from .cache_entry import Entry
 
-        held, token, hold = self._held, None, None
+        held, token, hold = self._held, None, self.calls_held(now)
         if held is not None:
             token = held.token.with_refresh(self._refresh_token, self._refresh_expires_at)
-        if now < self._hold_until:
-            until = wall_now + (self._hold_until - now)
-            hold = Hold(until, self._hold_kind, self._hold_detail, self._hold_strikes)
+        if hold is not None:
+            hold = Hold(wall_now + hold.left(now), hold.kind, hold.detail, hold.strikes,
+                        hold.seconds)  # fmt: skip
         issued_at = None if held is None else held.issued_at
         return Entry(self.generation + 1, token, issued_at, hold)
 
@@ -420,8 +494,9 @@ class TokenLifecycle:
     # -- rejection and processes -------------------------------------------------------------
 
     def reject(self, access_token: str) -> bool:
-        """The API refused ``access_token``: if it is the current token, it must not be sent
-        again (returns True: renew now); if not, a newer one is current already (False)."""
+        """The API refused ``access_token`` (or it went with a body that cannot be sent
+        again): if it is the current token, it must not be sent again (returns True: renew
+        now); if not, a newer one is current already (False)."""
         if access_token not in self._rejected:
             self._rejected.append(access_token)
         held = self._held
@@ -446,7 +521,7 @@ class TokenLifecycle:
         unpickled later may long have expired, and a copied refresh token would be shared.
         """
         if not forked:
-            return TokenLifecycle(self.refresh_margin)
+            return TokenLifecycle(self.refresh_margin, self.stuck_after - STUCK_GRACE)
         self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
         self.renewing = None
         self.generation = 0
@@ -456,22 +531,21 @@ class TokenLifecycle:
     # -- reporting ---------------------------------------------------------------------------
 
     def status(self, now: float) -> TokenStatus:
-        """What ``EmmaAuth.status()`` reports at monotonic ``now``: the current token's
-        seconds left (0 once expired or rejected, ``None`` without one), whether a renewal
-        is in flight, the last failed renewal's message (``None`` after a success), and the
-        seconds left of a hold on token calls."""
+        """What ``status()`` reports at monotonic ``now``: the current token's seconds left
+        (0 once expired or rejected, ``None`` without one), whether a renewal is in flight,
+        the last failed renewal's message (``None`` after a success), and the seconds left
+        of a hold on token calls."""
         held = self._held
-        valid_for = None if held is None else max(0.0, held.expires - now)
         hold = self.calls_held(now)
         return TokenStatus(
-            valid_for=valid_for,
+            valid_for=None if held is None else max(0.0, held.expires - now),
             renewing=self.renewing is not None,
             last_error=self.last_error,
-            retry_after=None if hold is None else hold[0],
+            retry_after=None if hold is None else hold.left(now),
         )
 
 
 def _left(expires_at: float, lifetime: float, wall_now: float) -> float:
-    """Seconds left until ``expires_at`` (a Unix time from another host), allowing for the
-    clock skew of a token of ``lifetime`` seconds."""
-    return expires_at - wall_now - clock_skew(lifetime)
+    """Seconds left until ``expires_at`` (a Unix time from another host), at most the token's
+    ``lifetime`` and allowing for the clock skew of a token that long."""
+    return min(expires_at - wall_now, lifetime) - clock_skew(lifetime)

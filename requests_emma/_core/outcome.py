@@ -20,7 +20,10 @@ MAX_BODY = 64 << 10
 #: Statuses worth another attempt: the server or a gateway is busy or hiccuped.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: What a token endpoint answers to credentials, or a refresh token, it does not accept.
-CREDENTIAL_REJECTIONS = frozenset({400, 401, 403})
+CREDENTIAL_REJECTIONS = frozenset({400, 403})
+#: What no token endpoint answers: the token endpoints take no token, so a 401 ("Token is not
+#: provided") or a 404 means the request went to some other path: a wrong base URL.
+MISDIRECTED_STATUSES = frozenset({401, 404, 405})
 
 
 class Kind(enum.Enum):
@@ -28,6 +31,8 @@ class Kind(enum.Enum):
     #: The endpoint refused what it was sent (400, 401, 403): the credentials, or the
     #: refresh token.
     REFUSED = "refused"
+    #: The answer of something that is not a token endpoint (401, 404, 405): a wrong base URL.
+    MISDIRECTED = "misdirected"
     #: Worth another attempt: no answer in time, a failed connection, a busy server.
     TRANSIENT = "transient"
     #: Not worth another attempt, and no statement about the credentials: TLS failed, an
@@ -94,6 +99,8 @@ def classify_status(status: int) -> Kind:
     (``TokenLifecycle.refresh_failed``, ``credentials_refused``)."""
     if status in RETRYABLE_STATUSES:
         return Kind.TRANSIENT
+    if status in MISDIRECTED_STATUSES:
+        return Kind.MISDIRECTED
     return Kind.REFUSED if status in CREDENTIAL_REJECTIONS else Kind.FAILED
 
 

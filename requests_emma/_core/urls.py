@@ -151,6 +151,12 @@ def host_in_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def origin_text(found: Origin) -> str:
+    """``scheme://host:port`` of an origin: the one way the library writes one."""
+    scheme, host, port = found
+    return f"{scheme}://{host_in_url(host)}:{port}"
+
+
 def origin_prefixes(url: str) -> list[str]:
     """The prefixes ``scheme://host[:port]/`` of URLs on ``url``'s origin, as requests writes
     them: first the one requests prepares (no port if it is the default), then, for a default

@@ -1,52 +1,42 @@
-"""The library's errors as httpx code expects them: each also an ``httpx.HTTPError``.
+"""The library's errors as httpx (or httpx2) code expects them: each also an ``HTTPError``
+of that module.
 
-An ``EmmaHttpxAuth`` raises these instead of the plain classes, so that a failed token call
-is caught by ``except httpx.HTTPError`` as well as by the library's own classes (and by
-``except requests.RequestException``, their root). Each mirrors one class of
-``requests_emma._errors``: same message, same fields, the same cause.
+An ``EmmaHttpxAuth`` (``EmmaHttpx2Auth``) raises these instead of the plain classes, so that a
+failed token call is caught by ``except httpx.HTTPError`` (``httpx2.HTTPError``) as well as by
+the library's own classes (and by ``except requests.RequestException``, their root). Each
+mirrors one class of ``requests_emma._errors``: same message, same fields, the same cause.
 """
 
 from __future__ import annotations
 
-import httpx
+from types import ModuleType
 
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
 
-
-class HttpxEmmaAuthError(EmmaAuthError, httpx.HTTPError):  # type: ignore[misc]
-    """:class:`~requests_emma.EmmaAuthError`, and an ``httpx.HTTPError``."""
-
-
-class HttpxCredentialsError(CredentialsError, httpx.HTTPError):  # type: ignore[misc]
-    """:class:`~requests_emma.CredentialsError`, and an ``httpx.HTTPError``."""
+_CLASSES = (EmmaAuthError, CredentialsError, TokenRequestError, TokenResponseError)
+#: The mirror classes, made once per HTTP module: ``(module name, class) -> mirror``.
+_MIRRORS: dict[tuple[str, type[EmmaAuthError]], type[EmmaAuthError]] = {}
 
 
-class HttpxTokenRequestError(TokenRequestError, httpx.HTTPError):  # type: ignore[misc]
-    """:class:`~requests_emma.TokenRequestError`, and an ``httpx.HTTPError``."""
+def mirror_class(http: ModuleType, cls: type[EmmaAuthError]) -> type[EmmaAuthError]:
+    """The class that is both ``cls`` and ``http.HTTPError`` (``HttpxCredentialsError``)."""
+    key = (http.__name__, cls)
+    mirror = _MIRRORS.get(key)
+    if mirror is None:
+        name = http.__name__.capitalize() + cls.__name__
+        doc = f":class:`~requests_emma.{cls.__name__}`, and an ``{http.__name__}.HTTPError``."
+        mirror = _MIRRORS[key] = type(name, (cls, http.HTTPError), {"__doc__": doc})
+        mirror.__module__ = "requests_emma." + http.__name__
+    return mirror
 
 
-class HttpxTokenResponseError(TokenResponseError, httpx.HTTPError):  # type: ignore[misc]
-    """:class:`~requests_emma.TokenResponseError`, and an ``httpx.HTTPError``."""
-
-
-# httpx.HTTPError's ``request`` is a property, requests.RequestException's an attribute: the
-# mirrors keep httpx's (``.request`` raises RuntimeError, as httpx's errors do without one).
-_MIRRORS: dict[type[EmmaAuthError], type[EmmaAuthError]] = {
-    EmmaAuthError: HttpxEmmaAuthError,
-    CredentialsError: HttpxCredentialsError,
-    TokenRequestError: HttpxTokenRequestError,
-    TokenResponseError: HttpxTokenResponseError,
-}
-
-
-def for_httpx(error: EmmaAuthError) -> EmmaAuthError:
-    """``error`` as its httpx mirror: a new exception with its message and fields (the
+def mirrored(http: ModuleType, error: EmmaAuthError) -> EmmaAuthError:
+    """``error`` as its ``http`` mirror: a new exception with its message and fields (the
     caller raises it ``from`` the original's cause)."""
-    if isinstance(error, httpx.HTTPError):
+    if isinstance(error, http.HTTPError):
         return error
-    mirror = next(
-        (_MIRRORS[cls] for cls in type(error).__mro__ if cls in _MIRRORS), HttpxEmmaAuthError
-    )
+    cls = next(cls for cls in reversed(_CLASSES) if isinstance(error, cls))
+    mirror = mirror_class(http, cls)
     twin = mirror.__new__(mirror, *error.args)
     twin.args = error.args
     fields = dict(error.__dict__)

@@ -18,20 +18,14 @@ checks them on the httpx installed.
 
 from __future__ import annotations
 
-import httpx
+from typing import Any
 
 from .._core.urls import is_loopback
 
 
-def transport_for(client: httpx.Client, url: httpx.URL) -> httpx.BaseTransport:
-    """The transport ``client`` sends ``url`` through; its default one for loopback."""
-    if is_loopback(url.host):
-        return client._transport
-    return client._transport_for_url(url)
-
-
-def async_transport_for(client: httpx.AsyncClient, url: httpx.URL) -> httpx.AsyncBaseTransport:
-    """The transport ``client`` sends ``url`` through; its default one for loopback."""
+def transport_for(client: Any, url: Any) -> Any:
+    """The transport ``client`` (sync or async, httpx or httpx2) sends ``url`` through; its
+    default one for loopback."""
     if is_loopback(url.host):
         return client._transport
     return client._transport_for_url(url)

@@ -1,5 +1,6 @@
-"""One call to an emma token endpoint over httpx, sync or async, reported as an
-:class:`~requests_emma._core.outcome.Outcome`.
+"""One call to an emma token endpoint over httpx or httpx2, sync or async, reported as an
+:class:`~requests_emma._core.outcome.Outcome`. The HTTP module is a parameter (``http``):
+httpx2 is a fork of httpx with the same public API, so one module serves both.
 
 :class:`HttpxTokenEndpoint` (over ``httpx.Client``) and :class:`AsyncHttpxTokenEndpoint`
 (over ``httpx.AsyncClient``) behave as the requests transport (``_requests/transport.py``)
@@ -34,7 +35,9 @@ import contextlib
 import ssl
 import threading
 import typing
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
+from types import ModuleType
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -61,29 +64,35 @@ from . import routes
 Body = Callable[[], dict[str, str]]
 _Answer = tuple[int, bytes | None, str | None]  # status, body (None: too large), Retry-After
 
-# What an httpx client would add to a request of its own, less what a token call must not
-# carry (a user's headers and cookies): the encodings httpx always decodes.
-_HEADERS = {
-    **HEADERS,
-    "Accept-Encoding": "gzip, deflate",
-    "User-Agent": f"python-httpx/{httpx.__version__}",
-}
 #: Seconds a response has to close once its attempt is over, shielded from cancellation.
 _CLOSE_GRACE = 1.0
-#: The private clients' pool: the environment's proxies and CA certificates, as httpx reads
-#: them, and no connection kept alive between token calls.
-_NO_KEEP_ALIVE = httpx.Limits(max_keepalive_connections=0)
+
+
+def _headers(http: ModuleType) -> dict[str, str]:
+    """What an httpx client would add to a request of its own, less what a token call must
+    not carry (a user's headers and cookies): the encodings httpx always decodes."""
+    agent = f"python-{http.__name__}/{http.__version__}"
+    return {**HEADERS, "Accept-Encoding": "gzip, deflate", "User-Agent": agent}
+
+
+def _private_client(http: ModuleType, kind: str) -> Any:
+    """A private client: the environment's proxies and CA certificates, as httpx reads
+    them, and no connection kept alive between token calls (minutes apart)."""
+    return getattr(http, kind)(limits=http.Limits(max_keepalive_connections=0))
 
 
 class HttpxTokenEndpoint:
     """Posts to issue-token and refresh-token over ``httpx.Client``, one attempt at a time."""
 
-    def __init__(self, base_url: str, client: httpx.Client | None, timeout: Timeout) -> None:
-        if client is not None and not isinstance(client, httpx.Client):
+    def __init__(
+        self, base_url: str, client: Any, timeout: Timeout, http: ModuleType = httpx
+    ) -> None:
+        if client is not None and not isinstance(client, http.Client):
             raise TypeError(
-                f"client must be an httpx.Client (or None for a private one), "
+                f"client must be an {http.__name__}.Client (or None for a private one), "
                 f"not {type(client).__name__}"
             )
+        self.http = http
         self.base_url = base_url
         self.owns_client = client is None
         self.timeout = timeout
@@ -103,11 +112,11 @@ class HttpxTokenEndpoint:
                     path, body, timeouts(self.timeout, left), watch
                 )
             except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
-                return _failure(exc, watch.fired, sent_at, sent_wall)
+                return _failure(self.http, exc, watch.fired, sent_at, sent_wall)
             except BaseException as exc:  # noqa: BLE001 - re-raised at once
                 # KeyboardInterrupt, SystemExit...: on their way, but without the frames
                 # below this one, whose locals hold the request body.
-                raise _scrubbed(exc) from None
+                raise _scrubbed(self.http, exc) from None
             if watch.fired:
                 # Cut off at the deadline: what arrived may look complete but is not.
                 return deadline_passed(sent_at, sent_wall)
@@ -122,25 +131,25 @@ class HttpxTokenEndpoint:
 
     def _exchange(self, path: str, body: Body, timeout: Timeout, watch: Watch) -> _Answer:
         client = self._open_client()
-        url = httpx.URL(self.base_url + path)
+        url = self.http.URL(self.base_url + path)
         transport = routes.transport_for(client, url)
         response = transport.handle_request(
-            _token_request(url, body, timeout, trace=_deadline.tracer(watch))
+            _token_request(self.http, url, body, timeout, trace=_deadline.tracer(watch))
         )
         try:
             _deadline.watch_response(watch, response)
             status = response.status_code
-            content = _read_capped(response, decoded=200 <= status < 300)
+            content = _read_capped(self.http, response, decoded=200 <= status < 300)
             return status, content, response.headers.get("Retry-After")
         finally:
             response.close()
 
-    def _open_client(self) -> httpx.Client:
+    def _open_client(self) -> Any:
         with self._making:
             if self._client is None:
-                self._client = httpx.Client(limits=_NO_KEEP_ALIVE)
+                self._client = _private_client(self.http, "Client")
             elif self._client.is_closed:
-                raise RuntimeError("the httpx.Client given for token calls has been closed")
+                raise RuntimeError("the client given for token calls has been closed")
             return self._client
 
     def close(self) -> None:
@@ -158,19 +167,22 @@ class AsyncHttpxTokenEndpoint:
     """Posts to issue-token and refresh-token over ``httpx.AsyncClient``, one attempt at a
     time, under asyncio or trio."""
 
-    def __init__(self, base_url: str, client: httpx.AsyncClient | None, timeout: Timeout) -> None:
-        if client is not None and not isinstance(client, httpx.AsyncClient):
+    def __init__(
+        self, base_url: str, client: Any, timeout: Timeout, http: ModuleType = httpx
+    ) -> None:
+        if client is not None and not isinstance(client, http.AsyncClient):
             raise TypeError(
-                f"client must be an httpx.AsyncClient (or None for a private one), "
+                f"client must be an {http.__name__}.AsyncClient (or None for a private one), "
                 f"not {type(client).__name__}"
             )
+        self.http = http
         self.base_url = base_url
         self.owns_client = client is None
         self.timeout = timeout
         self._client = client
         # The private clients, one per async library: a client first used under trio
         # fails under asyncio afterwards (its pool's primitives are trio's).
-        self._private: dict[str, httpx.AsyncClient] = {}
+        self._private: dict[str, Any] = {}
         self._making = threading.Lock()  # held in worker threads only, never on a loop
 
     async def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
@@ -186,10 +198,10 @@ class AsyncHttpxTokenEndpoint:
                     path, body, timeouts(self.timeout, left)
                 )
             except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
-                return _failure(exc, scope.cancel_called, sent_at, sent_wall)
+                return _failure(self.http, exc, scope.cancel_called, sent_at, sent_wall)
             except BaseException as exc:  # noqa: BLE001 - re-raised at once
                 # The deadline's own cancellation too: the scope catches it on its way out.
-                raise _scrubbed(exc) from None
+                raise _scrubbed(self.http, exc) from None
         if scope.cancelled_caught:
             return deadline_passed(sent_at, sent_wall)
         return response_outcome(
@@ -209,13 +221,15 @@ class AsyncHttpxTokenEndpoint:
             if client is None:
                 client = await anyio.to_thread.run_sync(self._make_client, library)
         elif client.is_closed:
-            raise RuntimeError("the httpx.AsyncClient given for token calls has been closed")
-        url = httpx.URL(self.base_url + path)
-        transport = routes.async_transport_for(client, url)
-        response = await transport.handle_async_request(_token_request(url, body, timeout))
+            raise RuntimeError("the async client given for token calls has been closed")
+        url = self.http.URL(self.base_url + path)
+        transport = routes.transport_for(client, url)
+        response = await transport.handle_async_request(
+            _token_request(self.http, url, body, timeout)
+        )
         try:
             status = response.status_code
-            content = await _aread_capped(response, decoded=200 <= status < 300)
+            content = await _aread_capped(self.http, response, decoded=200 <= status < 300)
             return status, content, response.headers.get("Retry-After")
         finally:
             # A response cut off by the deadline (or a cancellation) still closes, so its
@@ -223,11 +237,11 @@ class AsyncHttpxTokenEndpoint:
             with anyio.move_on_after(_CLOSE_GRACE, shield=True):
                 await response.aclose()
 
-    def _make_client(self, library: str) -> httpx.AsyncClient:
+    def _make_client(self, library: str) -> Any:
         with self._making:
             client = self._private.get(library)
             if client is None:
-                client = self._private[library] = httpx.AsyncClient(limits=_NO_KEEP_ALIVE)
+                client = self._private[library] = _private_client(self.http, "AsyncClient")
             return client
 
     async def aclose(self) -> None:
@@ -243,8 +257,8 @@ class AsyncHttpxTokenEndpoint:
 
 
 def _token_request(
-    url: httpx.URL, body: Body, timeout: Timeout, trace: _deadline.Trace | None = None
-) -> httpx.Request:
+    http: ModuleType, url: Any, body: Body, timeout: Timeout, trace: _deadline.Trace | None = None
+) -> Any:
     connect, read = timeout
     extensions: dict[str, object] = {
         "timeout": {"connect": connect, "read": read, "write": read, "pool": connect}
@@ -252,10 +266,10 @@ def _token_request(
     if trace is not None:
         extensions["trace"] = trace
     # body() is called here only, so no local of ours holds the secret in plain text.
-    return httpx.Request("POST", url, json=body(), headers=_HEADERS, extensions=extensions)
+    return http.Request("POST", url, json=body(), headers=_headers(http), extensions=extensions)
 
 
-def _read_capped(response: httpx.Response, *, decoded: bool) -> bytes | None:
+def _read_capped(http: ModuleType, response: Any, *, decoded: bool) -> bytes | None:
     """The body as httpx decodes it (gzip, deflate), or ``None`` once it grows past the cap.
     An error body that does not decode reads as empty: its status says enough. A token body
     that does not decode raises ``httpx.DecodingError``."""
@@ -264,14 +278,14 @@ def _read_capped(response: httpx.Response, *, decoded: bool) -> bytes | None:
         for chunk in response.iter_bytes(CHUNK):
             if not body.add(chunk):
                 break
-    except httpx.DecodingError:
+    except http.DecodingError:
         if decoded:
             raise
         return b""
     return body.content
 
 
-async def _aread_capped(response: httpx.Response, *, decoded: bool) -> bytes | None:
+async def _aread_capped(http: ModuleType, response: Any, *, decoded: bool) -> bytes | None:
     """:func:`_read_capped`, for an async response.
 
     The body is read to its end (or to the deadline), what goes past the cap dropped, and
@@ -288,34 +302,24 @@ async def _aread_capped(response: httpx.Response, *, decoded: bool) -> bytes | N
     if raw.content is None:
         return None
     # Decoded by httpx, as the sync endpoint's body is, from the raw bytes now in hand.
-    replay = httpx.Response(
-        response.status_code, headers=response.headers, stream=_Raw(raw.content)
-    )
-    return _read_capped(replay, decoded=decoded)
+    replay = http.Response(response.status_code, headers=response.headers, content=raw.content)
+    return _read_capped(http, replay, decoded=decoded)
 
 
-class _Raw(httpx.SyncByteStream):
-    """A body already read, as a stream httpx decodes lazily (so the cap holds decoded)."""
-
-    def __init__(self, content: bytes) -> None:
-        self._content = content
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield self._content
-
-
-def _failure(exc: Exception, at_deadline: bool, sent_at: float, sent_wall: float) -> Outcome:
+def _failure(
+    http: ModuleType, exc: Exception, at_deadline: bool, sent_at: float, sent_wall: float
+) -> Outcome:
     """The outcome of an exception from the HTTP stack."""
-    cause = _scrubbed(exc)
+    cause = _scrubbed(http, exc)
     if at_deadline:
         return deadline_passed(sent_at, sent_wall, cause)
     if _tls_failed(exc):
         failure = Failure.TLS
-    elif isinstance(exc, httpx.TimeoutException):
+    elif isinstance(exc, http.TimeoutException):
         failure = Failure.TIMEOUT
-    elif isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)):
+    elif isinstance(exc, (http.NetworkError, http.RemoteProtocolError, http.ProxyError)):
         failure = Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
-    elif isinstance(exc, httpx.DecodingError):
+    elif isinstance(exc, http.DecodingError):
         failure = Failure.UNDECODABLE
     else:  # e.g. a closed client, a URL httpx refuses, a CA file that is not there
         failure = Failure.OTHER
@@ -338,11 +342,11 @@ def _tls_failed(exc: BaseException) -> bool:
     return any(isinstance(link, ssl.SSLError) for link in _chain(exc))
 
 
-def _scrubbed(exc: BaseException) -> BaseException:
+def _scrubbed(http: ModuleType, exc: BaseException) -> BaseException:
     """``exc`` without what would show the request body, which holds the client secret or a
     refresh token: the request, wherever along its chain httpx attached it, and the
     tracebacks, whose frames (ours, httpx's, httpcore's) hold the body in their locals."""
     for link in _chain(exc):
-        if isinstance(link, httpx.RequestError):
+        if isinstance(link, http.RequestError):
             link._request = None
     return without_tracebacks(exc)

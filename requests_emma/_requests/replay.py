@@ -15,14 +15,13 @@ import requests
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
 from requests.utils import rewind_body
 
-from .._core.secret import Secret
 
 if TYPE_CHECKING:
-    from .._telemetry import Telemetry
+    from .._source import TokenSource
 
 
 def resend(
-    response: requests.Response, header: str, telemetry: Telemetry, **kwargs: Any
+    response: requests.Response, header: str, source: TokenSource, **kwargs: Any
 ) -> requests.Response:
     """Send the request that got the 401 ``response`` again with ``Authorization: header``
     (``kwargs``: what requests passed the hook: timeout, verify, proxies...)."""
@@ -37,7 +36,7 @@ def resend(
     # keeps a copy showing what it was sent with.
     response.request = sent.copy()
     sent.headers["Authorization"] = header
-    with telemetry.replay(str(sent.method), str(sent.url)) as record:
+    with source.replay_span(str(sent.method), str(sent.url)) as record:
         new_response: requests.Response = response.connection.send(replay, **kwargs)
         record.answered(new_response.status_code)
     new_response.history.append(response)
@@ -81,12 +80,3 @@ def carry_cookies(response: requests.Response, replay: requests.PreparedRequest)
 
 def _cookie_values(jar: RequestsCookieJar) -> dict[tuple[str, str, str], str | None]:
     return {(cookie.name, cookie.domain, cookie.path): cookie.value for cookie in jar}
-
-
-def bearer_token(header: str | bytes | None) -> Secret | None:
-    """The token of a bearer ``Authorization`` header, wrapped so no traceback shows it."""
-    if isinstance(header, bytes):
-        header = header.decode("latin-1")
-    if header is None or not header.startswith("Bearer "):
-        return None
-    return Secret(header[len("Bearer ") :])

@@ -112,7 +112,7 @@ class IdempotentRetry(Retry):
         return wait
 
     def _clock(self) -> Clock:
-        return SYSTEM_CLOCK if self.clock_of is None else self.clock_of._clock
+        return SYSTEM_CLOCK if self.clock_of is None else self.clock_of._token_source.clock
 
     def increment(
         self,

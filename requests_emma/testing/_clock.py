@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from .._core.clock import Clock
-from .._requests.auth import EmmaAuth  # at runtime too: use_clock's annotations resolve
+from .._source import source_of
 
 _C = TypeVar("_C", bound=Clock)
 
@@ -54,13 +54,14 @@ class FakeClock(Clock):
         self.now += seconds
 
 
-def use_clock(auth: EmmaAuth, clock: _C) -> _C:
-    """Make ``clock`` the only clock ``auth`` (and every ``EmmaSession`` on it) reads, from
-    now on: decisions, token lifetimes, retry waits and ``Retry-After`` dates. Returns
-    ``clock``, so that ``clock = use_clock(auth, FakeClock())`` reads well.
+def use_clock(auth: object, clock: _C) -> _C:
+    """Make ``clock`` the only clock ``auth`` (any of the library's auths, every auth that
+    shares its token, and every ``EmmaSession`` on it) reads, from now on: decisions, token
+    lifetimes, retry waits and ``Retry-After`` dates. Returns ``clock``, so that
+    ``clock = use_clock(auth, FakeClock())`` reads well.
 
     ``clock`` is a :class:`FakeClock`, or anything with the same ``monotonic()``,
     ``wall()`` and ``sleep(seconds)``.
     """
-    auth._clock = clock
+    source_of(auth).clock = clock
     return clock

@@ -1,0 +1,606 @@
+"""``TokenSource``: what every client adapter wraps: one token, one renewal at a time.
+
+The source holds the configuration (credentials, base URL, retry policy, token cache,
+``on_token``), the lifecycle (``_core/lifecycle.py``, which makes every decision), the clock,
+the telemetry, and the single flight: at most one renewal at a time, shared by every caller,
+whichever threads and event loops they run on. An adapter (requests, httpx, httpx2,
+aiohttp) brings only its HTTP stack's token endpoint and carries out what the source
+answers: so ``X.sharing(auth)``, which passes ``auth``'s source on, makes requests threads
+and httpx or aiohttp tasks share one token.
+
+Single flight
+    Callers read the published ``fresh`` pair without a lock. A fresh token is used as it
+    is. When not, the lifecycle :meth:`decides <.TokenLifecycle.decide>` under the source's
+    lock: send a stale token and start one early renewal off the request path (a thread, or
+    a task of the caller's event loop), or renew now, or wait for the renewal in flight.
+    The renewal in flight is a :class:`Flight` around a ``concurrent.futures.Future``:
+    threads wait with ``result()``, tasks through :func:`~.runner.wait_for`, each at most
+    until the lifecycle calls the renewal stuck. A failed renewal's error reaches every
+    waiter (each gets a copy), so N callers make one token call. No lock is held during a
+    request, a token call or an ``await``.
+
+    An async caller that starts a renewal hands it to a task of its own and waits like any
+    other, so its cancellation never reaches the renewal the others wait for; that task
+    always lands its flight. A thread never waits for a renewal run by the event loop it
+    blocks (it could never land): it gives it up and renews itself.
+
+Process boundaries
+    A forked child keeps the access token and drops the refresh token and any renewal in
+    flight (``os.register_at_fork``). A pickled source keeps the configuration only, and no
+    client secret that came from the environment: the copy reads ``EMMA_CLIENT_SECRET``
+    again where it is unpickled.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from .._caches.protocol import TokenCache, check_token_cache
+from .._core import durations, urls
+from .._core.credentials import credentials
+from .._core.lifecycle import FIRST_USE, Decision, TokenLifecycle
+from .._core.retry_policy import RetryPolicy
+from .._core.secret import Secret, secret_or_none
+from .._core.token import Token
+from .._core.token_status import TokenStatus
+from .._errors import EmmaAuthError
+from .._system_clock import SYSTEM_CLOCK
+
+if TYPE_CHECKING:
+    from .._core.clock import Clock
+    from .._core.lifecycle import _Held
+    from .._core.renewal import RenewalPlan
+    from .._telemetry import ReplayRecord, Telemetry
+    from .runner import AsyncEndpoint, Endpoint
+
+logger = logging.getLogger("requests_emma")
+
+#: Every live source, so a forked child can give each fresh locks.
+_sources: weakref.WeakSet[TokenSource] = weakref.WeakSet()
+
+
+class Flight:
+    """The renewal in flight: its lifecycle number, the future its waiters wait on, the
+    thread of the event loop that runs it (if a loop does), and a failure that is not
+    emma's answer (a broken install, a bug), for the caller that started it."""
+
+    __slots__ = ("early", "failure", "future", "loop_thread", "number")
+
+    def __init__(self, number: int, *, early: bool = False) -> None:
+        self.number = number
+        self.early = early
+        self.future: Future[Token | None] = Future()
+        self.loop_thread: int | None = None
+        self.failure: BaseException | None = None
+
+
+class TokenSource:
+    """One client's token: see the module docstring. Arguments as ``EmmaAuth`` takes them,
+    validated here for every adapter."""
+
+    def __init__(
+        self,
+        client_id: str | None = None,
+        client_secret: str | Secret | None = None,
+        *,
+        base_url: str | None = None,
+        refresh_margin: float | None = None,
+        timeout: float | tuple[float, float] = (3.05, 10.0),
+        on_token: Callable[[Token], object] | None = None,
+        retry: RetryPolicy | None = None,
+        token_cache: TokenCache | None = None,
+    ) -> None:
+        # First: from here on no frame holds the secret in plain text, for a traceback of a
+        # configuration error below (shown with its locals by pytest -l or Sentry) to show.
+        secret = secret_or_none(client_secret)
+        del client_secret
+        self._secret_from_env = secret is None
+        self.client_id, self._secret = credentials(client_id, secret)
+        self.base_url = urls.base_url(base_url)
+        origin = urls.origin(self.base_url)
+        assert origin is not None
+        self.origin = origin
+        if refresh_margin is not None:
+            refresh_margin = durations.seconds("refresh_margin", refresh_margin)
+        self.timeout = durations.timeout(timeout)
+        if on_token is not None and not callable(on_token):
+            raise ValueError(f"on_token must be callable, got {type(on_token).__name__}")
+        if retry is None:
+            retry = RetryPolicy()
+        elif not isinstance(retry, RetryPolicy):
+            raise ValueError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        self.retry = retry
+        self.on_token = on_token
+        self.cache = None if token_cache is None else check_token_cache(token_cache)
+        self.lifecycle = TokenLifecycle(refresh_margin, retry.deadline)
+        self.clock = SYSTEM_CLOCK
+        # Made at the first renewal, not with the package: no import or construction calls.
+        self._plan: RenewalPlan | None = None
+        self._telemetry: Telemetry | None = None
+        self._new_process_state()
+
+    def _new_process_state(self) -> None:
+        self._lock = threading.Lock()
+        self._flight: Flight | None = None
+        self._announcing = threading.RLock()
+        self._tasks: set[Any] = set()  # asyncio renewal tasks, held until done
+        _sources.add(self)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every decision reads (``requests_emma.testing.use_clock`` sets it)."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._clock = clock
+        # Bound once: the hot path calls it, cheaper than a method lookup each time.
+        self.monotonic = clock.monotonic
+
+    @property
+    def fresh(self) -> tuple[float, str]:
+        """``(until, header)``: the header to send until monotonic ``until``."""
+        return self.lifecycle.fresh
+
+    def __repr__(self) -> str:
+        shown = [
+            f"{name}={getattr(self, name)!r}"
+            for name in ("client_id", "base_url")
+            if hasattr(self, name)
+        ]
+        return f"TokenSource({', '.join(shown)})"
+
+    # -- the entry points --------------------------------------------------------------------
+
+    def header(self, endpoint: Endpoint) -> str:
+        """The ``Authorization`` value of a usable token; may renew, or wait for a renewal."""
+        return self._usable(endpoint).header
+
+    def token(self, endpoint: Endpoint) -> Token:
+        """A usable token: the current one, or a new one fetched (or renewed) now."""
+        return self._usable(endpoint).token
+
+    def renewed(self, sent: str | None, endpoint: Endpoint) -> str | None:
+        """After a 401 to the request sent with ``Authorization: sent``: the header to send
+        it again with (renewed if ``sent`` is still current), ``None`` if it was not ours."""
+        rejected = _bearer(sent)
+        if rejected is None:
+            return None
+        return self._wait_blocking(endpoint, rejected.reveal()).header
+
+    async def aheader(self, endpoint: AsyncEndpoint) -> str:
+        """:meth:`header`, on an event loop (asyncio or trio), never blocking it."""
+        return (await self._ausable(endpoint)).header
+
+    async def atoken(self, endpoint: AsyncEndpoint) -> Token:
+        """:meth:`token`, on an event loop."""
+        return (await self._ausable(endpoint)).token
+
+    async def arenewed(self, sent: str | None, endpoint: AsyncEndpoint) -> str | None:
+        """:meth:`renewed`, on an event loop."""
+        rejected = _bearer(sent)
+        if rejected is None:
+            return None
+        return (await self._wait_async(endpoint, rejected.reveal())).header
+
+    def cannot_replay(self, sent: str | None) -> None:
+        """A 401 came for a request whose body cannot be sent again: it is not replayed, and
+        its token is not sent again (the next request renews)."""
+        rejected = _bearer(sent)
+        if rejected is not None:
+            logger.debug("401 not replayed: the request body cannot be sent again")
+            with self._lock:
+                self.lifecycle.reject(rejected.reveal())
+
+    def replay_span(self, method: str, url: str) -> ReplayRecord:
+        """The telemetry of one request replayed after a 401."""
+        return self.telemetry().replay(method, url)
+
+    def status(self) -> TokenStatus:
+        """The token's state now, for health checks; no network call, no wait."""
+        return self.lifecycle.status(self.monotonic())
+
+    # -- blocking ----------------------------------------------------------------------------
+
+    def _usable(self, endpoint: Endpoint) -> _Held:
+        now = self.monotonic()
+        held = self.lifecycle.usable(now)
+        if held is None:
+            return self._wait_blocking(endpoint, None)
+        if now >= held.renew_after:
+            flight = self._early(now)
+            if flight is not None:
+                self._start_thread(flight, endpoint)
+        return held
+
+    def _early(self, now: float) -> Flight | None:
+        """A flight for an early renewal, if the lifecycle grants one now. A request asking
+        sends its token whatever the answer, so it never waits for the lock: taken, it
+        means someone is on it already."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self.lifecycle.decide(now) is not Decision.RENEW_EARLY:
+                return None
+            flight = self._flight = Flight(self.lifecycle.renewal, early=True)
+            return flight
+        finally:
+            self._lock.release()
+
+    def _start_thread(self, flight: Flight, endpoint: Endpoint) -> None:
+        from .._telemetry import request_link
+
+        worker = threading.Thread(
+            target=self._fly_blocking,
+            args=(flight, endpoint, request_link()),
+            name="requests-emma token renewal",
+            daemon=True,
+        )
+        try:
+            worker.start()
+        except RuntimeError:  # no new threads (the interpreter is shutting down)
+            self._land(flight)
+
+    def _fly_blocking(self, flight: Flight, endpoint: Endpoint, link: object | None) -> None:
+        """Run an early renewal in this thread; a failure is logged, and the token serves."""
+        from .runner import run_blocking
+
+        try:
+            token = self._run(flight, link, lambda steps, tally: run_blocking(
+                steps, endpoint, self.cache, self.clock, self._lock, tally))  # fmt: skip
+        except EmmaAuthError:
+            return
+        if token is not None:
+            self._announce(token)
+
+    def _wait_blocking(self, endpoint: Endpoint, rejected: str | None) -> _Held:
+        """A usable token: renewed in this thread if nobody is renewing, else the renewal in
+        flight waited for (its error raised again, rather than emma called once more)."""
+        from concurrent.futures import TimeoutError as FlightTimeout
+
+        from .runner import run_blocking
+
+        while True:
+            held, flight, mine = self._join(rejected)
+            rejected = None  # invalidated once; a later round only looks again
+            if held is not None:
+                return held
+            assert flight is not None
+            if not mine:
+                if flight.loop_thread == threading.get_ident():
+                    self._give_up(flight)  # the loop this thread blocks runs it
+                    continue
+                try:
+                    flight.future.result(self.lifecycle.wait_limit(self.monotonic()))
+                except FlightTimeout:
+                    logger.warning("the token renewal in flight never ended; renewing anew")
+                except EmmaAuthError as exc:
+                    raise copy.copy(exc) from exc.__cause__
+                continue
+            token = self._run(flight, None, lambda steps, tally: run_blocking(
+                steps, endpoint, self.cache, self.clock, self._lock, tally))  # fmt: skip
+            if token is not None:
+                self._announce(token)
+
+    # -- async -------------------------------------------------------------------------------
+
+    async def _ausable(self, endpoint: AsyncEndpoint) -> _Held:
+        now = self.monotonic()
+        held = self.lifecycle.usable(now)
+        if held is None:
+            return await self._wait_async(endpoint, None)
+        if now >= held.renew_after:
+            flight = self._early(now)
+            if flight is not None:
+                from .._telemetry import request_link
+
+                self._spawn(flight, endpoint, request_link())
+        return held
+
+    async def _wait_async(self, endpoint: AsyncEndpoint, rejected: str | None) -> _Held:
+        """:meth:`_wait_blocking` on an event loop: a task that starts a renewal hands it
+        to a task of its own and waits like any other caller."""
+        from .runner import wait_for
+
+        while True:
+            held, flight, mine = self._join(rejected)
+            rejected = None
+            if held is not None:
+                return held
+            assert flight is not None
+            if mine:
+                self._spawn(flight, endpoint, None)
+            try:
+                await wait_for(flight.future, self.lifecycle.wait_limit(self.monotonic()))
+            except TimeoutError:
+                logger.warning("the token renewal in flight never ended; renewing anew")
+            except EmmaAuthError as exc:
+                raise copy.copy(exc) from exc.__cause__
+            if mine and isinstance(flight.failure, Exception):
+                raise flight.failure  # not emma's answer: the caller that started it sees it
+
+    def _spawn(self, flight: Flight, endpoint: AsyncEndpoint, link: object | None) -> None:
+        """Run the renewal of ``flight`` as a task of its own on this event loop: under
+        asyncio a task held in a set until done, under trio a system task."""
+        import contextvars
+
+        import sniffio
+
+        flight.loop_thread = threading.get_ident()
+        try:
+            if sniffio.current_async_library() == "trio":
+                import trio
+
+                trio.lowlevel.spawn_system_task(
+                    self._fly_async, flight, endpoint, link, context=contextvars.copy_context()
+                )
+                return
+            import asyncio
+
+            task = asyncio.get_running_loop().create_task(self._fly_async(flight, endpoint, link))
+        except BaseException as exc:
+            self._land(flight, error=exc)
+            raise
+        self._tasks.add(task)  # held strongly, or the loop may drop it mid-renewal
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fly_async(self, flight: Flight, endpoint: AsyncEndpoint, link: object) -> None:
+        """Run one renewal on this event loop and land ``flight`` whatever comes of it; then
+        hand the new token to ``on_token`` on a worker thread (it may block)."""
+        import anyio.to_thread
+
+        from .runner import run_async
+
+        if self._plan is None:
+            await anyio.to_thread.run_sync(self._warm_up)  # imports, off the loop
+
+        async def run(steps: Any, tally: Any) -> Token:
+            return await run_async(steps, endpoint, self.cache, self.clock, self._lock, tally)
+
+        try:
+            token = await self._arun(flight, link, run)
+        except Exception as exc:
+            if flight.early and not isinstance(exc, EmmaAuthError):  # nobody else is told
+                logger.warning("token renewal failed unexpectedly: %s", type(exc).__name__)
+            return  # the waiters have it; nobody awaits this task
+        if token is not None and self.on_token is not None:
+            await anyio.to_thread.run_sync(self._announce, token)
+
+    # -- one renewal, whatever runs it --------------------------------------------------------
+
+    def _join(self, rejected: str | None) -> tuple[_Held | None, Flight | None, bool]:
+        """``(held, None, False)`` with a usable token; ``(None, flight, True)``: this caller
+        starts the renewal; ``(None, flight, False)``: wait for the one in flight."""
+        with self._lock:
+            now = self.monotonic()
+            decision = self.lifecycle.decide(now, rejected, early=False)
+            if decision is Decision.SEND:
+                return self.lifecycle.usable(now), None, False
+            if decision is Decision.WAIT and self._flight is not None:
+                return None, self._flight, False
+            flight = self._flight = Flight(self.lifecycle.renewal)
+            return None, flight, True
+
+    def _give_up(self, flight: Flight) -> None:
+        with self._lock:
+            if self._flight is flight:
+                self.lifecycle.give_up()
+
+    def _steps_and_record(self, link: object | None) -> tuple[Any, Any, Any]:
+        from .._telemetry import StepTally
+
+        lifecycle = self.lifecycle
+        steps = self._renewal_plan().steps(lifecycle, self.retry, self.clock)
+        record = self.telemetry().renewal(lifecycle.renewing or FIRST_USE, link)
+        return steps, record, StepTally(record)
+
+    def _run(self, flight: Flight, link: object | None, run: Callable[..., Token]) -> Token | None:
+        """Run ``flight``'s renewal through ``run`` and land it; ``None`` when an early
+        renewal found nothing left to do."""
+        if flight.early and not self._still_due():
+            self._land(flight)
+            return None
+        steps, record, tally = self._steps_and_record(link)
+        with record:
+            try:
+                token = run(steps, tally)
+            except BaseException as exc:
+                record.ended("failed", exc)
+                self._land(flight, error=exc)
+                raise
+            record.ended(tally.result())
+        self._land(flight, token)
+        return token
+
+    async def _arun(self, flight: Flight, link: object | None, run: Any) -> Token | None:
+        """:meth:`_run` with an async ``run``."""
+        if flight.early and not self._still_due():
+            self._land(flight)
+            return None
+        steps, record, tally = self._steps_and_record(link)
+        with record:
+            try:
+                token: Token = await run(steps, tally)
+            except BaseException as exc:
+                record.ended("failed", exc)
+                self._land(flight, error=exc)
+                raise
+            record.ended(tally.result())
+        self._land(flight, token)
+        return token
+
+    def _still_due(self) -> bool:
+        with self._lock:
+            return self.lifecycle.early_renewal_due(self.monotonic())
+
+    def _land(
+        self, flight: Flight, token: Token | None = None, error: BaseException | None = None
+    ) -> None:
+        """End ``flight`` with ``token`` or ``error``: an :class:`EmmaAuthError` goes to every
+        waiter; any other exception (an interruption) only to the caller that ran it, and
+        the waiters look again. A failed early renewal is logged: the token still serves."""
+        failed = isinstance(error, EmmaAuthError)
+        if isinstance(error, Exception) and not failed:
+            flight.failure = error  # before its waiters wake: the caller that started it
+        with self._lock:
+            backoff = self.lifecycle.renewal_ended(
+                flight.number,
+                self.monotonic(),
+                str(error) if failed else None,
+                self.retry,
+                interrupted=not failed and token is None,
+            )
+            if self._flight is flight:
+                self._flight = None
+        if flight.early and failed and backoff is not None:
+            current = self.lifecycle.current
+            left = 0.0 if current is None else max(0.0, current.expires_in(self.clock.wall()))
+            logger.warning(
+                "token renewal failed, still using the current token (valid %.0f s more); "
+                "next renewal attempt in %.1f s: %s",
+                left,
+                backoff or 0.0,
+                error,
+            )
+        if not flight.future.done():
+            if failed:
+                flight.future.set_exception(error)  # type: ignore[arg-type]
+            else:
+                flight.future.set_result(token)
+
+    def _announce(self, token: Token) -> None:
+        """Hand a new token to ``on_token``, outside the lock: the callback may be slow, or
+        make API requests through this very source. One at a time (re-entrantly), and a
+        token already superseded is skipped, so the last one received is the current one."""
+        if self.on_token is None:
+            return
+        with self._announcing:
+            if token is not self.lifecycle.current:
+                return
+            try:
+                self.on_token(token)
+            except Exception as exc:  # noqa: BLE001 - a callback bug must not fail the request
+                logger.warning("on_token callback raised %s; ignored", type(exc).__name__)
+
+    def _renewal_plan(self) -> RenewalPlan:
+        """How this token is renewed (credentials, shared cache), made at the first renewal."""
+        plan = self._plan
+        if plan is None:
+            from .._caches.protocol import cache_key
+            from .._core.renewal import RenewalPlan
+
+            cache = None
+            if self.cache is not None:
+                from .._core.cache_entry import Sealer  # cryptography, with a cache only
+
+                # reveal() passed straight on, never bound here: a traceback of a failure
+                # below (cryptography missing, say) shows this frame's locals.
+                cache = (
+                    cache_key(self.base_url, self.client_id, self._secret.reveal()),
+                    Sealer(self.base_url, self.client_id, self._secret.reveal()),
+                    repr(self.cache),
+                )
+            plan = self._plan = RenewalPlan(self.base_url, self.client_id, self._secret, cache)
+        return plan
+
+    def _warm_up(self) -> None:
+        """What a first renewal imports and builds (tenacity, the OpenTelemetry API, the
+        cache's cipher), done on a worker thread by an async caller: on the event loop it
+        would block it for tens of milliseconds."""
+        from .._core import backoff  # noqa: F401 - imported for its side: loaded
+
+        self._renewal_plan()
+        self.telemetry()
+
+    def telemetry(self) -> Telemetry:
+        """This source's OpenTelemetry records, made at its first renewal; its token's
+        remaining lifetime is watched from then on."""
+        telemetry = self._telemetry
+        if telemetry is None:
+            from .._telemetry import Telemetry
+
+            telemetry = self._telemetry = Telemetry(self.base_url)
+            telemetry.watch(self._remaining_lifetime)
+        return telemetry
+
+    def _remaining_lifetime(self) -> float | None:
+        return self.status().valid_for
+
+    # -- pickling and forking -----------------------------------------------------------------
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        # The configuration only: a worker process gets its own token rather than share a
+        # refresh token the server may rotate under the other. A secret from the environment
+        # stays there: the copy reads it again.
+        secret = None if self._secret_from_env else self._secret
+        state = {"clock": self.clock}
+        margin = self.lifecycle.refresh_margin
+        args = (self.client_id, secret, self.base_url, margin, self.timeout, self.on_token,
+                self.retry, self.cache)  # fmt: skip
+        return (_unpickle, args, state)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.clock = state["clock"]
+
+    def after_fork_in_child(self) -> None:
+        """The parent's locks may have been held by a thread that does not exist here."""
+        self.lifecycle = self.lifecycle.across_processes(forked=True)
+        self._new_process_state()
+
+
+def _unpickle(
+    client_id: str,
+    secret: Secret | None,
+    base_url: str,
+    refresh_margin: float | None,
+    timeout: tuple[float, float],
+    on_token: Callable[[Token], object] | None,
+    retry: RetryPolicy,
+    cache: TokenCache | None,
+) -> TokenSource:
+    return TokenSource(
+        client_id,
+        secret,
+        base_url=base_url,
+        refresh_margin=refresh_margin,
+        timeout=timeout,
+        on_token=on_token,
+        retry=retry,
+        token_cache=cache,
+    )
+
+
+def _bearer(header: str | bytes | None) -> Secret | None:
+    """The token of a bearer ``Authorization`` header, wrapped so no traceback shows it."""
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")
+    if header is None or not header.startswith("Bearer "):
+        return None
+    return Secret(header[len("Bearer ") :])
+
+
+def _after_fork() -> None:
+    for source in list(_sources):
+        source.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def source_of(auth: object) -> TokenSource:
+    """The source of any of the library's auths (what ``sharing()`` takes)."""
+    source = getattr(auth, "_token_source", None)
+    if not isinstance(source, TokenSource):
+        raise TypeError(
+            "sharing() takes one of requests-emma's auths (EmmaAuth, EmmaHttpxAuth, "
+            f"EmmaHttpx2Auth, EmmaAiohttpMiddleware), got {type(auth).__name__}"
+        )
+    return source
