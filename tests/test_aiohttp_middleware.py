@@ -22,7 +22,7 @@ from fakes import WAIT
 from requests_emma import CredentialsError, EmmaAuth
 from requests_emma._source import source_of
 from requests_emma.aiohttp import EmmaAiohttpMiddleware
-from requests_emma.testing import FakeClock, FakeEmmaServer
+from requests_emma.testing import FakeClock, FakeEmmaServer, use_clock
 
 T = TypeVar("T")
 LOCATIONS = "/v1/locations"
@@ -286,7 +286,7 @@ def test_an_early_renewal_runs_off_the_request_path(server: FakeEmmaServer) -> N
 
     middleware = middleware_for(server, on_token=on_token)
     clock = FakeClock()
-    source_of(middleware).clock = clock
+    use_clock(middleware, clock)
 
     async def body(session: aiohttp.ClientSession) -> list[int]:
         statuses = [(await status_of(session, "GET", server.base_url + LOCATIONS))[0]]

@@ -97,10 +97,10 @@ def test_a_busy_server_is_transient_with_its_retry_after(server: FakeEmmaServer)
     assert (outcome.kind, outcome.status, outcome.retry_after) == (Kind.TRANSIENT, 503, 7.0)
 
 
-def test_an_unexpected_status_fails(server: FakeEmmaServer) -> None:
-    """A 404 (a base URL without emma's /external prefix) is FAILED, not retried."""
+def test_a_wrong_base_url_is_misdirected(server: FakeEmmaServer) -> None:
+    """A 404 (a base URL without emma's /external prefix) is MISDIRECTED, not retried."""
     outcome = attempt(server.base_url.removesuffix("/external"), credentials(server))
-    assert (outcome.kind, outcome.status) == (Kind.FAILED, 404)
+    assert (outcome.kind, outcome.status) == (Kind.MISDIRECTED, 404)
 
 
 def redirect_to(location: str) -> Handler:
