@@ -30,21 +30,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
-from typing_extensions import Self
 
+# At runtime too: the public annotations resolve (typing.get_type_hints, Sphinx).
+from .._caches.protocol import TokenCache
+from .._core.retry_policy import RetryPolicy
+from .._core.token import Token
+from .._core.token_status import TokenStatus
 from .._errors import EmmaAuthError
 from .._source import TokenSource, source_of
 from .errors import for_aiohttp
 from .transport import AiohttpTokenEndpoint
-
-if TYPE_CHECKING:
-    from .._caches.protocol import TokenCache
-    from .._core.retry_policy import RetryPolicy
-    from .._core.token import Token
-    from .._core.token_status import TokenStatus
 
 logger = logging.getLogger("requests_emma")
 
@@ -88,7 +86,9 @@ class EmmaAiohttpMiddleware:
         self._attach(source, session)
 
     @classmethod
-    def sharing(cls, auth: object, *, session: aiohttp.ClientSession | None = None) -> Self:
+    def sharing(
+        cls, auth: object, *, session: aiohttp.ClientSession | None = None
+    ) -> EmmaAiohttpMiddleware:
         """A middleware backed by ``auth``'s token (any of the library's auths): one token,
         one renewal at a time, whichever client, thread or event loop needs it first."""
         _check_session(session)
