@@ -378,11 +378,17 @@ def test_token_calls_go_through_a_users_session_without_its_middlewares(
 # -- sharing, hashing, pickling ------------------------------------------------------------
 
 
-def test_sharing_with_emma_auth_across_threads_and_event_loops(server: FakeEmmaServer) -> None:
-    """requests threads and aiohttp tasks on two event loops, all starting cold together,
-    share one token: one token call."""
+def test_sharing_across_clients_threads_and_event_loops(server: FakeEmmaServer) -> None:
+    """requests threads, aiohttp tasks on two asyncio loops and httpx tasks on a trio loop,
+    all starting cold together on one shared token: one token call."""
+    import httpx
+    import trio
+
+    from requests_emma.httpx import EmmaHttpxAuth
+
     auth = EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
     middleware = EmmaAiohttpMiddleware.sharing(auth)
+    httpx_auth = EmmaHttpxAuth.sharing(middleware)
     held = HeldTokenCalls(server)
     statuses: list[int] = []
     url = server.base_url + LOCATIONS
@@ -396,16 +402,26 @@ def test_sharing_with_emma_auth_across_threads_and_event_loops(server: FakeEmmaS
 
         statuses.extend(status for status, _ in run(middleware, body))
 
-    threads = [
-        threading.Thread(target=target) for target in [with_requests] * 3 + [with_aiohttp] * 2
-    ]
+    def with_httpx_on_trio() -> None:
+        async def main() -> None:
+            async with httpx.AsyncClient(auth=httpx_auth) as client, trio.open_nursery() as tasks:
+                for _ in range(5):
+                    tasks.start_soon(get, client)
+
+        async def get(client: httpx.AsyncClient) -> None:
+            statuses.append((await client.get(url)).status_code)
+
+        trio.run(main)
+
+    targets = [with_requests] * 3 + [with_aiohttp] * 2 + [with_httpx_on_trio]
+    threads = [threading.Thread(target=target) for target in targets]
     for thread in threads:
         thread.start()
     assert held.arrived.wait(WAIT)
     held.release.set()
     for thread in threads:
         thread.join(WAIT)
-    assert statuses == [200] * 13
+    assert statuses == [200] * 18
     assert server.token_calls == 1
 
 
