@@ -112,7 +112,7 @@ def without_tracebacks(exc: _Chained) -> _Chained:
 def os_reason(exc: BaseException) -> str | None:
     """The operating system's words for a network failure ("Connection refused", "Name or
     service not known"), found down the chain of causes (and exception groups) that
-    urllib3 and requests, or httpx, httpcore and anyio, wrap it in."""
+    urllib3 and requests, httpx, httpcore and anyio, or aiohttp wrap it in."""
     pending: list[object] = [exc]
     seen: set[int] = set()
     while pending:
@@ -120,6 +120,10 @@ def os_reason(exc: BaseException) -> str | None:
         if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
+        wrapped = getattr(current, "os_error", None)  # aiohttp's connector errors wrap it
+        if isinstance(wrapped, OSError):
+            pending.append(wrapped)
+            continue
         if isinstance(current, OSError) and current.strerror:
             number = current.errno
             if type(current).__module__ == "builtins" and number in errno.errorcode:

@@ -9,9 +9,10 @@ import typing
 import pytest
 
 import requests_emma
+import requests_emma.aiohttp
 import requests_emma.testing
 
-MODULES = [requests_emma, requests_emma.testing]
+MODULES = [requests_emma, requests_emma.testing, requests_emma.aiohttp]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda module: module.__name__)

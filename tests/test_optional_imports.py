@@ -1,4 +1,5 @@
-"""What importing the package loads: httpx and anyio (the ``[httpx]`` extra) and respx only
+"""What importing the package loads: httpx and anyio (the ``[httpx]`` extra), aiohttp (the
+``[aiohttp]`` extra) and respx only
 once something that needs them is used, so ``import requests_emma`` stays close to ``import
 requests`` and works without them."""
 
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-OPTIONAL = ("httpx", "httpcore", "anyio", "trio", "respx")
+OPTIONAL = ("httpx", "httpcore", "anyio", "trio", "respx", "aiohttp")
 
 _PROBE = """
 import importlib, json, sys
@@ -38,13 +39,20 @@ def loaded_after(*imports: str) -> list[str]:
 )
 def test_importing_the_package_loads_no_optional_dependency(module: str) -> None:
     """import requests_emma (and its test kit, and the pytest plugin every pytest run
-    loads) loads neither httpx, httpcore, anyio, trio nor respx."""
+    loads) loads neither httpx, httpcore, anyio, trio, respx nor aiohttp."""
     assert loaded_after(module) == []
 
 
 def test_the_httpx_transport_loads_httpx_and_anyio() -> None:
     """The probe sees what is loaded: the httpx transport brings httpx and anyio."""
     assert {"httpx", "anyio"} <= set(loaded_after("requests_emma._httpx.transport"))
+
+
+def test_the_aiohttp_module_loads_aiohttp_and_anyio_but_not_httpx() -> None:
+    """requests_emma.aiohttp brings aiohttp and anyio (the renewal's cancel scopes), and
+    no httpx."""
+    loaded = set(loaded_after("requests_emma.aiohttp"))
+    assert {"aiohttp", "anyio"} <= loaded and "httpx" not in loaded
 
 
 def test_the_respx_helper_loads_httpx_but_not_respx() -> None:

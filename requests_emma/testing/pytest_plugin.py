@@ -1,10 +1,11 @@
-"""The requests-emma pytest plugin: the ``emma_server``, ``emma_auth`` and
-``emma_httpx_auth`` fixtures.
+"""The requests-emma pytest plugin: the ``emma_server``, ``emma_auth``, ``emma_httpx_auth``
+and ``emma_aiohttp_middleware`` fixtures.
 
 Installing requests-emma registers this module with pytest (the ``pytest11`` entry point,
 plugin name ``requests_emma``), so any test can ask for ``emma_server`` (a running fake
-emma), ``emma_auth`` (an ``EmmaAuth`` already pointed at that fake) or ``emma_httpx_auth``
-(the same for httpx; needs the ``[httpx]`` extra). ``-p no:requests_emma`` turns them off.
+emma), ``emma_auth`` (an ``EmmaAuth`` already pointed at that fake), ``emma_httpx_auth``
+(the same for httpx; needs the ``[httpx]`` extra) or ``emma_aiohttp_middleware`` (for
+aiohttp; needs the ``[aiohttp]`` extra). ``-p no:requests_emma`` turns them off.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .. import EmmaAuth
 from . import FakeEmmaServer
 
 if TYPE_CHECKING:
+    from ..aiohttp import EmmaAiohttpMiddleware
     from ..httpx import EmmaHttpxAuth
 
 
@@ -48,5 +50,17 @@ def emma_httpx_auth(emma_server: FakeEmmaServer) -> EmmaHttpxAuth:
     from ..httpx import EmmaHttpxAuth  # httpx only for the tests that ask for it
 
     return EmmaHttpxAuth(
+        emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url
+    )
+
+
+@pytest.fixture
+def emma_aiohttp_middleware(emma_server: FakeEmmaServer) -> EmmaAiohttpMiddleware:
+    """An :class:`~requests_emma.aiohttp.EmmaAiohttpMiddleware` with ``emma_server``'s
+    credentials and base URL, for ``aiohttp.ClientSession(middlewares=...)`` (needs the
+    ``[aiohttp]`` extra)."""
+    from ..aiohttp import EmmaAiohttpMiddleware  # aiohttp only for the tests that ask for it
+
+    return EmmaAiohttpMiddleware(
         emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url
     )

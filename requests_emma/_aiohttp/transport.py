@@ -1,0 +1,226 @@
+"""One call to an emma token endpoint over aiohttp, reported as an
+:class:`~requests_emma._core.outcome.Outcome`.
+
+:class:`AiohttpTokenEndpoint` behaves as the other transports do (``_requests/transport.py``,
+``_httpx/transport.py``): one attempt, no policy, never an exception for what the network or
+the server does. What a token call sends, how much of the answer is read and the words for
+each failure are shared with them (``_core/exchange.py``); what an answer means is
+``response_outcome``'s.
+
+Each call runs on a ``ClientSession`` of its own, made for the call and closed after it:
+
+- an aiohttp session belongs to the event loop it was made on, and the endpoint serves
+  whichever loop a renewal runs on; token calls are minutes apart, so a session kept
+  between them would only hold a connection the server has long dropped;
+- it has no middlewares, no cookies, no default headers and follows no redirect, so an
+  ``EmmaAiohttpMiddleware`` is never entered again and the client secret goes nowhere but
+  the configured endpoint;
+- with a session of the user's (``session=``, for TLS and proxies), the call's session
+  runs over that session's connector (its TLS context, its resolver, its pool), with its
+  ``trust_env`` and its proxy: never its middlewares, cookies, headers or auth.
+
+A loopback endpoint is called directly, whatever proxy the environment or the user's
+session names. The deadline bounds the whole exchange, connect to the last byte of the
+body, as a cancel scope (``anyio.move_on_after``); each socket operation also has the
+configured timeouts, cut to the time left.
+
+Secrets (the client secret, a refresh token) travel in the ``body`` callable, called where
+the request is built, so no frame of ours holds them in plain text; exceptions raised from
+below, cancellation and ``KeyboardInterrupt`` included, leave with the frames that held the
+body cut off.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import anyio
+from aiohttp import http_exceptions
+
+from .._core.clock import Clock
+from .._core.exchange import (
+    CHUNK,
+    HEADERS,
+    CappedBody,
+    Failure,
+    Timeout,
+    deadline_passed,
+    failure_outcome,
+    timeouts,
+)
+from .._core.outcome import Outcome, response_outcome
+from .._core.urls import is_loopback
+from .._errors import without_tracebacks
+
+Body = Callable[[], dict[str, str]]
+_Answer = tuple[int, bytes | None, str | None]  # status, body (None: too large), Retry-After
+
+#: Seconds a call's session has to close once its attempt is over, shielded from
+#: cancellation (closing waits for the TLS shutdown of its connection).
+_CLOSE_GRACE = 1.0
+
+
+class AiohttpTokenEndpoint:
+    """Posts to issue-token and refresh-token over aiohttp, one attempt at a time, on any
+    asyncio event loop."""
+
+    def __init__(
+        self, base_url: str, session: aiohttp.ClientSession | None, timeout: Timeout
+    ) -> None:
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError(
+                f"session must be an aiohttp.ClientSession (or None for a private one), "
+                f"not {type(session).__name__}"
+            )
+        self.base_url = base_url
+        self.timeout = timeout
+        self.session = session
+        # Loopback is called directly: a proxy elsewhere cannot reach this host's loopback,
+        # and plain http through one would hand it the client secret.
+        self._direct = is_loopback(urllib.parse.urlsplit(base_url).hostname or "")
+
+    async def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
+        """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
+        the network or the server does. A cancellation from outside is raised, scrubbed."""
+        sent_at, sent_wall = clock.monotonic(), clock.wall()
+        left = deadline - sent_at
+        if left <= 0:
+            return deadline_passed(sent_at, sent_wall)
+        with anyio.move_on_after(left) as scope:
+            try:
+                status, content, retry_after = await self._exchange(
+                    path, body, timeouts(self.timeout, left)
+                )
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
+                return _failure(exc, scope.cancel_called, sent_at, sent_wall)
+            except BaseException as exc:  # noqa: BLE001 - re-raised at once
+                # The deadline's own cancellation too: the scope catches it on its way out.
+                raise _scrubbed(exc) from None
+        if scope.cancelled_caught:
+            return deadline_passed(sent_at, sent_wall)
+        return response_outcome(
+            status,
+            content,
+            retry_after,
+            sent_at=sent_at,
+            sent_wall=sent_wall,
+            wall_now=clock.wall(),
+        )
+
+    async def _exchange(self, path: str, body: Body, timeout: Timeout) -> _Answer:
+        session, options = self._session_for_call()
+        try:
+            connect, read = timeout
+            async with session.post(
+                self.base_url + path,
+                json=body(),  # built here only, so no local of ours holds the secret
+                headers=HEADERS,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=connect, sock_connect=connect, sock_read=read
+                ),
+                **options,
+            ) as response:
+                status = response.status
+                content = await _read_capped(response, decoded=200 <= status < 300)
+                return status, content, response.headers.get("Retry-After")
+        finally:
+            # Closed even when the deadline or a cancellation cut the call off, so no
+            # connection is left half-read; the grace bounds a peer that stalls the close.
+            with anyio.move_on_after(_CLOSE_GRACE, shield=True):
+                await session.close()
+
+    def _session_for_call(self) -> tuple[aiohttp.ClientSession, dict[str, Any]]:
+        """The session of one call, and the proxy options its request takes."""
+        users = self.session
+        if users is None:
+            # As requests and httpx do by default: the environment's proxies (and a
+            # ``.netrc`` never, as no auth is asked of it for a call that sends JSON).
+            trust_env = not self._direct
+            return aiohttp.ClientSession(trust_env=trust_env, middlewares=()), {}
+        if users.closed:
+            raise RuntimeError("the aiohttp.ClientSession given for token calls has been closed")
+        session = aiohttp.ClientSession(
+            connector=users.connector,
+            connector_owner=False,
+            trust_env=users.trust_env and not self._direct,
+            middlewares=(),
+        )
+        if self._direct:
+            return session, {}
+        # The user's session-wide proxy has no public accessor; a session without one
+        # has None there.
+        options: dict[str, Any] = {"proxy": getattr(users, "_default_proxy", None)}
+        proxy_auth = getattr(users, "_default_proxy_auth", None)
+        if options["proxy"] is not None and isinstance(proxy_auth, aiohttp.BasicAuth):
+            options["proxy_headers"] = {"Proxy-Authorization": proxy_auth.encode()}
+        return session, options
+
+
+async def _read_capped(response: aiohttp.ClientResponse, *, decoded: bool) -> bytes | None:
+    """The body as aiohttp decodes it (gzip, deflate...), or ``None`` once it grows past
+    the cap. An error body that does not decode reads as empty: its status says enough. A
+    token body that does not decode raises aiohttp's ``ClientPayloadError``."""
+    body = CappedBody()
+    try:
+        async for chunk in response.content.iter_chunked(CHUNK):
+            if not body.add(chunk):
+                break
+    except aiohttp.ClientPayloadError as exc:
+        if decoded or not _undecodable(exc):
+            raise
+        return b""
+    return body.content
+
+
+def _failure(exc: Exception, at_deadline: bool, sent_at: float, sent_wall: float) -> Outcome:
+    """The outcome of an exception from the HTTP stack."""
+    cause = _scrubbed(exc)
+    if at_deadline:
+        return deadline_passed(sent_at, sent_wall, cause)
+    if isinstance(exc, aiohttp.ClientSSLError) or _in_chain(exc, ssl.SSLError):
+        failure = Failure.TLS
+    elif isinstance(exc, aiohttp.ServerTimeoutError):
+        failure = Failure.TIMEOUT
+    elif isinstance(exc, aiohttp.ClientPayloadError) and _undecodable(exc):
+        failure = Failure.UNDECODABLE
+    elif isinstance(
+        exc,
+        (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientHttpProxyError),
+    ):
+        failure = Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
+    else:  # e.g. a closed session, a URL aiohttp refuses, a CA file that is not there
+        failure = Failure.OTHER
+    return failure_outcome(failure, cause, sent_at=sent_at, sent_wall=sent_wall)
+
+
+def _undecodable(exc: aiohttp.ClientPayloadError) -> bool:
+    """Whether a payload error is a body that does not decode (not one cut short)."""
+    return _in_chain(exc, http_exceptions.ContentEncodingError)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions chained to it."""
+    links: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        link = pending.pop()
+        if link is not None and all(link is not seen for seen in links):
+            links.append(link)
+            pending += (link.__cause__, link.__context__)
+    return links
+
+
+def _in_chain(exc: BaseException, kind: type[BaseException]) -> bool:
+    return any(isinstance(link, kind) for link in _chain(exc))
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """``exc`` without the tracebacks along its chain, whose frames (ours, aiohttp's) hold
+    the request body, which holds the client secret or a refresh token. aiohttp's errors
+    carry no request body of their own (a ``request_info`` is method, URL and headers)."""
+    return without_tracebacks(exc)
