@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import ClassVar
+
 import httpx
 
 from ._httpx.auth import HttpxFlows
@@ -22,7 +25,7 @@ class EmmaHttpxAuth(HttpxFlows, httpx.Auth):
     errors are ``httpx.HTTPError`` as well as the library's classes.
     """
 
-    _http = httpx
+    _http: ClassVar[ModuleType] = httpx
 
 
 __all__ = ["EmmaHttpxAuth"]

@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import ClassVar
+
 import httpx2
 
 from ._httpx.auth import HttpxFlows
@@ -15,7 +18,7 @@ class EmmaHttpx2Auth(HttpxFlows, httpx2.Auth):
     ``httpx2.HTTPError`` as well as the library's classes. Migrating from httpx changes an
     import."""
 
-    _http = httpx2
+    _http: ClassVar[ModuleType] = httpx2
 
 
 __all__ = ["EmmaHttpx2Auth"]

@@ -76,7 +76,8 @@ class RenewalPlan:
         self.base_url = base_url
         self.client_id = client_id
         self.client_secret = client_secret
-        self.key, self.sealer, self.name = cache if cache is not None else ("", None, "")
+        self.key, self.name = ("", "") if cache is None else (cache[0], cache[2])
+        self.sealer: Sealer | None = None if cache is None else cache[1]
 
     def steps(self, lifecycle: TokenLifecycle, policy: RetryPolicy, clock: Clock) -> Steps:
         """The renewal: yields steps, returns the new token or raises an

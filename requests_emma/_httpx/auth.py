@@ -163,11 +163,11 @@ class HttpxFlows:
             response = yield request
             if not self._to_renew(request, response):
                 return
-            header = source.renewed(request.headers.get("Authorization"), self._sync())
+            renewed = source.renewed(request.headers.get("Authorization"), self._sync())
         except EmmaAuthError as exc:
             raise mirrored(self._http, exc) from exc.__cause__
-        if header is not None:
-            with self._replaying(request, header) as record:
+        if renewed is not None:
+            with self._replaying(request, renewed) as record:
                 response = yield request
                 record.answered(response.status_code)
 
@@ -184,11 +184,11 @@ class HttpxFlows:
             response = yield request
             if not self._to_renew(request, response):
                 return
-            header = await source.arenewed(request.headers.get("Authorization"), self._async())
+            renewed = await source.arenewed(request.headers.get("Authorization"), self._async())
         except EmmaAuthError as exc:
             raise mirrored(self._http, exc) from exc.__cause__
-        if header is not None:
-            with self._replaying(request, header) as record:
+        if renewed is not None:
+            with self._replaying(request, renewed) as record:
                 response = yield request
                 record.answered(response.status_code)
 
@@ -201,7 +201,9 @@ class HttpxFlows:
         """Whether ``url`` is on the API's origin: scheme, host and port (httpx normalises a
         default port to ``None`` and the host to lower case), compared without building
         anything, as this runs on every request."""
-        return url.host == self._host and url.port == self._port and url.scheme == self._scheme
+        return bool(
+            url.host == self._host and url.port == self._port and url.scheme == self._scheme
+        )
 
     def _to_renew(self, request: Any, response: Any) -> bool:
         """Whether ``response`` is a 401 to renew and replay after: from the API's origin

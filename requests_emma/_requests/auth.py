@@ -180,13 +180,13 @@ class EmmaAuth(KeywordOptions, AuthBase):
         source = self._token_source
         authorization = sent.headers.get("Authorization")
         if not can_be_resent(sent):
-            source.cannot_replay(authorization)  # type: ignore[arg-type]
+            source.cannot_replay(authorization)
             return response
         # Drain and close first: the connection goes back to the pool while we wait for the
         # renewal, and is not left open if the renewal fails.
         response.content  # noqa: B018
         response.close()
-        header = source.renewed(authorization, self._token_endpoint())  # type: ignore[arg-type]
+        header = source.renewed(authorization, self._token_endpoint())
         if header is None:
             return response
         logger.debug("API answered 401; replaying %s once with a renewed token", sent.method)

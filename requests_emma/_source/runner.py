@@ -134,7 +134,8 @@ def run_blocking(
                     result = endpoint.attempt(step.path, step.body, step.deadline, clock)
                     attempt.answered(result)
             elif isinstance(step, Sleep):
-                result = clock.sleep(step.seconds)
+                clock.sleep(step.seconds)
+                result = None
             else:
                 result = cache_steps.call(step)()
             error = None
@@ -161,7 +162,8 @@ async def run_async(
         if thread is None:
             thread = ThreadPoolExecutor(1, thread_name_prefix="requests-emma token cache")
         with anyio.CancelScope(shield=shielded):  # an unlock runs even for a cancelled task
-            return await wait_for(thread.submit(call))
+            done = await wait_for(thread.submit(call))
+        return done
 
     result: object = None
     error: BaseException | None = None
@@ -177,7 +179,8 @@ async def run_async(
                         result = await endpoint.attempt(step.path, step.body, step.deadline, clock)
                         attempt.answered(result)
                 elif isinstance(step, Sleep):
-                    result = await _sleep(clock, step.seconds)
+                    await _sleep(clock, step.seconds)
+                    result = None
                 else:
                     try:
                         result = await on_cache_thread(

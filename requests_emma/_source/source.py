@@ -368,7 +368,7 @@ class TokenSource:
 
         try:
             token = await self._arun(flight, link, run)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - landed already: its waiters have it
             if flight.early and not isinstance(exc, EmmaAuthError):  # nobody else is told
                 logger.warning("token renewal failed unexpectedly: %s", type(exc).__name__)
             return  # the waiters have it; nobody awaits this task
@@ -467,7 +467,7 @@ class TokenSource:
             )
         if not flight.future.done():
             if failed:
-                flight.future.set_exception(error)  # type: ignore[arg-type]
+                flight.future.set_exception(error)
             else:
                 flight.future.set_result(token)
 
