@@ -23,21 +23,7 @@ def _page_id(page: Path) -> str:
     return str(page.relative_to(ROOT))
 
 
-@pytest.mark.parametrize(
-    "page",
-    [
-        pytest.param(
-            page,
-            marks=pytest.mark.xfail(
-                strict=True, reason="its install line goes with the fleets how-to's rework"
-            ),
-        )
-        if page.name == "fleets.md"
-        else page
-        for page in PAGES
-    ],
-    ids=_page_id,
-)
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
 def test_install_lines_work_from_a_checkout(page: Path) -> None:
     """No page says `pip install 'requests-emma[...]'`: it is installed from a checkout."""
     assert FROM_AN_INDEX.findall(page.read_text()) == []
