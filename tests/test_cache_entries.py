@@ -4,6 +4,7 @@ never adopted, never a crash."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -126,7 +127,7 @@ def test_an_entry_with_a_token_unsafe_in_a_header_is_ignored(
     key = cache_key(server.base_url, server.client_id, server.client_secret)
     issued = cache_workers.issue_token(server.base_url, server.client_id, server.client_secret)
     assert issued.token is not None
-    bad = issued.token.__replace__(access_token="planted\r\nX-Injected: 1")
+    bad = dataclasses.replace(issued.token, access_token="planted\r\nX-Injected: 1")
     sealer = Sealer(server.base_url, server.client_id, server.client_secret)
     store.plant(key, sealer.seal(key, Entry(99, bad, issued.issued_at)))
     auth = EmmaAuth(

@@ -3,6 +3,7 @@ network."""
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import math
 
@@ -27,7 +28,7 @@ def test_defaults() -> None:
 def test_is_frozen_and_keyword_only() -> None:
     """RetryPolicy is immutable and takes keyword arguments only."""
     policy = RetryPolicy(attempts=3)
-    with pytest.raises(AttributeError, match="immutable"):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         policy.attempts = 4  # type: ignore[misc]
     with pytest.raises(TypeError):
         RetryPolicy(3)  # type: ignore[misc]

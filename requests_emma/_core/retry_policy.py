@@ -15,16 +15,17 @@ that floor would pass the deadline, the renewal stops at once rather than sleep 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 from .durations import seconds
-from .value_object import Value
 
 
-class RetryPolicy(Value):
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
     """How token-endpoint calls are retried. Durations are seconds.
 
-    An immutable value, keyword arguments only, checked when made (``ValueError`` naming
+    An immutable value (a frozen dataclass), keyword arguments only, checked when made (``ValueError`` naming
     the bad value); ``copy.replace()`` on Python 3.13+.
 
     ``attempts``: calls at most per renewal (1 means no retries). ``deadline``: the whole
@@ -33,36 +34,13 @@ class RetryPolicy(Value):
     ``wait_jitter`` of random jitter.
     """
 
-    __slots__ = ("attempts", "deadline", "wait_initial", "wait_jitter", "wait_max")
-    attempts: int
-    deadline: float
-    wait_initial: float
-    wait_max: float
-    wait_jitter: float
+    attempts: int = 5
+    deadline: float = 30.0
+    wait_initial: float = 0.5
+    wait_max: float = 10.0
+    wait_jitter: float = 0.5
 
-    def __init__(
-        self,
-        *,
-        attempts: int = 5,
-        deadline: float = 30.0,
-        wait_initial: float = 0.5,
-        wait_max: float = 10.0,
-        wait_jitter: float = 0.5,
-    ) -> None:
-        self._set(
-            attempts=attempts,
-            deadline=deadline,
-            wait_initial=wait_initial,
-            wait_max=wait_max,
-            wait_jitter=wait_jitter,
-        )
-        self._check()
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in self._fields().items())
-        return f"RetryPolicy({fields})"
-
-    def _check(self) -> None:
+    def __post_init__(self) -> None:
         attempts = self.attempts
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"attempts must be a whole number, at least 1, got {attempts!r}")

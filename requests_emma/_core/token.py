@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
-from .value_object import Value
 
-
-class Token(Value):
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class Token:
     """An emma access token, as handed to ``on_token`` and returned by ``get_token()``.
 
-    An immutable value: equal by value, hashable, ``copy.replace()`` on Python 3.13+.
+    An immutable value (a frozen dataclass): equal by value, hashable, ``copy.replace()``
+    on Python 3.13+.
     Times are Unix epoch seconds, counted from when the token request was sent (emma sends
     relative lifetimes only). ``refresh_expires_at`` is ``None`` when the server did not say
     when the refresh token expires. The repr hides both tokens.
     """
 
-    __slots__ = ("access_token", "expires_at", "refresh_expires_at", "refresh_token", "token_type")
     access_token: str
     token_type: str
     expires_at: float
-    refresh_token: str | None
-    refresh_expires_at: float | None
-
-    def __init__(
-        self,
-        access_token: str,
-        token_type: str,
-        expires_at: float,
-        refresh_token: str | None = None,
-        refresh_expires_at: float | None = None,
-    ) -> None:
-        self._set(
-            access_token=access_token,
-            token_type=token_type,
-            expires_at=expires_at,
-            refresh_token=refresh_token,
-            refresh_expires_at=refresh_expires_at,
-        )
+    refresh_token: str | None = None
+    refresh_expires_at: float | None = None
 
     def __repr__(self) -> str:
         refresh = "None" if self.refresh_token is None else "'***'"
@@ -49,7 +33,9 @@ class Token(Value):
 
     def with_refresh(self, refresh_token: str | None, refresh_expires_at: float | None) -> Token:
         """This token with another refresh token (one kept from an earlier grant)."""
-        return self.__replace__(refresh_token=refresh_token, refresh_expires_at=refresh_expires_at)
+        return dataclasses.replace(
+            self, refresh_token=refresh_token, refresh_expires_at=refresh_expires_at
+        )
 
     def expires_in(self, now: float | None = None) -> float:
         """Seconds until the access token expires (negative once it has)."""

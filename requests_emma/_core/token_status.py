@@ -8,14 +8,15 @@ it can be logged, returned from a health endpoint or put in a metric label as it
 
 from __future__ import annotations
 
-from .value_object import Value
+import dataclasses
 
 
-class TokenStatus(Value):
-    """The state of an :class:`EmmaAuth`'s token at one instant, as ``status()`` returns it.
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TokenStatus:
+    """The state of an auth's token at one instant, as ``status()`` returns it.
 
-    An immutable value: equal by value, hashable, ``copy.replace()`` on Python 3.13+. Times
-    are seconds from the instant it was taken.
+    An immutable value (a frozen dataclass): equal by value, hashable, ``copy.replace()``
+    on Python 3.13+. Times are seconds from the instant it was taken.
 
     ``valid_for``: how long the current token is still valid (0 once it has expired or the
     API refused it), ``None`` while there is none. ``renewing``: a renewal is in flight.
@@ -25,26 +26,7 @@ class TokenStatus(Value):
     credentials and the backoff runs), else ``None``.
     """
 
-    __slots__ = ("last_error", "renewing", "retry_after", "valid_for")
     valid_for: float | None
     renewing: bool
     last_error: str | None
     retry_after: float | None
-
-    def __init__(
-        self,
-        *,
-        valid_for: float | None,
-        renewing: bool,
-        last_error: str | None,
-        retry_after: float | None,
-    ) -> None:
-        self._set(
-            valid_for=valid_for, renewing=renewing, last_error=last_error, retry_after=retry_after
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"TokenStatus(valid_for={self.valid_for!r}, renewing={self.renewing!r}, "
-            f"last_error={self.last_error!r}, retry_after={self.retry_after!r})"
-        )

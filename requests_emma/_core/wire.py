@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 from typing import Any
@@ -26,7 +27,6 @@ from typing import Any
 from .._errors import TokenResponseError
 from .durations import finite
 from .token import Token
-from .value_object import Value
 
 ISSUE_TOKEN_PATH = "/v1/issue-token"
 REFRESH_TOKEN_PATH = "/v1/refresh-token"
@@ -45,41 +45,16 @@ _HEADER_SAFE = re.compile(r"[A-Za-z0-9\-._~+/=]+")
 _NOT_JSON = object()
 
 
-class TokenGrant(Value):
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class TokenGrant:
     """A parsed token response, with lifetimes still relative to when it was asked for."""
 
-    __slots__ = (
-        "access_token",
-        "lifetime",
-        "lifetime_source",  # "expiresIn", "exp" or "default": for logs
-        "refresh_lifetime",
-        "refresh_token",
-        "token_type",
-    )
     access_token: str
     token_type: str
     lifetime: float
-    lifetime_source: str
+    lifetime_source: str  # "expiresIn", "exp" or "default": for logs
     refresh_token: str | None
     refresh_lifetime: float | None
-
-    def __init__(
-        self,
-        access_token: str,
-        token_type: str,
-        lifetime: float,
-        lifetime_source: str,
-        refresh_token: str | None,
-        refresh_lifetime: float | None,
-    ) -> None:
-        self._set(
-            access_token=access_token,
-            token_type=token_type,
-            lifetime=lifetime,
-            lifetime_source=lifetime_source,
-            refresh_token=refresh_token,
-            refresh_lifetime=refresh_lifetime,
-        )
 
     def __repr__(self) -> str:
         return (
