@@ -91,21 +91,35 @@ class TokenResponseError(EmmaAuthError):
 _Chained = typing.TypeVar("_Chained", bound=BaseException)
 
 
+def chain(exc: BaseException, *, wrapped: bool = False) -> list[BaseException]:
+    """``exc`` and every exception chained to it (``__cause__``, ``__context__``, and the
+    members of an exception group), each once, depth first: the one walk down a chain of
+    causes. ``wrapped``: also what exceptions carry in their arguments, ``reason`` (urllib3)
+    or ``os_error`` (aiohttp), where the HTTP stacks keep the system's error."""
+    links: list[BaseException] = []
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        link = pending.pop()
+        if not isinstance(link, BaseException) or id(link) in seen:
+            continue
+        seen.add(id(link))
+        links.append(link)
+        pending += (link.__cause__, link.__context__)
+        if wrapped:
+            pending += (getattr(link, "reason", None), *link.args, getattr(link, "os_error", None))
+        pending += getattr(link, "exceptions", ())
+    return links
+
+
 def without_tracebacks(exc: _Chained) -> _Chained:
     """``exc`` with no traceback along its chain of causes (``__cause__``, ``__context__``).
 
     A traceback keeps its frames, and their locals: the request body that holds the client
-    secret, redis-py's URL with its password. Each link is visited once, so a cycle ends.
+    secret, redis-py's URL with its password.
     """
-    pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
-    while pending:
-        link = pending.pop()
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
+    for link in chain(exc):
         link.__traceback__ = None
-        pending += (link.__cause__, link.__context__)
     return exc
 
 
@@ -113,26 +127,15 @@ def os_reason(exc: BaseException) -> str | None:
     """The operating system's words for a network failure ("Connection refused", "Name or
     service not known"), found down the chain of causes (and exception groups) that
     urllib3 and requests, httpx, httpcore and anyio, or aiohttp wrap it in."""
-    pending: list[object] = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
+    for link in chain(exc, wrapped=True):
+        # aiohttp's connector errors copy the system error's words and keep it: use it.
+        if isinstance(getattr(link, "os_error", None), OSError):
             continue
-        seen.add(id(current))
-        wrapped = getattr(current, "os_error", None)  # aiohttp's connector errors wrap it
-        if isinstance(wrapped, OSError):
-            pending.append(wrapped)
-            continue
-        if isinstance(current, OSError) and current.strerror:
-            number = current.errno
-            if type(current).__module__ == "builtins" and number in errno.errorcode:
+        if isinstance(link, OSError) and link.strerror:
+            if type(link).__module__ == "builtins" and link.errno in errno.errorcode:
                 # asyncio and trio put the address in ("Connect call failed ('127.0.0.1',
                 # 1)"): the system's words for the errno are what the others say. Not for
                 # ssl's or getaddrinfo's errors, whose numbers are not the system's.
-                return os.strerror(typing.cast("int", number))
-            return current.strerror
-        pending.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
-        pending.extend(current.args)
-        pending.extend(getattr(current, "exceptions", ()))  # trio's attempts, in a group
+                return os.strerror(typing.cast("int", link.errno))
+            return link.strerror
     return None

@@ -31,7 +31,7 @@ from requests_emma import (
     _errors,
     _system_clock,
 )
-from requests_emma._requests import transport as _transport
+from requests_emma._core.outcome import MAX_BODY
 from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
@@ -527,7 +527,7 @@ def test_an_oversized_token_response_fails_clearly(
     server: FakeEmmaServer, waits: list[float]
 ) -> None:
     """A 2xx body over 64 KiB raises TokenResponseError saying so, after one call."""
-    server.fail_next_token_calls(1, 200, body=b"{" + b" " * _transport.MAX_BODY + b"}")
+    server.fail_next_token_calls(1, 200, body=b"{" + b" " * MAX_BODY + b"}")
     with pytest.raises(TokenResponseError, match="larger than 64 KiB"):
         make_auth(server).get_token()
     assert server.issue_calls == 1

@@ -42,22 +42,13 @@ import anyio
 from aiohttp import http_exceptions
 
 from .._core.clock import Clock
-from .._core.exchange import (
-    CHUNK,
-    HEADERS,
-    CappedBody,
-    Failure,
-    Timeout,
-    deadline_passed,
-    failure_outcome,
-    timeouts,
-)
-from .._core.outcome import Outcome, response_outcome
+from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
+from .._core.outcome import Outcome
 from .._core.urls import is_loopback
-from .._errors import without_tracebacks
+from .._errors import chain, without_tracebacks
+from .._source.attempt import Answer, attempt_async
 
 Body = Callable[[], dict[str, str]]
-_Answer = tuple[int, bytes | None, str | None]  # status, body (None: too large), Retry-After
 
 #: Seconds a call's session has to close once its attempt is over, shielded from
 #: cancellation (closing waits for the TLS shutdown of its connection).
@@ -86,32 +77,16 @@ class AiohttpTokenEndpoint:
     async def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
         """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
         the network or the server does. A cancellation from outside is raised, scrubbed."""
-        sent_at, sent_wall = clock.monotonic(), clock.wall()
-        left = deadline - sent_at
-        if left <= 0:
-            return deadline_passed(sent_at, sent_wall)
-        with anyio.move_on_after(left) as scope:
-            try:
-                status, content, retry_after = await self._exchange(
-                    path, body, timeouts(self.timeout, left)
-                )
-            except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
-                return _failure(exc, scope.cancel_called, sent_at, sent_wall)
-            except BaseException as exc:  # noqa: BLE001 - re-raised at once
-                # The deadline's own cancellation too: the scope catches it on its way out.
-                raise _scrubbed(exc) from None
-        if scope.cancelled_caught:
-            return deadline_passed(sent_at, sent_wall)
-        return response_outcome(
-            status,
-            content,
-            retry_after,
-            sent_at=sent_at,
-            sent_wall=sent_wall,
-            wall_now=clock.wall(),
+        return await attempt_async(
+            lambda timeout: self._exchange(path, body, timeout),
+            _classify,
+            without_tracebacks,  # aiohttp's errors carry no request body of their own
+            self.timeout,
+            deadline,
+            clock,
         )
 
-    async def _exchange(self, path: str, body: Body, timeout: Timeout) -> _Answer:
+    async def _exchange(self, path: str, body: Body, timeout: Timeout) -> Answer:
         session, options = self._session_for_call()
         try:
             connect, read = timeout
@@ -177,50 +152,24 @@ async def _read_capped(response: aiohttp.ClientResponse, *, decoded: bool) -> by
     return body.content
 
 
-def _failure(exc: Exception, at_deadline: bool, sent_at: float, sent_wall: float) -> Outcome:
-    """The outcome of an exception from the HTTP stack."""
-    cause = _scrubbed(exc)
-    if at_deadline:
-        return deadline_passed(sent_at, sent_wall, cause)
-    if isinstance(exc, aiohttp.ClientSSLError) or _in_chain(exc, ssl.SSLError):
-        failure = Failure.TLS
-    elif isinstance(exc, aiohttp.ServerTimeoutError):
-        failure = Failure.TIMEOUT
-    elif isinstance(exc, aiohttp.ClientPayloadError) and _undecodable(exc):
-        failure = Failure.UNDECODABLE
-    elif isinstance(
+def _classify(exc: Exception) -> Failure:
+    """What an exception from aiohttp says stopped the attempt."""
+    if isinstance(exc, aiohttp.ClientSSLError) or any(
+        isinstance(link, ssl.SSLError) for link in chain(exc)
+    ):
+        return Failure.TLS
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return Failure.TIMEOUT
+    if isinstance(exc, aiohttp.ClientPayloadError) and _undecodable(exc):
+        return Failure.UNDECODABLE
+    if isinstance(
         exc,
         (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientHttpProxyError),
     ):
-        failure = Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
-    else:  # e.g. a closed session, a URL aiohttp refuses, a CA file that is not there
-        failure = Failure.OTHER
-    return failure_outcome(failure, cause, sent_at=sent_at, sent_wall=sent_wall)
+        return Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
+    return Failure.OTHER  # e.g. a closed session, a URL aiohttp refuses, a CA file not there
 
 
 def _undecodable(exc: aiohttp.ClientPayloadError) -> bool:
     """Whether a payload error is a body that does not decode (not one cut short)."""
-    return _in_chain(exc, http_exceptions.ContentEncodingError)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the exceptions chained to it."""
-    links: list[BaseException] = []
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        link = pending.pop()
-        if link is not None and all(link is not seen for seen in links):
-            links.append(link)
-            pending += (link.__cause__, link.__context__)
-    return links
-
-
-def _in_chain(exc: BaseException, kind: type[BaseException]) -> bool:
-    return any(isinstance(link, kind) for link in _chain(exc))
-
-
-def _scrubbed(exc: BaseException) -> BaseException:
-    """``exc`` without the tracebacks along its chain, whose frames (ours, aiohttp's) hold
-    the request body, which holds the client secret or a refresh token. aiohttp's errors
-    carry no request body of their own (a ``request_info`` is method, URL and headers)."""
-    return without_tracebacks(exc)
+    return any(isinstance(link, http_exceptions.ContentEncodingError) for link in chain(exc))

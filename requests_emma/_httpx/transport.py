@@ -45,24 +45,15 @@ import httpx
 import sniffio
 
 from .._core.clock import Clock
-from .._core.exchange import (
-    CHUNK,
-    HEADERS,
-    CappedBody,
-    Failure,
-    Timeout,
-    deadline_passed,
-    failure_outcome,
-    timeouts,
-)
-from .._core.outcome import Outcome, response_outcome
-from .._errors import without_tracebacks
+from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
+from .._core.outcome import Outcome
+from .._errors import chain, without_tracebacks
 from .._socket_watch import Watch, watch_for
+from .._source.attempt import Answer, attempt, attempt_async
 from . import deadline as _deadline
 from . import routes
 
 Body = Callable[[], dict[str, str]]
-_Answer = tuple[int, bytes | None, str | None]  # status, body (None: too large), Retry-After
 
 #: Seconds a response has to close once its attempt is over, shielded from cancellation.
 _CLOSE_GRACE = 1.0
@@ -102,34 +93,18 @@ class HttpxTokenEndpoint:
     def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
         """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
         the network or the server does."""
-        sent_at, sent_wall = clock.monotonic(), clock.wall()
-        left = deadline - sent_at
-        if left <= 0:
-            return deadline_passed(sent_at, sent_wall)
-        with watch_for(left) as watch:
-            try:
-                status, content, retry_after = self._exchange(
-                    path, body, timeouts(self.timeout, left), watch
-                )
-            except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
-                return _failure(self.http, exc, watch.fired, sent_at, sent_wall)
-            except BaseException as exc:  # noqa: BLE001 - re-raised at once
-                # KeyboardInterrupt, SystemExit...: on their way, but without the frames
-                # below this one, whose locals hold the request body.
-                raise _scrubbed(self.http, exc) from None
-            if watch.fired:
-                # Cut off at the deadline: what arrived may look complete but is not.
-                return deadline_passed(sent_at, sent_wall)
-        return response_outcome(
-            status,
-            content,
-            retry_after,
-            sent_at=sent_at,
-            sent_wall=sent_wall,
-            wall_now=clock.wall(),
+        http = self.http
+        return attempt(
+            lambda timeout, watch: self._exchange(path, body, timeout, watch),
+            watch_for,
+            lambda exc: _classify(http, exc),
+            lambda exc: _scrubbed(http, exc),
+            self.timeout,
+            deadline,
+            clock,
         )
 
-    def _exchange(self, path: str, body: Body, timeout: Timeout, watch: Watch) -> _Answer:
+    def _exchange(self, path: str, body: Body, timeout: Timeout, watch: Watch) -> Answer:
         client = self._open_client()
         url = self.http.URL(self.base_url + path)
         transport = routes.transport_for(client, url)
@@ -190,32 +165,17 @@ class AsyncHttpxTokenEndpoint:
     async def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
         """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
         the network or the server does. A cancellation from outside is raised, scrubbed."""
-        sent_at, sent_wall = clock.monotonic(), clock.wall()
-        left = deadline - sent_at
-        if left <= 0:
-            return deadline_passed(sent_at, sent_wall)
-        with anyio.move_on_after(left) as scope:
-            try:
-                status, content, retry_after = await self._exchange(
-                    path, body, timeouts(self.timeout, left)
-                )
-            except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
-                return _failure(self.http, exc, scope.cancel_called, sent_at, sent_wall)
-            except BaseException as exc:  # noqa: BLE001 - re-raised at once
-                # The deadline's own cancellation too: the scope catches it on its way out.
-                raise _scrubbed(self.http, exc) from None
-        if scope.cancelled_caught:
-            return deadline_passed(sent_at, sent_wall)
-        return response_outcome(
-            status,
-            content,
-            retry_after,
-            sent_at=sent_at,
-            sent_wall=sent_wall,
-            wall_now=clock.wall(),
+        http = self.http
+        return await attempt_async(
+            lambda timeout: self._exchange(path, body, timeout),
+            lambda exc: _classify(http, exc),
+            lambda exc: _scrubbed(http, exc),
+            self.timeout,
+            deadline,
+            clock,
         )
 
-    async def _exchange(self, path: str, body: Body, timeout: Timeout) -> _Answer:
+    async def _exchange(self, path: str, body: Body, timeout: Timeout) -> Answer:
         client = self._client
         if client is None:
             library = sniffio.current_async_library()
@@ -314,47 +274,24 @@ async def _aread_capped(http: ModuleType, response: Any, *, decoded: bool) -> by
     return _read_capped(http, replay, decoded=decoded)
 
 
-def _failure(
-    http: ModuleType, exc: Exception, at_deadline: bool, sent_at: float, sent_wall: float
-) -> Outcome:
-    """The outcome of an exception from the HTTP stack."""
-    cause = _scrubbed(http, exc)
-    if at_deadline:
-        return deadline_passed(sent_at, sent_wall, cause)
-    if _tls_failed(exc):
-        failure = Failure.TLS
-    elif isinstance(exc, http.TimeoutException):
-        failure = Failure.TIMEOUT
-    elif isinstance(exc, (http.NetworkError, http.RemoteProtocolError, http.ProxyError)):
-        failure = Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
-    elif isinstance(exc, http.DecodingError):
-        failure = Failure.UNDECODABLE
-    else:  # e.g. a closed client, a URL httpx refuses, a CA file that is not there
-        failure = Failure.OTHER
-    return failure_outcome(failure, cause, sent_at=sent_at, sent_wall=sent_wall)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the exceptions chained to it (httpx wraps httpcore's, which wrap ssl's)."""
-    links: list[BaseException] = []
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        link = pending.pop()
-        if link is not None and all(link is not seen for seen in links):
-            links.append(link)
-            pending += (link.__cause__, link.__context__)
-    return links
-
-
-def _tls_failed(exc: BaseException) -> bool:
-    return any(isinstance(link, ssl.SSLError) for link in _chain(exc))
+def _classify(http: ModuleType, exc: Exception) -> Failure:
+    """What an exception from httpx (httpx2) says stopped the attempt."""
+    if any(isinstance(link, ssl.SSLError) for link in chain(exc)):
+        return Failure.TLS
+    if isinstance(exc, http.TimeoutException):
+        return Failure.TIMEOUT
+    if isinstance(exc, (http.NetworkError, http.RemoteProtocolError, http.ProxyError)):
+        return Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
+    if isinstance(exc, http.DecodingError):
+        return Failure.UNDECODABLE
+    return Failure.OTHER  # e.g. a closed client, a URL httpx refuses, a CA file not there
 
 
 def _scrubbed(http: ModuleType, exc: BaseException) -> BaseException:
     """``exc`` without what would show the request body, which holds the client secret or a
     refresh token: the request, wherever along its chain httpx attached it, and the
     tracebacks, whose frames (ours, httpx's, httpcore's) hold the body in their locals."""
-    for link in _chain(exc):
+    for link in chain(exc):
         if isinstance(link, http.RequestError):
             link._request = None
     return without_tracebacks(exc)

@@ -28,22 +28,10 @@ from collections.abc import Callable
 import requests
 
 from .._core.clock import Clock
-from .._core.exchange import (
-    CHUNK,
-    HEADERS,
-    CappedBody,
-    Failure,
-    Timeout,
-    deadline_passed,
-    failure_outcome,
-    timeouts,
-)
-from .._core.outcome import (
-    MAX_BODY,  # noqa: F401 - the cap, still importable from here
-    Outcome,
-    response_outcome,
-)
+from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
+from .._core.outcome import Outcome
 from .._errors import without_tracebacks
+from .._source.attempt import Answer, attempt
 from . import deadline as _deadline
 from .proxies import direct_proxies
 
@@ -82,44 +70,25 @@ class TokenEndpoint:
     ) -> Outcome:
         """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
         the network or the server does."""
-        sent_at, sent_wall = clock.monotonic(), clock.wall()
-        left = deadline - sent_at
-        if left <= 0:
-            return deadline_passed(sent_at, sent_wall)
-        timeout = timeouts(self.timeout, left)
-        with _deadline.deadline(left) as watch:
-            try:
-                url = self.base_url + path
-                with self.session.post(
-                    url,
-                    json=body(),  # built here only, so no local of ours holds the secret
-                    headers=HEADERS,
-                    timeout=timeout,
-                    allow_redirects=False,
-                    auth=_no_authorization,
-                    proxies=direct_proxies(url),  # type: ignore[arg-type] # loopback: direct
-                    stream=True,
-                ) as response:
-                    status = response.status_code
-                    content = _read_capped(response, decoded=200 <= status < 300)
-            except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
-                return _failure(exc, watch.fired, sent_at, sent_wall)
-            except BaseException as exc:  # noqa: BLE001 - re-raised at once
-                # KeyboardInterrupt, SystemExit...: on their way, but without the frames
-                # below this one, whose locals hold the request body.
-                raise _scrubbed(exc) from None
-            if watch.fired:
-                # Cut off at the deadline: what arrived may look complete (http.client takes
-                # a connection closed inside the headers for their end) but is not.
-                return deadline_passed(sent_at, sent_wall)
 
-        return response_outcome(
-            status,
-            content,
-            response.headers.get("Retry-After"),
-            sent_at=sent_at,
-            sent_wall=sent_wall,
-            wall_now=clock.wall(),
+        def exchange(timeout: Timeout, _: object) -> Answer:
+            url = self.base_url + path
+            with self.session.post(
+                url,
+                json=body(),  # built here only, so no local of ours holds the secret
+                headers=HEADERS,
+                timeout=timeout,
+                allow_redirects=False,
+                auth=_no_authorization,
+                proxies=direct_proxies(url),  # type: ignore[arg-type] # loopback: direct
+                stream=True,
+            ) as response:
+                status = response.status_code
+                content = _read_capped(response, decoded=200 <= status < 300)
+                return status, content, response.headers.get("Retry-After")
+
+        return attempt(
+            exchange, _deadline.deadline, _classify, _scrubbed, self.timeout, deadline, clock
         )
 
     def close(self) -> None:
@@ -145,22 +114,17 @@ def _read_capped(response: requests.Response, *, decoded: bool) -> bytes | None:
     return body.content
 
 
-def _failure(exc: Exception, at_deadline: bool, sent_at: float, sent_wall: float) -> Outcome:
-    """The outcome of an exception from the HTTP stack."""
-    cause = _scrubbed(exc)
-    if at_deadline:
-        return deadline_passed(sent_at, sent_wall, cause)
+def _classify(exc: Exception) -> Failure:
+    """What an exception from requests says stopped the attempt."""
     if isinstance(exc, requests.exceptions.SSLError):
-        failure = Failure.TLS
-    elif isinstance(exc, requests.Timeout):
-        failure = Failure.TIMEOUT
-    elif isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-        failure = Failure.CONNECTION
-    elif isinstance(exc, requests.exceptions.ContentDecodingError):
-        failure = Failure.UNDECODABLE
-    else:  # e.g. OSError for a missing CA bundle, InvalidURL
-        failure = Failure.OTHER
-    return failure_outcome(failure, cause, sent_at=sent_at, sent_wall=sent_wall)
+        return Failure.TLS
+    if isinstance(exc, requests.Timeout):
+        return Failure.TIMEOUT
+    if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        return Failure.CONNECTION
+    if isinstance(exc, requests.exceptions.ContentDecodingError):
+        return Failure.UNDECODABLE
+    return Failure.OTHER  # e.g. OSError for a missing CA bundle, InvalidURL
 
 
 def _scrubbed(exc: BaseException) -> BaseException:
