@@ -255,11 +255,8 @@ class TokenSource:
 
     def _fly_blocking(self, flight: Flight, endpoint: Endpoint, link: object | None) -> None:
         """Run an early renewal in this thread; a failure is logged, and the token serves."""
-        from .runner import run_blocking
-
         try:
-            token = self._run(flight, link, lambda steps, record: run_blocking(
-                steps, endpoint, self.cache, self.clock, self._lock, record))  # fmt: skip
+            token = self._run(flight, link, endpoint)
         except EmmaAuthError:
             return
         if token is not None:
@@ -269,8 +266,6 @@ class TokenSource:
         """A usable token: renewed in this thread if nobody is renewing, else the renewal in
         flight waited for (its error raised again, rather than emma called once more)."""
         from concurrent.futures import TimeoutError as FlightTimeout
-
-        from .runner import run_blocking
 
         while True:
             held, flight, mine = self._join(rejected)
@@ -289,8 +284,7 @@ class TokenSource:
                 except EmmaAuthError as exc:
                     raise copy.copy(exc) from exc.__cause__
                 continue
-            token = self._run(flight, None, lambda steps, record: run_blocking(
-                steps, endpoint, self.cache, self.clock, self._lock, record))  # fmt: skip
+            token = self._run(flight, None, endpoint)
             if token is not None:
                 self._announce(token)
 
@@ -361,13 +355,8 @@ class TokenSource:
         hand the new token to ``on_token`` on a worker thread (it may block)."""
         import anyio.to_thread
 
-        from .runner import run_async
-
-        async def run(steps: Any, record: Any) -> Token:
-            return await run_async(steps, endpoint, self.cache, self.clock, self._lock, record)
-
         try:
-            token = await self._arun(flight, link, run)
+            token = await self._arun(flight, link, endpoint)
         except Exception as exc:  # noqa: BLE001 - landed already: its waiters have it
             if flight.early and not isinstance(exc, EmmaAuthError):  # nobody else is told
                 logger.warning("token renewal failed unexpectedly: %s", type(exc).__name__)
@@ -395,26 +384,30 @@ class TokenSource:
             if self._flight is flight:
                 self.lifecycle.give_up()
 
-    def _run(self, flight: Flight, link: object | None, run: Callable[..., Token]) -> Token | None:
-        """Run ``flight``'s renewal through ``run`` (given the steps and the telemetry's
-        record) and land it, whatever comes of it; ``None`` when an early renewal found
-        nothing left to do."""
+    def _run(self, flight: Flight, link: object | None, endpoint: Endpoint) -> Token | None:
+        """Run ``flight``'s renewal in this thread over ``endpoint`` and land it, whatever
+        comes of it; ``None`` when an early renewal found nothing left to do."""
+        from .runner import run_blocking
+
         if flight.early and not self._still_due():
             self._land(flight)
             return None
         try:
             steps = self._renewal_plan().steps(self.lifecycle, self.retry, self.clock)
             with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
-                token = run(steps, record)
+                token = run_blocking(steps, endpoint, self.cache, self.clock, self._lock, record)
         except BaseException as exc:
             self._land(flight, error=exc)
             raise
         self._land(flight, token)
         return token
 
-    async def _arun(self, flight: Flight, link: object | None, run: Any) -> Token | None:
-        """:meth:`_run` with an async ``run``, after the first renewal's imports off the
-        event loop."""
+    async def _arun(
+        self, flight: Flight, link: object | None, endpoint: AsyncEndpoint
+    ) -> Token | None:
+        """:meth:`_run` on this event loop, after the first renewal's imports off it."""
+        from .runner import run_async
+
         if flight.early and not self._still_due():
             self._land(flight)
             return None
@@ -425,7 +418,7 @@ class TokenSource:
                 await anyio.to_thread.run_sync(self._warm_up)
             steps = self._renewal_plan().steps(self.lifecycle, self.retry, self.clock)
             with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
-                token: Token = await run(steps, record)
+                token = await run_async(steps, endpoint, self.cache, self.clock, self._lock, record)
         except BaseException as exc:
             self._land(flight, error=exc)
             raise
