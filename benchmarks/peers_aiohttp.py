@@ -6,9 +6,9 @@ to fetch its first token if the caller must, and what it cannot do.
 - The floor, :func:`static_header`: a middleware that sets a fixed header.
 - aiohttp's client middleware cookbook (docs/client_middleware_cookbook.rst, its code in
   docs/code/client_middleware_cookbook.py, aiohttp 3.12 to 4.0), the two token middlewares
-  it shows, as written there but for emma's token call (issue-token's JSON body in, and
-  ``accessToken`` / ``expiresIn`` out, where the cookbook posts a refresh token to
-  ``https://api.example/refresh``):
+  it shows, as written there but for emma's token call (issue-token's JSON body to
+  ``{base_url}/v1/issue-token``, and ``accessToken`` / ``expiresIn`` out, where the cookbook
+  posts a refresh token to ``https://api.example/refresh``):
 
   - ``TokenRefresh401Middleware``: sends the current token; on a 401 takes an
     ``asyncio.Lock``, fetches a new token unless another task did, and sends again, for
@@ -23,12 +23,17 @@ to fetch its first token if the caller must, and what it cannot do.
     middleware), so that it can be measured at all.
 
 - requests-emma's ``EmmaAiohttpMiddleware``, when ``requests_emma.aiohttp`` can be imported.
+
+For ``bench_httpx.py``'s sections, ``AIOHTTP`` is the stack: each contender's client is a
+:class:`Session`, an ``aiohttp.ClientSession`` with the middleware, used as those sections use
+an ``httpx.AsyncClient``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import importlib
 import importlib.metadata
 import time
@@ -36,6 +41,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import aiohttp
+from peers_httpx import AsyncContender, Stack
+from typing_extensions import Self
 
 EMMA = "requests-emma EmmaAiohttpMiddleware"
 
@@ -45,13 +52,11 @@ Middleware = Callable[
 
 
 class TokenServer(Protocol):
-    """What a contender needs of the server (``_harness.Server``, or a FakeEmmaServer with a
-    ``token_url``)."""
+    """What a contender needs of the server (``_harness.Server``, or a FakeEmmaServer)."""
 
     base_url: str
     client_id: str
     client_secret: str
-    token_url: str
 
 
 @dataclasses.dataclass
@@ -80,6 +85,10 @@ def _issue_token_body(server: TokenServer) -> dict[str, str]:
     return {"clientId": server.client_id, "clientSecret": server.client_secret}
 
 
+def _issue_token_url(server: TokenServer) -> str:
+    return server.base_url.rstrip("/") + "/v1/issue-token"
+
+
 class TokenRefresh401Middleware:
     """The cookbook's, with emma's token call in place of its refresh call."""
 
@@ -100,7 +109,7 @@ class TokenRefresh401Middleware:
             async with self.lock:
                 if token != self.access_token:  # Already refreshed
                     continue
-                url = self.server.token_url
+                url = _issue_token_url(self.server)
                 async with req.session.post(url, json=_issue_token_body(self.server)) as resp:
                     # Add error handling as needed
                     data = await resp.json()
@@ -125,7 +134,7 @@ class TokenRefreshExpiryMiddleware:
             token = self.access_token
             async with self.lock:
                 if token == self.access_token:  # Still not refreshed
-                    url = self.server.token_url
+                    url = _issue_token_url(self.server)
                     async with req.session.post(
                         url, json=_issue_token_body(self.server), middlewares=()
                     ) as resp:
@@ -146,7 +155,7 @@ def cookbook_401(server: TokenServer) -> AiohttpContender:
         body = _issue_token_body(server)
         async with (
             aiohttp.ClientSession() as session,
-            session.post(server.token_url, json=body) as resp,
+            session.post(_issue_token_url(server), json=body) as resp,
         ):
             middleware.access_token = (await resp.json())["accessToken"]
         return middleware.access_token
@@ -202,3 +211,87 @@ def renewing(server: TokenServer) -> dict[str, Builder]:
     if emma_missing() is None:
         builders[EMMA] = lambda: emma(server)
     return builders
+
+
+# -- as bench_httpx.py's sections use a client ---------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    status_code: int
+
+
+class Session:
+    """An ``aiohttp.ClientSession`` with one middleware, used as the sections use an
+    ``httpx.AsyncClient``: ``await get(url)`` (the body read, the connection back in the pool),
+    ``aclose()``, ``async with``. The session is made on first use, inside the event loop
+    that runs the requests (aiohttp binds a session to its loop); ``connections`` keep-alive
+    connections at most (``TCPConnector(limit=...)``)."""
+
+    def __init__(
+        self, middleware: Middleware, *, connections: int = 100, timeout: float | None = None
+    ) -> None:
+        self.middleware = middleware
+        self.connections = connections
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                middlewares=(self.middleware,),
+                connector=aiohttp.TCPConnector(limit=self.connections),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            )
+        return self._session
+
+    async def get(self, url: str, *, auth: object = True) -> Answer:
+        """``auth=None``: no middleware (httpx's ``auth=None``), for the server's counters."""
+        options: dict[str, Any] = {} if auth is not None else {"middlewares": ()}
+        async with self._open().get(url, **options) as response:
+            await response.read()
+            return Answer(response.status)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _contender(build: Callable[[], AiohttpContender], **options: Any) -> AsyncContender:
+    made = build()
+    return AsyncContender(
+        made.name,
+        Session(made.middleware, **options),
+        None,  # no flow step: aiohttp has no auth flow to drive without a request
+        fetch_first=made.fetch_first,
+        renews=made.renews,
+        refreshes_on_401=made.refreshes_on_401,
+    )
+
+
+def _options(connections: int, timeout: float | None = None) -> dict[str, Any]:
+    return {"connections": connections, "timeout": timeout}
+
+
+def _renewing(server: TokenServer, lifetime: float) -> dict[str, Any]:
+    # The cookbook's middlewares have no margin to set: they renew on expiry or on a 401.
+    return {name: functools.partial(_contender, build) for name, build in renewing(server).items()}
+
+
+AIOHTTP = Stack(
+    name="aiohttp",
+    client="`aiohttp.ClientSession`",
+    emma=EMMA,
+    emma_class="EmmaAiohttpMiddleware",
+    emma_missing=emma_missing,
+    static_header=lambda token, **options: _contender(lambda: static_header(token), **options),
+    renewing=_renewing,  # type: ignore[arg-type]
+    options=_options,
+)

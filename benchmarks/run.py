@@ -1,11 +1,16 @@
 """Run every benchmark and regenerate ``docs/benchmarks.md`` and its charts.
 
-    python benchmarks/run.py            # the full run, about 15 minutes on 2 cores
-    python benchmarks/run.py --quick    # fewer, shorter rounds: about 4 minutes
+    python benchmarks/run.py            # the full run, about 20 minutes on 2 cores
+    python benchmarks/run.py --quick    # fewer, shorter rounds: about 6 minutes
+    python benchmarks/run.py --quick --only aiohttp: --output /tmp/try/benchmarks.md
 
 It measures whichever ``requests_emma`` is installed: with requests, then with
-``httpx.AsyncClient`` (``bench_httpx.py``, whose sections are titled "httpx: ..."), then the
-request path with opentelemetry-api installed (``bench_telemetry.py``). The targets are
+``httpx.AsyncClient``, ``httpx2.AsyncClient`` and ``aiohttp.ClientSession``
+(``bench_httpx.py``, whose sections are titled "httpx: ...", "httpx2: ...", "aiohttp: ..."),
+then the request path with opentelemetry-api installed (``bench_telemetry.py``).
+``--only`` runs the sections whose step names start with one of the prefixes given (the
+names it prints; write the page elsewhere with ``--output``, as it lacks the others). The
+targets are
 reported, pass or fail, on the page; ``--check`` also makes a failed target the exit
 status. What it measured is saved beside the charts (``docs/benchmarks/results.json``), from which
 ``python benchmarks/report.py`` renders the page again without measuring.
@@ -30,6 +35,8 @@ import bench_speed
 import bench_telemetry
 import bench_threads
 import report
+from peers_aiohttp import AIOHTTP
+from peers_httpx import HTTPX, HTTPX2
 from report import Section, Target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +52,9 @@ LIBRARIES = (
     "requests-auth",
     "authlib",
     "httpx",
+    "httpx2",
     "httpcore",
+    "aiohttp",
     "anyio",
     "trio",
     "httpx-auth",
@@ -149,7 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, default=PAGE, help=f"the page to write (default {PAGE})"
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="PREFIX",
+        help="run only the steps whose names start with one of these (e.g. 'httpx2:')",
+    )
     args = parser.parse_args(argv)
+    if args.only and args.output.resolve() == PAGE:
+        parser.error("--only writes a page without the other sections: give --output elsewhere")
     plan = QUICK if args.quick else FULL
     charts = args.output.parent / args.output.stem
     began = time.monotonic()
@@ -158,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     sections: list[Section] = []
 
     def step(name: str, run: object) -> None:
+        if args.only and not name.startswith(tuple(args.only)):
+            return
         print(f"== {name}", flush=True)
         started = time.monotonic()
         section = run()  # type: ignore[operator]
@@ -177,24 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         step("short tokens", lambda: bench_threads.short_tokens(server, **plan["short_tokens"]))
         step("memory", lambda: bench_memory.memory(server, **plan["memory"]))
         step("fleet", lambda: fleet_section(**plan["fleet"]))
-        httpx_plan = plan["httpx"]
-        step(
-            "httpx: flow step",
-            lambda: bench_httpx.flow_step(server, charts=charts, **httpx_plan["flow_step"]),
-        )
-        step(
-            "httpx: end to end", lambda: bench_httpx.end_to_end(server, **httpx_plan["end_to_end"])
-        )
-        step("httpx: cold start", lambda: bench_httpx.cold_start(server, **httpx_plan["burst"]))
-        step("httpx: 401 storm", lambda: bench_httpx.storm(server, **httpx_plan["burst"]))
-        step(
-            "httpx: event-loop lag",
-            lambda: bench_httpx.loop_lag(server, charts=charts, **httpx_plan["loop_lag"]),
-        )
-        step(
-            "httpx: renewal stall",
-            lambda: bench_httpx.stall(server, charts=charts, **httpx_plan["stall"]),
-        )
+        # httpx, then its fork httpx2, then aiohttp: the same sections, one client each.
+        for stack in (HTTPX, HTTPX2, AIOHTTP):
+            for name, run in bench_httpx.sections_of(stack, server, plan["httpx"], charts):
+                step(f"{stack.name}: {name}", run)
         step(
             "opentelemetry on the request path",
             lambda: bench_telemetry.telemetry_cost(server, **plan["telemetry"]),
