@@ -11,14 +11,15 @@ from typing import Any
 
 import anyio
 import httpx
-import httpx2
 import pytest
 import requests
 from fakes import WAIT, WatchedFlights
 
 from requests_emma import CredentialsError, EmmaAuth, RetryPolicy, TokenRequestError
 from requests_emma.httpx import EmmaHttpxAuth
-from requests_emma.httpx2 import EmmaHttpx2Auth
+
+httpx2 = pytest.importorskip("httpx2", reason="httpx2 needs Python 3.11 or newer")
+from requests_emma.httpx2 import EmmaHttpx2Auth  # noqa: E402 - after the skip
 from requests_emma.testing import FakeEmmaServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
