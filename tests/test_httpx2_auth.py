@@ -19,7 +19,7 @@ from requests_emma import CredentialsError, EmmaAuth, RetryPolicy, TokenRequestE
 from requests_emma.httpx import EmmaHttpxAuth
 
 httpx2 = pytest.importorskip("httpx2", reason="httpx2 needs Python 3.11 or newer")
-from requests_emma.httpx2 import EmmaHttpx2Auth  # noqa: E402 - after the skip
+from requests_emma.httpx2 import EmmaHttpx2Auth  # after the skip
 from requests_emma.testing import FakeEmmaServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
