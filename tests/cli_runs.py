@@ -36,6 +36,7 @@ DEFAULT_SIGINT = [
     + "os.execv(sys.argv[1], sys.argv[1:])\n",
 ]
 
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without ``STRIPPED``, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(STRIPPED)}

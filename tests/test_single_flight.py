@@ -96,7 +96,9 @@ def test_a_401_during_a_renewal_joins_it(server: FakeEmmaServer, auth: EmmaAuth)
     assert server.token_calls == 2  # the first token, and one renewal
 
 
-def failing_renewal(raw_server: Callable[..., RawServer], waiters: int) -> tuple[EmmaAuth, list[Any]]:
+def failing_renewal(
+    raw_server: Callable[..., RawServer], waiters: int
+) -> tuple[EmmaAuth, list[Any]]:
     """``waiters + 1`` threads on a cold start whose one token call fails (its connection is
     cut short, once waiters wait for it); what each got."""
     flights_of: list[WatchedFlights] = []
