@@ -1,5 +1,7 @@
-"""Shared fixtures: a running FakeEmmaServer, an EmmaAuth pointed at it, the clock, real
-redis-servers, and (from cache_stores.py) the token caches the cache tests run over."""
+"""What the test suite needs beyond the shipped pytest plugin (which brings ``emma_server``,
+``emma_auth``, ``emma_httpx_auth`` and ``emma_aiohttp_middleware``): short names for the
+first two, the fake clock, real redis-servers, raw servers, the command line run in this
+process, and (from cache_stores.py) the token caches the cache tests run over."""
 
 from __future__ import annotations
 
@@ -34,15 +36,20 @@ settings.register_profile(
 settings.load_profile("shared-machine")
 
 
-@pytest.fixture
-def server() -> Iterator[FakeEmmaServer]:
-    with FakeEmmaServer() as fake:
-        yield fake
+# The fake server and the auth on it are the shipped plugin's (requests_emma.testing.
+# pytest_plugin), under the short names the tests use.
 
 
 @pytest.fixture
-def auth(server: FakeEmmaServer) -> EmmaAuth:
-    return EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+def server(emma_server: FakeEmmaServer) -> FakeEmmaServer:
+    """The plugin's ``emma_server``."""
+    return emma_server
+
+
+@pytest.fixture
+def auth(emma_auth: EmmaAuth) -> EmmaAuth:
+    """The plugin's ``emma_auth``, on ``server``."""
+    return emma_auth
 
 
 @pytest.fixture

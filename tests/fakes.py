@@ -1,5 +1,10 @@
 """Test doubles shared by the test modules: renewals in flight that can be watched, raw servers; the
-hand-moved clock is the public one (``requests_emma.testing.FakeClock``, ``use_clock``)."""
+hand-moved clock is the public one (``requests_emma.testing.FakeClock``, ``use_clock``).
+
+The only place the tests reach into an auth's token source (``source_of``): to count the
+callers waiting on a renewal in flight, to find and join the thread of an early renewal,
+and to replay a late ``on_token`` announcement. Everything else goes through the public
+API and the test kit."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from requests_emma import EmmaAuth
+from requests_emma import EmmaAuth, Token
 from requests_emma._source import source_of
 from requests_emma.testing import FakeClock, FakeEmmaServer, use_clock
 
@@ -59,12 +64,23 @@ def auth_for(server: FakeEmmaServer, **options: Any) -> EmmaAuth:
     return EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url, **options)
 
 
+def renewal_thread(auth: object) -> threading.Thread | None:
+    """The thread of the last early renewal ``auth`` started (``None``: none yet)."""
+    return source_of(auth).worker
+
+
 def join_renewal(auth: object) -> None:
     """Wait for the background renewal ``auth`` started last; fail if none was started."""
-    worker = source_of(auth).worker
+    worker = renewal_thread(auth)
     assert worker is not None, "no background renewal was started"
     worker.join(WAIT)
     assert not worker.is_alive(), "the background renewal did not finish"
+
+
+def announce_late(auth: object, token: Token) -> None:
+    """Hand ``token`` to ``auth``'s ``on_token`` now, as a thread preempted between its
+    renewal and its announcement would, after a newer token was announced."""
+    source_of(auth)._announce(token)
 
 
 Handler = Callable[[socket.socket, threading.Event], None]

@@ -278,14 +278,10 @@ def test_raises_only_when_no_valid_token_is_left(server: FakeEmmaServer) -> None
 # -- waiting callers and failures ---------------------------------------------------------------
 
 
-def test_waiters_share_a_failed_renewal_instead_of_retrying_it(
-    server: FakeEmmaServer, waits: list[float]
-) -> None:
-    """Callers that waited for a failed renewal each get a copy of its error, without a call."""
-    auth = auth_for(
-        server,
-        retry=RetryPolicy(attempts=2),
-    )
+def shared_failure(server: FakeEmmaServer) -> tuple[Worker, list[Worker]]:
+    """One caller's renewal fails (503 twice, 2 attempts) while three others wait for it:
+    the caller, and the three waiters, each having run ``get_token``."""
+    auth = auth_for(server, retry=RetryPolicy(attempts=2))
     flights = WatchedFlights(auth)
     server.fail_next_token_calls(2, 503)
     entered, release = held_token_calls(server)
@@ -302,16 +298,47 @@ def test_waiters_share_a_failed_renewal_instead_of_retrying_it(
         release.set()
         for worker in [first, *waiters]:
             worker.join(WAIT)
+    return first, waiters
+
+
+def test_waiters_share_a_failed_renewal_instead_of_retrying_it(
+    server: FakeEmmaServer, waits: list[float]
+) -> None:
+    """Callers that waited for a failed renewal make no token call of their own."""
+    shared_failure(server)
+    assert server.token_calls == 2  # the failed renewal's two attempts, nothing more
+
+
+def test_waiters_of_a_failed_renewal_get_its_error(
+    server: FakeEmmaServer, waits: list[float]
+) -> None:
+    """Each caller that waited for a failed renewal raises its error: same type, message
+    and attributes as the caller that ran it."""
+    first, waiters = shared_failure(server)
     assert type(first.error) is TokenRequestError
     assert (first.error.status_code, first.error.attempts) == (503, 2)
     for waiter in waiters:
         assert type(waiter.error) is TokenRequestError
         assert str(waiter.error) == str(first.error)
         assert (waiter.error.status_code, waiter.error.attempts) == (503, 2)
-    assert server.token_calls == 2
+
+
+def test_waiters_of_a_failed_renewal_each_get_their_own_error_object(
+    server: FakeEmmaServer, waits: list[float]
+) -> None:
+    """The caller that ran a failed renewal and each waiter raise distinct error objects."""
+    first, waiters = shared_failure(server)
     errors = [first.error, *(waiter.error for waiter in waiters)]
     assert len({id(error) for error in errors}) == len(errors)
-    for error in errors:  # each traceback holds its own thread's frames only
+
+
+def test_a_shared_errors_traceback_holds_its_own_threads_frames(
+    server: FakeEmmaServer, waits: list[float]
+) -> None:
+    """Each caller's error has a traceback of its own thread's frames only."""
+    first, waiters = shared_failure(server)
+    for error in [first.error, *(waiter.error for waiter in waiters)]:
+        assert error is not None
         frames = traceback.extract_tb(error.__traceback__)
         assert [frame.name for frame in frames].count("run") == 1
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 import responses
-from fakes import FakeClock, auth_for, join_renewal, use_clock
+from fakes import FakeClock, announce_late, auth_for, join_renewal, use_clock
 
 from requests_emma import (
     CredentialsError,
@@ -19,7 +19,6 @@ from requests_emma import (
     TokenRequestError,
     TokenResponseError,
 )
-from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer
 
 
@@ -160,7 +159,9 @@ def test_401_from_another_origin_is_never_replayed(
         headers={"Authorization": f"Bearer {token.access_token}"},
         timeout=10,
     )
-    assert auth._replay_after_401(response) is response
+    prepared = auth(requests.Request("GET", server.base_url + "/v1/locations").prepare())
+    replay_after_401 = prepared.hooks["response"][-1]  # the hook the auth put on a request
+    assert replay_after_401(response) is response
     assert (other_server.api_calls, server.token_calls) == (1, 1)
 
 
@@ -355,9 +356,7 @@ def test_on_token_never_ends_on_a_superseded_token(
     first = auth.get_token()
     clock.advance(301)
     second = auth.get_token()
-    source_of(auth)._announce(
-        first
-    )  # what a thread preempted between renewal and callback would do
+    announce_late(auth, first)  # what a thread preempted between renewal and callback does
     assert seen == [first, second]
 
 
@@ -378,7 +377,7 @@ def test_failing_on_token_is_logged_and_ignored(
 
 
 def test_on_token_may_use_the_auth_itself(
-    server: FakeEmmaServer, auth: EmmaAuth, get: Callable[..., requests.Response]
+    server: FakeEmmaServer, get: Callable[..., requests.Response]
 ) -> None:
     """on_token runs outside the lock: a callback calling the API (even through a 401) works."""
     statuses: list[int] = []
@@ -390,7 +389,7 @@ def test_on_token_may_use_the_auth_itself(
             server.revoke()  # the callback's own request gets a 401, renewal and replay
             statuses.append(get(auth).status_code)
 
-    source_of(auth).on_token = call_api
+    auth = auth_for(server, on_token=call_api)
     done = threading.Event()
     worker = threading.Thread(target=lambda: (auth.get_token(), done.set()), daemon=True)
     worker.start()

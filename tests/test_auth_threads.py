@@ -6,10 +6,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from fakes import WatchedFlights
+from fakes import WAIT, FakeClock, WatchedFlights, use_clock
 
 from requests_emma import EmmaAuth
-from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer
 
 THREADS = 12
@@ -83,13 +82,23 @@ def test_shared_session_across_threads(server: FakeEmmaServer, auth: EmmaAuth) -
 def test_no_lock_is_held_while_an_api_request_is_in_flight(
     server: FakeEmmaServer, auth: EmmaAuth
 ) -> None:
-    """While the API handles a request, the auth's lock is free for other threads."""
+    """While the API handles a request, the auth's lock is free for other threads: another
+    thread renews the token meanwhile (the token expired, by the fake clock)."""
+    clock = use_clock(auth, FakeClock())
     seen: list[bool] = []
-    server.api_hook = lambda: seen.append(source_of(auth)._lock.locked())
+
+    def renew_in_another_thread() -> None:
+        clock.advance(301)  # expired: a renewal needs the lock
+        renewer = threading.Thread(target=auth.get_token, daemon=True)
+        renewer.start()
+        renewer.join(WAIT)
+        seen.append(not renewer.is_alive())
+
+    server.api_hook = renew_in_another_thread
     auth.get_token()
     server.revoke()  # the call below goes through a 401, a renewal and a replay
     requests.get(server.base_url + "/v1/locations", auth=auth, timeout=10)
-    assert seen == [False, False]
+    assert seen == [True, True]
 
 
 def test_slow_api_request_does_not_block_another_thread(

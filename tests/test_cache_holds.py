@@ -8,11 +8,10 @@ import email.utils
 import threading
 
 import pytest
-from fakes import WAIT, FakeClock, auth_for, join_renewal, use_clock
+from fakes import WAIT, FakeClock, auth_for, join_renewal, renewal_thread, use_clock
 
 from requests_emma import CredentialsError, EmmaAuth, EmmaAuthError, TokenCache, TokenRequestError
 from requests_emma._core.cache_entry import MAX_HOLD
-from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer
 
 RATE_LIMITED = {"Retry-After": "60"}
@@ -124,15 +123,15 @@ def test_a_valid_token_keeps_serving_and_the_early_renewal_waits_out_the_hold(
     assert auth.get_token() == token
     join_renewal(auth)
     assert server.token_calls == 2
-    worker = source_of(auth).worker
+    worker = renewal_thread(auth)
     for _ in range(11):
         clock.advance(5.0)  # up to 55 s into the hold
         assert auth.get_token() == token
-    assert source_of(auth).worker is worker and server.token_calls == 2
+    assert renewal_thread(auth) is worker and server.token_calls == 2
     clock.advance(5.0)
     assert auth.get_token() == token  # the hold is over: an early renewal starts
     join_renewal(auth)
-    assert source_of(auth).worker is not worker and server.token_calls == 3
+    assert renewal_thread(auth) is not worker and server.token_calls == 3
     assert auth.get_token() != token
 
 

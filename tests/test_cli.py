@@ -1,4 +1,6 @@
-"""The requests-emma command line, run as a real subprocess against FakeEmmaServer."""
+"""The requests-emma command line against FakeEmmaServer: ``main(argv)`` in this process, and
+a real subprocess where a process is the point (signals, closed pipes and streams, the
+installed script, the demo's tour)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from cli_runs import (
     closed_port,
     one_error_line,
     run_cli,
+    run_cli_process,
     server_env,
 )
 
@@ -189,17 +192,10 @@ def test_get_of_a_body_that_is_not_json_writes_its_bytes(
 ) -> None:
     """A body that is not JSON reaches stdout byte for byte: nothing added, nothing changed."""
     server.fail_next_api_calls(1, 200, {"Content-Type": content_type}, body)
-    result = subprocess.run(
-        [sys.executable, "-m", "requests_emma", "get", "/v1/files/1"],
-        env=child_env(server_env(server)),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("get", "/v1/files/1", env=server_env(server))
     assert result.returncode == 0, result.stderr
-    assert result.stderr == b""
-    assert result.stdout == body
+    assert result.stderr == ""
+    assert result.stdout_bytes == body
 
 
 def test_get_non_2xx_exits_1_with_emmas_message(server: FakeEmmaServer) -> None:
@@ -678,7 +674,7 @@ BEFORE_THE_RENEWALS_LOG_LINE = b"renewal runs beside it)\n"
 
 def run_demo(*args: str, env: Mapping[str, str] | None = None) -> DemoRun:
     started = time.monotonic()
-    result = run_cli(*args, "demo", env=env, timeout=60)
+    result = run_cli_process(*args, "demo", env=env, timeout=60)
     return DemoRun(result, time.monotonic() - started)
 
 
@@ -724,23 +720,47 @@ def test_demo_whose_reader_goes_away_mid_tour_is_quiet(demo_runs: DemoRuns) -> N
     assert cut.stderr == b""
 
 
-def test_demo_end_to_end(demo_runs: DemoRuns) -> None:
-    """`demo` walks through the lifecycle in under 30 s, offline, with no credentials."""
+def test_demo_runs_offline_without_credentials_in_under_30_s(demo_runs: DemoRuns) -> None:
+    """`demo` ends with 0 and nothing on stderr, offline and with no credentials, in < 30 s."""
     result, elapsed = demo_runs.plain
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert elapsed < 30
-    out = result.stdout
+
+
+def test_demo_walks_through_five_steps(demo_runs: DemoRuns) -> None:
+    """The tour has five numbered steps."""
+    out = demo_runs.plain.result.stdout
     steps = [line for line in out.splitlines() if line[:2] in {"1.", "2.", "3.", "4.", "5."}]
     assert len(steps) == 5
-    assert "token calls: 1 issue-token, 0 refresh-token" in out  # first token
-    assert "token calls: none (the token was reused)" in out  # calls
-    assert "token calls: 0 issue-token, 1 refresh-token" in out  # expiry and refresh
-    assert "401 'Token is not valid'; the request was replayed once" in out  # revoked
-    assert "token calls: 0 issue-token, 3 refresh-token" in out  # two 503s, then success
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        "token calls: 1 issue-token, 0 refresh-token",  # first token
+        "token calls: none (the token was reused)",  # calls
+        "token calls: 0 issue-token, 1 refresh-token",  # expiry and refresh
+        "401 'Token is not valid'; the request was replayed once",  # revoked
+        "token calls: 0 issue-token, 3 refresh-token",  # two 503s, then success
+    ],
+    ids=["first-token", "reuse", "refresh", "revoked", "retries"],
+)
+def test_demo_shows_each_steps_token_calls(demo_runs: DemoRuns, shown: str) -> None:
+    """Each step of the tour says what it cost in token calls (or what was replayed)."""
+    assert shown in demo_runs.plain.result.stdout
+
+
+def test_demo_callers_never_see_an_error(demo_runs: DemoRuns) -> None:
+    """Every request of the tour is answered 200: the caller never sees a 4xx or 5xx."""
+    out = demo_runs.plain.result.stdout
     assert "-> 200" in out
-    assert "-> 4" not in out and "-> 5" not in out  # the caller never saw an error
-    assert "eyJ" not in out  # no token printed
+    assert "-> 4" not in out and "-> 5" not in out
+
+
+def test_demo_prints_no_token(demo_runs: DemoRuns) -> None:
+    """No token (a JWT begins ``eyJ``) appears in the tour."""
+    assert "eyJ" not in demo_runs.plain.result.stdout
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`requests-emma check`, run as a real subprocess against FakeEmmaServer."""
+"""`requests-emma check` against FakeEmmaServer, its ``main(argv)`` run in this process."""
 
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
-"""The command line keeps its token between runs: real CLI processes, a private cache home."""
+"""The command line keeps its token between runs (each run its own auth, in this process), a
+private cache home."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from cli_runs import run_cli, server_env
+from cli_runs import CliRun, run_cli, server_env
 
 from requests_emma.testing import FakeEmmaServer
 
@@ -16,8 +16,8 @@ from requests_emma.testing import FakeEmmaServer
 NOBODY = 65534
 
 
-def run(*args: str, server: FakeEmmaServer, cache_home: Path) -> subprocess.CompletedProcess[str]:
-    """The CLI in a process of its own, pointed at ``server``, its cache under ``cache_home``."""
+def run(*args: str, server: FakeEmmaServer, cache_home: Path) -> CliRun:
+    """A run of the CLI, pointed at ``server``, its cache under ``cache_home``."""
     return run_cli(*args, env=server_env(server), cache_home=cache_home)
 
 

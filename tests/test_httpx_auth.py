@@ -34,8 +34,9 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def httpx_auth(server: FakeEmmaServer) -> EmmaHttpxAuth:
-    return EmmaHttpxAuth(server.client_id, server.client_secret, base_url=server.base_url)
+def httpx_auth(emma_httpx_auth: EmmaHttpxAuth) -> EmmaHttpxAuth:
+    """The plugin's ``emma_httpx_auth``, on ``server``."""
+    return emma_httpx_auth
 
 
 def api(server: FakeEmmaServer, path: str = "/v1/locations") -> str:

@@ -15,7 +15,6 @@ import pytest
 from fakes import WAIT, FakeClock, auth_for, use_clock
 
 from requests_emma import EmmaAuth
-from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer
 
 fork_only = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -145,11 +144,12 @@ def test_a_child_forked_during_a_renewal_can_get_a_token(server: FakeEmmaServer)
     assert server.issue_calls == 2  # the parent's, held; the child's own
 
 
-def _child_token(auth: EmmaAuth, queue: multiprocessing.Queue[tuple[str, bool]]) -> None:
+def _child_token(auth: EmmaAuth, queue: multiprocessing.Queue[tuple[str, str]]) -> None:
     token = auth.get_token()
-    source = source_of(auth)
-    has_refresh = source.lifecycle.take_refresh_token(source.monotonic()) is not None
-    queue.put((token.access_token, has_refresh))
+    # 400 s on: the token has expired, and the child renews it.
+    later = FakeClock(start=time.monotonic() + 400, wall_start=time.time() + 400)
+    use_clock(auth, later)
+    queue.put((token.access_token, auth.get_token().access_token))
 
 
 @fork_only
@@ -161,13 +161,14 @@ def test_a_prefork_worker_reuses_the_access_token_but_not_the_refresh_token(
     auth = auth_for(server)
     parent_token = auth.get_token()
     context = multiprocessing.get_context("fork")
-    queue: multiprocessing.Queue[tuple[str, bool]] = context.Queue()
+    queue: multiprocessing.Queue[tuple[str, str]] = context.Queue()
     worker = context.Process(target=_child_token, args=(auth, queue))
     worker.start()
-    assert queue.get(timeout=WAIT) == (parent_token.access_token, False)
+    kept, renewed = queue.get(timeout=WAIT)
     worker.join(WAIT)
     assert worker.exitcode == 0
-    assert server.token_calls == 1
+    assert kept == parent_token.access_token and renewed != kept
+    assert (server.issue_calls, server.refresh_calls) == (2, 0)  # the child's renewal: issue
 
 
 def test_a_token_lives_from_when_its_request_was_sent(server: FakeEmmaServer) -> None:

@@ -32,7 +32,6 @@ from requests_emma import (
     _system_clock,
 )
 from requests_emma._core.outcome import MAX_BODY
-from requests_emma._source import source_of
 from requests_emma.testing import FakeEmmaServer, no_retry_waits
 
 RETRYABLE = [408, 425, 429, 500, 502, 503, 504]
@@ -358,7 +357,9 @@ def test_a_refresh_refused_at_the_deadline_leaves_issue_token_uncalled(
     assert (server.refresh_calls, server.issue_calls) == (1, 1)  # the first token only
     assert caught.value.endpoint == "/v1/issue-token"
     assert "still arriving at the deadline" in str(caught.value)
-    assert source_of(auth).lifecycle.take_refresh_token(clock.now) is None
+    server.token_hook = None
+    auth.get_token()  # the next renewal has no refresh token left: issue-token
+    assert (server.refresh_calls, server.issue_calls) == (1, 2)
 
 
 @pytest.mark.slow

@@ -9,10 +9,10 @@ import math
 
 import pytest
 
-from requests_emma import EmmaAuth, RetryPolicy
+from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError
 from requests_emma._core.outcome import Kind, classify_status
 from requests_emma._core.retry_policy import MAX_RETRY_AFTER, parse_retry_after
-from requests_emma._source import source_of
+from requests_emma.testing import FakeClock, FakeEmmaServer, use_clock
 
 NOW = 1_750_000_000.0  # a Unix time, whole seconds like an HTTP-date
 
@@ -75,9 +75,19 @@ def test_emma_auth_rejects_a_retry_that_is_not_a_policy() -> None:
         EmmaAuth("id", "secret", retry={"attempts": 3})  # type: ignore[arg-type]
 
 
-def test_emma_auth_defaults_to_the_default_policy() -> None:
-    """Without retry=, EmmaAuth uses RetryPolicy()."""
-    assert source_of(EmmaAuth("id", "secret")).retry == RetryPolicy()
+def test_emma_auth_defaults_to_the_default_policy(server: FakeEmmaServer) -> None:
+    """Without retry=, EmmaAuth retries as RetryPolicy() says: its attempts, and its waits."""
+    auth = EmmaAuth(server.client_id, server.client_secret, base_url=server.base_url)
+    clock = use_clock(auth, FakeClock())
+    policy = RetryPolicy()
+    server.fail_next_token_calls(100, 503)
+    with pytest.raises(TokenRequestError):
+        auth.get_token()
+    assert server.token_calls == policy.attempts
+    shortest = [min(policy.wait_initial * 2**n, policy.wait_max) for n in range(policy.attempts)]
+    assert len(clock.sleeps) == policy.attempts - 1
+    for wait, least in zip(clock.sleeps, shortest):
+        assert least <= wait <= least + policy.wait_jitter
 
 
 def test_exactly_the_busy_statuses_are_worth_another_attempt() -> None:

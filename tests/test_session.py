@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import pickle
+import socket
 import threading
 import time
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
+import urllib3.util.connection
 from urllib3.util.retry import Retry
 
 from requests_emma import CredentialsError, EmmaAuth, EmmaSession
@@ -39,8 +42,19 @@ def api_held(server: FakeEmmaServer, longest: float = 10.0) -> Iterator[None]:
         server.api_hook = None
 
 
-def urllib3_retries(caplog: pytest.LogCaptureFixture) -> int:
-    return sum("Retrying" in record.getMessage() for record in caplog.records)
+@pytest.fixture
+def connections_to(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], int]:
+    """Count the connections requests opens (or tries to open: a refused one counts):
+    ``connections_to(base_url)`` is how many went to that URL's port."""
+    opened: list[int] = []
+    create_connection = urllib3.util.connection.create_connection
+
+    def counted(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        opened.append(address[1])
+        return create_connection(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", counted)
+    return lambda base_url: opened.count(int(urllib.parse.urlsplit(base_url).port or 0))
 
 
 # -- URLs ----------------------------------------------------------------------------------
@@ -342,33 +356,33 @@ def closed_port_after_token(server: FakeEmmaServer, auth: EmmaAuth) -> None:
 
 
 def test_get_is_retried_after_a_connection_error(
-    auth: EmmaAuth, server: FakeEmmaServer, caplog: pytest.LogCaptureFixture
+    auth: EmmaAuth, server: FakeEmmaServer, connections_to: Callable[[str], int]
 ) -> None:
     """A refused connection is retried for GET, then raises ConnectionError."""
     base_url = server.base_url
     closed_port_after_token(server, auth)
-    caplog.set_level(logging.WARNING, logger="urllib3")
+    before = connections_to(base_url)  # the token call's
     with (
         EmmaSession(auth, base_url=base_url, retries=1) as emma,
         pytest.raises(requests.ConnectionError),
     ):
         emma.get("/v1/locations")
-    assert urllib3_retries(caplog) == 1
+    assert connections_to(base_url) - before == 2  # the request, and its one retry
 
 
 def test_post_is_not_retried_after_a_connection_error(
-    auth: EmmaAuth, server: FakeEmmaServer, caplog: pytest.LogCaptureFixture
+    auth: EmmaAuth, server: FakeEmmaServer, connections_to: Callable[[str], int]
 ) -> None:
     """Even a refused connection is not retried for POST."""
     base_url = server.base_url
     closed_port_after_token(server, auth)
-    caplog.set_level(logging.WARNING, logger="urllib3")
+    before = connections_to(base_url)
     with (
         EmmaSession(auth, base_url=base_url, retries=1) as emma,
         pytest.raises(requests.ConnectionError),
     ):
         emma.post("/v1/ssh-keys", json={"name": "deploy"})
-    assert urllib3_retries(caplog) == 0
+    assert connections_to(base_url) - before == 1  # the request alone
 
 
 @pytest.mark.parametrize("method", IDEMPOTENT)
