@@ -128,7 +128,9 @@ def test_sigusr1_revokes_every_token_and_serving_goes_on(serving: Serving) -> No
     """SIGUSR1, as its second log line says, revokes the tokens: a client's next call gets a
     401, renews and replays it; `serve` goes on serving."""
     assert serving.next_log_line().startswith("# fake emma serving at ")
-    assert serving.next_log_line() == f"# kill -USR1 {serving.child.pid} revokes every token it issued"
+    assert (
+        serving.next_log_line() == f"# kill -USR1 {serving.child.pid} revokes every token it issued"
+    )
     auth = EmmaAuth(
         serving.exports["EMMA_CLIENT_ID"],
         serving.exports["EMMA_CLIENT_SECRET"],
