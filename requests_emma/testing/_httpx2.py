@@ -13,7 +13,8 @@ httpx2 is imported, so this module is loaded at the first use of the name, not w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import typing
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx2
 
@@ -21,7 +22,8 @@ from .._core import urls
 from ._responses import FakeTokenEndpoints, token_url_pattern
 
 #: A ``MockTransport`` handler: a response, or (for an ``AsyncClient``) an awaitable of one.
-Handler = Callable[[httpx2.Request], object]
+Handler = Callable[[httpx2.Request], "httpx2.Response | Awaitable[httpx2.Response]"]
+SyncHandler = Callable[[httpx2.Request], httpx2.Response]
 
 
 class _Body(httpx2.SyncByteStream, httpx2.AsyncByteStream):
@@ -71,7 +73,7 @@ def httpx2_token_transport(
     pattern = token_url_pattern(endpoints.base_url)
     other = _not_found if handler is None else handler
 
-    def answer(request: httpx2.Request) -> object:
+    def answer(request: httpx2.Request) -> httpx2.Response | Awaitable[httpx2.Response]:
         if request.method != "POST" or not pattern.match(str(request.url)):
             return other(request)
         status, headers, body = endpoints._answer(
@@ -81,4 +83,5 @@ def httpx2_token_transport(
         answer_headers.setdefault("Content-Type", "application/json")
         return httpx2.Response(status, headers=answer_headers, stream=_Body(body))
 
-    return httpx2.MockTransport(answer), endpoints
+    # Typed as one kind of handler or the other; MockTransport awaits what is awaitable.
+    return httpx2.MockTransport(typing.cast("SyncHandler", answer)), endpoints
