@@ -92,8 +92,10 @@ _fake_emma.stop()
 # private types are not documented: neither is a broken link.
 nitpick_ignore_regex = [
     (r"py:class", r"(collections\.abc|contextlib|filelock|os|redis|requests|requests_oauthlib|responses|urllib3)\..*"),
-    # EmmaHttpxAuth's client arguments: httpx has no Sphinx inventory here.
+    # EmmaHttpxAuth's client arguments, httpx2_token_transport's types: httpx and httpx2
+    # have no Sphinx inventory here.
     (r"py:class", r"httpx\.(Client|AsyncClient)"),
+    (r"py:class", r"httpx2\..*"),
     # Functions of the private cache modules that the caches' docstrings mention.
     (r"py:func", r"(default_directory|cache_key)"),
     (r"py:class", r"requests_emma\.(.*\.)?_\w+(\..*)?"),

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import IO
 
 import pytest
+import requests
 from cli_runs import DEFAULT_SIGINT, child_env, one_error_line, run_cli
 
 from requests_emma import EmmaAuth, EmmaSession
@@ -98,6 +99,7 @@ def test_serve_prints_exports_that_token_and_get_work_with(serving: Serving) -> 
 def test_serve_logs_each_request_without_tokens(serving: Serving) -> None:
     """Each request served is one stderr line: method, path, status; no token, no secret."""
     assert serving.next_log_line().startswith("# fake emma serving at http://127.0.0.1:")
+    assert serving.next_log_line().startswith("# kill -USR1 ")
     result = run_cli("get", "/v1/locations?name=London", env=serving.exports)
     assert result.returncode == 0, result.stderr
     issue, get = serving.next_log_line(), serving.next_log_line()
@@ -111,6 +113,7 @@ def test_serve_logs_each_request_without_tokens(serving: Serving) -> None:
 def test_ctrl_c_stops_serve_cleanly(serving: Serving) -> None:
     """SIGINT ends `serve` with status 0, a closing line and no traceback."""
     assert serving.next_log_line().startswith("# fake emma serving at ")
+    assert serving.next_log_line().startswith("# kill -USR1 ")
     serving.child.send_signal(signal.SIGINT)
     assert serving.child.wait(timeout=30) == 0
     assert serving.next_log_line() == "# fake emma stopped"
@@ -119,6 +122,28 @@ def test_ctrl_c_stops_serve_cleanly(serving: Serving) -> None:
     port = int(serving.exports["EMMA_API_URL"].rsplit(":", 1)[1].split("/")[0])
     with socket.socket() as probe:  # the port is closed: nothing listens any more
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_sigusr1_revokes_every_token_and_serving_goes_on(serving: Serving) -> None:
+    """SIGUSR1, as its second log line says, revokes the tokens: a client's next call gets a
+    401, renews and replays it; `serve` goes on serving."""
+    assert serving.next_log_line().startswith("# fake emma serving at ")
+    assert (
+        serving.next_log_line() == f"# kill -USR1 {serving.child.pid} revokes every token it issued"
+    )
+    auth = EmmaAuth(
+        serving.exports["EMMA_CLIENT_ID"],
+        serving.exports["EMMA_CLIENT_SECRET"],
+        base_url=serving.exports["EMMA_API_URL"],
+    )
+    url = f"{auth.base_url}/v1/locations/18"
+    assert requests.get(url, auth=auth, timeout=30).history == []
+    serving.child.send_signal(signal.SIGUSR1)
+    while serving.next_log_line() != "# every token issued so far is revoked":
+        pass  # the log lines of the first call
+    response = requests.get(url, auth=auth, timeout=30)
+    assert (response.status_code, [r.status_code for r in response.history]) == (200, [401])
+    assert serving.child.poll() is None
 
 
 @pytest.mark.parametrize("lines_read", [0, 1], ids=["at-start", "after-its-first-line"])

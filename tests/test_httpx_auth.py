@@ -462,7 +462,9 @@ EXAMPLES = re.findall(r"^```python\n(.*?)^```", HOW_TO, flags=re.MULTILINE | re.
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "example", [e for e in EXAMPLES if "httpx" in e], ids=["sync", "asyncio", "trio", "sharing"]
+    "example",
+    [e for e in EXAMPLES if "httpx" in e],
+    ids=["sync", "asyncio", "trio", "sharing", "httpx2"],
 )
 def test_the_how_to_examples_run_as_written(server: FakeEmmaServer, example: str) -> None:
     """Each example of the httpx how-to runs against the fake emma (its URL in place of
@@ -488,6 +490,9 @@ def test_the_how_to_examples_run_as_written(server: FakeEmmaServer, example: str
         assert server.token_calls == 1
     elif "async def" in example:
         assert result.stdout.strip() == "{200}"
+        assert server.token_calls == 1
+    elif "EmmaHttpx2Auth" in example:  # prints what it shows the reader
+        assert result.stdout == "London\n"
         assert server.token_calls == 1
 
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-OPTIONAL = ("httpx", "httpcore", "anyio", "trio", "respx", "aiohttp")
+OPTIONAL = ("httpx", "httpx2", "httpcore", "anyio", "trio", "respx", "aiohttp")
 
 _PROBE = """
 import importlib, json, sys
@@ -39,7 +39,7 @@ def loaded_after(*imports: str) -> list[str]:
 )
 def test_importing_the_package_loads_no_optional_dependency(module: str) -> None:
     """import requests_emma (and its test kit, and the pytest plugin every pytest run
-    loads) loads neither httpx, httpcore, anyio, trio, respx nor aiohttp."""
+    loads) loads neither httpx, httpx2, httpcore, anyio, trio, respx nor aiohttp."""
     assert loaded_after(module) == []
 
 
@@ -60,6 +60,12 @@ def test_the_respx_helper_loads_httpx_but_not_respx() -> None:
     the user's to import."""
     loaded = loaded_after("requests_emma.testing:add_respx_token_endpoints")
     assert "httpx" in loaded and "respx" not in loaded
+
+
+def test_the_httpx2_helper_loads_httpx2_only_when_used() -> None:
+    """requests_emma.testing.httpx2_token_transport, once used, loads httpx2 (the test kit
+    alone does not: see above)."""
+    assert "httpx2" in loaded_after("requests_emma.testing:httpx2_token_transport")
 
 
 def test_emma_httpx_auth_is_importable_from_the_package_once_asked_for() -> None:

@@ -55,6 +55,9 @@ EXAMPLES = examples()
 class Serve(NamedTuple):
     env: dict[str, str]
     log: queue.Queue[str]
+    pid: int
+    #: The two lines it logs at its start (taken off ``log``).
+    start_lines: list[str]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,8 @@ def serve() -> Iterator[Serve]:
             assert line.startswith("export "), line
             name, _, value = line[len("export ") :].rstrip("\n").partition("=")
             env[name] = value
-        yield Serve(env, log)
+        start_lines = [log.get(timeout=30), log.get(timeout=30)]
+        yield Serve(env, log, child.pid, start_lines)
     finally:
         child.terminate()
         child.wait(timeout=30)
@@ -96,7 +100,7 @@ def serve() -> Iterator[Serve]:
 
 def test_every_example_shows_its_output() -> None:
     """Each Python example of the tutorial is followed by the output it prints."""
-    assert len(EXAMPLES) >= 4
+    assert len(EXAMPLES) >= 3
     assert all(example.output.strip() for example in EXAMPLES)
 
 
@@ -132,6 +136,49 @@ def next_request_logged(serve: Serve, request: str) -> None:
         line = serve.log.get(timeout=30)  # lines before it (its start, an earlier call) skipped
         if line.split(" ", 1)[-1] == request:
             return
+
+
+def test_step_2_shows_the_revoke_command_serve_prints(serve: Serve) -> None:
+    """Step 2's `serve` output ends with the two lines `serve` logs at its start, its own
+    process number in the second."""
+    shown = BLOCK.findall(TUTORIAL.split("## 2.", 1)[1])[1][1].splitlines()[-2:]
+    port = serve.env["EMMA_API_URL"].split(":")[-1].split("/")[0]
+    expected = [
+        re.sub(r":\d+/", f":{port}/", shown[0]),
+        re.sub(r"-USR1 \d+", f"-USR1 {serve.pid}", shown[1]),
+    ]
+    assert serve.start_lines == expected
+
+
+def test_step_5_replaces_the_revoked_token(serve: Serve, tmp_path: Path) -> None:
+    """Step 5's commands, its `kill` sent to step 2's `serve`: the cached token is refused,
+    and `serve` logs the 401, the token calls and the replay the page shows, in that order."""
+    step = TUTORIAL.split("## 5.", 1)[1].split("## 6.", 1)[0]
+    commands = BLOCK.findall(step)[0][1].strip().splitlines()
+    shown = [line.split(" ", 1)[1] for line in BLOCK.findall(step)[1][1].strip().splitlines()]
+    env = child_env({
+        **serve.env,
+        "PATH": sysconfig.get_path("scripts") + os.pathsep + os.environ["PATH"],
+        "XDG_CACHE_HOME": str(tmp_path),  # the command line's token cache, this test's own
+    })  # fmt: skip
+    for command in commands:
+        kill = re.match(r"kill -USR1 \d+", command)
+        if kill:
+            command = f"kill -USR1 {serve.pid}" + command[kill.end() :]
+        result = subprocess.run(
+            ["sh", "-c", command], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (result.returncode, result.stderr) == (0, "")
+        if kill:  # the signal is handled in `serve`'s own time: wait until it says so
+            next_log_line_is(serve, "# every token issued so far is revoked")
+    assert "# every token issued so far is revoked" in step
+    assert [serve.log.get(timeout=30).split(" ", 1)[1] for _ in shown] == shown
+
+
+def next_log_line_is(serve: Serve, wanted: str) -> None:
+    """Wait until `serve` logs the line ``wanted`` (lines before it skipped)."""
+    while serve.log.get(timeout=30) != wanted:
+        pass
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda example: example.step[:24])

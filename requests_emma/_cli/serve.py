@@ -4,7 +4,9 @@ It prints, on stdout, the ``export`` lines that point ``EmmaAuth``, ``EmmaSessio
 other subcommands at it (throwaway credentials, made up at start), then logs one line per
 answer on stderr: method, path (no query string) and status, never a header or a token.
 stdout holds nothing but the ``export`` lines, so it can be saved and sourced. Ctrl-C (or
-SIGTERM) stops it cleanly.
+SIGTERM) stops it cleanly. SIGUSR1 (``kill -USR1 PID``, the command its second log line
+shows) revokes every token it has issued, as emma revokes a service app's tokens: the
+next call with one gets a 401, which shows a client's renewal and replay from outside.
 
 The log is written from the handler thread before the answer, so a log that cannot be
 written (stderr closed, or a reader that went away: ``serve 2>&1 | head``) must not take the
@@ -14,6 +16,7 @@ it serves (nothing reads it here), so a long-running one does not grow.
 
 from __future__ import annotations
 
+import collections
 import os
 import shlex
 import signal
@@ -68,18 +71,22 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None
     server = FakeEmmaServer(token_lifetime=token_lifetime, max_recorded_requests=0)
     serve_log = _Log(log)
     server.request_log = serve_log.request
-    stop = threading.Event()
+    woken = threading.Event()
+    received: collections.deque[int] = collections.deque()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        received.append(signum)
+        woken.set()
 
-    # Ctrl-C and SIGTERM only set the event, whenever they come: no KeyboardInterrupt can
-    # land between two lines below and skip the clean stop. A signal the shell told us to
-    # ignore (a background job's SIGINT) stays ignored.
+    # A signal only notes itself, whenever it comes: no KeyboardInterrupt can land between
+    # two lines below and skip the clean stop, and the revocation runs in this loop, not
+    # inside a write of the log. A signal the shell told us to ignore (a background job's
+    # SIGINT) stays ignored.
+    revoke = getattr(signal, "SIGUSR1", None)  # not on Windows
     previous = {
         sig: signal.signal(sig, on_signal)
-        for sig in (signal.SIGINT, signal.SIGTERM)
-        if signal.getsignal(sig) is not signal.SIG_IGN
+        for sig in (signal.SIGINT, signal.SIGTERM, revoke)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN
     }
     try:
         try:
@@ -95,8 +102,17 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None
         out.writelines(f"export {name}={shlex.quote(value)}\n" for name, value in exports.items())
         out.flush()
         serve_log.line(f"# fake emma serving at {server.base_url}; Ctrl-C stops it")
-        while not stop.wait(0.5):  # a timed wait, so the signal is seen on every platform
-            pass
+        if revoke in previous:
+            serve_log.line(f"# kill -USR1 {os.getpid()} revokes every token it issued")
+        while True:
+            woken.wait(0.5)  # a timed wait, so a signal is seen on every platform
+            woken.clear()
+            signals = [received.popleft() for _ in range(len(received))]
+            if any(sig != revoke for sig in signals):
+                break
+            if signals:
+                server.revoke()
+                serve_log.line("# every token issued so far is revoked")
     finally:
         server.stop()
         for sig, handler in previous.items():

@@ -8,6 +8,8 @@
   that mock HTTP with ``responses`` (:class:`FakeTokenEndpoints` is what it returns).
 - :func:`add_respx_token_endpoints`: the same on a respx router, for suites that mock httpx
   with respx. It is loaded at its first use, as it imports httpx.
+- :func:`httpx2_token_transport`: an ``httpx2.MockTransport`` that answers them, for suites
+  that mock httpx2 (respx does not intercept it). Loaded at its first use.
 
 The ``emma_server`` pytest fixture (a running :class:`FakeEmmaServer`) comes with the
 package: see :mod:`requests_emma.testing.pytest_plugin`.
@@ -24,6 +26,7 @@ from ._server import FakeEmmaServer, RecordedRequest
 from ._waits import no_retry_waits
 
 if typing.TYPE_CHECKING:
+    from ._httpx2 import httpx2_token_transport
     from ._respx import add_respx_token_endpoints
 
 __all__ = [
@@ -33,13 +36,14 @@ __all__ = [
     "RecordedRequest",
     "add_respx_token_endpoints",
     "add_token_endpoints",
+    "httpx2_token_transport",
     "no_retry_waits",
     "use_clock",
 ]
 
-#: Public names loaded at first use (PEP 562): they import httpx, which
+#: Public names loaded at first use (PEP 562): they import httpx or httpx2, which
 #: ``requests_emma.testing`` (loaded by the pytest plugin in every test run) does not need.
-_LAZY = {"add_respx_token_endpoints": "._respx"}
+_LAZY = {"add_respx_token_endpoints": "._respx", "httpx2_token_transport": "._httpx2"}
 
 
 __getattr__, __dir__ = _exports.exports(globals(), _LAZY)

@@ -1,11 +1,11 @@
-"""The requests-emma pytest plugin: the ``emma_server``, ``emma_auth``, ``emma_httpx_auth``
-and ``emma_aiohttp_middleware`` fixtures.
+"""The requests-emma pytest plugin: the ``emma_server``, ``emma_auth``, ``emma_httpx_auth``,
+``emma_httpx2_auth`` and ``emma_aiohttp_middleware`` fixtures.
 
 Installing requests-emma registers this module with pytest (the ``pytest11`` entry point,
 plugin name ``requests_emma``), so any test can ask for ``emma_server`` (a running fake
 emma), ``emma_auth`` (an ``EmmaAuth`` already pointed at that fake), ``emma_httpx_auth``
-(the same for httpx; needs the ``[httpx]`` extra) or ``emma_aiohttp_middleware`` (for
-aiohttp; needs the ``[aiohttp]`` extra). ``-p no:requests_emma`` turns them off.
+(the same for httpx; needs the ``[httpx]`` extra), ``emma_httpx2_auth`` (for httpx2; the
+``[httpx2]`` extra) or ``emma_aiohttp_middleware`` (for aiohttp; the ``[aiohttp]`` extra). ``-p no:requests_emma`` turns them off.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from . import FakeEmmaServer
 if TYPE_CHECKING:
     from ..aiohttp import EmmaAiohttpMiddleware
     from ..httpx import EmmaHttpxAuth
+    from ..httpx2 import EmmaHttpx2Auth
 
 
 @pytest.fixture
@@ -50,6 +51,18 @@ def emma_httpx_auth(emma_server: FakeEmmaServer) -> EmmaHttpxAuth:
     from ..httpx import EmmaHttpxAuth  # httpx only for the tests that ask for it
 
     return EmmaHttpxAuth(
+        emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url
+    )
+
+
+@pytest.fixture
+def emma_httpx2_auth(emma_server: FakeEmmaServer) -> EmmaHttpx2Auth:
+    """An :class:`~requests_emma.httpx2.EmmaHttpx2Auth` with ``emma_server``'s credentials
+    and base URL, for ``httpx2.Client`` and ``httpx2.AsyncClient`` (needs the ``[httpx2]``
+    extra)."""
+    from ..httpx2 import EmmaHttpx2Auth  # httpx2 only for the tests that ask for it
+
+    return EmmaHttpx2Auth(
         emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url
     )
 

@@ -1,0 +1,87 @@
+"""emma's token endpoints on an ``httpx2.MockTransport``, for test suites that mock httpx2.
+
+respx patches httpx's transports, not httpx2's, so a suite on httpx2 mocks with the
+``MockTransport`` httpx2 has built in: :func:`httpx2_token_transport` makes one that answers
+``POST /v1/issue-token`` and ``POST /v1/refresh-token`` under a base URL as emma and
+``FakeEmmaServer`` do (all three are a ``FakeTokenService``), and hands every other request
+to the handler of the test's own. It returns the transport and the same
+:class:`FakeTokenEndpoints` as :func:`add_token_endpoints`, with its counters and knobs.
+
+httpx2 is imported, so this module is loaded at the first use of the name, not with
+``requests_emma.testing``.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import httpx2
+
+from .._core import urls
+from ._responses import FakeTokenEndpoints, token_url_pattern
+
+#: A ``MockTransport`` handler: a response, or (for an ``AsyncClient``) an awaitable of one.
+Handler = Callable[[httpx2.Request], "httpx2.Response | Awaitable[httpx2.Response]"]
+SyncHandler = Callable[[httpx2.Request], httpx2.Response]
+
+
+class _Body(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """A body streamed as a server's would be, to a sync or an async client. Not a
+    ``ByteStream``: httpx2 reads one at once, and an async client's raw stream of a body
+    already read cannot be read again (``StreamConsumed``)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+
+def _not_found(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(404, json={"code": "NOT_FOUND", "message": "not mocked"})
+
+
+def httpx2_token_transport(
+    handler: Handler | None = None,
+    base_url: str = urls.DEFAULT_BASE_URL,
+    *,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    token_lifetime: int = 300,
+    refresh_lifetime: int = 1800,
+) -> tuple[httpx2.MockTransport, FakeTokenEndpoints]:
+    """An ``httpx2.MockTransport`` answering emma's token endpoints, and their counters.
+
+    ``handler`` answers every other request, as ``httpx2.MockTransport(handler)`` would
+    (``None``: a 404). ``base_url`` is the API base URL the code under test uses (default
+    emma's own). ``client_id`` and ``client_secret``: the credentials issue-token accepts
+    (``None``: any). Lifetimes are seconds. Give the transport to the clients of the code
+    under test and to ``EmmaHttpx2Auth(client=..., async_client=...)``, whose token calls
+    otherwise go through a client of its own.
+    """
+    endpoints = FakeTokenEndpoints(
+        urls.base_url(base_url),
+        client_id=client_id,
+        client_secret=client_secret,
+        token_lifetime=token_lifetime,
+        refresh_lifetime=refresh_lifetime,
+    )
+    pattern = token_url_pattern(endpoints.base_url)
+    other = _not_found if handler is None else handler
+
+    def answer(request: httpx2.Request) -> httpx2.Response | Awaitable[httpx2.Response]:
+        if request.method != "POST" or not pattern.match(str(request.url)):
+            return other(request)
+        status, headers, body = endpoints._answer(
+            str(request.url), request.headers.get("Content-Type", ""), request.content
+        )
+        answer_headers = httpx2.Headers(headers)
+        answer_headers.setdefault("Content-Type", "application/json")
+        return httpx2.Response(status, headers=answer_headers, stream=_Body(body))
+
+    # Typed as one kind of handler or the other; MockTransport awaits what is awaitable.
+    return httpx2.MockTransport(typing.cast("SyncHandler", answer)), endpoints
