@@ -65,6 +65,7 @@ def test_the_respx_helper_loads_httpx_but_not_respx() -> None:
 def test_the_httpx2_helper_loads_httpx2_only_when_used() -> None:
     """requests_emma.testing.httpx2_token_transport, once used, loads httpx2 (the test kit
     alone does not: see above)."""
+    pytest.importorskip("httpx2", reason="httpx2 needs Python 3.11 or newer")
     assert "httpx2" in loaded_after("requests_emma.testing:httpx2_token_transport")
 
 

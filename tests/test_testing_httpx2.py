@@ -4,11 +4,12 @@ httpx2_token_transport answering the token endpoints on an httpx2.MockTransport.
 from __future__ import annotations
 
 import anyio
-import httpx2
 import pytest
 
-from requests_emma.httpx2 import EmmaHttpx2Auth
 from requests_emma.testing import FakeEmmaServer, httpx2_token_transport
+
+httpx2 = pytest.importorskip("httpx2", reason="httpx2 needs Python 3.11 or newer")
+from requests_emma.httpx2 import EmmaHttpx2Auth  # after the skip
 
 BASE = "https://api.emma.ms/external"
 
