@@ -30,6 +30,7 @@ from requests_emma._core.exchange import AT_DEADLINE
 from requests_emma._core.outcome import MAX_BODY, Kind, Outcome
 from requests_emma._httpx import routes
 from requests_emma._httpx.transport import AsyncHttpxTokenEndpoint, HttpxTokenEndpoint
+from requests_emma._system_clock import SYSTEM_CLOCK
 from requests_emma.testing import FakeEmmaServer
 
 ISSUE = wire.ISSUE_TOKEN_PATH
@@ -627,3 +628,20 @@ def test_one_async_endpoint_serves_asyncio_and_trio_in_turn(server: FakeEmmaServ
     kinds = [anyio.run(one, backend=backend) for backend in ("asyncio", "trio", "asyncio")]
     anyio.run(endpoint.aclose)
     assert kinds == [Kind.GRANT] * 3
+
+
+def test_an_async_answer_already_read_is_taken_as_it_is() -> None:
+    """A MockTransport handler answering with content= (a body read already) gives the
+    async endpoint its token, not a StreamConsumed failure."""
+    grant = {"accessToken": "a.b.c", "expiresIn": 300, "refreshToken": "r"}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=grant))
+
+    async def call() -> Outcome:
+        async with httpx.AsyncClient(transport=transport) as client:
+            endpoint = AsyncHttpxTokenEndpoint("https://api.emma.ms/external", client, TIMEOUT)
+            body = lambda: {"clientId": "id", "clientSecret": "secret"}
+            deadline = SYSTEM_CLOCK.monotonic() + 10
+            return await endpoint.attempt("/v1/issue-token", body, deadline, SYSTEM_CLOCK)
+
+    outcome = anyio.run(call)
+    assert outcome.kind is Kind.GRANT and outcome.grant is not None

@@ -46,7 +46,7 @@ import sniffio
 
 from .._core.clock import Clock
 from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
-from .._core.outcome import Outcome
+from .._core.outcome import MAX_BODY, Outcome
 from .._errors import chain, without_tracebacks
 from .._socket_watch import Watch, watch_for
 from .._source.attempt import Answer, attempt, attempt_async
@@ -257,6 +257,9 @@ async def _aread_capped(http: ModuleType, response: Any, *, decoded: bool) -> by
     one left before its end is finalised by the garbage collector, which trio reports as a
     ``ResourceWarning`` (encode/httpx#3686). Read to the end, or ended by an exception from
     below (a cancellation, a broken connection), they all close in turn."""
+    if response.is_stream_consumed:  # read already: a mock transport's answer
+        content = response.content
+        return None if len(content) > MAX_BODY else content
     raw = CappedBody()
     # aiter_raw is an async generator, typed as the AsyncIterator it also is.
     body = typing.cast("AsyncGenerator[bytes, None]", response.aiter_raw())
