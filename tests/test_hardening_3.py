@@ -29,6 +29,7 @@ from requests_emma import (
     TokenRequestError,
 )
 from requests_emma._caches.protocol import cache_key
+from requests_emma._core.exchange import Failure, failure_outcome
 from requests_emma.httpx import EmmaHttpxAuth
 from requests_emma.testing import FakeEmmaServer
 
@@ -133,9 +134,8 @@ class _WatchedLock:
 def test_a_cache_lock_taken_after_the_event_loop_ended_is_released(
     server: FakeEmmaServer, shared_store: Store
 ) -> None:
-    """asyncio.run() ends after a timed-out request while its renewal waits for the cache
-    lock held elsewhere; the holder lets go, the abandoned wait ends, and the lock is free
-    (the garbage collector off: no finalizer releases it by chance)."""
+    """A cache lock an ended event loop's renewal got after it stopped waiting is released."""
+    # The garbage collector is off: no finalizer releases the lock by chance.
     key = cache_key(server.base_url, server.client_id, server.client_secret)
     watched = _WatchedLocks(shared_store.other())
     auth = _httpx_auth(server, token_cache=watched, retry=RetryPolicy(deadline=WAIT))
@@ -164,9 +164,7 @@ def test_a_cache_lock_taken_after_the_event_loop_ended_is_released(
 def test_asyncio_run_per_call_never_sends_a_refresh_token_twice(
     server: FakeEmmaServer, gate: _Gate
 ) -> None:
-    """asyncio.run() per request: an early renewal whose refresh call reached emma is
-    cancelled at the loop's end; the next call issues a token, and no refresh token is
-    sent twice."""
+    """asyncio.run() per request: no refresh token is sent twice, cancelled calls included."""
     auth = _httpx_auth(server)
     clock = use_clock(auth, FakeClock())
 
@@ -191,8 +189,7 @@ def test_asyncio_run_per_call_never_sends_a_refresh_token_twice(
 def test_a_thread_giving_up_its_loops_renewal_does_not_resend_its_refresh_token(
     server: FakeEmmaServer, gate: _Gate
 ) -> None:
-    """A blocking call on the event loop thread whose loop runs a renewal (its refresh call
-    sent) gives it up and issues a token: the refresh token is sent once."""
+    """A thread giving up its own loop's renewal issues a token, not resending its refresh."""
     auth = _httpx_auth(server)
     clock = use_clock(auth, FakeClock())
     auth.get_token()
@@ -216,8 +213,7 @@ def test_a_thread_giving_up_its_loops_renewal_does_not_resend_its_refresh_token(
 def test_an_async_waiter_gives_up_a_renewal_whose_loop_stopped(
     server: FakeEmmaServer,
 ) -> None:
-    """A renewal runs on a background loop that stops mid-call; a task on another loop
-    waiting for it gives up after the deadline plus the grace, and gets a token."""
+    """A task waiting for a renewal whose loop stopped gives it up in time and gets a token."""
     gate = server.token_hook = _Gate(1)
     auth = _httpx_auth(server, retry=RetryPolicy(deadline=0.5, attempts=1))
     loop = asyncio.new_event_loop()
@@ -280,8 +276,7 @@ def test_a_cached_token_lasts_its_lifetime_on_a_host_behind_the_saver(
 def test_a_proxy_password_stays_out_of_the_token_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """HTTPS_PROXY with a password and a bad port: the TokenRequestError, its chain of
-    causes and status() name the failure without the password."""
+    """A bad HTTPS_PROXY's password is in no TokenRequestError, cause or status()."""
     monkeypatch.setenv("HTTPS_PROXY", BAD_PROXY)
     auth = EmmaAuth("client", "secret", base_url="https://emma.invalid/external")
     error = _error_of(auth)
@@ -295,11 +290,20 @@ def test_a_proxy_password_stays_out_of_the_token_error(
     assert PROXY_PASSWORD not in str(auth.status().last_error)
 
 
+def test_a_password_with_a_slash_or_an_at_sign_is_left_out_whole() -> None:
+    """A failure's URL user info goes whole, a password with an unescaped / or @ too."""
+    cause = ValueError("Failed to parse: 'http://user:pw/x@y-z@proxy.invalid:80800'")
+    outcome = failure_outcome(Failure.OTHER, cause, sent_at=0.0, sent_wall=0.0)
+    assert outcome.reason == (
+        "request failed (ValueError: Failed to parse: 'http://***@proxy.invalid:80800')"
+    )
+    assert str(cause) == "Failed to parse: 'http://***@proxy.invalid:80800'"
+
+
 def test_a_proxy_password_stays_out_of_the_token_call_span(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """HTTPS_PROXY with a password and a bad port: the token call's span status says what
-    failed without the password."""
+    """A bad HTTPS_PROXY's password is not in the token call span's status."""
     otel = install()
     otel.clear()
     monkeypatch.setenv("HTTPS_PROXY", BAD_PROXY)
@@ -311,7 +315,7 @@ def test_a_proxy_password_stays_out_of_the_token_call_span(
 
 
 def test_the_cli_calls_a_bad_proxy_url_a_configuration_error(tmp_path: Path) -> None:
-    """`check` with HTTPS_PROXY unparsable: exit 2 (configuration), no password on stderr."""
+    """`check` with an unparsable HTTPS_PROXY: exit 2 (configuration), no password shown."""
     env = {
         "EMMA_CLIENT_ID": "client",
         "EMMA_CLIENT_SECRET": "secret",
@@ -326,8 +330,7 @@ def test_the_cli_calls_a_bad_proxy_url_a_configuration_error(tmp_path: Path) -> 
 def test_a_pickle_holds_no_client_secret_from_the_environment(
     server: FakeEmmaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Credentials from the environment: the pickle holds no secret, and the copy reads it
-    from the environment where it is unpickled."""
+    """A secret from the environment is not pickled; the copy reads the environment again."""
     monkeypatch.setenv("EMMA_CLIENT_ID", server.client_id)
     monkeypatch.setenv("EMMA_CLIENT_SECRET", server.client_secret)
     data = pickle.dumps(EmmaAuth(base_url=server.base_url))
@@ -337,15 +340,14 @@ def test_a_pickle_holds_no_client_secret_from_the_environment(
 
 
 def test_a_pickle_holds_a_client_secret_passed_explicitly(server: FakeEmmaServer) -> None:
-    """A secret passed as an argument is in the pickle (the copy needs it): the documented
-    behaviour, so the Celery advice is to keep the secret in the worker's environment."""
+    """A secret passed as an argument is pickled (the copy needs it), as documented."""
     data = pickle.dumps(auth_for(server))
     assert server.client_secret.encode() in data
     assert pickle.loads(data).get_token().access_token
 
 
 def test_a_retry_after_of_a_day_holds_token_calls_for_an_hour(server: FakeEmmaServer) -> None:
-    """Retry-After: 86400 on issue-token: status() and the next error show a one-hour hold."""
+    """Retry-After: 86400 holds token calls for an hour, in status() and the next error."""
     server.fail_next_token_calls(1, 429, headers={"Retry-After": "86400"})
     auth = auth_for(server)
     use_clock(auth, FakeClock())
@@ -362,9 +364,7 @@ def test_a_retry_after_of_a_day_holds_token_calls_for_an_hour(server: FakeEmmaSe
 def test_an_old_entry_put_back_costs_one_renewal(
     server: FakeEmmaServer, shared_store: Store
 ) -> None:
-    """A backup restored over the newest entry: a new process adopts it, its rotated-away
-    refresh token is refused, and it issues a token: two token calls, one renewal; the
-    process that saved the newest entry goes on with its token."""
+    """An old entry put back costs the process adopting it one renewal, the saver none."""
     clock = FakeClock()
     key = cache_key(server.base_url, server.client_id, server.client_secret)
     saver = auth_for(server, token_cache=shared_store.other())

@@ -23,7 +23,8 @@ CHUNK = 16 << 10
 #: The reason of an attempt its deadline ended, whatever it was doing then.
 AT_DEADLINE = "timed out (the response was still arriving at the deadline)"
 #: The user info of a URL (``user:password@``): a proxy URL from ``HTTPS_PROXY`` carries one.
-_USER_INFO = re.compile(r"(?<=//)[^/?#\s]*@")
+#: Up to the last ``@`` of the URL: a password may hold an unescaped ``/`` or ``@``.
+_USER_INFO = re.compile(r"(?<=//)[^\s'\"<>]*@")
 
 Timeout = tuple[float, float]
 
@@ -77,6 +78,7 @@ def failure_outcome(
 def _without_user_info(cause: BaseException) -> str:
     """The message of ``cause`` with no URL user info; each link of its chain that quoted
     some is left with the scrubbed message only (a traceback prints them all)."""
+    message = _USER_INFO.sub("***@", str(cause))
     pending: list[BaseException | None] = [cause]
     seen: set[int] = set()
     while pending:
@@ -88,7 +90,7 @@ def _without_user_info(cause: BaseException) -> str:
         if _USER_INFO.search(text):
             link.args = (_USER_INFO.sub("***@", text),)
         pending += (link.__cause__, link.__context__)
-    return str(cause)
+    return message
 
 
 class CappedBody:
