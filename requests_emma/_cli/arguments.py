@@ -34,7 +34,7 @@ EXIT_BROKEN_PIPE = 141
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_API_ERROR: "the API answered with a non-2xx status (get)",
-    EXIT_USAGE: "bad arguments or configuration (missing credentials, bad base URL)",
+    EXIT_USAGE: "bad arguments or configuration (missing credentials, bad base or proxy URL)",
     EXIT_AUTH: "no token: credentials rejected, or the token endpoint failed or asked to wait",
     EXIT_UNREACHABLE: "emma could not be reached (connection failed, name unknown, timed out)",
     EXIT_INTERNAL: "an unexpected internal error",

@@ -98,6 +98,12 @@ def _report(args: argparse.Namespace) -> int:
             return _fail(_refused_a_moment_ago(error.retry_after), EXIT_AUTH)
         return _fail(str(error), EXIT_AUTH)
     except TokenRequestError as error:
+        if isinstance(error.__cause__, ValueError):  # requests' InvalidURL: never sent
+            return _fail(
+                f"a URL could not be used (check HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and the "
+                f"base URL): {error}",
+                EXIT_USAGE,
+            )
         if error.status_code is None and error.attempts > 0:
             # No answer came (refused, unknown name, timed out). With no attempt at all,
             # emma had asked to wait, or another process holds the token cache's lock.

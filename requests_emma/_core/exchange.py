@@ -10,6 +10,7 @@ they cannot drift apart. What an answer means is :func:`~.outcome.response_outco
 from __future__ import annotations
 
 import enum
+import re
 
 from .._errors import os_reason
 from .outcome import MAX_BODY, Kind, Outcome
@@ -21,6 +22,9 @@ HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
 CHUNK = 16 << 10
 #: The reason of an attempt its deadline ended, whatever it was doing then.
 AT_DEADLINE = "timed out (the response was still arriving at the deadline)"
+#: The user info of a URL (``user:password@``): a proxy URL from ``HTTPS_PROXY`` carries one.
+#: Up to the last ``@`` of the URL: a password may hold an unescaped ``/`` or ``@``.
+_USER_INFO = re.compile(r"(?<=//)[^\s'\"<>]*@")
 
 Timeout = tuple[float, float]
 
@@ -59,15 +63,34 @@ def failure_outcome(
 ) -> Outcome:
     """The outcome of an attempt that ``cause`` stopped (already scrubbed of the request);
     the reason adds the operating system's words for a connection failure, and the
-    exception itself for one of no known kind."""
+    exception itself for one of no known kind, with the user info of any URL in it (a
+    proxy's password) left out, there and along the cause's chain."""
     kind, reason = failure.value
     if failure is Failure.CONNECTION:
         system_reason = os_reason(cause)
         if system_reason:
             reason = f"{reason} ({system_reason})"
     elif failure is Failure.OTHER:
-        reason = f"{reason} ({type(cause).__name__}: {cause})"
+        reason = f"{reason} ({type(cause).__name__}: {_without_user_info(cause)})"
     return Outcome(kind, reason, sent_at=sent_at, sent_wall=sent_wall, cause=cause)
+
+
+def _without_user_info(cause: BaseException) -> str:
+    """The message of ``cause`` with no URL user info; each link of its chain that quoted
+    some is left with the scrubbed message only (a traceback prints them all)."""
+    message = _USER_INFO.sub("***@", str(cause))
+    pending: list[BaseException | None] = [cause]
+    seen: set[int] = set()
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        text = str(link)
+        if _USER_INFO.search(text):
+            link.args = (_USER_INFO.sub("***@", text),)
+        pending += (link.__cause__, link.__context__)
+    return message
 
 
 class CappedBody:
