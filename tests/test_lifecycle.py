@@ -321,14 +321,24 @@ def test_only_an_early_renewal_backs_off() -> None:
 
 
 def test_an_interrupted_renewal_records_no_error_and_sets_no_backoff() -> None:
-    """An interrupted early renewal ends it, records no error and leaves the next caller free
-    to renew early at once."""
+    """An interrupted renewal of a caller without a token ends it, records no error and
+    leaves the next caller free to renew at once."""
+    life = TokenLifecycle()
+    assert life.decide(0.0) is Decision.RENEW
+    assert life.renewal_ended(life.renewal, 0.0, "x", POLICY, interrupted=True) is None
+    assert life.last_error is None and life.renewing is None
+    assert life.decide(0.0) is Decision.RENEW
+
+
+def test_an_interrupted_early_renewal_backs_off_without_an_error() -> None:
+    """An interrupted early renewal (its event loop ended) records no error but backs off as
+    a failed one does: asyncio.run() per request does not call emma every time."""
     life = TokenLifecycle()
     life.accept(grant(), sent_at=0.0, sent_wall=WALL)
     assert life.decide(250.0) is Decision.RENEW_EARLY
-    assert life.renewal_ended(life.renewal, 250.0, "x", POLICY, interrupted=True) is None
+    assert life.renewal_ended(life.renewal, 250.0, "x", POLICY, interrupted=True) is not None
     assert life.last_error is None and life.renewing is None
-    assert life.decide(250.0) is Decision.RENEW_EARLY
+    assert life.decide(250.0) is Decision.SEND
 
 
 def test_a_renewal_ended_after_a_newer_was_granted_changes_nothing() -> None:

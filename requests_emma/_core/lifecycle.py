@@ -309,16 +309,17 @@ class TokenLifecycle:
         token keeps serving. Returns that backoff's seconds, ``None`` for any other ending.
 
         An ``interrupted`` renewal (Ctrl-C, a cancelled task at an event loop's end, a
-        thread that could not start) says nothing about emma: no error is recorded and no
-        backoff set; the next caller simply renews.
+        thread that could not start) says nothing about emma: no error is recorded, and a
+        caller that needs a token simply renews. An interrupted *early* renewal backs off as
+        a failed one does, though: a program that runs ``asyncio.run()`` per request ends
+        the loop under every early renewal it starts, and must not call emma each time.
         """
         if renewal != self.renewal:
             return None
         trigger, self.renewing = self.renewing, None
-        if interrupted:
-            return None
-        self.last_error = error
-        if error is None or trigger != EARLY:
+        if not interrupted:
+            self.last_error = error
+        if trigger != EARLY or (error is None and not interrupted):
             return None
         floor = max(policy.wait_initial, EARLY_BACKOFF_FLOOR)
         failures = self._early_backoff[1]
