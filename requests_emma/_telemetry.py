@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._core import lifecycle as _lifecycle
 from ._core.outcome import Kind
+from ._core.urls import DEFAULT_PORTS
 from ._core.wire import REFRESH_TOKEN_PATH
 
 if TYPE_CHECKING:
@@ -75,7 +76,6 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.
 KNOWN_METHODS = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
 )
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 logger = logging.getLogger("requests_emma")
 Attributes = dict[str, "str | int"]
@@ -203,7 +203,7 @@ def server_attributes(url: str) -> Attributes:
         port = None
     return {
         "server.address": parts.hostname or "",
-        "server.port": port or _DEFAULT_PORTS.get(parts.scheme, 0),
+        "server.port": port or DEFAULT_PORTS.get(parts.scheme, 0),
     }
 
 

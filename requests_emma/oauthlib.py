@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - exercised by a test in a subprocess
         "requests_emma.oauthlib needs requests-oauthlib: pip install 'requests-emma[oauthlib]'"
     ) from None
 
+from ._core.outcome import Kind, classify_status
 from ._core.wire import issue_token_body, parse_error, parse_token, refresh_token_body
 
 __all__ = ["emma_compliance_fix"]
@@ -197,11 +198,11 @@ def _rfc_token(response: requests.Response) -> dict[str, object]:
 
 def _rfc_error(response: requests.Response, refused_error: str) -> dict[str, object]:
     code, message = parse_error(response.content)
-    if response.status_code == 400:
-        error = refused_error
-    elif response.status_code in (429, 503):
-        error = "temporarily_unavailable"
-    else:
-        error = "server_error"
+    # What the status means is the library's one reading of it (classify_status).
+    error = {
+        Kind.REFUSED: refused_error,
+        Kind.TRANSIENT: "temporarily_unavailable",
+        Kind.MISDIRECTED: "invalid_request",  # not a token endpoint: a wrong base URL
+    }.get(classify_status(response.status_code), "server_error")
     description = message or code or f"HTTP {response.status_code}"
     return {"error": error, "error_description": description}

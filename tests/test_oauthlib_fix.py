@@ -11,7 +11,7 @@ import pytest
 import requests
 from oauthlib.oauth2 import BackendApplicationClient, InvalidClientError, InvalidGrantError
 from oauthlib.oauth2.rfc6749.clients import base as oauthlib_client_base
-from oauthlib.oauth2.rfc6749.errors import TemporarilyUnavailableError
+from oauthlib.oauth2.rfc6749.errors import OAuth2Error, TemporarilyUnavailableError
 from requests_oauthlib import OAuth2Session
 
 from requests_emma.oauthlib import emma_compliance_fix
@@ -116,6 +116,21 @@ def test_an_unavailable_token_endpoint_raises_temporarily_unavailable(
     emma_server.fail_next_token_calls(1, status=503)
     with fixed_session(emma_server) as session, pytest.raises(TemporarilyUnavailableError):
         fetch(session, emma_server)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(403, "invalid_client"), (502, "temporarily_unavailable"), (404, "invalid_request")],
+)
+def test_statuses_mean_what_they_mean_to_the_auth(
+    emma_server: FakeEmmaServer, status: int, error: str
+) -> None:
+    """issue-token's statuses read as the auth reads them: a 403 refuses the credentials, a
+    502 is passing, a 404 (no token endpoint there) is a request to the wrong URL."""
+    emma_server.fail_next_token_calls(1, status=status)
+    with fixed_session(emma_server) as session, pytest.raises(OAuth2Error) as raised:
+        fetch(session, emma_server)
+    assert raised.value.error == error
 
 
 def test_refresh_token_sends_emmas_json_and_rotates(emma_server: FakeEmmaServer) -> None:
