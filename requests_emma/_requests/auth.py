@@ -35,9 +35,9 @@ from .._core.retry_policy import RetryPolicy
 from .._core.secret import secret_or_none
 from .._core.token import Token
 from .._core.token_status import TokenStatus
-from .._source import TokenSource, source_of
 
 if TYPE_CHECKING:
+    from .._source import TokenSource
     from .transport import TokenEndpoint
 
 logger = logging.getLogger("requests_emma")
@@ -79,6 +79,9 @@ class EmmaAuth(KeywordOptions, AuthBase):
         del client_secret
         if session is not None and not isinstance(session, requests.Session):
             raise ValueError(f"session must be a requests.Session, got {type(session).__name__}")
+        # The token machinery loads at the first construction, not with the package.
+        from .._source import TokenSource
+
         source = TokenSource(
             client_id,
             secret,
@@ -96,6 +99,8 @@ class EmmaAuth(KeywordOptions, AuthBase):
         """A requests auth backed by ``auth``'s token (any of the library's auths): one
         token, one renewal at a time, whichever client needs it first."""
         shell = cls.__new__(cls)
+        from .._source import source_of
+
         shell._attach(source_of(auth), session)
         return shell
 

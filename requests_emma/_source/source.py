@@ -39,7 +39,6 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from .._caches.protocol import TokenCache, check_token_cache
@@ -54,6 +53,8 @@ from .._errors import EmmaAuthError
 from .._system_clock import SYSTEM_CLOCK
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from .._core.clock import Clock
     from .._core.lifecycle import _Held
     from .._core.renewal import RenewalPlan
@@ -133,8 +134,9 @@ class TokenSource:
         self._tasks: set[Any] = set()  # asyncio renewal tasks, held until done
         #: The thread of the last early renewal started (a test may join it).
         self.worker: threading.Thread | None = None
-        #: How a flight's future is made; a test may count the callers waiting on one.
-        self.new_future: Callable[[], Future[Token | None]] = Future
+        #: How a flight's future is made (``None``: a ``concurrent.futures.Future``, loaded at
+        #: the first renewal, not with the package); a test may count the callers waiting.
+        self.new_future: Callable[[], Future[Token | None]] | None = None
         _sources.add(self)
 
     @property
@@ -233,7 +235,7 @@ class TokenSource:
         try:
             if self.lifecycle.decide(now) is not Decision.RENEW_EARLY:
                 return None
-            flight = self._flight = Flight(self.lifecycle.renewal, self.new_future(), early=True)
+            flight = self._flight = Flight(self.lifecycle.renewal, self._future(), early=True)
             return flight
         finally:
             self._lock.release()
@@ -376,8 +378,15 @@ class TokenSource:
                 return self.lifecycle.usable(now), None, False
             if decision is Decision.WAIT and self._flight is not None:
                 return None, self._flight, False
-            flight = self._flight = Flight(self.lifecycle.renewal, self.new_future())
+            flight = self._flight = Flight(self.lifecycle.renewal, self._future())
             return None, flight, True
+
+    def _future(self) -> Future[Token | None]:
+        if self.new_future is not None:
+            return self.new_future()
+        from concurrent.futures import Future
+
+        return Future()
 
     def _give_up(self, flight: Flight) -> None:
         with self._lock:
