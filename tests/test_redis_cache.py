@@ -178,3 +178,54 @@ def test_emma_auth_carries_on_with_a_warning_when_redis_is_down(
     for message in warnings:
         assert "hunter2" not in message and token.access_token not in message
         assert server.client_secret not in message
+
+
+class _LockNeverReleased:
+    """A RedisTokenCache whose locks are never released (a release refused, a blip): the lock
+    lives its whole TTL."""
+
+    def __init__(self, cache: RedisTokenCache) -> None:
+        self.cache = cache
+
+    def __repr__(self) -> str:
+        return repr(self.cache)
+
+    def load(self, key: str) -> bytes | None:
+        return self.cache.load(key)
+
+    def save(self, key: str, entry: bytes, ttl: float) -> None:
+        self.cache.save(key, entry, ttl)
+
+    def lock(self, key: str, timeout: float) -> object:
+        lock = self.cache.lock(key, timeout)
+
+        class Held:
+            def __enter__(self) -> None:
+                lock.__enter__()
+
+            def __exit__(self, *exc: object) -> None:
+                pass  # never released
+
+        return Held()
+
+
+def test_waiters_take_a_saved_token_without_waiting_for_the_lock(
+    cache: RedisTokenCache, server: FakeEmmaServer
+) -> None:
+    """A holder whose lock is never released strands nobody: another client waiting for the
+    lock takes the token it saved within a second or so, with no token call of its own."""
+    stranded = _LockNeverReleased(cache)
+    first, second = (
+        EmmaAuth(
+            server.client_id,
+            server.client_secret,
+            base_url=server.base_url,
+            token_cache=stranded,  # type: ignore[arg-type]
+        )
+        for _ in range(2)
+    )
+    token = first.get_token()  # saves the token and keeps the lock (35 s TTL)
+    started = time.monotonic()
+    assert second.get_token() == token
+    assert time.monotonic() - started < 5.0  # slices of 0.5 s, not the lock's TTL
+    assert server.token_calls == 1
