@@ -37,6 +37,7 @@ import aiohttp
 # At runtime too: the public annotations resolve (typing.get_type_hints, Sphinx).
 from .._caches.protocol import TokenCache
 from .._core.retry_policy import RetryPolicy
+from .._core.secret import secret_or_none
 from .._core.token import Token
 from .._core.token_status import TokenStatus
 from .._errors import EmmaAuthError
@@ -72,10 +73,12 @@ class EmmaAiohttpMiddleware:
         retry: RetryPolicy | None = None,
         token_cache: TokenCache | None = None,
     ) -> None:
+        secret = secret_or_none(client_secret)  # no frame holds it in plain text from here
+        del client_secret
         _check_session(session)
         source = TokenSource(
             client_id,
-            client_secret,
+            secret,
             base_url=base_url,
             refresh_margin=refresh_margin,
             timeout=timeout,

@@ -30,7 +30,7 @@ A token, once accepted, goes through three states as the clock moves:
     Before ``renew_after``: send it as it is (:attr:`TokenLifecycle.fresh`).
 ``STALE``
     Inside the refresh margin, not yet expired: keep sending it, and renew it early, off
-    the request path. :meth:`~TokenLifecycle.begin_early_renewal` grants one early renewal
+    the request path. :meth:`~TokenLifecycle.decide` grants one early renewal
     at a time; a failed one is not retried on every request, but after a backoff that
     doubles (:meth:`~TokenLifecycle.renewal_ended`) while the token keeps serving.
 ``EXPIRED``
@@ -75,8 +75,7 @@ issued, so it costs one renewal (see the security explanation).
 
 No token calls before a time: emma's ``Retry-After`` (on a 429 or 503) and a refusal of the
 client credentials (then a backoff from :data:`REFUSED_BACKOFF_INITIAL` doubling to
-:data:`REFUSED_BACKOFF_MAX`) become a *hold* (:meth:`~TokenLifecycle.hold_calls`,
-:meth:`~TokenLifecycle.credentials_refused`). Inside it no renewal calls emma
+:data:`REFUSED_BACKOFF_MAX`) become a *hold* (:meth:`~TokenLifecycle.call_failed`). Inside it no renewal calls emma
 (:meth:`~TokenLifecycle.calls_held`), no early renewal starts, and a token still valid keeps
 serving. The hold travels in the cache entry, so the whole fleet keeps it. A hold is at most
 :data:`~.cache_entry.MAX_HOLD` (an hour), whatever ``Retry-After`` says.
@@ -241,6 +240,17 @@ class TokenLifecycle:
         if now >= held.renew_after:
             return Freshness.STALE
         return Freshness.FRESH
+
+    def expired_on_arrival(self, token: Token, now: float) -> bool:
+        """Whether ``token``, just accepted, is the current token and has expired though the
+        API never refused it: its lifetime was shorter than its token call."""
+        held = self._held
+        return (
+            held is not None
+            and held.token is token
+            and token.access_token not in self._rejected
+            and now >= held.expires
+        )
 
     def usable(self, now: float) -> _Held | None:
         """The current token (with its header) unless it has expired."""

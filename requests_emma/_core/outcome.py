@@ -96,7 +96,7 @@ class Outcome:
 def classify_status(status: int) -> Kind:
     """What a non-2xx answer from a token endpoint says happened. What that means for the
     credentials or the refresh token is the lifecycle's to decide
-    (``TokenLifecycle.refresh_failed``, ``credentials_refused``)."""
+    (``TokenLifecycle.refresh_ended``, ``call_failed``)."""
     if status in RETRYABLE_STATUSES:
         return Kind.TRANSIENT
     if status in MISDIRECTED_STATUSES:

@@ -95,8 +95,6 @@ class HttpxFlows:
         self._async_client = async_client
         base = self._http.URL(source.base_url)
         self._scheme, self._host, self._port = base.scheme, base.host, base.port
-        self._endpoint: HttpxTokenEndpoint | None = None
-        self._async_endpoint: AsyncHttpxTokenEndpoint | None = None
 
     @classmethod
     def _check_clients(cls, client: object, async_client: object) -> None:
@@ -163,6 +161,7 @@ class HttpxFlows:
             response = yield request
             if not self._to_renew(request, response):
                 return
+            response.read()  # the 401's connection back to the pool before a token call
             renewed = source.renewed(request.headers.get("Authorization"), self._sync())
         except EmmaAuthError as exc:
             raise mirrored(self._http, exc) from exc.__cause__
@@ -184,6 +183,7 @@ class HttpxFlows:
             response = yield request
             if not self._to_renew(request, response):
                 return
+            await response.aread()  # the 401's connection back to the pool before a token call
             renewed = await source.arenewed(request.headers.get("Authorization"), self._async())
         except EmmaAuthError as exc:
             raise mirrored(self._http, exc) from exc.__cause__
@@ -218,26 +218,18 @@ class HttpxFlows:
     # -- the token endpoints -----------------------------------------------------------------
 
     def _sync(self) -> HttpxTokenEndpoint:
-        endpoint = self._endpoint
-        if endpoint is None:
-            from .transport import HttpxTokenEndpoint
+        from .transport import HttpxTokenEndpoint
 
-            source = self._token_source
-            endpoint = self._endpoint = HttpxTokenEndpoint(
-                source.base_url, self._client, source.timeout, self._http
-            )
-        return endpoint
+        source = self._token_source
+        return source.endpoint(self, "sync", lambda: HttpxTokenEndpoint(
+            source.base_url, self._client, source.timeout, self._http))  # fmt: skip
 
     def _async(self) -> AsyncHttpxTokenEndpoint:
-        endpoint = self._async_endpoint
-        if endpoint is None:
-            from .transport import AsyncHttpxTokenEndpoint
+        from .transport import AsyncHttpxTokenEndpoint
 
-            source = self._token_source
-            endpoint = self._async_endpoint = AsyncHttpxTokenEndpoint(
-                source.base_url, self._async_client, source.timeout, self._http
-            )
-        return endpoint
+        source = self._token_source
+        return source.endpoint(self, "async", lambda: AsyncHttpxTokenEndpoint(
+            source.base_url, self._async_client, source.timeout, self._http))  # fmt: skip
 
 
 def _restore(cls: type[HttpxFlows], source: TokenSource) -> Any:

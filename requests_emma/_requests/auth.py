@@ -113,7 +113,6 @@ class EmmaAuth(KeywordOptions, AuthBase):
         # str.startswith, whose argument parsing outweighs comparing a few bytes.
         self._after_prefix = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         self._lifecycle = source.lifecycle  # the same object for the source's life
-        self._endpoint: TokenEndpoint | None = None
         self._hook = self._replay_after_401  # bound once, not on every request
 
     @property
@@ -165,15 +164,12 @@ class EmmaAuth(KeywordOptions, AuthBase):
 
     def _token_endpoint(self) -> TokenEndpoint:
         """The token endpoint over requests, made at the first renewal that needs it."""
-        endpoint = self._endpoint
-        if endpoint is None:
-            from .transport import TokenEndpoint
+        from .transport import TokenEndpoint
 
-            source = self._token_source
-            endpoint = self._endpoint = TokenEndpoint(
-                source.base_url, self._session, source.timeout
-            )
-        return endpoint
+        source = self._token_source
+        return source.endpoint(
+            self, "sync", lambda: TokenEndpoint(source.base_url, self._session, source.timeout)
+        )
 
     # -- the 401 replay ---------------------------------------------------------------------
 

@@ -47,6 +47,9 @@ class Endpoint(Protocol):
 
     def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome: ...
 
+    def close(self) -> None:
+        """Drop idle connections (a private session's; a user's stays as it is)."""
+
 
 class AsyncEndpoint(Protocol):
     """An async token endpoint (``httpx.AsyncClient``'s, aiohttp's)."""
@@ -119,28 +122,34 @@ def run_blocking(
     state_lock: threading.Lock,
     renewal: Renewal,
 ) -> Token:
-    """Run ``steps`` to its end in this thread; each token call recorded in ``renewal``."""
+    """Run ``steps`` to its end in this thread; each token call recorded in ``renewal``. The
+    endpoint's idle connections are dropped afterwards: token calls are minutes apart, and a
+    pooled one would only be dropped by the server (or reused by a forked child)."""
     cache_steps = _CacheSteps(cache)
     result: object = None
     error: BaseException | None = None
-    while True:
-        step, token = advance(steps, state_lock, result, error)
-        if step is None:
-            assert token is not None
-            return token
-        try:
-            if isinstance(step, Send):
-                with renewal.attempt(step.path) as attempt:
-                    result = endpoint.attempt(step.path, step.body, step.deadline, clock)
-                    attempt.answered(result)
-            elif isinstance(step, Sleep):
-                clock.sleep(step.seconds)
-                result = None
-            else:
-                result = cache_steps.call(step)()
-            error = None
-        except BaseException as exc:  # noqa: BLE001 - thrown into the renewal, which decides
-            result, error = None, exc
+    try:
+        while True:
+            step, token = advance(steps, state_lock, result, error)
+            if step is None:
+                assert token is not None
+                return token
+            try:
+                if isinstance(step, Send):
+                    with renewal.attempt(step.path) as attempt:
+                        result = endpoint.attempt(step.path, step.body, step.deadline, clock)
+                        attempt.answered(result)
+                elif isinstance(step, Sleep):
+                    clock.sleep(step.seconds)
+                    result = None
+                else:
+                    result = cache_steps.call(step)()
+                error = None
+            except BaseException as exc:  # noqa: BLE001 - thrown into the renewal, which decides
+                result, error = None, exc
+
+    finally:
+        endpoint.close()
 
 
 async def run_async(

@@ -39,7 +39,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._caches.protocol import TokenCache, check_token_cache
 from .._core import durations, urls
@@ -49,7 +49,7 @@ from .._core.retry_policy import RetryPolicy
 from .._core.secret import Secret, secret_or_none
 from .._core.token import Token
 from .._core.token_status import TokenStatus
-from .._errors import EmmaAuthError
+from .._errors import EmmaAuthError, TokenResponseError
 from .._system_clock import SYSTEM_CLOCK
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from .runner import AsyncEndpoint, Endpoint
 
 logger = logging.getLogger("requests_emma")
+E = TypeVar("E")
 
 #: Every live source, so a forked child can give each fresh locks.
 _sources: weakref.WeakSet[TokenSource] = weakref.WeakSet()
@@ -132,6 +133,11 @@ class TokenSource:
         self._flight: Flight | None = None
         self._announcing = threading.RLock()
         self._tasks: set[Any] = set()  # asyncio renewal tasks, held until done
+        # Each adapter's token endpoints, made in this process: a forked child makes its own
+        # rather than write to its parent's pooled connections.
+        self._endpoints: weakref.WeakKeyDictionary[object, dict[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
         #: The thread of the last early renewal started (a test may join it).
         self.worker: threading.Thread | None = None
         #: How a flight's future is made (``None``: a ``concurrent.futures.Future``, loaded at
@@ -205,6 +211,15 @@ class TokenSource:
             with self._lock:
                 self.lifecycle.reject(rejected.reveal())
 
+    def endpoint(self, adapter: object, kind: str, make: Callable[[], E]) -> E:
+        """The token endpoint ``adapter`` makes token calls through (``kind``: "sync" or
+        "async"), made by ``make`` at its first use in this process."""
+        made = self._endpoints.setdefault(adapter, {})
+        endpoint = made.get(kind)
+        if endpoint is None:
+            endpoint = made[kind] = make()
+        return endpoint
+
     def replay_span(self, method: str, url: str) -> Replay:
         """The telemetry of one request replayed after a 401."""
         return self.telemetry().replay(method, url)
@@ -259,7 +274,9 @@ class TokenSource:
         """Run an early renewal in this thread; a failure is logged, and the token serves."""
         try:
             token = self._run(flight, link, endpoint)
-        except EmmaAuthError:
+        except Exception as exc:  # noqa: BLE001 - landed already: its waiters have it
+            if not isinstance(exc, EmmaAuthError):  # nobody else is told
+                logger.warning("token renewal failed unexpectedly: %s", type(exc).__name__)
             return
         if token is not None:
             self._announce(token)
@@ -289,6 +306,7 @@ class TokenSource:
             token = self._run(flight, None, endpoint)
             if token is not None:
                 self._announce(token)
+                self._check_arrived_usable(token)
 
     # -- async -------------------------------------------------------------------------------
 
@@ -326,6 +344,10 @@ class TokenSource:
                 raise copy.copy(exc) from exc.__cause__
             if mine and isinstance(flight.failure, Exception):
                 raise flight.failure  # not emma's answer: the caller that started it sees it
+            if mine and flight.future.done():
+                token = flight.future.result()
+                if token is not None:
+                    self._check_arrived_usable(token)
 
     def _spawn(self, flight: Flight, endpoint: AsyncEndpoint, link: object | None) -> None:
         """Run the renewal of ``flight`` as a task of its own on this event loop: under
@@ -380,6 +402,15 @@ class TokenSource:
                 return None, self._flight, False
             flight = self._flight = Flight(self.lifecycle.renewal, self._future())
             return None, flight, True
+
+    def _check_arrived_usable(self, token: Token) -> None:
+        """A token this caller's renewal got that expired on arrival (a lifetime shorter
+        than the token call) would have it renew for ever: that is an error."""
+        if self.lifecycle.expired_on_arrival(token, self.monotonic()):
+            raise TokenResponseError(
+                "emma granted a token that had expired when it arrived (its lifetime is "
+                f"shorter than the token call took; base URL {self.base_url})"
+            )
 
     def _future(self) -> Future[Token | None]:
         if self.new_future is not None:
