@@ -29,10 +29,8 @@ import requests
 from requests.auth import AuthBase
 
 from .._caches.protocol import TokenCache
-from .._core import urls
 from .._core.keyword_options import KeywordOptions
 from .._core.retry_policy import RetryPolicy
-from .._core.secret import secret_or_none
 from .._core.token import Token
 from .._core.token_status import TokenStatus
 
@@ -75,6 +73,8 @@ class EmmaAuth(KeywordOptions, AuthBase):
     ) -> None:
         # First: from here on no frame holds the secret in plain text, for a traceback of a
         # configuration error below (shown with its locals by pytest -l or Sentry) to show.
+        from .._core.secret import secret_or_none  # here: the package imports lean
+
         secret = secret_or_none(client_secret)
         del client_secret
         if session is not None and not isinstance(session, requests.Session):
@@ -107,7 +107,9 @@ class EmmaAuth(KeywordOptions, AuthBase):
     def _attach(self, source: TokenSource, session: requests.Session | None) -> None:
         self._token_source = source
         self._session = session
-        self._prefix = prefix = urls.origin_prefixes(source.base_url)[0]
+        from .._core.urls import origin_prefixes
+
+        self._prefix = prefix = origin_prefixes(source.base_url)[0]
         # The least string greater than every one that starts with the prefix: so
         # ``prefix <= url < after_prefix`` is the prefix test, for about half the cost of
         # str.startswith, whose argument parsing outweighs comparing a few bytes.
@@ -160,7 +162,9 @@ class EmmaAuth(KeywordOptions, AuthBase):
         return self._token_source.status()
 
     def _is_own_origin(self, url: str) -> bool:
-        return urls.origin(url) == self._token_source.origin
+        from .._core.urls import origin  # not on the path of a request to the API's origin
+
+        return origin(url) == self._token_source.origin
 
     def _token_endpoint(self) -> TokenEndpoint:
         """The token endpoint over requests, made at the first renewal that needs it."""
@@ -213,5 +217,7 @@ def _restore(source: TokenSource, session: requests.Session | None) -> EmmaAuth:
 
 
 def _origin_text(url: str | None) -> str:
-    origin = None if url is None else urls.origin(url)
-    return "an unknown origin" if origin is None else urls.origin_text(origin)
+    from .._core import urls
+
+    found = None if url is None else urls.origin(url)
+    return "an unknown origin" if found is None else urls.origin_text(found)
