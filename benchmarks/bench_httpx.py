@@ -685,7 +685,7 @@ With no token yet, {on}.
 
 def peers_fetch_first(name: str) -> bool:
     """Whether the contender's first token is fetched by the caller."""
-    return name.startswith(("authlib", "aiohttp cookbook TokenRefresh401"))
+    return name.startswith(("authlib", "cookbook, on 401"))
 
 
 def storm(

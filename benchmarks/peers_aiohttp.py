@@ -44,7 +44,7 @@ import aiohttp
 from peers_httpx import AsyncContender, Stack
 from typing_extensions import Self
 
-EMMA = "requests-emma EmmaAiohttpMiddleware"
+EMMA = "requests-emma"
 
 Middleware = Callable[
     [aiohttp.ClientRequest, aiohttp.ClientHandlerType], Awaitable[aiohttp.ClientResponse]
@@ -161,7 +161,7 @@ def cookbook_401(server: TokenServer) -> AiohttpContender:
         return middleware.access_token
 
     return AiohttpContender(
-        "aiohttp cookbook TokenRefresh401Middleware",
+        "cookbook, on 401",
         middleware,
         fetch_first=fetch_first,
         renews=False,
@@ -170,7 +170,7 @@ def cookbook_401(server: TokenServer) -> AiohttpContender:
 
 def cookbook_expiry(server: TokenServer) -> AiohttpContender:
     return AiohttpContender(
-        "aiohttp cookbook TokenRefreshExpiryMiddleware",
+        "cookbook, on expiry",
         TokenRefreshExpiryMiddleware(server),
         refreshes_on_401=False,
     )
@@ -205,8 +205,8 @@ Builder = Callable[[], AiohttpContender]
 def renewing(server: TokenServer) -> dict[str, Builder]:
     """The contenders that get tokens themselves, by name."""
     builders: dict[str, Builder] = {
-        "aiohttp cookbook TokenRefresh401Middleware": lambda: cookbook_401(server),
-        "aiohttp cookbook TokenRefreshExpiryMiddleware": lambda: cookbook_expiry(server),
+        "cookbook, on 401": lambda: cookbook_401(server),
+        "cookbook, on expiry": lambda: cookbook_expiry(server),
     }
     if emma_missing() is None:
         builders[EMMA] = lambda: emma(server)
