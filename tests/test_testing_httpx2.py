@@ -6,10 +6,11 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from requests_emma.testing import FakeEmmaServer, httpx2_token_transport
+from requests_emma.testing import FakeEmmaServer
 
 httpx2 = pytest.importorskip("httpx2", reason="httpx2 needs Python 3.11 or newer")
 from requests_emma.httpx2 import EmmaHttpx2Auth  # after the skip
+from requests_emma.testing import httpx2_token_transport  # loads httpx2
 
 BASE = "https://api.emma.ms/external"
 
