@@ -232,6 +232,8 @@ def test_docstring_examples_fit_the_reference() -> None:
     too_wide = []
     for target in sorted(DOCUMENTED):
         module_name, _, name = target.rpartition(".")
+        if "httpx2" in target and importlib.util.find_spec("httpx2") is None:
+            continue  # httpx2 needs Python 3.11 or newer
         value = getattr(importlib.import_module(module_name), name)
         members = vars(value).values() if inspect.isclass(value) else ()
         documented = [
