@@ -6,6 +6,7 @@ process, and (from cache_stores.py) the token caches the cache tests run over.""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -156,3 +157,23 @@ def raw_server() -> Iterator[Callable[..., RawServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture(autouse=True)
+def _redis_connections_closed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test on a real redis-server, every Redis connection pool is disconnected: a
+    cache made in the test keeps its pool's sockets open until the garbage collector finds it,
+    which would then warn (ResourceWarning) inside whichever test runs at the time."""
+    yield
+    if request.node.get_closest_marker("redis") is None and "redis" not in request.node.nodeid:
+        return
+    import gc
+
+    pools = tuple(
+        getattr(module, "ConnectionPool", None)
+        for module in (sys.modules.get("redis.connection"), sys.modules.get("valkey.connection"))
+    )
+    kinds = tuple(kind for kind in pools if isinstance(kind, type))
+    for obj in gc.get_objects():
+        if kinds and isinstance(obj, kinds):
+            obj.disconnect()
