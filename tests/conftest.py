@@ -5,8 +5,9 @@ process, and (from cache_stores.py) the token caches the cache tests run over.""
 
 from __future__ import annotations
 
+import importlib
 import logging
-import sys
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -159,21 +160,35 @@ def raw_server() -> Iterator[Callable[..., RawServer]]:
         server.close()
 
 
-@pytest.fixture(autouse=True)
-def _redis_connections_closed(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After a test on a real redis-server, every Redis connection pool is disconnected: a
-    cache made in the test keeps its pool's sockets open until the garbage collector finds it,
-    which would then warn (ResourceWarning) inside whichever test runs at the time."""
-    yield
-    if request.node.get_closest_marker("redis") is None and "redis" not in request.node.nodeid:
-        return
-    import gc
+#: Every Redis (and Valkey) connection pool made in this test run, weakly.
+_POOLS: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    pools = tuple(
-        getattr(module, "ConnectionPool", None)
-        for module in (sys.modules.get("redis.connection"), sys.modules.get("valkey.connection"))
-    )
-    kinds = tuple(kind for kind in pools if isinstance(kind, type))
-    for obj in gc.get_objects():
-        if kinds and isinstance(obj, kinds):
-            obj.disconnect()
+
+def _track_pools() -> None:
+    for name in ("redis.connection", "valkey.connection"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        pool = module.ConnectionPool
+        made = pool.__init__
+
+        def init(self: Any, *args: Any, __made: Any = made, **kwargs: Any) -> None:
+            __made(self, *args, **kwargs)
+            _POOLS.add(self)
+
+        pool.__init__ = init
+
+
+_track_pools()
+
+
+@pytest.fixture(autouse=True)
+def _redis_connections_closed() -> Iterator[None]:
+    """After each test every Redis connection pool it made is disconnected: a cache (a
+    command line run in this process, say) keeps its pool's sockets open until the garbage
+    collector finds it, which would then warn (ResourceWarning) inside whichever test runs
+    at the time."""
+    yield
+    for pool in list(_POOLS):
+        pool.disconnect()
