@@ -4,15 +4,12 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import ClassVar
-
 import httpx
 
 from ._httpx.auth import HttpxFlows
 
 
-class EmmaHttpxAuth(HttpxFlows, httpx.Auth):
+class EmmaHttpxAuth(HttpxFlows, httpx.Auth, http=httpx):
     """Authenticates ``httpx`` requests to the emma API with a self-renewing bearer token.
 
     Takes ``EmmaAuth``'s arguments, with the same defaults (``EMMA_CLIENT_ID``,
@@ -24,8 +21,6 @@ class EmmaHttpxAuth(HttpxFlows, httpx.Auth):
     ``EmmaHttpxAuth.sharing(auth)`` shares the token of any of the library's auths. Its
     errors are ``httpx.HTTPError`` as well as the library's classes.
     """
-
-    _http: ClassVar[ModuleType] = httpx
 
 
 __all__ = ["EmmaHttpxAuth"]

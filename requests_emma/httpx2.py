@@ -4,21 +4,16 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import ClassVar
-
 import httpx2
 
 from ._httpx.auth import HttpxFlows
 
 
-class EmmaHttpx2Auth(HttpxFlows, httpx2.Auth):
+class EmmaHttpx2Auth(HttpxFlows, httpx2.Auth, http=httpx2):
     """``EmmaHttpxAuth`` for httpx2: the same arguments and behaviour, with ``client`` an
     ``httpx2.Client`` and ``async_client`` an ``httpx2.AsyncClient``; its errors are
     ``httpx2.HTTPError`` as well as the library's classes. Migrating from httpx changes an
     import."""
-
-    _http: ClassVar[ModuleType] = httpx2
 
 
 __all__ = ["EmmaHttpx2Auth"]

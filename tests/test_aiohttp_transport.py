@@ -292,12 +292,6 @@ def test_a_closed_users_session_is_a_failed_attempt(server: FakeEmmaServer) -> N
     assert server.token_calls == 0
 
 
-def test_a_session_of_the_wrong_kind_is_refused() -> None:
-    """Anything but an aiohttp.ClientSession as the session is a TypeError saying so."""
-    with pytest.raises(TypeError, match="session must be an aiohttp.ClientSession"):
-        AiohttpTokenEndpoint("http://127.0.0.1:1", object(), TIMEOUT)  # type: ignore[arg-type]
-
-
 def dead_proxy() -> str:
     return f"http://127.0.0.1:{free_port()}"
 

@@ -477,15 +477,6 @@ def test_routes_read_the_clients_transports() -> None:
     assert routes.transport_for(client, httpx.URL("http://localhost:8/x")) is default
 
 
-def test_a_client_of_the_wrong_kind_is_refused() -> None:
-    """An AsyncClient given to the sync endpoint (and the reverse) is a TypeError saying
-    which kind it takes."""
-    with pytest.raises(TypeError, match="must be an httpx.Client"):
-        HttpxTokenEndpoint("http://127.0.0.1:1", httpx.AsyncClient(), TIMEOUT)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="must be an httpx.AsyncClient"):
-        AsyncHttpxTokenEndpoint("http://127.0.0.1:1", httpx.Client(), TIMEOUT)  # type: ignore[arg-type]
-
-
 # -- secrets -------------------------------------------------------------------------------
 
 

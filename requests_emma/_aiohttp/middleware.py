@@ -29,26 +29,27 @@ token) of the first.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import sys
 from typing import Any
 
 import aiohttp
 
-# At runtime too: the public annotations resolve (typing.get_type_hints, Sphinx).
-from .._caches.protocol import TokenCache
-from .._core.retry_policy import RetryPolicy
+from .._adapter import Adapter, TokenOptions, stack_error
 from .._core.secret import secret_or_none
 from .._core.token import Token
-from .._core.token_status import TokenStatus
 from .._errors import EmmaAuthError
-from .._source import TokenSource, source_of
-from .errors import for_aiohttp
+from .._source import TokenSource
 from .transport import AiohttpTokenEndpoint
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # aiohttp brings typing_extensions on Python 3.10
+    from typing_extensions import Unpack
 
 logger = logging.getLogger("requests_emma")
 
 
-class EmmaAiohttpMiddleware:
+class EmmaAiohttpMiddleware(Adapter):
     """Authenticates ``aiohttp`` requests to the emma API with a self-renewing bearer token:
     ``aiohttp.ClientSession(middlewares=(EmmaAiohttpMiddleware(),))``.
 
@@ -58,74 +59,30 @@ class EmmaAiohttpMiddleware:
     middlewares, headers or cookies. Constructing it makes no network call.
     """
 
-    __slots__ = ("__weakref__", "_endpoint", "_token_source")
+    clients = (("session", aiohttp.ClientSession, "an aiohttp.ClientSession"),)
 
     def __init__(
         self,
         client_id: str | None = None,
         client_secret: str | None = None,
         *,
-        base_url: str | None = None,
-        refresh_margin: float | None = None,
-        timeout: float | tuple[float, float] = (3.05, 10.0),
         session: aiohttp.ClientSession | None = None,
-        on_token: Callable[[Token], object] | None = None,
-        retry: RetryPolicy | None = None,
-        token_cache: TokenCache | None = None,
+        **options: Unpack[TokenOptions],
     ) -> None:
         secret = secret_or_none(client_secret)  # no frame holds it in plain text from here
         del client_secret
-        _check_session(session)
-        source = TokenSource(
-            client_id,
-            secret,
-            base_url=base_url,
-            refresh_margin=refresh_margin,
-            timeout=timeout,
-            on_token=on_token,
-            retry=retry,
-            token_cache=token_cache,
-        )
-        self._attach(source, session)
+        self._attach(TokenSource(client_id, secret, **options), {"session": session})
 
-    @classmethod
-    def sharing(
-        cls, auth: object, *, session: aiohttp.ClientSession | None = None
-    ) -> EmmaAiohttpMiddleware:
-        """A middleware backed by ``auth``'s token (any of the library's auths): one token,
-        one renewal at a time, whichever client, thread or event loop needs it first."""
-        _check_session(session)
-        middleware = cls.__new__(cls)
-        middleware._attach(source_of(auth), session)
-        return middleware
-
-    def _attach(self, source: TokenSource, session: aiohttp.ClientSession | None) -> None:
-        self._token_source = source
-        self._endpoint = AiohttpTokenEndpoint(source.base_url, session, source.timeout)
-
-    @property
-    def base_url(self) -> str:
-        """The API base URL, without a trailing slash."""
-        return self._token_source.base_url
-
-    def __repr__(self) -> str:
-        source = getattr(self, "_token_source", None)
-        if source is None:
-            return "EmmaAiohttpMiddleware(<not fully constructed>)"
-        return (
-            f"EmmaAiohttpMiddleware(client_id={source.client_id!r}, base_url={source.base_url!r})"
-        )
+    def _attach(self, source: TokenSource, clients: dict[str, Any]) -> None:
+        super()._attach(source, clients)
+        self._endpoint = AiohttpTokenEndpoint(source.base_url, clients["session"], source.timeout)
 
     async def get_token(self) -> Token:
         """A usable token: the current one, or a new one fetched (or renewed) now."""
         try:
             return await self._token_source.atoken(self._endpoint)
         except EmmaAuthError as exc:
-            raise for_aiohttp(exc) from exc.__cause__
-
-    def status(self) -> TokenStatus:
-        """The token's state now, for health checks (see ``EmmaAuth.status``)."""
-        return self._token_source.status()
+            raise stack_error(exc, aiohttp.ClientError, "Aiohttp") from exc.__cause__
 
     # -- aiohttp's entry point ----------------------------------------------------------------
 
@@ -141,7 +98,7 @@ class EmmaAiohttpMiddleware:
             try:
                 header = await source.aheader(self._endpoint)
             except EmmaAuthError as exc:
-                raise for_aiohttp(exc) from exc.__cause__
+                raise stack_error(exc, aiohttp.ClientError, "Aiohttp") from exc.__cause__
         request.headers["Authorization"] = header
         response = await handler(request)
         if response.status != 401:
@@ -169,7 +126,7 @@ class EmmaAiohttpMiddleware:
         try:
             header = await source.arenewed(sent, self._endpoint)
         except EmmaAuthError as exc:
-            raise for_aiohttp(exc) from exc.__cause__
+            raise stack_error(exc, aiohttp.ClientError, "Aiohttp") from exc.__cause__
         if header is None:
             return response
         request.headers["Authorization"] = header
@@ -178,26 +135,3 @@ class EmmaAiohttpMiddleware:
             replayed = await handler(request)
             span.answered(replayed.status)
         return replayed
-
-    # -- pickling ------------------------------------------------------------------------------
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # The source's configuration without the tokens (a worker process gets its own).
-        # A session of the user's is bound to its event loop and does not pickle.
-        if self._endpoint.session is not None:
-            raise TypeError(
-                "an EmmaAiohttpMiddleware with session= cannot be pickled (aiohttp sessions "
-                "cannot); make one in the worker process instead"
-            )
-        return (_restore, (self._token_source,))
-
-
-def _restore(source: TokenSource) -> EmmaAiohttpMiddleware:
-    middleware = EmmaAiohttpMiddleware.__new__(EmmaAiohttpMiddleware)
-    middleware._attach(source, None)
-    return middleware
-
-
-def _check_session(session: object) -> None:
-    if session is not None and not isinstance(session, aiohttp.ClientSession):
-        raise ValueError(f"session must be an aiohttp.ClientSession, got {type(session).__name__}")

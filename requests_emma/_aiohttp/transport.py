@@ -62,11 +62,6 @@ class AiohttpTokenEndpoint:
     def __init__(
         self, base_url: str, session: aiohttp.ClientSession | None, timeout: Timeout
     ) -> None:
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise TypeError(
-                f"session must be an aiohttp.ClientSession (or None for a private one), "
-                f"not {type(session).__name__}"
-            )
         self.base_url = base_url
         self.timeout = timeout
         self.session = session

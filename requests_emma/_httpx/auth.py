@@ -20,131 +20,87 @@ not sent again. A 403 never renews.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Callable, Generator
+import sys
+from collections.abc import AsyncGenerator, Generator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._adapter import Adapter, TokenOptions, stack_error
 from .._core.secret import secret_or_none
 from .._errors import EmmaAuthError
-from .._source import TokenSource, source_of
-from .errors import mirrored
+from .._source import TokenSource
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # httpx brings typing_extensions (through anyio) on Python 3.10
+    from typing_extensions import Unpack
 
 if TYPE_CHECKING:
-    from .._caches.protocol import TokenCache
-    from .._core.retry_policy import RetryPolicy
     from .._core.token import Token
-    from .._core.token_status import TokenStatus
     from .._telemetry import Replay
     from .transport import AsyncHttpxTokenEndpoint, HttpxTokenEndpoint
 
 logger = logging.getLogger("requests_emma")
 
 
-class HttpxFlows:
-    """What ``EmmaHttpxAuth`` and ``EmmaHttpx2Auth`` share: all of it but the base class."""
+class HttpxFlows(Adapter):
+    """What ``EmmaHttpxAuth`` and ``EmmaHttpx2Auth`` share: all of it but the base class
+    and the HTTP module, which a subclass names: ``class X(HttpxFlows, httpx.Auth,
+    http=httpx)``."""
 
     #: The HTTP module: httpx, or httpx2.
     _http: ClassVar[ModuleType]
     requires_request_body = False
     requires_response_body = False
 
+    def __init_subclass__(cls, http: ModuleType, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._http = http
+        cls.clients = (
+            ("client", http.Client, f"an {http.__name__}.Client"),
+            ("async_client", http.AsyncClient, f"an {http.__name__}.AsyncClient"),
+        )
+
     def __init__(
         self,
         client_id: str | None = None,
         client_secret: str | None = None,
         *,
-        base_url: str | None = None,
-        refresh_margin: float | None = None,
-        timeout: float | tuple[float, float] = (3.05, 10.0),
         client: Any = None,
         async_client: Any = None,
-        on_token: Callable[[Token], object] | None = None,
-        retry: RetryPolicy | None = None,
-        token_cache: TokenCache | None = None,
+        **options: Unpack[TokenOptions],
     ) -> None:
         # First, as TokenSource does: no frame holds the secret in plain text for a traceback
         # of a configuration error (shown with its locals by pytest -l or Sentry) to show.
         secret = secret_or_none(client_secret)
         del client_secret
-        self._check_clients(client, async_client)
-        source = TokenSource(
-            client_id,
-            secret,
-            base_url=base_url,
-            refresh_margin=refresh_margin,
-            timeout=timeout,
-            on_token=on_token,
-            retry=retry,
-            token_cache=token_cache,
-        )
-        self._attach(source, client, async_client)
+        source = TokenSource(client_id, secret, **options)
+        self._attach(source, {"client": client, "async_client": async_client})
 
-    @classmethod
-    def sharing(cls, auth: object, *, client: Any = None, async_client: Any = None) -> Any:
-        """An auth backed by ``auth``'s token (any of the library's auths): one token, one
-        renewal at a time, whichever client (a thread or a task) needs it first."""
-        source = source_of(auth)
-        cls._check_clients(client, async_client)
-        shell = cls.__new__(cls)
-        shell._attach(source, client, async_client)
-        return shell
-
-    def _attach(self, source: TokenSource, client: Any, async_client: Any) -> None:
-        self._token_source = source
-        self._client = client
-        self._async_client = async_client
+    def _attach(self, source: TokenSource, clients: dict[str, Any]) -> None:
+        super()._attach(source, clients)
         base = self._http.URL(source.base_url)
         self._scheme, self._host, self._port = base.scheme, base.host, base.port
 
-    @classmethod
-    def _check_clients(cls, client: object, async_client: object) -> None:
-        http = cls._http.__name__
-        if client is not None and not isinstance(client, cls._http.Client):
-            raise ValueError(f"client must be an {http}.Client, got {type(client).__name__}")
-        if async_client is not None and not isinstance(async_client, cls._http.AsyncClient):
-            raise ValueError(
-                f"async_client must be an {http}.AsyncClient, got {type(async_client).__name__}"
-            )
-
     # -- what EmmaAuth offers too ------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        """The API base URL, without a trailing slash."""
-        return self._token_source.base_url
 
     def get_token(self) -> Token:
         """A usable token: the current one, or a new one fetched now over the sync client."""
         try:
             return self._token_source.token(self._sync())
         except EmmaAuthError as exc:
-            raise mirrored(self._http, exc) from exc.__cause__
+            raise self._error(exc) from exc.__cause__
 
     async def aget_token(self) -> Token:
         """A usable token: the current one, or a new one fetched now over the async client."""
         try:
             return await self._token_source.atoken(self._async())
         except EmmaAuthError as exc:
-            raise mirrored(self._http, exc) from exc.__cause__
+            raise self._error(exc) from exc.__cause__
 
-    def status(self) -> TokenStatus:
-        """The token's state now, for health checks (see ``EmmaAuth.status``)."""
-        return self._token_source.status()
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # As EmmaAuth pickles: the configuration without the tokens (a worker process gets
-        # its own). A client of the user's (client=, async_client=) does not pickle.
-        if self._client is not None or self._async_client is not None:
-            raise TypeError(
-                f"an {type(self).__name__} with client= or async_client= cannot be pickled "
-                "(httpx clients cannot); make one in the worker process instead"
-            )
-        return (_restore, (type(self), self._token_source))
-
-    def __repr__(self) -> str:
-        source = getattr(self, "_token_source", None)
-        shown = "<unset>" if source is None else f"{source.client_id!r}, {source.base_url!r}"
-        return f"{type(self).__name__}({shown})"
+    def _error(self, exc: EmmaAuthError) -> EmmaAuthError:
+        """``exc`` as an ``HTTPError`` of the HTTP module too."""
+        return stack_error(exc, self._http.HTTPError, self._http.__name__.capitalize())
 
     # -- httpx's entry points ----------------------------------------------------------------
 
@@ -164,7 +120,7 @@ class HttpxFlows:
             response.read()  # the 401's connection back to the pool before a token call
             renewed = source.renewed(request.headers.get("Authorization"), self._sync())
         except EmmaAuthError as exc:
-            raise mirrored(self._http, exc) from exc.__cause__
+            raise self._error(exc) from exc.__cause__
         if renewed is not None:
             with self._replaying(request, renewed) as record:
                 response = yield request
@@ -186,7 +142,7 @@ class HttpxFlows:
             await response.aread()  # the 401's connection back to the pool before a token call
             renewed = await source.arenewed(request.headers.get("Authorization"), self._async())
         except EmmaAuthError as exc:
-            raise mirrored(self._http, exc) from exc.__cause__
+            raise self._error(exc) from exc.__cause__
         if renewed is not None:
             with self._replaying(request, renewed) as record:
                 response = yield request
@@ -222,17 +178,11 @@ class HttpxFlows:
 
         source = self._token_source
         return source.endpoint(self, "sync", lambda: HttpxTokenEndpoint(
-            source.base_url, self._client, source.timeout, self._http))  # fmt: skip
+            source.base_url, self._clients["client"], source.timeout, self._http))  # fmt: skip
 
     def _async(self) -> AsyncHttpxTokenEndpoint:
         from .transport import AsyncHttpxTokenEndpoint
 
         source = self._token_source
         return source.endpoint(self, "async", lambda: AsyncHttpxTokenEndpoint(
-            source.base_url, self._async_client, source.timeout, self._http))  # fmt: skip
-
-
-def _restore(cls: type[HttpxFlows], source: TokenSource) -> Any:
-    shell = cls.__new__(cls)
-    shell._attach(source, None, None)
-    return shell
+            source.base_url, self._clients["async_client"], source.timeout, self._http))  # fmt: skip

@@ -66,29 +66,41 @@ def _headers(http: ModuleType) -> dict[str, str]:
     return {**HEADERS, "Accept-Encoding": "gzip, deflate", "User-Agent": agent}
 
 
-def _private_client(http: ModuleType, kind: str) -> Any:
-    """A private client: the environment's proxies and CA certificates, as httpx reads
-    them, and no connection kept alive between token calls (minutes apart)."""
-    return getattr(http, kind)(limits=http.Limits(max_keepalive_connections=0))
+class _Endpoint:
+    """What the sync and async endpoints share: the configuration and the clients."""
 
-
-class HttpxTokenEndpoint:
-    """Posts to issue-token and refresh-token over ``httpx.Client``, one attempt at a time."""
-
-    def __init__(
-        self, base_url: str, client: Any, timeout: Timeout, http: ModuleType = httpx
-    ) -> None:
-        if client is not None and not isinstance(client, http.Client):
-            raise TypeError(
-                f"client must be an {http.__name__}.Client (or None for a private one), "
-                f"not {type(client).__name__}"
-            )
+    def __init__(self, base_url: str, client: Any, timeout: Timeout, http: ModuleType = httpx):
         self.http = http
         self.base_url = base_url
-        self.owns_client = client is None
         self.timeout = timeout
         self._client = client
-        self._making = threading.Lock()
+        # The private clients by use: "sync", or the async library's name (a client first
+        # used under trio fails under asyncio afterwards: its pool's primitives are trio's).
+        self._private: dict[str, Any] = {}
+        self._making = threading.Lock()  # held in worker threads only, never on a loop
+
+    def _users_client(self) -> Any:
+        if self._client.is_closed:
+            raise RuntimeError(
+                f"the {self.http.__name__}.{type(self._client).__name__} given for token calls "
+                "has been closed"
+            )
+        return self._client
+
+    def _private_client(self, use: str) -> Any:
+        """The private client for ``use``: the environment's proxies and CA certificates, as
+        httpx reads them, and no connection kept alive between token calls (minutes apart)."""
+        with self._making:
+            client = self._private.get(use)
+            if client is None:
+                kind = self.http.Client if use == "sync" else self.http.AsyncClient
+                limits = self.http.Limits(max_keepalive_connections=0)
+                client = self._private[use] = kind(limits=limits)
+            return client
+
+
+class HttpxTokenEndpoint(_Endpoint):
+    """Posts to issue-token and refresh-token over ``httpx.Client``, one attempt at a time."""
 
     def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
         """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
@@ -105,7 +117,7 @@ class HttpxTokenEndpoint:
         )
 
     def _exchange(self, path: str, body: Body, timeout: Timeout, watch: Watch) -> Answer:
-        client = self._open_client()
+        client = self._private_client("sync") if self._client is None else self._users_client()
         url = self.http.URL(self.base_url + path)
         transport = routes.transport_for(client, url)
         response = transport.handle_request(
@@ -119,48 +131,18 @@ class HttpxTokenEndpoint:
         finally:
             response.close()
 
-    def _open_client(self) -> Any:
-        with self._making:
-            if self._client is None:
-                self._client = _private_client(self.http, "Client")
-            elif self._client.is_closed:
-                raise RuntimeError(
-                    f"the {self.http.__name__}.Client given for token calls has been closed"
-                )
-            return self._client
-
     def close(self) -> None:
         """Close the private client, if one was made; a user's client stays open. A call
         after this makes a new private client."""
-        if not self.owns_client:
-            return
         with self._making:
-            client, self._client = self._client, None
+            client = self._private.pop("sync", None)
         if client is not None:
             client.close()
 
 
-class AsyncHttpxTokenEndpoint:
+class AsyncHttpxTokenEndpoint(_Endpoint):
     """Posts to issue-token and refresh-token over ``httpx.AsyncClient``, one attempt at a
     time, under asyncio or trio."""
-
-    def __init__(
-        self, base_url: str, client: Any, timeout: Timeout, http: ModuleType = httpx
-    ) -> None:
-        if client is not None and not isinstance(client, http.AsyncClient):
-            raise TypeError(
-                f"client must be an {http.__name__}.AsyncClient (or None for a private one), "
-                f"not {type(client).__name__}"
-            )
-        self.http = http
-        self.base_url = base_url
-        self.owns_client = client is None
-        self.timeout = timeout
-        self._client = client
-        # The private clients, one per async library: a client first used under trio
-        # fails under asyncio afterwards (its pool's primitives are trio's).
-        self._private: dict[str, Any] = {}
-        self._making = threading.Lock()  # held in worker threads only, never on a loop
 
     async def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
         """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
@@ -176,16 +158,13 @@ class AsyncHttpxTokenEndpoint:
         )
 
     async def _exchange(self, path: str, body: Body, timeout: Timeout) -> Answer:
-        client = self._client
-        if client is None:
+        if self._client is None:
             library = sniffio.current_async_library()
             client = self._private.get(library)
-            if client is None:
-                client = await anyio.to_thread.run_sync(self._make_client, library)
-        elif client.is_closed:
-            raise RuntimeError(
-                f"the {self.http.__name__}.AsyncClient given for token calls has been closed"
-            )
+            if client is None:  # made in a thread: loading the CA certificates blocks
+                client = await anyio.to_thread.run_sync(self._private_client, library)
+        else:
+            client = self._users_client()
         url = self.http.URL(self.base_url + path)
         transport = routes.transport_for(client, url)
         response = await transport.handle_async_request(
@@ -201,19 +180,10 @@ class AsyncHttpxTokenEndpoint:
             with anyio.move_on_after(_CLOSE_GRACE, shield=True):
                 await response.aclose()
 
-    def _make_client(self, library: str) -> Any:
-        with self._making:
-            client = self._private.get(library)
-            if client is None:
-                client = self._private[library] = _private_client(self.http, "AsyncClient")
-            return client
-
     async def aclose(self) -> None:
         """Close the private client of this async library, if one was made, and forget the
         others (they keep no connection); a user's client stays open. A call after this
         makes a new private client."""
-        if not self.owns_client:
-            return
         private, self._private = self._private, {}
         client = private.get(sniffio.current_async_library())
         if client is not None:

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 import requests
 from requests.auth import AuthBase
 
+from .._adapter import Adapter
 from .._caches.protocol import TokenCache
 from .._core.keyword_options import KeywordOptions
 from .._core.retry_policy import RetryPolicy
 from .._core.token import Token
-from .._core.token_status import TokenStatus
 
 if TYPE_CHECKING:
     from .._source import TokenSource
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("requests_emma")
 
 
-class EmmaAuth(KeywordOptions, AuthBase):
+class EmmaAuth(KeywordOptions, Adapter, AuthBase):
     """Authenticates requests to the emma API with a self-renewing bearer token.
 
     Arguments left as ``None`` are read from ``EMMA_CLIENT_ID``, ``EMMA_CLIENT_SECRET`` and
@@ -57,6 +57,9 @@ class EmmaAuth(KeywordOptions, AuthBase):
     (:class:`FileTokenCache`, :class:`RedisTokenCache`) through which the processes of a
     fleet share one token; without one, each ``EmmaAuth`` keeps its token in memory.
     """
+
+    clients = (("session", requests.Session, "a requests.Session"),)
+    clients_pickle = True
 
     def __init__(
         self,
@@ -77,8 +80,6 @@ class EmmaAuth(KeywordOptions, AuthBase):
 
         secret = secret_or_none(client_secret)
         del client_secret
-        if session is not None and not isinstance(session, requests.Session):
-            raise ValueError(f"session must be a requests.Session, got {type(session).__name__}")
         # The token machinery loads at the first construction, not with the package.
         from .._source import TokenSource
 
@@ -92,21 +93,10 @@ class EmmaAuth(KeywordOptions, AuthBase):
             retry=retry,
             token_cache=token_cache,
         )
-        self._attach(source, session)
+        self._attach(source, {"session": session})
 
-    @classmethod
-    def sharing(cls, auth: object, *, session: requests.Session | None = None) -> EmmaAuth:
-        """A requests auth backed by ``auth``'s token (any of the library's auths): one
-        token, one renewal at a time, whichever client needs it first."""
-        shell = cls.__new__(cls)
-        from .._source import source_of
-
-        shell._attach(source_of(auth), session)
-        return shell
-
-    def _attach(self, source: TokenSource, session: requests.Session | None) -> None:
-        self._token_source = source
-        self._session = session
+    def _attach(self, source: TokenSource, clients: dict[str, Any]) -> None:
+        super()._attach(source, clients)
         from .._core.urls import origin_prefixes
 
         self._prefix = prefix = origin_prefixes(source.base_url)[0]
@@ -116,19 +106,6 @@ class EmmaAuth(KeywordOptions, AuthBase):
         self._after_prefix = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         self._lifecycle = source.lifecycle  # the same object for the source's life
         self._hook = self._replay_after_401  # bound once, not on every request
-
-    @property
-    def base_url(self) -> str:
-        """The API base URL, without a trailing slash."""
-        return self._token_source.base_url
-
-    def __repr__(self) -> str:
-        # Of any instance, one whose __init__ raised halfway included: a traceback shown
-        # with its locals reprs the ``self`` of that __init__.
-        source = getattr(self, "_token_source", None)
-        if source is None:
-            return "EmmaAuth(<not fully constructed>)"
-        return f"EmmaAuth(client_id={source.client_id!r}, base_url={source.base_url!r})"
 
     # -- requests' entry points -------------------------------------------------------------
 
@@ -155,12 +132,6 @@ class EmmaAuth(KeywordOptions, AuthBase):
         """A usable token: the current one, or a new one fetched (or renewed) now."""
         return self._token_source.token(self._token_endpoint())
 
-    def status(self) -> TokenStatus:
-        """The token's state now, for health checks: a :class:`TokenStatus` (no secrets).
-
-        It makes no network call and does not wait for a renewal in flight."""
-        return self._token_source.status()
-
     def _is_own_origin(self, url: str) -> bool:
         from .._core.urls import origin  # not on the path of a request to the API's origin
 
@@ -172,7 +143,9 @@ class EmmaAuth(KeywordOptions, AuthBase):
 
         source = self._token_source
         return source.endpoint(
-            self, "sync", lambda: TokenEndpoint(source.base_url, self._session, source.timeout)
+            self,
+            "sync",
+            lambda: TokenEndpoint(source.base_url, self._clients["session"], source.timeout),
         )
 
     # -- the 401 replay ---------------------------------------------------------------------
@@ -202,18 +175,6 @@ class EmmaAuth(KeywordOptions, AuthBase):
             return response
         logger.debug("API answered 401; replaying %s once with a renewed token", sent.method)
         return resend(response, header, source, **kwargs)
-
-    # -- pickling ------------------------------------------------------------------------------
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # The source's configuration without the tokens (a worker process gets its own).
-        return (_restore, (self._token_source, self._session))
-
-
-def _restore(source: TokenSource, session: requests.Session | None) -> EmmaAuth:
-    auth = EmmaAuth.__new__(EmmaAuth)
-    auth._attach(source, session)
-    return auth
 
 
 def _origin_text(url: str | None) -> str:
