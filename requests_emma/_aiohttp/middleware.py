@@ -80,7 +80,7 @@ class EmmaAiohttpMiddleware(Adapter):
     async def get_token(self) -> Token:
         """A usable token: the current one, or a new one fetched (or renewed) now."""
         try:
-            return await self._token_source.atoken(self._endpoint)
+            return (await self._token_source.ausable(self._endpoint)).token
         except EmmaAuthError as exc:
             raise stack_error(exc, aiohttp.ClientError, "Aiohttp") from exc.__cause__
 
@@ -93,10 +93,10 @@ class EmmaAiohttpMiddleware(Adapter):
         url = request.url
         if (url.scheme, url.raw_host, url.port) != source.origin:
             return await handler(request)
-        until, header = source.fresh
+        until, header = source.lifecycle.fresh
         if source.monotonic() >= until:
             try:
-                header = await source.aheader(self._endpoint)
+                header = (await source.ausable(self._endpoint)).header
             except EmmaAuthError as exc:
                 raise stack_error(exc, aiohttp.ClientError, "Aiohttp") from exc.__cause__
         request.headers["Authorization"] = header
@@ -131,7 +131,7 @@ class EmmaAiohttpMiddleware(Adapter):
             return response
         request.headers["Authorization"] = header
         logger.debug("API answered 401; replaying %s once with a renewed token", request.method)
-        with source.replay_span(request.method, str(request.url)) as span:
+        with source.telemetry().replay(request.method, str(request.url)) as span:
             replayed = await handler(request)
             span.answered(replayed.status)
         return replayed

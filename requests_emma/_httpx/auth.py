@@ -87,14 +87,14 @@ class HttpxFlows(Adapter):
     def get_token(self) -> Token:
         """A usable token: the current one, or a new one fetched now over the sync client."""
         try:
-            return self._token_source.token(self._sync())
+            return self._token_source.usable(self._sync()).token
         except EmmaAuthError as exc:
             raise self._error(exc) from exc.__cause__
 
     async def aget_token(self) -> Token:
         """A usable token: the current one, or a new one fetched now over the async client."""
         try:
-            return await self._token_source.atoken(self._async())
+            return (await self._token_source.ausable(self._async())).token
         except EmmaAuthError as exc:
             raise self._error(exc) from exc.__cause__
 
@@ -112,7 +112,7 @@ class HttpxFlows(Adapter):
         until, header = source.lifecycle.fresh
         try:
             if source.monotonic() >= until:
-                header = source.header(self._sync())
+                header = source.usable(self._sync()).header
             request.headers["Authorization"] = header
             response = yield request
             if not self._to_renew(request, response):
@@ -134,7 +134,7 @@ class HttpxFlows(Adapter):
         until, header = source.lifecycle.fresh
         try:
             if source.monotonic() >= until:
-                header = await source.aheader(self._async())
+                header = (await source.ausable(self._async())).header
             request.headers["Authorization"] = header
             response = yield request
             if not self._to_renew(request, response):
@@ -151,7 +151,7 @@ class HttpxFlows(Adapter):
     def _replaying(self, request: Any, header: str) -> Replay:
         request.headers["Authorization"] = header
         logger.debug("API answered 401; replaying %s once with a renewed token", request.method)
-        return self._token_source.replay_span(request.method, str(request.url))
+        return self._token_source.telemetry().replay(request.method, str(request.url))
 
     def _is_own_origin(self, url: Any) -> bool:
         """Whether ``url`` is on the API's origin: scheme, host and port (httpx normalises a
@@ -177,12 +177,22 @@ class HttpxFlows(Adapter):
         from .transport import HttpxTokenEndpoint
 
         source = self._token_source
-        return source.endpoint(self, "sync", lambda: HttpxTokenEndpoint(
-            source.base_url, self._clients["client"], source.timeout, self._http))  # fmt: skip
+        return source.endpoint(
+            self,
+            "sync",
+            lambda: HttpxTokenEndpoint(
+                source.base_url, self._clients["client"], source.timeout, self._http
+            ),
+        )
 
     def _async(self) -> AsyncHttpxTokenEndpoint:
         from .transport import AsyncHttpxTokenEndpoint
 
         source = self._token_source
-        return source.endpoint(self, "async", lambda: AsyncHttpxTokenEndpoint(
-            source.base_url, self._clients["async_client"], source.timeout, self._http))  # fmt: skip
+        return source.endpoint(
+            self,
+            "async",
+            lambda: AsyncHttpxTokenEndpoint(
+                source.base_url, self._clients["async_client"], source.timeout, self._http
+            ),
+        )

@@ -122,7 +122,7 @@ class EmmaAuth(KeywordOptions, Adapter, AuthBase):
             return request
         until, header = self._lifecycle.fresh
         if self._token_source.monotonic() >= until:
-            header = self._token_source.header(self._token_endpoint())
+            header = self._token_source.usable(self._token_endpoint()).header
         request.headers["Authorization"] = header
         # Not register_hook(), which checks callability on every request.
         request.hooks["response"].append(self._hook)
@@ -130,7 +130,7 @@ class EmmaAuth(KeywordOptions, Adapter, AuthBase):
 
     def get_token(self) -> Token:
         """A usable token: the current one, or a new one fetched (or renewed) now."""
-        return self._token_source.token(self._token_endpoint())
+        return self._token_source.usable(self._token_endpoint()).token
 
     def _is_own_origin(self, url: str) -> bool:
         from .._core.urls import origin  # not on the path of a request to the API's origin

@@ -35,7 +35,7 @@ def resend(
     # keeps a copy showing what it was sent with.
     response.request = sent.copy()
     sent.headers["Authorization"] = header
-    with source.replay_span(str(sent.method), str(sent.url)) as record:
+    with source.telemetry().replay(str(sent.method), str(sent.url)) as record:
         new_response: requests.Response = response.connection.send(replay, **kwargs)
         record.answered(new_response.status_code)
     new_response.history.append(response)

@@ -34,11 +34,13 @@ Process boundaries
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._caches.protocol import TokenCache, check_token_cache
@@ -55,10 +57,11 @@ from .._system_clock import SYSTEM_CLOCK
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from .._adapter import TokenOptions
     from .._core.clock import Clock
     from .._core.lifecycle import _Held
     from .._core.renewal import RenewalPlan
-    from .._telemetry import Replay, Telemetry
+    from .._telemetry import Telemetry
     from .runner import AsyncEndpoint, Endpoint
 
 logger = logging.getLogger("requests_emma")
@@ -68,19 +71,17 @@ E = TypeVar("E")
 _sources: weakref.WeakSet[TokenSource] = weakref.WeakSet()
 
 
+@dataclass(slots=True, eq=False)
 class Flight:
     """The renewal in flight: its lifecycle number, the future its waiters wait on, the
     thread of the event loop that runs it (if a loop does), and a failure that is not
     emma's answer (a broken install, a bug), for the caller that started it."""
 
-    __slots__ = ("early", "failure", "future", "loop_thread", "number")
-
-    def __init__(self, number: int, future: Future[Token | None], *, early: bool = False) -> None:
-        self.number = number
-        self.early = early
-        self.future = future
-        self.loop_thread: int | None = None
-        self.failure: BaseException | None = None
+    number: int
+    future: Future[Token | None]
+    early: bool = False
+    loop_thread: int | None = None
+    failure: BaseException | None = None
 
 
 class TokenSource:
@@ -156,11 +157,6 @@ class TokenSource:
         # Bound once: the hot path calls it, cheaper than a method lookup each time.
         self.monotonic = clock.monotonic
 
-    @property
-    def fresh(self) -> tuple[float, str]:
-        """``(until, header)``: the header to send until monotonic ``until``."""
-        return self.lifecycle.fresh
-
     def __repr__(self) -> str:
         shown = [
             f"{name}={getattr(self, name)!r}"
@@ -171,14 +167,6 @@ class TokenSource:
 
     # -- the entry points --------------------------------------------------------------------
 
-    def header(self, endpoint: Endpoint) -> str:
-        """The ``Authorization`` value of a usable token; may renew, or wait for a renewal."""
-        return self._usable(endpoint).header
-
-    def token(self, endpoint: Endpoint) -> Token:
-        """A usable token: the current one, or a new one fetched (or renewed) now."""
-        return self._usable(endpoint).token
-
     def renewed(self, sent: str | None, endpoint: Endpoint) -> str | None:
         """After a 401 to the request sent with ``Authorization: sent``: the header to send
         it again with (renewed if ``sent`` is still current), ``None`` if it was not ours."""
@@ -186,14 +174,6 @@ class TokenSource:
         if rejected is None:
             return None
         return self._wait_blocking(endpoint, rejected.reveal()).header
-
-    async def aheader(self, endpoint: AsyncEndpoint) -> str:
-        """:meth:`header`, on an event loop (asyncio or trio), never blocking it."""
-        return (await self._ausable(endpoint)).header
-
-    async def atoken(self, endpoint: AsyncEndpoint) -> Token:
-        """:meth:`token`, on an event loop."""
-        return (await self._ausable(endpoint)).token
 
     async def arenewed(self, sent: str | None, endpoint: AsyncEndpoint) -> str | None:
         """:meth:`renewed`, on an event loop."""
@@ -220,17 +200,15 @@ class TokenSource:
             endpoint = made[kind] = make()
         return endpoint
 
-    def replay_span(self, method: str, url: str) -> Replay:
-        """The telemetry of one request replayed after a 401."""
-        return self.telemetry().replay(method, url)
-
     def status(self) -> TokenStatus:
         """The token's state now, for health checks; no network call, no wait."""
         return self.lifecycle.status(self.monotonic())
 
     # -- blocking ----------------------------------------------------------------------------
 
-    def _usable(self, endpoint: Endpoint) -> _Held:
+    def usable(self, endpoint: Endpoint) -> _Held:
+        """A usable token and its header: the current one, or one renewed now (or by the
+        renewal in flight); a stale one starts an early renewal off this caller's path."""
         now = self.monotonic()
         held = self.lifecycle.usable(now)
         if held is None:
@@ -310,7 +288,8 @@ class TokenSource:
 
     # -- async -------------------------------------------------------------------------------
 
-    async def _ausable(self, endpoint: AsyncEndpoint) -> _Held:
+    async def ausable(self, endpoint: AsyncEndpoint) -> _Held:
+        """:meth:`usable`, on an event loop (asyncio or trio), never blocking it."""
         now = self.monotonic()
         held = self.lifecycle.usable(now)
         if held is None:
@@ -558,7 +537,7 @@ class TokenSource:
             from .._telemetry import Telemetry
 
             telemetry = self._telemetry = Telemetry(self.base_url)
-            telemetry.watch(self._remaining_lifetime)
+            telemetry.watch(self._remaining_lifetime)  # held weakly: a bound method
         return telemetry
 
     def _remaining_lifetime(self) -> float | None:
@@ -571,11 +550,19 @@ class TokenSource:
         # refresh token the server may rotate under the other. A secret from the environment
         # stays there: the copy reads it again.
         secret = None if self._secret_from_env else self._secret
-        state = {"clock": self.clock}
-        margin = self.lifecycle.refresh_margin
-        args = (self.client_id, secret, self.base_url, margin, self.timeout, self.on_token,
-                self.retry, self.cache)  # fmt: skip
-        return (_unpickle, args, state)
+        options: TokenOptions = {
+            "base_url": self.base_url,
+            "refresh_margin": self.lifecycle.refresh_margin,
+            "timeout": self.timeout,
+            "on_token": self.on_token,
+            "retry": self.retry,
+            "token_cache": self.cache,
+        }
+        return (
+            functools.partial(TokenSource, **options),
+            (self.client_id, secret),
+            {"clock": self.clock},
+        )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.clock = state["clock"]
@@ -584,28 +571,6 @@ class TokenSource:
         """The parent's locks may have been held by a thread that does not exist here."""
         self.lifecycle.across_processes(forked=True)  # the same object: adapters hold it
         self._new_process_state()
-
-
-def _unpickle(
-    client_id: str,
-    secret: Secret | None,
-    base_url: str,
-    refresh_margin: float | None,
-    timeout: tuple[float, float],
-    on_token: Callable[[Token], object] | None,
-    retry: RetryPolicy,
-    cache: TokenCache | None,
-) -> TokenSource:
-    return TokenSource(
-        client_id,
-        secret,
-        base_url=base_url,
-        refresh_margin=refresh_margin,
-        timeout=timeout,
-        on_token=on_token,
-        retry=retry,
-        token_cache=cache,
-    )
 
 
 def _bearer(header: str | bytes | None) -> Secret | None:
