@@ -79,7 +79,10 @@ def no_answer(clock: FakeClock) -> Outcome:
 
 
 def plan(shared: Cache | None = None) -> RenewalPlan:
-    return RenewalPlan(BASE_URL, CLIENT_ID, Secret(SECRET), shared)
+    if shared is None:
+        return RenewalPlan(BASE_URL, CLIENT_ID, Secret(SECRET))
+    key, sealer, name = shared
+    return RenewalPlan(BASE_URL, CLIENT_ID, Secret(SECRET), key, sealer, name)
 
 
 def sealer() -> Sealer:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
@@ -61,78 +62,86 @@ logger = logging.getLogger("requests_emma")
 Steps = Generator[Step, Any, "Token"]
 
 
+@dataclass(frozen=True)
 class RenewalPlan:
     """How one client renews: its base URL and credentials, and, with a shared cache, the
     entry's ``key``, the ``sealer`` that seals and opens entries with this client's key,
     and the cache's ``name`` (its ``repr``) for log lines."""
 
-    def __init__(
-        self,
-        base_url: str,
-        client_id: str,
-        client_secret: Secret,
-        cache: tuple[str, Sealer, str] | None = None,
-    ) -> None:
-        self.base_url = base_url
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.key, self.name = ("", "") if cache is None else (cache[0], cache[2])
-        self.sealer: Sealer | None = None if cache is None else cache[1]
+    base_url: str
+    client_id: str
+    client_secret: Secret
+    key: str = ""
+    sealer: Sealer | None = None
+    name: str = ""
 
     def steps(self, lifecycle: TokenLifecycle, policy: RetryPolicy, clock: Clock) -> Steps:
         """The renewal: yields steps, returns the new token or raises an
         :class:`EmmaAuthError`. See the module docstring for the sequence."""
-        started = clock.monotonic()
-        hold = lifecycle.calls_held(started)
+        renewal = _Renewal(self, lifecycle, policy, clock, clock.monotonic())
+        hold = lifecycle.calls_held(renewal.started)
         if hold is not None:  # known here already: not even the lock is needed
-            raise self._held_error(hold, started)
+            raise renewal.held_error(hold, renewal.started)
         if self.sealer is None:
-            return (yield from self._renew(lifecycle, policy, clock, started))
-        return (yield from self._renew_shared(lifecycle, policy, clock, started))
+            return (yield from renewal.renew())
+        return (yield from renewal.renew_shared())
+
+
+@dataclass(frozen=True)
+class _Renewal:
+    """One renewal under way: the plan, what it works on, and when it started."""
+
+    plan: RenewalPlan
+    lifecycle: TokenLifecycle
+    policy: RetryPolicy
+    clock: Clock
+    started: float
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.policy.deadline
 
     # -- with a shared cache ----------------------------------------------------------------
 
-    def _renew_shared(
-        self, lifecycle: TokenLifecycle, policy: RetryPolicy, clock: Clock, started: float
-    ) -> Steps:
-        deadline = started + policy.deadline
-        slices = max(1, math.ceil((deadline - clock.monotonic()) / LOCK_SLICE))
+    def renew_shared(self) -> Steps:
+        plan, lifecycle, clock = self.plan, self.lifecycle, self.clock
+        slices = max(1, math.ceil((self.deadline - clock.monotonic()) / LOCK_SLICE))
         for _ in range(slices):
             try:
-                yield Lock(self.key, max(0.0, min(LOCK_SLICE, deadline - clock.monotonic())))
+                yield Lock(plan.key, max(0.0, min(LOCK_SLICE, self.deadline - clock.monotonic())))
                 break
             except TimeoutError:
                 # Another process renews: the token it saves serves here too.
-                if (yield from self._load(lifecycle, clock)):
+                if (yield from self.load()):
                     return _cached(lifecycle)
             except Exception as exc:  # noqa: BLE001 - any other cache failure is an outage
-                cache_unavailable(self.name, "lock", exc)
-                return (yield from self._renew(lifecycle, policy, clock, started))
+                cache_unavailable(plan.name, "lock", exc)
+                return (yield from self.renew())
         else:
-            waited = clock.monotonic() - started
+            waited = clock.monotonic() - self.started
             raise TokenRequestError(
                 f"another process held the token cache lock for the whole wait ({waited:.1f} s, "
-                f"deadline {policy.deadline:g} s) while it renews the token; no token call made "
-                f"here, so that a stuck holder does not make every process call emma "
-                f"(base URL {self.base_url})",
+                f"deadline {self.policy.deadline:g} s) while it renews the token; no token call "
+                f"made here, so that a stuck holder does not make every process call emma "
+                f"(base URL {plan.base_url})",
                 attempts=0,
                 elapsed=waited,
             )
         closed = False
         try:
-            if (yield from self._load(lifecycle, clock)):
+            if (yield from self.load()):
                 return _cached(lifecycle)
             now = clock.monotonic()
             hold = lifecycle.calls_held(now)
             if hold is not None:  # another process was told to wait
-                raise self._held_error(hold, now)
+                raise self.held_error(hold, now)
             try:
-                token = yield from self._renew(lifecycle, policy, clock, started)
+                token = yield from self.renew()
             except EmmaAuthError:
                 if lifecycle.calls_held(clock.monotonic()) is not None:
-                    yield from self._save(lifecycle, clock)  # the fleet waits too
+                    yield from self.save()  # the fleet waits too
                 raise
-            yield from self._save(lifecycle, clock)
+            yield from self.save()
             return token
         except GeneratorExit:
             closed = True  # the driver dropped the renewal: it carries out no more steps
@@ -140,91 +149,83 @@ class RenewalPlan:
         finally:
             if not closed:
                 try:
-                    yield Unlock(self.key)
+                    yield Unlock(plan.key)
                 except Exception as exc:  # noqa: BLE001
-                    cache_unavailable(self.name, "unlock", exc)
+                    cache_unavailable(plan.name, "unlock", exc)
 
-    def _load(self, lifecycle: TokenLifecycle, clock: Clock) -> Generator[Step, Any, bool]:
+    def load(self) -> Generator[Step, Any, bool]:
         """Load the entry and let the lifecycle adopt what is newer: whether that gave a
         fresh token."""
-        assert self.sealer is not None
+        plan = self.plan
+        assert plan.sealer is not None
         try:
-            sealed = yield Load(self.key)
+            sealed = yield Load(plan.key)
         except Exception as exc:  # noqa: BLE001
-            cache_unavailable(self.name, "load", exc)
+            cache_unavailable(plan.name, "load", exc)
             return False
         if sealed is None:
             return False
-        entry = self.sealer.open(self.key, sealed)
+        entry = plan.sealer.open(plan.key, sealed)
         if entry is None:
             logger.debug(
                 "token cache entry ignored: it does not open with this client's key "
                 "(changed, truncated, foreign, of another format or another secret)"
             )
             return False
-        return lifecycle.adopt(entry, clock.monotonic(), clock.wall())
+        return self.lifecycle.adopt(entry, self.clock.monotonic(), self.clock.wall())
 
-    def _save(self, lifecycle: TokenLifecycle, clock: Clock) -> Generator[Step, Any, None]:
-        assert self.sealer is not None
-        wall = clock.wall()
-        entry = lifecycle.entry_to_save(clock.monotonic(), wall)
+    def save(self) -> Generator[Step, Any, None]:
+        plan = self.plan
+        assert plan.sealer is not None
+        wall = self.clock.wall()
+        entry = self.lifecycle.entry_to_save(self.clock.monotonic(), wall)
         try:
-            yield Save(self.key, self.sealer.seal(self.key, entry), entry.useful_until() - wall)
+            yield Save(plan.key, plan.sealer.seal(plan.key, entry), entry.useful_until() - wall)
         except Exception as exc:  # noqa: BLE001
-            cache_unavailable(self.name, "save", exc)
+            cache_unavailable(plan.name, "save", exc)
             return
-        lifecycle.saved(entry)
+        self.lifecycle.saved(entry)
 
     # -- the token calls --------------------------------------------------------------------
 
-    def _renew(
-        self, lifecycle: TokenLifecycle, policy: RetryPolicy, clock: Clock, started: float
-    ) -> Steps:
+    def renew(self) -> Steps:
         from . import backoff  # tenacity is imported at the first token call only
 
-        deadline = started + policy.deadline
+        lifecycle, policy, clock = self.lifecycle, self.policy, self.clock
         refresh_token = secret_or_none(lifecycle.take_refresh_token(clock.monotonic()))
         if refresh_token is not None:
             path = _wire.REFRESH_TOKEN_PATH
             body = refresh_token.reveal
-            send = Send(path, lambda: _wire.refresh_token_body(body()), deadline)
+            send = Send(path, lambda: _wire.refresh_token_body(body()), self.deadline)
             # Sent again only after emma's "wait": no other call may have been carried out.
-            run = yield from backoff.attempts(send, policy, clock, deadline, _not_carried_out)
+            run = yield from backoff.attempts(send, policy, clock, self.deadline, _not_carried_out)
             outcome = run.outcome
             if outcome.kind is Kind.GRANT:
                 return _accept(lifecycle, outcome, "refreshed", refresh_token.reveal())
             if not lifecycle.refresh_ended(clock.monotonic(), refresh_token.reveal(), outcome):
-                raise self._failed(lifecycle, path, run, policy, clock, started)
+                raise self.failed(path, run)
             logger.debug("refresh token not used again (%s); issuing a new token", outcome.detail())
         path = _wire.ISSUE_TOKEN_PATH
-        secret, client_id = self.client_secret, self.client_id
-        send = Send(path, lambda: _wire.issue_token_body(client_id, secret.reveal()), deadline)
-        run = yield from backoff.attempts(send, policy, clock, deadline)
+        secret, client_id = self.plan.client_secret, self.plan.client_id
+        send = Send(path, lambda: _wire.issue_token_body(client_id, secret.reveal()), self.deadline)
+        run = yield from backoff.attempts(send, policy, clock, self.deadline)
         if run.outcome.kind is Kind.GRANT:
             return _accept(lifecycle, run.outcome, "issued")
-        raise self._failed(lifecycle, path, run, policy, clock, started)
+        raise self.failed(path, run)
 
     # -- errors -----------------------------------------------------------------------------
 
-    def _failed(
-        self,
-        lifecycle: TokenLifecycle,
-        path: str,
-        run: Run,
-        policy: RetryPolicy,
-        clock: Clock,
-        started: float,
-    ) -> EmmaAuthError:
+    def failed(self, path: str, run: Run) -> EmmaAuthError:
         """The error for a renewal that failed with ``run``; the lifecycle decides the hold
         on token calls that emma's answer puts (a request to wait, refused credentials)."""
-        error = self._error(path, run, policy, clock, started)
+        error = self.error(path, run)
         refused = isinstance(error, CredentialsError)
-        wait = lifecycle.call_failed(clock.monotonic(), run.outcome, credentials=refused)
+        wait = self.lifecycle.call_failed(self.clock.monotonic(), run.outcome, credentials=refused)
         if wait is not None and (refused or isinstance(error, TokenRequestError)):
             error.retry_after = wait  # type: ignore[attr-defined]
         return error
 
-    def _held_error(self, hold: Hold, now: float) -> EmmaAuthError:
+    def held_error(self, hold: Hold, now: float) -> EmmaAuthError:
         seconds = hold.left(now)
         wait = f"{math.ceil(seconds):.0f} s"
         if hold.kind == REFUSED:
@@ -236,30 +237,29 @@ class RenewalPlan:
             )
         return TokenRequestError(
             f"no token call made: emma asked to wait ({hold.detail} with Retry-After), and "
-            f"takes token calls again in {wait} (base URL {self.base_url})",
+            f"takes token calls again in {wait} (base URL {self.plan.base_url})",
             attempts=0,
             elapsed=0.0,
             retry_after=seconds,
         )
 
-    def _error(
-        self, path: str, run: Run, policy: RetryPolicy, clock: Clock, started: float
-    ) -> EmmaAuthError:
-        now = clock.monotonic()
-        outcome, attempts = run.outcome, run.attempts
+    def error(self, path: str, run: Run) -> EmmaAuthError:
+        now = self.clock.monotonic()
+        outcome, attempts, limit = run.outcome, run.attempts, self.policy.deadline
         gave_up = ""
         if run.out_of_time:
-            gave_up = f"no time left before the {policy.deadline:g} s deadline"
-        elif outcome.kind is Kind.TRANSIENT and attempts < policy.attempts:
+            gave_up = f"no time left before the {limit:g} s deadline"
+        elif outcome.kind is Kind.TRANSIENT and attempts < self.policy.attempts:
             retry_after = outcome.retry_after
-            if retry_after is not None and now + retry_after >= started + policy.deadline:
+            if retry_after is not None and now + retry_after >= self.deadline:
                 gave_up = (
                     f"the server asked to wait {retry_after:.0f} seconds (Retry-After), "
-                    f"past the {policy.deadline:g} s deadline"
+                    f"past the {limit:g} s deadline"
                 )
             else:
-                gave_up = f"the next attempt would pass the {policy.deadline:g} s deadline"
-        error = _error_for(self.base_url, path, outcome, attempts, now - started, gave_up)
+                gave_up = f"the next attempt would pass the {limit:g} s deadline"
+        elapsed = now - self.started
+        error = _error_for(self.plan.base_url, path, outcome, attempts, elapsed, gave_up)
         error.__cause__ = outcome.cause
         return error
 

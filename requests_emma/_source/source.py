@@ -34,13 +34,13 @@ Process boundaries
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._caches.protocol import TokenCache, check_token_cache
@@ -71,7 +71,7 @@ E = TypeVar("E")
 _sources: weakref.WeakSet[TokenSource] = weakref.WeakSet()
 
 
-@dataclass(slots=True, eq=False)
+@dataclasses.dataclass(slots=True, eq=False)
 class Flight:
     """The renewal in flight: its lifecycle number, the future its waiters wait on, the
     thread of the event loop that runs it (if a loop does), and a failure that is not
@@ -501,21 +501,22 @@ class TokenSource:
         """How this token is renewed (credentials, shared cache), made at the first renewal."""
         plan = self._plan
         if plan is None:
-            from .._caches.protocol import cache_key
             from .._core.renewal import RenewalPlan
 
-            cache = None
+            plan = RenewalPlan(self.base_url, self.client_id, self._secret)
             if self.cache is not None:
+                from .._caches.protocol import cache_key
                 from .._core.cache_entry import Sealer  # cryptography, with a cache only
 
                 # reveal() passed straight on, never bound here: a traceback of a failure
                 # below (cryptography missing, say) shows this frame's locals.
-                cache = (
-                    cache_key(self.base_url, self.client_id, self._secret.reveal()),
-                    Sealer(self.base_url, self.client_id, self._secret.reveal()),
-                    repr(self.cache),
+                plan = dataclasses.replace(
+                    plan,
+                    key=cache_key(self.base_url, self.client_id, self._secret.reveal()),
+                    sealer=Sealer(self.base_url, self.client_id, self._secret.reveal()),
+                    name=repr(self.cache),
                 )
-            plan = self._plan = RenewalPlan(self.base_url, self.client_id, self._secret, cache)
+            self._plan = plan
         return plan
 
     def _warm_up(self) -> None:
