@@ -25,13 +25,11 @@ import httpx
 from .._core import urls
 from ._responses import FakeTokenEndpoints, token_endpoints
 
-SideEffect = Callable[[httpx.Request], httpx.Response]
-
 
 class MockableRoute(Protocol):
     """What :func:`add_respx_token_endpoints` does with the route it adds: a ``respx.Route``."""
 
-    def mock(self, *, side_effect: SideEffect) -> object: ...
+    def mock(self, *, side_effect: Callable[[httpx.Request], httpx.Response]) -> object: ...
 
 
 class RouteRegistry(Protocol):
