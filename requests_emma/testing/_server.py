@@ -297,6 +297,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return True
 
     def _refuse(self, status: int, code: str, message: str) -> bool:
+        """Send emma's error answer; ``False``, for :meth:`_authorized` to return."""
         self._send_json(status, {"code": code, "message": message})
         return False
 
