@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import httpx2
 
 from .._core import urls
-from ._responses import FakeTokenEndpoints, token_url_pattern
+from ._responses import FakeTokenEndpoints, token_endpoints
 
 #: A ``MockTransport`` handler: a response, or (for an ``AsyncClient``) an awaitable of one.
 Handler = Callable[[httpx2.Request], "httpx2.Response | Awaitable[httpx2.Response]"]
@@ -63,24 +63,16 @@ def httpx2_token_transport(
     under test and to ``EmmaHttpx2Auth(client=..., async_client=...)``, whose token calls
     otherwise go through a client of its own.
     """
-    endpoints = FakeTokenEndpoints(
-        urls.base_url(base_url),
-        client_id=client_id,
-        client_secret=client_secret,
-        token_lifetime=token_lifetime,
-        refresh_lifetime=refresh_lifetime,
+    endpoints, pattern = token_endpoints(
+        base_url, client_id, client_secret, token_lifetime, refresh_lifetime
     )
-    pattern = token_url_pattern(endpoints.base_url)
     other = _not_found if handler is None else handler
 
     def answer(request: httpx2.Request) -> httpx2.Response | Awaitable[httpx2.Response]:
         if request.method != "POST" or not pattern.match(str(request.url)):
             return other(request)
-        status, headers, body = endpoints._answer(
-            str(request.url), request.headers.get("Content-Type", ""), request.content
-        )
-        answer_headers = httpx2.Headers(headers)
-        answer_headers.setdefault("Content-Type", "application/json")
+        url, headers = str(request.url), request.headers
+        status, answer_headers, body = endpoints._json_answer(url, headers, request.content)
         return httpx2.Response(status, headers=answer_headers, stream=_Body(body))
 
     # Typed as one kind of handler or the other; MockTransport awaits what is awaitable.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import requests
@@ -60,12 +60,7 @@ class FakeTokenEndpoints(FakeTokenService):
         token_lifetime: int,
         refresh_lifetime: int,
     ) -> None:
-        super().__init__(
-            client_id=client_id,
-            client_secret=client_secret,
-            token_lifetime=token_lifetime,
-            refresh_lifetime=refresh_lifetime,
-        )
+        super().__init__(client_id, client_secret, token_lifetime, refresh_lifetime)
         self.base_url = base_url
 
     def __repr__(self) -> str:
@@ -84,19 +79,26 @@ class FakeTokenEndpoints(FakeTokenService):
         """The ``responses`` callback: emma's answer to one token call."""
         body = request.body or b""
         return self._answer(
-            request.url or "",
-            request.headers.get("Content-Type", ""),
-            body.encode() if isinstance(body, str) else body,
+            request.url or "", request.headers, body.encode() if isinstance(body, str) else body
         )
 
-    def _answer(self, url: str, content_type: str, body: bytes) -> _Answer:
+    def _answer(self, url: str, headers: Mapping[str, str], body: bytes) -> _Answer:
         """emma's answer to a token call to ``url``, whichever mock library received it."""
         path = urllib.parse.urlsplit(url).path
         path = ISSUE_TOKEN_PATH if path.endswith(ISSUE_TOKEN_PATH) else REFRESH_TOKEN_PATH
-        answer = self._receive_token_call(path)
-        if answer is None:
-            answer = self._answer_token_call(path, content_type, body)
+        answer = self._receive_token_call(path) or self._answer_token_call(
+            path, headers.get("Content-Type", ""), body
+        )
         return answer.status, dict(answer.headers), answer.body
+
+    def _json_answer(self, url: str, headers: Mapping[str, str], body: bytes) -> _Answer:
+        """:meth:`_answer` for the httpx and httpx2 transports: ``Content-Type:
+        application/json`` unless a planned failure says otherwise (in any spelling), as
+        ``responses`` adds it (there, after the failure's own headers)."""
+        status, answer_headers, body = self._answer(url, headers, body)
+        if "content-type" not in (name.lower() for name in answer_headers):
+            answer_headers["Content-Type"] = "application/json"
+        return status, answer_headers, body
 
 
 def add_token_endpoints(
@@ -116,6 +118,23 @@ def add_token_endpoints(
     any). Lifetimes are seconds. Returns the :class:`FakeTokenEndpoints`, for its counters
     and knobs.
     """
+    endpoints, pattern = token_endpoints(
+        base_url, client_id, client_secret, token_lifetime, refresh_lifetime
+    )
+    mock.add_callback("POST", pattern, callback=endpoints.answer, content_type="application/json")
+    return endpoints
+
+
+def token_endpoints(
+    base_url: str,
+    client_id: str | None,
+    client_secret: str | None,
+    token_lifetime: int,
+    refresh_lifetime: int,
+) -> tuple[FakeTokenEndpoints, re.Pattern[str]]:
+    """The :class:`FakeTokenEndpoints` of a registration (its ``base_url`` checked as
+    ``EmmaAuth`` checks it), and what the URLs of both its endpoints match, and no other URL:
+    one pattern, so that one registration answers both."""
     endpoints = FakeTokenEndpoints(
         urls.base_url(base_url),
         client_id=client_id,
@@ -123,12 +142,5 @@ def add_token_endpoints(
         token_lifetime=token_lifetime,
         refresh_lifetime=refresh_lifetime,
     )
-    pattern = token_url_pattern(endpoints.base_url)
-    mock.add_callback("POST", pattern, callback=endpoints.answer, content_type="application/json")
-    return endpoints
-
-
-def token_url_pattern(root: str) -> re.Pattern[str]:
-    """What the URLs of both token endpoints under the base URL ``root`` match, and no other
-    URL: one pattern, so that one registration answers both."""
-    return re.compile(r"\A" + re.escape(root) + r"/v1/(?:issue|refresh)-token\Z")
+    root = re.escape(endpoints.base_url)
+    return endpoints, re.compile(r"\A" + root + r"/v1/(?:issue|refresh)-token\Z")

@@ -23,15 +23,13 @@ from typing import Protocol
 import httpx
 
 from .._core import urls
-from ._responses import FakeTokenEndpoints, token_url_pattern
-
-SideEffect = Callable[[httpx.Request], httpx.Response]
+from ._responses import FakeTokenEndpoints, token_endpoints
 
 
 class MockableRoute(Protocol):
     """What :func:`add_respx_token_endpoints` does with the route it adds: a ``respx.Route``."""
 
-    def mock(self, *, side_effect: SideEffect) -> object: ...
+    def mock(self, *, side_effect: Callable[[httpx.Request], httpx.Response]) -> object: ...
 
 
 class RouteRegistry(Protocol):
@@ -59,22 +57,14 @@ def add_respx_token_endpoints(
     any). Lifetimes are seconds. Returns the :class:`FakeTokenEndpoints`, for its counters
     and knobs.
     """
-    endpoints = FakeTokenEndpoints(
-        urls.base_url(base_url),
-        client_id=client_id,
-        client_secret=client_secret,
-        token_lifetime=token_lifetime,
-        refresh_lifetime=refresh_lifetime,
+    endpoints, pattern = token_endpoints(
+        base_url, client_id, client_secret, token_lifetime, refresh_lifetime
     )
 
     def answer(request: httpx.Request) -> httpx.Response:
-        status, headers, body = endpoints._answer(
-            str(request.url), request.headers.get("Content-Type", ""), request.read()
-        )
-        answer_headers = httpx.Headers(headers)
-        answer_headers.setdefault("Content-Type", "application/json")  # as responses adds it
+        url, headers = str(request.url), request.headers
+        status, answer_headers, body = endpoints._json_answer(url, headers, request.read())
         return httpx.Response(status, headers=answer_headers, content=body)
 
-    pattern = token_url_pattern(endpoints.base_url)
     router.route(method="POST", url__regex=pattern).mock(side_effect=answer)
     return endpoints

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import http.server
 import json
 import secrets
@@ -43,6 +44,9 @@ from ._tokens import (
 )
 
 PREFIX = "/external"
+FORBIDDEN_MESSAGE = (
+    "Access is denied. You do not have the necessary permissions to perform this action."
+)
 
 LOCATIONS: list[dict[str, Any]] = [
     {"id": 18, "name": "London", "continent": "Europe", "region": "EMEA",
@@ -100,13 +104,9 @@ class FakeEmmaServer(FakeTokenService):
                 f"max_recorded_requests must be a whole number, 0 or more, or None (every "
                 f"request), not {max_recorded_requests!r}"
             )
+        secret = client_secret or secrets.token_urlsafe(24)
         super().__init__(
-            client_id=client_id,
-            client_secret=client_secret or secrets.token_urlsafe(24),
-            token_lifetime=token_lifetime,
-            refresh_lifetime=refresh_lifetime,
-            send_expires_in=send_expires_in,
-            revoke_on_reuse=revoke_on_reuse,
+            client_id, secret, token_lifetime, refresh_lifetime, send_expires_in, revoke_on_reuse
         )
         self.client_id: str
         self.client_secret: str
@@ -125,7 +125,6 @@ class FakeEmmaServer(FakeTokenService):
         self._redirects: dict[str, tuple[int, str, bool]] = {}
         self._ssh_keys: list[dict[str, Any]] = []
         self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- running -----------------------------------------------------------------------------
 
@@ -133,14 +132,9 @@ class FakeEmmaServer(FakeTokenService):
         """Listen on ``127.0.0.1:port`` (``0``: a free port) and serve in a thread."""
         handler = type("Handler", (_Handler,), {"server_state": self})
         self._httpd = _Server(("127.0.0.1", port), handler)
-        self._thread = threading.Thread(
-            # A short poll interval makes stop() quick: tests start and stop many servers.
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="FakeEmmaServer",
-            daemon=True,
-        )
-        self._thread.start()
+        # A short poll interval makes stop() quick: tests start and stop many servers.
+        serve = functools.partial(self._httpd.serve_forever, poll_interval=0.05)
+        threading.Thread(target=serve, name="FakeEmmaServer", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -234,24 +228,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             path = urllib.parse.urlsplit(getattr(self, "path", "") or "-").path
             log(self.command or "-", path, int(code))
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch()
-
     def _dispatch(self) -> None:
         state = self.server_state
         body = self._read_body()
@@ -275,26 +251,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return None
         if failure is not None:
             return self._answer(failure)
-        if path in state._redirects:
-            status, location, requires_token = state._redirects[path]
-            if not requires_token or self._authorized():
-                return self._send(status, b"", {"Location": location})
+        # A path with no redirect is one that needs the bearer token and has no Location.
+        status, location, requires_token = state._redirects.get(path, (0, None, True))
+        if requires_token and not self._authorized():
             return None
-        if not self._authorized():
-            return None
-        query = urllib.parse.parse_qs(url.query)
-        return self._api(path, query, body)
+        if location is not None:
+            return self._send(status, b"", {"Location": location})
+        return self._api(path, urllib.parse.parse_qs(url.query), body)
+
+    def _any_method(self) -> None:
+        self._dispatch()  # looked up on the instance: a subclass may override _dispatch
+
+    # Every method the server accepts is dispatched by path alike (others get 501).
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _any_method
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0], 16)
-                chunk = self.rfile.read(size)
-                self.rfile.readline()
-                if size == 0:
-                    break
-                chunks.append(chunk)
+            while (size := int(self.rfile.readline().split(b";")[0], 16)) > 0:
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF that ends each chunk
+            self.rfile.readline()  # the empty line after the last (size 0) chunk
             return b"".join(chunks)
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
@@ -305,26 +282,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             state.token_hook()
         if state.token_delay:
             time.sleep(state.token_delay)
-        if failure is None:
-            failure = state._answer_token_call(path, self.headers.get("Content-Type", ""), body)
-        self._answer(failure)
+        content_type = self.headers.get("Content-Type", "")
+        self._answer(failure or state._answer_token_call(path, content_type, body))
 
     def _authorized(self) -> bool:
-        header = self.headers.get("Authorization")
-        if not header or not header.startswith("Bearer "):
-            self._send_json(401, {"code": "UNAUTHORIZED", "message": "Token is not provided"})
-            return False
+        """Whether the bearer token lets the request through; if not, the refusal is sent."""
+        header = self.headers.get("Authorization") or ""
+        if not header.startswith("Bearer "):
+            return self._refuse(401, "UNAUTHORIZED", "Token is not provided")
         if not self.server_state.is_valid_access_token(header[len("Bearer ") :]):
-            self._send_json(401, {"code": "UNAUTHORIZED", "message": "Token is not valid"})
-            return False
+            return self._refuse(401, "UNAUTHORIZED", "Token is not valid")
         if self.command != "GET" and self.server_state.access_level == "Read":
-            self._send_json(
-                403,
-                {"code": "FORBIDDEN", "message": "Access is denied. You do not have the "
-                 "necessary permissions to perform this action."},
-            )  # fmt: skip
-            return False
+            return self._refuse(403, "FORBIDDEN", FORBIDDEN_MESSAGE)
         return True
+
+    def _refuse(self, status: int, code: str, message: str) -> bool:
+        """Send emma's error answer; ``False``, for :meth:`_authorized` to return."""
+        self._send_json(status, {"code": code, "message": message})
+        return False
 
     def _api(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
         state = self.server_state
@@ -349,9 +324,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             data = json.loads(body)
         except ValueError:
-            return self._bad_request("Request body is not valid JSON")
+            return self._answer(bad_request("Request body is not valid JSON"))
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-            return self._bad_request("name is required")
+            return self._answer(bad_request("name is required"))
         state = self.server_state
         with state._lock:
             key = {
@@ -366,9 +341,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             }
             state._ssh_keys.append(key)
         return self._send_json(201, key)
-
-    def _bad_request(self, message: str) -> None:
-        self._answer(bad_request(message))
 
     def _send_json(self, status: int, payload: object) -> None:
         self._answer(json_answer(status, payload))

@@ -33,6 +33,14 @@ ISSUE_TOKEN_PATH = "/v1/issue-token"
 REFRESH_TOKEN_PATH = "/v1/refresh-token"
 
 
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+#: The first part of every access token: the JWT header of emma's (RS256) tokens.
+_JWT_HEADER = _b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+
+
 @dataclasses.dataclass(frozen=True)
 class PlannedAnswer:
     """A canned answer: status, headers, body."""
@@ -42,6 +50,9 @@ class PlannedAnswer:
     body: bytes
 
 
+# Not compared or shown as a dataclass: a server is equal only to itself, and its repr must not
+# show the client secret.
+@dataclasses.dataclass(eq=False, repr=False)
 class FakeTokenService:
     """Issues, refreshes, validates and revokes tokens; counts token calls; plans failures.
 
@@ -52,22 +63,14 @@ class FakeTokenService:
     descended from one issue-token call), and counts in ``refresh_reuses``.
     """
 
-    def __init__(
-        self,
-        *,
-        client_id: str | None,
-        client_secret: str | None,
-        token_lifetime: int = 300,
-        refresh_lifetime: int = 1800,
-        send_expires_in: bool = True,
-        revoke_on_reuse: bool = False,
-    ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.token_lifetime = token_lifetime
-        self.refresh_lifetime = refresh_lifetime
-        self.send_expires_in = send_expires_in
-        self.revoke_on_reuse = revoke_on_reuse
+    client_id: str | None
+    client_secret: str | None
+    token_lifetime: int = 300
+    refresh_lifetime: int = 1800
+    send_expires_in: bool = True
+    revoke_on_reuse: bool = False
+
+    def __post_init__(self) -> None:
         self.issue_calls = 0
         self.refresh_calls = 0
         self.refresh_reuses = 0  # used refresh tokens presented again
@@ -75,7 +78,7 @@ class FakeTokenService:
         self._access: dict[str, float] = {}  # access token -> Unix expiry, in issue order
         self._refresh: dict[str, float] = {}
         self._family: dict[str, int] = {}  # access or refresh token -> its issue-token call
-        self._used: dict[str, int] = {}  # refresh tokens used once -> their family
+        self._used: set[str] = set()  # refresh tokens used once
         self._families = itertools.count()
         self._token_failures: collections.deque[PlannedAnswer] = collections.deque()
 
@@ -157,13 +160,12 @@ class FakeTokenService:
         with self._lock:
             # Rotation: a refresh token works once.
             if self._refresh.pop(refresh_token, 0.0) > time.time():
-                family = self._family[refresh_token]
-                self._used[refresh_token] = family
-                return family
+                self._used.add(refresh_token)
+                return self._family[refresh_token]
             if refresh_token in self._used:
                 self.refresh_reuses += 1
                 if self.revoke_on_reuse:
-                    self._revoke_family(self._used[refresh_token])
+                    self._revoke_family(self._family[refresh_token])
             return None
 
     def _revoke_family(self, family: int) -> None:
@@ -179,14 +181,8 @@ class FakeTokenService:
             "jti": secrets.token_hex(8),
             "sub": self.client_id or "client",
         }
-        access_token = ".".join(
-            _b64(part)
-            for part in (
-                json.dumps({"alg": "RS256", "typ": "JWT"}).encode(),
-                json.dumps(claims).encode(),
-                secrets.token_bytes(32),
-            )
-        )
+        payload = _b64(json.dumps(claims).encode())
+        access_token = f"{_JWT_HEADER}.{payload}.{_b64(secrets.token_bytes(32))}"
         refresh_token = secrets.token_urlsafe(32)
         with self._lock:
             if family is None:  # an issue-token call starts a family
@@ -214,7 +210,9 @@ def planned_answer(
 ) -> PlannedAnswer:
     """A canned answer; without a body, emma's 503 error body."""
     if body is None:
-        body = error_body("SERVICE_UNAVAILABLE", "Service temporarily unavailable")
+        body = json.dumps(
+            {"code": "SERVICE_UNAVAILABLE", "message": "Service temporarily unavailable"}
+        ).encode()
     elif isinstance(body, str):
         body = body.encode()
     return PlannedAnswer(status, dict(headers or {}), body)
@@ -226,12 +224,3 @@ def json_answer(status: int, payload: object) -> PlannedAnswer:
 
 def bad_request(message: str) -> PlannedAnswer:
     return json_answer(400, {"code": "BAD_REQUEST", "message": message})
-
-
-def error_body(code: str, message: str) -> bytes:
-    """emma's error body."""
-    return json.dumps({"code": code, "message": message}).encode()
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

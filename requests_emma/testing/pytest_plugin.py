@@ -10,8 +10,8 @@ emma), ``emma_auth`` (an ``EmmaAuth`` already pointed at that fake), ``emma_http
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from ..aiohttp import EmmaAiohttpMiddleware
     from ..httpx import EmmaHttpxAuth
     from ..httpx2 import EmmaHttpx2Auth
+
+_Auth = TypeVar("_Auth")
+
+
+def _bound(auth: Callable[..., _Auth], server: FakeEmmaServer) -> _Auth:
+    """An ``auth`` made with ``server``'s credentials and base URL."""
+    return auth(server.client_id, server.client_secret, base_url=server.base_url)
 
 
 @pytest.fixture
@@ -41,7 +48,7 @@ def emma_auth(emma_server: FakeEmmaServer) -> EmmaAuth:
 
     The test gets the same ``emma_server`` if it asks for both, to check what the fake saw.
     """
-    return EmmaAuth(emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url)
+    return _bound(EmmaAuth, emma_server)
 
 
 @pytest.fixture
@@ -50,9 +57,7 @@ def emma_httpx_auth(emma_server: FakeEmmaServer) -> EmmaHttpxAuth:
     base URL, for ``httpx.Client`` and ``httpx.AsyncClient`` (needs the ``[httpx]`` extra)."""
     from ..httpx import EmmaHttpxAuth  # httpx only for the tests that ask for it
 
-    return EmmaHttpxAuth(
-        emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url
-    )
+    return _bound(EmmaHttpxAuth, emma_server)
 
 
 @pytest.fixture
@@ -62,9 +67,7 @@ def emma_httpx2_auth(emma_server: FakeEmmaServer) -> EmmaHttpx2Auth:
     extra)."""
     from ..httpx2 import EmmaHttpx2Auth  # httpx2 only for the tests that ask for it
 
-    return EmmaHttpx2Auth(
-        emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url
-    )
+    return _bound(EmmaHttpx2Auth, emma_server)
 
 
 @pytest.fixture
@@ -74,6 +77,4 @@ def emma_aiohttp_middleware(emma_server: FakeEmmaServer) -> EmmaAiohttpMiddlewar
     ``[aiohttp]`` extra)."""
     from ..aiohttp import EmmaAiohttpMiddleware  # aiohttp only for the tests that ask for it
 
-    return EmmaAiohttpMiddleware(
-        emma_server.client_id, emma_server.client_secret, base_url=emma_server.base_url
-    )
+    return _bound(EmmaAiohttpMiddleware, emma_server)
