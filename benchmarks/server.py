@@ -116,8 +116,8 @@ class BenchServer(FakeEmmaServer):
                 return
         super().revoke()
 
-    def receive_token_call(self, path: str) -> PlannedAnswer | None:
-        planned = super().receive_token_call(path)
+    def _receive_token_call(self, path: str) -> PlannedAnswer | None:
+        planned = super()._receive_token_call(path)
         return planned or self._random_failure()
 
     def receive_oauth_call(self) -> PlannedAnswer | None:
