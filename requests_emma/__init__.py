@@ -12,6 +12,7 @@ import logging
 import typing
 
 from . import _exports
+from ._adapter import TokenOptions
 from ._caches.protocol import TokenCache
 from ._core.retry_policy import RetryPolicy
 from ._core.token import Token
@@ -38,6 +39,7 @@ __all__ = [
     "RetryPolicy",
     "Token",
     "TokenCache",
+    "TokenOptions",
     "TokenRequestError",
     "TokenResponseError",
     "TokenStatus",
