@@ -90,13 +90,15 @@ def cache_key(base_url: str, client_id: str, client_secret: str) -> str:
     secret's token; the secret itself cannot be read back from the key. A trailing ``/`` of
     the base URL does not change the key.
     """
-    digest = hashlib.sha256(_KEY_DOMAIN)
-    for part in (base_url.rstrip("/"), client_id, client_secret):
-        raw = part.encode("utf-8")
-        # Length-prefixed, so ("ab", "c") and ("a", "bc") give different keys.
-        digest.update(len(raw).to_bytes(8, "big"))
-        digest.update(raw)
-    return digest.hexdigest()
+    parts = length_prefixed(base_url.rstrip("/"), client_id, client_secret)
+    return hashlib.sha256(_KEY_DOMAIN + parts).hexdigest()
+
+
+def length_prefixed(*parts: str) -> bytes:
+    """``parts`` in UTF-8, each after its length (8 bytes, big-endian), so that ("ab", "c")
+    and ("a", "bc") give different bytes: of cache keys and of the entries' key and
+    associated data."""
+    return b"".join(len(raw).to_bytes(8, "big") + raw for raw in (p.encode() for p in parts))
 
 
 def check_token_cache(cache: object) -> TokenCache:
