@@ -164,11 +164,9 @@ def decode(data: bytes) -> Entry | None:
         entry = _of(json.loads(data), dict)
         token = _of(entry.get("token"), dict, type(None))
         hold = _of(entry.get("hold"), dict, type(None))
-        return Entry(
-            _count(entry.get("generation"), least=1),
-            *(_token(token) if token is not None else (None, None)),
-            None if hold is None else _hold(hold),
-        )
+        generation = _count(entry.get("generation"), least=1)
+        token, issued_at = (None, None) if token is None else _token(token)
+        return Entry(generation, token, issued_at, None if hold is None else _hold(hold))
     # RecursionError: JSON nested too deeply; TokenResponseError: a token that a token
     # response could not carry either.
     except (ValueError, RecursionError, TokenResponseError):
