@@ -44,7 +44,7 @@ import logging
 import math
 import re
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from .._core.durations import seconds
@@ -85,29 +85,21 @@ LOCK_TTL = 35.0
 #: The most of a value ``load`` reads: an entry in base64, and one byte to tell a longer one.
 _MAX_STORED = math.ceil(MAX_ENTRY_BYTES / 3) * 4 + 1
 
-_CLUSTER = (
-    "it is a Redis Cluster node (it answered MOVED or ASK): write redis+cluster://host:port "
-    "for RedisTokenCache.from_url, or pass a RedisCluster client"
-)
-_FULL = (
-    "Redis is full (maxmemory, with the noeviction policy): free memory, raise maxmemory or "
-    "choose an evicting maxmemory-policy"
-)
-_FORBIDDEN = (
-    "the ACL user may not {what}: grant it (the minimal ACL: +get +getrange +set +del +pttl "
-    "+pexpire +evalsha +script|load on ~{prefix}*)"
-)
-#: What a refusal means, by the name of the error's class in redis-py and valkey-py, or the
-#: first word of Redis's reply (a client may map it to no class of its own).
+#: What a refusal means, by the names of the error's classes in redis-py and valkey-py, or
+#: the first word of Redis's reply (a client may map it to no class of its own).
 _REFUSALS = {
-    "MovedError": _CLUSTER,
-    "MOVED": _CLUSTER,
-    "AskError": _CLUSTER,
-    "ASK": _CLUSTER,
-    "OutOfMemoryError": _FULL,
-    "OOM": _FULL,
-    "NoPermissionError": _FORBIDDEN,
-    "NOPERM": _FORBIDDEN,
+    ("MovedError", "AskError", "MOVED", "ASK"): (
+        "it is a Redis Cluster node (it answered MOVED or ASK): write redis+cluster://host:port "
+        "for RedisTokenCache.from_url, or pass a RedisCluster client"
+    ),
+    ("OutOfMemoryError", "OOM"): (
+        "Redis is full (maxmemory, with the noeviction policy): free memory, raise maxmemory or "
+        "choose an evicting maxmemory-policy"
+    ),
+    ("NoPermissionError", "NOPERM"): (
+        "the ACL user may not {what}: grant it (the minimal ACL: +get +getrange +set +del +pttl "
+        "+pexpire +evalsha +script|load on ~{prefix}*)"
+    ),
 }
 
 
@@ -192,8 +184,12 @@ class RedisTokenCache:
         if not isinstance(secret_url.reveal(), str):
             raise ValueError(f"url must be a str, got a {secret_url.kind().__name__}")  # noqa: TRY004
         timeout = seconds("socket_timeout", socket_timeout, positive=True)
-        # Checked before there is a client, which holds the password.
-        _settings(prefix, lock_timeout, blocking_timeout)
+        settings: dict[str, Any] = {
+            "prefix": prefix,
+            "lock_timeout": lock_timeout,
+            "blocking_timeout": blocking_timeout,
+        }
+        _settings(**settings)  # checked before there is a client, which holds the password
         options: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
@@ -222,19 +218,12 @@ class RedisTokenCache:
             given = f" ({', '.join(sorted(redis_options))})" if redis_options else ""
             reason = "" if _shows_password(str(failure), secret_url) else f": {failure}"
             raise ValueError(f"redis-py could not make a client with these options{given}{reason}")
-        cache = cls(
-            client, prefix=prefix, lock_timeout=lock_timeout, blocking_timeout=blocking_timeout
-        )
+        cache = cls(client, **settings)
         cache._location = _location_of_url(secret_url.reveal())
+        # The URL may hold a password: a Secret keeps it out of reprs and tracebacks.
         cache._made_from = (
-            secret_url,  # it may hold a password: keep it out of reprs and tracebacks
-            {
-                "prefix": prefix,
-                "lock_timeout": lock_timeout,
-                "blocking_timeout": blocking_timeout,
-                "socket_timeout": socket_timeout,
-                **redis_options,
-            },
+            secret_url,
+            {**settings, "socket_timeout": socket_timeout, **redis_options},
         )
         return cache
 
@@ -246,8 +235,7 @@ class RedisTokenCache:
                 "a RedisTokenCache around your own client cannot be pickled: "
                 "make it with RedisTokenCache.from_url(...) to send it to other processes"
             )
-        url, options = self._made_from
-        return (_from_url, (url, options))
+        return (_from_url, self._made_from)
 
     def __repr__(self) -> str:
         # Of any instance, one whose __init__ raised included (a traceback shown with its
@@ -265,8 +253,8 @@ class RedisTokenCache:
         with self._unless_refused("load"):
             # GETRANGE, not GET: a value of any size (not one of ours) is never read whole.
             data = self.client.getrange(self._name(key), 0, _MAX_STORED - 1)
-        if isinstance(data, str):  # a client made with decode_responses=True
-            data = data.encode("ascii", "replace")
+        # A client made with decode_responses=True gives a str: b64decode takes one (and
+        # refuses one that is not ASCII, as it refuses other bytes outside base64).
         if not data:  # GETRANGE answers "" for a missing key; an entry is never empty
             return None
         try:
@@ -284,21 +272,13 @@ class RedisTokenCache:
             else:
                 self.client.set(self._name(key), base64.b64encode(entry), px=ttl_ms)
 
-    def lock(
-        self, key: str, timeout: float = LOCK_TIMEOUT
-    ) -> contextlib.AbstractContextManager[object]:
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float = LOCK_TIMEOUT) -> Iterator[object]:
         """The Redis lock for ``key``. Entering it raises an error that is both the client
         library's ``LockError`` and a ``TimeoutError`` after ``timeout`` seconds, or
         ``blocking_timeout`` if that is shorter; a connection error when Redis is not there."""
-        return self._locked(
-            self._name(key) + ":lock", max(0.0, min(timeout, self.blocking_timeout))
-        )
-
-    def _name(self, key: str) -> str:
-        return f"{self.prefix}{{{key}}}"  # the hash tag: an entry and its lock share a slot
-
-    @contextlib.contextmanager
-    def _locked(self, name: str, blocking_timeout: float) -> Iterator[object]:
+        name = self._name(key) + ":lock"
+        blocking_timeout = max(0.0, min(timeout, self.blocking_timeout))
         lock = self.client.lock(
             name,
             timeout=self.lock_timeout,
@@ -320,6 +300,9 @@ class RedisTokenCache:
         finally:
             if acquired:
                 self._release(lock, name)
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}{{{key}}}"  # the hash tag: an entry and its lock share a slot
 
     def _bound_ttl(self, name: str) -> None:
         """Give a lock with no TTL, or a longer one than ``lock_timeout``, that TTL: left as
@@ -372,7 +355,7 @@ class RedisTokenCache:
         """Whether ``error`` is a refusal with a known cause: logged as a WARNING the first
         time (as DEBUG after), so that a cause that lasts is told once, not per renewal."""
         names = _names(error) | {str(error).split(" ", 1)[0]}
-        cause = next((_REFUSALS[name] for name in names if name in _REFUSALS), None)
+        cause = next((cause for kinds, cause in _REFUSALS.items() if names & set(kinds)), None)
         if cause is None:
             return False
         command = re.search(r"'([\w|]+)' command", str(error))
@@ -437,9 +420,8 @@ def _is_redis_url(library: Any, url: Secret) -> bool:
     """Whether the client library reads ``url`` as a Redis URL (so an error came from the
     options)."""
     scheme, _, rest = url.reveal().partition("://")
-    parse: Callable[[str], object] = library.connection.parse_url  # untyped
     try:
-        parse(f"{scheme.partition('+')[0]}://{rest.replace(',', '')}")
+        library.connection.parse_url(f"{scheme.partition('+')[0]}://{rest.replace(',', '')}")
     except ValueError:
         return False
     return True
