@@ -107,9 +107,7 @@ def check_token_cache(cache: object) -> TokenCache:
     Used by ``EmmaAuth`` at construction, so a wrong object fails there rather than at the
     first renewal.
     """
-    missing = [
-        name for name in ("load", "save", "lock") if not callable(getattr(cache, name, None))
-    ]
+    missing = lacking(cache, "load", "save", "lock")
     if missing:
         methods = " and ".join(f"{name}()" for name in missing)
         noun = "method" if len(missing) == 1 else "methods"
@@ -119,3 +117,8 @@ def check_token_cache(cache: object) -> TokenCache:
             f"got a {type(cache).__name__}"
         )
     return cache  # type: ignore[return-value]  # checked above, as far as Python can check
+
+
+def lacking(thing: object, *methods: str) -> list[str]:
+    """The names in ``methods`` that ``thing`` has no method of (no callable attribute)."""
+    return [name for name in methods if not callable(getattr(thing, name, None))]

@@ -51,7 +51,7 @@ from .._core.durations import seconds
 from .._core.secret import Secret
 from .._core.urls import host_in_url
 from .._errors import without_tracebacks
-from .protocol import LOCK_TIMEOUT, MAX_ENTRY_BYTES
+from .protocol import LOCK_TIMEOUT, MAX_ENTRY_BYTES, lacking
 
 
 def _client_library() -> Any:
@@ -136,9 +136,7 @@ class RedisTokenCache:
         blocking_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         _library_or_fail()
-        missing = [
-            name for name in ("get", "set", "lock") if not callable(getattr(client, name, None))
-        ]
+        missing = lacking(client, "get", "set", "lock")
         if missing:
             raise ValueError(
                 f"client has no {', '.join(missing)} method: pass a redis.Redis "

@@ -216,10 +216,7 @@ def _of(value: Any, *kinds: type) -> Any:
 
 def _number(value: object) -> float:
     """``value`` as a finite float, else ``ValueError``."""
-    number = finite(value)
-    if number is None:
-        raise ValueError(f"not a finite number: {value!r}")
-    return number
+    return float(_of(finite(value), float))  # finite() gives None for anything else
 
 
 def _count(value: object, least: int = 0) -> int:
