@@ -180,11 +180,10 @@ def _check_directory(path: Path) -> Path:
         raise ValueError(
             f"token cache directory {where} cannot be read ({error.strerror}): pass another path"
         ) from None
-    mode = status.st_mode
-    if not stat.S_ISDIR(mode):
+    if not stat.S_ISDIR(status.st_mode):
         raise ValueError(f"token cache path {where} is not a directory: pass a directory")
     _check_owner(path, status)
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ValueError(
             f"token cache directory {where} is writable by other users, who could replace "
             "its tokens: pass a private directory (chmod 700)"

@@ -270,13 +270,21 @@ class RedisTokenCache:
             else:
                 self.client.set(self._name(key), base64.b64encode(entry), px=ttl_ms)
 
-    @contextlib.contextmanager
-    def lock(self, key: str, timeout: float = LOCK_TIMEOUT) -> Iterator[object]:
+    def lock(
+        self, key: str, timeout: float = LOCK_TIMEOUT
+    ) -> contextlib.AbstractContextManager[object]:
         """The Redis lock for ``key``. Entering it raises an error that is both the client
         library's ``LockError`` and a ``TimeoutError`` after ``timeout`` seconds, or
         ``blocking_timeout`` if that is shorter; a connection error when Redis is not there."""
-        name = self._name(key) + ":lock"
-        blocking_timeout = max(0.0, min(timeout, self.blocking_timeout))
+        return self._locked(
+            self._name(key) + ":lock", max(0.0, min(timeout, self.blocking_timeout))
+        )
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}{{{key}}}"  # the hash tag: an entry and its lock share a slot
+
+    @contextlib.contextmanager
+    def _locked(self, name: str, blocking_timeout: float) -> Iterator[object]:
         lock = self.client.lock(
             name,
             timeout=self.lock_timeout,
@@ -298,9 +306,6 @@ class RedisTokenCache:
         finally:
             if acquired:
                 self._release(lock, name)
-
-    def _name(self, key: str) -> str:
-        return f"{self.prefix}{{{key}}}"  # the hash tag: an entry and its lock share a slot
 
     def _bound_ttl(self, name: str) -> None:
         """Give a lock with no TTL, or a longer one than ``lock_timeout``, that TTL: left as
@@ -387,8 +392,8 @@ def _client_for(library: Any, url: Secret, options: dict[str, Any]) -> Any:
         raise ValueError("a Sentinel URL names its sentinels and service")
     # The master's settings (user, password, db, TLS options) as redis-py reads them.
     query = rest.partition("?")[2]
-    at = "@" if userinfo else ""
-    settings = library.connection.parse_url(f"{base}://{userinfo}{at}x/{db or 0}?{query}")
+    # "@" with no user info before it reads as no user and no password.
+    settings = library.connection.parse_url(f"{base}://{userinfo}@x/{db or 0}?{query}")
     for name in ("host", "port", "connection_class"):
         settings.pop(name, None)
     sentinel = library.sentinel.Sentinel(
