@@ -222,10 +222,8 @@ def _check_links(path: Path) -> None:
     links = 0
     while pending and links <= _MAX_LINKS:
         part = pending.pop()
-        if part == "..":
-            walked = walked.parent
-            continue
-        component = walked / part
+        # walked has no links in it, so its parent is where ".." leads, and not a link.
+        component = walked.parent if part == ".." else walked / part
         try:
             status = os.lstat(component)
         except OSError:
