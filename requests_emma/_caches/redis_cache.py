@@ -251,10 +251,10 @@ class RedisTokenCache:
         with self._unless_refused("load"):
             # GETRANGE, not GET: a value of any size (not one of ours) is never read whole.
             data = self.client.getrange(self._name(key), 0, _MAX_STORED - 1)
-        # A client made with decode_responses=True gives a str: b64decode takes one (and
-        # refuses one that is not ASCII, as it refuses other bytes outside base64).
         if not data:  # GETRANGE answers "" for a missing key; an entry is never empty
             return None
+        # A client made with decode_responses=True gives a str: b64decode takes one (and
+        # refuses one that is not ASCII, as it refuses other bytes outside base64).
         try:
             return b"" if len(data) >= _MAX_STORED else base64.b64decode(data, validate=True)
         except ValueError:  # not ours: the library treats it as absent
