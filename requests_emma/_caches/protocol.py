@@ -98,7 +98,8 @@ def length_prefixed(*parts: str) -> bytes:
     """``parts`` in UTF-8, each after its length (8 bytes, big-endian), so that ("ab", "c")
     and ("a", "bc") give different bytes: of cache keys and of the entries' key and
     associated data."""
-    return b"".join(len(raw).to_bytes(8, "big") + raw for raw in (p.encode() for p in parts))
+    encoded = [part.encode("utf-8") for part in parts]
+    return b"".join(len(raw).to_bytes(8, "big") + raw for raw in encoded)
 
 
 def check_token_cache(cache: object) -> TokenCache:

@@ -140,10 +140,9 @@ class Sealer:
             return None
         nonce, ciphertext = sealed[1 : 1 + _NONCE_BYTES], sealed[1 + _NONCE_BYTES :]
         try:
-            plain = self._aead.decrypt(nonce, ciphertext, _aad(name))
+            return decode(self._aead.decrypt(nonce, ciphertext, _aad(name)))
         except InvalidTag:
             return None
-        return decode(plain)
 
 
 def encode(entry: Entry) -> bytes:
