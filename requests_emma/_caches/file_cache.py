@@ -83,7 +83,7 @@ class FileTokenCache:
         Raises ``OSError`` if the file exists but cannot be read.
         """
         try:
-            with open(self._entry(key), "rb") as entry:
+            with open(self._file(key, ".json"), "rb") as entry:
                 return entry.read(MAX_ENTRY_BYTES + 1)
         except FileNotFoundError:
             return None
@@ -91,10 +91,9 @@ class FileTokenCache:
     def save(self, key: str, entry: bytes, ttl: float) -> None:
         """Write ``entry`` under ``key`` atomically (temporary file, fsync, rename); with
         ``ttl <= 0`` (nothing in it of use), remove the old entry instead."""
-        target = self._entry(key)
+        target = self._file(key, ".json")
         if ttl <= 0:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(target)
+            target.unlink(missing_ok=True)
             return
         self._ensure_directory()
         fd, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{key}.", suffix=".tmp")
@@ -117,7 +116,7 @@ class FileTokenCache:
         shorter. The kernel releases it when its holder dies."""
         self._ensure_directory()
         return filelock.FileLock(
-            self.path / f"{_checked(key)}.lock",
+            self._file(key, ".lock"),
             timeout=max(0.0, min(timeout, self.lock_timeout)),
             mode=0o600,
             # Waiters poll; a try is one cheap system call, and every waiter of a cold start
@@ -125,8 +124,14 @@ class FileTokenCache:
             poll_interval=0.01,
         )
 
-    def _entry(self, key: str) -> Path:
-        return self.path / f"{_checked(key)}.json"
+    def _file(self, key: str, suffix: str) -> Path:
+        """The file of ``key`` with ``suffix``; a ``ValueError`` for a key that is no file name."""
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise ValueError(
+                "token cache key must be 1-128 letters, digits, '.', '_' or '-' "
+                "(use requests_emma's cache_key())"
+            )
+        return self.path / f"{key}{suffix}"
 
     def _ensure_directory(self) -> None:
         """Check the directory again, as at construction, before a lock or a save writes in
@@ -140,15 +145,6 @@ class FileTokenCache:
             "token cache directory %r had been removed; made it again (mode 0700)",
             str(self.path),
         )
-
-
-def _checked(key: str) -> str:
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise ValueError(
-            "token cache key must be 1-128 letters, digits, '.', '_' or '-' "
-            "(use requests_emma's cache_key())"
-        )
-    return key
 
 
 def _make_private_directory(path: Path) -> Path:
@@ -184,19 +180,16 @@ def _check_directory(path: Path) -> Path:
         raise ValueError(
             f"token cache directory {where} cannot be read ({error.strerror}): pass another path"
         ) from None
-    mode = status.st_mode
-    if not stat.S_ISDIR(mode):
+    if not stat.S_ISDIR(status.st_mode):
         raise ValueError(f"token cache path {where} is not a directory: pass a directory")
     _check_owner(path, status)
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ValueError(
             f"token cache directory {where} is writable by other users, who could replace "
             "its tokens: pass a private directory (chmod 700)"
         )
     try:  # the one real test of "writable": read-only mounts, ACLs, another owner
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".probe-", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
+        tempfile.TemporaryFile(dir=path).close()
     except OSError as error:
         raise ValueError(
             f"token cache directory {where} is not writable ({error.strerror}): "
@@ -229,10 +222,8 @@ def _check_links(path: Path) -> None:
     links = 0
     while pending and links <= _MAX_LINKS:
         part = pending.pop()
-        if part == "..":
-            walked = walked.parent
-            continue
-        component = walked / part
+        # walked has no links in it, so its parent is where ".." leads, and not a link.
+        component = walked.parent if part == ".." else walked / part
         try:
             status = os.lstat(component)
         except OSError:
@@ -249,9 +240,8 @@ def _check_links(path: Path) -> None:
             )
         links += 1
         target = Path(os.readlink(component))
-        if target.is_absolute():
-            walked = Path(target.anchor)
-        pending.extend(reversed(target.parts[1:] if target.is_absolute() else target.parts))
+        walked /= target.anchor  # an absolute target starts again at the root
+        pending.extend(reversed(target.parts[1:] if target.anchor else target.parts))
 
 
 def _user(uid: int) -> str:

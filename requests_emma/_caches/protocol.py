@@ -90,13 +90,16 @@ def cache_key(base_url: str, client_id: str, client_secret: str) -> str:
     secret's token; the secret itself cannot be read back from the key. A trailing ``/`` of
     the base URL does not change the key.
     """
-    digest = hashlib.sha256(_KEY_DOMAIN)
-    for part in (base_url.rstrip("/"), client_id, client_secret):
-        raw = part.encode("utf-8")
-        # Length-prefixed, so ("ab", "c") and ("a", "bc") give different keys.
-        digest.update(len(raw).to_bytes(8, "big"))
-        digest.update(raw)
-    return digest.hexdigest()
+    parts = length_prefixed(base_url.rstrip("/"), client_id, client_secret)
+    return hashlib.sha256(_KEY_DOMAIN + parts).hexdigest()
+
+
+def length_prefixed(*parts: str) -> bytes:
+    """``parts`` in UTF-8, each after its length (8 bytes, big-endian), so that ("ab", "c")
+    and ("a", "bc") give different bytes: of cache keys and of the entries' key and
+    associated data."""
+    encoded = [part.encode("utf-8") for part in parts]
+    return b"".join(len(raw).to_bytes(8, "big") + raw for raw in encoded)
 
 
 def check_token_cache(cache: object) -> TokenCache:
@@ -105,9 +108,7 @@ def check_token_cache(cache: object) -> TokenCache:
     Used by ``EmmaAuth`` at construction, so a wrong object fails there rather than at the
     first renewal.
     """
-    missing = [
-        name for name in ("load", "save", "lock") if not callable(getattr(cache, name, None))
-    ]
+    missing = lacking(cache, "load", "save", "lock")
     if missing:
         methods = " and ".join(f"{name}()" for name in missing)
         noun = "method" if len(missing) == 1 else "methods"
@@ -117,3 +118,8 @@ def check_token_cache(cache: object) -> TokenCache:
             f"got a {type(cache).__name__}"
         )
     return cache  # type: ignore[return-value]  # checked above, as far as Python can check
+
+
+def lacking(thing: object, *methods: str) -> list[str]:
+    """The names in ``methods`` that ``thing`` has no method of (no callable attribute)."""
+    return [name for name in methods if not callable(getattr(thing, name, None))]

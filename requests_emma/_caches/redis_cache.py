@@ -44,14 +44,14 @@ import logging
 import math
 import re
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from .._core.durations import seconds
 from .._core.secret import Secret
 from .._core.urls import host_in_url
 from .._errors import without_tracebacks
-from .protocol import LOCK_TIMEOUT, MAX_ENTRY_BYTES
+from .protocol import LOCK_TIMEOUT, MAX_ENTRY_BYTES, lacking
 
 
 def _client_library() -> Any:
@@ -85,29 +85,21 @@ LOCK_TTL = 35.0
 #: The most of a value ``load`` reads: an entry in base64, and one byte to tell a longer one.
 _MAX_STORED = math.ceil(MAX_ENTRY_BYTES / 3) * 4 + 1
 
-_CLUSTER = (
-    "it is a Redis Cluster node (it answered MOVED or ASK): write redis+cluster://host:port "
-    "for RedisTokenCache.from_url, or pass a RedisCluster client"
-)
-_FULL = (
-    "Redis is full (maxmemory, with the noeviction policy): free memory, raise maxmemory or "
-    "choose an evicting maxmemory-policy"
-)
-_FORBIDDEN = (
-    "the ACL user may not {what}: grant it (the minimal ACL: +get +getrange +set +del +pttl "
-    "+pexpire +evalsha +script|load on ~{prefix}*)"
-)
-#: What a refusal means, by the name of the error's class in redis-py and valkey-py, or the
-#: first word of Redis's reply (a client may map it to no class of its own).
+#: What a refusal means, by the names of the error's classes in redis-py and valkey-py, or
+#: the first word of Redis's reply (a client may map it to no class of its own).
 _REFUSALS = {
-    "MovedError": _CLUSTER,
-    "MOVED": _CLUSTER,
-    "AskError": _CLUSTER,
-    "ASK": _CLUSTER,
-    "OutOfMemoryError": _FULL,
-    "OOM": _FULL,
-    "NoPermissionError": _FORBIDDEN,
-    "NOPERM": _FORBIDDEN,
+    ("MovedError", "AskError", "MOVED", "ASK"): (
+        "it is a Redis Cluster node (it answered MOVED or ASK): write redis+cluster://host:port "
+        "for RedisTokenCache.from_url, or pass a RedisCluster client"
+    ),
+    ("OutOfMemoryError", "OOM"): (
+        "Redis is full (maxmemory, with the noeviction policy): free memory, raise maxmemory or "
+        "choose an evicting maxmemory-policy"
+    ),
+    ("NoPermissionError", "NOPERM"): (
+        "the ACL user may not {what}: grant it (the minimal ACL: +get +getrange +set +del +pttl "
+        "+pexpire +evalsha +script|load on ~{prefix}*)"
+    ),
 }
 
 
@@ -144,9 +136,7 @@ class RedisTokenCache:
         blocking_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         _library_or_fail()
-        missing = [
-            name for name in ("get", "set", "lock") if not callable(getattr(client, name, None))
-        ]
+        missing = lacking(client, "get", "set", "lock")
         if missing:
             raise ValueError(
                 f"client has no {', '.join(missing)} method: pass a redis.Redis "
@@ -192,8 +182,12 @@ class RedisTokenCache:
         if not isinstance(secret_url.reveal(), str):
             raise ValueError(f"url must be a str, got a {secret_url.kind().__name__}")  # noqa: TRY004
         timeout = seconds("socket_timeout", socket_timeout, positive=True)
-        # Checked before there is a client, which holds the password.
-        _settings(prefix, lock_timeout, blocking_timeout)
+        settings: dict[str, Any] = {
+            "prefix": prefix,
+            "lock_timeout": lock_timeout,
+            "blocking_timeout": blocking_timeout,
+        }
+        _settings(**settings)  # checked before there is a client, which holds the password
         options: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
@@ -222,19 +216,12 @@ class RedisTokenCache:
             given = f" ({', '.join(sorted(redis_options))})" if redis_options else ""
             reason = "" if _shows_password(str(failure), secret_url) else f": {failure}"
             raise ValueError(f"redis-py could not make a client with these options{given}{reason}")
-        cache = cls(
-            client, prefix=prefix, lock_timeout=lock_timeout, blocking_timeout=blocking_timeout
-        )
+        cache = cls(client, **settings)
         cache._location = _location_of_url(secret_url.reveal())
+        # The URL may hold a password: a Secret keeps it out of reprs and tracebacks.
         cache._made_from = (
-            secret_url,  # it may hold a password: keep it out of reprs and tracebacks
-            {
-                "prefix": prefix,
-                "lock_timeout": lock_timeout,
-                "blocking_timeout": blocking_timeout,
-                "socket_timeout": socket_timeout,
-                **redis_options,
-            },
+            secret_url,
+            {**settings, "socket_timeout": socket_timeout, **redis_options},
         )
         return cache
 
@@ -246,8 +233,7 @@ class RedisTokenCache:
                 "a RedisTokenCache around your own client cannot be pickled: "
                 "make it with RedisTokenCache.from_url(...) to send it to other processes"
             )
-        url, options = self._made_from
-        return (_from_url, (url, options))
+        return (_from_url, self._made_from)
 
     def __repr__(self) -> str:
         # Of any instance, one whose __init__ raised included (a traceback shown with its
@@ -265,10 +251,10 @@ class RedisTokenCache:
         with self._unless_refused("load"):
             # GETRANGE, not GET: a value of any size (not one of ours) is never read whole.
             data = self.client.getrange(self._name(key), 0, _MAX_STORED - 1)
-        if isinstance(data, str):  # a client made with decode_responses=True
-            data = data.encode("ascii", "replace")
         if not data:  # GETRANGE answers "" for a missing key; an entry is never empty
             return None
+        # A client made with decode_responses=True gives a str: b64decode takes one (and
+        # refuses one that is not ASCII, as it refuses other bytes outside base64).
         try:
             return b"" if len(data) >= _MAX_STORED else base64.b64decode(data, validate=True)
         except ValueError:  # not ours: the library treats it as absent
@@ -372,7 +358,7 @@ class RedisTokenCache:
         """Whether ``error`` is a refusal with a known cause: logged as a WARNING the first
         time (as DEBUG after), so that a cause that lasts is told once, not per renewal."""
         names = _names(error) | {str(error).split(" ", 1)[0]}
-        cause = next((_REFUSALS[name] for name in names if name in _REFUSALS), None)
+        cause = next((cause for kinds, cause in _REFUSALS.items() if names & set(kinds)), None)
         if cause is None:
             return False
         command = re.search(r"'([\w|]+)' command", str(error))
@@ -406,8 +392,8 @@ def _client_for(library: Any, url: Secret, options: dict[str, Any]) -> Any:
         raise ValueError("a Sentinel URL names its sentinels and service")
     # The master's settings (user, password, db, TLS options) as redis-py reads them.
     query = rest.partition("?")[2]
-    at = "@" if userinfo else ""
-    settings = library.connection.parse_url(f"{base}://{userinfo}{at}x/{db or 0}?{query}")
+    # "@" with no user info before it reads as no user and no password.
+    settings = library.connection.parse_url(f"{base}://{userinfo}@x/{db or 0}?{query}")
     for name in ("host", "port", "connection_class"):
         settings.pop(name, None)
     sentinel = library.sentinel.Sentinel(
@@ -437,9 +423,8 @@ def _is_redis_url(library: Any, url: Secret) -> bool:
     """Whether the client library reads ``url`` as a Redis URL (so an error came from the
     options)."""
     scheme, _, rest = url.reveal().partition("://")
-    parse: Callable[[str], object] = library.connection.parse_url  # untyped
     try:
-        parse(f"{scheme.partition('+')[0]}://{rest.replace(',', '')}")
+        library.connection.parse_url(f"{scheme.partition('+')[0]}://{rest.replace(',', '')}")
     except ValueError:
         return False
     return True

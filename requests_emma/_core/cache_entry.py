@@ -37,7 +37,7 @@ import math
 import os
 from typing import Any
 
-from .._caches.protocol import MAX_ENTRY_BYTES
+from .._caches.protocol import MAX_ENTRY_BYTES, length_prefixed
 from .._errors import TokenResponseError
 from .durations import finite
 from .token import Token
@@ -114,7 +114,7 @@ class Sealer:
                 "(a dependency of requests-emma): pip install cryptography"
             ) from None
 
-        info = _KEY_INFO + _length_prefixed(base_url.rstrip("/"), client_id)
+        info = _KEY_INFO + length_prefixed(base_url.rstrip("/"), client_id)
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
             client_secret.encode("utf-8")
         )
@@ -136,40 +136,23 @@ class Sealer:
         if not isinstance(sealed, (bytes, bytearray, memoryview)):
             return None  # a cache of one's own that returned something else: not an entry
         sealed = bytes(sealed)
-        if len(sealed) > MAX_ENTRY_BYTES or not sealed.startswith(_VERSION_BYTE):
+        if not 1 + _NONCE_BYTES <= len(sealed) <= MAX_ENTRY_BYTES or sealed[0] != VERSION:
             return None
         nonce, ciphertext = sealed[1 : 1 + _NONCE_BYTES], sealed[1 + _NONCE_BYTES :]
-        if len(nonce) != _NONCE_BYTES:
-            return None
         try:
-            plain = self._aead.decrypt(nonce, ciphertext, _aad(name))
+            return decode(self._aead.decrypt(nonce, ciphertext, _aad(name)))
         except InvalidTag:
             return None
-        return decode(plain)
 
 
 def encode(entry: Entry) -> bytes:
     """The JSON of ``entry``, before sealing."""
     data: dict[str, Any] = {"generation": entry.generation, "token": None, "hold": None}
-    token = entry.token
-    if token is not None:
-        data["token"] = {
-            "access_token": token.access_token,
-            "token_type": token.token_type,
-            "issued_at": entry.issued_at,
-            "expires_at": token.expires_at,
-            "refresh_token": token.refresh_token,
-            "refresh_expires_at": token.refresh_expires_at,
-        }
-    hold = entry.hold
-    if hold is not None:
-        data["hold"] = {
-            "until": hold.until,
-            "kind": hold.kind,
-            "detail": hold.detail,
-            "strikes": hold.strikes,
-            "seconds": hold.seconds if math.isfinite(hold.seconds) else None,
-        }
+    if entry.token is not None:
+        data["token"] = {**dataclasses.asdict(entry.token), "issued_at": entry.issued_at}
+    if entry.hold is not None:
+        seconds = entry.hold.seconds if math.isfinite(entry.hold.seconds) else None
+        data["hold"] = {**dataclasses.asdict(entry.hold), "seconds": seconds}
     return json.dumps(data, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -177,79 +160,71 @@ def decode(data: bytes) -> Entry | None:
     """The :class:`Entry` in ``data``; ``None`` for anything that is not a valid one. The
     token goes through ``_wire.checked_grant``, as a token response does."""
     try:
-        entry = json.loads(data)
-    except (ValueError, RecursionError):
+        entry = _of(json.loads(data), dict)
+        token = _of(entry.get("token"), dict, type(None))
+        hold = _of(entry.get("hold"), dict, type(None))
+        generation = _count(entry.get("generation"), least=1)
+        token, issued_at = (None, None) if token is None else _token(token)
+        return Entry(generation, token, issued_at, None if hold is None else _hold(hold))
+    # RecursionError: JSON nested too deeply; TokenResponseError: a token that a token
+    # response could not carry either.
+    except (ValueError, RecursionError, TokenResponseError):
         return None
-    if not isinstance(entry, dict):
-        return None
-    generation = entry.get("generation")
-    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
-        return None
-    token, issued_at = _token(entry.get("token"))
-    if token is None and entry.get("token") is not None:
-        return None
-    hold = _hold(entry.get("hold"))
-    if hold is None and entry.get("hold") is not None:
-        return None
-    return Entry(generation, token, issued_at, hold)
 
 
-def _token(data: object) -> tuple[Token | None, float | None]:
+def _token(data: dict[str, Any]) -> tuple[Token, float]:
     from .wire import checked_grant
 
-    if not isinstance(data, dict):
-        return None, None
-    access_token, token_type = data.get("access_token"), data.get("token_type")
-    refresh_token = data.get("refresh_token")
-    issued_at, expires_at = finite(data.get("issued_at")), finite(data.get("expires_at"))
-    refresh_expires_at = finite(data.get("refresh_expires_at"))
-    if not (isinstance(access_token, str) and isinstance(token_type, str)):
-        return None, None
-    if issued_at is None or expires_at is None:
-        return None, None
-    if not (refresh_token is None or isinstance(refresh_token, str)):
-        return None, None
-    if refresh_expires_at is None and data.get("refresh_expires_at") is not None:
-        return None, None
-    refresh_lifetime = None if refresh_expires_at is None else refresh_expires_at - issued_at
+    issued_at, expires_at = _number(data.get("issued_at")), _number(data.get("expires_at"))
+    refresh_token = _of(data.get("refresh_token"), str, type(None))
+    refresh_expires_at = data.get("refresh_expires_at")
+    refresh_lifetime = (
+        None if refresh_expires_at is None else _number(refresh_expires_at) - issued_at
+    )
     if refresh_lifetime is not None and refresh_lifetime <= 0:
         refresh_token = refresh_lifetime = None  # expired before its access token was issued
-    try:
-        grant = checked_grant(
-            access_token,
-            token_type,
-            expires_at - issued_at,
-            "cache",
-            refresh_token,
-            refresh_lifetime,
-        )
-    except TokenResponseError:
-        return None, None
+    grant = checked_grant(
+        _of(data.get("access_token"), str),
+        _of(data.get("token_type"), str),
+        expires_at - issued_at,
+        "cache",
+        refresh_token,
+        refresh_lifetime,
+    )
     return grant.to_token(issued_at), issued_at
 
 
-def _hold(data: object) -> Hold | None:
-    if not isinstance(data, dict):
-        return None
-    until, kind, detail, strikes = (data.get(k) for k in ("until", "kind", "detail", "strikes"))
-    until, seconds = finite(until), finite(data.get("seconds"))
-    if until is None or kind not in (BUSY, REFUSED) or not isinstance(detail, str):
-        return None
-    if isinstance(strikes, bool) or not isinstance(strikes, int) or strikes < 0:
-        return None
+def _hold(data: dict[str, Any]) -> Hold:
+    kind = data.get("kind")
+    if kind not in (BUSY, REFUSED):
+        raise ValueError(f"no kind of hold: {kind!r}")
+    seconds = finite(data.get("seconds"))
     if seconds is None or seconds < 0:  # an entry of an older release: the longest hold
         seconds = MAX_HOLD if kind == BUSY else 60.0
-    return Hold(until, kind, detail[:200], strikes, seconds)
+    detail = _of(data.get("detail"), str)[:200]
+    return Hold(_number(data.get("until")), kind, detail, _count(data.get("strikes")), seconds)
+
+
+def _of(value: Any, *kinds: type) -> Any:
+    """``value`` if it is one of ``kinds``, else ``ValueError``: a field of the wrong type
+    makes the entry invalid."""
+    if isinstance(value, kinds):
+        return value
+    raise ValueError(f"not a {kinds[0].__name__}: {type(value).__name__}")
+
+
+def _number(value: object) -> float:
+    """``value`` as a finite float, else ``ValueError``."""
+    return float(_of(finite(value), float))  # finite() gives None for anything else
+
+
+def _count(value: object, least: int = 0) -> int:
+    """``value`` if it is an ``int`` (not a ``bool``) of at least ``least``, else
+    ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"not a count of at least {least}: {value!r}")
+    return value
 
 
 def _aad(name: str) -> bytes:
-    return _AAD_DOMAIN + _VERSION_BYTE + _length_prefixed(name)
-
-
-def _length_prefixed(*parts: str) -> bytes:
-    # Length-prefixed, so ("ab", "c") and ("a", "bc") give different bytes.
-    out = b""
-    for part in parts:
-        raw = part.encode("utf-8")
-        out += len(raw).to_bytes(8, "big") + raw
-    return out
+    return _AAD_DOMAIN + _VERSION_BYTE + length_prefixed(name)
