@@ -84,6 +84,7 @@ serving. The hold travels in the cache entry, so the whole fleet keeps it. A hol
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import math
 from typing import TYPE_CHECKING
@@ -404,10 +405,9 @@ class TokenLifecycle:
     def _hold(self, hold: Hold) -> None:
         current = self.hold
         if current is not None and current.until >= hold.until:
-            hold = Hold(current.until, current.kind, current.detail, current.strikes,
-                        current.seconds)  # fmt: skip
+            hold = current
         strikes = max(hold.strikes, 0 if current is None else current.strikes)
-        self.hold = Hold(hold.until, hold.kind, hold.detail, strikes, hold.seconds)
+        self.hold = dataclasses.replace(hold, strikes=strikes)
 
     # -- new tokens --------------------------------------------------------------------------
 
@@ -454,7 +454,7 @@ class TokenLifecycle:
         if hold is not None:
             left = min(hold.until - wall_now, hold.seconds)
             if left > 0:
-                self._hold(Hold(now + left, hold.kind, hold.detail, hold.strikes, hold.seconds))
+                self._hold(dataclasses.replace(hold, until=now + left))
         token, issued_at = entry.token, entry.issued_at
         if entry.generation <= self.generation or token is None or issued_at is None:
             return False
@@ -489,8 +489,7 @@ class TokenLifecycle:
         if held is not None:
             token = held.token.with_refresh(self._refresh_token, self._refresh_expires_at)
         if hold is not None:
-            hold = Hold(wall_now + hold.left(now), hold.kind, hold.detail, hold.strikes,
-                        hold.seconds)  # fmt: skip
+            hold = dataclasses.replace(hold, until=wall_now + hold.left(now))
         issued_at = None if held is None else held.issued_at
         return Entry(self.generation + 1, token, issued_at, hold)
 
@@ -520,27 +519,23 @@ class TokenLifecycle:
         self.fresh = _NOT_FRESH
         return True
 
-    def across_processes(self, *, forked: bool) -> TokenLifecycle:
-        """What a process other than this one keeps: the policy at a process boundary.
+    def after_fork(self) -> None:
+        """What a forked child keeps: the policy at a process boundary. The child keeps this
+        lifecycle and its access token, which the API accepts from any process; it drops the
+        refresh token, which is the parent's and which a rotating server revokes when either
+        process uses it, and any renewal the parent was running (no thread runs it here). Its
+        first renewal therefore issues a token of its own, or adopts the shared cache's (its
+        generation resets, so the cache's entry counts as newer).
 
-        A forked child (``forked=True``) keeps this lifecycle and its access token, which
-        the API accepts from any process; it drops the refresh token, which is the parent's
-        and which a rotating server revokes when either process uses it, and any renewal
-        the parent was running (no thread runs it here). Its first renewal therefore issues
-        a token of its own, or adopts the shared cache's (its generation resets, so the
-        cache's entry counts as newer).
-
-        A pickled copy (``forked=False``: a worker process, possibly much later or on
-        another host) keeps nothing but the configuration: a new lifecycle. An access token
-        unpickled later may long have expired, and a copied refresh token would be shared.
+        A pickled copy (a worker process, possibly much later or on another host) keeps
+        nothing of this: the token source pickles its configuration only, and the copy makes
+        a new lifecycle. An access token unpickled later may long have expired, and a copied
+        refresh token would be shared.
         """
-        if not forked:
-            return TokenLifecycle(self.refresh_margin, self.stuck_after - STUCK_GRACE)
         self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
         self.renewing = None
         self.generation = 0
         self._forked = True
-        return self
 
     # -- reporting ---------------------------------------------------------------------------
 

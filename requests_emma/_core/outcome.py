@@ -8,6 +8,7 @@ here, in :func:`response_outcome` and :func:`classify_status`, and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 
 from .._errors import TokenResponseError
@@ -42,47 +43,22 @@ class Kind(enum.Enum):
     UNUSABLE = "unusable"
 
 
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
 class Outcome:
     """One attempt's result. ``sent_at``/``sent_wall``: when its request was sent
     (monotonic and Unix seconds), from which a granted token's lifetime counts."""
 
-    __slots__ = (
-        "cause",
-        "code",
-        "grant",
-        "kind",
-        "message",
-        "reason",
-        "retry_after",
-        "sent_at",
-        "sent_wall",
-        "status",
-    )
-
-    def __init__(
-        self,
-        kind: Kind,
-        reason: str,
-        *,
-        sent_at: float,
-        sent_wall: float,
-        grant: TokenGrant | None = None,
-        status: int | None = None,
-        code: str | None = None,
-        message: str | None = None,
-        retry_after: float | None = None,
-        cause: BaseException | None = None,
-    ) -> None:
-        self.kind = kind
-        self.reason = reason
-        self.sent_at = sent_at
-        self.sent_wall = sent_wall
-        self.grant = grant
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-        self.cause = cause
+    kind: Kind
+    reason: str
+    _: dataclasses.KW_ONLY
+    sent_at: float
+    sent_wall: float
+    grant: TokenGrant | None = None
+    status: int | None = None
+    code: str | None = None
+    message: str | None = None
+    retry_after: float | None = None
+    cause: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"Outcome({self.kind.name}, {self.detail()!r})"

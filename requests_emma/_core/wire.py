@@ -102,21 +102,12 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
     if not isinstance(data, dict):
         raise TokenResponseError(f"token response is a JSON {_json_type(data)}, expected an object")
 
-    access_token = data.get("accessToken")
-    if access_token is None or access_token == "":
+    access_token = _optional_string(data, "accessToken")
+    if not access_token:
         raise TokenResponseError("token response has no accessToken")
-    if not isinstance(access_token, str):
-        raise TokenResponseError(
-            f"token response accessToken is a JSON {_json_type(access_token)}, expected a string"
-        )
-
-    token_type = data.get("tokenType")
+    token_type = _optional_string(data, "tokenType")
     if token_type is None:
         token_type = "Bearer"
-    elif not isinstance(token_type, str):
-        raise TokenResponseError(
-            f"token response tokenType is a JSON {_json_type(token_type)}, expected a string"
-        )
 
     expires_in = _optional_seconds(data, "expiresIn")
     if expires_in is not None and 0 < expires_in <= MAX_LIFETIME:
@@ -128,11 +119,7 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
         else:
             lifetime, source = DEFAULT_LIFETIME, "default"
 
-    refresh_token = data.get("refreshToken")
-    if refresh_token is not None and not isinstance(refresh_token, str):
-        raise TokenResponseError(
-            f"token response refreshToken is a JSON {_json_type(refresh_token)}, expected a string"
-        )
+    refresh_token = _optional_string(data, "refreshToken")
     refresh_lifetime = _optional_seconds(data, "refreshExpiresIn")
     return checked_grant(
         access_token, token_type, lifetime, source, refresh_token, refresh_lifetime
@@ -217,15 +204,21 @@ def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
     return seconds
 
 
+def _optional_string(data: dict[str, Any], field: str) -> str | None:
+    value = data.get(field)
+    if value is not None and not isinstance(value, str):
+        raise TokenResponseError(
+            f"token response {field} is a JSON {_json_type(value)}, expected a string"
+        )
+    return value
+
+
+#: The JSON name of each Python type ``json.loads`` makes (``bool`` before ``int``, whose
+#: subclass it is); ``None`` is ``null``.
+_JSON_TYPES = ((bool, "boolean"), ((int, float), "number"), (str, "string"), (list, "array"))
+
+
 def _json_type(value: object) -> str:
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
+    return next((name for kinds, name in _JSON_TYPES if isinstance(value, kinds)), "object")
