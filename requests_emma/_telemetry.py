@@ -186,24 +186,20 @@ def attempt_error_type(outcome: Outcome) -> str | None:
     return "_OTHER"
 
 
-def url_full(url: str) -> str:
-    """``url`` without user info, query and fragment: what spans may show of a URL."""
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(
-        (parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", "")
-    )
-
-
-def server_attributes(url: str) -> Attributes:
-    """``server.address`` and ``server.port`` of ``url`` (the scheme's port if it has none)."""
+def url_attributes(url: str) -> Attributes:
+    """``server.address`` and ``server.port`` of ``url`` (the scheme's port if it has none),
+    then ``url.full``: the URL without user info, query and fragment, what spans may show of
+    a URL."""
     parts = urllib.parse.urlsplit(url)
     try:
         port = parts.port
     except ValueError:
         port = None
+    netloc = parts.netloc.rpartition("@")[2]
     return {
         "server.address": parts.hostname or "",
         "server.port": port or DEFAULT_PORTS.get(parts.scheme, 0),
+        "url.full": urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", "")),
     }
 
 
@@ -350,8 +346,7 @@ class Replay(_Span):
         known = method in KNOWN_METHODS
         attributes: Attributes = {
             "http.request.method": method if known else "_OTHER",
-            **server_attributes(url),
-            "url.full": url_full(url),
+            **url_attributes(url),
             "http.request.resend_count": 1,
         }
         if not known:
@@ -372,8 +367,8 @@ class Telemetry:
     __slots__ = ("__weakref__", "server", "token_url")
 
     def __init__(self, base_url: str) -> None:
-        self.server = server_attributes(base_url)
-        self.token_url = url_full(base_url)
+        self.server = url_attributes(base_url)
+        self.token_url = str(self.server.pop("url.full"))
 
     def renewal(self, trigger: str, link: object | None = None) -> Renewal:
         """A record of one renewal (``link``: :func:`request_link` of the request an early

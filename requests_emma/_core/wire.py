@@ -64,15 +64,11 @@ class TokenGrant:
 
     def to_token(self, received_at: float) -> Token:
         """The :class:`Token` with absolute Unix times, given the Unix time of arrival."""
-        refresh_expires_at = (
-            None if self.refresh_lifetime is None else received_at + self.refresh_lifetime
-        )
+        refresh_lifetime = self.refresh_lifetime
+        refresh_expires_at = None if refresh_lifetime is None else received_at + refresh_lifetime
+        expires_at = received_at + self.lifetime
         return Token(
-            access_token=self.access_token,
-            token_type=self.token_type,
-            expires_at=received_at + self.lifetime,
-            refresh_token=self.refresh_token,
-            refresh_expires_at=refresh_expires_at,
+            self.access_token, self.token_type, expires_at, self.refresh_token, refresh_expires_at
         )
 
 
@@ -152,12 +148,7 @@ def checked_grant(
     if refresh_lifetime is not None and not 0 < refresh_lifetime <= MAX_REFRESH_LIFETIME:
         refresh_lifetime = None
     return TokenGrant(
-        access_token=access_token,
-        token_type=token_type,
-        lifetime=lifetime,
-        lifetime_source=lifetime_source,
-        refresh_token=refresh_token or None,
-        refresh_lifetime=refresh_lifetime,
+        access_token, token_type, lifetime, lifetime_source, refresh_token or None, refresh_lifetime
     )
 
 
