@@ -151,9 +151,7 @@ def request_link() -> object | None:
     """The current span's context, to link an early renewal to the request that started it;
     ``None`` when no span is recording (or opentelemetry was never imported: then none can
     be)."""
-    if not _api_loaded and "opentelemetry.trace" not in sys.modules:
-        return None
-    api = _load()
+    api = _load() if _api_loaded or "opentelemetry.trace" in sys.modules else None
     if api is None:
         return None
     with _guarded():

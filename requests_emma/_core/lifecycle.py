@@ -255,10 +255,7 @@ class TokenLifecycle:
 
     def usable(self, now: float) -> _Held | None:
         """The current token (with its header) unless it has expired."""
-        held = self._held
-        if held is None or now >= held.expires:
-            return None
-        return held
+        return None if self.freshness(now) is Freshness.EXPIRED else self._held
 
     # -- what a caller does ------------------------------------------------------------------
 
@@ -412,11 +409,7 @@ class TokenLifecycle:
     # -- new tokens --------------------------------------------------------------------------
 
     def accept(
-        self,
-        grant: TokenGrant,
-        sent_at: float,
-        sent_wall: float,
-        refreshed_with: str | None = None,
+        self, grant: TokenGrant, sent_at: float, sent_wall: float, refreshed_with: str | None = None
     ) -> Token:
         """Store the token granted to a request sent at monotonic ``sent_at`` (Unix
         ``sent_wall``); its lifetime counts from then. ``refreshed_with``: the refresh token
@@ -460,14 +453,10 @@ class TokenLifecycle:
             return False
         self.generation = entry.generation
         if token.refresh_token is not None:
-            self._refresh_token = token.refresh_token
-            self._refresh_expires_at = token.refresh_expires_at
-            self._refresh_expires = None
-            if token.refresh_expires_at is not None:
-                refresh_lifetime = token.refresh_expires_at - issued_at
-                self._refresh_expires = now + _left(
-                    token.refresh_expires_at, refresh_lifetime, wall_now
-                )
+            expires_at = self._refresh_expires_at = token.refresh_expires_at
+            self._refresh_token, self._refresh_expires = token.refresh_token, None
+            if expires_at is not None:
+                self._refresh_expires = now + _left(expires_at, expires_at - issued_at, wall_now)
         lifetime = token.expires_at - issued_at
         left = _left(token.expires_at, lifetime, wall_now)
         if left <= 0:

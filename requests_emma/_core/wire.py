@@ -87,12 +87,7 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
 
     Raises :class:`TokenResponseError` naming what is wrong, never quoting a token.
     """
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply
-        # Raised below, not here: the decoding error would ride along as __context__, and
-        # its ``doc`` is the whole body, tokens included.
-        data = _NOT_JSON
+    data = _json(body)
     if data is _NOT_JSON:
         raise TokenResponseError("token response is not JSON")
     if not isinstance(data, dict):
@@ -154,17 +149,11 @@ def checked_grant(
 
 def parse_error(body: bytes) -> tuple[str | None, str | None]:
     """emma's ``(code, message)`` from an error body; ``None`` for each one absent."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply
-        return None, None
+    data = _json(body)
     if not isinstance(data, dict):
         return None, None
     code, message = data.get("code"), data.get("message")
-    return (
-        code if isinstance(code, str) else None,
-        message if isinstance(message, str) else None,
-    )
+    return (code if isinstance(code, str) else None, message if isinstance(message, str) else None)
 
 
 def jwt_expiry(access_token: str) -> float | None:
@@ -179,6 +168,16 @@ def jwt_expiry(access_token: str) -> float | None:
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
     return finite(exp)
+
+
+def _json(body: bytes) -> object:
+    """``body`` decoded, or :data:`_NOT_JSON`. A caller raises for that outside this handler:
+    the decoding error would ride along as ``__context__``, and its ``doc`` is the whole body,
+    tokens included."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
+        return _NOT_JSON
 
 
 def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
