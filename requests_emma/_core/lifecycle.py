@@ -246,12 +246,9 @@ class TokenLifecycle:
         """Whether ``token``, just accepted, is the current token and has expired though the
         API never refused it: its lifetime was shorter than its token call."""
         held = self._held
-        return (
-            held is not None
-            and held.token is token
-            and token.access_token not in self._rejected
-            and now >= held.expires
-        )
+        if held is None or held.token is not token or now < held.expires:
+            return False
+        return token.access_token not in self._rejected
 
     def usable(self, now: float) -> _Held | None:
         """The current token (with its header) unless it has expired."""
