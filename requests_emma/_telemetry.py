@@ -73,7 +73,9 @@ RESULT = "requests_emma.renewal.result"
 #: 30 s renewal deadline.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
                     15, 30, 60)  # fmt: skip
-KNOWN_METHODS = frozenset("CONNECT DELETE GET HEAD OPTIONS PATCH POST PUT TRACE".split())
+KNOWN_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
 
 logger = logging.getLogger("requests_emma")
 Attributes = dict[str, "str | int"]
