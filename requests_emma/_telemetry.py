@@ -69,10 +69,10 @@ RESULTS = ("issued", "refreshed", "cached", "failed")
 RENEWAL_SPAN = "requests_emma renewal"
 TRIGGER = "requests_emma.renewal.trigger"
 RESULT = "requests_emma.renewal.result"
-#: HTTP semantic conventions: the client's seconds-scale buckets, stretched to the default
-#: 30 s renewal deadline.
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
-                    15, 30, 60)  # fmt: skip
+#: The HTTP semantic conventions' buckets for a client's request duration, in seconds.
+_HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+#: Those, stretched to the default 30 s renewal deadline.
+DURATION_BUCKETS = (*_HTTP_BUCKETS, 15, 30, 60)
 KNOWN_METHODS = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
 )
