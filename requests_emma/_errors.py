@@ -15,6 +15,7 @@ process reach the parent whole.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import typing
@@ -26,6 +27,7 @@ class EmmaAuthError(requests.RequestException):
     """Root of every error raised by requests-emma."""
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class CredentialsError(EmmaAuthError):
     """The client credentials are missing, or issue-token rejected them.
 
@@ -35,22 +37,18 @@ class CredentialsError(EmmaAuthError):
     left when the error was raised (``None`` when there is none).
     """
 
-    def __init__(
-        self,
-        text: str,
-        *,
-        status_code: int | None = None,
-        code: str | None = None,
-        message: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
+    text: dataclasses.InitVar[str]
+    _: dataclasses.KW_ONLY
+    status_code: int | None = None
+    code: str | None = None
+    message: str | None = None
+    retry_after: float | None = None
+
+    def __post_init__(self, text: str) -> None:
         super().__init__(text)
-        self.status_code = status_code
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class TokenRequestError(EmmaAuthError):
     """A token endpoint failed: an error status, a network failure, or retries ran out.
 
@@ -62,26 +60,18 @@ class TokenRequestError(EmmaAuthError):
     (``None`` when it did not ask).
     """
 
-    def __init__(
-        self,
-        text: str,
-        *,
-        endpoint: str = "",
-        status_code: int | None = None,
-        code: str | None = None,
-        message: str | None = None,
-        attempts: int = 1,
-        elapsed: float = 0.0,
-        retry_after: float | None = None,
-    ) -> None:
+    text: dataclasses.InitVar[str]
+    _: dataclasses.KW_ONLY
+    endpoint: str = ""
+    status_code: int | None = None
+    code: str | None = None
+    message: str | None = None
+    attempts: int = 1
+    elapsed: float = 0.0
+    retry_after: float | None = None
+
+    def __post_init__(self, text: str) -> None:
         super().__init__(text)
-        self.endpoint = endpoint
-        self.status_code = status_code
-        self.code = code
-        self.message = message
-        self.attempts = attempts
-        self.elapsed = elapsed
-        self.retry_after = retry_after
 
 
 class TokenResponseError(EmmaAuthError):

@@ -69,10 +69,10 @@ RESULTS = ("issued", "refreshed", "cached", "failed")
 RENEWAL_SPAN = "requests_emma renewal"
 TRIGGER = "requests_emma.renewal.trigger"
 RESULT = "requests_emma.renewal.result"
-#: HTTP semantic conventions: the client's seconds-scale buckets, stretched to the default
-#: 30 s renewal deadline.
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
-                    15, 30, 60)  # fmt: skip
+#: The HTTP semantic conventions' buckets for a client's request duration, in seconds.
+_HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+#: Those, stretched to the default 30 s renewal deadline.
+DURATION_BUCKETS = (*_HTTP_BUCKETS, 15, 30, 60)
 KNOWN_METHODS = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
 )
@@ -151,9 +151,7 @@ def request_link() -> object | None:
     """The current span's context, to link an early renewal to the request that started it;
     ``None`` when no span is recording (or opentelemetry was never imported: then none can
     be)."""
-    if not _api_loaded and "opentelemetry.trace" not in sys.modules:
-        return None
-    api = _load()
+    api = _load() if _api_loaded or "opentelemetry.trace" in sys.modules else None
     if api is None:
         return None
     with _guarded():
@@ -186,24 +184,20 @@ def attempt_error_type(outcome: Outcome) -> str | None:
     return "_OTHER"
 
 
-def url_full(url: str) -> str:
-    """``url`` without user info, query and fragment: what spans may show of a URL."""
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(
-        (parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", "")
-    )
-
-
-def server_attributes(url: str) -> Attributes:
-    """``server.address`` and ``server.port`` of ``url`` (the scheme's port if it has none)."""
+def url_attributes(url: str) -> Attributes:
+    """``server.address`` and ``server.port`` of ``url`` (the scheme's port if it has none),
+    then ``url.full``: the URL without user info, query and fragment, what spans may show of
+    a URL."""
     parts = urllib.parse.urlsplit(url)
     try:
         port = parts.port
     except ValueError:
         port = None
+    netloc = parts.netloc.rpartition("@")[2]
     return {
         "server.address": parts.hostname or "",
         "server.port": port or DEFAULT_PORTS.get(parts.scheme, 0),
+        "url.full": urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", "")),
     }
 
 
@@ -350,8 +344,7 @@ class Replay(_Span):
         known = method in KNOWN_METHODS
         attributes: Attributes = {
             "http.request.method": method if known else "_OTHER",
-            **server_attributes(url),
-            "url.full": url_full(url),
+            **url_attributes(url),
             "http.request.resend_count": 1,
         }
         if not known:
@@ -372,8 +365,8 @@ class Telemetry:
     __slots__ = ("__weakref__", "server", "token_url")
 
     def __init__(self, base_url: str) -> None:
-        self.server = server_attributes(base_url)
-        self.token_url = url_full(base_url)
+        self.server = url_attributes(base_url)
+        self.token_url = str(self.server.pop("url.full"))
 
     def renewal(self, trigger: str, link: object | None = None) -> Renewal:
         """A record of one renewal (``link``: :func:`request_link` of the request an early

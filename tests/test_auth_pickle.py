@@ -7,7 +7,7 @@ import pickle
 from concurrent.futures import ProcessPoolExecutor
 
 import requests
-from fakes import auth_for
+from fakes import FakeClock, auth_for, join_renewal, renewal_thread, use_clock
 
 from requests_emma import EmmaAuth
 from requests_emma.testing import FakeEmmaServer
@@ -56,3 +56,18 @@ def test_pickle_leaves_the_token_calls_machinery_behind(server: FakeEmmaServer) 
     copy = pickle.loads(pickled)
     assert copy.get_token().access_token != auth.get_token().access_token
     assert server.issue_calls == 2
+
+
+def test_a_pickled_copy_keeps_its_refresh_margin(server: FakeEmmaServer, clock: FakeClock) -> None:
+    """An unpickled EmmaAuth keeps refresh_margin=10: its 300 s token stays fresh until 290 s."""
+    copy = pickle.loads(pickle.dumps(auth_for(server, refresh_margin=10)))
+    use_clock(copy, clock)
+    copy.get_token()
+    clock.advance(285)
+    copy.get_token()
+    assert renewal_thread(copy) is None  # still fresh at 285 s: no early renewal started
+    assert server.token_calls == 1
+    clock.advance(6)
+    copy.get_token()
+    join_renewal(copy)
+    assert server.token_calls == 2

@@ -378,7 +378,7 @@ def test_a_renewal_says_why_it_runs(setup: str, rejected: str | None, trigger: s
     if setup != "none":
         life.accept(grant(300), sent_at=0.0, sent_wall=WALL)
     if setup == "forked":
-        life.across_processes(forked=True)
+        life.after_fork()
         life.reject("a1")
     now = 400.0 if setup == "expired" else 1.0
     assert life.decide(now, rejected) is Decision.RENEW
@@ -577,19 +577,10 @@ def test_after_fork_keeps_the_access_token_and_drops_the_refresh_token() -> None
     life = TokenLifecycle()
     life.accept(grant(), sent_at=0.0, sent_wall=WALL)
     assert life.decide(250.0) is Decision.RENEW_EARLY
-    assert life.across_processes(forked=True) is life
+    life.after_fork()
     assert life.usable(250.0) is not None
     assert life.take_refresh_token(250.0) is None
     assert life.decide(250.0) is Decision.RENEW_EARLY  # the parent's renewal does not run here
-
-
-def test_a_pickled_copy_keeps_no_token() -> None:
-    """Across a pickle (a worker process, maybe much later) only the configuration goes."""
-    life = TokenLifecycle(refresh_margin=30.0)
-    life.accept(grant(), sent_at=0.0, sent_wall=WALL)
-    copy = life.across_processes(forked=False)
-    assert copy is not life and copy.current is None and copy.take_refresh_token(0.0) is None
-    assert copy.refresh_margin == 30.0 and life.current is not None
 
 
 class LifecycleMachine(RuleBasedStateMachine):

@@ -1,9 +1,10 @@
 """Carrying out a :class:`~requests_emma.RetryPolicy` with tenacity, as steps.
 
 :func:`attempts` yields the token call and the waits between its attempts; the driver that
-runs the renewal carries them out. The strategies are composed from tenacity's parts, as
-stamina does: stop after the attempts *or* before the deadline; wait exponentially with
-jitter, *at least* as long as the server's ``Retry-After``; retry only a transient
+runs the renewal carries them out. tenacity's ``Retrying`` decides, with these strategies:
+stop after the attempts *or* before the deadline; wait exponentially with jitter
+(tenacity's parts, as stamina composes them), *at least* as long as the server's
+``Retry-After``; retry only a transient
 :class:`~.outcome.Outcome`. Each attempt returns an outcome rather than raising, so no
 exception type stands for a failed attempt, and the last outcome is what the caller gets
 when the retries stop.
@@ -14,6 +15,7 @@ to import than the rest of requests-emma.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Generator
 
@@ -27,27 +29,6 @@ from .steps import Send, Sleep
 logger = logging.getLogger("requests_emma")
 
 
-class stop_before_deadline(tenacity.stop.stop_base):
-    """Stop when the next attempt would start at or after ``deadline`` (monotonic)."""
-
-    def __init__(self, deadline: float, clock: Clock) -> None:
-        self.deadline = deadline
-        self.clock = clock
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return self.clock.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
-
-
-class wait_at_least_retry_after(tenacity.wait.wait_base):
-    """``backoff``, or the server's ``Retry-After`` where that is longer."""
-
-    def __init__(self, backoff: tenacity.wait.wait_base) -> None:
-        self.backoff = backoff
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        return max(self.backoff(retry_state), _outcome_of(retry_state).retry_after or 0.0)
-
-
 def _outcome_of(retry_state: tenacity.RetryCallState) -> Outcome:
     assert retry_state.outcome is not None
     outcome: Outcome = retry_state.outcome.result()
@@ -58,16 +39,14 @@ def _is_transient(outcome: Outcome) -> bool:
     return outcome.kind is Kind.TRANSIENT
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class Run:
     """How a run of attempts ended: the last outcome, how many attempts were made, and
     whether it stopped because no time was left for the next one."""
 
-    __slots__ = ("attempts", "out_of_time", "outcome")
-
-    def __init__(self, outcome: Outcome, attempts: int, out_of_time: bool) -> None:
-        self.outcome = outcome
-        self.attempts = attempts
-        self.out_of_time = out_of_time
+    outcome: Outcome
+    attempts: int
+    out_of_time: bool
 
 
 def attempts(
@@ -98,12 +77,24 @@ def attempts(
             retry_state.upcoming_sleep,
         )
 
+    def stop(retry_state: tenacity.RetryCallState) -> bool:
+        """After the policy's attempts, or when the next attempt would start at or after
+        ``deadline``."""
+        if retry_state.attempt_number >= policy.attempts:
+            return True
+        return clock.monotonic() + (retry_state.upcoming_sleep or 0.0) >= deadline
+
     backoff = tenacity.wait_exponential(
         multiplier=policy.wait_initial, max=policy.wait_max
     ) + tenacity.wait_random(0, policy.wait_jitter)
+
+    def wait(retry_state: tenacity.RetryCallState) -> float:
+        """The backoff, or the server's ``Retry-After`` where that is longer."""
+        return max(backoff(retry_state), _outcome_of(retry_state).retry_after or 0.0)
+
     retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(policy.attempts) | stop_before_deadline(deadline, clock),
-        wait=wait_at_least_retry_after(backoff),
+        stop=stop,
+        wait=wait,
         retry=tenacity.retry_if_result(resend),
         before_sleep=before_sleep,
         retry_error_callback=_outcome_of,  # the last outcome, not a RetryError

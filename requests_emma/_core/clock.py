@@ -67,16 +67,16 @@ class _WallChecked:
         return now + (self._ahead - self._start)
 
 
+#: The ``clock_gettime`` clock that counts time suspended, by platform (see above).
+_CLOCK_IDS = {"linux": "CLOCK_BOOTTIME", "android": "CLOCK_BOOTTIME", "darwin": "CLOCK_MONOTONIC"}
+
+
 def suspend_aware_monotonic(platform: str = sys.platform) -> Callable[[], float]:
     """The cheapest monotonic reading on ``platform`` that counts time spent suspended."""
     if platform == "win32":
         return time.monotonic
-    if platform.startswith("linux") or platform == "android":
-        clock_id = getattr(time, "CLOCK_BOOTTIME", None)
-    elif platform == "darwin":
-        clock_id = getattr(time, "CLOCK_MONOTONIC", None)
-    else:
-        clock_id = None
+    name = _CLOCK_IDS.get("linux" if platform.startswith("linux") else platform, "")
+    clock_id = getattr(time, name, None)
     if clock_id is not None:
         reading = functools.partial(time.clock_gettime, clock_id)
         try:

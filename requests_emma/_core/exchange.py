@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import re
 
-from .._errors import os_reason
+from .._errors import chain, os_reason
 from .outcome import MAX_BODY, Kind, Outcome
 
 #: The headers of a token call: its body is JSON (``wire.issue_token_body`` and
@@ -79,17 +79,10 @@ def _without_user_info(cause: BaseException) -> str:
     """The message of ``cause`` with no URL user info; each link of its chain that quoted
     some is left with the scrubbed message only (a traceback prints them all)."""
     message = _USER_INFO.sub("***@", str(cause))
-    pending: list[BaseException | None] = [cause]
-    seen: set[int] = set()
-    while pending:
-        link = pending.pop()
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
+    for link in chain(cause):
         text = str(link)
         if _USER_INFO.search(text):
             link.args = (_USER_INFO.sub("***@", text),)
-        pending += (link.__cause__, link.__context__)
     return message
 
 

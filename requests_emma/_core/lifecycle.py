@@ -84,6 +84,7 @@ serving. The hold travels in the cache entry, so the whole fleet keeps it. A hol
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import math
 from typing import TYPE_CHECKING
@@ -245,19 +246,13 @@ class TokenLifecycle:
         """Whether ``token``, just accepted, is the current token and has expired though the
         API never refused it: its lifetime was shorter than its token call."""
         held = self._held
-        return (
-            held is not None
-            and held.token is token
-            and token.access_token not in self._rejected
-            and now >= held.expires
-        )
+        if held is None or held.token is not token or now < held.expires:
+            return False
+        return token.access_token not in self._rejected
 
     def usable(self, now: float) -> _Held | None:
         """The current token (with its header) unless it has expired."""
-        held = self._held
-        if held is None or now >= held.expires:
-            return None
-        return held
+        return None if self.freshness(now) is Freshness.EXPIRED else self._held
 
     # -- what a caller does ------------------------------------------------------------------
 
@@ -404,19 +399,14 @@ class TokenLifecycle:
     def _hold(self, hold: Hold) -> None:
         current = self.hold
         if current is not None and current.until >= hold.until:
-            hold = Hold(current.until, current.kind, current.detail, current.strikes,
-                        current.seconds)  # fmt: skip
+            hold = current
         strikes = max(hold.strikes, 0 if current is None else current.strikes)
-        self.hold = Hold(hold.until, hold.kind, hold.detail, strikes, hold.seconds)
+        self.hold = dataclasses.replace(hold, strikes=strikes)
 
     # -- new tokens --------------------------------------------------------------------------
 
     def accept(
-        self,
-        grant: TokenGrant,
-        sent_at: float,
-        sent_wall: float,
-        refreshed_with: str | None = None,
+        self, grant: TokenGrant, sent_at: float, sent_wall: float, refreshed_with: str | None = None
     ) -> Token:
         """Store the token granted to a request sent at monotonic ``sent_at`` (Unix
         ``sent_wall``); its lifetime counts from then. ``refreshed_with``: the refresh token
@@ -454,20 +444,16 @@ class TokenLifecycle:
         if hold is not None:
             left = min(hold.until - wall_now, hold.seconds)
             if left > 0:
-                self._hold(Hold(now + left, hold.kind, hold.detail, hold.strikes, hold.seconds))
+                self._hold(dataclasses.replace(hold, until=now + left))
         token, issued_at = entry.token, entry.issued_at
         if entry.generation <= self.generation or token is None or issued_at is None:
             return False
         self.generation = entry.generation
         if token.refresh_token is not None:
-            self._refresh_token = token.refresh_token
-            self._refresh_expires_at = token.refresh_expires_at
-            self._refresh_expires = None
-            if token.refresh_expires_at is not None:
-                refresh_lifetime = token.refresh_expires_at - issued_at
-                self._refresh_expires = now + _left(
-                    token.refresh_expires_at, refresh_lifetime, wall_now
-                )
+            expires_at = self._refresh_expires_at = token.refresh_expires_at
+            self._refresh_token, self._refresh_expires = token.refresh_token, None
+            if expires_at is not None:
+                self._refresh_expires = now + _left(expires_at, expires_at - issued_at, wall_now)
         lifetime = token.expires_at - issued_at
         left = _left(token.expires_at, lifetime, wall_now)
         if left <= 0:
@@ -489,8 +475,7 @@ class TokenLifecycle:
         if held is not None:
             token = held.token.with_refresh(self._refresh_token, self._refresh_expires_at)
         if hold is not None:
-            hold = Hold(wall_now + hold.left(now), hold.kind, hold.detail, hold.strikes,
-                        hold.seconds)  # fmt: skip
+            hold = dataclasses.replace(hold, until=wall_now + hold.left(now))
         issued_at = None if held is None else held.issued_at
         return Entry(self.generation + 1, token, issued_at, hold)
 
@@ -520,27 +505,23 @@ class TokenLifecycle:
         self.fresh = _NOT_FRESH
         return True
 
-    def across_processes(self, *, forked: bool) -> TokenLifecycle:
-        """What a process other than this one keeps: the policy at a process boundary.
+    def after_fork(self) -> None:
+        """What a forked child keeps: the policy at a process boundary. The child keeps this
+        lifecycle and its access token, which the API accepts from any process; it drops the
+        refresh token, which is the parent's and which a rotating server revokes when either
+        process uses it, and any renewal the parent was running (no thread runs it here). Its
+        first renewal therefore issues a token of its own, or adopts the shared cache's (its
+        generation resets, so the cache's entry counts as newer).
 
-        A forked child (``forked=True``) keeps this lifecycle and its access token, which
-        the API accepts from any process; it drops the refresh token, which is the parent's
-        and which a rotating server revokes when either process uses it, and any renewal
-        the parent was running (no thread runs it here). Its first renewal therefore issues
-        a token of its own, or adopts the shared cache's (its generation resets, so the
-        cache's entry counts as newer).
-
-        A pickled copy (``forked=False``: a worker process, possibly much later or on
-        another host) keeps nothing but the configuration: a new lifecycle. An access token
-        unpickled later may long have expired, and a copied refresh token would be shared.
+        A pickled copy (a worker process, possibly much later or on another host) keeps
+        nothing of this: the token source pickles its configuration only, and the copy makes
+        a new lifecycle. An access token unpickled later may long have expired, and a copied
+        refresh token would be shared.
         """
-        if not forked:
-            return TokenLifecycle(self.refresh_margin, self.stuck_after - STUCK_GRACE)
         self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
         self.renewing = None
         self.generation = 0
         self._forked = True
-        return self
 
     # -- reporting ---------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ here, in :func:`response_outcome` and :func:`classify_status`, and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
 
 from .._errors import TokenResponseError
 from .retry_policy import parse_retry_after
@@ -16,14 +18,6 @@ from .wire import TokenGrant, parse_error, parse_token
 
 #: A token response is a few kilobytes; anything beyond this is not one.
 MAX_BODY = 64 << 10
-
-#: Statuses worth another attempt: the server or a gateway is busy or hiccuped.
-RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-#: What a token endpoint answers to credentials, or a refresh token, it does not accept.
-CREDENTIAL_REJECTIONS = frozenset({400, 403})
-#: What no token endpoint answers: the token endpoints take no token, so a 401 ("Token is not
-#: provided") or a 404 means the request went to some other path: a wrong base URL.
-MISDIRECTED_STATUSES = frozenset({401, 404, 405})
 
 
 class Kind(enum.Enum):
@@ -42,47 +36,35 @@ class Kind(enum.Enum):
     UNUSABLE = "unusable"
 
 
+#: What a non-2xx answer from a token endpoint says happened, by its status; any other
+#: status is FAILED.
+STATUS_KINDS = {
+    # Worth another attempt: the server or a gateway is busy or hiccuped.
+    **dict.fromkeys((408, 425, 429, 500, 502, 503, 504), Kind.TRANSIENT),
+    # What a token endpoint answers to credentials, or a refresh token, it does not accept.
+    **dict.fromkeys((400, 403), Kind.REFUSED),
+    # What no token endpoint answers: the token endpoints take no token, so a 401 ("Token is
+    # not provided") or a 404 means the request went to some other path: a wrong base URL.
+    **dict.fromkeys((401, 404, 405), Kind.MISDIRECTED),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
 class Outcome:
     """One attempt's result. ``sent_at``/``sent_wall``: when its request was sent
     (monotonic and Unix seconds), from which a granted token's lifetime counts."""
 
-    __slots__ = (
-        "cause",
-        "code",
-        "grant",
-        "kind",
-        "message",
-        "reason",
-        "retry_after",
-        "sent_at",
-        "sent_wall",
-        "status",
-    )
-
-    def __init__(
-        self,
-        kind: Kind,
-        reason: str,
-        *,
-        sent_at: float,
-        sent_wall: float,
-        grant: TokenGrant | None = None,
-        status: int | None = None,
-        code: str | None = None,
-        message: str | None = None,
-        retry_after: float | None = None,
-        cause: BaseException | None = None,
-    ) -> None:
-        self.kind = kind
-        self.reason = reason
-        self.sent_at = sent_at
-        self.sent_wall = sent_wall
-        self.grant = grant
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-        self.cause = cause
+    kind: Kind
+    reason: str
+    _: dataclasses.KW_ONLY
+    sent_at: float
+    sent_wall: float
+    grant: TokenGrant | None = None
+    status: int | None = None
+    code: str | None = None
+    message: str | None = None
+    retry_after: float | None = None
+    cause: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"Outcome({self.kind.name}, {self.detail()!r})"
@@ -97,11 +79,7 @@ def classify_status(status: int) -> Kind:
     """What a non-2xx answer from a token endpoint says happened. What that means for the
     credentials or the refresh token is the lifecycle's to decide
     (``TokenLifecycle.refresh_ended``, ``call_failed``)."""
-    if status in RETRYABLE_STATUSES:
-        return Kind.TRANSIENT
-    if status in MISDIRECTED_STATUSES:
-        return Kind.MISDIRECTED
-    return Kind.REFUSED if status in CREDENTIAL_REJECTIONS else Kind.FAILED
+    return STATUS_KINDS.get(status, Kind.FAILED)
 
 
 def response_outcome(
@@ -120,32 +98,17 @@ def response_outcome(
     :data:`MAX_BODY`; ``retry_after`` the ``Retry-After`` header, read against ``wall_now``
     (Unix seconds) when it is a date.
     """
+    answer = functools.partial(Outcome, sent_at=sent_at, sent_wall=sent_wall, status=status)
     if 200 <= status < 300:
         if content is None:
-            reason = f"token response is larger than {MAX_BODY // 1024} KiB"
-        else:
-            try:
-                grant = parse_token(content, sent_wall)
-            except TokenResponseError as exc:
-                reason = str(exc)
-            else:
-                return Outcome(
-                    Kind.GRANT,
-                    f"HTTP {status}",
-                    sent_at=sent_at,
-                    sent_wall=sent_wall,
-                    status=status,
-                    grant=grant,
-                )
-        return Outcome(Kind.UNUSABLE, reason, sent_at=sent_at, sent_wall=sent_wall, status=status)
+            return answer(Kind.UNUSABLE, f"token response is larger than {MAX_BODY // 1024} KiB")
+        try:
+            grant = parse_token(content, sent_wall)
+        except TokenResponseError as exc:
+            return answer(Kind.UNUSABLE, str(exc))
+        return answer(Kind.GRANT, f"HTTP {status}", grant=grant)
     code, message = parse_error(content or b"")
-    return Outcome(
-        classify_status(status),
-        f"HTTP {status}",
-        sent_at=sent_at,
-        sent_wall=sent_wall,
-        status=status,
-        code=code,
-        message=message,
-        retry_after=parse_retry_after(retry_after, wall_now),
+    wait = parse_retry_after(retry_after, wall_now)
+    return answer(
+        classify_status(status), f"HTTP {status}", code=code, message=message, retry_after=wait
     )

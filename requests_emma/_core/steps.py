@@ -24,9 +24,14 @@ step               the driver does                      and sends back (or throw
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
+# Steps are frozen, slotted dataclasses; the fields left out of their reprs are the ones a
+# log or a traceback must not show (a body builder, a cache key, sealed data).
 
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Send:
     """Post ``body()`` to the token endpoint at ``path`` before ``deadline``.
 
@@ -34,78 +39,47 @@ class Send:
     of ours holds the client secret or a refresh token in plain text for a traceback to show.
     """
 
-    __slots__ = ("body", "deadline", "path")
-
-    def __init__(self, path: str, body: Callable[[], dict[str, str]], deadline: float) -> None:
-        self.path = path
-        self.body = body
-        self.deadline = deadline
-
-    def __repr__(self) -> str:
-        return f"Send({self.path!r}, deadline={self.deadline!r})"
+    path: str
+    body: Callable[[], dict[str, str]] = dataclasses.field(repr=False)
+    deadline: float
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class Sleep:
     """Wait ``seconds`` before the next attempt."""
 
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def __repr__(self) -> str:
-        return f"Sleep({self.seconds!r})"
+    seconds: float
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class Lock:
     """Take the shared cache's lock for ``key``, waiting at most ``timeout`` seconds."""
 
-    __slots__ = ("key", "timeout")
-
-    def __init__(self, key: str, timeout: float) -> None:
-        self.key = key
-        self.timeout = timeout
-
-    def __repr__(self) -> str:
-        return f"Lock(timeout={self.timeout!r})"
+    key: str = dataclasses.field(repr=False)
+    timeout: float
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class Load:
     """Read the shared cache's entry for ``key``."""
 
-    __slots__ = ("key",)
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def __repr__(self) -> str:
-        return "Load()"
+    key: str = dataclasses.field(repr=False)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class Save:
     """Store the sealed ``data`` under ``key``, of use for ``ttl`` seconds."""
 
-    __slots__ = ("data", "key", "ttl")
-
-    def __init__(self, key: str, data: bytes, ttl: float) -> None:
-        self.key = key
-        self.data = data
-        self.ttl = ttl
-
-    def __repr__(self) -> str:
-        return f"Save(ttl={self.ttl!r})"
+    key: str = dataclasses.field(repr=False)
+    data: bytes = dataclasses.field(repr=False)
+    ttl: float
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class Unlock:
     """Release the lock the last :class:`Lock` step took."""
 
-    __slots__ = ("key",)
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def __repr__(self) -> str:
-        return "Unlock()"
+    key: str = dataclasses.field(repr=False)
 
 
 Step = Send | Sleep | Lock | Load | Save | Unlock

@@ -132,8 +132,7 @@ def origin_prefixes(url: str) -> list[str]:
     found = origin(url)
     assert found is not None  # a checked base URL
     scheme, host, port = found
-    authority = f"{scheme}://{host_in_url(host)}"
-    spellings = [f"{authority}/", f"{authority}:{port}/"]
+    spellings = [f"{scheme}://{host_in_url(host)}/", origin_text(found) + "/"]
     if port != DEFAULT_PORTS[scheme]:
         spellings.pop(0)
     return [prefix for prefix in spellings if origin(prefix) == found]

@@ -64,15 +64,11 @@ class TokenGrant:
 
     def to_token(self, received_at: float) -> Token:
         """The :class:`Token` with absolute Unix times, given the Unix time of arrival."""
-        refresh_expires_at = (
-            None if self.refresh_lifetime is None else received_at + self.refresh_lifetime
-        )
+        refresh_lifetime = self.refresh_lifetime
+        refresh_expires_at = None if refresh_lifetime is None else received_at + refresh_lifetime
+        expires_at = received_at + self.lifetime
         return Token(
-            access_token=self.access_token,
-            token_type=self.token_type,
-            expires_at=received_at + self.lifetime,
-            refresh_token=self.refresh_token,
-            refresh_expires_at=refresh_expires_at,
+            self.access_token, self.token_type, expires_at, self.refresh_token, refresh_expires_at
         )
 
 
@@ -91,32 +87,18 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
 
     Raises :class:`TokenResponseError` naming what is wrong, never quoting a token.
     """
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply
-        # Raised below, not here: the decoding error would ride along as __context__, and
-        # its ``doc`` is the whole body, tokens included.
-        data = _NOT_JSON
+    data = _json(body)
     if data is _NOT_JSON:
         raise TokenResponseError("token response is not JSON")
     if not isinstance(data, dict):
         raise TokenResponseError(f"token response is a JSON {_json_type(data)}, expected an object")
 
-    access_token = data.get("accessToken")
-    if access_token is None or access_token == "":
+    access_token = _optional_string(data, "accessToken")
+    if not access_token:
         raise TokenResponseError("token response has no accessToken")
-    if not isinstance(access_token, str):
-        raise TokenResponseError(
-            f"token response accessToken is a JSON {_json_type(access_token)}, expected a string"
-        )
-
-    token_type = data.get("tokenType")
+    token_type = _optional_string(data, "tokenType")
     if token_type is None:
         token_type = "Bearer"
-    elif not isinstance(token_type, str):
-        raise TokenResponseError(
-            f"token response tokenType is a JSON {_json_type(token_type)}, expected a string"
-        )
 
     expires_in = _optional_seconds(data, "expiresIn")
     if expires_in is not None and 0 < expires_in <= MAX_LIFETIME:
@@ -128,11 +110,7 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
         else:
             lifetime, source = DEFAULT_LIFETIME, "default"
 
-    refresh_token = data.get("refreshToken")
-    if refresh_token is not None and not isinstance(refresh_token, str):
-        raise TokenResponseError(
-            f"token response refreshToken is a JSON {_json_type(refresh_token)}, expected a string"
-        )
+    refresh_token = _optional_string(data, "refreshToken")
     refresh_lifetime = _optional_seconds(data, "refreshExpiresIn")
     return checked_grant(
         access_token, token_type, lifetime, source, refresh_token, refresh_lifetime
@@ -165,28 +143,17 @@ def checked_grant(
     if refresh_lifetime is not None and not 0 < refresh_lifetime <= MAX_REFRESH_LIFETIME:
         refresh_lifetime = None
     return TokenGrant(
-        access_token=access_token,
-        token_type=token_type,
-        lifetime=lifetime,
-        lifetime_source=lifetime_source,
-        refresh_token=refresh_token or None,
-        refresh_lifetime=refresh_lifetime,
+        access_token, token_type, lifetime, lifetime_source, refresh_token or None, refresh_lifetime
     )
 
 
 def parse_error(body: bytes) -> tuple[str | None, str | None]:
     """emma's ``(code, message)`` from an error body; ``None`` for each one absent."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply
-        return None, None
+    data = _json(body)
     if not isinstance(data, dict):
         return None, None
     code, message = data.get("code"), data.get("message")
-    return (
-        code if isinstance(code, str) else None,
-        message if isinstance(message, str) else None,
-    )
+    return (code if isinstance(code, str) else None, message if isinstance(message, str) else None)
 
 
 def jwt_expiry(access_token: str) -> float | None:
@@ -203,6 +170,16 @@ def jwt_expiry(access_token: str) -> float | None:
     return finite(exp)
 
 
+def _json(body: bytes) -> object:
+    """``body`` decoded, or :data:`_NOT_JSON`. A caller raises for that outside this handler:
+    the decoding error would ride along as ``__context__``, and its ``doc`` is the whole body,
+    tokens included."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
+        return _NOT_JSON
+
+
 def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
     value = data.get(field)
     if value is None:
@@ -217,15 +194,21 @@ def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
     return seconds
 
 
+def _optional_string(data: dict[str, Any], field: str) -> str | None:
+    value = data.get(field)
+    if value is not None and not isinstance(value, str):
+        raise TokenResponseError(
+            f"token response {field} is a JSON {_json_type(value)}, expected a string"
+        )
+    return value
+
+
+#: The JSON name of each Python type ``json.loads`` makes (``bool`` before ``int``, whose
+#: subclass it is); ``None`` is ``null``.
+_JSON_TYPES = ((bool, "boolean"), ((int, float), "number"), (str, "string"), (list, "array"))
+
+
 def _json_type(value: object) -> str:
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
+    return next((name for kinds, name in _JSON_TYPES if isinstance(value, kinds)), "object")

@@ -570,7 +570,7 @@ class TokenSource:
 
     def after_fork_in_child(self) -> None:
         """The parent's locks may have been held by a thread that does not exist here."""
-        self.lifecycle.across_processes(forked=True)  # the same object: adapters hold it
+        self.lifecycle.after_fork()  # in place, not replaced: adapters hold it
         self._new_process_state()
 
 
