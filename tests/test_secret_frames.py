@@ -9,7 +9,6 @@ secret or a Redis password there, and formatting it that way must work at all (i
 
 from __future__ import annotations
 
-import inspect
 import traceback
 import types
 from collections.abc import Callable, Iterator
@@ -263,41 +262,25 @@ def test_repr_of_a_session_whose_init_raised_halfway() -> None:
     assert repr(half_made_self(error, "__init__")).startswith("EmmaSession(")
 
 
-def test_emma_auth_options_are_keyword_only_and_say_so() -> None:
-    """A third positional argument to EmmaAuth is a TypeError telling to pass it by keyword;
-    two positional arguments and keyword options are taken."""
+def test_emma_auth_options_are_keyword_only() -> None:
+    """A third positional argument to EmmaAuth is Python's TypeError, which shows no value
+    given (the secret among them); two positional arguments and keyword options are taken."""
     auth = EmmaAuth("id", SECRET, base_url=BASE_URL, timeout=5)
     assert repr(auth) == f"EmmaAuth(client_id='id', base_url='{BASE_URL}')"
     error = raised(lambda: EmmaAuth("id", SECRET, BASE_URL))  # type: ignore[misc]
     assert isinstance(error, TypeError)
-    message = str(error)
-    assert message.startswith(
-        "EmmaAuth() takes client_id and client_secret as positional arguments"
-    )
-    assert "base_url=..." in message and "by keyword" in message
-    assert SECRET not in message and BASE_URL not in message
-    assert_hidden(error, SECRET)
+    assert "positional arguments but 4 were given" in str(error)
+    assert SECRET not in str(error) and BASE_URL not in str(error)
 
 
-def test_emma_session_options_are_keyword_only_and_say_so() -> None:
-    """A second positional argument to EmmaSession is a TypeError telling to pass it by
-    keyword; the auth as positional argument and keyword options are taken."""
+def test_emma_session_options_are_keyword_only() -> None:
+    """A second positional argument to EmmaSession is Python's TypeError; the auth as
+    positional argument and keyword options are taken."""
     auth = EmmaAuth("id", SECRET, base_url=BASE_URL)
     with EmmaSession(auth, base_url=BASE_URL + "/v1", timeout=5) as session:
         assert isinstance(session, requests.Session) and session.auth is auth
         assert repr(session) == f"EmmaSession(base_url='{BASE_URL}/v1')"
     error = raised(lambda: EmmaSession(None, BASE_URL))  # type: ignore[misc]
     assert isinstance(error, TypeError)
-    message = str(error)
-    assert message.startswith("EmmaSession() takes auth as its only positional argument")
-    assert "base_url=..." in message and "by keyword" in message
-    assert BASE_URL not in message
-
-
-@pytest.mark.parametrize("cls", [EmmaAuth, EmmaSession])
-def test_the_class_signature_stays_that_of_init(cls: type) -> None:
-    """The class's __signature__ (which Sphinx reads before __new__) is __init__'s without
-    self; an instance has none of its own."""
-    init = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    assert list(cls.__signature__.parameters.values()) == init  # type: ignore[attr-defined]
-    assert not hasattr(object.__new__(cls), "__signature__")
+    assert "positional arguments but 3 were given" in str(error)
+    assert BASE_URL not in str(error)

@@ -30,7 +30,6 @@ from requests.auth import AuthBase
 
 from .._adapter import Adapter
 from .._caches.protocol import TokenCache
-from .._core.keyword_options import KeywordOptions
 from .._core.retry_policy import RetryPolicy
 from .._core.token import Token
 
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("requests_emma")
 
 
-class EmmaAuth(KeywordOptions, Adapter, AuthBase):
+class EmmaAuth(Adapter, AuthBase):
     """Authenticates requests to the emma API with a self-renewing bearer token.
 
     Arguments left as ``None`` are read from ``EMMA_CLIENT_ID``, ``EMMA_CLIENT_SECRET`` and

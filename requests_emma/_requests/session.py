@@ -51,7 +51,6 @@ from urllib3.util.retry import Retry
 
 from .._core import durations, urls
 from .._core.clock import Clock
-from .._core.keyword_options import KeywordOptions
 from .._core.retry_policy import parse_retry_after
 from .._system_clock import SYSTEM_CLOCK
 from .auth import EmmaAuth
@@ -199,7 +198,7 @@ class _RetryingAdapter(HTTPAdapter):
         return {**state, "_single_try": self._single_try}
 
 
-class EmmaSession(KeywordOptions, requests.Session):
+class EmmaSession(requests.Session):
     """A ``requests.Session`` for the emma API: base URL, default timeout, retries.
 
     ``auth``: the :class:`EmmaAuth` to use (``None``: ``EmmaAuth(base_url=base_url)``,
