@@ -38,7 +38,6 @@ else:  # httpx brings typing_extensions (through anyio) on Python 3.10
 if TYPE_CHECKING:
     from .._core.token import Token
     from .._telemetry import Replay
-    from .transport import AsyncHttpxTokenEndpoint, HttpxTokenEndpoint
 
 logger = logging.getLogger("requests_emma")
 
@@ -87,14 +86,14 @@ class HttpxFlows(Adapter):
     def get_token(self) -> Token:
         """A usable token: the current one, or a new one fetched now over the sync client."""
         try:
-            return self._token_source.usable(self._sync()).token
+            return self._token_source.usable(self._endpoint("sync")).token
         except EmmaAuthError as exc:
             raise self._error(exc) from exc.__cause__
 
     async def aget_token(self) -> Token:
         """A usable token: the current one, or a new one fetched now over the async client."""
         try:
-            return (await self._token_source.ausable(self._async())).token
+            return (await self._token_source.ausable(self._endpoint("async"))).token
         except EmmaAuthError as exc:
             raise self._error(exc) from exc.__cause__
 
@@ -112,13 +111,13 @@ class HttpxFlows(Adapter):
         until, header = source.lifecycle.fresh
         try:
             if source.monotonic() >= until:
-                header = source.usable(self._sync()).header
+                header = source.usable(self._endpoint("sync")).header
             request.headers["Authorization"] = header
             response = yield request
             if not self._to_renew(request, response):
                 return
             response.read()  # the 401's connection back to the pool before a token call
-            renewed = source.renewed(request.headers.get("Authorization"), self._sync())
+            renewed = source.renewed(request.headers.get("Authorization"), self._endpoint("sync"))
         except EmmaAuthError as exc:
             raise self._error(exc) from exc.__cause__
         if renewed is not None:
@@ -134,13 +133,15 @@ class HttpxFlows(Adapter):
         until, header = source.lifecycle.fresh
         try:
             if source.monotonic() >= until:
-                header = (await source.ausable(self._async())).header
+                header = (await source.ausable(self._endpoint("async"))).header
             request.headers["Authorization"] = header
             response = yield request
             if not self._to_renew(request, response):
                 return
             await response.aread()  # the 401's connection back to the pool before a token call
-            renewed = await source.arenewed(request.headers.get("Authorization"), self._async())
+            renewed = await source.arenewed(
+                request.headers.get("Authorization"), self._endpoint("async")
+            )
         except EmmaAuthError as exc:
             raise self._error(exc) from exc.__cause__
         if renewed is not None:
@@ -173,26 +174,14 @@ class HttpxFlows(Adapter):
 
     # -- the token endpoints -----------------------------------------------------------------
 
-    def _sync(self) -> HttpxTokenEndpoint:
-        from .transport import HttpxTokenEndpoint
+    def _endpoint(self, kind: str) -> Any:
+        """The ``kind`` ("sync" or "async") token endpoint, over the client given for it."""
+        from . import transport
 
         source = self._token_source
+        sync = kind == "sync"
+        made = transport.HttpxTokenEndpoint if sync else transport.AsyncHttpxTokenEndpoint
+        client = self._clients["client" if sync else "async_client"]
         return source.endpoint(
-            self,
-            "sync",
-            lambda: HttpxTokenEndpoint(
-                source.base_url, self._clients["client"], source.timeout, self._http
-            ),
-        )
-
-    def _async(self) -> AsyncHttpxTokenEndpoint:
-        from .transport import AsyncHttpxTokenEndpoint
-
-        source = self._token_source
-        return source.endpoint(
-            self,
-            "async",
-            lambda: AsyncHttpxTokenEndpoint(
-                source.base_url, self._clients["async_client"], source.timeout, self._http
-            ),
+            self, kind, lambda: made(source.base_url, client, source.timeout, self._http)
         )
