@@ -54,9 +54,8 @@ def watch_response(watch: Watch, response: httpx.Response) -> None:
     _add(watch, response.extensions.get("network_stream"))
 
 
-def _add(watch: Watch, stream: object) -> None:
-    get_extra_info = getattr(stream, "get_extra_info", None)
-    sock = get_extra_info("socket") if get_extra_info is not None else None
+def _add(watch: Watch, stream: Any) -> None:
+    sock = stream.get_extra_info("socket") if hasattr(stream, "get_extra_info") else None
     # Only real sockets (an ssl.SSLSocket is one): a mocked transport's stream has none.
     if isinstance(sock, socket.socket):
         watch.add(sock)

@@ -25,7 +25,12 @@ if TYPE_CHECKING:
 
 #: What an exchange returns: status, body (``None``: past the cap), ``Retry-After``.
 Answer = tuple[int, "bytes | None", "str | None"]
+#: The body of a token call, called where the request is built (it holds the secrets).
+Body = Callable[[], dict[str, str]]
 Classify = Callable[[Exception], Failure]
+#: Seconds an async exchange's response (or session) has to close once its attempt is
+#: over, shielded from cancellation.
+CLOSE_GRACE = 1.0
 Scrub = Callable[[BaseException], BaseException]
 
 
@@ -47,12 +52,8 @@ def attempt(
     with watch(left) as watching:
         try:
             answer = exchange(timeouts(timeout, left), watching)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
+        except BaseException as exc:  # noqa: BLE001 - an outcome, or raised again scrubbed
             return _failed(exc, watching.fired, classify, scrub, sent_at, sent_wall)
-        except BaseException as exc:  # noqa: BLE001 - re-raised at once
-            # KeyboardInterrupt, SystemExit...: on their way, but without the frames
-            # below this one, whose locals hold the request body.
-            raise scrub(exc) from None
         if watching.fired:
             # Cut off at the deadline: what arrived may look complete (http.client takes a
             # connection closed inside the headers for their end) but is not.
@@ -79,11 +80,10 @@ async def attempt_async(
     with anyio.move_on_after(left) as scope:
         try:
             answer = await exchange(timeouts(timeout, left))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
+        except BaseException as exc:  # noqa: BLE001 - an outcome, or raised again scrubbed
+            # The deadline's own cancellation is raised again too: the scope catches it on
+            # its way out.
             return _failed(exc, scope.cancel_called, classify, scrub, sent_at, sent_wall)
-        except BaseException as exc:  # noqa: BLE001 - re-raised at once
-            # The deadline's own cancellation too: the scope catches it on its way out.
-            raise scrub(exc) from None
     if scope.cancelled_caught:
         return deadline_passed(sent_at, sent_wall)
     return _answered(answer, sent_at, sent_wall, clock)
@@ -97,14 +97,19 @@ def _answered(answer: Answer, sent_at: float, sent_wall: float, clock: Clock) ->
 
 
 def _failed(
-    exc: Exception,
+    exc: BaseException,
     at_deadline: bool,
     classify: Classify,
     scrub: Scrub,
     sent_at: float,
     sent_wall: float,
 ) -> Outcome:
+    """The outcome of an exchange that raised ``exc``. An interruption or a cancellation
+    (KeyboardInterrupt, SystemExit, an event loop's cancellation) is raised again, on its
+    way, but without the frames below, whose locals hold the request body."""
     cause = scrub(exc)
+    if not isinstance(exc, Exception):
+        raise cause from None
     if at_deadline:
         return deadline_passed(sent_at, sent_wall, cause)
     return failure_outcome(classify(exc), cause, sent_at=sent_at, sent_wall=sent_wall)
