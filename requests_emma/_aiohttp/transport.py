@@ -144,12 +144,9 @@ def _classify(exc: Exception) -> Failure:
         return Failure.TLS
     if isinstance(exc, aiohttp.ServerTimeoutError):
         return Failure.TIMEOUT
-    if isinstance(exc, aiohttp.ClientPayloadError) and _undecodable(exc):
-        return Failure.UNDECODABLE
-    if isinstance(
-        exc,
-        (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientHttpProxyError),
-    ):
+    if isinstance(exc, aiohttp.ClientPayloadError):  # a body that does not decode, or cut short
+        return Failure.UNDECODABLE if _undecodable(exc) else Failure.CONNECTION
+    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientHttpProxyError)):
         return Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
     return Failure.OTHER  # e.g. a closed session, a URL aiohttp refuses, a CA file not there
 

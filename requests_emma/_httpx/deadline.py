@@ -36,14 +36,13 @@ from .._socket_watch import Watch
 
 Trace = Callable[[str, dict[str, Any]], None]
 
-_CONNECTED = (".connect_tcp.complete", ".connect_unix_socket.complete")
-
 
 def tracer(watch: Watch) -> Trace:
     """The ``trace`` extension that registers each connection opened with ``watch``."""
 
     def trace(event: str, info: dict[str, Any]) -> None:
-        if event.endswith(_CONNECTED):
+        # A connection opened (and a SOCKS proxy's: "socks.connect_tcp.complete").
+        if event.endswith((".connect_tcp.complete", ".connect_unix_socket.complete")):
             _add(watch, info.get("return_value"))
 
     return trace

@@ -84,6 +84,17 @@ class _Endpoint:
                 self._private[use] = kind(limits=limits)
             return self._private[use]
 
+    def _request(self, url: Any, body: Body, timeout: Timeout, **extensions: object) -> Any:
+        """The token call, with its timeouts and ``extensions`` (the sync one's ``trace``)."""
+        connect, read = timeout
+        extensions["timeout"] = {"connect": connect, "read": read, "write": read, "pool": connect}
+        # What an httpx client would add to a request of its own, less what a token call must
+        # not carry (a user's headers and cookies): the encodings httpx always decodes.
+        agent = f"python-{self.http.__name__}/{self.http.__version__}"
+        headers = {**HEADERS, "Accept-Encoding": "gzip, deflate", "User-Agent": agent}
+        # body() is called here only, so no local of ours holds the secret in plain text.
+        return self.http.Request("POST", url, json=body(), headers=headers, extensions=extensions)
+
     def _classify(self, exc: Exception) -> Failure:
         """What an exception from httpx (httpx2) says stopped the attempt."""
         http = self.http
@@ -118,7 +129,7 @@ class HttpxTokenEndpoint(_Endpoint):
             client = self._private_client("sync") if self._client is None else self._users_client()
             url = self.http.URL(self.base_url + path)
             response = routes.transport_for(client, url).handle_request(
-                _token_request(self.http, url, body, timeout, trace=_deadline.tracer(watch))
+                self._request(url, body, timeout, trace=_deadline.tracer(watch))
             )
             try:
                 _deadline.watch_response(watch, response)
@@ -149,16 +160,13 @@ class AsyncHttpxTokenEndpoint(_Endpoint):
         the network or the server does. A cancellation from outside is raised, scrubbed."""
 
         async def exchange(timeout: Timeout) -> Answer:
-            if self._client is None:
-                library = sniffio.current_async_library()
-                client = self._private.get(library)
-                if client is None:  # made in a thread: loading the CA certificates blocks
-                    client = await anyio.to_thread.run_sync(self._private_client, library)
-            else:
-                client = self._users_client()
+            library = sniffio.current_async_library()
+            client = self._private.get(library) if self._client is None else self._users_client()
+            if client is None:  # made in a thread: loading the CA certificates blocks
+                client = await anyio.to_thread.run_sync(self._private_client, library)
             url = self.http.URL(self.base_url + path)
             response = await routes.transport_for(client, url).handle_async_request(
-                _token_request(self.http, url, body, timeout)
+                self._request(url, body, timeout)
             )
             try:
                 content = await _aread_capped(self.http, response)
@@ -172,20 +180,6 @@ class AsyncHttpxTokenEndpoint(_Endpoint):
         return await attempt_async(
             exchange, self._classify, self._scrubbed, self.timeout, deadline, clock
         )
-
-
-def _token_request(
-    http: ModuleType, url: Any, body: Body, timeout: Timeout, **extensions: object
-) -> Any:
-    """The token call, with its timeouts and ``extensions`` (the sync one's ``trace``)."""
-    connect, read = timeout
-    extensions["timeout"] = {"connect": connect, "read": read, "write": read, "pool": connect}
-    # What an httpx client would add to a request of its own, less what a token call must
-    # not carry (a user's headers and cookies): the encodings httpx always decodes.
-    agent = f"python-{http.__name__}/{http.__version__}"
-    headers = {**HEADERS, "Accept-Encoding": "gzip, deflate", "User-Agent": agent}
-    # body() is called here only, so no local of ours holds the secret in plain text.
-    return http.Request("POST", url, json=body(), headers=headers, extensions=extensions)
 
 
 def _read_capped(http: ModuleType, response: Any) -> bytes | None:
