@@ -44,7 +44,7 @@ from .._core.clock import Clock
 from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
 from .._core.outcome import Outcome
 from .._core.urls import is_loopback
-from .._errors import chain, without_tracebacks
+from .._errors import chain
 from .._source.attempt import CLOSE_GRACE, Answer, Body, attempt_async
 
 
@@ -89,10 +89,8 @@ class AiohttpTokenEndpoint:
                 with anyio.move_on_after(CLOSE_GRACE, shield=True):
                     await session.close()
 
-        # aiohttp's errors carry no request body of their own: their tracebacks are all.
-        return await attempt_async(
-            exchange, _classify, without_tracebacks, self.timeout, deadline, clock
-        )
+        # aiohttp's errors hold no request of their own: dropping their tracebacks is all.
+        return await attempt_async(exchange, _classify, self.timeout, deadline, clock)
 
     def _session_for_call(self) -> tuple[aiohttp.ClientSession, dict[str, Any]]:
         """The session of one call, and the proxy options its request takes.

@@ -80,8 +80,7 @@ class _Endpoint:
         with self._making:
             if use not in self._private:
                 kind = self.http.Client if use == "sync" else self.http.AsyncClient
-                limits = self.http.Limits(max_keepalive_connections=0)
-                self._private[use] = kind(limits=limits)
+                self._private[use] = kind(limits=self.http.Limits(max_keepalive_connections=0))
             return self._private[use]
 
     def _request(self, url: Any, body: Body, timeout: Timeout, **extensions: object) -> Any:
@@ -178,7 +177,7 @@ class AsyncHttpxTokenEndpoint(_Endpoint):
                     await response.aclose()
 
         return await attempt_async(
-            exchange, self._classify, self._scrubbed, self.timeout, deadline, clock
+            exchange, self._classify, self.timeout, deadline, clock, self._scrubbed
         )
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .._core.exchange import Failure, Timeout, deadline_passed, failure_outcome, timeouts
 from .._core.outcome import Outcome, response_outcome
+from .._errors import without_tracebacks
 
 if TYPE_CHECKING:
     from .._core.clock import Clock
@@ -64,13 +65,14 @@ def attempt(
 async def attempt_async(
     exchange: Callable[[Timeout], Awaitable[Answer]],
     classify: Classify,
-    scrub: Scrub,
     timeout: Timeout,
     deadline: float,
     clock: Clock,
+    scrub: Scrub = without_tracebacks,
 ) -> Outcome:
     """One exchange on an event loop (asyncio or trio) before ``deadline``, in a cancel
-    scope that ends it there. A cancellation from outside is raised, scrubbed."""
+    scope that ends it there. A cancellation from outside is raised, scrubbed. The default
+    ``scrub``, the tracebacks only, is for a stack whose exceptions hold no request."""
     import anyio
 
     sent_at, sent_wall = clock.monotonic(), clock.wall()
