@@ -30,14 +30,10 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from .._socket_watch import Watch
 
-Trace = Callable[[str, dict[str, Any]], None]
 
-
-def tracer(watch: Watch) -> Trace:
+def tracer(watch: Watch) -> Callable[[str, dict[str, Any]], None]:
     """The ``trace`` extension that registers each connection opened with ``watch``."""
 
     def trace(event: str, info: dict[str, Any]) -> None:
@@ -48,8 +44,9 @@ def tracer(watch: Watch) -> Trace:
     return trace
 
 
-def watch_response(watch: Watch, response: httpx.Response) -> None:
-    """Register the connection ``response`` is arriving on with ``watch``."""
+def watch_response(watch: Watch, response: Any) -> None:
+    """Register the connection ``response`` (httpx's or httpx2's) is arriving on with
+    ``watch``."""
     _add(watch, response.extensions.get("network_stream"))
 
 

@@ -59,7 +59,7 @@ def attempt(
             # Cut off at the deadline: what arrived may look complete (http.client takes a
             # connection closed inside the headers for their end) but is not.
             return deadline_passed(sent_at, sent_wall)
-    return _answered(answer, sent_at, sent_wall, clock)
+    return response_outcome(*answer, sent_at=sent_at, sent_wall=sent_wall, wall_now=clock.wall())
 
 
 async def attempt_async(
@@ -88,14 +88,7 @@ async def attempt_async(
             return _failed(exc, scope.cancel_called, classify, scrub, sent_at, sent_wall)
     if scope.cancelled_caught:
         return deadline_passed(sent_at, sent_wall)
-    return _answered(answer, sent_at, sent_wall, clock)
-
-
-def _answered(answer: Answer, sent_at: float, sent_wall: float, clock: Clock) -> Outcome:
-    status, content, retry_after = answer
-    return response_outcome(
-        status, content, retry_after, sent_at=sent_at, sent_wall=sent_wall, wall_now=clock.wall()
-    )
+    return response_outcome(*answer, sent_at=sent_at, sent_wall=sent_wall, wall_now=clock.wall())
 
 
 def _failed(
