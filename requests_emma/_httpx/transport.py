@@ -44,7 +44,7 @@ import sniffio
 
 from .._core.clock import Clock
 from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
-from .._core.outcome import MAX_BODY, Outcome
+from .._core.outcome import Outcome
 from .._errors import chain, without_tracebacks
 from .._socket_watch import Watch, watch_for
 from .._source.attempt import CLOSE_GRACE, Answer, Body, attempt, attempt_async
@@ -205,9 +205,8 @@ async def _aread_capped(http: ModuleType, response: Any) -> bytes | None:
     one left before its end is finalised by the garbage collector, which trio reports as a
     ``ResourceWarning`` (encode/httpx#3686). Read to the end, or ended by an exception from
     below (a cancellation, a broken connection), they all close in turn."""
-    if response.is_stream_consumed:  # read already: a mock transport's answer
-        content = response.content
-        return None if len(content) > MAX_BODY else content
+    if response.is_stream_consumed:  # read already, and decoded: a mock transport's answer
+        return _read_capped(http, http.Response(response.status_code, content=response.content))
     raw = CappedBody()
     async with contextlib.aclosing(response.aiter_raw()) as chunks:
         async for chunk in chunks:
