@@ -29,10 +29,10 @@ Answer = tuple[int, "bytes | None", "str | None"]
 #: The body of a token call, called where the request is built (it holds the secrets).
 Body = Callable[[], dict[str, str]]
 Classify = Callable[[Exception], Failure]
+Scrub = Callable[[BaseException], BaseException]
 #: Seconds an async exchange's response (or session) has to close once its attempt is
 #: over, shielded from cancellation.
 CLOSE_GRACE = 1.0
-Scrub = Callable[[BaseException], BaseException]
 
 
 def attempt(
