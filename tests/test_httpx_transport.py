@@ -94,10 +94,7 @@ def attempt(request: pytest.FixtureRequest) -> Attempt:
                 if users_client is not None:
                     client = await stack.enter_async_context(httpx.AsyncClient(**users_client))
                 endpoint = AsyncHttpxTokenEndpoint(base_url, client, timeout)
-                try:
-                    return await endpoint.attempt(ISSUE, body, clock.monotonic() + seconds, clock)
-                finally:
-                    await endpoint.aclose()
+                return await endpoint.attempt(ISSUE, body, clock.monotonic() + seconds, clock)
 
         return anyio.run(run, backend=mode)
 
@@ -569,7 +566,6 @@ async def test_a_cancelled_async_call_is_cancelled_and_leaves_no_secret(
         except anyio.get_cancelled_exc_class() as exc:
             caught.append(exc)
             raise
-    await endpoint.aclose()
     assert outer.cancelled_caught and outcomes == []
     text = with_locals(caught[0])
     assert "some_secret" in text  # the locals are there
@@ -592,15 +588,12 @@ async def test_a_closed_users_async_client_is_a_failed_attempt(server: FakeEmmaS
 
 
 @pytest.mark.anyio
-async def test_closing_the_async_endpoint_leaves_a_users_client_open(
-    server: FakeEmmaServer,
-) -> None:
-    """aclose() closes the private client only: the user's AsyncClient keeps working."""
+async def test_a_users_async_client_stays_open(server: FakeEmmaServer) -> None:
+    """A token call through a user's AsyncClient leaves it open: it keeps working."""
     clock = Clock()
     async with httpx.AsyncClient() as client:
         endpoint = AsyncHttpxTokenEndpoint(server.base_url, client, TIMEOUT)
         await endpoint.attempt(ISSUE, credentials(server), clock.monotonic() + 10, clock)
-        await endpoint.aclose()
         assert not client.is_closed
         assert (await client.get(server.base_url + "/v1/locations")).status_code == 401
 
@@ -617,7 +610,6 @@ def test_one_async_endpoint_serves_asyncio_and_trio_in_turn(server: FakeEmmaServ
         ).kind
 
     kinds = [anyio.run(one, backend=backend) for backend in ("asyncio", "trio", "asyncio")]
-    anyio.run(endpoint.aclose)
     assert kinds == [Kind.GRANT] * 3
 
 

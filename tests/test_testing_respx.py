@@ -173,7 +173,6 @@ async def test_the_async_httpx_token_transport_is_answered_by_the_route() -> Non
         endpoints = add_respx_token_endpoints(router)
         endpoint = AsyncHttpxTokenEndpoint(BASE, None, (5.0, 5.0))
         outcome = await endpoint.attempt(wire.ISSUE_TOKEN_PATH, body, clock.monotonic() + 5, clock)
-        await endpoint.aclose()
     assert outcome.kind is Kind.GRANT and outcome.grant is not None
     assert endpoints.access_tokens == [outcome.grant.access_token]
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import ssl
 import urllib.parse
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -45,14 +44,8 @@ from .._core.clock import Clock
 from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
 from .._core.outcome import Outcome
 from .._core.urls import is_loopback
-from .._errors import chain, without_tracebacks
-from .._source.attempt import Answer, attempt_async
-
-Body = Callable[[], dict[str, str]]
-
-#: Seconds a call's session has to close once its attempt is over, shielded from
-#: cancellation (closing waits for the TLS shutdown of its connection).
-_CLOSE_GRACE = 1.0
+from .._errors import chain
+from .._source.attempt import CLOSE_GRACE, Answer, Body, attempt_async
 
 
 class AiohttpTokenEndpoint:
@@ -72,55 +65,49 @@ class AiohttpTokenEndpoint:
     async def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
         """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
         the network or the server does. A cancellation from outside is raised, scrubbed."""
-        return await attempt_async(
-            lambda timeout: self._exchange(path, body, timeout),
-            _classify,
-            without_tracebacks,  # aiohttp's errors carry no request body of their own
-            self.timeout,
-            deadline,
-            clock,
-        )
 
-    async def _exchange(self, path: str, body: Body, timeout: Timeout) -> Answer:
-        session, options = self._session_for_call()
-        try:
-            connect, read = timeout
-            async with session.post(
-                self.base_url + path,
-                json=body(),  # built here only, so no local of ours holds the secret
-                headers=HEADERS,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=connect, sock_connect=connect, sock_read=read
-                ),
-                **options,
-            ) as response:
-                status = response.status
-                content = await _read_capped(response, decoded=200 <= status < 300)
-                return status, content, response.headers.get("Retry-After")
-        finally:
-            # Closed even when the deadline or a cancellation cut the call off, so no
-            # connection is left half-read; the grace bounds a peer that stalls the close.
-            with anyio.move_on_after(_CLOSE_GRACE, shield=True):
-                await session.close()
+        async def exchange(timeout: Timeout) -> Answer:
+            session, options = self._session_for_call()
+            try:
+                connect, read = timeout
+                async with session.post(
+                    self.base_url + path,
+                    json=body(),  # built here only, so no local of ours holds the secret
+                    headers=HEADERS,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, connect=connect, sock_connect=connect, sock_read=read
+                    ),
+                    **options,
+                ) as response:
+                    content = await _read_capped(response)
+                    return response.status, content, response.headers.get("Retry-After")
+            finally:
+                # Closed even when the deadline or a cancellation cut the call off, so no
+                # connection is left half-read; the grace bounds a peer that stalls the close
+                # (closing waits for the TLS shutdown of its connection).
+                with anyio.move_on_after(CLOSE_GRACE, shield=True):
+                    await session.close()
+
+        # aiohttp's errors hold no request of their own: dropping their tracebacks is all.
+        return await attempt_async(exchange, _classify, self.timeout, deadline, clock)
 
     def _session_for_call(self) -> tuple[aiohttp.ClientSession, dict[str, Any]]:
-        """The session of one call, and the proxy options its request takes."""
+        """The session of one call, and the proxy options its request takes.
+
+        Without a session of the user's, as requests and httpx do by default: the
+        environment's proxies (and a ``.netrc`` never, as no auth is asked of it for a call
+        that sends JSON). With one: its connector, its ``trust_env`` and its proxy."""
         users = self.session
-        if users is None:
-            # As requests and httpx do by default: the environment's proxies (and a
-            # ``.netrc`` never, as no auth is asked of it for a call that sends JSON).
-            trust_env = not self._direct
-            return aiohttp.ClientSession(trust_env=trust_env, middlewares=()), {}
-        if users.closed:
+        if users is not None and users.closed:
             raise RuntimeError("the aiohttp.ClientSession given for token calls has been closed")
         session = aiohttp.ClientSession(
-            connector=users.connector,
-            connector_owner=False,
-            trust_env=users.trust_env and not self._direct,
+            connector=None if users is None else users.connector,
+            connector_owner=users is None,
+            trust_env=(users is None or users.trust_env) and not self._direct,
             middlewares=(),
         )
-        if self._direct:
+        if users is None or self._direct:
             return session, {}
         # The user's session-wide proxy has no public accessor; a session without one
         # has None there.
@@ -131,17 +118,17 @@ class AiohttpTokenEndpoint:
         return session, options
 
 
-async def _read_capped(response: aiohttp.ClientResponse, *, decoded: bool) -> bytes | None:
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
     """The body as aiohttp decodes it (gzip, deflate...), or ``None`` once it grows past
     the cap. An error body that does not decode reads as empty: its status says enough. A
-    token body that does not decode raises aiohttp's ``ClientPayloadError``."""
+    token body (2xx) that does not decode raises aiohttp's ``ClientPayloadError``."""
     body = CappedBody()
     try:
         async for chunk in response.content.iter_chunked(CHUNK):
             if not body.add(chunk):
                 break
     except aiohttp.ClientPayloadError as exc:
-        if decoded or not _undecodable(exc):
+        if 200 <= response.status < 300 or not _undecodable(exc):
             raise
         return b""
     return body.content
@@ -155,12 +142,9 @@ def _classify(exc: Exception) -> Failure:
         return Failure.TLS
     if isinstance(exc, aiohttp.ServerTimeoutError):
         return Failure.TIMEOUT
-    if isinstance(exc, aiohttp.ClientPayloadError) and _undecodable(exc):
-        return Failure.UNDECODABLE
-    if isinstance(
-        exc,
-        (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientHttpProxyError),
-    ):
+    if isinstance(exc, aiohttp.ClientPayloadError):  # a body that does not decode, or cut short
+        return Failure.UNDECODABLE if _undecodable(exc) else Failure.CONNECTION
+    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientHttpProxyError)):
         return Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
     return Failure.OTHER  # e.g. a closed session, a URL aiohttp refuses, a CA file not there
 

@@ -30,33 +30,28 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from .._socket_watch import Watch
 
-Trace = Callable[[str, dict[str, Any]], None]
 
-_CONNECTED = (".connect_tcp.complete", ".connect_unix_socket.complete")
-
-
-def tracer(watch: Watch) -> Trace:
+def tracer(watch: Watch) -> Callable[[str, dict[str, Any]], None]:
     """The ``trace`` extension that registers each connection opened with ``watch``."""
 
     def trace(event: str, info: dict[str, Any]) -> None:
-        if event.endswith(_CONNECTED):
+        # A connection opened (and a SOCKS proxy's: "socks.connect_tcp.complete").
+        if event.endswith((".connect_tcp.complete", ".connect_unix_socket.complete")):
             _add(watch, info.get("return_value"))
 
     return trace
 
 
-def watch_response(watch: Watch, response: httpx.Response) -> None:
-    """Register the connection ``response`` is arriving on with ``watch``."""
+def watch_response(watch: Watch, response: Any) -> None:
+    """Register the connection ``response`` (httpx's or httpx2's) is arriving on with
+    ``watch``."""
     _add(watch, response.extensions.get("network_stream"))
 
 
-def _add(watch: Watch, stream: object) -> None:
-    get_extra_info = getattr(stream, "get_extra_info", None)
-    sock = get_extra_info("socket") if get_extra_info is not None else None
+def _add(watch: Watch, stream: Any) -> None:
+    sock = stream.get_extra_info("socket") if hasattr(stream, "get_extra_info") else None
     # Only real sockets (an ssl.SSLSocket is one): a mocked transport's stream has none.
     if isinstance(sock, socket.socket):
         watch.add(sock)

@@ -34,8 +34,6 @@ from __future__ import annotations
 import contextlib
 import ssl
 import threading
-import typing
-from collections.abc import AsyncGenerator, Callable
 from types import ModuleType
 from typing import Any
 
@@ -46,28 +44,17 @@ import sniffio
 
 from .._core.clock import Clock
 from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
-from .._core.outcome import MAX_BODY, Outcome
+from .._core.outcome import Outcome
 from .._errors import chain, without_tracebacks
 from .._socket_watch import Watch, watch_for
-from .._source.attempt import Answer, attempt, attempt_async
+from .._source.attempt import CLOSE_GRACE, Answer, Body, attempt, attempt_async
 from . import deadline as _deadline
 from . import routes
 
-Body = Callable[[], dict[str, str]]
-
-#: Seconds a response has to close once its attempt is over, shielded from cancellation.
-_CLOSE_GRACE = 1.0
-
-
-def _headers(http: ModuleType) -> dict[str, str]:
-    """What an httpx client would add to a request of its own, less what a token call must
-    not carry (a user's headers and cookies): the encodings httpx always decodes."""
-    agent = f"python-{http.__name__}/{http.__version__}"
-    return {**HEADERS, "Accept-Encoding": "gzip, deflate", "User-Agent": agent}
-
 
 class _Endpoint:
-    """What the sync and async endpoints share: the configuration and the clients."""
+    """What the sync and async endpoints share: the configuration, the clients, and what
+    httpx's exceptions mean."""
 
     def __init__(self, base_url: str, client: Any, timeout: Timeout, http: ModuleType = httpx):
         self.http = http
@@ -91,12 +78,43 @@ class _Endpoint:
         """The private client for ``use``: the environment's proxies and CA certificates, as
         httpx reads them, and no connection kept alive between token calls (minutes apart)."""
         with self._making:
-            client = self._private.get(use)
-            if client is None:
+            if use not in self._private:
                 kind = self.http.Client if use == "sync" else self.http.AsyncClient
-                limits = self.http.Limits(max_keepalive_connections=0)
-                client = self._private[use] = kind(limits=limits)
-            return client
+                self._private[use] = kind(limits=self.http.Limits(max_keepalive_connections=0))
+            return self._private[use]
+
+    def _request(self, url: Any, body: Body, timeout: Timeout, **extensions: object) -> Any:
+        """The token call, with its timeouts and ``extensions`` (the sync one's ``trace``)."""
+        connect, read = timeout
+        extensions["timeout"] = {"connect": connect, "read": read, "write": read, "pool": connect}
+        # What an httpx client would add to a request of its own, less what a token call must
+        # not carry (a user's headers and cookies): the encodings httpx always decodes.
+        agent = f"python-{self.http.__name__}/{self.http.__version__}"
+        headers = {**HEADERS, "Accept-Encoding": "gzip, deflate", "User-Agent": agent}
+        # body() is called here only, so no local of ours holds the secret in plain text.
+        return self.http.Request("POST", url, json=body(), headers=headers, extensions=extensions)
+
+    def _classify(self, exc: Exception) -> Failure:
+        """What an exception from httpx (httpx2) says stopped the attempt."""
+        http = self.http
+        if any(isinstance(link, ssl.SSLError) for link in chain(exc)):
+            return Failure.TLS
+        if isinstance(exc, http.TimeoutException):
+            return Failure.TIMEOUT
+        if isinstance(exc, (http.NetworkError, http.RemoteProtocolError, http.ProxyError)):
+            return Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
+        if isinstance(exc, http.DecodingError):
+            return Failure.UNDECODABLE
+        return Failure.OTHER  # e.g. a closed client, a URL httpx refuses, a CA file not there
+
+    def _scrubbed(self, exc: BaseException) -> BaseException:
+        """``exc`` without what would show the request body, which holds the client secret or
+        a refresh token: the request, wherever along its chain httpx attached it, and the
+        tracebacks, whose frames (ours, httpx's, httpcore's) hold the body in their locals."""
+        for link in chain(exc):
+            if isinstance(link, self.http.RequestError):
+                link._request = None
+        return without_tracebacks(exc)
 
 
 class HttpxTokenEndpoint(_Endpoint):
@@ -105,31 +123,23 @@ class HttpxTokenEndpoint(_Endpoint):
     def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
         """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
         the network or the server does."""
-        http = self.http
-        return attempt(
-            lambda timeout, watch: self._exchange(path, body, timeout, watch),
-            watch_for,
-            lambda exc: _classify(http, exc),
-            lambda exc: _scrubbed(http, exc),
-            self.timeout,
-            deadline,
-            clock,
-        )
 
-    def _exchange(self, path: str, body: Body, timeout: Timeout, watch: Watch) -> Answer:
-        client = self._private_client("sync") if self._client is None else self._users_client()
-        url = self.http.URL(self.base_url + path)
-        transport = routes.transport_for(client, url)
-        response = transport.handle_request(
-            _token_request(self.http, url, body, timeout, trace=_deadline.tracer(watch))
+        def exchange(timeout: Timeout, watch: Watch) -> Answer:
+            client = self._private_client("sync") if self._client is None else self._users_client()
+            url = self.http.URL(self.base_url + path)
+            response = routes.transport_for(client, url).handle_request(
+                self._request(url, body, timeout, trace=_deadline.tracer(watch))
+            )
+            try:
+                _deadline.watch_response(watch, response)
+                content = _read_capped(self.http, response)
+                return response.status_code, content, response.headers.get("Retry-After")
+            finally:
+                response.close()
+
+        return attempt(
+            exchange, watch_for, self._classify, self._scrubbed, self.timeout, deadline, clock
         )
-        try:
-            _deadline.watch_response(watch, response)
-            status = response.status_code
-            content = _read_capped(self.http, response, decoded=200 <= status < 300)
-            return status, content, response.headers.get("Retry-After")
-        finally:
-            response.close()
 
     def close(self) -> None:
         """Close the private client, if one was made; a user's client stays open. A call
@@ -147,79 +157,47 @@ class AsyncHttpxTokenEndpoint(_Endpoint):
     async def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
         """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
         the network or the server does. A cancellation from outside is raised, scrubbed."""
-        http = self.http
-        return await attempt_async(
-            lambda timeout: self._exchange(path, body, timeout),
-            lambda exc: _classify(http, exc),
-            lambda exc: _scrubbed(http, exc),
-            self.timeout,
-            deadline,
-            clock,
-        )
 
-    async def _exchange(self, path: str, body: Body, timeout: Timeout) -> Answer:
-        if self._client is None:
+        async def exchange(timeout: Timeout) -> Answer:
             library = sniffio.current_async_library()
-            client = self._private.get(library)
+            client = self._private.get(library) if self._client is None else self._users_client()
             if client is None:  # made in a thread: loading the CA certificates blocks
                 client = await anyio.to_thread.run_sync(self._private_client, library)
-        else:
-            client = self._users_client()
-        url = self.http.URL(self.base_url + path)
-        transport = routes.transport_for(client, url)
-        response = await transport.handle_async_request(
-            _token_request(self.http, url, body, timeout)
+            url = self.http.URL(self.base_url + path)
+            response = await routes.transport_for(client, url).handle_async_request(
+                self._request(url, body, timeout)
+            )
+            try:
+                content = await _aread_capped(self.http, response)
+                return response.status_code, content, response.headers.get("Retry-After")
+            finally:
+                # A response cut off by the deadline (or a cancellation) still closes, so its
+                # connection is not left half-read; the grace bounds a peer that stalls it.
+                with anyio.move_on_after(CLOSE_GRACE, shield=True):
+                    await response.aclose()
+
+        return await attempt_async(
+            exchange, self._classify, self.timeout, deadline, clock, self._scrubbed
         )
-        try:
-            status = response.status_code
-            content = await _aread_capped(self.http, response, decoded=200 <= status < 300)
-            return status, content, response.headers.get("Retry-After")
-        finally:
-            # A response cut off by the deadline (or a cancellation) still closes, so its
-            # connection is not left half-read; the grace bounds a peer that stalls it.
-            with anyio.move_on_after(_CLOSE_GRACE, shield=True):
-                await response.aclose()
-
-    async def aclose(self) -> None:
-        """Close the private client of this async library, if one was made, and forget the
-        others (they keep no connection); a user's client stays open. A call after this
-        makes a new private client."""
-        private, self._private = self._private, {}
-        client = private.get(sniffio.current_async_library())
-        if client is not None:
-            await client.aclose()
 
 
-def _token_request(
-    http: ModuleType, url: Any, body: Body, timeout: Timeout, trace: _deadline.Trace | None = None
-) -> Any:
-    connect, read = timeout
-    extensions: dict[str, object] = {
-        "timeout": {"connect": connect, "read": read, "write": read, "pool": connect}
-    }
-    if trace is not None:
-        extensions["trace"] = trace
-    # body() is called here only, so no local of ours holds the secret in plain text.
-    return http.Request("POST", url, json=body(), headers=_headers(http), extensions=extensions)
-
-
-def _read_capped(http: ModuleType, response: Any, *, decoded: bool) -> bytes | None:
+def _read_capped(http: ModuleType, response: Any) -> bytes | None:
     """The body as httpx decodes it (gzip, deflate), or ``None`` once it grows past the cap.
     An error body that does not decode reads as empty: its status says enough. A token body
-    that does not decode raises ``httpx.DecodingError``."""
+    (2xx) that does not decode raises ``httpx.DecodingError``."""
     body = CappedBody()
     try:
         for chunk in response.iter_bytes(CHUNK):
             if not body.add(chunk):
                 break
     except http.DecodingError:
-        if decoded:
+        if response.is_success:
             raise
         return b""
     return body.content
 
 
-async def _aread_capped(http: ModuleType, response: Any, *, decoded: bool) -> bytes | None:
+async def _aread_capped(http: ModuleType, response: Any) -> bytes | None:
     """:func:`_read_capped`, for an async response.
 
     The body is read to its end (or to the deadline), what goes past the cap dropped, and
@@ -227,13 +205,10 @@ async def _aread_capped(http: ModuleType, response: Any, *, decoded: bool) -> by
     one left before its end is finalised by the garbage collector, which trio reports as a
     ``ResourceWarning`` (encode/httpx#3686). Read to the end, or ended by an exception from
     below (a cancellation, a broken connection), they all close in turn."""
-    if response.is_stream_consumed:  # read already: a mock transport's answer
-        content = response.content
-        return None if len(content) > MAX_BODY else content
+    if response.is_stream_consumed:  # read already, and decoded: a mock transport's answer
+        return _read_capped(http, http.Response(response.status_code, content=response.content))
     raw = CappedBody()
-    # aiter_raw is an async generator, typed as the AsyncIterator it also is.
-    body = typing.cast("AsyncGenerator[bytes, None]", response.aiter_raw())
-    async with contextlib.aclosing(body) as chunks:
+    async with contextlib.aclosing(response.aiter_raw()) as chunks:
         async for chunk in chunks:
             raw.add(chunk)  # past the cap, only counted: the stream is read to its end
     if raw.content is None:
@@ -244,27 +219,4 @@ async def _aread_capped(http: ModuleType, response: Any, *, decoded: bool) -> by
     replay = http.Response(
         response.status_code, headers=response.headers, stream=http.ByteStream(raw.content)
     )
-    return _read_capped(http, replay, decoded=decoded)
-
-
-def _classify(http: ModuleType, exc: Exception) -> Failure:
-    """What an exception from httpx (httpx2) says stopped the attempt."""
-    if any(isinstance(link, ssl.SSLError) for link in chain(exc)):
-        return Failure.TLS
-    if isinstance(exc, http.TimeoutException):
-        return Failure.TIMEOUT
-    if isinstance(exc, (http.NetworkError, http.RemoteProtocolError, http.ProxyError)):
-        return Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
-    if isinstance(exc, http.DecodingError):
-        return Failure.UNDECODABLE
-    return Failure.OTHER  # e.g. a closed client, a URL httpx refuses, a CA file not there
-
-
-def _scrubbed(http: ModuleType, exc: BaseException) -> BaseException:
-    """``exc`` without what would show the request body, which holds the client secret or a
-    refresh token: the request, wherever along its chain httpx attached it, and the
-    tracebacks, whose frames (ours, httpx's, httpcore's) hold the body in their locals."""
-    for link in chain(exc):
-        if isinstance(link, http.RequestError):
-            link._request = None
-    return without_tracebacks(exc)
+    return _read_capped(http, replay)

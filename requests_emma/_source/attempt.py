@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .._core.exchange import Failure, Timeout, deadline_passed, failure_outcome, timeouts
 from .._core.outcome import Outcome, response_outcome
+from .._errors import without_tracebacks
 
 if TYPE_CHECKING:
     from .._core.clock import Clock
@@ -25,8 +26,13 @@ if TYPE_CHECKING:
 
 #: What an exchange returns: status, body (``None``: past the cap), ``Retry-After``.
 Answer = tuple[int, "bytes | None", "str | None"]
+#: The body of a token call, called where the request is built (it holds the secrets).
+Body = Callable[[], dict[str, str]]
 Classify = Callable[[Exception], Failure]
 Scrub = Callable[[BaseException], BaseException]
+#: Seconds an async exchange's response (or session) has to close once its attempt is
+#: over, shielded from cancellation.
+CLOSE_GRACE = 1.0
 
 
 def attempt(
@@ -47,29 +53,26 @@ def attempt(
     with watch(left) as watching:
         try:
             answer = exchange(timeouts(timeout, left), watching)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
+        except BaseException as exc:  # noqa: BLE001 - an outcome, or raised again scrubbed
             return _failed(exc, watching.fired, classify, scrub, sent_at, sent_wall)
-        except BaseException as exc:  # noqa: BLE001 - re-raised at once
-            # KeyboardInterrupt, SystemExit...: on their way, but without the frames
-            # below this one, whose locals hold the request body.
-            raise scrub(exc) from None
         if watching.fired:
             # Cut off at the deadline: what arrived may look complete (http.client takes a
             # connection closed inside the headers for their end) but is not.
             return deadline_passed(sent_at, sent_wall)
-    return _answered(answer, sent_at, sent_wall, clock)
+    return response_outcome(*answer, sent_at=sent_at, sent_wall=sent_wall, wall_now=clock.wall())
 
 
 async def attempt_async(
     exchange: Callable[[Timeout], Awaitable[Answer]],
     classify: Classify,
-    scrub: Scrub,
     timeout: Timeout,
     deadline: float,
     clock: Clock,
+    scrub: Scrub = without_tracebacks,
 ) -> Outcome:
     """One exchange on an event loop (asyncio or trio) before ``deadline``, in a cancel
-    scope that ends it there. A cancellation from outside is raised, scrubbed."""
+    scope that ends it there. A cancellation from outside is raised, scrubbed. The default
+    ``scrub``, the tracebacks only, is for a stack whose exceptions hold no request."""
     import anyio
 
     sent_at, sent_wall = clock.monotonic(), clock.wall()
@@ -79,32 +82,29 @@ async def attempt_async(
     with anyio.move_on_after(left) as scope:
         try:
             answer = await exchange(timeouts(timeout, left))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome
+        except BaseException as exc:  # noqa: BLE001 - an outcome, or raised again scrubbed
+            # The deadline's own cancellation is raised again too: the scope catches it on
+            # its way out.
             return _failed(exc, scope.cancel_called, classify, scrub, sent_at, sent_wall)
-        except BaseException as exc:  # noqa: BLE001 - re-raised at once
-            # The deadline's own cancellation too: the scope catches it on its way out.
-            raise scrub(exc) from None
     if scope.cancelled_caught:
         return deadline_passed(sent_at, sent_wall)
-    return _answered(answer, sent_at, sent_wall, clock)
-
-
-def _answered(answer: Answer, sent_at: float, sent_wall: float, clock: Clock) -> Outcome:
-    status, content, retry_after = answer
-    return response_outcome(
-        status, content, retry_after, sent_at=sent_at, sent_wall=sent_wall, wall_now=clock.wall()
-    )
+    return response_outcome(*answer, sent_at=sent_at, sent_wall=sent_wall, wall_now=clock.wall())
 
 
 def _failed(
-    exc: Exception,
+    exc: BaseException,
     at_deadline: bool,
     classify: Classify,
     scrub: Scrub,
     sent_at: float,
     sent_wall: float,
 ) -> Outcome:
+    """The outcome of an exchange that raised ``exc``. An interruption or a cancellation
+    (KeyboardInterrupt, SystemExit, an event loop's cancellation) is raised again, on its
+    way, but without the frames below, whose locals hold the request body."""
     cause = scrub(exc)
+    if not isinstance(exc, Exception):
+        raise cause from None
     if at_deadline:
         return deadline_passed(sent_at, sent_wall, cause)
     return failure_outcome(classify(exc), cause, sent_at=sent_at, sent_wall=sent_wall)
