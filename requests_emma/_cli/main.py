@@ -6,7 +6,7 @@ show in process lists and shell history): it comes from ``EMMA_CLIENT_SECRET``, 
 prompt when stdin is a terminal.
 
 Every error is one line on stderr, without a traceback or a secret, and the exit status
-says what kind of error it was (``_cli_args.EXIT_CODES``). Usage errors never repeat an
+says what kind of error it was (``arguments.EXIT_CODES``). Usage errors never repeat an
 argument's value, since any of them may be a secret typed in the wrong place (a mistyped
 subcommand close to a real one is the exception: it is repeated with a suggestion).
 
@@ -37,7 +37,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TextIO
 
 import requests
@@ -45,34 +45,11 @@ import requests
 from .._core import credentials, urls
 from .._core import wire as _wire
 from .._core.retry_policy import RetryPolicy
-from .._core.token import Token
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, os_reason
 from .._requests.auth import EmmaAuth
 from .._requests.session import EmmaSession
-from .arguments import (
-    EXIT_API_ERROR,
-    EXIT_AUTH,
-    EXIT_BROKEN_PIPE,
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_OUTPUT,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    PROG,
-    UsageError,
-    parse,
-    without_value,
-)
+from .arguments import PROG, TOKEN_COMMANDS, CommandError, Exit, UsageError, parse, without_value
 from .token_cache import NotingCache, open_cache
-
-
-class CommandError(Exception):
-    """An error to report on one line, with the exit status to use."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse(sys.argv[1:] if argv is None else list(argv))
     except UsageError as error:
-        return _fail(f"{error} (see {PROG} --help)", EXIT_USAGE)
+        return _fail(f"{error} (see {PROG} --help)", Exit.USAGE)
     # The demo shows the log in its tour; serve prints its own lines.
-    logs = args.command not in ("demo", "serve")
+    logs = args.command in TOKEN_COMMANDS
     with _stderr_log(verbose=getattr(args, "verbose", False)) if logs else contextlib.nullcontext():
         return _report(args)
 
@@ -95,97 +72,88 @@ def _report(args: argparse.Namespace) -> int:
         return _fail(str(error), error.exit_code)
     except CredentialsError as error:
         if error.status_code is None and error.retry_after is not None:
-            return _fail(_refused_a_moment_ago(error.retry_after), EXIT_AUTH)
-        return _fail(str(error), EXIT_AUTH)
+            # A hold read from the token cache, in a shell user's words: an earlier run (or a
+            # program sharing the cache) was refused with these very credentials, so this one
+            # did not ask.
+            return _fail(
+                "emma refused these credentials a moment ago (an earlier run with this client "
+                "ID and secret, noted in the token cache), so this run did not ask again: fix "
+                f"{credentials.CLIENT_ID_VAR} or {credentials.CLIENT_SECRET_VAR} (other "
+                "credentials are tried at once), or try these again in "
+                f"{math.ceil(error.retry_after):.0f} s",
+                Exit.AUTH,
+            )
+        return _fail(str(error), Exit.AUTH)
     except TokenRequestError as error:
         if isinstance(error.__cause__, ValueError):  # requests' InvalidURL: never sent
             return _fail(
                 f"a URL could not be used (check HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and the "
                 f"base URL): {error}",
-                EXIT_USAGE,
+                Exit.USAGE,
             )
         if error.status_code is None and error.attempts > 0:
             # No answer came (refused, unknown name, timed out). With no attempt at all,
             # emma had asked to wait, or another process holds the token cache's lock.
-            return _fail(f"could not reach emma at {_host_of(args)}: {error}", EXIT_UNREACHABLE)
-        return _fail(str(error), EXIT_AUTH)
+            return _fail(f"could not reach emma at {_host_of(args)}: {error}", Exit.UNREACHABLE)
+        return _fail(str(error), Exit.AUTH)
     except EmmaAuthError as error:
-        return _fail(str(error), EXIT_AUTH)
+        return _fail(str(error), Exit.AUTH)
     except requests.ConnectionError as error:  # ConnectTimeout included
         reason = os_reason(error) or ("timed out" if isinstance(error, requests.Timeout) else "")
         return _fail(
             f"could not connect to {_api_at(error)}" + (f" ({reason})" if reason else ""),
-            EXIT_UNREACHABLE,
+            Exit.UNREACHABLE,
         )
     except requests.Timeout as error:
-        return _fail(f"{_api_at(error)} did not answer in time", EXIT_UNREACHABLE)
+        return _fail(f"{_api_at(error)} did not answer in time", Exit.UNREACHABLE)
     except requests.RequestException as error:
-        return _fail(f"request failed: {error}", EXIT_USAGE)
+        return _fail(f"request failed: {error}", Exit.USAGE)
     except KeyboardInterrupt:
-        return _fail("interrupted", EXIT_INTERRUPTED)
+        return _fail("interrupted", Exit.INTERRUPTED)
     except BrokenPipeError:
         # The reader went away: point stdout at /dev/null so the flush at exit stays quiet.
-        _discard_stdout()
-        return EXIT_BROKEN_PIPE
+        discard(sys.stdout)
+        return Exit.BROKEN_PIPE
     except Exception as error:  # the promise is one line, never a traceback
         if getattr(args, "verbose", False):
             logging.getLogger("requests_emma").exception("unexpected error")
         return _fail(
             f"unexpected {type(error).__name__} (a bug; --verbose shows the traceback)",
-            EXIT_INTERNAL,
+            Exit.INTERNAL,
         )
 
 
-def _refused_a_moment_ago(seconds_left: float) -> str:
-    """A hold read from the token cache, in a shell user's words: an earlier run (or a program
-    sharing the cache) was refused with these very credentials, so this one did not ask."""
-    wait = f"{math.ceil(seconds_left):.0f} s"
-    return (
-        "emma refused these credentials a moment ago (an earlier run with this client ID and "
-        "secret, noted in the token cache), so this run did not ask again: fix "
-        f"{credentials.CLIENT_ID_VAR} or {credentials.CLIENT_SECRET_VAR} (other credentials "
-        f"are tried at once), or try these again in {wait}"
-    )
-
-
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> Exit:
     if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
-        raise CommandError("cannot write output: stdout is closed", EXIT_OUTPUT)
-    no_auth = args.command in ("demo", "serve")
-    auth, cache = (None, None) if no_auth else _auth_from(args)
+        raise CommandError("cannot write output: stdout is closed", Exit.OUTPUT)
+    auth = _auth_from(args) if args.command in TOKEN_COMMANDS else None
     try:
         if args.command == "demo":
-            from .demo import run_demo  # the fake server is loaded only for the demo
+            from .demo import run_demo  # the fake server is loaded only for demo and serve
 
-            status = run_demo(sys.stdout)
+            run_demo(sys.stdout)
         elif args.command == "serve":
-            from .serve import ListenError, run_serve
+            from .serve import run_serve
 
-            try:
-                status = run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
-            except ListenError as error:
-                raise CommandError(str(error), EXIT_USAGE) from None
-        elif args.command == "token":
-            assert auth is not None
-            status = _token(auth, cache, as_json=args.json, out=sys.stdout)
-        elif args.command == "check":
-            assert auth is not None
-            status = _check(auth, cache, out=sys.stdout)
+            run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
         else:
             assert auth is not None
-            status = _get(auth, args.path, out=sys.stdout)
+            _TOKEN_RUNS[args.command](args, *auth)
         sys.stdout.flush()  # now, while a failure to write can still be reported
     except (requests.RequestException, BrokenPipeError):
         raise  # both are OSErrors too; handled by main()
     except OSError as error:  # writing stdout failed: a full disk, a quota, an I/O error
-        _discard_stdout()
-        raise CommandError(f"cannot write output: {error.strerror or error}", EXIT_OUTPUT) from None
-    return status
+        discard(sys.stdout)
+        raise CommandError(f"cannot write output: {error.strerror or error}", Exit.OUTPUT) from None
+    return Exit.OK
 
 
-def _discard_stdout() -> None:
-    """Point stdout at /dev/null, so the flush at exit cannot fail again."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+def discard(stream: TextIO) -> None:
+    """Point the stream's file at /dev/null: what it still buffers must not fail the exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (OSError, ValueError):  # not a file, or already closed: nothing to flush there
+        pass
 
 
 def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
@@ -199,21 +167,21 @@ def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
     try:
         checked = urls.base_url(base_url)
     except ValueError as error:
-        raise CommandError(f"{source}: {without_value(str(error), given)}", EXIT_USAGE) from None
+        raise CommandError(f"{source}: {without_value(str(error), given)}", Exit.USAGE) from None
     client_id = getattr(args, "client_id", None) or os.environ.get(credentials.CLIENT_ID_VAR)
     if not client_id:
         raise CommandError(
-            f"no client ID: pass --client-id or set {credentials.CLIENT_ID_VAR}", EXIT_USAGE
+            f"no client ID: pass --client-id or set {credentials.CLIENT_ID_VAR}", Exit.USAGE
         )
     client_secret = _client_secret()
-    cache = None if getattr(args, "no_cache", False) else open_cache(sys.stderr, PROG)
+    cache = None if getattr(args, "no_cache", False) else open_cache()
     timeout = getattr(args, "timeout", None)
     retry = None if timeout is None else RetryPolicy(deadline=timeout)
     try:
         auth = EmmaAuth(client_id, client_secret, base_url=checked, token_cache=cache, retry=retry)
         return auth, cache
     except ValueError as error:
-        raise CommandError(str(error), EXIT_USAGE) from None
+        raise CommandError(str(error), Exit.USAGE) from None
 
 
 def _client_secret() -> str:
@@ -223,20 +191,20 @@ def _client_secret() -> str:
     if sys.stdin is None or not sys.stdin.isatty():
         raise CommandError(
             f"no client secret: set {credentials.CLIENT_SECRET_VAR} (or run in a terminal to be asked)",
-            EXIT_USAGE,
+            Exit.USAGE,
         )
     try:
         secret = getpass.getpass("emma client secret: ")
     except EOFError:
         _end_prompt_line()
         raise CommandError(
-            "no client secret given: end of input (Ctrl-D) at the prompt", EXIT_USAGE
+            "no client secret given: end of input (Ctrl-D) at the prompt", Exit.USAGE
         ) from None
     except KeyboardInterrupt:
         _end_prompt_line()
         raise
     if not secret:
-        raise CommandError("no client secret: an empty one was entered at the prompt", EXIT_USAGE)
+        raise CommandError("no client secret: an empty one was entered at the prompt", Exit.USAGE)
     return secret
 
 
@@ -249,18 +217,28 @@ def _end_prompt_line() -> None:
         sys.stderr.write("\n")
 
 
-def _token(auth: EmmaAuth, cache: NotingCache | None, *, as_json: bool, out: TextIO) -> int:
+def _token(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
     token = auth.get_token()
-    if as_json:
-        metadata = token_metadata(token, auth)
-        metadata["from_cache"] = cache is not None and cache.served_the_token
-        out.write(json.dumps(metadata, indent=2) + "\n")
-    else:
-        out.write(token.access_token + "\n")
-    return EXIT_OK
+    if not args.json:
+        sys.stdout.write(token.access_token + "\n")
+        return
+    # Everything about the token but the tokens themselves.
+    refresh_expires_at = token.refresh_expires_at
+    metadata = {
+        "token_type": token.token_type,
+        "expires_at": round(token.expires_at, 3),
+        "expires_at_utc": _utc(token.expires_at),
+        "expires_in": int(token.expires_in()),
+        "has_refresh_token": token.refresh_token is not None,
+        "refresh_expires_at": None if refresh_expires_at is None else round(refresh_expires_at, 3),
+        "refresh_expires_at_utc": None if refresh_expires_at is None else _utc(refresh_expires_at),
+        "base_url": auth.base_url,
+        "from_cache": cache is not None and cache.served_the_token,
+    }
+    sys.stdout.write(json.dumps(metadata, indent=2) + "\n")
 
 
-def _check(auth: EmmaAuth, cache: NotingCache | None, *, out: TextIO) -> int:
+def _check(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
     """One line: how long the token is valid and where it came from; never the token."""
     auth.get_token()
     valid_for = auth.status().valid_for
@@ -277,46 +255,33 @@ def _check(auth: EmmaAuth, cache: NotingCache | None, *, out: TextIO) -> int:
     else:
         source = "newly issued, saved in the token cache"
     # Rounded down: a probe is never told the token lives longer than it does.
-    out.write(f"ok: token valid for {int(valid_for)} s, {source}\n")
-    return EXIT_OK
+    sys.stdout.write(f"ok: token valid for {int(valid_for)} s, {source}\n")
 
 
-def token_metadata(token: Token, auth: EmmaAuth) -> dict[str, object]:
-    """What ``token --json`` prints: everything about the token but the tokens themselves."""
-    metadata: dict[str, object] = {
-        "token_type": token.token_type,
-        "expires_at": round(token.expires_at, 3),
-        "expires_at_utc": _utc(token.expires_at),
-        "expires_in": int(token.expires_in()),
-        "has_refresh_token": token.refresh_token is not None,
-        "refresh_expires_at": None,
-        "refresh_expires_at_utc": None,
-        "base_url": auth.base_url,
-    }
-    if token.refresh_expires_at is not None:
-        metadata["refresh_expires_at"] = round(token.refresh_expires_at, 3)
-        metadata["refresh_expires_at_utc"] = _utc(token.refresh_expires_at)
-    return metadata
-
-
-def _get(auth: EmmaAuth, path: str, *, out: TextIO) -> int:
+def _get(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
     with EmmaSession(auth) as session:
-        response = session.get(path, headers={"Accept": "application/json"})
+        response = session.get(args.path, headers={"Accept": "application/json"})
     if not response.ok:
         code, message = _wire.parse_error(response.content)
         detail = ": ".join(part for part in (code, message) if part) or response.reason or ""
         raise CommandError(
-            f"GET {path}: HTTP {response.status_code} {detail}".rstrip(), EXIT_API_ERROR
+            f"GET {args.path}: HTTP {response.status_code} {detail}".rstrip(), Exit.API_ERROR
         )
     if not response.content:
-        return EXIT_OK
-    text = _pretty_json(response, out.encoding)
+        return
+    text = _pretty_json(response, sys.stdout.encoding)
     if text is None:  # not JSON: the body as it came, byte for byte
-        out.flush()
-        out.buffer.write(response.content)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(response.content)
     else:
-        out.write(text + "\n")
-    return EXIT_OK
+        sys.stdout.write(text + "\n")
+
+
+_TOKEN_RUNS: dict[str, Callable[[argparse.Namespace, EmmaAuth, NotingCache | None], None]] = {
+    "token": _token,
+    "get": _get,
+    "check": _check,
+}
 
 
 def _pretty_json(response: requests.Response, encoding: str) -> str | None:
@@ -351,31 +316,44 @@ def _api_at(error: requests.RequestException) -> str:
     return f"the API at {urls.origin_text(origin)}"
 
 
-def _fail(message: str, exit_code: int) -> int:
+def _host_of(args: argparse.Namespace) -> str:
+    """``host:port`` of the base URL in use, for an error that names where emma was sought."""
+    url = urls.base_url(getattr(args, "base_url", None))
+    origin = urls.origin(url)
+    if origin is None:
+        return url
+    _, host, port = origin
+    return f"{urls.host_in_url(host)}:{port}"
+
+
+def _fail(message: str, exit_code: Exit) -> Exit:
     one_line = " ".join(message.split())
     if sys.stderr is not None:  # closed (`2>&-`): print() would write the error to stdout
         print(f"{PROG}: error: {one_line}", file=sys.stderr)
     return exit_code
 
 
-@contextlib.contextmanager
-def _stderr_log(*, verbose: bool) -> Iterator[None]:
+def _stderr_log(*, verbose: bool) -> contextlib.AbstractContextManager[None]:
     """``-v``: every log record on stderr. Otherwise only the token call's retry lines, so a
-    struggling endpoint is not a silent wait, and no failure is reported twice.
+    struggling endpoint is not a silent wait, and no failure is reported twice."""
+    handler = logging.StreamHandler(sys.stderr)
+    level_name = "%(levelname)s " if verbose else ""
+    handler.setFormatter(logging.Formatter(f"{PROG}: {level_name}%(message)s"))
+    if not verbose:
+        handler.addFilter(_shown_by_default)
+    return logging_to(handler, logging.DEBUG if verbose else logging.WARNING)
+
+
+@contextlib.contextmanager
+def logging_to(handler: logging.Handler, level: int) -> Iterator[None]:
+    """The library's log records from ``level`` up go to ``handler`` as well, meanwhile.
 
     The logger is as it was afterwards: ``main()`` may run inside a larger program.
     """
-    handler = logging.StreamHandler(sys.stderr)
     logger = logging.getLogger("requests_emma")
     previous_level = logger.level
-    if verbose:
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))
-        logger.setLevel(logging.DEBUG)
-    else:
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-        handler.addFilter(_shown_by_default)
-        if not logger.isEnabledFor(logging.WARNING):
-            logger.setLevel(logging.WARNING)
+    if not logger.isEnabledFor(level):
+        logger.setLevel(level)
     logger.addHandler(handler)
     try:
         yield
@@ -393,16 +371,6 @@ def _shown_by_default(record: logging.LogRecord) -> bool:
         return False
     message = record.getMessage()
     return "retrying in" in message or message.startswith("token cache ")
-
-
-def _host_of(args: argparse.Namespace) -> str:
-    """``host:port`` of the base URL in use, for an error that names where emma was sought."""
-    url = urls.base_url(getattr(args, "base_url", None))
-    origin = urls.origin(url)
-    if origin is None:
-        return url
-    _, host, port = origin
-    return f"{urls.host_in_url(host)}:{port}"
 
 
 def _utc(timestamp: float) -> str:

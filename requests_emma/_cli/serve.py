@@ -26,14 +26,12 @@ from types import FrameType
 from typing import TextIO
 
 from .._core import credentials
+from .arguments import CommandError, Exit
+from .main import discard
 
 # The command runs the test kit's fake emma by design: the same server the tests and
 # users' own tests run against, so what the command shows is what they get.
 from ..testing import FakeEmmaServer
-
-
-class ListenError(Exception):
-    """The port cannot be listened on (in use, say): reported on one line."""
 
 
 class _Log:
@@ -51,23 +49,16 @@ class _Log:
                 self._stream.write(text + "\n")
                 self._stream.flush()
             except (OSError, ValueError):  # a broken pipe, a full disk; ValueError: closed
-                _discard(self._stream)
+                discard(self._stream)
                 self._stream = None
 
     def request(self, method: str, path: str, status: int) -> None:
         self.line(f"{time.strftime('%H:%M:%S')} {method} {path} {status}")
 
 
-def _discard(stream: TextIO) -> None:
-    """Point the stream's file at /dev/null: what it still buffers must not fail the exit."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-    except (OSError, ValueError):  # not a file, or already closed: nothing to flush there
-        pass
-
-
-def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None) -> int:
-    """Serve until interrupted; returns the exit status (0 once stopped by Ctrl-C)."""
+def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None) -> None:
+    """Serve until interrupted (Ctrl-C, SIGTERM); a port it cannot listen on is a
+    ``CommandError``."""
     server = FakeEmmaServer(token_lifetime=token_lifetime, max_recorded_requests=0)
     serve_log = _Log(log)
     server.request_log = serve_log.request
@@ -93,7 +84,7 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None
             server.start(port)
         except OSError as error:
             message = f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}"
-            raise ListenError(message) from None
+            raise CommandError(message, Exit.USAGE) from None
         exports = {
             credentials.API_URL_VAR: server.base_url,
             credentials.CLIENT_ID_VAR: server.client_id,
@@ -118,4 +109,3 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     serve_log.line("# fake emma stopped")
-    return 0
