@@ -52,9 +52,9 @@ EXIT_CODES = {
 
 
 class CommandError(Exception):
-    """An error to report on one line, with the exit status to use."""
+    """An error to report on one line, with the exit status to use (by default: bad usage)."""
 
-    def __init__(self, message: str, exit_code: Exit) -> None:
+    def __init__(self, message: str, exit_code: Exit = Exit.USAGE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -69,7 +69,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def whole_number(lowest: int, highest: int, problem: str) -> Callable[[str], int]:
+def whole_number(lowest: int, highest: float, problem: str) -> Callable[[str], int]:
     """An argument type for plain digits from ``lowest`` to ``highest``; else ``problem``."""
 
     def parse(text: str) -> int:
@@ -93,79 +93,85 @@ def positive_seconds(text: str) -> float:
 
 #: The flags of the commands that get a token; they work before or after the command.
 CONNECTION: dict[str, dict[str, Any]] = {
-    "--base-url": dict(
-        metavar="URL",
-        help=f"API base URL (default: ${credentials.API_URL_VAR} or {urls.DEFAULT_BASE_URL})",
-    ),
-    "--client-id": dict(
-        metavar="ID", help=f"service app client ID (default: ${credentials.CLIENT_ID_VAR})"
-    ),
-    "-v --verbose": dict(action="store_true", help="log token activity to stderr (never secrets)"),
-    "--no-cache": dict(
-        action="store_true",
-        help="neither reuse nor save a token in the user's token cache (token, get, check)",
-    ),
+    "--base-url": {
+        "metavar": "URL",
+        "help": f"API base URL (default: ${credentials.API_URL_VAR} or {urls.DEFAULT_BASE_URL})",
+    },
+    "--client-id": {
+        "metavar": "ID",
+        "help": f"service app client ID (default: ${credentials.CLIENT_ID_VAR})",
+    },
+    "-v --verbose": {
+        "action": "store_true",
+        "help": "log token activity to stderr (never secrets)",
+    },
+    "--no-cache": {
+        "action": "store_true",
+        "help": "neither reuse nor save a token in the user's token cache (token, get, check)",
+    },
 }
-_TIMEOUT = dict(
-    type=positive_seconds,
-    metavar="SECONDS",
-    help="end the token work within SECONDS: the token cache's lock, every token call and the "
-    "waits between retries (default: the token call's 30 s deadline)",
-)
+_TIMEOUT = {
+    "type": positive_seconds,
+    "metavar": "SECONDS",
+    "help": "end the token work within SECONDS: the token cache's lock, every token call and "
+    "the waits between retries (default: the token call's 30 s deadline)",
+}
 #: Each command: its line in the list of commands, its description, and its own arguments.
-COMMANDS: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
-    "token": (
-        "print an access token",
-        "Print an access token alone on one line, e.g. for "
+COMMANDS: dict[str, dict[str, Any]] = {
+    "token": {
+        "help": "print an access token",
+        "description": "Print an access token alone on one line, e.g. for "
         '`curl -H "Authorization: Bearer $(requests-emma token)"`.',
-        {
-            "--json": dict(
-                action="store_true",
-                help="print the token's metadata (type, expiry times, whether it came from the "
-                "cache) instead; no secrets",
-            ),
+        "arguments": {
+            "--json": {
+                "action": "store_true",
+                "help": "print the token's metadata (type, expiry times, whether it came from "
+                "the cache) instead; no secrets",
+            },
             "--timeout": _TIMEOUT,
         },
-    ),
-    "get": (
-        "GET a path of the API and print the JSON answer",
-        "An authenticated GET relative to the base URL; pretty JSON on stdout.",
-        {"path": dict(metavar="PATH", help="e.g. /v1/locations or v1/locations?name=London")},
-    ),
-    "serve": (
-        "run a local fake emma in the foreground, for your own code and tools",
-        "Run the embedded fake emma on 127.0.0.1 until Ctrl-C. First prints `export` lines "
-        "(base URL, throwaway client ID and secret) on stdout, then one line per request served "
-        "on stderr: method, path, status, never a token.",
-        {
-            "--port": dict(
-                type=whole_number(
+    },
+    "get": {
+        "help": "GET a path of the API and print the JSON answer",
+        "description": "An authenticated GET relative to the base URL; pretty JSON on stdout.",
+        "arguments": {
+            "path": {"metavar": "PATH", "help": "e.g. /v1/locations or v1/locations?name=London"}
+        },
+    },
+    "serve": {
+        "help": "run a local fake emma in the foreground, for your own code and tools",
+        "description": "Run the embedded fake emma on 127.0.0.1 until Ctrl-C. First prints "
+        "`export` lines (base URL, throwaway client ID and secret) on stdout, then one line per "
+        "request served on stderr: method, path, status, never a token.",
+        "arguments": {
+            "--port": {
+                "type": whole_number(
                     0, 65535, "must be a port number from 0 to 65535 (0: a free one)"
                 ),
-                default=0,
-                metavar="N",
-                help="the port on 127.0.0.1 to listen on (default: a free one)",
-            ),
-            "--token-lifetime": dict(
-                type=whole_number(1, math.inf, "must be a whole number of seconds, at least 1"),
-                default=300,
-                metavar="S",
-                help="lifetime of the access tokens it issues, in whole seconds (default: 300)",
-            ),
+                "default": 0,
+                "metavar": "N",
+                "help": "the port on 127.0.0.1 to listen on (default: a free one)",
+            },
+            "--token-lifetime": {
+                "type": whole_number(1, math.inf, "must be a whole number of seconds, at least 1"),
+                "default": 300,
+                "metavar": "S",
+                "help": "lifetime of the access tokens it issues, in whole seconds (default: 300)",
+            },
         },
-    ),
-    "demo": (
-        "walk through the token lifecycle against a local fake emma",
-        "Start a fake emma on 127.0.0.1 and show the token lifecycle: no credentials, no network.",
-        {},
-    ),
-    "check": (
-        "get a token (or reuse the cached one) and say how long it is valid",
-        "Get a token, or reuse the one in the token cache, and print one line: how long it is "
-        "valid and whether it came from the cache; never the token. The exit status says what "
-        "failed (3: no token, 4: emma unreachable): a readiness or liveness probe.",
-        {"--timeout": _TIMEOUT},
-    ),
+    },
+    "demo": {
+        "help": "walk through the token lifecycle against a local fake emma",
+        "description": "Start a fake emma on 127.0.0.1 and show the token lifecycle: no "
+        "credentials, no network.",
+    },
+    "check": {
+        "help": "get a token (or reuse the cached one) and say how long it is valid",
+        "description": "Get a token, or reuse the one in the token cache, and print one line: how "
+        "long it is valid and whether it came from the cache; never the token. The exit status "
+        "says what failed (3: no token, 4: emma unreachable): a readiness or liveness probe.",
+        "arguments": {"--timeout": _TIMEOUT},
+    },
 }
 #: The commands that get a token, and so take the ``CONNECTION`` flags.
 TOKEN_COMMANDS = ("token", "get", "check")
@@ -190,10 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (summary, description, arguments) in COMMANDS.items():
+    for name, spec in COMMANDS.items():
         parents = [connection] if name in TOKEN_COMMANDS else []
-        command = commands.add_parser(name, parents=parents, help=summary, description=description)
-        for flag, options in arguments.items():
+        command = commands.add_parser(
+            name, parents=parents, help=spec["help"], description=spec["description"]
+        )
+        for flag, options in spec.get("arguments", {}).items():
             command.add_argument(flag, **options)
     return parser
 

@@ -20,6 +20,7 @@ from typing import TextIO
 
 import requests
 
+from .._core import wire as _wire
 from .._core.token import Token
 from .._requests.auth import EmmaAuth
 from .._requests.session import EmmaSession
@@ -66,16 +67,13 @@ class _Narrator(logging.Handler):
         except (OSError, ValueError) as error:  # ValueError: an encoding error, a closed file
             self._log_failure = error
 
-    def step(self, number: int, title: str) -> None:
-        self.say()
-        self.say(f"{number}. {title}")
-
     def call(self, session: EmmaSession, path: str) -> requests.Response:
         response = session.get(path)
         self.say(f"   GET {path} -> {response.status_code}{_summary(response)}")
         for earlier in response.history:
+            _, message = _wire.parse_error(earlier.content)
             self.say(
-                f"   (the API first answered {earlier.status_code} {_message(earlier)!r}; "
+                f"   (the API first answered {earlier.status_code} {message or ''!r}; "
                 "the request was replayed once with the new token)"
             )
         return response
@@ -132,21 +130,21 @@ def _tour(narrator: _Narrator) -> None:
             f"{REFRESH_MARGIN:g} s before they expire."
         )
 
-        narrator.step(1, "The first request fetches a token")
+        say("\n1. The first request fetches a token")
         narrator.call(session, "/v1/locations")
         narrator.token_calls()
         first = auth.get_token()
         say(f"   token: {_describe(first)}")
         server.token_lifetime = LATER_TOKEN_LIFETIME
 
-        narrator.step(2, "More requests reuse it")
+        say("\n2. More requests reuse it")
         narrator.call(session, "/v1/locations/18")
         narrator.call(session, "v1/locations?name=Singapore")
         say("   (with or without a leading slash, a path resolves below the base URL)")
         narrator.call(session, "/v1/ssh-keys")
         narrator.token_calls()
 
-        narrator.step(3, "Near its expiry, the token is renewed in the background")
+        say("\n3. Near its expiry, the token is renewed in the background")
         wait = max(0.0, first.expires_in() - EXPIRY_CLOSENESS)
         say(f"   waiting {wait:.1f} s, until the token is {EXPIRY_CLOSENESS:g} s from expiry...")
         time.sleep(wait)
@@ -158,14 +156,14 @@ def _tour(narrator: _Narrator) -> None:
         say(f"   new token: {_describe(auth.get_token())}")
         say("   (the server rotated the refresh token: the one just used is now revoked)")
 
-        narrator.step(4, "A revoked token: the 401 is answered by renewing and replaying")
+        say("\n4. A revoked token: the 401 is answered by renewing and replaying")
         say("   the server revokes every token, access and refresh")
         server.revoke()
         narrator.call(session, "/v1/locations")
         narrator.token_calls()
         say("   (refresh-token refused the revoked refresh token, so a new token was issued)")
 
-        narrator.step(5, "The token endpoint hiccups: the renewal is retried")
+        say("\n5. The token endpoint hiccups: the renewal is retried")
         say("   the server drops the access token, and its token endpoint answers 503 twice")
         server.expire_access_tokens()
         server.fail_next_token_calls(2, 503, {"Retry-After": "1"})
@@ -188,10 +186,3 @@ def _summary(response: requests.Response) -> str:
         names = [item["name"] for item in data if isinstance(item, dict) and "name" in item]
         return f": {', '.join(names)}" if names else ": (empty list)"
     return ""
-
-
-def _message(response: requests.Response) -> str:
-    try:
-        return str(response.json().get("message", ""))
-    except (ValueError, AttributeError):
-        return ""

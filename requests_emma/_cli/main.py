@@ -37,7 +37,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 import requests
@@ -69,47 +69,19 @@ def _report(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except CommandError as error:
-        return _fail(str(error), error.exit_code)
-    except CredentialsError as error:
-        if error.status_code is None and error.retry_after is not None:
-            # A hold read from the token cache, in a shell user's words: an earlier run (or a
-            # program sharing the cache) was refused with these very credentials, so this one
-            # did not ask.
-            return _fail(
-                "emma refused these credentials a moment ago (an earlier run with this client "
-                "ID and secret, noted in the token cache), so this run did not ask again: fix "
-                f"{credentials.CLIENT_ID_VAR} or {credentials.CLIENT_SECRET_VAR} (other "
-                "credentials are tried at once), or try these again in "
-                f"{math.ceil(error.retry_after):.0f} s",
-                Exit.AUTH,
-            )
-        return _fail(str(error), Exit.AUTH)
-    except TokenRequestError as error:
-        if isinstance(error.__cause__, ValueError):  # requests' InvalidURL: never sent
-            return _fail(
-                f"a URL could not be used (check HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and the "
-                f"base URL): {error}",
-                Exit.USAGE,
-            )
-        if error.status_code is None and error.attempts > 0:
-            # No answer came (refused, unknown name, timed out). With no attempt at all,
-            # emma had asked to wait, or another process holds the token cache's lock.
-            return _fail(f"could not reach emma at {_host_of(args)}: {error}", Exit.UNREACHABLE)
-        return _fail(str(error), Exit.AUTH)
+        message, status = str(error), error.exit_code
     except EmmaAuthError as error:
-        return _fail(str(error), Exit.AUTH)
+        message, status = _auth_failure(error, args)
     except requests.ConnectionError as error:  # ConnectTimeout included
         reason = os_reason(error) or ("timed out" if isinstance(error, requests.Timeout) else "")
-        return _fail(
-            f"could not connect to {_api_at(error)}" + (f" ({reason})" if reason else ""),
-            Exit.UNREACHABLE,
-        )
+        message = f"could not connect to {_api_at(error)}" + (f" ({reason})" if reason else "")
+        status = Exit.UNREACHABLE
     except requests.Timeout as error:
-        return _fail(f"{_api_at(error)} did not answer in time", Exit.UNREACHABLE)
+        message, status = f"{_api_at(error)} did not answer in time", Exit.UNREACHABLE
     except requests.RequestException as error:
-        return _fail(f"request failed: {error}", Exit.USAGE)
+        message, status = f"request failed: {error}", Exit.USAGE
     except KeyboardInterrupt:
-        return _fail("interrupted", Exit.INTERRUPTED)
+        message, status = "interrupted", Exit.INTERRUPTED
     except BrokenPipeError:
         # The reader went away: point stdout at /dev/null so the flush at exit stays quiet.
         discard(sys.stdout)
@@ -117,16 +89,44 @@ def _report(args: argparse.Namespace) -> int:
     except Exception as error:  # the promise is one line, never a traceback
         if getattr(args, "verbose", False):
             logging.getLogger("requests_emma").exception("unexpected error")
-        return _fail(
-            f"unexpected {type(error).__name__} (a bug; --verbose shows the traceback)",
-            Exit.INTERNAL,
+        message = f"unexpected {type(error).__name__} (a bug; --verbose shows the traceback)"
+        status = Exit.INTERNAL
+    return _fail(message, status)
+
+
+def _auth_failure(error: EmmaAuthError, args: argparse.Namespace) -> tuple[str, Exit]:
+    """What a failure to get a token says, and its exit status: 3 unless the URL could not
+    be used (2) or emma could not be reached (4)."""
+    if (
+        isinstance(error, CredentialsError)
+        and error.status_code is None
+        and error.retry_after is not None
+    ):
+        # A hold read from the token cache, in a shell user's words: an earlier run (or a
+        # program sharing the cache) was refused with these very credentials, so this one did
+        # not ask.
+        wait = f"{math.ceil(error.retry_after):.0f} s"
+        message = (
+            "emma refused these credentials a moment ago (an earlier run with this client ID "
+            "and secret, noted in the token cache), so this run did not ask again: fix "
+            f"{credentials.CLIENT_ID_VAR} or {credentials.CLIENT_SECRET_VAR} (other credentials "
+            f"are tried at once), or try these again in {wait}"
         )
+        return message, Exit.AUTH
+    if isinstance(error, TokenRequestError) and isinstance(error.__cause__, ValueError):
+        # requests' InvalidURL: never sent
+        proxies = "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY"
+        return f"a URL could not be used (check {proxies} and the base URL): {error}", Exit.USAGE
+    if isinstance(error, TokenRequestError) and error.status_code is None and error.attempts:
+        # No answer came (refused, unknown name, timed out). With no attempt at all, emma had
+        # asked to wait, or another process holds the token cache's lock.
+        return f"could not reach emma at {_host_of(args)}: {error}", Exit.UNREACHABLE
+    return str(error), Exit.AUTH
 
 
 def _run(args: argparse.Namespace) -> Exit:
     if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
         raise CommandError("cannot write output: stdout is closed", Exit.OUTPUT)
-    auth = _auth_from(args) if args.command in TOKEN_COMMANDS else None
     try:
         if args.command == "demo":
             from .demo import run_demo  # the fake server is loaded only for demo and serve
@@ -137,8 +137,8 @@ def _run(args: argparse.Namespace) -> Exit:
 
             run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
         else:
-            assert auth is not None
-            _TOKEN_RUNS[args.command](args, *auth)
+            run = {"token": _token, "get": _get, "check": _check}[args.command]
+            run(args, *_auth_from(args))
         sys.stdout.flush()  # now, while a failure to write can still be reported
     except (requests.RequestException, BrokenPipeError):
         raise  # both are OSErrors too; handled by main()
@@ -167,12 +167,10 @@ def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
     try:
         checked = urls.base_url(base_url)
     except ValueError as error:
-        raise CommandError(f"{source}: {without_value(str(error), given)}", Exit.USAGE) from None
+        raise CommandError(f"{source}: {without_value(str(error), given)}") from None
     client_id = getattr(args, "client_id", None) or os.environ.get(credentials.CLIENT_ID_VAR)
     if not client_id:
-        raise CommandError(
-            f"no client ID: pass --client-id or set {credentials.CLIENT_ID_VAR}", Exit.USAGE
-        )
+        raise CommandError(f"no client ID: pass --client-id or set {credentials.CLIENT_ID_VAR}")
     client_secret = _client_secret()
     cache = None if getattr(args, "no_cache", False) else open_cache()
     timeout = getattr(args, "timeout", None)
@@ -181,7 +179,7 @@ def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
         auth = EmmaAuth(client_id, client_secret, base_url=checked, token_cache=cache, retry=retry)
         return auth, cache
     except ValueError as error:
-        raise CommandError(str(error), Exit.USAGE) from None
+        raise CommandError(str(error)) from None
 
 
 def _client_secret() -> str:
@@ -197,14 +195,12 @@ def _client_secret() -> str:
         secret = getpass.getpass("emma client secret: ")
     except EOFError:
         _end_prompt_line()
-        raise CommandError(
-            "no client secret given: end of input (Ctrl-D) at the prompt", Exit.USAGE
-        ) from None
+        raise CommandError("no client secret given: end of input (Ctrl-D) at the prompt") from None
     except KeyboardInterrupt:
         _end_prompt_line()
         raise
     if not secret:
-        raise CommandError("no client secret: an empty one was entered at the prompt", Exit.USAGE)
+        raise CommandError("no client secret: an empty one was entered at the prompt")
     return secret
 
 
@@ -277,13 +273,6 @@ def _get(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) ->
         sys.stdout.write(text + "\n")
 
 
-_TOKEN_RUNS: dict[str, Callable[[argparse.Namespace, EmmaAuth, NotingCache | None], None]] = {
-    "token": _token,
-    "get": _get,
-    "check": _check,
-}
-
-
 def _pretty_json(response: requests.Response, encoding: str) -> str | None:
     """The body as indented JSON in characters ``encoding`` can take; None if it is not JSON.
 
@@ -311,19 +300,14 @@ def _api_at(error: requests.RequestException) -> str:
     """``the API at https://host:port``: where the failed request went, without path or query."""
     url = getattr(error.request, "url", None)
     origin = urls.origin(url) if isinstance(url, str) else None
-    if origin is None:
-        return "the API"
-    return f"the API at {urls.origin_text(origin)}"
+    return "the API" if origin is None else f"the API at {urls.origin_text(origin)}"
 
 
 def _host_of(args: argparse.Namespace) -> str:
     """``host:port`` of the base URL in use, for an error that names where emma was sought."""
     url = urls.base_url(getattr(args, "base_url", None))
     origin = urls.origin(url)
-    if origin is None:
-        return url
-    _, host, port = origin
-    return f"{urls.host_in_url(host)}:{port}"
+    return url if origin is None else urls.origin_text(origin).partition("://")[2]
 
 
 def _fail(message: str, exit_code: Exit) -> Exit:

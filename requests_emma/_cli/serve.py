@@ -26,12 +26,12 @@ from types import FrameType
 from typing import TextIO
 
 from .._core import credentials
-from .arguments import CommandError, Exit
-from .main import discard
 
 # The command runs the test kit's fake emma by design: the same server the tests and
 # users' own tests run against, so what the command shows is what they get.
 from ..testing import FakeEmmaServer
+from .arguments import CommandError
+from .main import discard
 
 
 class _Log:
@@ -84,7 +84,7 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None
             server.start(port)
         except OSError as error:
             message = f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}"
-            raise CommandError(message, Exit.USAGE) from None
+            raise CommandError(message) from None
         exports = {
             credentials.API_URL_VAR: server.base_url,
             credentials.CLIENT_ID_VAR: server.client_id,
