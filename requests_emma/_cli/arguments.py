@@ -52,21 +52,18 @@ EXIT_CODES = {
 
 
 class CommandError(Exception):
-    """An error to report on one line, with the exit status to use (by default: bad usage)."""
+    """An error to report on one line, with the exit status to use (by default: bad usage,
+    such as bad arguments, which are reported without their values)."""
 
     def __init__(self, message: str, exit_code: Exit = Exit.USAGE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
 
-class UsageError(Exception):
-    """Bad arguments: reported on one line, exit status 2, never with an argument's value."""
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # main() reports it on one line, like every other error, without argparse's usage block.
-        raise UsageError(message)
+        raise CommandError(message)
 
 
 def whole_number(lowest: int, highest: float, problem: str) -> Callable[[str], int]:
@@ -214,25 +211,25 @@ _INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: (" + _QUOTED.pa
 
 
 def parse(arguments: list[str]) -> argparse.Namespace:
-    """The parsed arguments, or a ``UsageError`` that shows no argument's value."""
+    """The parsed arguments, or a ``CommandError`` (bad usage) that shows no argument's value."""
     # Someone looking for a secret flag is told where the secret goes instead.
     options = arguments[: arguments.index("--")] if "--" in arguments else arguments
     if any(arg.startswith("-") and "secret" in arg.partition("=")[0].lower() for arg in options):
-        raise UsageError(
+        raise CommandError(
             "there is no option for the client secret (options show in process lists and "
             f"shell history): set {credentials.CLIENT_SECRET_VAR}, or run in a terminal to be asked"
         )
     try:
         args, unrecognized = build_parser().parse_known_args(arguments)
-    except UsageError as error:
+    except CommandError as error:
         mistyped = _INVALID_CHOICE.search(str(error))
         if mistyped is not None:
-            raise UsageError(_unknown_command(mistyped[1][1:-1])) from None
-        raise UsageError(_QUOTED.sub(_quoted_if_a_command, str(error))) from None
+            raise CommandError(_unknown_command(mistyped[1][1:-1])) from None
+        raise CommandError(_QUOTED.sub(_quoted_if_a_command, str(error))) from None
     if unrecognized:
-        raise UsageError(_unrecognized(unrecognized))
+        raise CommandError(_unrecognized(unrecognized))
     if args.command == "get" and not args.path.strip():
-        raise UsageError("get: PATH is empty; give a path such as /v1/locations")
+        raise CommandError("get: PATH is empty; give a path such as /v1/locations")
     return args
 
 

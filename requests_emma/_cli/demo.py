@@ -96,12 +96,9 @@ def run_demo(out: TextIO) -> None:
         narrator = _Narrator(out, server)
         with logging_to(narrator, logging.DEBUG):
             _tour(narrator)
-        api_calls = server.api_calls
-        token_calls = server.token_calls
-    narrator.say()
     narrator.say(
-        f"Done in {time.monotonic() - started:.1f} s: {api_calls} API requests, "
-        f"{token_calls} token calls, and not one error reached the caller."
+        f"\nDone in {time.monotonic() - started:.1f} s: {server.api_calls} API requests, "
+        f"{server.token_calls} token calls, and not one error reached the caller."
     )
     narrator.say(
         "Against the real API: set EMMA_CLIENT_ID and EMMA_CLIENT_SECRET, then run "

@@ -48,7 +48,7 @@ from .._core.retry_policy import RetryPolicy
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, os_reason
 from .._requests.auth import EmmaAuth
 from .._requests.session import EmmaSession
-from .arguments import PROG, TOKEN_COMMANDS, CommandError, Exit, UsageError, parse, without_value
+from .arguments import PROG, TOKEN_COMMANDS, CommandError, Exit, parse, without_value
 from .token_cache import NotingCache, open_cache
 
 
@@ -56,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     try:
         args = parse(sys.argv[1:] if argv is None else list(argv))
-    except UsageError as error:
-        return _fail(f"{error} (see {PROG} --help)", Exit.USAGE)
+    except CommandError as error:
+        return _fail(f"{error} (see {PROG} --help)", error.exit_code)
     # The demo shows the log in its tour; serve prints its own lines.
     logs = args.command in TOKEN_COMMANDS
     with _stderr_log(verbose=getattr(args, "verbose", False)) if logs else contextlib.nullcontext():

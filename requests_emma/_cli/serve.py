@@ -16,13 +16,12 @@ it serves (nothing reads it here), so a long-running one does not grow.
 
 from __future__ import annotations
 
-import collections
 import os
+import queue
 import shlex
 import signal
 import threading
 import time
-from types import FrameType
 from typing import TextIO
 
 from .._core import credentials
@@ -62,20 +61,14 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None
     server = FakeEmmaServer(token_lifetime=token_lifetime, max_recorded_requests=0)
     serve_log = _Log(log)
     server.request_log = serve_log.request
-    woken = threading.Event()
-    received: collections.deque[int] = collections.deque()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        woken.set()
-
+    received: queue.SimpleQueue[int] = queue.SimpleQueue()  # safe to put to in a handler
     # A signal only notes itself, whenever it comes: no KeyboardInterrupt can land between
     # two lines below and skip the clean stop, and the revocation runs in this loop, not
     # inside a write of the log. A signal the shell told us to ignore (a background job's
     # SIGINT) stays ignored.
     revoke = getattr(signal, "SIGUSR1", None)  # not on Windows
     previous = {
-        sig: signal.signal(sig, on_signal)
+        sig: signal.signal(sig, lambda signum, frame: received.put(signum))
         for sig in (signal.SIGINT, signal.SIGTERM, revoke)
         if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN
     }
@@ -96,14 +89,14 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None
         if revoke in previous:
             serve_log.line(f"# kill -USR1 {os.getpid()} revokes every token it issued")
         while True:
-            woken.wait(0.5)  # a timed wait, so a signal is seen on every platform
-            woken.clear()
-            signals = [received.popleft() for _ in range(len(received))]
-            if any(sig != revoke for sig in signals):
+            try:
+                signum = received.get(timeout=0.5)  # timed, so a signal is seen on every platform
+            except queue.Empty:
+                continue
+            if signum != revoke:
                 break
-            if signals:
-                server.revoke()
-                serve_log.line("# every token issued so far is revoked")
+            server.revoke()
+            serve_log.line("# every token issued so far is revoked")
     finally:
         server.stop()
         for sig, handler in previous.items():

@@ -51,23 +51,21 @@ class NotingCache:
 
     def save(self, key: str, entry: bytes, ttl: float) -> None:
         self.saved = True
-        with self._noting("save"):
+        try:
             self.cache.save(key, entry, ttl)
+        except Exception:
+            self.failed_step = "save"
+            raise
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[None]:
         with contextlib.ExitStack() as held:
-            with self._noting("lock"):  # taking it, not what is done while it is held
+            try:  # taking the lock, not what is done while it is held
                 held.enter_context(self.cache.lock(key, timeout))
+            except Exception:
+                self.failed_step = "lock"
+                raise
             yield
-
-    @contextlib.contextmanager
-    def _noting(self, step: str) -> Iterator[None]:
-        try:
-            yield
-        except Exception:
-            self.failed_step = step
-            raise
 
 
 def open_cache() -> NotingCache | None:
