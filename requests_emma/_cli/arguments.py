@@ -62,8 +62,13 @@ class CommandError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        # main() reports it on one line, like every other error, without argparse's usage block.
-        raise CommandError(message)
+        # main() reports it on one line, like every other error, without argparse's usage
+        # block, and without the values quoted in it: a mistyped command is named only when
+        # it is close to a real one.
+        mistyped = _INVALID_CHOICE.search(message)
+        if mistyped is not None:
+            raise CommandError(_unknown_command(mistyped[1][1:-1]))
+        raise CommandError(_QUOTED.sub(_quoted_if_a_command, message))
 
 
 def whole_number(lowest: int, highest: float, problem: str) -> Callable[[str], int]:
@@ -219,13 +224,7 @@ def parse(arguments: list[str]) -> argparse.Namespace:
             "there is no option for the client secret (options show in process lists and "
             f"shell history): set {credentials.CLIENT_SECRET_VAR}, or run in a terminal to be asked"
         )
-    try:
-        args, unrecognized = build_parser().parse_known_args(arguments)
-    except CommandError as error:
-        mistyped = _INVALID_CHOICE.search(str(error))
-        if mistyped is not None:
-            raise CommandError(_unknown_command(mistyped[1][1:-1])) from None
-        raise CommandError(_QUOTED.sub(_quoted_if_a_command, str(error))) from None
+    args, unrecognized = build_parser().parse_known_args(arguments)
     if unrecognized:
         raise CommandError(_unrecognized(unrecognized))
     if args.command == "get" and not args.path.strip():

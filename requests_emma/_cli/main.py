@@ -67,7 +67,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report(args: argparse.Namespace) -> int:
     """Run the command; report any failure on one line, returning its exit status."""
     try:
-        return _run(args)
+        if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
+            raise CommandError("cannot write output: stdout is closed", Exit.OUTPUT)
+        if args.command == "demo":
+            from .demo import run_demo  # the fake server is loaded only for demo and serve
+
+            run_demo(sys.stdout)
+        elif args.command == "serve":
+            from .serve import run_serve
+
+            run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
+        else:
+            run = {"token": _token, "get": _get, "check": _check}[args.command]
+            run(args, *_auth_from(args))
+        sys.stdout.flush()  # now, while a failure to write can still be reported
+        return Exit.OK
     except CommandError as error:
         message, status = str(error), error.exit_code
     except EmmaAuthError as error:
@@ -86,6 +100,9 @@ def _report(args: argparse.Namespace) -> int:
         # The reader went away: point stdout at /dev/null so the flush at exit stays quiet.
         discard(sys.stdout)
         return Exit.BROKEN_PIPE
+    except OSError as error:  # the OSErrors left: writing stdout failed (a full disk, a quota)
+        discard(sys.stdout)
+        message, status = f"cannot write output: {error.strerror or error}", Exit.OUTPUT
     except Exception as error:  # the promise is one line, never a traceback
         if getattr(args, "verbose", False):
             logging.getLogger("requests_emma").exception("unexpected error")
@@ -97,11 +114,9 @@ def _report(args: argparse.Namespace) -> int:
 def _auth_failure(error: EmmaAuthError, args: argparse.Namespace) -> tuple[str, Exit]:
     """What a failure to get a token says, and its exit status: 3 unless the URL could not
     be used (2) or emma could not be reached (4)."""
-    if (
-        isinstance(error, CredentialsError)
-        and error.status_code is None
-        and error.retry_after is not None
-    ):
+    if isinstance(error, CredentialsError):
+        if error.status_code is not None or error.retry_after is None:
+            return str(error), Exit.AUTH
         # A hold read from the token cache, in a shell user's words: an earlier run (or a
         # program sharing the cache) was refused with these very credentials, so this one did
         # not ask.
@@ -122,30 +137,6 @@ def _auth_failure(error: EmmaAuthError, args: argparse.Namespace) -> tuple[str, 
         # asked to wait, or another process holds the token cache's lock.
         return f"could not reach emma at {_host_of(args)}: {error}", Exit.UNREACHABLE
     return str(error), Exit.AUTH
-
-
-def _run(args: argparse.Namespace) -> Exit:
-    if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
-        raise CommandError("cannot write output: stdout is closed", Exit.OUTPUT)
-    try:
-        if args.command == "demo":
-            from .demo import run_demo  # the fake server is loaded only for demo and serve
-
-            run_demo(sys.stdout)
-        elif args.command == "serve":
-            from .serve import run_serve
-
-            run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
-        else:
-            run = {"token": _token, "get": _get, "check": _check}[args.command]
-            run(args, *_auth_from(args))
-        sys.stdout.flush()  # now, while a failure to write can still be reported
-    except (requests.RequestException, BrokenPipeError):
-        raise  # both are OSErrors too; handled by main()
-    except OSError as error:  # writing stdout failed: a full disk, a quota, an I/O error
-        discard(sys.stdout)
-        raise CommandError(f"cannot write output: {error.strerror or error}", Exit.OUTPUT) from None
-    return Exit.OK
 
 
 def discard(stream: TextIO) -> None:
@@ -188,8 +179,7 @@ def _client_secret() -> str:
         return secret
     if sys.stdin is None or not sys.stdin.isatty():
         raise CommandError(
-            f"no client secret: set {credentials.CLIENT_SECRET_VAR} (or run in a terminal to be asked)",
-            Exit.USAGE,
+            f"no client secret: set {credentials.CLIENT_SECRET_VAR} (or run in a terminal to be asked)"
         )
     try:
         secret = getpass.getpass("emma client secret: ")
