@@ -58,9 +58,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse(sys.argv[1:] if argv is None else list(argv))
     except CommandError as error:
         return _fail(f"{error} (see {PROG} --help)", error.exit_code)
-    # The demo shows the log in its tour; serve prints its own lines.
-    logs = args.command in TOKEN_COMMANDS
-    with _stderr_log(verbose=getattr(args, "verbose", False)) if logs else contextlib.nullcontext():
+    if args.command not in TOKEN_COMMANDS:  # the demo shows the log in its tour; serve its lines
+        return _report(args)
+    # -v: every log record on stderr. Otherwise only the token call's retry lines, so a
+    # struggling endpoint is not a silent wait, and no failure is reported twice.
+    verbose = getattr(args, "verbose", False)
+    handler = logging.StreamHandler(sys.stderr)
+    level_name = "%(levelname)s " if verbose else ""
+    handler.setFormatter(logging.Formatter(f"{PROG}: {level_name}%(message)s"))
+    if not verbose:
+        handler.addFilter(_shown_by_default)
+    with logging_to(handler, logging.DEBUG if verbose else logging.WARNING):
         return _report(args)
 
 
@@ -305,17 +313,6 @@ def _fail(message: str, exit_code: Exit) -> Exit:
     if sys.stderr is not None:  # closed (`2>&-`): print() would write the error to stdout
         print(f"{PROG}: error: {one_line}", file=sys.stderr)
     return exit_code
-
-
-def _stderr_log(*, verbose: bool) -> contextlib.AbstractContextManager[None]:
-    """``-v``: every log record on stderr. Otherwise only the token call's retry lines, so a
-    struggling endpoint is not a silent wait, and no failure is reported twice."""
-    handler = logging.StreamHandler(sys.stderr)
-    level_name = "%(levelname)s " if verbose else ""
-    handler.setFormatter(logging.Formatter(f"{PROG}: {level_name}%(message)s"))
-    if not verbose:
-        handler.addFilter(_shown_by_default)
-    return logging_to(handler, logging.DEBUG if verbose else logging.WARNING)
 
 
 @contextlib.contextmanager
