@@ -10,87 +10,181 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import enum
 import math
 import re
 import urllib.parse
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from .. import __version__
 from .._core import credentials, urls
 
 PROG = "requests-emma"
 
-EXIT_OK = 0
-EXIT_API_ERROR = 1
-EXIT_USAGE = 2
-EXIT_AUTH = 3
-EXIT_UNREACHABLE = 4
-EXIT_INTERNAL = 70
-EXIT_OUTPUT = 74  # sysexits' EX_IOERR
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141
+
+class Exit(enum.IntEnum):
+    """The exit statuses; ``EXIT_CODES`` says what each means."""
+
+    OK = 0
+    API_ERROR = 1
+    USAGE = 2
+    AUTH = 3
+    UNREACHABLE = 4
+    INTERNAL = 70
+    OUTPUT = 74  # sysexits' EX_IOERR
+    INTERRUPTED = 130
+    BROKEN_PIPE = 141
+
 
 #: Exit status -> meaning, as ``--help`` shows it.
 EXIT_CODES = {
-    EXIT_OK: "success",
-    EXIT_API_ERROR: "the API answered with a non-2xx status (get)",
-    EXIT_USAGE: "bad arguments or configuration (missing credentials, bad base or proxy URL)",
-    EXIT_AUTH: "no token: credentials rejected, or the token endpoint failed or asked to wait",
-    EXIT_UNREACHABLE: "emma could not be reached (connection failed, name unknown, timed out)",
-    EXIT_INTERNAL: "an unexpected internal error",
-    EXIT_OUTPUT: "the output could not be written (a full disk, a closed stdout)",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
-    EXIT_BROKEN_PIPE: "stdout's reader went away (piped into head, say); no message",
+    Exit.OK: "success",
+    Exit.API_ERROR: "the API answered with a non-2xx status (get)",
+    Exit.USAGE: "bad arguments or configuration (missing credentials, bad base or proxy URL)",
+    Exit.AUTH: "no token: credentials rejected, or the token endpoint failed or asked to wait",
+    Exit.UNREACHABLE: "emma could not be reached (connection failed, name unknown, timed out)",
+    Exit.INTERNAL: "an unexpected internal error",
+    Exit.OUTPUT: "the output could not be written (a full disk, a closed stdout)",
+    Exit.INTERRUPTED: "interrupted (Ctrl-C)",
+    Exit.BROKEN_PIPE: "stdout's reader went away (piped into head, say); no message",
 }
 
 
-class UsageError(Exception):
-    """Bad arguments: reported on one line, exit status 2, never with an argument's value."""
+class CommandError(Exception):
+    """An error to report on one line, with the exit status to use (by default: bad usage,
+    such as bad arguments, which are reported without their values)."""
+
+    def __init__(self, message: str, exit_code: Exit = Exit.USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        # main() reports it on one line, like every other error, without argparse's usage block.
-        raise UsageError(message)
+        # main() reports it on one line, like every other error, without argparse's usage
+        # block, and without the values quoted in it: a mistyped command is named only when
+        # it is close to a real one.
+        mistyped = _INVALID_CHOICE.search(message)
+        if mistyped is not None:
+            raise CommandError(_unknown_command(mistyped[1][1:-1]))
+        raise CommandError(_QUOTED.sub(_quoted_if_a_command, message))
 
 
-#: A quoted value in argparse's messages (``invalid choice: 'x'``); any value may be a secret.
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
-#: An option's name as shown in errors (without its ``=value``); anything else is not shown.
-_OPTION_NAME = re.compile(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9_-]*")
-_COMMANDS = ("token", "get", "serve", "demo", "check")
-_INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: (" + _QUOTED.pattern + ")")
+def whole_number(lowest: int, highest: float, problem: str) -> Callable[[str], int]:
+    """An argument type for plain digits from ``lowest`` to ``highest``; else ``problem``."""
+
+    def parse(text: str) -> int:
+        # An ArgumentTypeError's message is shown as it is: without the value.
+        if not (text.isascii() and text.isdigit()) or not lowest <= int(text) <= highest:
+            raise argparse.ArgumentTypeError(problem)
+        return int(text)
+
+    return parse
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError("must be a number of seconds greater than 0, such as 2.5")
+    return value
+
+
+#: The flags of the commands that get a token; they work before or after the command.
+CONNECTION: dict[str, dict[str, Any]] = {
+    "--base-url": {
+        "metavar": "URL",
+        "help": f"API base URL (default: ${credentials.API_URL_VAR} or {urls.DEFAULT_BASE_URL})",
+    },
+    "--client-id": {
+        "metavar": "ID",
+        "help": f"service app client ID (default: ${credentials.CLIENT_ID_VAR})",
+    },
+    "-v --verbose": {
+        "action": "store_true",
+        "help": "log token activity to stderr (never secrets)",
+    },
+    "--no-cache": {
+        "action": "store_true",
+        "help": "neither reuse nor save a token in the user's token cache (token, get, check)",
+    },
+}
+_TIMEOUT = {
+    "type": positive_seconds,
+    "metavar": "SECONDS",
+    "help": "end the token work within SECONDS: the token cache's lock, every token call and "
+    "the waits between retries (default: the token call's 30 s deadline)",
+}
+#: Each command: its line in the list of commands, its description, and its own arguments.
+COMMANDS: dict[str, dict[str, Any]] = {
+    "token": {
+        "help": "print an access token",
+        "description": "Print an access token alone on one line, e.g. for "
+        '`curl -H "Authorization: Bearer $(requests-emma token)"`.',
+        "arguments": {
+            "--json": {
+                "action": "store_true",
+                "help": "print the token's metadata (type, expiry times, whether it came from "
+                "the cache) instead; no secrets",
+            },
+            "--timeout": _TIMEOUT,
+        },
+    },
+    "get": {
+        "help": "GET a path of the API and print the JSON answer",
+        "description": "An authenticated GET relative to the base URL; pretty JSON on stdout.",
+        "arguments": {
+            "path": {"metavar": "PATH", "help": "e.g. /v1/locations or v1/locations?name=London"}
+        },
+    },
+    "serve": {
+        "help": "run a local fake emma in the foreground, for your own code and tools",
+        "description": "Run the embedded fake emma on 127.0.0.1 until Ctrl-C. First prints "
+        "`export` lines (base URL, throwaway client ID and secret) on stdout, then one line per "
+        "request served on stderr: method, path, status, never a token.",
+        "arguments": {
+            "--port": {
+                "type": whole_number(
+                    0, 65535, "must be a port number from 0 to 65535 (0: a free one)"
+                ),
+                "default": 0,
+                "metavar": "N",
+                "help": "the port on 127.0.0.1 to listen on (default: a free one)",
+            },
+            "--token-lifetime": {
+                "type": whole_number(1, math.inf, "must be a whole number of seconds, at least 1"),
+                "default": 300,
+                "metavar": "S",
+                "help": "lifetime of the access tokens it issues, in whole seconds (default: 300)",
+            },
+        },
+    },
+    "demo": {
+        "help": "walk through the token lifecycle against a local fake emma",
+        "description": "Start a fake emma on 127.0.0.1 and show the token lifecycle: no "
+        "credentials, no network.",
+    },
+    "check": {
+        "help": "get a token (or reuse the cached one) and say how long it is valid",
+        "description": "Get a token, or reuse the one in the token cache, and print one line: how "
+        "long it is valid and whether it came from the cache; never the token. The exit status "
+        "says what failed (3: no token, 4: emma unreachable): a readiness or liveness probe.",
+        "arguments": {"--timeout": _TIMEOUT},
+    },
+}
+#: The commands that get a token, and so take the ``CONNECTION`` flags.
+TOKEN_COMMANDS = ("token", "get", "check")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # The connection flags work before or after the subcommand; SUPPRESS keeps a flag given
-    # in one place from being reset by the other's default.
-    connection = _Parser(add_help=False)
-    connection.add_argument(
-        "--base-url",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help=f"API base URL (default: ${credentials.API_URL_VAR} or {urls.DEFAULT_BASE_URL})",
-    )
-    connection.add_argument(
-        "--client-id",
-        metavar="ID",
-        default=argparse.SUPPRESS,
-        help=f"service app client ID (default: ${credentials.CLIENT_ID_VAR})",
-    )
-    connection.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="log token activity to stderr (never secrets)",
-    )
-    connection.add_argument(
-        "--no-cache",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="neither reuse nor save a token in the user's token cache (token, get, check)",
-    )
+    # SUPPRESS keeps a connection flag given before the command from being reset by the
+    # command's default, and the other way round.
+    connection = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
+    for flags, options in CONNECTION.items():
+        connection.add_argument(*flags.split(), **options)
     exit_codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
     parser = _Parser(
         prog=PROG,
@@ -104,134 +198,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    token = commands.add_parser(
-        "token",
-        parents=[connection],
-        help="print an access token",
-        description="Print an access token alone on one line, e.g. for "
-        '`curl -H "Authorization: Bearer $(requests-emma token)"`.',
-    )
-    token.add_argument(
-        "--json",
-        action="store_true",
-        help="print the token's metadata (type, expiry times, whether it came from the "
-        "cache) instead; no secrets",
-    )
-    _add_timeout(token)
-    get = commands.add_parser(
-        "get",
-        parents=[connection],
-        help="GET a path of the API and print the JSON answer",
-        description="An authenticated GET relative to the base URL; pretty JSON on stdout.",
-    )
-    get.add_argument("path", metavar="PATH", help="e.g. /v1/locations or v1/locations?name=London")
-    serve = commands.add_parser(
-        "serve",
-        help="run a local fake emma in the foreground, for your own code and tools",
-        description="Run the embedded fake emma on 127.0.0.1 until Ctrl-C. First prints "
-        "`export` lines (base URL, throwaway client ID and secret) on stdout, then one line "
-        "per request served on stderr: method, path, status, never a token.",
-    )
-    serve.add_argument(
-        "--port",
-        type=port_number,
-        default=0,
-        metavar="N",
-        help="the port on 127.0.0.1 to listen on (default: a free one)",
-    )
-    serve.add_argument(
-        "--token-lifetime",
-        type=whole_seconds,
-        default=300,
-        metavar="S",
-        help="lifetime of the access tokens it issues, in whole seconds (default: 300)",
-    )
-    commands.add_parser(
-        "demo",
-        help="walk through the token lifecycle against a local fake emma",
-        description="Start a fake emma on 127.0.0.1 and show the token lifecycle: no "
-        "credentials, no network.",
-    )
-    check = commands.add_parser(
-        "check",
-        parents=[connection],
-        help="get a token (or reuse the cached one) and say how long it is valid",
-        description="Get a token, or reuse the one in the token cache, and print one line: "
-        "how long it is valid and whether it came from the cache; never the token. The exit "
-        "status says what failed (3: no token, 4: emma unreachable): a readiness or "
-        "liveness probe.",
-    )
-    _add_timeout(check)
+    for name, spec in COMMANDS.items():
+        parents = [connection] if name in TOKEN_COMMANDS else []
+        command = commands.add_parser(
+            name, parents=parents, help=spec["help"], description=spec["description"]
+        )
+        for flag, options in spec.get("arguments", {}).items():
+            command.add_argument(flag, **options)
     return parser
 
 
-def _add_timeout(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--timeout",
-        type=positive_seconds,
-        metavar="SECONDS",
-        help="end the token work within SECONDS: the token cache's lock, every token call "
-        "and the waits between retries (default: the token call's 30 s deadline)",
-    )
-
-
-def port_number(text: str) -> int:
-    # An ArgumentTypeError's message is shown as it is: without the value.
-    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
-        raise argparse.ArgumentTypeError("must be a port number from 0 to 65535 (0: a free one)")
-    return int(text)
-
-
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError("must be a number of seconds greater than 0, such as 2.5")
-    return value
-
-
-def whole_seconds(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of seconds, at least 1")
-    return int(text)
+#: A quoted value in argparse's messages (``invalid choice: 'x'``); any value may be a secret.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
+#: An option's name as shown in errors (without its ``=value``); anything else is not shown.
+_OPTION_NAME = re.compile(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9_-]*")
+_INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: (" + _QUOTED.pattern + ")")
 
 
 def parse(arguments: list[str]) -> argparse.Namespace:
-    """The parsed arguments, or a ``UsageError`` that shows no argument's value."""
+    """The parsed arguments, or a ``CommandError`` (bad usage) that shows no argument's value."""
     # Someone looking for a secret flag is told where the secret goes instead.
     options = arguments[: arguments.index("--")] if "--" in arguments else arguments
     if any(arg.startswith("-") and "secret" in arg.partition("=")[0].lower() for arg in options):
-        raise UsageError(
+        raise CommandError(
             "there is no option for the client secret (options show in process lists and "
             f"shell history): set {credentials.CLIENT_SECRET_VAR}, or run in a terminal to be asked"
         )
-    try:
-        args, unrecognized = build_parser().parse_known_args(arguments)
-    except UsageError as error:
-        mistyped = _INVALID_CHOICE.search(str(error))
-        if mistyped is not None:
-            raise UsageError(_unknown_command(mistyped[1][1:-1])) from None
-        raise UsageError(_QUOTED.sub(_quoted_if_a_command, str(error))) from None
+    args, unrecognized = build_parser().parse_known_args(arguments)
     if unrecognized:
-        raise UsageError(_unrecognized(unrecognized))
+        raise CommandError(_unrecognized(unrecognized))
     if args.command == "get" and not args.path.strip():
-        raise UsageError("get: PATH is empty; give a path such as /v1/locations")
+        raise CommandError("get: PATH is empty; give a path such as /v1/locations")
     return args
 
 
 def _unknown_command(given: str) -> str:
     """``unknown command 'gte'; did you mean 'get'?``: repeated only when it is close to one."""
-    choices = ", ".join(_COMMANDS)
-    close = difflib.get_close_matches(given.lower(), _COMMANDS, n=1, cutoff=0.6)
+    choices = ", ".join(COMMANDS)
+    close = difflib.get_close_matches(given.lower(), COMMANDS, n=1, cutoff=0.6)
     if not close:
         return f"unknown command (value not shown); choose from {choices}"
     return f"unknown command {given!r}; did you mean {close[0]!r}? (choose from {choices})"
 
 
 def _quoted_if_a_command(match: re.Match[str]) -> str:
-    return match[0] if match[0][1:-1] in _COMMANDS else "(value not shown)"
+    return match[0] if match[0][1:-1] in COMMANDS else "(value not shown)"
 
 
 def _unrecognized(arguments: list[str]) -> str:

@@ -20,6 +20,7 @@ from typing import TextIO
 
 import requests
 
+from .._core import wire as _wire
 from .._core.token import Token
 from .._requests.auth import EmmaAuth
 from .._requests.session import EmmaSession
@@ -27,6 +28,7 @@ from .._requests.session import EmmaSession
 # The command runs the test kit's fake emma by design: the same server the tests and
 # users' own tests run against, so what the command shows is what they get.
 from ..testing import FakeEmmaServer
+from .main import logging_to
 
 #: Lifetime of the first token, in seconds: short enough to watch it being renewed.
 FIRST_TOKEN_LIFETIME = 3
@@ -41,10 +43,11 @@ EXPIRY_CLOSENESS = 0.4
 RENEWAL_WAIT = 5.0
 
 
-class _Narrator:
+class _Narrator(logging.Handler):
     """Prints the tour, with the library's own log lines (DEBUG and up) indented in it."""
 
     def __init__(self, out: TextIO, server: FakeEmmaServer) -> None:
+        super().__init__(logging.DEBUG)
         self.out = out
         self.server = server
         self._issue_seen = 0
@@ -57,23 +60,20 @@ class _Narrator:
         self.out.write(text + "\n")
         self.out.flush()
 
-    def say_log_line(self, text: str) -> None:
+    def emit(self, record: logging.LogRecord) -> None:
         """Print a log line; a failure waits for the next :meth:`say` (see the module doc)."""
         try:
-            self.say(text)
+            self.say(f"     log: {record.getMessage()}")
         except (OSError, ValueError) as error:  # ValueError: an encoding error, a closed file
             self._log_failure = error
-
-    def step(self, number: int, title: str) -> None:
-        self.say()
-        self.say(f"{number}. {title}")
 
     def call(self, session: EmmaSession, path: str) -> requests.Response:
         response = session.get(path)
         self.say(f"   GET {path} -> {response.status_code}{_summary(response)}")
         for earlier in response.history:
+            _, message = _wire.parse_error(earlier.content)
             self.say(
-                f"   (the API first answered {earlier.status_code} {_message(earlier)!r}; "
+                f"   (the API first answered {earlier.status_code} {message or ''!r}; "
                 "the request was replayed once with the new token)"
             )
         return response
@@ -89,113 +89,83 @@ class _Narrator:
             self.say(f"   token calls: {issued} issue-token, {refreshed} refresh-token")
 
 
-class _LogLines(logging.Handler):
-    def __init__(self, narrator: _Narrator) -> None:
-        super().__init__(logging.DEBUG)
-        self.narrator = narrator
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.narrator.say_log_line(f"     log: {record.getMessage()}")
-
-
-def run_demo(out: TextIO) -> int:
-    """Run the tour, writing it to ``out``; returns the exit status."""
+def run_demo(out: TextIO) -> None:
+    """Run the tour, writing it to ``out``."""
     started = time.monotonic()
     with FakeEmmaServer(token_lifetime=FIRST_TOKEN_LIFETIME) as server:
         narrator = _Narrator(out, server)
-        logger = logging.getLogger("requests_emma")
-        handler = _LogLines(narrator)
-        previous_level = logger.level
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
-        try:
-            renewed = threading.Event()
-            auth = _auth_for(server, renewed)
-            with EmmaSession(auth) as session:
-                _tour(narrator, server, auth, session, renewed)
-        finally:
-            logger.removeHandler(handler)
-            logger.setLevel(previous_level)
-        api_calls = server.api_calls
-        token_calls = server.token_calls
-    narrator.say()
+        with logging_to(narrator, logging.DEBUG):
+            _tour(narrator)
     narrator.say(
-        f"Done in {time.monotonic() - started:.1f} s: {api_calls} API requests, "
-        f"{token_calls} token calls, and not one error reached the caller."
+        f"\nDone in {time.monotonic() - started:.1f} s: {server.api_calls} API requests, "
+        f"{server.token_calls} token calls, and not one error reached the caller."
     )
     narrator.say(
         "Against the real API: set EMMA_CLIENT_ID and EMMA_CLIENT_SECRET, then run "
         "`requests-emma get /v1/locations`."
     )
-    return 0
 
 
-def _auth_for(server: FakeEmmaServer, renewed: threading.Event) -> EmmaAuth:
+def _tour(narrator: _Narrator) -> None:
+    say = narrator.say
+    server = narrator.server
+    renewed = threading.Event()
     # Loopback traffic, token calls and API calls alike, never goes through a proxy.
-    return EmmaAuth(
+    auth = EmmaAuth(
         server.client_id,
         server.client_secret,
         base_url=server.base_url,
         refresh_margin=REFRESH_MARGIN,
         on_token=lambda token: renewed.set(),
     )
+    with EmmaSession(auth) as session:
+        say("requests-emma demo: the token lifecycle against a local fake emma.")
+        say("No credentials and no network: the fake runs on 127.0.0.1 with throwaway ones.")
+        say(f"Fake emma API: {server.base_url}")
+        say(
+            f"The first token lives {FIRST_TOKEN_LIFETIME} s; the client renews tokens "
+            f"{REFRESH_MARGIN:g} s before they expire."
+        )
 
+        say("\n1. The first request fetches a token")
+        narrator.call(session, "/v1/locations")
+        narrator.token_calls()
+        first = auth.get_token()
+        say(f"   token: {_describe(first)}")
+        server.token_lifetime = LATER_TOKEN_LIFETIME
 
-def _tour(
-    narrator: _Narrator,
-    server: FakeEmmaServer,
-    auth: EmmaAuth,
-    session: EmmaSession,
-    renewed: threading.Event,
-) -> None:
-    say = narrator.say
-    say("requests-emma demo: the token lifecycle against a local fake emma.")
-    say("No credentials and no network: the fake runs on 127.0.0.1 with throwaway ones.")
-    say(f"Fake emma API: {server.base_url}")
-    say(
-        f"The first token lives {FIRST_TOKEN_LIFETIME} s; the client renews tokens "
-        f"{REFRESH_MARGIN:g} s before they expire."
-    )
+        say("\n2. More requests reuse it")
+        narrator.call(session, "/v1/locations/18")
+        narrator.call(session, "v1/locations?name=Singapore")
+        say("   (with or without a leading slash, a path resolves below the base URL)")
+        narrator.call(session, "/v1/ssh-keys")
+        narrator.token_calls()
 
-    narrator.step(1, "The first request fetches a token")
-    narrator.call(session, "/v1/locations")
-    narrator.token_calls()
-    first = auth.get_token()
-    say(f"   token: {_describe(first)}")
-    server.token_lifetime = LATER_TOKEN_LIFETIME
+        say("\n3. Near its expiry, the token is renewed in the background")
+        wait = max(0.0, first.expires_in() - EXPIRY_CLOSENESS)
+        say(f"   waiting {wait:.1f} s, until the token is {EXPIRY_CLOSENESS:g} s from expiry...")
+        time.sleep(wait)
+        renewed.clear()
+        narrator.call(session, "/v1/locations")
+        say("   (the request went out at once with the current token; a renewal runs beside it)")
+        renewed.wait(RENEWAL_WAIT)
+        narrator.token_calls()
+        say(f"   new token: {_describe(auth.get_token())}")
+        say("   (the server rotated the refresh token: the one just used is now revoked)")
 
-    narrator.step(2, "More requests reuse it")
-    narrator.call(session, "/v1/locations/18")
-    narrator.call(session, "v1/locations?name=Singapore")
-    say("   (with or without a leading slash, a path resolves below the base URL)")
-    narrator.call(session, "/v1/ssh-keys")
-    narrator.token_calls()
+        say("\n4. A revoked token: the 401 is answered by renewing and replaying")
+        say("   the server revokes every token, access and refresh")
+        server.revoke()
+        narrator.call(session, "/v1/locations")
+        narrator.token_calls()
+        say("   (refresh-token refused the revoked refresh token, so a new token was issued)")
 
-    narrator.step(3, "Near its expiry, the token is renewed in the background")
-    wait = max(0.0, first.expires_in() - EXPIRY_CLOSENESS)
-    say(f"   waiting {wait:.1f} s, until the token is {EXPIRY_CLOSENESS:g} s from expiry...")
-    time.sleep(wait)
-    renewed.clear()
-    narrator.call(session, "/v1/locations")
-    say("   (the request went out at once with the current token; a renewal runs beside it)")
-    renewed.wait(RENEWAL_WAIT)
-    narrator.token_calls()
-    say(f"   new token: {_describe(auth.get_token())}")
-    say("   (the server rotated the refresh token: the one just used is now revoked)")
-
-    narrator.step(4, "A revoked token: the 401 is answered by renewing and replaying")
-    say("   the server revokes every token, access and refresh")
-    server.revoke()
-    narrator.call(session, "/v1/locations")
-    narrator.token_calls()
-    say("   (refresh-token refused the revoked refresh token, so a new token was issued)")
-
-    narrator.step(5, "The token endpoint hiccups: the renewal is retried")
-    say("   the server drops the access token, and its token endpoint answers 503 twice")
-    server.expire_access_tokens()
-    server.fail_next_token_calls(2, 503, {"Retry-After": "1"})
-    narrator.call(session, "/v1/locations")
-    narrator.token_calls()
+        say("\n5. The token endpoint hiccups: the renewal is retried")
+        say("   the server drops the access token, and its token endpoint answers 503 twice")
+        server.expire_access_tokens()
+        server.fail_next_token_calls(2, 503, {"Retry-After": "1"})
+        narrator.call(session, "/v1/locations")
+        narrator.token_calls()
 
 
 def _describe(token: Token) -> str:
@@ -213,10 +183,3 @@ def _summary(response: requests.Response) -> str:
         names = [item["name"] for item in data if isinstance(item, dict) and "name" in item]
         return f": {', '.join(names)}" if names else ": (empty list)"
     return ""
-
-
-def _message(response: requests.Response) -> str:
-    try:
-        return str(response.json().get("message", ""))
-    except (ValueError, AttributeError):
-        return ""

@@ -6,7 +6,7 @@ show in process lists and shell history): it comes from ``EMMA_CLIENT_SECRET``, 
 prompt when stdin is a terminal.
 
 Every error is one line on stderr, without a traceback or a secret, and the exit status
-says what kind of error it was (``_cli_args.EXIT_CODES``). Usage errors never repeat an
+says what kind of error it was (``arguments.EXIT_CODES``). Usage errors never repeat an
 argument's value, since any of them may be a secret typed in the wrong place (a mistyped
 subcommand close to a real one is the exception: it is repeated with a suggestion).
 
@@ -45,147 +45,114 @@ import requests
 from .._core import credentials, urls
 from .._core import wire as _wire
 from .._core.retry_policy import RetryPolicy
-from .._core.token import Token
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, os_reason
 from .._requests.auth import EmmaAuth
 from .._requests.session import EmmaSession
-from .arguments import (
-    EXIT_API_ERROR,
-    EXIT_AUTH,
-    EXIT_BROKEN_PIPE,
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_OUTPUT,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    PROG,
-    UsageError,
-    parse,
-    without_value,
-)
+from .arguments import PROG, TOKEN_COMMANDS, CommandError, Exit, parse, without_value
 from .token_cache import NotingCache, open_cache
-
-
-class CommandError(Exception):
-    """An error to report on one line, with the exit status to use."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     try:
         args = parse(sys.argv[1:] if argv is None else list(argv))
-    except UsageError as error:
-        return _fail(f"{error} (see {PROG} --help)", EXIT_USAGE)
-    # The demo shows the log in its tour; serve prints its own lines.
-    logs = args.command not in ("demo", "serve")
-    with _stderr_log(verbose=getattr(args, "verbose", False)) if logs else contextlib.nullcontext():
+    except CommandError as error:
+        return _fail(f"{error} (see {PROG} --help)", error.exit_code)
+    if args.command not in TOKEN_COMMANDS:  # the demo shows the log in its tour; serve its lines
+        return _report(args)
+    # -v: every log record on stderr. Otherwise only the token call's retry lines, so a
+    # struggling endpoint is not a silent wait, and no failure is reported twice.
+    verbose = getattr(args, "verbose", False)
+    handler = logging.StreamHandler(sys.stderr)
+    level_name = "%(levelname)s " if verbose else ""
+    handler.setFormatter(logging.Formatter(f"{PROG}: {level_name}%(message)s"))
+    if not verbose:
+        handler.addFilter(_shown_by_default)
+    with logging_to(handler, logging.DEBUG if verbose else logging.WARNING):
         return _report(args)
 
 
 def _report(args: argparse.Namespace) -> int:
     """Run the command; report any failure on one line, returning its exit status."""
     try:
-        return _run(args)
+        if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
+            raise CommandError("cannot write output: stdout is closed", Exit.OUTPUT)
+        if args.command == "demo":
+            from .demo import run_demo  # the fake server is loaded only for demo and serve
+
+            run_demo(sys.stdout)
+        elif args.command == "serve":
+            from .serve import run_serve
+
+            run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
+        else:
+            run = {"token": _token, "get": _get, "check": _check}[args.command]
+            run(args, *_auth_from(args))
+        sys.stdout.flush()  # now, while a failure to write can still be reported
+        return Exit.OK
     except CommandError as error:
-        return _fail(str(error), error.exit_code)
-    except CredentialsError as error:
-        if error.status_code is None and error.retry_after is not None:
-            return _fail(_refused_a_moment_ago(error.retry_after), EXIT_AUTH)
-        return _fail(str(error), EXIT_AUTH)
-    except TokenRequestError as error:
-        if isinstance(error.__cause__, ValueError):  # requests' InvalidURL: never sent
-            return _fail(
-                f"a URL could not be used (check HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and the "
-                f"base URL): {error}",
-                EXIT_USAGE,
-            )
-        if error.status_code is None and error.attempts > 0:
-            # No answer came (refused, unknown name, timed out). With no attempt at all,
-            # emma had asked to wait, or another process holds the token cache's lock.
-            return _fail(f"could not reach emma at {_host_of(args)}: {error}", EXIT_UNREACHABLE)
-        return _fail(str(error), EXIT_AUTH)
+        message, status = str(error), error.exit_code
     except EmmaAuthError as error:
-        return _fail(str(error), EXIT_AUTH)
+        message, status = _auth_failure(error, args)
     except requests.ConnectionError as error:  # ConnectTimeout included
         reason = os_reason(error) or ("timed out" if isinstance(error, requests.Timeout) else "")
-        return _fail(
-            f"could not connect to {_api_at(error)}" + (f" ({reason})" if reason else ""),
-            EXIT_UNREACHABLE,
-        )
+        message = f"could not connect to {_api_at(error)}" + (f" ({reason})" if reason else "")
+        status = Exit.UNREACHABLE
     except requests.Timeout as error:
-        return _fail(f"{_api_at(error)} did not answer in time", EXIT_UNREACHABLE)
+        message, status = f"{_api_at(error)} did not answer in time", Exit.UNREACHABLE
     except requests.RequestException as error:
-        return _fail(f"request failed: {error}", EXIT_USAGE)
+        message, status = f"request failed: {error}", Exit.USAGE
     except KeyboardInterrupt:
-        return _fail("interrupted", EXIT_INTERRUPTED)
+        message, status = "interrupted", Exit.INTERRUPTED
     except BrokenPipeError:
         # The reader went away: point stdout at /dev/null so the flush at exit stays quiet.
-        _discard_stdout()
-        return EXIT_BROKEN_PIPE
+        discard(sys.stdout)
+        return Exit.BROKEN_PIPE
+    except OSError as error:  # the OSErrors left: writing stdout failed (a full disk, a quota)
+        discard(sys.stdout)
+        message, status = f"cannot write output: {error.strerror or error}", Exit.OUTPUT
     except Exception as error:  # the promise is one line, never a traceback
         if getattr(args, "verbose", False):
             logging.getLogger("requests_emma").exception("unexpected error")
-        return _fail(
-            f"unexpected {type(error).__name__} (a bug; --verbose shows the traceback)",
-            EXIT_INTERNAL,
+        message = f"unexpected {type(error).__name__} (a bug; --verbose shows the traceback)"
+        status = Exit.INTERNAL
+    return _fail(message, status)
+
+
+def _auth_failure(error: EmmaAuthError, args: argparse.Namespace) -> tuple[str, Exit]:
+    """What a failure to get a token says, and its exit status: 3 unless the URL could not
+    be used (2) or emma could not be reached (4)."""
+    if isinstance(error, CredentialsError):
+        if error.status_code is not None or error.retry_after is None:
+            return str(error), Exit.AUTH
+        # A hold read from the token cache, in a shell user's words: an earlier run (or a
+        # program sharing the cache) was refused with these very credentials, so this one did
+        # not ask.
+        wait = f"{math.ceil(error.retry_after):.0f} s"
+        message = (
+            "emma refused these credentials a moment ago (an earlier run with this client ID "
+            "and secret, noted in the token cache), so this run did not ask again: fix "
+            f"{credentials.CLIENT_ID_VAR} or {credentials.CLIENT_SECRET_VAR} (other credentials "
+            f"are tried at once), or try these again in {wait}"
         )
+        return message, Exit.AUTH
+    if isinstance(error, TokenRequestError) and isinstance(error.__cause__, ValueError):
+        # requests' InvalidURL: never sent
+        proxies = "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY"
+        return f"a URL could not be used (check {proxies} and the base URL): {error}", Exit.USAGE
+    if isinstance(error, TokenRequestError) and error.status_code is None and error.attempts:
+        # No answer came (refused, unknown name, timed out). With no attempt at all, emma had
+        # asked to wait, or another process holds the token cache's lock.
+        return f"could not reach emma at {_host_of(args)}: {error}", Exit.UNREACHABLE
+    return str(error), Exit.AUTH
 
 
-def _refused_a_moment_ago(seconds_left: float) -> str:
-    """A hold read from the token cache, in a shell user's words: an earlier run (or a program
-    sharing the cache) was refused with these very credentials, so this one did not ask."""
-    wait = f"{math.ceil(seconds_left):.0f} s"
-    return (
-        "emma refused these credentials a moment ago (an earlier run with this client ID and "
-        "secret, noted in the token cache), so this run did not ask again: fix "
-        f"{credentials.CLIENT_ID_VAR} or {credentials.CLIENT_SECRET_VAR} (other credentials "
-        f"are tried at once), or try these again in {wait}"
-    )
-
-
-def _run(args: argparse.Namespace) -> int:
-    if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
-        raise CommandError("cannot write output: stdout is closed", EXIT_OUTPUT)
-    no_auth = args.command in ("demo", "serve")
-    auth, cache = (None, None) if no_auth else _auth_from(args)
+def discard(stream: TextIO) -> None:
+    """Point the stream's file at /dev/null: what it still buffers must not fail the exit."""
     try:
-        if args.command == "demo":
-            from .demo import run_demo  # the fake server is loaded only for the demo
-
-            status = run_demo(sys.stdout)
-        elif args.command == "serve":
-            from .serve import ListenError, run_serve
-
-            try:
-                status = run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
-            except ListenError as error:
-                raise CommandError(str(error), EXIT_USAGE) from None
-        elif args.command == "token":
-            assert auth is not None
-            status = _token(auth, cache, as_json=args.json, out=sys.stdout)
-        elif args.command == "check":
-            assert auth is not None
-            status = _check(auth, cache, out=sys.stdout)
-        else:
-            assert auth is not None
-            status = _get(auth, args.path, out=sys.stdout)
-        sys.stdout.flush()  # now, while a failure to write can still be reported
-    except (requests.RequestException, BrokenPipeError):
-        raise  # both are OSErrors too; handled by main()
-    except OSError as error:  # writing stdout failed: a full disk, a quota, an I/O error
-        _discard_stdout()
-        raise CommandError(f"cannot write output: {error.strerror or error}", EXIT_OUTPUT) from None
-    return status
-
-
-def _discard_stdout() -> None:
-    """Point stdout at /dev/null, so the flush at exit cannot fail again."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (OSError, ValueError):  # not a file, or already closed: nothing to flush there
+        pass
 
 
 def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
@@ -199,21 +166,19 @@ def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
     try:
         checked = urls.base_url(base_url)
     except ValueError as error:
-        raise CommandError(f"{source}: {without_value(str(error), given)}", EXIT_USAGE) from None
+        raise CommandError(f"{source}: {without_value(str(error), given)}") from None
     client_id = getattr(args, "client_id", None) or os.environ.get(credentials.CLIENT_ID_VAR)
     if not client_id:
-        raise CommandError(
-            f"no client ID: pass --client-id or set {credentials.CLIENT_ID_VAR}", EXIT_USAGE
-        )
+        raise CommandError(f"no client ID: pass --client-id or set {credentials.CLIENT_ID_VAR}")
     client_secret = _client_secret()
-    cache = None if getattr(args, "no_cache", False) else open_cache(sys.stderr, PROG)
+    cache = None if getattr(args, "no_cache", False) else open_cache()
     timeout = getattr(args, "timeout", None)
     retry = None if timeout is None else RetryPolicy(deadline=timeout)
     try:
         auth = EmmaAuth(client_id, client_secret, base_url=checked, token_cache=cache, retry=retry)
         return auth, cache
     except ValueError as error:
-        raise CommandError(str(error), EXIT_USAGE) from None
+        raise CommandError(str(error)) from None
 
 
 def _client_secret() -> str:
@@ -222,21 +187,18 @@ def _client_secret() -> str:
         return secret
     if sys.stdin is None or not sys.stdin.isatty():
         raise CommandError(
-            f"no client secret: set {credentials.CLIENT_SECRET_VAR} (or run in a terminal to be asked)",
-            EXIT_USAGE,
+            f"no client secret: set {credentials.CLIENT_SECRET_VAR} (or run in a terminal to be asked)"
         )
     try:
         secret = getpass.getpass("emma client secret: ")
     except EOFError:
         _end_prompt_line()
-        raise CommandError(
-            "no client secret given: end of input (Ctrl-D) at the prompt", EXIT_USAGE
-        ) from None
+        raise CommandError("no client secret given: end of input (Ctrl-D) at the prompt") from None
     except KeyboardInterrupt:
         _end_prompt_line()
         raise
     if not secret:
-        raise CommandError("no client secret: an empty one was entered at the prompt", EXIT_USAGE)
+        raise CommandError("no client secret: an empty one was entered at the prompt")
     return secret
 
 
@@ -249,18 +211,28 @@ def _end_prompt_line() -> None:
         sys.stderr.write("\n")
 
 
-def _token(auth: EmmaAuth, cache: NotingCache | None, *, as_json: bool, out: TextIO) -> int:
+def _token(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
     token = auth.get_token()
-    if as_json:
-        metadata = token_metadata(token, auth)
-        metadata["from_cache"] = cache is not None and cache.served_the_token
-        out.write(json.dumps(metadata, indent=2) + "\n")
-    else:
-        out.write(token.access_token + "\n")
-    return EXIT_OK
+    if not args.json:
+        sys.stdout.write(token.access_token + "\n")
+        return
+    # Everything about the token but the tokens themselves.
+    refresh_expires_at = token.refresh_expires_at
+    metadata = {
+        "token_type": token.token_type,
+        "expires_at": round(token.expires_at, 3),
+        "expires_at_utc": _utc(token.expires_at),
+        "expires_in": int(token.expires_in()),
+        "has_refresh_token": token.refresh_token is not None,
+        "refresh_expires_at": None if refresh_expires_at is None else round(refresh_expires_at, 3),
+        "refresh_expires_at_utc": None if refresh_expires_at is None else _utc(refresh_expires_at),
+        "base_url": auth.base_url,
+        "from_cache": cache is not None and cache.served_the_token,
+    }
+    sys.stdout.write(json.dumps(metadata, indent=2) + "\n")
 
 
-def _check(auth: EmmaAuth, cache: NotingCache | None, *, out: TextIO) -> int:
+def _check(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
     """One line: how long the token is valid and where it came from; never the token."""
     auth.get_token()
     valid_for = auth.status().valid_for
@@ -277,46 +249,26 @@ def _check(auth: EmmaAuth, cache: NotingCache | None, *, out: TextIO) -> int:
     else:
         source = "newly issued, saved in the token cache"
     # Rounded down: a probe is never told the token lives longer than it does.
-    out.write(f"ok: token valid for {int(valid_for)} s, {source}\n")
-    return EXIT_OK
+    sys.stdout.write(f"ok: token valid for {int(valid_for)} s, {source}\n")
 
 
-def token_metadata(token: Token, auth: EmmaAuth) -> dict[str, object]:
-    """What ``token --json`` prints: everything about the token but the tokens themselves."""
-    metadata: dict[str, object] = {
-        "token_type": token.token_type,
-        "expires_at": round(token.expires_at, 3),
-        "expires_at_utc": _utc(token.expires_at),
-        "expires_in": int(token.expires_in()),
-        "has_refresh_token": token.refresh_token is not None,
-        "refresh_expires_at": None,
-        "refresh_expires_at_utc": None,
-        "base_url": auth.base_url,
-    }
-    if token.refresh_expires_at is not None:
-        metadata["refresh_expires_at"] = round(token.refresh_expires_at, 3)
-        metadata["refresh_expires_at_utc"] = _utc(token.refresh_expires_at)
-    return metadata
-
-
-def _get(auth: EmmaAuth, path: str, *, out: TextIO) -> int:
+def _get(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
     with EmmaSession(auth) as session:
-        response = session.get(path, headers={"Accept": "application/json"})
+        response = session.get(args.path, headers={"Accept": "application/json"})
     if not response.ok:
         code, message = _wire.parse_error(response.content)
         detail = ": ".join(part for part in (code, message) if part) or response.reason or ""
         raise CommandError(
-            f"GET {path}: HTTP {response.status_code} {detail}".rstrip(), EXIT_API_ERROR
+            f"GET {args.path}: HTTP {response.status_code} {detail}".rstrip(), Exit.API_ERROR
         )
     if not response.content:
-        return EXIT_OK
-    text = _pretty_json(response, out.encoding)
+        return
+    text = _pretty_json(response, sys.stdout.encoding)
     if text is None:  # not JSON: the body as it came, byte for byte
-        out.flush()
-        out.buffer.write(response.content)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(response.content)
     else:
-        out.write(text + "\n")
-    return EXIT_OK
+        sys.stdout.write(text + "\n")
 
 
 def _pretty_json(response: requests.Response, encoding: str) -> str | None:
@@ -346,12 +298,17 @@ def _api_at(error: requests.RequestException) -> str:
     """``the API at https://host:port``: where the failed request went, without path or query."""
     url = getattr(error.request, "url", None)
     origin = urls.origin(url) if isinstance(url, str) else None
-    if origin is None:
-        return "the API"
-    return f"the API at {urls.origin_text(origin)}"
+    return "the API" if origin is None else f"the API at {urls.origin_text(origin)}"
 
 
-def _fail(message: str, exit_code: int) -> int:
+def _host_of(args: argparse.Namespace) -> str:
+    """``host:port`` of the base URL in use, for an error that names where emma was sought."""
+    url = urls.base_url(getattr(args, "base_url", None))
+    origin = urls.origin(url)
+    return url if origin is None else urls.origin_text(origin).partition("://")[2]
+
+
+def _fail(message: str, exit_code: Exit) -> Exit:
     one_line = " ".join(message.split())
     if sys.stderr is not None:  # closed (`2>&-`): print() would write the error to stdout
         print(f"{PROG}: error: {one_line}", file=sys.stderr)
@@ -359,23 +316,15 @@ def _fail(message: str, exit_code: int) -> int:
 
 
 @contextlib.contextmanager
-def _stderr_log(*, verbose: bool) -> Iterator[None]:
-    """``-v``: every log record on stderr. Otherwise only the token call's retry lines, so a
-    struggling endpoint is not a silent wait, and no failure is reported twice.
+def logging_to(handler: logging.Handler, level: int) -> Iterator[None]:
+    """The library's log records from ``level`` up go to ``handler`` as well, meanwhile.
 
     The logger is as it was afterwards: ``main()`` may run inside a larger program.
     """
-    handler = logging.StreamHandler(sys.stderr)
     logger = logging.getLogger("requests_emma")
     previous_level = logger.level
-    if verbose:
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s %(message)s"))
-        logger.setLevel(logging.DEBUG)
-    else:
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-        handler.addFilter(_shown_by_default)
-        if not logger.isEnabledFor(logging.WARNING):
-            logger.setLevel(logging.WARNING)
+    if not logger.isEnabledFor(level):
+        logger.setLevel(level)
     logger.addHandler(handler)
     try:
         yield
@@ -393,16 +342,6 @@ def _shown_by_default(record: logging.LogRecord) -> bool:
         return False
     message = record.getMessage()
     return "retrying in" in message or message.startswith("token cache ")
-
-
-def _host_of(args: argparse.Namespace) -> str:
-    """``host:port`` of the base URL in use, for an error that names where emma was sought."""
-    url = urls.base_url(getattr(args, "base_url", None))
-    origin = urls.origin(url)
-    if origin is None:
-        return url
-    _, host, port = origin
-    return f"{urls.host_in_url(host)}:{port}"
 
 
 def _utc(timestamp: float) -> str:

@@ -16,13 +16,12 @@ it serves (nothing reads it here), so a long-running one does not grow.
 
 from __future__ import annotations
 
-import collections
 import os
+import queue
 import shlex
 import signal
 import threading
 import time
-from types import FrameType
 from typing import TextIO
 
 from .._core import credentials
@@ -30,10 +29,8 @@ from .._core import credentials
 # The command runs the test kit's fake emma by design: the same server the tests and
 # users' own tests run against, so what the command shows is what they get.
 from ..testing import FakeEmmaServer
-
-
-class ListenError(Exception):
-    """The port cannot be listened on (in use, say): reported on one line."""
+from .arguments import CommandError
+from .main import discard
 
 
 class _Log:
@@ -51,40 +48,27 @@ class _Log:
                 self._stream.write(text + "\n")
                 self._stream.flush()
             except (OSError, ValueError):  # a broken pipe, a full disk; ValueError: closed
-                _discard(self._stream)
+                discard(self._stream)
                 self._stream = None
 
     def request(self, method: str, path: str, status: int) -> None:
         self.line(f"{time.strftime('%H:%M:%S')} {method} {path} {status}")
 
 
-def _discard(stream: TextIO) -> None:
-    """Point the stream's file at /dev/null: what it still buffers must not fail the exit."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-    except (OSError, ValueError):  # not a file, or already closed: nothing to flush there
-        pass
-
-
-def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None) -> int:
-    """Serve until interrupted; returns the exit status (0 once stopped by Ctrl-C)."""
+def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None) -> None:
+    """Serve until interrupted (Ctrl-C, SIGTERM); a port it cannot listen on is a
+    ``CommandError``."""
     server = FakeEmmaServer(token_lifetime=token_lifetime, max_recorded_requests=0)
     serve_log = _Log(log)
     server.request_log = serve_log.request
-    woken = threading.Event()
-    received: collections.deque[int] = collections.deque()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        woken.set()
-
+    received: queue.SimpleQueue[int] = queue.SimpleQueue()  # safe to put to in a handler
     # A signal only notes itself, whenever it comes: no KeyboardInterrupt can land between
     # two lines below and skip the clean stop, and the revocation runs in this loop, not
     # inside a write of the log. A signal the shell told us to ignore (a background job's
     # SIGINT) stays ignored.
     revoke = getattr(signal, "SIGUSR1", None)  # not on Windows
     previous = {
-        sig: signal.signal(sig, on_signal)
+        sig: signal.signal(sig, lambda signum, frame: received.put(signum))
         for sig in (signal.SIGINT, signal.SIGTERM, revoke)
         if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN
     }
@@ -93,7 +77,7 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None
             server.start(port)
         except OSError as error:
             message = f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}"
-            raise ListenError(message) from None
+            raise CommandError(message) from None
         exports = {
             credentials.API_URL_VAR: server.base_url,
             credentials.CLIENT_ID_VAR: server.client_id,
@@ -105,17 +89,16 @@ def run_serve(port: int, token_lifetime: int, *, out: TextIO, log: TextIO | None
         if revoke in previous:
             serve_log.line(f"# kill -USR1 {os.getpid()} revokes every token it issued")
         while True:
-            woken.wait(0.5)  # a timed wait, so a signal is seen on every platform
-            woken.clear()
-            signals = [received.popleft() for _ in range(len(received))]
-            if any(sig != revoke for sig in signals):
+            try:
+                signum = received.get(timeout=0.5)  # timed, so a signal is seen on every platform
+            except queue.Empty:
+                continue
+            if signum != revoke:
                 break
-            if signals:
-                server.revoke()
-                serve_log.line("# every token issued so far is revoked")
+            server.revoke()
+            serve_log.line("# every token issued so far is revoked")
     finally:
         server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     serve_log.line("# fake emma stopped")
-    return 0

@@ -19,10 +19,11 @@ token is new and was not kept for the next run.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
-from typing import TextIO
 
 from .._caches.file_cache import FileTokenCache
+from .arguments import PROG
 
 
 class NotingCache:
@@ -50,37 +51,32 @@ class NotingCache:
 
     def save(self, key: str, entry: bytes, ttl: float) -> None:
         self.saved = True
-        with self._noting("save"):
+        try:
             self.cache.save(key, entry, ttl)
+        except Exception:
+            self.failed_step = "save"
+            raise
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[None]:
-        with self._noting("lock"):
-            lock = self.cache.lock(key, timeout)
-            lock.__enter__()
-        try:
+        with contextlib.ExitStack() as held:
+            try:  # taking the lock, not what is done while it is held
+                held.enter_context(self.cache.lock(key, timeout))
+            except Exception:
+                self.failed_step = "lock"
+                raise
             yield
-        finally:
-            lock.__exit__(None, None, None)
-
-    @contextlib.contextmanager
-    def _noting(self, step: str) -> Iterator[None]:
-        try:
-            yield
-        except Exception:
-            self.failed_step = step
-            raise
 
 
-def open_cache(warnings: TextIO | None, prog: str) -> NotingCache | None:
-    """The default cache, or ``None`` (after one warning line on ``warnings``) when its
-    directory cannot be used."""
+def open_cache() -> NotingCache | None:
+    """The default cache, or ``None`` (after one warning line on stderr) when its directory
+    cannot be used."""
     try:
         return NotingCache(FileTokenCache())
     except ValueError as error:
-        if warnings is not None:  # closed (`2>&-`): nowhere to warn
-            warnings.write(
-                f"{prog}: warning: token cache not used ({error}); carrying on without it, "
+        if sys.stderr is not None:  # closed (`2>&-`): nowhere to warn
+            sys.stderr.write(
+                f"{PROG}: warning: token cache not used ({error}); carrying on without it, "
                 "with a new token for this run (--no-cache skips the cache)\n"
             )
         return None
