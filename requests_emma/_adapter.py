@@ -58,6 +58,15 @@ class Adapter:
         self._token_source = source
         self._clients = clients
 
+    def _new_source(self, client_id: str | None, secret: Any, options: Any) -> TokenSource:
+        """The source of a new adapter, an unknown option named against the adapter (not the
+        source, which users never see)."""
+        for name in options.keys() - TokenOptions.__optional_keys__:
+            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {name!r}")
+        from ._source import TokenSource
+
+        return TokenSource(client_id, secret, **options)
+
     @classmethod
     def sharing(cls, auth: object, **clients: Any) -> Self:
         """An auth of this class backed by ``auth``'s token (any of the library's auths):
@@ -122,12 +131,26 @@ def stack_error(error: EmmaAuthError, base: type[Exception], prefix: str) -> Emm
     mirror = _MIRRORS.get((base, cls))
     if mirror is None:
         doc = f":class:`~requests_emma.{cls.__name__}`, and a ``{prefix.lower()}.{base.__name__}``."
-        mirror = type(prefix + cls.__name__, (cls, base), {"__doc__": doc})
+
+        def reduce(self: EmmaAuthError, cls: type[EmmaAuthError] = cls) -> tuple[Any, ...]:
+            return (_mirror_again, (base, prefix, cls, self.args, self.__dict__))
+
+        mirror = type(prefix + cls.__name__, (cls, base), {"__doc__": doc, "__reduce__": reduce})
         mirror.__module__ = "requests_emma." + prefix.lower()
         _MIRRORS[base, cls] = mirror
     twin = mirror.__new__(mirror, *error.args)
     twin.args = error.args
-    fields = dict(error.__dict__)
-    fields.pop("request", None)  # httpx.HTTPError's request is a property over _request
-    twin.__dict__.update(fields, _request=None)  # no request: it would carry the secret
+    twin.__dict__.update(error.__dict__)
+    if isinstance(getattr(base, "request", None), property):  # httpx's, over _request
+        twin.__dict__["_request"] = None  # no request: it would carry the secret
     return twin
+
+
+def _mirror_again(
+    base: type[Exception], prefix: str, cls: type[EmmaAuthError], args: Any, fields: Any
+) -> EmmaAuthError:
+    """A mirror unpickled: made again, as the class is made at run time."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(fields)
+    return stack_error(error, base, prefix)

@@ -71,7 +71,7 @@ class EmmaAiohttpMiddleware(Adapter):
     ) -> None:
         secret = secret_or_none(client_secret)  # no frame holds it in plain text from here
         del client_secret
-        self._attach(TokenSource(client_id, secret, **options), {"session": session})
+        self._attach(self._new_source(client_id, secret, options), {"session": session})
 
     def _attach(self, source: TokenSource, clients: dict[str, Any]) -> None:
         super()._attach(source, clients)

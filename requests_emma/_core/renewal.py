@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
@@ -71,8 +71,8 @@ class RenewalPlan:
     base_url: str
     client_id: str
     client_secret: Secret
-    key: str = ""
-    sealer: Sealer | None = None
+    key: str = field(default="", repr=False)  # a hash of the secret: not for tracebacks
+    sealer: Sealer | None = field(default=None, repr=False)
     name: str = ""
 
     def steps(self, lifecycle: TokenLifecycle, policy: RetryPolicy, clock: Clock) -> Steps:
@@ -87,7 +87,7 @@ class RenewalPlan:
         return (yield from renewal.renew_shared())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # self in every renewal frame: shows nothing of it
 class _Renewal:
     """One renewal under way: the plan, what it works on, and when it started."""
 

@@ -52,8 +52,10 @@ class HttpxFlows(Adapter):
     requires_request_body = False
     requires_response_body = False
 
-    def __init_subclass__(cls, http: ModuleType, **kwargs: Any) -> None:
+    def __init_subclass__(cls, http: ModuleType | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if http is None:  # a user's subclass of EmmaHttpxAuth: its module stays
+            return
         cls._http = http
         cls.clients = (
             ("client", http.Client, f"an {http.__name__}.Client"),
@@ -73,7 +75,7 @@ class HttpxFlows(Adapter):
         # of a configuration error (shown with its locals by pytest -l or Sentry) to show.
         secret = secret_or_none(client_secret)
         del client_secret
-        source = TokenSource(client_id, secret, **options)
+        source = self._new_source(client_id, secret, options)
         self._attach(source, {"client": client, "async_client": async_client})
 
     def _attach(self, source: TokenSource, clients: dict[str, Any]) -> None:
