@@ -108,7 +108,12 @@ class FileTokenCache:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
-        _fsync_directory(self.path)  # the rename itself survives a crash
+        if hasattr(os, "O_DIRECTORY"):  # the rename itself survives a crash (not on Windows)
+            directory = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
 
     def lock(self, key: str, timeout: float = LOCK_TIMEOUT) -> filelock.FileLock:
         """The OS file lock for ``key``; entering it raises ``filelock.Timeout`` (a
@@ -251,13 +256,3 @@ def _user(uid: int) -> str:
         return f"{pwd.getpwuid(uid).pw_name!r} (uid {uid})"
     except (ImportError, KeyError):
         return f"uid {uid}"
-
-
-def _fsync_directory(path: Path) -> None:
-    if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open a directory
-        return
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

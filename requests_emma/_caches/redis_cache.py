@@ -297,7 +297,20 @@ class RedisTokenCache:
         with self._unless_refused("lock"):
             acquired = lock.acquire(blocking=False)
             if not acquired:
-                self._bound_ttl(name)
+                # A lock with no TTL, or a longer one than lock_timeout, is given that TTL:
+                # left as it is, it would stop every renewal for good (or for longer than a
+                # renewal).
+                ttl_ms = math.ceil(self.lock_timeout * 1000)
+                with self._unless_refused("the lock's TTL check"):
+                    left = self.client.pttl(name)
+                    if left == -1 or left > ttl_ms:  # -1: no TTL (-2: no lock any more)
+                        self.client.pexpire(name, ttl_ms)
+                        logger.warning(
+                            "token cache %r: its lock had %s; it now expires within %g s",
+                            self,
+                            "no TTL" if left == -1 else f"a TTL of {left / 1000:.0f} s",
+                            self.lock_timeout,
+                        )
                 acquired = lock.acquire()
         if acquired is False:
             raise LockNotAcquired(f"token cache lock not acquired within {blocking_timeout:g} s")
@@ -306,21 +319,6 @@ class RedisTokenCache:
         finally:
             if acquired:
                 self._release(lock, name)
-
-    def _bound_ttl(self, name: str) -> None:
-        """Give a lock with no TTL, or a longer one than ``lock_timeout``, that TTL: left as
-        it is, it would stop every renewal for good (or for longer than a renewal)."""
-        ttl_ms = math.ceil(self.lock_timeout * 1000)
-        with self._unless_refused("the lock's TTL check"):
-            left = self.client.pttl(name)
-            if left == -1 or left > ttl_ms:  # -1: no TTL (-2: no lock any more)
-                self.client.pexpire(name, ttl_ms)
-                logger.warning(
-                    "token cache %r: its lock had %s; it now expires within %g s",
-                    self,
-                    "no TTL" if left == -1 else f"a TTL of {left / 1000:.0f} s",
-                    self.lock_timeout,
-                )
 
     def _release(self, lock: Any, name: str) -> None:
         # The renewal is done: an error here must not fail the request that renewed.
@@ -382,22 +380,20 @@ def _client_for(library: Any, url: Secret, options: dict[str, Any]) -> Any:
         return library.RedisCluster.from_url(f"{base}://{rest}", **options)
     if kind != "sentinel":
         return library.Redis.from_url(url.reveal(), **options)
-    userinfo, _, hostlist = rest.partition("?")[0].partition("/")[0].rpartition("@")
-    service, _, db = rest.partition("?")[0].partition("/")[2].partition("/")
-    sentinels = []
-    for host in hostlist.split(","):
-        parsed = urllib.parse.urlsplit(f"//{host}")
-        sentinels.append((parsed.hostname or "", parsed.port or 26379))
-    if not service or not all(host for host, _ in sentinels):
+    parts = urllib.parse.urlsplit(f"//{rest}")
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    service, _, db = parts.path[1:].partition("/")
+    sentinels = [urllib.parse.urlsplit(f"//{host}") for host in hostlist.split(",")]
+    if not service or not all(sentinel.hostname for sentinel in sentinels):
         raise ValueError("a Sentinel URL names its sentinels and service")
-    # The master's settings (user, password, db, TLS options) as redis-py reads them.
-    query = rest.partition("?")[2]
-    # "@" with no user info before it reads as no user and no password.
-    settings = library.connection.parse_url(f"{base}://{userinfo}@x/{db or 0}?{query}")
+    # The master's settings (user, password, db, TLS options) as redis-py reads them; "@"
+    # with no user info before it reads as no user and no password.
+    settings = library.connection.parse_url(f"{base}://{userinfo}@x/{db or 0}?{parts.query}")
     for name in ("host", "port", "connection_class"):
         settings.pop(name, None)
     sentinel = library.sentinel.Sentinel(
-        sentinels, **{**options, **settings, "ssl": base == "rediss"}
+        [(each.hostname, each.port or 26379) for each in sentinels],
+        **{**options, **settings, "ssl": base == "rediss"},
     )
     return sentinel.master_for(service)
 
