@@ -136,8 +136,8 @@ async def run_async(
     import anyio
 
     cache_steps, clock = _CacheSteps(source.cache), source.clock
-    # One thread for the cache's steps, one at a time, in order: made at the first one.
-    thread: ThreadPoolExecutor | None = None
+    # The cache's steps, one at a time, in order, on one thread (started at the first one).
+    thread = ThreadPoolExecutor(1, thread_name_prefix="requests-emma token cache")
     result: object = None
     error: BaseException | None = None
     try:
@@ -150,23 +150,17 @@ async def run_async(
                 elif isinstance(step, Sleep):
                     await _sleep(clock, step.seconds)
                     result = None
-                else:
-                    if thread is None:
-                        thread = ThreadPoolExecutor(
-                            1, thread_name_prefix="requests-emma token cache"
-                        )
-                    # An Unlock is shielded: it runs even for a cancelled task.
+                else:  # an Unlock shielded: it runs even for a cancelled task
                     with anyio.CancelScope(shield=isinstance(step, Unlock)):
                         result = await wait_for(thread.submit(cache_steps.run, step))
                 error = None
             except BaseException as exc:  # noqa: BLE001 - thrown into the renewal, which decides
-                if isinstance(step, Lock) and thread is not None:
+                if isinstance(step, Lock):
                     thread.submit(cache_steps.drop)  # taken too late: nobody would unlock it
                 result, error = None, exc
         return step
     finally:
-        if thread is not None:
-            thread.shutdown(wait=False)
+        thread.shutdown(wait=False)
 
 
 async def wait_for(future: Future[T], timeout: float | None = None) -> T:

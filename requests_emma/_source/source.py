@@ -125,8 +125,8 @@ class TokenSource:
         self.cache = None if token_cache is None else check_token_cache(token_cache)
         self.lifecycle = TokenLifecycle(refresh_margin, retry.deadline)
         self.clock = SYSTEM_CLOCK
-        # Made at the first renewal, not with the package: no import or construction calls.
-        self._plan: RenewalPlan | None = None
+        # Made at the first renewal (as ``_plan`` is), not with the package: no import or
+        # construction calls.
         self._telemetry: Telemetry | None = None
         self._new_process_state()
 
@@ -234,23 +234,18 @@ class TokenSource:
     def _start_thread(self, flight: Flight, endpoint: Endpoint) -> None:
         from .._telemetry import request_link
 
-        worker = threading.Thread(
-            target=self._fly_blocking,
-            args=(flight, endpoint, request_link()),
-            name="requests-emma token renewal",
-            daemon=True,
-        )
-        self.worker = worker
+        link = request_link()
+
+        def fly() -> None:
+            """Run the early renewal; a failure is logged as it lands, and the token serves."""
+            with contextlib.suppress(Exception):  # landed already: its waiters have it
+                self._run(flight, link, endpoint)
+
+        self.worker = threading.Thread(target=fly, name="requests-emma token renewal", daemon=True)
         try:
-            worker.start()
+            self.worker.start()
         except RuntimeError:  # no new threads (the interpreter is shutting down)
             self._land(flight)
-
-    def _fly_blocking(self, flight: Flight, endpoint: Endpoint, link: object | None) -> None:
-        """Run an early renewal in this thread; a failure is logged as it lands, and the
-        token serves."""
-        with contextlib.suppress(Exception):  # landed already: its waiters have it
-            self._run(flight, link, endpoint)
 
     def _wait_blocking(self, endpoint: Endpoint, rejected: str | None) -> _Held:
         """A usable token: renewed in this thread if nobody is renewing, else the renewal in
@@ -263,20 +258,19 @@ class TokenSource:
             if held is not None:
                 return held
             assert flight is not None
-            if not mine:
-                if flight.loop_thread == threading.get_ident():
-                    with self.lock:  # the loop this thread blocks runs it: it cannot land
-                        if self._flight is flight:
-                            self.lifecycle.give_up()
-                    continue
+            if mine:
+                self._check_arrived_usable(self._run(flight, None, endpoint))
+            elif flight.loop_thread == threading.get_ident():
+                with self.lock:  # the loop this thread blocks runs it: it could never land
+                    if self._flight is flight:
+                        self.lifecycle.give_up()
+            else:
                 try:
                     flight.future.result(self.lifecycle.wait_limit(self.monotonic()))
                 except FlightTimeout:
                     logger.warning("the token renewal in flight never ended; renewing anew")
                 except EmmaAuthError as exc:
                     raise copy.copy(exc) from exc.__cause__
-                continue
-            self._check_arrived_usable(self._run(flight, None, endpoint))
 
     # -- async -------------------------------------------------------------------------------
 
@@ -352,9 +346,9 @@ class TokenSource:
         if not self._due(flight):
             return
         try:
-            if self._plan is None:
+            if "_plan" not in self.__dict__:  # not made yet
                 await anyio.to_thread.run_sync(self._warm_up)
-            steps = self._renewal_plan().steps(self.lifecycle, self.retry, self.clock)
+            steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
             with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
                 token = await run_async(steps, endpoint, self, record)
         except Exception as exc:  # noqa: BLE001 - landed: its waiters have it
@@ -407,7 +401,7 @@ class TokenSource:
         if not self._due(flight):
             return None
         try:
-            steps = self._renewal_plan().steps(self.lifecycle, self.retry, self.clock)
+            steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
             with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
                 token = run_blocking(steps, endpoint, self, record)
         except BaseException as exc:
@@ -477,27 +471,25 @@ class TokenSource:
             except Exception as exc:  # noqa: BLE001 - a callback bug must not fail the request
                 logger.warning("on_token callback raised %s; ignored", type(exc).__name__)
 
-    def _renewal_plan(self) -> RenewalPlan:
+    @functools.cached_property
+    def _plan(self) -> RenewalPlan:
         """How this token is renewed (credentials, shared cache), made at the first renewal."""
-        plan = self._plan
-        if plan is None:
-            from .._core.renewal import RenewalPlan
+        from .._core.renewal import RenewalPlan
 
-            plan = RenewalPlan(self.base_url, self.client_id, self._secret)
-            if self.cache is not None:
-                from .._caches.protocol import cache_key
-                from .._core.cache_entry import Sealer  # cryptography, with a cache only
+        plan = RenewalPlan(self.base_url, self.client_id, self._secret)
+        if self.cache is None:
+            return plan
+        from .._caches.protocol import cache_key
+        from .._core.cache_entry import Sealer  # cryptography, with a cache only
 
-                # reveal() passed straight on, never bound here: a traceback of a failure
-                # below (cryptography missing, say) shows this frame's locals.
-                plan = dataclasses.replace(
-                    plan,
-                    key=cache_key(self.base_url, self.client_id, self._secret.reveal()),
-                    sealer=Sealer(self.base_url, self.client_id, self._secret.reveal()),
-                    name=repr(self.cache),
-                )
-            self._plan = plan
-        return plan
+        # reveal() passed straight on, never bound here: a traceback of a failure below
+        # (cryptography missing, say) shows this frame's locals.
+        return dataclasses.replace(
+            plan,
+            key=cache_key(self.base_url, self.client_id, self._secret.reveal()),
+            sealer=Sealer(self.base_url, self.client_id, self._secret.reveal()),
+            name=repr(self.cache),
+        )
 
     def _warm_up(self) -> None:
         """What a first renewal imports and builds (tenacity, the OpenTelemetry API, the
@@ -507,7 +499,7 @@ class TokenSource:
         from .._core import backoff  # noqa: F401 - imported for its side: loaded
 
         _telemetry._load()
-        self._renewal_plan()
+        self._plan  # noqa: B018 - made here
         self.telemetry()
 
     def telemetry(self) -> Telemetry:
