@@ -351,11 +351,10 @@ class TokenSource:
             steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
             with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
                 token = await run_async(steps, endpoint, self, record)
-        except Exception as exc:  # noqa: BLE001 - landed: its waiters have it
-            self._land(flight, error=exc)
-            return
         except BaseException as exc:
             self._land(flight, error=exc)
+            if isinstance(exc, Exception):
+                return  # landed: its waiters have it
             raise
         self._land(flight, token)
         if self.on_token is not None:
