@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cache_stores import Store
+from cache_stores import MemoryCache, Store
 from cli_runs import run_cli
 from fakes import WAIT, FakeClock, auth_for, use_clock
 from otel_kit import install
@@ -129,6 +129,38 @@ class _WatchedLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.lock.__exit__(None, None, None)
+
+
+class _LockTimesOutOnce(MemoryCache):
+    """An in-memory cache whose first lock wait times out (another process renews), with a
+    record of what its lock did and when the token call came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float) -> Iterator[object]:
+        if "timed out" not in self.events:
+            self.events.append("timed out")
+            raise TimeoutError("held by another process")
+        self.events.append("taken")
+        yield None
+        self.events.append("released")
+
+
+def test_an_async_renewal_holds_the_lock_it_takes_after_a_lock_wait_timed_out(
+    server: FakeEmmaServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On an event loop, a lock taken at the second try (the first wait timed out) is held
+    through the token call and released by the renewal's Unlock, with no cache warning."""
+    cache = _LockTimesOutOnce()
+    server.token_hook = lambda: cache.events.append("token call")
+    auth = _httpx_auth(server, token_cache=cache)
+    with caplog.at_level("WARNING", logger="requests_emma"):
+        asyncio.run(auth.aget_token())
+    assert cache.events == ["timed out", "taken", "token call", "released"]
+    assert not caplog.records
 
 
 def test_a_cache_lock_taken_after_the_event_loop_ended_is_released(

@@ -2,7 +2,7 @@
 
 The renewal decides and yields steps; a runner carries each one out and sends back its
 result, or throws in the exception it raised. The dispatch is written once
-(:func:`cache_call` and :func:`advance`); only the I/O differs:
+(:func:`advance`, and ``_CacheSteps`` for the cache's steps); only the I/O differs:
 
 - :func:`run_blocking`, in the calling thread: a ``Send`` through a blocking endpoint
   (requests', ``httpx.Client``'s), a ``Sleep`` through the clock, the cache's steps as
@@ -11,12 +11,12 @@ result, or throws in the exception it raised. The dispatch is written once
   ``Send`` through an async endpoint, a ``Sleep`` through anyio, and the cache's steps on a
   thread of the renewal's own. A token cache is a blocking object, and its locks belong to
   the thread that took them (filelock's and redis-py's are thread-local), so lock, load,
-  save and unlock all run on that one thread, one at a time. A lock that thread takes after
-  the renewal stopped waiting for it (cancelled at an event loop's end, say) is released
-  there at once, never left held.
+  save and unlock all run on that one thread, one at a time, in order. A lock that thread
+  takes after the renewal stopped waiting for it (cancelled at an event loop's end, say) is
+  released there as soon as it is taken, never left held.
 
-The renewal's own code (between two steps) runs under ``state_lock``, the source's lock over
-the lifecycle, held for microseconds, never across I/O, a sleep or an ``await``.
+The renewal's own code (between two steps) runs under the source's lock over the lifecycle,
+held for microseconds, never across I/O, a sleep or an ``await``.
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .._core.steps import Load, Lock, Save, Send, Sleep, Step, Unlock
+from .._core.token import Token
 
 if TYPE_CHECKING:
     from .._caches.protocol import TokenCache
     from .._core.clock import Clock
     from .._core.outcome import Outcome
     from .._core.renewal import Steps
-    from .._core.token import Token
     from .._telemetry import Renewal
+    from .source import TokenSource
 
 T = TypeVar("T")
 Body = Callable[[], dict[str, str]]
@@ -59,81 +60,57 @@ class AsyncEndpoint(Protocol):
 
 def advance(
     steps: Steps, state_lock: threading.Lock, result: object, error: BaseException | None
-) -> tuple[Step | None, Token | None]:
+) -> Step | Token:
     """Send the last step's ``result`` (or throw its ``error``) into ``steps`` under
-    ``state_lock``: ``(next step, None)``, or ``(None, token)`` once the renewal returned."""
+    ``state_lock``: the next step, or the token once the renewal returned."""
     with state_lock:
         try:
-            return (steps.send(result) if error is None else steps.throw(error)), None
+            return steps.send(result) if error is None else steps.throw(error)
         except StopIteration as done:
             token: Token = done.value
-            return None, token
+            return token
 
 
 class _CacheSteps:
-    """The cache's steps as plain calls, with the locks they hold."""
+    """The cache's steps as plain calls, with the lock they hold."""
 
     def __init__(self, cache: TokenCache | None) -> None:
         self.cache = cache
         self.held: list[contextlib.AbstractContextManager[object]] = []
-        self.dropped = False  # the renewal no longer waits for a lock being taken
-        self.guard = threading.Lock()
 
-    def call(self, step: Step) -> Callable[[], object]:
-        """The blocking call that carries out the cache ``step``."""
+    def run(self, step: Step) -> object:
+        """Carry out the cache ``step``, in the thread the cache's locks belong to."""
         cache = self.cache
         assert cache is not None
         if isinstance(step, Lock):
             lock = cache.lock(step.key, step.timeout)
-            return lambda: self._enter(lock)
+            lock.__enter__()
+            self.held.append(lock)
+            return None
         if isinstance(step, Load):
-            key = step.key
-            return lambda: cache.load(key)
+            return cache.load(step.key)
         if isinstance(step, Save):
-            key, data, ttl = step.key, step.data, step.ttl
-            return lambda: cache.save(key, data, ttl)
+            cache.save(step.key, step.data, step.ttl)
+            return None
         assert isinstance(step, Unlock)
-        return lambda: self.held.pop().__exit__(None, None, None)
+        return self.held.pop().__exit__(None, None, None)
 
-    def _enter(self, lock: contextlib.AbstractContextManager[object]) -> None:
-        lock.__enter__()
-        with self.guard:
-            if not self.dropped:
-                self.held.append(lock)
-                return
-        lock.__exit__(None, None, None)  # taken too late: nobody will unlock it
-
-    def drop(self) -> Callable[[], object] | None:
-        """The renewal stopped waiting for a lock: a call that releases it if it was taken
-        meanwhile (run it on the cache's thread), else ``None``."""
-        with self.guard:
-            self.dropped = True
-            if not self.held:
-                return None
-            lock = self.held.pop()
-        return lambda: lock.__exit__(None, None, None)
+    def drop(self) -> None:
+        """The renewal stopped waiting for a ``Lock`` step: release the lock if that step
+        took it after all (queued on the cache's thread, this runs once the step ended)."""
+        if self.held:
+            self.held.pop().__exit__(None, None, None)
 
 
-def run_blocking(
-    steps: Steps,
-    endpoint: Endpoint,
-    cache: TokenCache | None,
-    clock: Clock,
-    state_lock: threading.Lock,
-    renewal: Renewal,
-) -> Token:
+def run_blocking(steps: Steps, endpoint: Endpoint, source: TokenSource, renewal: Renewal) -> Token:
     """Run ``steps`` to its end in this thread; each token call recorded in ``renewal``. The
     endpoint's idle connections are dropped afterwards: token calls are minutes apart, and a
     pooled one would only be dropped by the server (or reused by a forked child)."""
-    cache_steps = _CacheSteps(cache)
+    cache_steps, clock = _CacheSteps(source.cache), source.clock
     result: object = None
     error: BaseException | None = None
     try:
-        while True:
-            step, token = advance(steps, state_lock, result, error)
-            if step is None:
-                assert token is not None
-                return token
+        while not isinstance(step := advance(steps, source.lock, result, error), Token):
             try:
                 if isinstance(step, Send):
                     with renewal.attempt(step.path) as attempt:
@@ -143,45 +120,28 @@ def run_blocking(
                     clock.sleep(step.seconds)
                     result = None
                 else:
-                    result = cache_steps.call(step)()
+                    result = cache_steps.run(step)
                 error = None
             except BaseException as exc:  # noqa: BLE001 - thrown into the renewal, which decides
                 result, error = None, exc
-
+        return step
     finally:
         endpoint.close()
 
 
 async def run_async(
-    steps: Steps,
-    endpoint: AsyncEndpoint,
-    cache: TokenCache | None,
-    clock: Clock,
-    state_lock: threading.Lock,
-    renewal: Renewal,
+    steps: Steps, endpoint: AsyncEndpoint, source: TokenSource, renewal: Renewal
 ) -> Token:
     """Run ``steps`` to its end on this event loop; see the module docstring."""
     import anyio
 
-    cache_steps = _CacheSteps(cache)
-    thread: ThreadPoolExecutor | None = None
-
-    async def on_cache_thread(call: Callable[[], object], shielded: bool) -> object:
-        nonlocal thread
-        if thread is None:
-            thread = ThreadPoolExecutor(1, thread_name_prefix="requests-emma token cache")
-        with anyio.CancelScope(shield=shielded):  # an unlock runs even for a cancelled task
-            done = await wait_for(thread.submit(call))
-        return done
-
+    cache_steps, clock = _CacheSteps(source.cache), source.clock
+    # The cache's steps, one at a time, in order, on one thread (started at the first one).
+    thread = ThreadPoolExecutor(1, thread_name_prefix="requests-emma token cache")
     result: object = None
     error: BaseException | None = None
     try:
-        while True:
-            step, token = advance(steps, state_lock, result, error)
-            if step is None:
-                assert token is not None
-                return token
+        while not isinstance(step := advance(steps, source.lock, result, error), Token):
             try:
                 if isinstance(step, Send):
                     with renewal.attempt(step.path) as attempt:
@@ -190,22 +150,17 @@ async def run_async(
                 elif isinstance(step, Sleep):
                     await _sleep(clock, step.seconds)
                     result = None
-                else:
-                    try:
-                        result = await on_cache_thread(
-                            cache_steps.call(step), isinstance(step, Unlock)
-                        )
-                    except BaseException:
-                        release = cache_steps.drop() if isinstance(step, Lock) else None
-                        if release is not None and thread is not None:
-                            thread.submit(release)
-                        raise
+                else:  # an Unlock shielded: it runs even for a cancelled task
+                    with anyio.CancelScope(shield=isinstance(step, Unlock)):
+                        result = await wait_for(thread.submit(cache_steps.run, step))
                 error = None
             except BaseException as exc:  # noqa: BLE001 - thrown into the renewal, which decides
+                if isinstance(step, Lock):
+                    thread.submit(cache_steps.drop)  # taken too late: nobody would unlock it
                 result, error = None, exc
+        return step
     finally:
-        if thread is not None:
-            thread.shutdown(wait=False)
+        thread.shutdown(wait=False)
 
 
 async def wait_for(future: Future[T], timeout: float | None = None) -> T:

@@ -33,6 +33,7 @@ Process boundaries
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -81,7 +82,7 @@ class Flight:
     future: Future[Token | None]
     early: bool = False
     loop_thread: int | None = None
-    failure: BaseException | None = None
+    failure: Exception | None = None
 
 
 class TokenSource:
@@ -124,21 +125,20 @@ class TokenSource:
         self.cache = None if token_cache is None else check_token_cache(token_cache)
         self.lifecycle = TokenLifecycle(refresh_margin, retry.deadline)
         self.clock = SYSTEM_CLOCK
-        # Made at the first renewal, not with the package: no import or construction calls.
-        self._plan: RenewalPlan | None = None
+        # Made at the first renewal (as ``_plan`` is), not with the package: no import or
+        # construction calls.
         self._telemetry: Telemetry | None = None
         self._new_process_state()
 
     def _new_process_state(self) -> None:
-        self._lock = threading.Lock()
+        #: Over the lifecycle: held for a decision, or a renewal's code between two steps.
+        self.lock = threading.Lock()
         self._flight: Flight | None = None
         self._announcing = threading.RLock()
         self._tasks: set[Any] = set()  # asyncio renewal tasks, held until done
         # Each adapter's token endpoints, made in this process: a forked child makes its own
         # rather than write to its parent's pooled connections.
-        self._endpoints: weakref.WeakKeyDictionary[object, dict[str, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._endpoints = weakref.WeakKeyDictionary[object, dict[str, Any]]()
         #: The thread of the last early renewal started (a test may join it).
         self.worker: threading.Thread | None = None
         #: How a flight's future is made (``None``: a ``concurrent.futures.Future``, loaded at
@@ -188,7 +188,7 @@ class TokenSource:
         rejected = _bearer(sent)
         if rejected is not None:
             logger.debug("401 not replayed: the request body cannot be sent again")
-            with self._lock:
+            with self.lock:
                 self.lifecycle.reject(rejected.reveal())
 
     def endpoint(self, adapter: object, kind: str, make: Callable[[], E]) -> E:
@@ -213,17 +213,15 @@ class TokenSource:
         held = self.lifecycle.usable(now)
         if held is None:
             return self._wait_blocking(endpoint, None)
-        if now >= held.renew_after:
-            flight = self._early(now)
-            if flight is not None:
-                self._start_thread(flight, endpoint)
+        if now >= held.renew_after and (flight := self._early(now)) is not None:
+            self._start_thread(flight, endpoint)
         return held
 
     def _early(self, now: float) -> Flight | None:
         """A flight for an early renewal, if the lifecycle grants one now. A request asking
         sends its token whatever the answer, so it never waits for the lock: taken, it
         means someone is on it already."""
-        if not self._lock.acquire(blocking=False):
+        if not self.lock.acquire(blocking=False):
             return None
         try:
             if self.lifecycle.decide(now) is not Decision.RENEW_EARLY:
@@ -231,33 +229,23 @@ class TokenSource:
             flight = self._flight = Flight(self.lifecycle.renewal, self._future(), early=True)
             return flight
         finally:
-            self._lock.release()
+            self.lock.release()
 
     def _start_thread(self, flight: Flight, endpoint: Endpoint) -> None:
         from .._telemetry import request_link
 
-        worker = threading.Thread(
-            target=self._fly_blocking,
-            args=(flight, endpoint, request_link()),
-            name="requests-emma token renewal",
-            daemon=True,
-        )
-        self.worker = worker
+        link = request_link()
+
+        def fly() -> None:
+            """Run the early renewal; a failure is logged as it lands, and the token serves."""
+            with contextlib.suppress(Exception):  # landed already: its waiters have it
+                self._run(flight, link, endpoint)
+
+        self.worker = threading.Thread(target=fly, name="requests-emma token renewal", daemon=True)
         try:
-            worker.start()
+            self.worker.start()
         except RuntimeError:  # no new threads (the interpreter is shutting down)
             self._land(flight)
-
-    def _fly_blocking(self, flight: Flight, endpoint: Endpoint, link: object | None) -> None:
-        """Run an early renewal in this thread; a failure is logged, and the token serves."""
-        try:
-            token = self._run(flight, link, endpoint)
-        except Exception as exc:  # noqa: BLE001 - landed already: its waiters have it
-            if not isinstance(exc, EmmaAuthError):  # nobody else is told
-                logger.warning("token renewal failed unexpectedly: %s", type(exc).__name__)
-            return
-        if token is not None:
-            self._announce(token)
 
     def _wait_blocking(self, endpoint: Endpoint, rejected: str | None) -> _Held:
         """A usable token: renewed in this thread if nobody is renewing, else the renewal in
@@ -270,21 +258,19 @@ class TokenSource:
             if held is not None:
                 return held
             assert flight is not None
-            if not mine:
-                if flight.loop_thread == threading.get_ident():
-                    self._give_up(flight)  # the loop this thread blocks runs it
-                    continue
+            if mine:
+                self._check_arrived_usable(self._run(flight, None, endpoint))
+            elif flight.loop_thread == threading.get_ident():
+                with self.lock:  # the loop this thread blocks runs it: it could never land
+                    if self._flight is flight:
+                        self.lifecycle.give_up()
+            else:
                 try:
                     flight.future.result(self.lifecycle.wait_limit(self.monotonic()))
                 except FlightTimeout:
                     logger.warning("the token renewal in flight never ended; renewing anew")
                 except EmmaAuthError as exc:
                     raise copy.copy(exc) from exc.__cause__
-                continue
-            token = self._run(flight, None, endpoint)
-            if token is not None:
-                self._announce(token)
-                self._check_arrived_usable(token)
 
     # -- async -------------------------------------------------------------------------------
 
@@ -294,12 +280,10 @@ class TokenSource:
         held = self.lifecycle.usable(now)
         if held is None:
             return await self._wait_async(endpoint, None)
-        if now >= held.renew_after:
-            flight = self._early(now)
-            if flight is not None:
-                from .._telemetry import request_link
+        if now >= held.renew_after and (flight := self._early(now)) is not None:
+            from .._telemetry import request_link
 
-                self._spawn(flight, endpoint, request_link())
+            self._spawn(flight, endpoint, request_link())
         return held
 
     async def _wait_async(self, endpoint: AsyncEndpoint, rejected: str | None) -> _Held:
@@ -321,12 +305,10 @@ class TokenSource:
                 logger.warning("the token renewal in flight never ended; renewing anew")
             except EmmaAuthError as exc:
                 raise copy.copy(exc) from exc.__cause__
-            if mine and isinstance(flight.failure, Exception):
+            if mine and flight.failure is not None:
                 raise flight.failure  # not emma's answer: the caller that started it sees it
             if mine and flight.future.done():
-                token = flight.future.result()
-                if token is not None:
-                    self._check_arrived_usable(token)
+                self._check_arrived_usable(flight.future.result())
 
     def _spawn(self, flight: Flight, endpoint: AsyncEndpoint, link: object | None) -> None:
         """Run the renewal of ``flight`` as a task of its own on this event loop: under
@@ -347,24 +329,35 @@ class TokenSource:
             import asyncio
 
             task = asyncio.get_running_loop().create_task(self._fly_async(flight, endpoint, link))
-        except BaseException as exc:
-            self._land(flight, error=exc)
+        except BaseException:
+            self._land(flight)
             raise
         self._tasks.add(task)  # held strongly, or the loop may drop it mid-renewal
         task.add_done_callback(self._tasks.discard)
 
     async def _fly_async(self, flight: Flight, endpoint: AsyncEndpoint, link: object) -> None:
-        """Run one renewal on this event loop and land ``flight`` whatever comes of it; then
-        hand the new token to ``on_token`` on a worker thread (it may block)."""
+        """:meth:`_run` on this event loop, after the first renewal's imports off it; the new
+        token goes to ``on_token`` on a worker thread (it may block). Its failure is for the
+        waiters: nobody awaits this task."""
         import anyio.to_thread
 
+        from .runner import run_async
+
+        if not self._due(flight):
+            return
         try:
-            token = await self._arun(flight, link, endpoint)
-        except Exception as exc:  # noqa: BLE001 - landed already: its waiters have it
-            if flight.early and not isinstance(exc, EmmaAuthError):  # nobody else is told
-                logger.warning("token renewal failed unexpectedly: %s", type(exc).__name__)
-            return  # the waiters have it; nobody awaits this task
-        if token is not None and self.on_token is not None:
+            if "_plan" not in self.__dict__:  # not made yet
+                await anyio.to_thread.run_sync(self._warm_up)
+            steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
+            with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
+                token = await run_async(steps, endpoint, self, record)
+        except BaseException as exc:
+            self._land(flight, error=exc)
+            if isinstance(exc, Exception):
+                return  # landed: its waiters have it
+            raise
+        self._land(flight, token)
+        if self.on_token is not None:
             await anyio.to_thread.run_sync(self._announce, token)
 
     # -- one renewal, whatever runs it --------------------------------------------------------
@@ -372,7 +365,7 @@ class TokenSource:
     def _join(self, rejected: str | None) -> tuple[_Held | None, Flight | None, bool]:
         """``(held, None, False)`` with a usable token; ``(None, flight, True)``: this caller
         starts the renewal; ``(None, flight, False)``: wait for the one in flight."""
-        with self._lock:
+        with self.lock:
             now = self.monotonic()
             decision = self.lifecycle.decide(now, rejected, early=False)
             if decision is Decision.SEND:
@@ -382,10 +375,10 @@ class TokenSource:
             flight = self._flight = Flight(self.lifecycle.renewal, self._future())
             return None, flight, True
 
-    def _check_arrived_usable(self, token: Token) -> None:
+    def _check_arrived_usable(self, token: Token | None) -> None:
         """A token this caller's renewal got that expired on arrival (a lifetime shorter
         than the token call) would have it renew for ever: that is an error."""
-        if self.lifecycle.expired_on_arrival(token, self.monotonic()):
+        if token is not None and self.lifecycle.expired_on_arrival(token, self.monotonic()):
             raise TokenResponseError(
                 "emma granted a token that had expired when it arrived (its lifetime is "
                 f"shorter than the token call took; base URL {self.base_url})"
@@ -398,55 +391,33 @@ class TokenSource:
 
         return Future()
 
-    def _give_up(self, flight: Flight) -> None:
-        with self._lock:
-            if self._flight is flight:
-                self.lifecycle.give_up()
-
     def _run(self, flight: Flight, link: object | None, endpoint: Endpoint) -> Token | None:
         """Run ``flight``'s renewal in this thread over ``endpoint`` and land it, whatever
-        comes of it; ``None`` when an early renewal found nothing left to do."""
+        comes of it, then announce the new token; ``None`` when an early renewal found
+        nothing left to do."""
         from .runner import run_blocking
 
-        if flight.early and not self._still_due():
-            self._land(flight)
+        if not self._due(flight):
             return None
         try:
-            steps = self._renewal_plan().steps(self.lifecycle, self.retry, self.clock)
+            steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
             with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
-                token = run_blocking(steps, endpoint, self.cache, self.clock, self._lock, record)
+                token = run_blocking(steps, endpoint, self, record)
         except BaseException as exc:
             self._land(flight, error=exc)
             raise
         self._land(flight, token)
+        self._announce(token)
         return token
 
-    async def _arun(
-        self, flight: Flight, link: object | None, endpoint: AsyncEndpoint
-    ) -> Token | None:
-        """:meth:`_run` on this event loop, after the first renewal's imports off it."""
-        from .runner import run_async
-
-        if flight.early and not self._still_due():
-            self._land(flight)
-            return None
-        try:
-            if self._plan is None:
-                import anyio.to_thread
-
-                await anyio.to_thread.run_sync(self._warm_up)
-            steps = self._renewal_plan().steps(self.lifecycle, self.retry, self.clock)
-            with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
-                token = await run_async(steps, endpoint, self.cache, self.clock, self._lock, record)
-        except BaseException as exc:
-            self._land(flight, error=exc)
-            raise
-        self._land(flight, token)
-        return token
-
-    def _still_due(self) -> bool:
-        with self._lock:
-            return self.lifecycle.early_renewal_due(self.monotonic())
+    def _due(self, flight: Flight) -> bool:
+        """Whether ``flight``'s renewal is still to run. An early one the token no longer
+        needs (renewed meanwhile, or expired) is landed here."""
+        with self.lock:
+            if not flight.early or self.lifecycle.early_renewal_due(self.monotonic()):
+                return True
+        self._land(flight)
+        return False
 
     def _land(
         self, flight: Flight, token: Token | None = None, error: BaseException | None = None
@@ -457,7 +428,9 @@ class TokenSource:
         failed = isinstance(error, EmmaAuthError)
         if isinstance(error, Exception) and not failed:
             flight.failure = error  # before its waiters wake: the caller that started it
-        with self._lock:
+            if flight.early:  # nobody else is told
+                logger.warning("token renewal failed unexpectedly: %s", type(error).__name__)
+        with self.lock:
             backoff = self.lifecycle.renewal_ended(
                 flight.number,
                 self.monotonic(),
@@ -497,27 +470,25 @@ class TokenSource:
             except Exception as exc:  # noqa: BLE001 - a callback bug must not fail the request
                 logger.warning("on_token callback raised %s; ignored", type(exc).__name__)
 
-    def _renewal_plan(self) -> RenewalPlan:
+    @functools.cached_property
+    def _plan(self) -> RenewalPlan:
         """How this token is renewed (credentials, shared cache), made at the first renewal."""
-        plan = self._plan
-        if plan is None:
-            from .._core.renewal import RenewalPlan
+        from .._core.renewal import RenewalPlan
 
-            plan = RenewalPlan(self.base_url, self.client_id, self._secret)
-            if self.cache is not None:
-                from .._caches.protocol import cache_key
-                from .._core.cache_entry import Sealer  # cryptography, with a cache only
+        plan = RenewalPlan(self.base_url, self.client_id, self._secret)
+        if self.cache is None:
+            return plan
+        from .._caches.protocol import cache_key
+        from .._core.cache_entry import Sealer  # cryptography, with a cache only
 
-                # reveal() passed straight on, never bound here: a traceback of a failure
-                # below (cryptography missing, say) shows this frame's locals.
-                plan = dataclasses.replace(
-                    plan,
-                    key=cache_key(self.base_url, self.client_id, self._secret.reveal()),
-                    sealer=Sealer(self.base_url, self.client_id, self._secret.reveal()),
-                    name=repr(self.cache),
-                )
-            self._plan = plan
-        return plan
+        # reveal() passed straight on, never bound here: a traceback of a failure below
+        # (cryptography missing, say) shows this frame's locals.
+        return dataclasses.replace(
+            plan,
+            key=cache_key(self.base_url, self.client_id, self._secret.reveal()),
+            sealer=Sealer(self.base_url, self.client_id, self._secret.reveal()),
+            name=repr(self.cache),
+        )
 
     def _warm_up(self) -> None:
         """What a first renewal imports and builds (tenacity, the OpenTelemetry API, the
@@ -527,7 +498,7 @@ class TokenSource:
         from .._core import backoff  # noqa: F401 - imported for its side: loaded
 
         _telemetry._load()
-        self._renewal_plan()
+        self._plan  # noqa: B018 - made here
         self.telemetry()
 
     def telemetry(self) -> Telemetry:
@@ -568,11 +539,6 @@ class TokenSource:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.clock = state["clock"]
 
-    def after_fork_in_child(self) -> None:
-        """The parent's locks may have been held by a thread that does not exist here."""
-        self.lifecycle.after_fork()  # in place, not replaced: adapters hold it
-        self._new_process_state()
-
 
 def _bearer(header: str | bytes | None) -> Secret | None:
     """The token of a bearer ``Authorization`` header, wrapped so no traceback shows it."""
@@ -584,8 +550,11 @@ def _bearer(header: str | bytes | None) -> Secret | None:
 
 
 def _after_fork() -> None:
+    """In a forked child: the parent's locks may have been held by a thread that does not
+    exist here."""
     for source in list(_sources):
-        source.after_fork_in_child()
+        source.lifecycle.after_fork()  # in place, not replaced: adapters hold it
+        source._new_process_state()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows
