@@ -72,7 +72,7 @@ def httpx2_token_transport(
         if request.method != "POST" or not pattern.match(str(request.url)):
             return other(request)
         url, headers = str(request.url), request.headers
-        status, answer_headers, body = endpoints._json_answer(url, headers, request.content)
+        status, answer_headers, body = endpoints._answer(url, headers, request.content)
         return httpx2.Response(status, headers=answer_headers, stream=_Body(body))
 
     # Typed as one kind of handler or the other; MockTransport awaits what is awaitable.

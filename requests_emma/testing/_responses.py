@@ -83,22 +83,18 @@ class FakeTokenEndpoints(FakeTokenService):
         )
 
     def _answer(self, url: str, headers: Mapping[str, str], body: bytes) -> _Answer:
-        """emma's answer to a token call to ``url``, whichever mock library received it."""
+        """emma's answer to a token call to ``url``, whichever mock library received it, with
+        ``Content-Type: application/json`` unless a planned failure says otherwise (in any
+        spelling): ``responses`` then leaves out the one it would add."""
         path = urllib.parse.urlsplit(url).path
         path = ISSUE_TOKEN_PATH if path.endswith(ISSUE_TOKEN_PATH) else REFRESH_TOKEN_PATH
         answer = self._receive_token_call(path) or self._answer_token_call(
             path, headers.get("Content-Type", ""), body
         )
-        return answer.status, dict(answer.headers), answer.body
-
-    def _json_answer(self, url: str, headers: Mapping[str, str], body: bytes) -> _Answer:
-        """:meth:`_answer` for the httpx and httpx2 transports: ``Content-Type:
-        application/json`` unless a planned failure says otherwise (in any spelling), as
-        ``responses`` adds it (there, after the failure's own headers)."""
-        status, answer_headers, body = self._answer(url, headers, body)
+        answer_headers = dict(answer.headers)
         if "content-type" not in (name.lower() for name in answer_headers):
             answer_headers["Content-Type"] = "application/json"
-        return status, answer_headers, body
+        return answer.status, answer_headers, answer.body
 
 
 def add_token_endpoints(

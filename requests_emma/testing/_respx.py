@@ -63,7 +63,7 @@ def add_respx_token_endpoints(
 
     def answer(request: httpx.Request) -> httpx.Response:
         url, headers = str(request.url), request.headers
-        status, answer_headers, body = endpoints._json_answer(url, headers, request.read())
+        status, answer_headers, body = endpoints._answer(url, headers, request.read())
         return httpx.Response(status, headers=answer_headers, content=body)
 
     router.route(method="POST", url__regex=pattern).mock(side_effect=answer)

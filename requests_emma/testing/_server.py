@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import http.server
 import json
 import secrets
@@ -44,6 +43,8 @@ from ._tokens import (
 )
 
 PREFIX = "/external"
+#: Planned for an API call that gets no answer: the connection is closed instead.
+_DROP = PlannedAnswer(0, {}, b"")
 FORBIDDEN_MESSAGE = (
     "Access is denied. You do not have the necessary permissions to perform this action."
 )
@@ -120,8 +121,8 @@ class FakeEmmaServer(FakeTokenService):
         self.api_calls = 0
         self.max_recorded_requests = max_recorded_requests
         self.requests: list[RecordedRequest] = []
-        self._api_failures: collections.deque[PlannedAnswer] = collections.deque()
-        self._api_drops = 0
+        # What the next API calls get, in the order planned; _DROP: no answer at all.
+        self._api_plan: collections.deque[PlannedAnswer] = collections.deque()
         self._redirects: dict[str, tuple[int, str, bool]] = {}
         self._ssh_keys: list[dict[str, Any]] = []
         self._httpd: _Server | None = None
@@ -133,8 +134,8 @@ class FakeEmmaServer(FakeTokenService):
         handler = type("Handler", (_Handler,), {"server_state": self})
         self._httpd = _Server(("127.0.0.1", port), handler)
         # A short poll interval makes stop() quick: tests start and stop many servers.
-        serve = functools.partial(self._httpd.serve_forever, poll_interval=0.05)
-        threading.Thread(target=serve, name="FakeEmmaServer", daemon=True).start()
+        serve, kwargs = self._httpd.serve_forever, {"poll_interval": 0.05}
+        threading.Thread(target=serve, kwargs=kwargs, name="FakeEmmaServer", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -182,14 +183,11 @@ class FakeEmmaServer(FakeTokenService):
     ) -> None:
         """Answer the next ``count`` API calls (not token calls) with ``status`` (and
         ``headers``, ``body``), before the bearer token is checked."""
-        answer = planned_answer(status, headers, body)
-        with self._lock:
-            self._api_failures.extend([answer] * count)
+        self._plan(self._api_plan, count, planned_answer(status, headers, body))
 
     def drop_next_api_calls(self, count: int) -> None:
         """Close the connection of the next ``count`` API calls without answering them."""
-        with self._lock:
-            self._api_drops += count
+        self._plan(self._api_plan, count, _DROP)
 
     def add_redirect(
         self, path: str, location: str, status: int = 302, *, requires_token: bool = False
@@ -237,20 +235,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = url.path[len(PREFIX) :]
         state._record(RecordedRequest(self.command, path, dict(self.headers.items()), body))
         if path in (ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH) and self.command == "POST":
-            return self._token_call(path, body)
+            failure = state._receive_token_call(path)
+            if state.token_hook is not None:
+                state.token_hook()
+            time.sleep(state.token_delay)
+            content_type = self.headers.get("Content-Type", "")
+            return self._answer(failure or state._answer_token_call(path, content_type, body))
         with state._lock:
             state.api_calls += 1
-            drop = state._api_drops > 0
-            if drop:
-                state._api_drops -= 1
-            failure = state._api_failures.popleft() if state._api_failures and not drop else None
+            planned = state._api_plan.popleft() if state._api_plan else None
         if state.api_hook is not None:
             state.api_hook()
-        if drop:
+        if planned is _DROP:
             self.close_connection = True  # no status line: the client sees the connection close
             return None
-        if failure is not None:
-            return self._answer(failure)
+        if planned is not None:
+            return self._answer(planned)
         # A path with no redirect is one that needs the bearer token and has no Location.
         status, location, requires_token = state._redirects.get(path, (0, None, True))
         if requires_token and not self._authorized():
@@ -274,16 +274,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.rfile.readline()  # the empty line after the last (size 0) chunk
             return b"".join(chunks)
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _token_call(self, path: str, body: bytes) -> None:
-        state = self.server_state
-        failure = state._receive_token_call(path)
-        if state.token_hook is not None:
-            state.token_hook()
-        if state.token_delay:
-            time.sleep(state.token_delay)
-        content_type = self.headers.get("Content-Type", "")
-        self._answer(failure or state._answer_token_call(path, content_type, body))
 
     def _authorized(self) -> bool:
         """Whether the bearer token lets the request through; if not, the refusal is sent."""
