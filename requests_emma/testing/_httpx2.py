@@ -71,9 +71,8 @@ def httpx2_token_transport(
     def answer(request: httpx2.Request) -> httpx2.Response | Awaitable[httpx2.Response]:
         if request.method != "POST" or not pattern.match(str(request.url)):
             return other(request)
-        url, headers = str(request.url), request.headers
-        status, answer_headers, body = endpoints._answer(url, headers, request.content)
-        return httpx2.Response(status, headers=answer_headers, stream=_Body(body))
+        answer = endpoints._answer(str(request.url), request.headers, request.content)
+        return httpx2.Response(answer.status, headers=answer.headers, stream=_Body(answer.body))
 
     # Typed as one kind of handler or the other; MockTransport awaits what is awaitable.
     return httpx2.MockTransport(typing.cast("SyncHandler", answer)), endpoints

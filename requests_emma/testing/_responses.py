@@ -24,7 +24,7 @@ from typing import Protocol
 import requests
 
 from .._core import urls
-from ._tokens import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH, FakeTokenService
+from ._tokens import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH, FakeTokenService, PlannedAnswer
 
 _Answer = tuple[int, dict[str, str], bytes]
 
@@ -78,11 +78,11 @@ class FakeTokenEndpoints(FakeTokenService):
     def answer(self, request: requests.PreparedRequest) -> _Answer:
         """The ``responses`` callback: emma's answer to one token call."""
         body = request.body or b""
-        return self._answer(
-            request.url or "", request.headers, body.encode() if isinstance(body, str) else body
-        )
+        body = body.encode() if isinstance(body, str) else body
+        answer = self._answer(request.url or "", request.headers, body)
+        return answer.status, dict(answer.headers), answer.body
 
-    def _answer(self, url: str, headers: Mapping[str, str], body: bytes) -> _Answer:
+    def _answer(self, url: str, headers: Mapping[str, str], body: bytes) -> PlannedAnswer:
         """emma's answer to a token call to ``url``, whichever mock library received it, with
         ``Content-Type: application/json`` unless a planned failure says otherwise (in any
         spelling): ``responses`` then leaves out the one it would add."""
@@ -94,7 +94,7 @@ class FakeTokenEndpoints(FakeTokenService):
         answer_headers = dict(answer.headers)
         if "content-type" not in (name.lower() for name in answer_headers):
             answer_headers["Content-Type"] = "application/json"
-        return answer.status, answer_headers, answer.body
+        return PlannedAnswer(answer.status, answer_headers, answer.body)
 
 
 def add_token_endpoints(

@@ -121,7 +121,8 @@ class FakeEmmaServer(FakeTokenService):
         self.api_calls = 0
         self.max_recorded_requests = max_recorded_requests
         self.requests: list[RecordedRequest] = []
-        # What the next API calls get, in the order planned; _DROP: no answer at all.
+        # What the next API calls get, in the order planned; _DROP: no answer at all. No lock
+        # guards it: a deque's extend and popleft are atomic.
         self._api_plan: collections.deque[PlannedAnswer] = collections.deque()
         self._redirects: dict[str, tuple[int, str, bool]] = {}
         self._ssh_keys: list[dict[str, Any]] = []
@@ -164,14 +165,6 @@ class FakeEmmaServer(FakeTokenService):
         running = f"base_url={self.base_url!r}" if self._httpd else "stopped"
         return f"FakeEmmaServer({running}, client_id={self.client_id!r})"
 
-    def _record(self, request: RecordedRequest) -> None:
-        # A list rather than a deque, so ``requests`` stays the list it always was (slices,
-        # ``==``); dropping the oldest of at most ``max_recorded_requests`` items is cheap.
-        with self._lock:
-            self.requests.append(request)
-            if self.max_recorded_requests is not None:
-                del self.requests[: max(0, len(self.requests) - self.max_recorded_requests)]
-
     # -- knobs --------------------------------------------------------------------------------
 
     def fail_next_api_calls(
@@ -183,11 +176,11 @@ class FakeEmmaServer(FakeTokenService):
     ) -> None:
         """Answer the next ``count`` API calls (not token calls) with ``status`` (and
         ``headers``, ``body``), before the bearer token is checked."""
-        self._plan(self._api_plan, count, planned_answer(status, headers, body))
+        self._api_plan.extend([planned_answer(status, headers, body)] * count)
 
     def drop_next_api_calls(self, count: int) -> None:
         """Close the connection of the next ``count`` API calls without answering them."""
-        self._plan(self._api_plan, count, _DROP)
+        self._api_plan.extend([_DROP] * count)
 
     def add_redirect(
         self, path: str, location: str, status: int = 302, *, requires_token: bool = False
@@ -200,7 +193,6 @@ class FakeEmmaServer(FakeTokenService):
 class _Server(http.server.ThreadingHTTPServer):
     # The default backlog of 5 makes a burst of concurrent clients wait for SYN retries.
     request_queue_size = 128
-    daemon_threads = True
 
     def handle_error(self, request: object, client_address: object) -> None:
         # A client that hangs up (a timeout test, a closed pool) is not an error to print.
@@ -233,7 +225,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not url.path.startswith(PREFIX + "/"):
             return self._send_json(404, {"code": "NOT_FOUND", "message": "Not found"})
         path = url.path[len(PREFIX) :]
-        state._record(RecordedRequest(self.command, path, dict(self.headers.items()), body))
+        recorded = RecordedRequest(self.command, path, dict(self.headers.items()), body)
+        with state._lock:
+            # A list rather than a deque, so ``requests`` stays the list it always was (slices,
+            # ``==``); dropping the oldest of at most ``max_recorded_requests`` items is cheap.
+            state.requests.append(recorded)
+            if state.max_recorded_requests is not None:
+                del state.requests[: max(0, len(state.requests) - state.max_recorded_requests)]
         if path in (ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH) and self.command == "POST":
             failure = state._receive_token_call(path)
             if state.token_hook is not None:
@@ -298,9 +296,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             found = [loc for loc in LOCATIONS if not names or loc["name"] in names]
             return self._send_json(200, found)
         if path.startswith("/v1/locations/") and self.command == "GET":
-            wanted = path.rsplit("/", 1)[1]
             for location in LOCATIONS:
-                if str(location["id"]) == wanted:
+                if path == f"/v1/locations/{location['id']}":
                     return self._send_json(200, location)
             return self._send_json(404, {"code": "NOT_FOUND", "message": "Location not found"})
         if path == "/v1/ssh-keys" and self.command == "GET":

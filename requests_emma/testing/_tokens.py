@@ -94,8 +94,7 @@ class FakeTokenService:
     def expire_access_tokens(self) -> None:
         """Make every access token issued so far expired; refresh tokens stay valid."""
         with self._lock:
-            for token in self._access:
-                self._access[token] = 0.0
+            self._access.update(dict.fromkeys(self._access, 0.0))
 
     def fail_next_token_calls(
         self,
@@ -105,13 +104,8 @@ class FakeTokenService:
         body: bytes | str | None = None,
     ) -> None:
         """Answer the next ``count`` token calls with ``status`` (and ``headers``, ``body``)."""
-        self._plan(self._token_failures, count, planned_answer(status, headers, body))
-
-    def _plan(
-        self, plans: collections.deque[PlannedAnswer], count: int, answer: PlannedAnswer
-    ) -> None:
-        with self._lock:
-            plans.extend([answer] * count)
+        # No lock: a deque's extend and popleft are atomic.
+        self._token_failures.extend([planned_answer(status, headers, body)] * count)
 
     def is_valid_access_token(self, token: str) -> bool:
         """Whether ``token`` was issued here, is unexpired and not revoked."""
