@@ -17,7 +17,6 @@ only called through its ``add_callback`` method.
 from __future__ import annotations
 
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -86,8 +85,8 @@ class FakeTokenEndpoints(FakeTokenService):
         """emma's answer to a token call to ``url``, whichever mock library received it, with
         ``Content-Type: application/json`` unless a planned failure says otherwise (in any
         spelling): ``responses`` then leaves out the one it would add."""
-        path = urllib.parse.urlsplit(url).path
-        path = ISSUE_TOKEN_PATH if path.endswith(ISSUE_TOKEN_PATH) else REFRESH_TOKEN_PATH
+        # The URL matched the registration's pattern: it ends with one of the two paths.
+        path = ISSUE_TOKEN_PATH if url.endswith(ISSUE_TOKEN_PATH) else REFRESH_TOKEN_PATH
         answer = self._receive_token_call(path) or self._answer_token_call(
             path, headers.get("Content-Type", ""), body
         )
