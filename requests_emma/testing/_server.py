@@ -179,7 +179,10 @@ class FakeEmmaServer(FakeTokenService):
         self._api_plan.extend([planned_answer(status, headers, body)] * count)
 
     def drop_next_api_calls(self, count: int) -> None:
-        """Close the connection of the next ``count`` API calls without answering them."""
+        """Close the connection of the next ``count`` API calls without answering them.
+
+        Drops and :meth:`fail_next_api_calls` plan one queue: calls take them in the order
+        planned."""
         self._api_plan.extend([_DROP] * count)
 
     def add_redirect(
