@@ -299,3 +299,19 @@ def test_a_reused_refresh_token_is_counted_and_revokes_its_family_when_asked(
         assert server.is_valid_access_token(other["accessToken"])
         still = _token_call(server, "/v1/refresh-token", {"refreshToken": newest["refreshToken"]})
         assert (still.status_code == 200) is not revoke_on_reuse
+
+
+def test_planned_api_failures_and_drops_come_in_the_order_planned() -> None:
+    """fail_next_api_calls and drop_next_api_calls plan one queue: each API call takes the
+    oldest plan, then calls go through the token check again."""
+    with FakeEmmaServer() as server:
+        server.fail_next_api_calls(1, 502)
+        server.drop_next_api_calls(1)
+        server.fail_next_api_calls(1, 504)
+        url = server.base_url + "/v1/locations"
+        assert requests.get(url, timeout=10).status_code == 502
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=10)
+        assert requests.get(url, timeout=10).status_code == 504
+        assert requests.get(url, timeout=10).status_code == 401
+        assert server.api_calls == 4

@@ -41,10 +41,6 @@ class _Body(httpx2.SyncByteStream, httpx2.AsyncByteStream):
         yield self._body
 
 
-def _not_found(request: httpx2.Request) -> httpx2.Response:
-    return httpx2.Response(404, json={"code": "NOT_FOUND", "message": "not mocked"})
-
-
 def httpx2_token_transport(
     handler: Handler | None = None,
     base_url: str = urls.DEFAULT_BASE_URL,
@@ -66,14 +62,14 @@ def httpx2_token_transport(
     endpoints, pattern = token_endpoints(
         base_url, client_id, client_secret, token_lifetime, refresh_lifetime
     )
-    other = _not_found if handler is None else handler
 
     def answer(request: httpx2.Request) -> httpx2.Response | Awaitable[httpx2.Response]:
-        if request.method != "POST" or not pattern.match(str(request.url)):
-            return other(request)
-        url, headers = str(request.url), request.headers
-        status, answer_headers, body = endpoints._json_answer(url, headers, request.content)
-        return httpx2.Response(status, headers=answer_headers, stream=_Body(body))
+        if request.method == "POST" and pattern.match(str(request.url)):
+            answer = endpoints._answer(str(request.url), request.headers, request.content)
+            return httpx2.Response(answer.status, headers=answer.headers, stream=_Body(answer.body))
+        if handler is None:
+            return httpx2.Response(404, json={"code": "NOT_FOUND", "message": "not mocked"})
+        return handler(request)
 
     # Typed as one kind of handler or the other; MockTransport awaits what is awaitable.
     return httpx2.MockTransport(typing.cast("SyncHandler", answer)), endpoints

@@ -17,14 +17,13 @@ only called through its ``add_callback`` method.
 from __future__ import annotations
 
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import requests
 
 from .._core import urls
-from ._tokens import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH, FakeTokenService
+from ._tokens import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH, FakeTokenService, PlannedAnswer
 
 _Answer = tuple[int, dict[str, str], bytes]
 
@@ -78,27 +77,23 @@ class FakeTokenEndpoints(FakeTokenService):
     def answer(self, request: requests.PreparedRequest) -> _Answer:
         """The ``responses`` callback: emma's answer to one token call."""
         body = request.body or b""
-        return self._answer(
-            request.url or "", request.headers, body.encode() if isinstance(body, str) else body
-        )
+        body = body.encode() if isinstance(body, str) else body
+        answer = self._answer(request.url or "", request.headers, body)
+        return answer.status, dict(answer.headers), answer.body
 
-    def _answer(self, url: str, headers: Mapping[str, str], body: bytes) -> _Answer:
-        """emma's answer to a token call to ``url``, whichever mock library received it."""
-        path = urllib.parse.urlsplit(url).path
-        path = ISSUE_TOKEN_PATH if path.endswith(ISSUE_TOKEN_PATH) else REFRESH_TOKEN_PATH
+    def _answer(self, url: str, headers: Mapping[str, str], body: bytes) -> PlannedAnswer:
+        """emma's answer to a token call to ``url``, whichever mock library received it, with
+        ``Content-Type: application/json`` unless a planned failure says otherwise (in any
+        spelling): ``responses`` then leaves out the one it would add."""
+        # The URL matched the registration's pattern: it ends with one of the two paths.
+        path = ISSUE_TOKEN_PATH if url.endswith(ISSUE_TOKEN_PATH) else REFRESH_TOKEN_PATH
         answer = self._receive_token_call(path) or self._answer_token_call(
             path, headers.get("Content-Type", ""), body
         )
-        return answer.status, dict(answer.headers), answer.body
-
-    def _json_answer(self, url: str, headers: Mapping[str, str], body: bytes) -> _Answer:
-        """:meth:`_answer` for the httpx and httpx2 transports: ``Content-Type:
-        application/json`` unless a planned failure says otherwise (in any spelling), as
-        ``responses`` adds it (there, after the failure's own headers)."""
-        status, answer_headers, body = self._answer(url, headers, body)
+        answer_headers = dict(answer.headers)
         if "content-type" not in (name.lower() for name in answer_headers):
             answer_headers["Content-Type"] = "application/json"
-        return status, answer_headers, body
+        return PlannedAnswer(answer.status, answer_headers, answer.body)
 
 
 def add_token_endpoints(

@@ -62,9 +62,8 @@ def add_respx_token_endpoints(
     )
 
     def answer(request: httpx.Request) -> httpx.Response:
-        url, headers = str(request.url), request.headers
-        status, answer_headers, body = endpoints._json_answer(url, headers, request.read())
-        return httpx.Response(status, headers=answer_headers, content=body)
+        answer = endpoints._answer(str(request.url), request.headers, request.read())
+        return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
 
     router.route(method="POST", url__regex=pattern).mock(side_effect=answer)
     return endpoints

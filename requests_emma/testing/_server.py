@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import http.server
 import json
 import secrets
@@ -44,6 +43,8 @@ from ._tokens import (
 )
 
 PREFIX = "/external"
+#: Planned for an API call that gets no answer: the connection is closed instead.
+_DROP = PlannedAnswer(0, {}, b"")
 FORBIDDEN_MESSAGE = (
     "Access is denied. You do not have the necessary permissions to perform this action."
 )
@@ -120,8 +121,9 @@ class FakeEmmaServer(FakeTokenService):
         self.api_calls = 0
         self.max_recorded_requests = max_recorded_requests
         self.requests: list[RecordedRequest] = []
-        self._api_failures: collections.deque[PlannedAnswer] = collections.deque()
-        self._api_drops = 0
+        # What the next API calls get, in the order planned; _DROP: no answer at all. No lock
+        # guards it: a deque's extend and popleft are atomic.
+        self._api_plan: collections.deque[PlannedAnswer] = collections.deque()
         self._redirects: dict[str, tuple[int, str, bool]] = {}
         self._ssh_keys: list[dict[str, Any]] = []
         self._httpd: _Server | None = None
@@ -133,8 +135,8 @@ class FakeEmmaServer(FakeTokenService):
         handler = type("Handler", (_Handler,), {"server_state": self})
         self._httpd = _Server(("127.0.0.1", port), handler)
         # A short poll interval makes stop() quick: tests start and stop many servers.
-        serve = functools.partial(self._httpd.serve_forever, poll_interval=0.05)
-        threading.Thread(target=serve, name="FakeEmmaServer", daemon=True).start()
+        serve, kwargs = self._httpd.serve_forever, {"poll_interval": 0.05}
+        threading.Thread(target=serve, kwargs=kwargs, name="FakeEmmaServer", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -163,14 +165,6 @@ class FakeEmmaServer(FakeTokenService):
         running = f"base_url={self.base_url!r}" if self._httpd else "stopped"
         return f"FakeEmmaServer({running}, client_id={self.client_id!r})"
 
-    def _record(self, request: RecordedRequest) -> None:
-        # A list rather than a deque, so ``requests`` stays the list it always was (slices,
-        # ``==``); dropping the oldest of at most ``max_recorded_requests`` items is cheap.
-        with self._lock:
-            self.requests.append(request)
-            if self.max_recorded_requests is not None:
-                del self.requests[: max(0, len(self.requests) - self.max_recorded_requests)]
-
     # -- knobs --------------------------------------------------------------------------------
 
     def fail_next_api_calls(
@@ -182,14 +176,14 @@ class FakeEmmaServer(FakeTokenService):
     ) -> None:
         """Answer the next ``count`` API calls (not token calls) with ``status`` (and
         ``headers``, ``body``), before the bearer token is checked."""
-        answer = planned_answer(status, headers, body)
-        with self._lock:
-            self._api_failures.extend([answer] * count)
+        self._api_plan.extend([planned_answer(status, headers, body)] * count)
 
     def drop_next_api_calls(self, count: int) -> None:
-        """Close the connection of the next ``count`` API calls without answering them."""
-        with self._lock:
-            self._api_drops += count
+        """Close the connection of the next ``count`` API calls without answering them.
+
+        Drops and :meth:`fail_next_api_calls` plan one queue: calls take them in the order
+        planned."""
+        self._api_plan.extend([_DROP] * count)
 
     def add_redirect(
         self, path: str, location: str, status: int = 302, *, requires_token: bool = False
@@ -202,7 +196,6 @@ class FakeEmmaServer(FakeTokenService):
 class _Server(http.server.ThreadingHTTPServer):
     # The default backlog of 5 makes a burst of concurrent clients wait for SYN retries.
     request_queue_size = 128
-    daemon_threads = True
 
     def handle_error(self, request: object, client_address: object) -> None:
         # A client that hangs up (a timeout test, a closed pool) is not an error to print.
@@ -235,22 +228,30 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not url.path.startswith(PREFIX + "/"):
             return self._send_json(404, {"code": "NOT_FOUND", "message": "Not found"})
         path = url.path[len(PREFIX) :]
-        state._record(RecordedRequest(self.command, path, dict(self.headers.items()), body))
+        recorded = RecordedRequest(self.command, path, dict(self.headers.items()), body)
+        with state._lock:
+            # A list rather than a deque, so ``requests`` stays the list it always was (slices,
+            # ``==``); dropping the oldest of at most ``max_recorded_requests`` items is cheap.
+            state.requests.append(recorded)
+            if state.max_recorded_requests is not None:
+                del state.requests[: max(0, len(state.requests) - state.max_recorded_requests)]
         if path in (ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH) and self.command == "POST":
-            return self._token_call(path, body)
+            failure = state._receive_token_call(path)
+            if state.token_hook is not None:
+                state.token_hook()
+            time.sleep(state.token_delay)
+            content_type = self.headers.get("Content-Type", "")
+            return self._answer(failure or state._answer_token_call(path, content_type, body))
         with state._lock:
             state.api_calls += 1
-            drop = state._api_drops > 0
-            if drop:
-                state._api_drops -= 1
-            failure = state._api_failures.popleft() if state._api_failures and not drop else None
+            planned = state._api_plan.popleft() if state._api_plan else None
         if state.api_hook is not None:
             state.api_hook()
-        if drop:
+        if planned is _DROP:
             self.close_connection = True  # no status line: the client sees the connection close
             return None
-        if failure is not None:
-            return self._answer(failure)
+        if planned is not None:
+            return self._answer(planned)
         # A path with no redirect is one that needs the bearer token and has no Location.
         status, location, requires_token = state._redirects.get(path, (0, None, True))
         if requires_token and not self._authorized():
@@ -275,16 +276,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return b"".join(chunks)
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def _token_call(self, path: str, body: bytes) -> None:
-        state = self.server_state
-        failure = state._receive_token_call(path)
-        if state.token_hook is not None:
-            state.token_hook()
-        if state.token_delay:
-            time.sleep(state.token_delay)
-        content_type = self.headers.get("Content-Type", "")
-        self._answer(failure or state._answer_token_call(path, content_type, body))
-
     def _authorized(self) -> bool:
         """Whether the bearer token lets the request through; if not, the refusal is sent."""
         header = self.headers.get("Authorization") or ""
@@ -308,9 +299,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             found = [loc for loc in LOCATIONS if not names or loc["name"] in names]
             return self._send_json(200, found)
         if path.startswith("/v1/locations/") and self.command == "GET":
-            wanted = path.rsplit("/", 1)[1]
             for location in LOCATIONS:
-                if str(location["id"]) == wanted:
+                if path == f"/v1/locations/{location['id']}":
                     return self._send_json(200, location)
             return self._send_json(404, {"code": "NOT_FOUND", "message": "Location not found"})
         if path == "/v1/ssh-keys" and self.command == "GET":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import collections
 import dataclasses
-import itertools
 import json
 import secrets
 import threading
@@ -76,10 +75,9 @@ class FakeTokenService:
         self.refresh_reuses = 0  # used refresh tokens presented again
         self._lock = threading.Lock()
         self._access: dict[str, float] = {}  # access token -> Unix expiry, in issue order
-        self._refresh: dict[str, float] = {}
-        self._family: dict[str, int] = {}  # access or refresh token -> its issue-token call
-        self._used: set[str] = set()  # refresh tokens used once
-        self._families = itertools.count()
+        # A family: every access and refresh token descended from one issue-token call.
+        self._refresh: dict[str, tuple[float, set[str]]] = {}  # -> Unix expiry, family
+        self._used: dict[str, set[str]] = {}  # refresh tokens used once -> their family
         self._token_failures: collections.deque[PlannedAnswer] = collections.deque()
 
     @property
@@ -96,8 +94,7 @@ class FakeTokenService:
     def expire_access_tokens(self) -> None:
         """Make every access token issued so far expired; refresh tokens stay valid."""
         with self._lock:
-            for token in self._access:
-                self._access[token] = 0.0
+            self._access.update(dict.fromkeys(self._access, 0.0))
 
     def fail_next_token_calls(
         self,
@@ -107,9 +104,8 @@ class FakeTokenService:
         body: bytes | str | None = None,
     ) -> None:
         """Answer the next ``count`` token calls with ``status`` (and ``headers``, ``body``)."""
-        answer = planned_answer(status, headers, body)
-        with self._lock:
-            self._token_failures.extend([answer] * count)
+        # No lock: a deque's extend and popleft are atomic.
+        self._token_failures.extend([planned_answer(status, headers, body)] * count)
 
     def is_valid_access_token(self, token: str) -> bool:
         """Whether ``token`` was issued here, is unexpired and not revoked."""
@@ -137,43 +133,37 @@ class FakeTokenService:
             return bad_request("Request body is not valid JSON")
         if not isinstance(data, dict):
             return bad_request("Request body must be a JSON object")
-        if path == ISSUE_TOKEN_PATH:
-            if not self._credentials_accepted(data):
-                return bad_request("Invalid client credentials")
-            family = None
-        else:
+        if path == REFRESH_TOKEN_PATH:
             family = self._take_refresh_token(data.get("refreshToken"))
             if family is None:
                 return bad_request("Invalid refresh token")
-        return json_answer(200, self._new_token(family))
+            return json_answer(200, self._new_token(family))
+        # Both credentials must be strings; one configured as None accepts any.
+        given = (data.get("clientId"), data.get("clientSecret"))
+        accepted = (self.client_id, self.client_secret)
+        if not all(isinstance(g, str) and a in (None, g) for g, a in zip(given, accepted)):
+            return bad_request("Invalid client credentials")
+        return json_answer(200, self._new_token())
 
-    def _credentials_accepted(self, data: dict[str, Any]) -> bool:
-        client_id, client_secret = data.get("clientId"), data.get("clientSecret")
-        if not isinstance(client_id, str) or not isinstance(client_secret, str):
-            return False
-        return self.client_id in (None, client_id) and self.client_secret in (None, client_secret)
-
-    def _take_refresh_token(self, refresh_token: object) -> int | None:
+    def _take_refresh_token(self, refresh_token: object) -> set[str] | None:
         """The family of ``refresh_token`` if it is valid (and now used), else ``None``."""
         if not isinstance(refresh_token, str):
             return None
         with self._lock:
             # Rotation: a refresh token works once.
-            if self._refresh.pop(refresh_token, 0.0) > time.time():
-                self._used.add(refresh_token)
-                return self._family[refresh_token]
+            expiry, family = self._refresh.pop(refresh_token, (0.0, set()))
+            if expiry > time.time():
+                self._used[refresh_token] = family
+                return family
             if refresh_token in self._used:
                 self.refresh_reuses += 1
                 if self.revoke_on_reuse:
-                    self._revoke_family(self._family[refresh_token])
+                    for token in self._used[refresh_token]:
+                        self._access.pop(token, None)
+                        self._refresh.pop(token, None)
             return None
 
-    def _revoke_family(self, family: int) -> None:
-        for tokens in (self._access, self._refresh):
-            for token in [token for token in tokens if self._family.get(token) == family]:
-                del tokens[token]
-
-    def _new_token(self, family: int | None = None) -> dict[str, Any]:
+    def _new_token(self, family: set[str] | None = None) -> dict[str, Any]:
         now = time.time()
         claims = {
             "exp": int(now + self.token_lifetime),
@@ -185,11 +175,10 @@ class FakeTokenService:
         access_token = f"{_JWT_HEADER}.{payload}.{_b64(secrets.token_bytes(32))}"
         refresh_token = secrets.token_urlsafe(32)
         with self._lock:
-            if family is None:  # an issue-token call starts a family
-                family = next(self._families)
+            family = set() if family is None else family  # an issue-token call starts one
+            family.update((access_token, refresh_token))
             self._access[access_token] = now + self.token_lifetime
-            self._refresh[refresh_token] = now + self.refresh_lifetime
-            self._family[access_token] = self._family[refresh_token] = family
+            self._refresh[refresh_token] = (now + self.refresh_lifetime, family)
         token: dict[str, Any] = {
             "accessToken": access_token,
             "refreshToken": refresh_token,
