@@ -65,11 +65,10 @@ def watch_for(seconds: float) -> Iterator[Watch]:
     watch = Watch()
     timer = threading.Timer(max(0.0, seconds), watch.fire)
     timer.daemon = True  # never keeps the process alive
+    # No new threads (a thread limit): no deadline then, but each read's timeout still holds.
+    with contextlib.suppress(RuntimeError):
+        timer.start()
     try:
-        try:
-            timer.start()
-        except RuntimeError:  # no new threads (a thread limit): each read's timeout still holds
-            pass
         yield watch
     finally:
         timer.cancel()

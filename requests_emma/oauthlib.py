@@ -26,13 +26,13 @@ Requires ``pip install 'requests-emma[oauthlib]'``.
 from __future__ import annotations
 
 import base64
-import binascii
+import functools
 import json
 import math
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 import requests.adapters
@@ -44,10 +44,13 @@ except ImportError:  # pragma: no cover - exercised by a test in a subprocess
         "requests_emma.oauthlib needs requests-oauthlib: pip install 'requests-emma[oauthlib]'"
     ) from None
 
+from ._core.exchange import HEADERS
 from ._core.outcome import Kind, classify_status
 from ._core.wire import issue_token_body, parse_error, parse_token, refresh_token_body
 
 __all__ = ["emma_compliance_fix"]
+
+_T = TypeVar("_T")
 
 
 def emma_compliance_fix(session: OAuth2Session) -> OAuth2Session:
@@ -70,32 +73,22 @@ def emma_compliance_fix(session: OAuth2Session) -> OAuth2Session:
             f"got a {type(session).__name__}"
         )
 
-    def access_token_request(
-        url: str, headers: dict[str, str], request_kwargs: dict[str, Any]
-    ) -> tuple[str, dict[str, str], dict[str, Any]]:
-        _route_through_emma_adapter(session, url)
-        return url, headers, request_kwargs
-
-    def refresh_token_request(
-        url: str, headers: dict[str, str], body: str
-    ) -> tuple[str, dict[str, str], str]:
-        _route_through_emma_adapter(session, url)
-        return url, headers, body
+    def route(url: str, headers: dict[str, str], rest: _T) -> tuple[str, dict[str, str], _T]:
+        """Both request hooks (``rest``: the request's keyword arguments, or its body): send
+        the token call through the adapter that makes it emma's JSON."""
+        current = session.get_adapter(url)
+        if not isinstance(current, _EmmaTokenCalls):
+            # The longest matching prefix wins, so this serves exactly the token URL.
+            session.mount(url, _EmmaTokenCalls(current))
+        return url, headers, rest
 
     # The request hooks exist since requests-oauthlib 1.3.1; its typing stubs lack them.
     register: Callable[[str, object], None] = session.register_compliance_hook  # type: ignore[assignment]
-    register("access_token_request", access_token_request)
-    register("refresh_token_request", refresh_token_request)
-    register("access_token_response", _token_response("invalid_client"))
-    register("refresh_token_response", _token_response("invalid_grant"))
+    register("access_token_request", route)
+    register("refresh_token_request", route)
+    register("access_token_response", functools.partial(_as_rfc, "invalid_client"))
+    register("refresh_token_response", functools.partial(_as_rfc, "invalid_grant"))
     return session
-
-
-def _route_through_emma_adapter(session: requests.Session, url: str) -> None:
-    current = session.get_adapter(url)
-    if not isinstance(current, _EmmaTokenCalls):
-        # The longest matching prefix wins, so this serves exactly the token URL.
-        session.mount(url, _EmmaTokenCalls(current))
 
 
 class _EmmaTokenCalls(requests.adapters.BaseAdapter):
@@ -139,8 +132,7 @@ def _as_emma_json(request: requests.PreparedRequest) -> requests.PreparedRequest
     emma = request.copy()
     if emma.headers.get("Authorization", "").startswith("Basic "):
         del emma.headers["Authorization"]  # the credentials are in the body now
-    emma.headers.pop("Content-Type", None)
-    emma.headers["Accept"] = "application/json"
+    emma.headers.update(HEADERS)  # JSON, and a JSON answer asked for
     emma.prepare_body(data=None, files=None, json=payload)
     return emma
 
@@ -151,29 +143,24 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("latin-1")
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error included
         return None
     client_id, colon, client_secret = decoded.partition(":")
     return (client_id, client_secret) if colon else None
 
 
-def _token_response(
-    refused_error: str,
-) -> Callable[[requests.Response], requests.Response]:
-    """A response hook that rewrites emma's answer as RFC 6749's; ``refused_error`` is the
-    RFC error for a 400 (emma's answer to wrong credentials or a dead refresh token)."""
-
-    def hook(response: requests.Response) -> requests.Response:
-        if 200 <= response.status_code < 300:
-            rfc: Mapping[str, object] = _rfc_token(response)
-        else:
-            rfc = _rfc_error(response, refused_error)
-        response._content = json.dumps(rfc).encode()
-        response.encoding = "utf-8"
-        response.headers["Content-Type"] = "application/json"
-        return response
-
-    return hook
+def _as_rfc(refused_error: str, response: requests.Response) -> requests.Response:
+    """The response hooks (``refused_error`` bound): rewrite emma's answer as RFC 6749's;
+    ``refused_error`` is the RFC error for a 400 (emma's answer to wrong credentials or a
+    dead refresh token)."""
+    if 200 <= response.status_code < 300:
+        rfc: Mapping[str, object] = _rfc_token(response)
+    else:
+        rfc = _rfc_error(response, refused_error)
+    response._content = json.dumps(rfc).encode()
+    response.encoding = "utf-8"
+    response.headers["Content-Type"] = "application/json"
+    return response
 
 
 def _rfc_token(response: requests.Response) -> dict[str, object]:

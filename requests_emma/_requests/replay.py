@@ -54,8 +54,8 @@ def carry_cookies(response: requests.Response, replay: requests.PreparedRequest)
     jar: RequestsCookieJar = replay._cookies  # type: ignore[attr-defined]
     before = _cookie_values(jar)
     extract_cookies_to_jar(jar, response.request, response.raw)  # type: ignore[no-untyped-call]
-    after = _cookie_values(jar)
-    touched = {key[0] for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+    # Names with a cookie set, changed or deleted: in one of the two sets but not the other.
+    touched = {cookie[0] for cookie in before ^ _cookie_values(jar)}
     if not touched:
         return
     kept = [
@@ -77,5 +77,5 @@ def carry_cookies(response: requests.Response, replay: requests.PreparedRequest)
         replay.headers.pop("Cookie", None)
 
 
-def _cookie_values(jar: RequestsCookieJar) -> dict[tuple[str, str, str], str | None]:
-    return {(cookie.name, cookie.domain, cookie.path): cookie.value for cookie in jar}
+def _cookie_values(jar: RequestsCookieJar) -> set[tuple[str, str, str, str | None]]:
+    return {(cookie.name, cookie.domain, cookie.path, cookie.value) for cookie in jar}

@@ -40,13 +40,7 @@ from typing import TYPE_CHECKING, Any, cast
 import requests
 from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
-from urllib3.exceptions import (
-    InvalidHeader,
-    MaxRetryError,
-    ReadTimeoutError,
-    ResponseError,
-    UnrewindableBodyError,
-)
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError, UnrewindableBodyError
 from urllib3.util.retry import Retry
 
 from .._core import durations, urls
@@ -104,13 +98,6 @@ class IdempotentRetry(Retry):
         retry.clock_of = self.clock_of
         return retry
 
-    def parse_retry_after(self, retry_after: str) -> float:
-        # urllib3's reads an HTTP-date against time.time(); this one against the auth's clock.
-        wait = parse_retry_after(retry_after, self._clock().wall())
-        if wait is None:
-            raise InvalidHeader(f"Invalid Retry-After header: {retry_after}")
-        return wait
-
     def _clock(self) -> Clock:
         return SYSTEM_CLOCK if self.clock_of is None else self.clock_of._token_source.clock
 
@@ -125,22 +112,20 @@ class IdempotentRetry(Retry):
     ) -> IdempotentRetry:
         if isinstance(error, ReadTimeoutError):
             raise error.with_traceback(_stacktrace)  # requests makes it a ReadTimeout
-        allowed = self.allowed_methods
-        if error is not None and allowed and method is not None and method.upper() not in allowed:
-            raise MaxRetryError(cast("ConnectionPool", _pool), url, error) from error
-        if response is not None:
-            wait = self.get_retry_after(response)
-            if wait is not None and wait > RETRY_AFTER_LIMIT:
-                # raise_on_status=False makes urllib3 return the response, Retry-After and all.
-                reason = ResponseError(f"Retry-After {wait:.0f} s is too long")
-                raise MaxRetryError(cast("ConnectionPool", _pool), url, reason)
+        pool = cast("ConnectionPool", _pool)
+        if error is not None and method is not None and not self._is_method_retryable(method):
+            raise MaxRetryError(pool, url, error) from error
+        wait = None if response is None else self.get_retry_after(response)
+        if wait is not None and wait > RETRY_AFTER_LIMIT:
+            # raise_on_status=False makes urllib3 return the response, Retry-After and all.
+            reason = ResponseError(f"Retry-After {wait:.0f} s is too long")
+            raise MaxRetryError(pool, url, reason)
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
-        try:
-            return super().get_retry_after(response)
-        except InvalidHeader:
-            return None
+        # urllib3's reads an HTTP-date against time.time() and raises for a header it cannot
+        # read; this one reads it against the auth's clock, and takes an unreadable one for none.
+        return parse_retry_after(response.headers.get("Retry-After"), self._clock().wall())
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         # urllib3's choice of wait, slept through the sleep that no_retry_waits() turns off.
@@ -150,24 +135,11 @@ class IdempotentRetry(Retry):
         self._clock().sleep(wait or self.get_backoff_time())
 
 
-def default_retry(retries: int) -> IdempotentRetry:
-    """The ``Retry`` behind ``retries=<int>``."""
-    return IdempotentRetry(
-        total=retries,
-        connect=retries,
-        read=retries,  # a connection closed before the answer; increment() skips read timeouts
-        status=retries,
-        other=0,
-        allowed_methods=IDEMPOTENT_METHODS,
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=DEFAULT_BACKOFF_FACTOR,
-        respect_retry_after_header=True,
-        raise_on_status=False,  # after the last retry, hand back the 503 rather than raise
-    )
-
-
 class _RetryingAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` with retries, except for bodies that cannot be sent twice."""
+
+    # requests pickles the attributes an adapter lists: the single-try adapter goes along.
+    __attrs__ = (*HTTPAdapter.__attrs__, "_single_try")
 
     def __init__(self, retry: Retry) -> None:
         super().__init__(max_retries=retry)
@@ -194,10 +166,6 @@ class _RetryingAdapter(HTTPAdapter):
         super().close()
         self._single_try.close()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = cast("dict[str, Any]", super().__getstate__())
-        return {**state, "_single_try": self._single_try}
-
 
 class EmmaSession(KeywordOptions, requests.Session):
     """A ``requests.Session`` for the emma API: base URL, default timeout, retries.
@@ -210,6 +178,9 @@ class EmmaSession(KeywordOptions, requests.Session):
     an ``int`` (retries per request, default 3), a urllib3 ``Retry`` used as it is, or
     ``0``, ``None`` or ``False`` for none.
     """
+
+    # requests.Session pickles only the attributes it lists; ours go along.
+    __attrs__ = (*requests.Session.__attrs__, "_base_url", "_timeout")
 
     def __init__(
         self,
@@ -259,11 +230,6 @@ class EmmaSession(KeywordOptions, requests.Session):
             return "EmmaSession(<not fully constructed>)"
         return f"EmmaSession(base_url={self._base_url!r})"
 
-    def __getstate__(self) -> dict[str, Any]:
-        # requests.Session pickles only the attributes it lists; add ours.
-        state = cast("dict[str, Any]", super().__getstate__())
-        return {**state, "_base_url": self._base_url, "_timeout": self._timeout}
-
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         # Here rather than in request(): a Request the caller prepares resolves the same way.
         if isinstance(request.url, str) and not _HAS_SCHEME.match(request.url):
@@ -285,16 +251,16 @@ class EmmaSession(KeywordOptions, requests.Session):
     def rebuild_proxies(
         self, prepared_request: requests.PreparedRequest, proxies: dict[str, str] | None
     ) -> dict[str, str]:
+        rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
+            prepared_request, proxies
+        )
         direct = direct_proxies(prepared_request.url or "")
         if direct is None:
-            rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
-                prepared_request, proxies
-            )
             return rebuilt
-        # For a redirect requests would add the environment's proxy back, and its credentials
-        # as a Proxy-Authorization header, which a direct request hands to the server itself.
+        # For a redirect requests adds the environment's proxy back, and its credentials as a
+        # Proxy-Authorization header, which a direct request hands to the server itself.
         prepared_request.headers.pop("Proxy-Authorization", None)
-        return _without_proxies(direct, proxies)
+        return _without_proxies(direct, rebuilt)
 
 
 def _without_proxies(direct: dict[str, None], proxies: dict[str, str] | None) -> dict[str, str]:
@@ -304,6 +270,7 @@ def _without_proxies(direct: dict[str, None], proxies: dict[str, str] | None) ->
 
 
 def _retry_from(retries: object) -> Retry | None:
+    """The ``Retry`` behind ``retries=``; ``None`` for no retries."""
     if isinstance(retries, Retry):
         return retries
     if retries is None or retries is False:
@@ -313,7 +280,18 @@ def _retry_from(retries: object) -> Retry | None:
             "retries must be a number of retries (0 or more), a urllib3 Retry, "
             f"or None or False for none; got {retries!r}"
         )
-    return default_retry(retries) if retries else None
+    if not retries:
+        return None
+    return IdempotentRetry(
+        # total bounds every kind of retry (connection, read, status) alike; read errors are
+        # connections closed before the answer, as increment() skips read timeouts.
+        total=retries,
+        other=0,
+        allowed_methods=IDEMPOTENT_METHODS,
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=DEFAULT_BACKOFF_FACTOR,
+        raise_on_status=False,  # after the last retry, hand back the 503 rather than raise
+    )
 
 
 def _timeout_from(value: object) -> Timeout:

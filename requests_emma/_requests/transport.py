@@ -43,22 +43,18 @@ def _no_authorization(request: requests.PreparedRequest) -> requests.PreparedReq
     return request
 
 
-def private_session() -> requests.Session:
-    """The session for token calls when the user gives none: its adapters obey deadlines."""
-    session = requests.Session()
-    adapter = _deadline.DeadlineAdapter()
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
-
-
 class TokenEndpoint:
     """Posts to issue-token and refresh-token, one attempt at a time."""
 
     def __init__(self, base_url: str, session: requests.Session | None, timeout: Timeout) -> None:
         self.base_url = base_url
         self.owns_session = session is None
-        self.session = private_session() if session is None else session
+        if session is None:  # the session for token calls: its adapter obeys deadlines
+            session = requests.Session()
+            adapter = _deadline.DeadlineAdapter()
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self.session = session
         self.timeout = timeout
 
     def attempt(
@@ -114,17 +110,21 @@ def _read_capped(response: requests.Response, *, decoded: bool) -> bytes | None:
     return body.content
 
 
+#: What stopped an attempt, by the requests exception that says so. The first match wins:
+#: an SSLError is a ConnectionError, and a ConnectTimeout a Timeout and a ConnectionError.
+_FAILURES = {
+    requests.exceptions.SSLError: Failure.TLS,
+    requests.Timeout: Failure.TIMEOUT,
+    requests.ConnectionError: Failure.CONNECTION,
+    requests.exceptions.ChunkedEncodingError: Failure.CONNECTION,
+    requests.exceptions.ContentDecodingError: Failure.UNDECODABLE,
+}
+
+
 def _classify(exc: Exception) -> Failure:
-    """What an exception from requests says stopped the attempt."""
-    if isinstance(exc, requests.exceptions.SSLError):
-        return Failure.TLS
-    if isinstance(exc, requests.Timeout):
-        return Failure.TIMEOUT
-    if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-        return Failure.CONNECTION
-    if isinstance(exc, requests.exceptions.ContentDecodingError):
-        return Failure.UNDECODABLE
-    return Failure.OTHER  # e.g. OSError for a missing CA bundle, InvalidURL
+    """What an exception from requests says stopped the attempt; anything the table does not
+    name (an OSError for a missing CA bundle, InvalidURL) is OTHER."""
+    return next((kind for cls, kind in _FAILURES.items() if isinstance(exc, cls)), Failure.OTHER)
 
 
 def _scrubbed(exc: BaseException) -> BaseException:
