@@ -34,8 +34,8 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import requests
-import requests.adapters
+from requests import PreparedRequest, Response
+from requests.adapters import BaseAdapter
 
 try:
     from requests_oauthlib import OAuth2Session
@@ -91,23 +91,21 @@ def emma_compliance_fix(session: OAuth2Session) -> OAuth2Session:
     return session
 
 
-class _EmmaTokenCalls(requests.adapters.BaseAdapter):
+class _EmmaTokenCalls(BaseAdapter):
     """Sends OAuth 2 token requests as emma's JSON, through the adapter it wraps."""
 
-    def __init__(self, inner: requests.adapters.BaseAdapter) -> None:
+    def __init__(self, inner: BaseAdapter) -> None:
         super().__init__()
         self.inner = inner
 
-    def send(
-        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
-    ) -> requests.Response:
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
         return self.inner.send(_as_emma_json(request), *args, **kwargs)
 
     def close(self) -> None:
         self.inner.close()
 
 
-def _as_emma_json(request: requests.PreparedRequest) -> requests.PreparedRequest:
+def _as_emma_json(request: PreparedRequest) -> PreparedRequest:
     body = request.body
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
@@ -149,7 +147,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return (client_id, client_secret) if colon else None
 
 
-def _as_rfc(refused_error: str, response: requests.Response) -> requests.Response:
+def _as_rfc(refused_error: str, response: Response) -> Response:
     """The response hooks (``refused_error`` bound): rewrite emma's answer as RFC 6749's;
     ``refused_error`` is the RFC error for a 400 (emma's answer to wrong credentials or a
     dead refresh token)."""
@@ -163,7 +161,7 @@ def _as_rfc(refused_error: str, response: requests.Response) -> requests.Respons
     return response
 
 
-def _rfc_token(response: requests.Response) -> dict[str, object]:
+def _rfc_token(response: Response) -> dict[str, object]:
     now = time.time()
     sent_at = now - response.elapsed.total_seconds()
     grant = parse_token(response.content, sent_at)  # TokenResponseError if not a token
@@ -183,7 +181,7 @@ def _rfc_token(response: requests.Response) -> dict[str, object]:
     return token
 
 
-def _rfc_error(response: requests.Response, refused_error: str) -> dict[str, object]:
+def _rfc_error(response: Response, refused_error: str) -> dict[str, object]:
     code, message = parse_error(response.content)
     # What the status means is the library's one reading of it (classify_status).
     error = {

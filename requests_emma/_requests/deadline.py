@@ -72,14 +72,13 @@ def _watched_pool(pool_class: type[HTTPConnectionPool]) -> type[HTTPConnectionPo
     return type(f"Watched{pool_class.__name__}", (pool_class,), {"ConnectionCls": connection_class})
 
 
-def _watch_pools(manager: Any) -> Any:
+def _watch_pools(manager: Any) -> None:
     """Make ``manager`` (a PoolManager, ProxyManager or SOCKSProxyManager) open its pools with
     watched connections, keeping whatever pool classes it had."""
     manager.pool_classes_by_scheme = {
         scheme: _watched_pool(pool_class)
         for scheme, pool_class in manager.pool_classes_by_scheme.items()
     }
-    return manager
 
 
 class DeadlineAdapter(HTTPAdapter):

@@ -38,6 +38,7 @@ import re
 from typing import TYPE_CHECKING, Any, cast
 
 import requests
+from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError, UnrewindableBodyError
@@ -65,10 +66,6 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 #: The longest ``Retry-After`` (seconds) waited for; a longer one returns the response.
 RETRY_AFTER_LIMIT = 30.0
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_RETRIES = 3
-#: Backoff between retries without ``Retry-After``: 0 s, then 1 s, 2 s, 4 s...
-DEFAULT_BACKOFF_FACTOR = 0.5
 
 _HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -118,8 +115,7 @@ class IdempotentRetry(Retry):
         wait = None if response is None else self.get_retry_after(response)
         if wait is not None and wait > RETRY_AFTER_LIMIT:
             # raise_on_status=False makes urllib3 return the response, Retry-After and all.
-            reason = ResponseError(f"Retry-After {wait:.0f} s is too long")
-            raise MaxRetryError(pool, url, reason)
+            raise MaxRetryError(pool, url, ResponseError(f"Retry-After {wait:.0f} s is too long"))
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
@@ -145,9 +141,7 @@ class _RetryingAdapter(HTTPAdapter):
         super().__init__(max_retries=retry)
         self._single_try = HTTPAdapter(max_retries=0)
 
-    def send(
-        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
-    ) -> requests.Response:
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
         if not can_be_resent(request):
             return self._single_try.send(request, *args, **kwargs)
         try:
@@ -187,13 +181,15 @@ class EmmaSession(KeywordOptions, requests.Session):
         auth: EmmaAuth | None = None,
         *,
         base_url: str | None = None,
-        timeout: Timeout | None = DEFAULT_TIMEOUT,
-        retries: int | Retry | None = DEFAULT_RETRIES,
+        timeout: Timeout | None = 30.0,
+        retries: int | Retry | None = 3,
     ) -> None:
         if auth is not None and not isinstance(auth, EmmaAuth):
             raise ValueError(f"auth must be an EmmaAuth, got {type(auth).__name__}")
         retry = _retry_from(retries)
-        default_timeout = None if timeout is None else _timeout_from(timeout)
+        if timeout is not None:
+            connect, read = durations.timeout(timeout)  # validates: positive, finite
+            timeout = (connect, read) if isinstance(timeout, tuple) else read
         if auth is None:
             auth = EmmaAuth(base_url=base_url)
         resolved_base = auth.base_url if base_url is None else urls.base_url(base_url)
@@ -205,7 +201,7 @@ class EmmaSession(KeywordOptions, requests.Session):
         super().__init__()
         self.auth = auth
         self._base_url = resolved_base
-        self._timeout = default_timeout
+        self._timeout = timeout
         if isinstance(retry, IdempotentRetry):
             retry = retry.new()  # the caller's own stays as it was
             retry.clock_of = auth
@@ -230,14 +226,14 @@ class EmmaSession(KeywordOptions, requests.Session):
             return "EmmaSession(<not fully constructed>)"
         return f"EmmaSession(base_url={self._base_url!r})"
 
-    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+    def prepare_request(self, request: requests.Request) -> PreparedRequest:
         # Here rather than in request(): a Request the caller prepares resolves the same way.
         if isinstance(request.url, str) and not _HAS_SCHEME.match(request.url):
             request = copy.copy(request)
             request.url = self._base_url + "/" + request.url.lstrip("/")
         return super().prepare_request(request)
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
         # send(), not request(): redirects and direct send() calls get the default as well.
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
@@ -249,7 +245,7 @@ class EmmaSession(KeywordOptions, requests.Session):
         return super().send(request, **kwargs)
 
     def rebuild_proxies(
-        self, prepared_request: requests.PreparedRequest, proxies: dict[str, str] | None
+        self, prepared_request: PreparedRequest, proxies: dict[str, str] | None
     ) -> dict[str, str]:
         rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
             prepared_request, proxies
@@ -289,11 +285,6 @@ def _retry_from(retries: object) -> Retry | None:
         other=0,
         allowed_methods=IDEMPOTENT_METHODS,
         status_forcelist=RETRY_STATUSES,
-        backoff_factor=DEFAULT_BACKOFF_FACTOR,
+        backoff_factor=0.5,  # without Retry-After: 0 s, then 1 s, 2 s, 4 s...
         raise_on_status=False,  # after the last retry, hand back the 503 rather than raise
     )
-
-
-def _timeout_from(value: object) -> Timeout:
-    connect, read = durations.timeout(value)  # validates: positive, finite
-    return (connect, read) if isinstance(value, tuple) else read

@@ -22,7 +22,6 @@ with the frames that held the body cut off.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import requests
@@ -35,7 +34,8 @@ from .._source.attempt import Answer, attempt
 from . import deadline as _deadline
 from .proxies import direct_proxies
 
-logger = logging.getLogger("requests_emma")
+#: What an attempt posts: built at the call, so no frame of ours holds the secret before.
+Body = Callable[[], dict[str, str]]
 
 
 def _no_authorization(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -57,13 +57,7 @@ class TokenEndpoint:
         self.session = session
         self.timeout = timeout
 
-    def attempt(
-        self,
-        path: str,
-        body: Callable[[], dict[str, str]],
-        deadline: float,
-        clock: Clock,
-    ) -> Outcome:
+    def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
         """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
         the network or the server does."""
 
