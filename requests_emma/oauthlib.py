@@ -31,7 +31,6 @@ import json
 import math
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from requests import PreparedRequest, Response
@@ -67,7 +66,9 @@ def emma_compliance_fix(session: OAuth2Session) -> OAuth2Session:
     and so do ``session.refresh_token(BASE + "/v1/refresh-token")`` and
     ``OAuth2Session(..., auto_refresh_url=BASE + "/v1/refresh-token", token_updater=...)``.
     """
-    if not callable(getattr(session, "register_compliance_hook", None)):
+    # The request hooks exist since requests-oauthlib 1.3.1; its typing stubs lack them.
+    register = getattr(session, "register_compliance_hook", None)
+    if not callable(register):
         raise ValueError(  # noqa: TRY004 - the project's rule: bad values are ValueErrors
             "emma_compliance_fix needs a requests_oauthlib.OAuth2Session, "
             f"got a {type(session).__name__}"
@@ -82,8 +83,6 @@ def emma_compliance_fix(session: OAuth2Session) -> OAuth2Session:
             session.mount(url, _EmmaTokenCalls(current))
         return url, headers, rest
 
-    # The request hooks exist since requests-oauthlib 1.3.1; its typing stubs lack them.
-    register: Callable[[str, object], None] = session.register_compliance_hook  # type: ignore[assignment]
     register("access_token_request", route)
     register("refresh_token_request", route)
     register("access_token_response", functools.partial(_as_rfc, "invalid_client"))
@@ -112,8 +111,7 @@ def _as_emma_json(request: PreparedRequest) -> PreparedRequest:
     if not isinstance(body, str):
         return request
     form = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
-    grant_type = form.get("grant_type")
-    if grant_type == "client_credentials":
+    if form.get("grant_type") == "client_credentials":
         basic = _basic_credentials(request.headers.get("Authorization", ""))
         client_id = form.get("client_id") or (basic[0] if basic else "")
         client_secret = form.get("client_secret") or (basic[1] if basic else "")
@@ -123,7 +121,7 @@ def _as_emma_json(request: PreparedRequest) -> PreparedRequest:
                 "fetch_token(..., client_id=..., client_secret=...)"
             )
         payload = issue_token_body(client_id, client_secret)
-    elif grant_type == "refresh_token" and form.get("refresh_token"):
+    elif form.get("grant_type") == "refresh_token" and form.get("refresh_token"):
         payload = refresh_token_body(form["refresh_token"])
     else:
         return request  # not a token request this adapter knows: send it as it is
@@ -152,9 +150,17 @@ def _as_rfc(refused_error: str, response: Response) -> Response:
     ``refused_error`` is the RFC error for a 400 (emma's answer to wrong credentials or a
     dead refresh token)."""
     if 200 <= response.status_code < 300:
-        rfc: Mapping[str, object] = _rfc_token(response)
+        rfc = _rfc_token(response)
     else:
-        rfc = _rfc_error(response, refused_error)
+        code, message = parse_error(response.content)
+        # What the status means is the library's one reading of it (classify_status).
+        error = {
+            Kind.REFUSED: refused_error,
+            Kind.TRANSIENT: "temporarily_unavailable",
+            Kind.MISDIRECTED: "invalid_request",  # not a token endpoint: a wrong base URL
+        }.get(classify_status(response.status_code), "server_error")
+        description = message or code or f"HTTP {response.status_code}"
+        rfc = {"error": error, "error_description": description}
     response._content = json.dumps(rfc).encode()
     response.encoding = "utf-8"
     response.headers["Content-Type"] = "application/json"
@@ -179,15 +185,3 @@ def _rfc_token(response: Response) -> dict[str, object]:
     if grant.refresh_lifetime is not None:
         token["refresh_expires_in"] = math.floor(grant.refresh_lifetime)
     return token
-
-
-def _rfc_error(response: Response, refused_error: str) -> dict[str, object]:
-    code, message = parse_error(response.content)
-    # What the status means is the library's one reading of it (classify_status).
-    error = {
-        Kind.REFUSED: refused_error,
-        Kind.TRANSIENT: "temporarily_unavailable",
-        Kind.MISDIRECTED: "invalid_request",  # not a token endpoint: a wrong base URL
-    }.get(classify_status(response.status_code), "server_error")
-    description = message or code or f"HTTP {response.status_code}"
-    return {"error": error, "error_description": description}

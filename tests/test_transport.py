@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import pathlib
 import socket
 import threading
 import time
@@ -12,11 +13,13 @@ import zlib
 from collections.abc import Callable
 
 import pytest
+import requests
 import urllib3
 from fakes import Handler, RawServer, answer
 
 from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError, TokenResponseError
 from requests_emma._requests import deadline as _deadline
+from requests_emma.testing import FakeEmmaServer
 
 TOKEN = json.dumps({"accessToken": "encoded-access", "expiresIn": 300}).encode()
 
@@ -127,3 +130,31 @@ def test_only_sockets_are_registered() -> None:
         _deadline._register(object())
         _deadline._register(sock)
         assert len(watch._sockets) == 1
+
+
+@pytest.mark.parametrize("given_session", [False, True])
+def test_token_calls_carry_no_authorization_header(
+    emma_server: FakeEmmaServer,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    given_session: bool,
+) -> None:
+    """A token call sends no Authorization header: not a .netrc entry for the host, nor the
+    auth or default header of a session given to EmmaAuth."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with requests.Session() as session:
+        session.auth = ("session-user", "session-password")
+        session.headers["Authorization"] = "Bearer not-for-the-token-endpoint"
+        auth = EmmaAuth(
+            emma_server.client_id,
+            emma_server.client_secret,
+            base_url=emma_server.base_url,
+            session=session if given_session else None,
+        )
+        auth.get_token()
+    token_calls = [seen for seen in emma_server.requests if seen.path == "/v1/issue-token"]
+    assert len(token_calls) == 1
+    assert "Authorization" not in token_calls[0].headers

@@ -38,11 +38,6 @@ from .proxies import direct_proxies
 Body = Callable[[], dict[str, str]]
 
 
-def _no_authorization(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    request.headers.pop("Authorization", None)
-    return request
-
-
 class TokenEndpoint:
     """Posts to issue-token and refresh-token, one attempt at a time."""
 
@@ -66,10 +61,12 @@ class TokenEndpoint:
             with self.session.post(
                 url,
                 json=body(),  # built here only, so no local of ours holds the secret
-                headers=HEADERS,
+                # No Authorization: None drops a session's header, a no-op auth its auth
+                # and a .netrc entry.
+                headers={**HEADERS, "Authorization": None},
                 timeout=timeout,
                 allow_redirects=False,
-                auth=_no_authorization,
+                auth=lambda request: request,
                 proxies=direct_proxies(url),  # type: ignore[arg-type] # loopback: direct
                 stream=True,
             ) as response:
