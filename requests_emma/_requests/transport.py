@@ -30,6 +30,7 @@ from .._core.clock import Clock
 from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
 from .._core.outcome import Outcome
 from .._errors import without_tracebacks
+from .._socket_watch import watch_for
 from .._source.attempt import Answer, attempt
 from . import deadline as _deadline
 from .proxies import direct_proxies
@@ -74,9 +75,7 @@ class TokenEndpoint:
                 content = _read_capped(response, decoded=200 <= status < 300)
                 return status, content, response.headers.get("Retry-After")
 
-        return attempt(
-            exchange, _deadline.deadline, _classify, _scrubbed, self.timeout, deadline, clock
-        )
+        return attempt(exchange, watch_for, _classify, _scrubbed, self.timeout, deadline, clock)
 
     def close(self) -> None:
         """Drop idle pooled connections, if the session is ours: token calls are minutes
