@@ -31,7 +31,7 @@ import json
 import math
 import time
 import urllib.parse
-from typing import Any, TypeVar
+from typing import Any
 
 from requests import PreparedRequest, Response
 from requests.adapters import BaseAdapter
@@ -48,8 +48,6 @@ from ._core.outcome import Kind, classify_status
 from ._core.wire import issue_token_body, parse_error, parse_token, refresh_token_body
 
 __all__ = ["emma_compliance_fix"]
-
-_T = TypeVar("_T")
 
 
 def emma_compliance_fix(session: OAuth2Session) -> OAuth2Session:
@@ -74,7 +72,7 @@ def emma_compliance_fix(session: OAuth2Session) -> OAuth2Session:
             f"got a {type(session).__name__}"
         )
 
-    def route(url: str, headers: dict[str, str], rest: _T) -> tuple[str, dict[str, str], _T]:
+    def route(url: str, headers: dict[str, str], rest: Any) -> tuple[str, dict[str, str], Any]:
         """Both request hooks (``rest``: the request's keyword arguments, or its body): send
         the token call through the adapter that makes it emma's JSON."""
         current = session.get_adapter(url)

@@ -159,3 +159,16 @@ def test_token_calls_carry_no_authorization_header(
     token_calls = [seen for seen in emma_server.requests if seen.path == "/v1/issue-token"]
     assert len(token_calls) == 1
     assert "Authorization" not in token_calls[0].headers
+
+
+def test_a_proxy_managers_pools_are_watched_once() -> None:
+    """The deadline adapter's proxy managers open watched pools, and a manager it hands out
+    again is not wrapped a second time."""
+    adapter = _deadline.DeadlineAdapter()
+    manager = adapter.proxy_manager_for("http://proxy.example:3128")
+    assert adapter.proxy_manager_for("http://proxy.example:3128") is manager
+    for pool_class in manager.pool_classes_by_scheme.values():
+        connection_class = pool_class.ConnectionCls
+        assert issubclass(connection_class, _deadline._Watched)
+        assert not issubclass(connection_class.__bases__[1], _deadline._Watched)
+    adapter.close()

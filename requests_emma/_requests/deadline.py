@@ -72,8 +72,6 @@ class DeadlineAdapter(HTTPAdapter):
         _watch_pools(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not getattr(manager, "_requests_emma_watched", False):  # the adapter caches them
-            _watch_pools(manager)
-            manager._requests_emma_watched = True
-        return manager
+        if proxy not in self.proxy_manager:  # made now; the adapter keeps it for the next call
+            _watch_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
