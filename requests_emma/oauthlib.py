@@ -49,6 +49,10 @@ from ._core.wire import issue_token_body, parse_error, parse_token, refresh_toke
 
 __all__ = ["emma_compliance_fix"]
 
+#: RFC 6749's error for what emma's status says, but for a refusal (each hook has its own);
+#: a status no token endpoint answers with (MISDIRECTED) means a wrong base URL.
+_RFC_ERRORS = {Kind.TRANSIENT: "temporarily_unavailable", Kind.MISDIRECTED: "invalid_request"}
+
 
 def emma_compliance_fix(session: OAuth2Session) -> OAuth2Session:
     """Register emma's compliance hooks on ``session`` and return it.
@@ -133,14 +137,12 @@ def _as_emma_json(request: PreparedRequest) -> PreparedRequest:
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:
     scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("latin-1")
     except ValueError:  # binascii.Error included
         return None
     client_id, colon, client_secret = decoded.partition(":")
-    return (client_id, client_secret) if colon else None
+    return (client_id, client_secret) if colon and scheme.lower() == "basic" else None
 
 
 def _as_rfc(refused_error: str, response: Response) -> Response:
@@ -152,11 +154,8 @@ def _as_rfc(refused_error: str, response: Response) -> Response:
     else:
         code, message = parse_error(response.content)
         # What the status means is the library's one reading of it (classify_status).
-        error = {
-            Kind.REFUSED: refused_error,
-            Kind.TRANSIENT: "temporarily_unavailable",
-            Kind.MISDIRECTED: "invalid_request",  # not a token endpoint: a wrong base URL
-        }.get(classify_status(response.status_code), "server_error")
+        kind = classify_status(response.status_code)
+        error = refused_error if kind is Kind.REFUSED else _RFC_ERRORS.get(kind, "server_error")
         description = message or code or f"HTTP {response.status_code}"
         rfc = {"error": error, "error_description": description}
     response._content = json.dumps(rfc).encode()

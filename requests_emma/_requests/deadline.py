@@ -48,9 +48,8 @@ class _Watched:
 @functools.cache
 def _watched_pool(pool_class: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
     """``pool_class`` (a plain, SOCKS or any other urllib3 pool) with watched connections."""
-    connection_class = type(
-        f"Watched{pool_class.ConnectionCls.__name__}", (_Watched, pool_class.ConnectionCls), {}
-    )
+    connection = pool_class.ConnectionCls
+    connection_class = type(f"Watched{connection.__name__}", (_Watched, connection), {})
     return type(f"Watched{pool_class.__name__}", (pool_class,), {"ConnectionCls": connection_class})
 
 

@@ -269,9 +269,8 @@ def _retry_from(retries: object) -> Retry | None:
     """The ``Retry`` behind ``retries=``; ``None`` for no retries."""
     if isinstance(retries, Retry):
         return retries
-    if retries is None or retries is False:
-        return None
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+    # A count (False counts 0; True is no count), or None.
+    if retries is True or not (retries is None or isinstance(retries, int) and retries >= 0):
         raise ValueError(
             "retries must be a number of retries (0 or more), a urllib3 Retry, "
             f"or None or False for none; got {retries!r}"
