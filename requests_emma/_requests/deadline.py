@@ -6,7 +6,7 @@ as long as the server likes, with every waiting thread behind it. This module is
 place that reaches below requests to bound the whole exchange.
 
 How: :class:`DeadlineAdapter` is an ``HTTPAdapter`` whose connections register their socket
-with the exchange running on their thread (:func:`~requests_emma._socket_watch.running`), a
+with the exchange running on their thread (:data:`~requests_emma._socket_watch.running`), a
 :class:`~requests_emma._socket_watch.Watch` whose timer shuts the registered sockets down when
 the deadline passes; the blocked read then returns, and requests reports a connection error,
 which the caller recognises by :attr:`~requests_emma._socket_watch.Watch.fired`.
@@ -25,7 +25,7 @@ from .._socket_watch import running
 
 
 def _register(sock: object) -> None:
-    watch = running()
+    watch = running.watch
     # Only real sockets: through an https proxy ``conn.sock`` is urllib3's SSLTransport over
     # the tunnel, whose socket was registered when it was made (_new_conn).
     if watch is not None and isinstance(sock, socket.socket):

@@ -67,10 +67,9 @@ def carry_cookies(response: Response, replay: PreparedRequest) -> None:
     for cookie in jar:
         if cookie.name in touched:
             now_set.set_cookie(cookie)
-    header = get_cookie_header(now_set, replay)  # type: ignore[no-untyped-call]
-    pairs = kept + ([header] if header else [])
-    if pairs:
-        replay.headers["Cookie"] = "; ".join(pairs)
+    pairs = [*kept, get_cookie_header(now_set, replay)]  # type: ignore[no-untyped-call]
+    if any(pairs):  # the jar's header is None when no cookie of its applies
+        replay.headers["Cookie"] = "; ".join(filter(None, pairs))
 
 
 def _cookie_values(jar: RequestsCookieJar) -> set[tuple[str, str, str, str | None]]:

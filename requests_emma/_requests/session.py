@@ -112,22 +112,22 @@ class IdempotentRetry(Retry):
         pool = cast("ConnectionPool", _pool)
         if error is not None and method is not None and not self._is_method_retryable(method):
             raise MaxRetryError(pool, url, error) from error
-        wait = None if response is None else self.get_retry_after(response)
+        wait = self.get_retry_after(response)
         if wait is not None and wait > RETRY_AFTER_LIMIT:
             # raise_on_status=False makes urllib3 return the response, Retry-After and all.
             raise MaxRetryError(pool, url, ResponseError(f"Retry-After {wait:.0f} s is too long"))
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
-    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+    def get_retry_after(self, response: BaseHTTPResponse | None) -> float | None:
         # urllib3's reads an HTTP-date against time.time() and raises for a header it cannot
-        # read; this one reads it against the auth's clock, and takes an unreadable one for none.
-        return parse_retry_after(response.headers.get("Retry-After"), self._clock().wall())
+        # read; this one reads it against the auth's clock, and takes an unreadable one (or no
+        # response) for none.
+        header = None if response is None else response.headers.get("Retry-After")
+        return parse_retry_after(header, self._clock().wall())
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         # urllib3's choice of wait, slept through the sleep that no_retry_waits() turns off.
-        wait = None
-        if response is not None and self.respect_retry_after_header:
-            wait = self.get_retry_after(response)
+        wait = self.get_retry_after(response) if self.respect_retry_after_header else None
         self._clock().sleep(wait or self.get_backoff_time())
 
 
@@ -190,8 +190,7 @@ class EmmaSession(KeywordOptions, requests.Session):
         if timeout is not None:
             connect, read = durations.timeout(timeout)  # validates: positive, finite
             timeout = (connect, read) if isinstance(timeout, tuple) else read
-        if auth is None:
-            auth = EmmaAuth(base_url=base_url)
+        auth = EmmaAuth(base_url=base_url) if auth is None else auth
         resolved_base = auth.base_url if base_url is None else urls.base_url(base_url)
         if urls.origin(resolved_base) != urls.origin(auth.base_url):
             raise ValueError(

@@ -32,7 +32,7 @@ from .._core.outcome import Outcome
 from .._errors import without_tracebacks
 from .._socket_watch import watch_for
 from .._source.attempt import Answer, attempt
-from . import deadline as _deadline
+from .deadline import DeadlineAdapter
 from .proxies import direct_proxies
 
 #: What an attempt posts: built at the call, so no frame of ours holds the secret before.
@@ -45,11 +45,10 @@ class TokenEndpoint:
     def __init__(self, base_url: str, session: requests.Session | None, timeout: Timeout) -> None:
         self.base_url = base_url
         self.owns_session = session is None
-        if session is None:  # the session for token calls: its adapter obeys deadlines
+        if session is None:  # the session for token calls: its adapters obey deadlines
             session = requests.Session()
-            adapter = _deadline.DeadlineAdapter()
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
+            session.mount("https://", DeadlineAdapter())
+            session.mount("http://", DeadlineAdapter())
         self.session = session
         self.timeout = timeout
 
