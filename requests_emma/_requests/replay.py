@@ -58,10 +58,9 @@ def carry_cookies(response: Response, replay: PreparedRequest) -> None:
         return
     # Taken off: the jar writes a Cookie header only where there is none.
     sent = str(replay.headers.pop("Cookie", ""))
+    # Empty pairs (a stray ";") are dropped at the join.
     kept = [
-        pair.strip()
-        for pair in sent.split(";")
-        if pair.strip() and pair.split("=", 1)[0].strip() not in touched
+        pair.strip() for pair in sent.split(";") if pair.partition("=")[0].strip() not in touched
     ]
     now_set = RequestsCookieJar()
     for cookie in jar:
