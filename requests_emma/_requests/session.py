@@ -246,16 +246,16 @@ class EmmaSession(KeywordOptions, requests.Session):
     def rebuild_proxies(
         self, prepared_request: PreparedRequest, proxies: dict[str, str] | None
     ) -> dict[str, str]:
-        rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
-            prepared_request, proxies
-        )
         direct = direct_proxies(prepared_request.url or "")
         if direct is None:
+            rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
+                prepared_request, proxies
+            )
             return rebuilt
-        # For a redirect requests adds the environment's proxy back, and its credentials as a
-        # Proxy-Authorization header, which a direct request hands to the server itself.
+        # For a redirect requests would add the environment's proxy back, and its credentials
+        # as a Proxy-Authorization header, which a direct request hands to the server itself.
         prepared_request.headers.pop("Proxy-Authorization", None)
-        return _without_proxies(direct, rebuilt)
+        return _without_proxies(direct, proxies)
 
 
 def _without_proxies(direct: dict[str, None], proxies: dict[str, str] | None) -> dict[str, str]:
