@@ -6,8 +6,8 @@ byte at a time never trips them. A :class:`Watch` holds the sockets of one excha
 them then returns as if the peer had closed, the HTTP stack reports a broken connection, and
 the caller, seeing :attr:`Watch.fired`, reports a deadline instead.
 
-Each HTTP stack registers its sockets in its own way (``_requests/deadline.py``,
-``_httpx/deadline.py``); this module knows no HTTP stack. A registration keeps a duplicate
+Each HTTP stack registers its sockets in its own way (``_requests/deadline.py``, with the
+watch :data:`running` on its thread; ``_httpx/deadline.py``); this module knows no HTTP stack. A registration keeps a duplicate
 of the socket's file descriptor, so the shutdown reaches the connection during a TLS
 handshake too (when ``ssl`` has taken the original socket object over) and never touches a
 descriptor the process has since reused for something else.
@@ -58,19 +58,32 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+class _Running(threading.local):
+    """Per thread, the watch of the :func:`watch_for` block it is in (``None``: none), for
+    what opens sockets deep inside an HTTP stack."""
+
+    watch: Watch | None = None
+
+
+running = _Running()
+
+
 @contextlib.contextmanager
 def watch_for(seconds: float) -> Iterator[Watch]:
     """A :class:`Watch` whose sockets are shut down ``seconds`` from now, unless the block
-    has ended by then; its duplicates are closed when it ends."""
+    has ended by then; its duplicates are closed when it ends. Inside the block it is the
+    thread's :data:`running` watch."""
     watch = Watch()
     timer = threading.Timer(max(0.0, seconds), watch.fire)
     timer.daemon = True  # never keeps the process alive
+    # No new threads (a thread limit): no deadline then, but each read's timeout still holds.
+    with contextlib.suppress(RuntimeError):
+        timer.start()
+    previous = running.watch
+    running.watch = watch
     try:
-        try:
-            timer.start()
-        except RuntimeError:  # no new threads (a thread limit): each read's timeout still holds
-            pass
         yield watch
     finally:
+        running.watch = previous
         timer.cancel()
         watch.close()

@@ -26,16 +26,15 @@ Requires ``pip install 'requests-emma[oauthlib]'``.
 from __future__ import annotations
 
 import base64
-import binascii
+import functools
 import json
 import math
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
 from typing import Any
 
-import requests
-import requests.adapters
+from requests import PreparedRequest, Response
+from requests.adapters import BaseAdapter
 
 try:
     from requests_oauthlib import OAuth2Session
@@ -44,10 +43,15 @@ except ImportError:  # pragma: no cover - exercised by a test in a subprocess
         "requests_emma.oauthlib needs requests-oauthlib: pip install 'requests-emma[oauthlib]'"
     ) from None
 
+from ._core.exchange import HEADERS
 from ._core.outcome import Kind, classify_status
 from ._core.wire import issue_token_body, parse_error, parse_token, refresh_token_body
 
 __all__ = ["emma_compliance_fix"]
+
+#: RFC 6749's error for what emma's status says, but for a refusal (each hook has its own);
+#: a status no token endpoint answers with (MISDIRECTED) means a wrong base URL.
+_RFC_ERRORS = {Kind.TRANSIENT: "temporarily_unavailable", Kind.MISDIRECTED: "invalid_request"}
 
 
 def emma_compliance_fix(session: OAuth2Session) -> OAuth2Session:
@@ -64,65 +68,52 @@ def emma_compliance_fix(session: OAuth2Session) -> OAuth2Session:
     and so do ``session.refresh_token(BASE + "/v1/refresh-token")`` and
     ``OAuth2Session(..., auto_refresh_url=BASE + "/v1/refresh-token", token_updater=...)``.
     """
-    if not callable(getattr(session, "register_compliance_hook", None)):
+    # The request hooks exist since requests-oauthlib 1.3.1; its typing stubs lack them.
+    register = getattr(session, "register_compliance_hook", None)
+    if not callable(register):
         raise ValueError(  # noqa: TRY004 - the project's rule: bad values are ValueErrors
             "emma_compliance_fix needs a requests_oauthlib.OAuth2Session, "
             f"got a {type(session).__name__}"
         )
 
-    def access_token_request(
-        url: str, headers: dict[str, str], request_kwargs: dict[str, Any]
-    ) -> tuple[str, dict[str, str], dict[str, Any]]:
-        _route_through_emma_adapter(session, url)
-        return url, headers, request_kwargs
+    def route(url: str, headers: dict[str, str], rest: Any) -> tuple[str, dict[str, str], Any]:
+        """Both request hooks (``rest``: the request's keyword arguments, or its body): send
+        the token call through the adapter that makes it emma's JSON."""
+        current = session.get_adapter(url)
+        if not isinstance(current, _EmmaTokenCalls):
+            # The longest matching prefix wins, so this serves exactly the token URL.
+            session.mount(url, _EmmaTokenCalls(current))
+        return url, headers, rest
 
-    def refresh_token_request(
-        url: str, headers: dict[str, str], body: str
-    ) -> tuple[str, dict[str, str], str]:
-        _route_through_emma_adapter(session, url)
-        return url, headers, body
-
-    # The request hooks exist since requests-oauthlib 1.3.1; its typing stubs lack them.
-    register: Callable[[str, object], None] = session.register_compliance_hook  # type: ignore[assignment]
-    register("access_token_request", access_token_request)
-    register("refresh_token_request", refresh_token_request)
-    register("access_token_response", _token_response("invalid_client"))
-    register("refresh_token_response", _token_response("invalid_grant"))
+    register("access_token_request", route)
+    register("refresh_token_request", route)
+    register("access_token_response", functools.partial(_as_rfc, "invalid_client"))
+    register("refresh_token_response", functools.partial(_as_rfc, "invalid_grant"))
     return session
 
 
-def _route_through_emma_adapter(session: requests.Session, url: str) -> None:
-    current = session.get_adapter(url)
-    if not isinstance(current, _EmmaTokenCalls):
-        # The longest matching prefix wins, so this serves exactly the token URL.
-        session.mount(url, _EmmaTokenCalls(current))
-
-
-class _EmmaTokenCalls(requests.adapters.BaseAdapter):
+class _EmmaTokenCalls(BaseAdapter):
     """Sends OAuth 2 token requests as emma's JSON, through the adapter it wraps."""
 
-    def __init__(self, inner: requests.adapters.BaseAdapter) -> None:
+    def __init__(self, inner: BaseAdapter) -> None:
         super().__init__()
         self.inner = inner
 
-    def send(
-        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
-    ) -> requests.Response:
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
         return self.inner.send(_as_emma_json(request), *args, **kwargs)
 
     def close(self) -> None:
         self.inner.close()
 
 
-def _as_emma_json(request: requests.PreparedRequest) -> requests.PreparedRequest:
+def _as_emma_json(request: PreparedRequest) -> PreparedRequest:
     body = request.body
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     if not isinstance(body, str):
         return request
     form = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
-    grant_type = form.get("grant_type")
-    if grant_type == "client_credentials":
+    if form.get("grant_type") == "client_credentials":
         basic = _basic_credentials(request.headers.get("Authorization", ""))
         client_id = form.get("client_id") or (basic[0] if basic else "")
         client_secret = form.get("client_secret") or (basic[1] if basic else "")
@@ -132,51 +123,48 @@ def _as_emma_json(request: requests.PreparedRequest) -> requests.PreparedRequest
                 "fetch_token(..., client_id=..., client_secret=...)"
             )
         payload = issue_token_body(client_id, client_secret)
-    elif grant_type == "refresh_token" and form.get("refresh_token"):
+    elif form.get("grant_type") == "refresh_token" and form.get("refresh_token"):
         payload = refresh_token_body(form["refresh_token"])
     else:
         return request  # not a token request this adapter knows: send it as it is
     emma = request.copy()
     if emma.headers.get("Authorization", "").startswith("Basic "):
         del emma.headers["Authorization"]  # the credentials are in the body now
-    emma.headers.pop("Content-Type", None)
-    emma.headers["Accept"] = "application/json"
+    emma.headers.update(HEADERS)  # JSON, and a JSON answer asked for
     emma.prepare_body(data=None, files=None, json=payload)
     return emma
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:
     scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("latin-1")
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error included
         return None
     client_id, colon, client_secret = decoded.partition(":")
-    return (client_id, client_secret) if colon else None
+    return (client_id, client_secret) if colon and scheme.lower() == "basic" else None
 
 
-def _token_response(
-    refused_error: str,
-) -> Callable[[requests.Response], requests.Response]:
-    """A response hook that rewrites emma's answer as RFC 6749's; ``refused_error`` is the
-    RFC error for a 400 (emma's answer to wrong credentials or a dead refresh token)."""
+def _as_rfc(refused_error: str, response: Response) -> Response:
+    """The response hooks (``refused_error`` bound): rewrite emma's answer as RFC 6749's;
+    ``refused_error`` is the RFC error for a 400 (emma's answer to wrong credentials or a
+    dead refresh token)."""
+    if 200 <= response.status_code < 300:
+        rfc = _rfc_token(response)
+    else:
+        code, message = parse_error(response.content)
+        # What the status means is the library's one reading of it (classify_status).
+        kind = classify_status(response.status_code)
+        error = refused_error if kind is Kind.REFUSED else _RFC_ERRORS.get(kind, "server_error")
+        description = message or code or f"HTTP {response.status_code}"
+        rfc = {"error": error, "error_description": description}
+    response._content = json.dumps(rfc).encode()
+    response.encoding = "utf-8"
+    response.headers["Content-Type"] = "application/json"
+    return response
 
-    def hook(response: requests.Response) -> requests.Response:
-        if 200 <= response.status_code < 300:
-            rfc: Mapping[str, object] = _rfc_token(response)
-        else:
-            rfc = _rfc_error(response, refused_error)
-        response._content = json.dumps(rfc).encode()
-        response.encoding = "utf-8"
-        response.headers["Content-Type"] = "application/json"
-        return response
 
-    return hook
-
-
-def _rfc_token(response: requests.Response) -> dict[str, object]:
+def _rfc_token(response: Response) -> dict[str, object]:
     now = time.time()
     sent_at = now - response.elapsed.total_seconds()
     grant = parse_token(response.content, sent_at)  # TokenResponseError if not a token
@@ -194,15 +182,3 @@ def _rfc_token(response: requests.Response) -> dict[str, object]:
     if grant.refresh_lifetime is not None:
         token["refresh_expires_in"] = math.floor(grant.refresh_lifetime)
     return token
-
-
-def _rfc_error(response: requests.Response, refused_error: str) -> dict[str, object]:
-    code, message = parse_error(response.content)
-    # What the status means is the library's one reading of it (classify_status).
-    error = {
-        Kind.REFUSED: refused_error,
-        Kind.TRANSIENT: "temporarily_unavailable",
-        Kind.MISDIRECTED: "invalid_request",  # not a token endpoint: a wrong base URL
-    }.get(classify_status(response.status_code), "server_error")
-    description = message or code or f"HTTP {response.status_code}"
-    return {"error": error, "error_description": description}

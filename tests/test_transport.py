@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import pathlib
 import socket
 import threading
 import time
@@ -12,11 +13,14 @@ import zlib
 from collections.abc import Callable
 
 import pytest
+import requests
 import urllib3
 from fakes import Handler, RawServer, answer
 
 from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError, TokenResponseError
 from requests_emma._requests import deadline as _deadline
+from requests_emma._socket_watch import watch_for
+from requests_emma.testing import FakeEmmaServer
 
 TOKEN = json.dumps({"accessToken": "encoded-access", "expiresIn": 300}).encode()
 
@@ -123,7 +127,48 @@ def test_watched_pools_keep_the_managers_own_pool_classes() -> None:
 
 def test_only_sockets_are_registered() -> None:
     """What is not a socket (urllib3's SSLTransport through an https proxy) is skipped."""
-    with _deadline.deadline(5) as watch, socket.socket() as sock:
+    with watch_for(5) as watch, socket.socket() as sock:
         _deadline._register(object())
         _deadline._register(sock)
         assert len(watch._sockets) == 1
+
+
+@pytest.mark.parametrize("given_session", [False, True])
+def test_token_calls_carry_no_authorization_header(
+    emma_server: FakeEmmaServer,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    given_session: bool,
+) -> None:
+    """A token call sends no Authorization header: not a .netrc entry for the host, nor the
+    auth or default header of a session given to EmmaAuth."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with requests.Session() as session:
+        session.auth = ("session-user", "session-password")
+        session.headers["Authorization"] = "Bearer not-for-the-token-endpoint"
+        auth = EmmaAuth(
+            emma_server.client_id,
+            emma_server.client_secret,
+            base_url=emma_server.base_url,
+            session=session if given_session else None,
+        )
+        auth.get_token()
+    token_calls = [seen for seen in emma_server.requests if seen.path == "/v1/issue-token"]
+    assert len(token_calls) == 1
+    assert "Authorization" not in token_calls[0].headers
+
+
+def test_a_proxy_managers_pools_are_watched_once() -> None:
+    """The deadline adapter's proxy managers open watched pools, and a manager it hands out
+    again is not wrapped a second time."""
+    adapter = _deadline.DeadlineAdapter()
+    manager = adapter.proxy_manager_for("http://proxy.example:3128")
+    assert adapter.proxy_manager_for("http://proxy.example:3128") is manager
+    for pool_class in manager.pool_classes_by_scheme.values():
+        connection_class = pool_class.ConnectionCls
+        assert issubclass(connection_class, _deadline._Watched)
+        assert not issubclass(connection_class.__bases__[1], _deadline._Watched)
+    adapter.close()

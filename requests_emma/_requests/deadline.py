@@ -6,7 +6,7 @@ as long as the server likes, with every waiting thread behind it. This module is
 place that reaches below requests to bound the whole exchange.
 
 How: :class:`DeadlineAdapter` is an ``HTTPAdapter`` whose connections register their socket
-with the exchange running on their thread (:func:`deadline`), a
+with the exchange running on their thread (:data:`~requests_emma._socket_watch.running`), a
 :class:`~requests_emma._socket_watch.Watch` whose timer shuts the registered sockets down when
 the deadline passes; the blocked read then returns, and requests reports a connection error,
 which the caller recognises by :attr:`~requests_emma._socket_watch.Watch.fired`.
@@ -14,36 +14,18 @@ which the caller recognises by :attr:`~requests_emma._socket_watch.Watch.fired`.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import socket
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool
 
-from .._socket_watch import Watch, watch_for
-
-_current = threading.local()
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[Watch]:
-    """Bound the exchanges this thread makes through a :class:`DeadlineAdapter` inside the
-    block to ``seconds`` in all."""
-    with watch_for(seconds) as watch:
-        previous = getattr(_current, "watch", None)
-        _current.watch = watch
-        try:
-            yield watch
-        finally:
-            _current.watch = previous
+from .._socket_watch import running
 
 
 def _register(sock: object) -> None:
-    watch: Watch | None = getattr(_current, "watch", None)
+    watch = running.watch
     # Only real sockets: through an https proxy ``conn.sock`` is urllib3's SSLTransport over
     # the tunnel, whose socket was registered when it was made (_new_conn).
     if watch is not None and isinstance(sock, socket.socket):
@@ -66,32 +48,29 @@ class _Watched:
 @functools.cache
 def _watched_pool(pool_class: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
     """``pool_class`` (a plain, SOCKS or any other urllib3 pool) with watched connections."""
-    connection_class = type(
-        f"Watched{pool_class.ConnectionCls.__name__}", (_Watched, pool_class.ConnectionCls), {}
-    )
+    connection = pool_class.ConnectionCls
+    connection_class = type(f"Watched{connection.__name__}", (_Watched, connection), {})
     return type(f"Watched{pool_class.__name__}", (pool_class,), {"ConnectionCls": connection_class})
 
 
-def _watch_pools(manager: Any) -> Any:
+def _watch_pools(manager: Any) -> None:
     """Make ``manager`` (a PoolManager, ProxyManager or SOCKSProxyManager) open its pools with
     watched connections, keeping whatever pool classes it had."""
     manager.pool_classes_by_scheme = {
         scheme: _watched_pool(pool_class)
         for scheme, pool_class in manager.pool_classes_by_scheme.items()
     }
-    return manager
 
 
 class DeadlineAdapter(HTTPAdapter):
-    """An ``HTTPAdapter`` whose exchanges :func:`deadline` can bound."""
+    """An ``HTTPAdapter`` whose exchanges a :func:`~requests_emma._socket_watch.watch_for`
+    block on their thread bounds."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         _watch_pools(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not getattr(manager, "_requests_emma_watched", False):  # the adapter caches them
-            _watch_pools(manager)
-            manager._requests_emma_watched = True
-        return manager
+        if proxy not in self.proxy_manager:  # made now; the adapter keeps it for the next call
+            _watch_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
+        return super().proxy_manager_for(proxy, **proxy_kwargs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import requests
+from requests import PreparedRequest, Response
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
 from requests.utils import rewind_body
 
@@ -19,9 +19,7 @@ if TYPE_CHECKING:
     from .._source import TokenSource
 
 
-def resend(
-    response: requests.Response, header: str, source: TokenSource, **kwargs: Any
-) -> requests.Response:
+def resend(response: Response, header: str, source: TokenSource, **kwargs: Any) -> Response:
     """Send the request that got the 401 ``response`` again with ``Authorization: header``
     (``kwargs``: what requests passed the hook: timeout, verify, proxies...)."""
     sent = response.request
@@ -36,14 +34,14 @@ def resend(
     response.request = sent.copy()
     sent.headers["Authorization"] = header
     with source.telemetry().replay(str(sent.method), str(sent.url)) as record:
-        new_response: requests.Response = response.connection.send(replay, **kwargs)
+        new_response: Response = response.connection.send(replay, **kwargs)
         record.answered(new_response.status_code)
     new_response.history.append(response)
     new_response.request = replay
     return new_response
 
 
-def carry_cookies(response: requests.Response, replay: requests.PreparedRequest) -> None:
+def carry_cookies(response: Response, replay: PreparedRequest) -> None:
     """Send the replay with the cookies as the 401 left them, as a browser would.
 
     requests' recipe (``prepare_cookies``) writes a ``Cookie`` header only when there is none,
@@ -54,28 +52,24 @@ def carry_cookies(response: requests.Response, replay: requests.PreparedRequest)
     jar: RequestsCookieJar = replay._cookies  # type: ignore[attr-defined]
     before = _cookie_values(jar)
     extract_cookies_to_jar(jar, response.request, response.raw)  # type: ignore[no-untyped-call]
-    after = _cookie_values(jar)
-    touched = {key[0] for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+    # Names with a cookie set, changed or deleted: in one of the two sets but not the other.
+    touched = {cookie[0] for cookie in before ^ _cookie_values(jar)}
     if not touched:
         return
+    # Taken off: the jar writes a Cookie header only where there is none.
+    sent = str(replay.headers.pop("Cookie", ""))
+    # Empty pairs (a stray ";") are dropped at the join.
     kept = [
-        pair.strip()
-        for pair in str(replay.headers.get("Cookie", "")).split(";")
-        if pair.strip() and pair.split("=", 1)[0].strip() not in touched
+        pair.strip() for pair in sent.split(";") if pair.partition("=")[0].strip() not in touched
     ]
     now_set = RequestsCookieJar()
     for cookie in jar:
         if cookie.name in touched:
             now_set.set_cookie(cookie)
-    probe = replay.copy()  # the jar writes a Cookie header only where there is none
-    probe.headers.pop("Cookie", None)
-    header = get_cookie_header(now_set, probe)  # type: ignore[no-untyped-call]
-    pairs = kept + ([header] if header else [])
-    if pairs:
-        replay.headers["Cookie"] = "; ".join(pairs)
-    else:
-        replay.headers.pop("Cookie", None)
+    pairs = [*kept, get_cookie_header(now_set, replay)]  # type: ignore[no-untyped-call]
+    if any(pairs):  # the jar's header is None when no cookie of its applies
+        replay.headers["Cookie"] = "; ".join(filter(None, pairs))
 
 
-def _cookie_values(jar: RequestsCookieJar) -> dict[tuple[str, str, str], str | None]:
-    return {(cookie.name, cookie.domain, cookie.path): cookie.value for cookie in jar}
+def _cookie_values(jar: RequestsCookieJar) -> set[tuple[str, str, str, str | None]]:
+    return {(cookie.name, cookie.domain, cookie.path, cookie.value) for cookie in jar}

@@ -38,15 +38,10 @@ import re
 from typing import TYPE_CHECKING, Any, cast
 
 import requests
+from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
-from urllib3.exceptions import (
-    InvalidHeader,
-    MaxRetryError,
-    ReadTimeoutError,
-    ResponseError,
-    UnrewindableBodyError,
-)
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError, UnrewindableBodyError
 from urllib3.util.retry import Retry
 
 from .._core import durations, urls
@@ -70,10 +65,6 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 #: The longest ``Retry-After`` (seconds) waited for; a longer one returns the response.
 RETRY_AFTER_LIMIT = 30.0
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_RETRIES = 3
-#: Backoff between retries without ``Retry-After``: 0 s, then 1 s, 2 s, 4 s...
-DEFAULT_BACKOFF_FACTOR = 0.5
 
 _HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -103,13 +94,6 @@ class IdempotentRetry(Retry):
         retry.clock_of = self.clock_of
         return retry
 
-    def parse_retry_after(self, retry_after: str) -> float:
-        # urllib3's reads an HTTP-date against time.time(); this one against the auth's clock.
-        wait = parse_retry_after(retry_after, self._clock().wall())
-        if wait is None:
-            raise InvalidHeader(f"Invalid Retry-After header: {retry_after}")
-        return wait
-
     def _clock(self) -> Clock:
         return SYSTEM_CLOCK if self.clock_of is None else self.clock_of._token_source.clock
 
@@ -124,57 +108,39 @@ class IdempotentRetry(Retry):
     ) -> IdempotentRetry:
         if isinstance(error, ReadTimeoutError):
             raise error.with_traceback(_stacktrace)  # requests makes it a ReadTimeout
-        allowed = self.allowed_methods
-        if error is not None and allowed and method is not None and method.upper() not in allowed:
-            raise MaxRetryError(cast("ConnectionPool", _pool), url, error) from error
-        if response is not None:
-            wait = self.get_retry_after(response)
-            if wait is not None and wait > RETRY_AFTER_LIMIT:
-                # raise_on_status=False makes urllib3 return the response, Retry-After and all.
-                reason = ResponseError(f"Retry-After {wait:.0f} s is too long")
-                raise MaxRetryError(cast("ConnectionPool", _pool), url, reason)
+        pool = cast("ConnectionPool", _pool)
+        if error is not None and method is not None and not self._is_method_retryable(method):
+            raise MaxRetryError(pool, url, error) from error
+        wait = self.get_retry_after(response)
+        if wait is not None and wait > RETRY_AFTER_LIMIT:
+            # raise_on_status=False makes urllib3 return the response, Retry-After and all.
+            raise MaxRetryError(pool, url, ResponseError(f"Retry-After {wait:.0f} s is too long"))
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
-    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
-        try:
-            return super().get_retry_after(response)
-        except InvalidHeader:
-            return None
+    def get_retry_after(self, response: BaseHTTPResponse | None) -> float | None:
+        # urllib3's reads an HTTP-date against time.time() and raises for a header it cannot
+        # read; this one reads it against the auth's clock, and takes an unreadable one (or no
+        # response) for none.
+        header = None if response is None else response.headers.get("Retry-After")
+        return parse_retry_after(header, self._clock().wall())
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         # urllib3's choice of wait, slept through the sleep that no_retry_waits() turns off.
-        wait = None
-        if response is not None and self.respect_retry_after_header:
-            wait = self.get_retry_after(response)
+        wait = self.get_retry_after(response) if self.respect_retry_after_header else None
         self._clock().sleep(wait or self.get_backoff_time())
-
-
-def default_retry(retries: int) -> IdempotentRetry:
-    """The ``Retry`` behind ``retries=<int>``."""
-    return IdempotentRetry(
-        total=retries,
-        connect=retries,
-        read=retries,  # a connection closed before the answer; increment() skips read timeouts
-        status=retries,
-        other=0,
-        allowed_methods=IDEMPOTENT_METHODS,
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=DEFAULT_BACKOFF_FACTOR,
-        respect_retry_after_header=True,
-        raise_on_status=False,  # after the last retry, hand back the 503 rather than raise
-    )
 
 
 class _RetryingAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` with retries, except for bodies that cannot be sent twice."""
 
+    # requests pickles the attributes an adapter lists: the single-try adapter goes along.
+    __attrs__ = (*HTTPAdapter.__attrs__, "_single_try")
+
     def __init__(self, retry: Retry) -> None:
         super().__init__(max_retries=retry)
         self._single_try = HTTPAdapter(max_retries=0)
 
-    def send(
-        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
-    ) -> requests.Response:
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
         if not can_be_resent(request):
             return self._single_try.send(request, *args, **kwargs)
         try:
@@ -193,10 +159,6 @@ class _RetryingAdapter(HTTPAdapter):
         super().close()
         self._single_try.close()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = cast("dict[str, Any]", super().__getstate__())
-        return {**state, "_single_try": self._single_try}
-
 
 class EmmaSession(requests.Session):
     """A ``requests.Session`` for the emma API: base URL, default timeout, retries.
@@ -210,20 +172,24 @@ class EmmaSession(requests.Session):
     ``0``, ``None`` or ``False`` for none.
     """
 
+    # requests.Session pickles only the attributes it lists; ours go along.
+    __attrs__ = (*requests.Session.__attrs__, "_base_url", "_timeout")
+
     def __init__(
         self,
         auth: EmmaAuth | None = None,
         *,
         base_url: str | None = None,
-        timeout: Timeout | None = DEFAULT_TIMEOUT,
-        retries: int | Retry | None = DEFAULT_RETRIES,
+        timeout: Timeout | None = 30.0,
+        retries: int | Retry | None = 3,
     ) -> None:
         if auth is not None and not isinstance(auth, EmmaAuth):
             raise ValueError(f"auth must be an EmmaAuth, got {type(auth).__name__}")
         retry = _retry_from(retries)
-        default_timeout = None if timeout is None else _timeout_from(timeout)
-        if auth is None:
-            auth = EmmaAuth(base_url=base_url)
+        if timeout is not None:
+            connect, read = durations.timeout(timeout)  # validates: positive, finite
+            timeout = (connect, read) if isinstance(timeout, tuple) else read
+        auth = EmmaAuth(base_url=base_url) if auth is None else auth
         resolved_base = auth.base_url if base_url is None else urls.base_url(base_url)
         if urls.origin(resolved_base) != urls.origin(auth.base_url):
             raise ValueError(
@@ -233,7 +199,7 @@ class EmmaSession(requests.Session):
         super().__init__()
         self.auth = auth
         self._base_url = resolved_base
-        self._timeout = default_timeout
+        self._timeout = timeout
         if isinstance(retry, IdempotentRetry):
             retry = retry.new()  # the caller's own stays as it was
             retry.clock_of = auth
@@ -258,19 +224,14 @@ class EmmaSession(requests.Session):
             return "EmmaSession(<not fully constructed>)"
         return f"EmmaSession(base_url={self._base_url!r})"
 
-    def __getstate__(self) -> dict[str, Any]:
-        # requests.Session pickles only the attributes it lists; add ours.
-        state = cast("dict[str, Any]", super().__getstate__())
-        return {**state, "_base_url": self._base_url, "_timeout": self._timeout}
-
-    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+    def prepare_request(self, request: requests.Request) -> PreparedRequest:
         # Here rather than in request(): a Request the caller prepares resolves the same way.
         if isinstance(request.url, str) and not _HAS_SCHEME.match(request.url):
             request = copy.copy(request)
             request.url = self._base_url + "/" + request.url.lstrip("/")
         return super().prepare_request(request)
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
         # send(), not request(): redirects and direct send() calls get the default as well.
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
@@ -282,7 +243,7 @@ class EmmaSession(requests.Session):
         return super().send(request, **kwargs)
 
     def rebuild_proxies(
-        self, prepared_request: requests.PreparedRequest, proxies: dict[str, str] | None
+        self, prepared_request: PreparedRequest, proxies: dict[str, str] | None
     ) -> dict[str, str]:
         direct = direct_proxies(prepared_request.url or "")
         if direct is None:
@@ -303,18 +264,24 @@ def _without_proxies(direct: dict[str, None], proxies: dict[str, str] | None) ->
 
 
 def _retry_from(retries: object) -> Retry | None:
+    """The ``Retry`` behind ``retries=``; ``None`` for no retries."""
     if isinstance(retries, Retry):
         return retries
-    if retries is None or retries is False:
-        return None
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+    # A count (False counts 0; True is no count), or None.
+    if retries is True or not (retries is None or isinstance(retries, int) and retries >= 0):
         raise ValueError(
             "retries must be a number of retries (0 or more), a urllib3 Retry, "
             f"or None or False for none; got {retries!r}"
         )
-    return default_retry(retries) if retries else None
-
-
-def _timeout_from(value: object) -> Timeout:
-    connect, read = durations.timeout(value)  # validates: positive, finite
-    return (connect, read) if isinstance(value, tuple) else read
+    if not retries:
+        return None
+    return IdempotentRetry(
+        # total bounds every kind of retry (connection, read, status) alike; read errors are
+        # connections closed before the answer, as increment() skips read timeouts.
+        total=retries,
+        other=0,
+        allowed_methods=IDEMPOTENT_METHODS,
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=0.5,  # without Retry-After: 0 s, then 1 s, 2 s, 4 s...
+        raise_on_status=False,  # after the last retry, hand back the 503 rather than raise
+    )

@@ -22,7 +22,6 @@ with the frames that held the body cut off.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import requests
@@ -31,25 +30,13 @@ from .._core.clock import Clock
 from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
 from .._core.outcome import Outcome
 from .._errors import without_tracebacks
+from .._socket_watch import watch_for
 from .._source.attempt import Answer, attempt
-from . import deadline as _deadline
+from .deadline import DeadlineAdapter
 from .proxies import direct_proxies
 
-logger = logging.getLogger("requests_emma")
-
-
-def _no_authorization(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    request.headers.pop("Authorization", None)
-    return request
-
-
-def private_session() -> requests.Session:
-    """The session for token calls when the user gives none: its adapters obey deadlines."""
-    session = requests.Session()
-    adapter = _deadline.DeadlineAdapter()
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
+#: What an attempt posts: built at the call, so no frame of ours holds the secret before.
+Body = Callable[[], dict[str, str]]
 
 
 class TokenEndpoint:
@@ -58,16 +45,14 @@ class TokenEndpoint:
     def __init__(self, base_url: str, session: requests.Session | None, timeout: Timeout) -> None:
         self.base_url = base_url
         self.owns_session = session is None
-        self.session = private_session() if session is None else session
+        if session is None:  # the session for token calls: its adapters obey deadlines
+            session = requests.Session()
+            session.mount("https://", DeadlineAdapter())
+            session.mount("http://", DeadlineAdapter())
+        self.session = session
         self.timeout = timeout
 
-    def attempt(
-        self,
-        path: str,
-        body: Callable[[], dict[str, str]],
-        deadline: float,
-        clock: Clock,
-    ) -> Outcome:
+    def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
         """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
         the network or the server does."""
 
@@ -76,10 +61,12 @@ class TokenEndpoint:
             with self.session.post(
                 url,
                 json=body(),  # built here only, so no local of ours holds the secret
-                headers=HEADERS,
+                # No Authorization: None drops a session's header, a no-op auth its auth
+                # and a .netrc entry.
+                headers={**HEADERS, "Authorization": None},
                 timeout=timeout,
                 allow_redirects=False,
-                auth=_no_authorization,
+                auth=lambda request: request,
                 proxies=direct_proxies(url),  # type: ignore[arg-type] # loopback: direct
                 stream=True,
             ) as response:
@@ -87,9 +74,7 @@ class TokenEndpoint:
                 content = _read_capped(response, decoded=200 <= status < 300)
                 return status, content, response.headers.get("Retry-After")
 
-        return attempt(
-            exchange, _deadline.deadline, _classify, _scrubbed, self.timeout, deadline, clock
-        )
+        return attempt(exchange, watch_for, _classify, _scrubbed, self.timeout, deadline, clock)
 
     def close(self) -> None:
         """Drop idle pooled connections, if the session is ours: token calls are minutes
@@ -114,17 +99,21 @@ def _read_capped(response: requests.Response, *, decoded: bool) -> bytes | None:
     return body.content
 
 
+#: What stopped an attempt, by the requests exception that says so. The first match wins:
+#: an SSLError is a ConnectionError, and a ConnectTimeout a Timeout and a ConnectionError.
+_FAILURES = {
+    requests.exceptions.SSLError: Failure.TLS,
+    requests.Timeout: Failure.TIMEOUT,
+    requests.ConnectionError: Failure.CONNECTION,
+    requests.exceptions.ChunkedEncodingError: Failure.CONNECTION,
+    requests.exceptions.ContentDecodingError: Failure.UNDECODABLE,
+}
+
+
 def _classify(exc: Exception) -> Failure:
-    """What an exception from requests says stopped the attempt."""
-    if isinstance(exc, requests.exceptions.SSLError):
-        return Failure.TLS
-    if isinstance(exc, requests.Timeout):
-        return Failure.TIMEOUT
-    if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-        return Failure.CONNECTION
-    if isinstance(exc, requests.exceptions.ContentDecodingError):
-        return Failure.UNDECODABLE
-    return Failure.OTHER  # e.g. OSError for a missing CA bundle, InvalidURL
+    """What an exception from requests says stopped the attempt; anything the table does not
+    name (an OSError for a missing CA bundle, InvalidURL) is OTHER."""
+    return next((kind for cls, kind in _FAILURES.items() if isinstance(exc, cls)), Failure.OTHER)
 
 
 def _scrubbed(exc: BaseException) -> BaseException:
