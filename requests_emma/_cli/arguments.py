@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import enum
+import inspect
 import math
 import re
 import urllib.parse
@@ -24,7 +25,19 @@ PROG = "requests-emma"
 
 
 class Exit(enum.IntEnum):
-    """The exit statuses; ``EXIT_CODES`` says what each means."""
+    """The exit statuses. ``--help`` shows this docstring from its second paragraph on.
+
+    exit status:
+      0    success
+      1    the API answered with a non-2xx status (get)
+      2    bad arguments or configuration (missing credentials, bad base or proxy URL)
+      3    no token: credentials rejected, or the token endpoint failed or asked to wait
+      4    emma could not be reached (connection failed, name unknown, timed out)
+      70   an unexpected internal error
+      74   the output could not be written (a full disk, a closed stdout)
+      130  interrupted (Ctrl-C)
+      141  stdout's reader went away (piped into head, say); no message
+    """
 
     OK = 0
     API_ERROR = 1
@@ -35,20 +48,6 @@ class Exit(enum.IntEnum):
     OUTPUT = 74  # sysexits' EX_IOERR
     INTERRUPTED = 130
     BROKEN_PIPE = 141
-
-
-#: Exit status -> meaning, as ``--help`` shows it.
-EXIT_CODES = {
-    Exit.OK: "success",
-    Exit.API_ERROR: "the API answered with a non-2xx status (get)",
-    Exit.USAGE: "bad arguments or configuration (missing credentials, bad base or proxy URL)",
-    Exit.AUTH: "no token: credentials rejected, or the token endpoint failed or asked to wait",
-    Exit.UNREACHABLE: "emma could not be reached (connection failed, name unknown, timed out)",
-    Exit.INTERNAL: "an unexpected internal error",
-    Exit.OUTPUT: "the output could not be written (a full disk, a closed stdout)",
-    Exit.INTERRUPTED: "interrupted (Ctrl-C)",
-    Exit.BROKEN_PIPE: "stdout's reader went away (piped into head, say); no message",
-}
 
 
 class CommandError(Exception):
@@ -112,71 +111,58 @@ CONNECTION: dict[str, dict[str, Any]] = {
         "help": "neither reuse nor save a token in the user's token cache (token, get, check)",
     },
 }
-_TIMEOUT = {
-    "type": positive_seconds,
-    "metavar": "SECONDS",
-    "help": "end the token work within SECONDS: the token cache's lock, every token call and "
-    "the waits between retries (default: the token call's 30 s deadline)",
-}
-#: Each command: its line in the list of commands, its description, and its own arguments.
-COMMANDS: dict[str, dict[str, Any]] = {
-    "token": {
-        "help": "print an access token",
-        "description": "Print an access token alone on one line, e.g. for "
-        '`curl -H "Authorization: Bearer $(requests-emma token)"`.',
-        "arguments": {
-            "--json": {
-                "action": "store_true",
-                "help": "print the token's metadata (type, expiry times, whether it came from "
-                "the cache) instead; no secrets",
-            },
-            "--timeout": _TIMEOUT,
-        },
+#: The other commands' own arguments, by name; :func:`command` says which command takes which.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "--json": {
+        "action": "store_true",
+        "help": "print the token's metadata (type, expiry times, whether it came from the cache) "
+        "instead; no secrets",
     },
-    "get": {
-        "help": "GET a path of the API and print the JSON answer",
-        "description": "An authenticated GET relative to the base URL; pretty JSON on stdout.",
-        "arguments": {
-            "path": {"metavar": "PATH", "help": "e.g. /v1/locations or v1/locations?name=London"}
-        },
+    "--timeout": {
+        "type": positive_seconds,
+        "metavar": "SECONDS",
+        "help": "end the token work within SECONDS: the token cache's lock, every token call and "
+        "the waits between retries (default: the token call's 30 s deadline)",
     },
-    "serve": {
-        "help": "run a local fake emma in the foreground, for your own code and tools",
-        "description": "Run the embedded fake emma on 127.0.0.1 until Ctrl-C. First prints "
-        "`export` lines (base URL, throwaway client ID and secret) on stdout, then one line per "
-        "request served on stderr: method, path, status, never a token.",
-        "arguments": {
-            "--port": {
-                "type": whole_number(
-                    0, 65535, "must be a port number from 0 to 65535 (0: a free one)"
-                ),
-                "default": 0,
-                "metavar": "N",
-                "help": "the port on 127.0.0.1 to listen on (default: a free one)",
-            },
-            "--token-lifetime": {
-                "type": whole_number(1, math.inf, "must be a whole number of seconds, at least 1"),
-                "default": 300,
-                "metavar": "S",
-                "help": "lifetime of the access tokens it issues, in whole seconds (default: 300)",
-            },
-        },
+    "path": {"metavar": "PATH", "help": "e.g. /v1/locations or v1/locations?name=London"},
+    "--port": {
+        "type": whole_number(0, 65535, "must be a port number from 0 to 65535 (0: a free one)"),
+        "default": 0,
+        "metavar": "N",
+        "help": "the port on 127.0.0.1 to listen on (default: a free one)",
     },
-    "demo": {
-        "help": "walk through the token lifecycle against a local fake emma",
-        "description": "Start a fake emma on 127.0.0.1 and show the token lifecycle: no "
-        "credentials, no network.",
-    },
-    "check": {
-        "help": "get a token (or reuse the cached one) and say how long it is valid",
-        "description": "Get a token, or reuse the one in the token cache, and print one line: how "
-        "long it is valid and whether it came from the cache; never the token. The exit status "
-        "says what failed (3: no token, 4: emma unreachable): a readiness or liveness probe.",
-        "arguments": {"--timeout": _TIMEOUT},
+    "--token-lifetime": {
+        "type": whole_number(1, math.inf, "must be a whole number of seconds, at least 1"),
+        "default": 300,
+        "metavar": "S",
+        "help": "lifetime of the access tokens it issues, in whole seconds (default: 300)",
     },
 }
+#: A command's function: it runs the command with the parsed arguments.
+Run = Callable[[argparse.Namespace], None]
+#: Each command's function and own ``OPTIONS``, in the order ``--help`` lists them (filled by
+#: :func:`command`).
+COMMANDS: dict[str, tuple[Run, tuple[str, ...]]] = {}
 #: The commands that get a token, and so take the ``CONNECTION`` flags.
-TOKEN_COMMANDS = ("token", "get", "check")
+TOKEN_COMMANDS: list[str] = []
+
+
+def command(*options: str, gets_a_token: bool = False) -> Callable[[Run], Run]:
+    """Make the function the command named after it (without its leading ``_``), taking
+    these ``OPTIONS``, and the ``CONNECTION`` flags if it ``gets_a_token``.
+
+    Its docstring is its help, as click and typer read it: the first paragraph is its line in
+    the list of commands, the rest its description (argparse rewraps both).
+    """
+
+    def register(run: Run) -> Run:
+        name = run.__name__.lstrip("_")
+        COMMANDS[name] = (run, options)
+        if gets_a_token:
+            TOKEN_COMMANDS.append(name)
+        return run
+
+    return register
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,7 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
     connection = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     for flags, options in CONNECTION.items():
         connection.add_argument(*flags.split(), **options)
-    exit_codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
     parser = _Parser(
         prog=PROG,
         parents=[connection],
@@ -193,18 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tokens and quick calls for the emma API.",
         epilog=(
             f"The client secret comes from ${credentials.CLIENT_SECRET_VAR}, or a prompt when "
-            "stdin is a terminal;\nthere is no flag for it.\n\nexit status:\n" + exit_codes
+            "stdin is a terminal;\nthere is no flag for it.\n\n"
+            + inspect.cleandoc(Exit.__doc__ or "").partition("\n\n")[2]
         ),
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, spec in COMMANDS.items():
+    for name, (run, own_options) in COMMANDS.items():
+        line, _, description = (run.__doc__ or "").partition("\n\n")
         parents = [connection] if name in TOKEN_COMMANDS else []
-        command = commands.add_parser(
-            name, parents=parents, help=spec["help"], description=spec["description"]
-        )
-        for flag, options in spec.get("arguments", {}).items():
-            command.add_argument(flag, **options)
+        subparser = commands.add_parser(name, parents=parents, help=line, description=description)
+        subparser.set_defaults(run=run)
+        for flag in own_options:
+            subparser.add_argument(flag, **OPTIONS[flag])
     return parser
 
 

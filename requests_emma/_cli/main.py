@@ -6,7 +6,7 @@ show in process lists and shell history): it comes from ``EMMA_CLIENT_SECRET``, 
 prompt when stdin is a terminal.
 
 Every error is one line on stderr, without a traceback or a secret, and the exit status
-says what kind of error it was (``arguments.EXIT_CODES``). Usage errors never repeat an
+says what kind of error it was (``arguments.Exit``). Usage errors never repeat an
 argument's value, since any of them may be a secret typed in the wrong place (a mistyped
 subcommand close to a real one is the exception: it is repeated with a suggestion).
 
@@ -48,7 +48,7 @@ from .._core.retry_policy import RetryPolicy
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, os_reason
 from .._requests.auth import EmmaAuth
 from .._requests.session import EmmaSession
-from .arguments import PROG, TOKEN_COMMANDS, CommandError, Exit, parse, without_value
+from .arguments import PROG, TOKEN_COMMANDS, CommandError, Exit, command, parse, without_value
 from .token_cache import NotingCache, open_cache
 
 
@@ -77,17 +77,7 @@ def _report(args: argparse.Namespace) -> int:
     try:
         if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
             raise CommandError("cannot write output: stdout is closed", Exit.OUTPUT)
-        if args.command == "demo":
-            from .demo import run_demo  # the fake server is loaded only for demo and serve
-
-            run_demo(sys.stdout)
-        elif args.command == "serve":
-            from .serve import run_serve
-
-            run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
-        else:
-            run = {"token": _token, "get": _get, "check": _check}[args.command]
-            run(args, *_auth_from(args))
+        args.run(args)
         sys.stdout.flush()  # now, while a failure to write can still be reported
         return Exit.OK
     except CommandError as error:
@@ -211,7 +201,17 @@ def _end_prompt_line() -> None:
         sys.stderr.write("\n")
 
 
-def _token(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
+# The commands, in the order --help lists them; each one's docstring is its help.
+
+
+@command("--json", "--timeout", gets_a_token=True)
+def _token(args: argparse.Namespace) -> None:
+    """print an access token
+
+    Print an access token alone on one line, e.g. for
+    `curl -H "Authorization: Bearer $(requests-emma token)"`.
+    """
+    auth, cache = _auth_from(args)
     token = auth.get_token()
     if not args.json:
         sys.stdout.write(token.access_token + "\n")
@@ -232,27 +232,13 @@ def _token(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) 
     sys.stdout.write(json.dumps(metadata, indent=2) + "\n")
 
 
-def _check(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
-    """One line: how long the token is valid and where it came from; never the token."""
-    auth.get_token()
-    valid_for = auth.status().valid_for
-    assert valid_for is not None  # a token was had just now
-    if cache is None:
-        source = "newly issued, token cache not used"
-    elif cache.served_the_token:
-        source = "from the token cache"
-    elif cache.failed_step is not None:  # the warning above says what failed, and why
-        source = (
-            f"newly issued, NOT saved in the token cache ({cache.failed_step} failed), so the "
-            "next run asks emma again"
-        )
-    else:
-        source = "newly issued, saved in the token cache"
-    # Rounded down: a probe is never told the token lives longer than it does.
-    sys.stdout.write(f"ok: token valid for {int(valid_for)} s, {source}\n")
+@command("path", gets_a_token=True)
+def _get(args: argparse.Namespace) -> None:
+    """GET a path of the API and print the JSON answer
 
-
-def _get(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
+    An authenticated GET relative to the base URL; pretty JSON on stdout.
+    """
+    auth, _ = _auth_from(args)
     with EmmaSession(auth) as session:
         response = session.get(args.path, headers={"Accept": "application/json"})
     if not response.ok:
@@ -269,6 +255,57 @@ def _get(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) ->
         sys.stdout.buffer.write(response.content)
     else:
         sys.stdout.write(text + "\n")
+
+
+@command("--port", "--token-lifetime")
+def _serve(args: argparse.Namespace) -> None:
+    """run a local fake emma in the foreground, for your own code and tools
+
+    Run the embedded fake emma on 127.0.0.1 until Ctrl-C. First prints `export` lines (base
+    URL, throwaway client ID and secret) on stdout, then one line per request served on
+    stderr: method, path, status, never a token.
+    """
+    from .serve import run_serve  # the fake server is loaded only for demo and serve
+
+    run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
+
+
+@command()
+def _demo(args: argparse.Namespace) -> None:
+    """walk through the token lifecycle against a local fake emma
+
+    Start a fake emma on 127.0.0.1 and show the token lifecycle: no credentials, no network.
+    """
+    from .demo import run_demo  # the fake server is loaded only for demo and serve
+
+    run_demo(sys.stdout)
+
+
+@command("--timeout", gets_a_token=True)
+def _check(args: argparse.Namespace) -> None:
+    """get a token (or reuse the cached one) and say how long it is valid
+
+    Get a token, or reuse the one in the token cache, and print one line: how long it is
+    valid and whether it came from the cache; never the token. The exit status says what
+    failed (3: no token, 4: emma unreachable): a readiness or liveness probe.
+    """
+    auth, cache = _auth_from(args)
+    auth.get_token()
+    valid_for = auth.status().valid_for
+    assert valid_for is not None  # a token was had just now
+    if cache is None:
+        source = "newly issued, token cache not used"
+    elif cache.served_the_token:
+        source = "from the token cache"
+    elif cache.failed_step is not None:  # the warning above says what failed, and why
+        source = (
+            f"newly issued, NOT saved in the token cache ({cache.failed_step} failed), so the "
+            "next run asks emma again"
+        )
+    else:
+        source = "newly issued, saved in the token cache"
+    # Rounded down: a probe is never told the token lives longer than it does.
+    sys.stdout.write(f"ok: token valid for {int(valid_for)} s, {source}\n")
 
 
 def _pretty_json(response: requests.Response, encoding: str) -> str | None:
