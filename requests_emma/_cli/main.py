@@ -181,24 +181,19 @@ def _client_secret() -> str:
         )
     try:
         secret = getpass.getpass("emma client secret: ")
-    except EOFError:
-        _end_prompt_line()
+    except (EOFError, KeyboardInterrupt) as stop:
+        # Interrupted, getpass leaves its prompt line open: end it where getpass wrote it.
+        try:
+            with open("/dev/tty", "w") as tty:  # getpass prompts there when it can
+                tty.write("\n")
+        except OSError:
+            sys.stderr.write("\n")
+        if isinstance(stop, KeyboardInterrupt):
+            raise
         raise CommandError("no client secret given: end of input (Ctrl-D) at the prompt") from None
-    except KeyboardInterrupt:
-        _end_prompt_line()
-        raise
     if not secret:
         raise CommandError("no client secret: an empty one was entered at the prompt")
     return secret
-
-
-def _end_prompt_line() -> None:
-    """Interrupted, getpass leaves its prompt line open: end it where getpass wrote it."""
-    try:
-        with open("/dev/tty", "w") as tty:  # getpass prompts there when it can
-            tty.write("\n")
-    except OSError:
-        sys.stderr.write("\n")
 
 
 # The commands, in the order --help lists them; each one's docstring is its help.
