@@ -25,19 +25,7 @@ PROG = "requests-emma"
 
 
 class Exit(enum.IntEnum):
-    """The exit statuses. ``--help`` shows this docstring from its second paragraph on.
-
-    exit status:
-      0    success
-      1    the API answered with a non-2xx status (get)
-      2    bad arguments or configuration (missing credentials, bad base or proxy URL)
-      3    no token: credentials rejected, or the token endpoint failed or asked to wait
-      4    emma could not be reached (connection failed, name unknown, timed out)
-      70   an unexpected internal error
-      74   the output could not be written (a full disk, a closed stdout)
-      130  interrupted (Ctrl-C)
-      141  stdout's reader went away (piped into head, say); no message
-    """
+    """The exit statuses; ``main()``'s docstring, which ``--help`` shows, says what each means."""
 
     OK = 0
     API_ERROR = 1
@@ -165,9 +153,12 @@ def command(*options: str, gets_a_token: bool = False) -> Callable[[Run], Run]:
     return register
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(about: str) -> argparse.ArgumentParser:
+    """The parser; ``about`` is the program's help, as :func:`command` takes a command's: the
+    first paragraph is the description, the rest follows the options as it is written."""
     # SUPPRESS keeps a connection flag given before the command from being reset by the
     # command's default, and the other way round.
+    description, _, epilog = inspect.cleandoc(about).partition("\n\n")
     connection = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     for flags, options in CONNECTION.items():
         connection.add_argument(*flags.split(), **options)
@@ -175,12 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         parents=[connection],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Tokens and quick calls for the emma API.",
-        epilog=(
-            f"The client secret comes from ${credentials.CLIENT_SECRET_VAR}, or a prompt when "
-            "stdin is a terminal;\nthere is no flag for it.\n\n"
-            + inspect.cleandoc(Exit.__doc__ or "").partition("\n\n")[2]
-        ),
+        description=description,
+        epilog=epilog,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -201,8 +188,9 @@ _OPTION_NAME = re.compile(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9_-]*")
 _INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: (" + _QUOTED.pattern + ")")
 
 
-def parse(arguments: list[str]) -> argparse.Namespace:
-    """The parsed arguments, or a ``CommandError`` (bad usage) that shows no argument's value."""
+def parse(arguments: list[str], about: str) -> argparse.Namespace:
+    """The parsed arguments, or a ``CommandError`` (bad usage) that shows no argument's value;
+    ``about``: the program's help (see :func:`build_parser`)."""
     # Someone looking for a secret flag is told where the secret goes instead.
     options = arguments[: arguments.index("--")] if "--" in arguments else arguments
     if any(arg.startswith("-") and "secret" in arg.partition("=")[0].lower() for arg in options):
@@ -210,7 +198,7 @@ def parse(arguments: list[str]) -> argparse.Namespace:
             "there is no option for the client secret (options show in process lists and "
             f"shell history): set {credentials.CLIENT_SECRET_VAR}, or run in a terminal to be asked"
         )
-    args, unrecognized = build_parser().parse_known_args(arguments)
+    args, unrecognized = build_parser(about).parse_known_args(arguments)
     if unrecognized:
         raise CommandError(_unrecognized(unrecognized))
     if args.command == "get" and not args.path.strip():

@@ -53,9 +53,25 @@ from .token_cache import NotingCache, open_cache
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Tokens and quick calls for the emma API.
+
+    The client secret comes from $EMMA_CLIENT_SECRET, or a prompt when stdin is a terminal;
+    there is no flag for it.
+
+    exit status:
+      0    success
+      1    the API answered with a non-2xx status (get)
+      2    bad arguments or configuration (missing credentials, bad base or proxy URL)
+      3    no token: credentials rejected, or the token endpoint failed or asked to wait
+      4    emma could not be reached (connection failed, name unknown, timed out)
+      70   an unexpected internal error
+      74   the output could not be written (a full disk, a closed stdout)
+      130  interrupted (Ctrl-C)
+      141  stdout's reader went away (piped into head, say); no message
+    """
+    # Runs the command line and returns the exit status; the docstring is what --help says.
     try:
-        args = parse(sys.argv[1:] if argv is None else list(argv))
+        args = parse(sys.argv[1:] if argv is None else list(argv), main.__doc__ or "")
     except CommandError as error:
         return _fail(f"{error} (see {PROG} --help)", error.exit_code)
     if args.command not in TOKEN_COMMANDS:  # the demo shows the log in its tour; serve its lines
@@ -94,12 +110,12 @@ def _report(args: argparse.Namespace) -> int:
         message, status = f"request failed: {error}", Exit.USAGE
     except KeyboardInterrupt:
         message, status = "interrupted", Exit.INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away: point stdout at /dev/null so the flush at exit stays quiet.
+    except OSError as error:
+        # The OSErrors left: writing stdout failed (the reader went away, a full disk, a
+        # quota). Point stdout at /dev/null so the flush at exit stays quiet.
         discard(sys.stdout)
-        return Exit.BROKEN_PIPE
-    except OSError as error:  # the OSErrors left: writing stdout failed (a full disk, a quota)
-        discard(sys.stdout)
+        if isinstance(error, BrokenPipeError):  # the reader went away: no message
+            return Exit.BROKEN_PIPE
         message, status = f"cannot write output: {error.strerror or error}", Exit.OUTPUT
     except Exception as error:  # the promise is one line, never a traceback
         if getattr(args, "verbose", False):
@@ -118,12 +134,11 @@ def _auth_failure(error: EmmaAuthError, args: argparse.Namespace) -> tuple[str, 
         # A hold read from the token cache, in a shell user's words: an earlier run (or a
         # program sharing the cache) was refused with these very credentials, so this one did
         # not ask.
-        wait = f"{math.ceil(error.retry_after):.0f} s"
         message = (
             "emma refused these credentials a moment ago (an earlier run with this client ID "
             "and secret, noted in the token cache), so this run did not ask again: fix "
             f"{credentials.CLIENT_ID_VAR} or {credentials.CLIENT_SECRET_VAR} (other credentials "
-            f"are tried at once), or try these again in {wait}"
+            f"are tried at once), or try these again in {math.ceil(error.retry_after):.0f} s"
         )
         return message, Exit.AUTH
     if isinstance(error, TokenRequestError) and isinstance(error.__cause__, ValueError):
@@ -285,9 +300,7 @@ def _check(args: argparse.Namespace) -> None:
     failed (3: no token, 4: emma unreachable): a readiness or liveness probe.
     """
     auth, cache = _auth_from(args)
-    auth.get_token()
-    valid_for = auth.status().valid_for
-    assert valid_for is not None  # a token was had just now
+    token = auth.get_token()
     if cache is None:
         source = "newly issued, token cache not used"
     elif cache.served_the_token:
@@ -300,7 +313,7 @@ def _check(args: argparse.Namespace) -> None:
     else:
         source = "newly issued, saved in the token cache"
     # Rounded down: a probe is never told the token lives longer than it does.
-    sys.stdout.write(f"ok: token valid for {int(valid_for)} s, {source}\n")
+    sys.stdout.write(f"ok: token valid for {int(token.expires_in())} s, {source}\n")
 
 
 def _pretty_json(response: requests.Response, encoding: str) -> str | None:
