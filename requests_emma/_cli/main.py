@@ -154,10 +154,9 @@ def _auth_failure(error: EmmaAuthError, args: argparse.Namespace) -> tuple[str, 
 
 def discard(stream: TextIO) -> None:
     """Point the stream's file at /dev/null: what it still buffers must not fail the exit."""
-    try:
+    # OSError, ValueError: not a file, or already closed: nothing to flush there.
+    with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-    except (OSError, ValueError):  # not a file, or already closed: nothing to flush there
-        pass
 
 
 def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
@@ -354,9 +353,8 @@ def _host_of(args: argparse.Namespace) -> str:
 
 
 def _fail(message: str, exit_code: Exit) -> Exit:
-    one_line = " ".join(message.split())
     if sys.stderr is not None:  # closed (`2>&-`): print() would write the error to stdout
-        print(f"{PROG}: error: {one_line}", file=sys.stderr)
+        print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)  # on one line
     return exit_code
 
 
@@ -383,10 +381,9 @@ def _shown_by_default(record: logging.LogRecord) -> bool:
     # in S s", and a token cache that failed a step as "token cache ... unavailable": the
     # command goes on, so no error line will say it. Other warnings repeat a failure that
     # is reported as the error line.
-    if record.levelno != logging.WARNING:
-        return False
     message = record.getMessage()
-    return "retrying in" in message or message.startswith("token cache ")
+    retry_or_cache = "retrying in" in message or message.startswith("token cache ")
+    return record.levelno == logging.WARNING and retry_or_cache
 
 
 def _utc(timestamp: float) -> str:
