@@ -166,9 +166,9 @@ def build_parser(about: str) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (run, own_options) in COMMANDS.items():
-        line, _, description = (run.__doc__ or "").partition("\n\n")
+        summary, _, details = (run.__doc__ or "").partition("\n\n")
         parents = [connection] if name in TOKEN_COMMANDS else []
-        subparser = commands.add_parser(name, parents=parents, help=line, description=description)
+        subparser = commands.add_parser(name, parents=parents, help=summary, description=details)
         subparser.set_defaults(run=run)
         for flag in own_options:
             subparser.add_argument(flag, help=helps.get(flag), **OPTIONS[flag])
