@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import enum
+import inspect
 import math
 import re
 import urllib.parse
@@ -24,7 +25,7 @@ PROG = "requests-emma"
 
 
 class Exit(enum.IntEnum):
-    """The exit statuses; ``EXIT_CODES`` says what each means."""
+    """The exit statuses; ``main()``'s docstring, which ``--help`` shows, says what each means."""
 
     OK = 0
     API_ERROR = 1
@@ -35,20 +36,6 @@ class Exit(enum.IntEnum):
     OUTPUT = 74  # sysexits' EX_IOERR
     INTERRUPTED = 130
     BROKEN_PIPE = 141
-
-
-#: Exit status -> meaning, as ``--help`` shows it.
-EXIT_CODES = {
-    Exit.OK: "success",
-    Exit.API_ERROR: "the API answered with a non-2xx status (get)",
-    Exit.USAGE: "bad arguments or configuration (missing credentials, bad base or proxy URL)",
-    Exit.AUTH: "no token: credentials rejected, or the token endpoint failed or asked to wait",
-    Exit.UNREACHABLE: "emma could not be reached (connection failed, name unknown, timed out)",
-    Exit.INTERNAL: "an unexpected internal error",
-    Exit.OUTPUT: "the output could not be written (a full disk, a closed stdout)",
-    Exit.INTERRUPTED: "interrupted (Ctrl-C)",
-    Exit.BROKEN_PIPE: "stdout's reader went away (piped into head, say); no message",
-}
 
 
 class CommandError(Exception):
@@ -93,118 +80,98 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-#: The flags of the commands that get a token; they work before or after the command.
+#: The flags of the commands that get a token; they work before or after the command. Each
+#: option's help is in :func:`build_parser`'s docstring.
 CONNECTION: dict[str, dict[str, Any]] = {
-    "--base-url": {
-        "metavar": "URL",
-        "help": f"API base URL (default: ${credentials.API_URL_VAR} or {urls.DEFAULT_BASE_URL})",
+    "--base-url": {"metavar": "URL"},
+    "--client-id": {"metavar": "ID"},
+    "-v --verbose": {"action": "store_true"},
+    "--no-cache": {"action": "store_true"},
+}
+#: The other commands' own arguments, by name; :func:`command` says which command takes which.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "--json": {"action": "store_true"},
+    "--timeout": {"type": positive_seconds, "metavar": "SECONDS"},
+    "path": {"metavar": "PATH"},
+    "--port": {
+        "type": whole_number(0, 65535, "must be a port number from 0 to 65535 (0: a free one)"),
+        "default": 0,
+        "metavar": "N",
     },
-    "--client-id": {
-        "metavar": "ID",
-        "help": f"service app client ID (default: ${credentials.CLIENT_ID_VAR})",
-    },
-    "-v --verbose": {
-        "action": "store_true",
-        "help": "log token activity to stderr (never secrets)",
-    },
-    "--no-cache": {
-        "action": "store_true",
-        "help": "neither reuse nor save a token in the user's token cache (token, get, check)",
+    "--token-lifetime": {
+        "type": whole_number(1, math.inf, "must be a whole number of seconds, at least 1"),
+        "default": 300,
+        "metavar": "S",
     },
 }
-_TIMEOUT = {
-    "type": positive_seconds,
-    "metavar": "SECONDS",
-    "help": "end the token work within SECONDS: the token cache's lock, every token call and "
-    "the waits between retries (default: the token call's 30 s deadline)",
-}
-#: Each command: its line in the list of commands, its description, and its own arguments.
-COMMANDS: dict[str, dict[str, Any]] = {
-    "token": {
-        "help": "print an access token",
-        "description": "Print an access token alone on one line, e.g. for "
-        '`curl -H "Authorization: Bearer $(requests-emma token)"`.',
-        "arguments": {
-            "--json": {
-                "action": "store_true",
-                "help": "print the token's metadata (type, expiry times, whether it came from "
-                "the cache) instead; no secrets",
-            },
-            "--timeout": _TIMEOUT,
-        },
-    },
-    "get": {
-        "help": "GET a path of the API and print the JSON answer",
-        "description": "An authenticated GET relative to the base URL; pretty JSON on stdout.",
-        "arguments": {
-            "path": {"metavar": "PATH", "help": "e.g. /v1/locations or v1/locations?name=London"}
-        },
-    },
-    "serve": {
-        "help": "run a local fake emma in the foreground, for your own code and tools",
-        "description": "Run the embedded fake emma on 127.0.0.1 until Ctrl-C. First prints "
-        "`export` lines (base URL, throwaway client ID and secret) on stdout, then one line per "
-        "request served on stderr: method, path, status, never a token.",
-        "arguments": {
-            "--port": {
-                "type": whole_number(
-                    0, 65535, "must be a port number from 0 to 65535 (0: a free one)"
-                ),
-                "default": 0,
-                "metavar": "N",
-                "help": "the port on 127.0.0.1 to listen on (default: a free one)",
-            },
-            "--token-lifetime": {
-                "type": whole_number(1, math.inf, "must be a whole number of seconds, at least 1"),
-                "default": 300,
-                "metavar": "S",
-                "help": "lifetime of the access tokens it issues, in whole seconds (default: 300)",
-            },
-        },
-    },
-    "demo": {
-        "help": "walk through the token lifecycle against a local fake emma",
-        "description": "Start a fake emma on 127.0.0.1 and show the token lifecycle: no "
-        "credentials, no network.",
-    },
-    "check": {
-        "help": "get a token (or reuse the cached one) and say how long it is valid",
-        "description": "Get a token, or reuse the one in the token cache, and print one line: how "
-        "long it is valid and whether it came from the cache; never the token. The exit status "
-        "says what failed (3: no token, 4: emma unreachable): a readiness or liveness probe.",
-        "arguments": {"--timeout": _TIMEOUT},
-    },
-}
+#: A command's function: it runs the command with the parsed arguments.
+Run = Callable[[argparse.Namespace], None]
+#: Each command's function and own ``OPTIONS``, in the order ``--help`` lists them (filled by
+#: :func:`command`).
+COMMANDS: dict[str, tuple[Run, tuple[str, ...]]] = {}
 #: The commands that get a token, and so take the ``CONNECTION`` flags.
-TOKEN_COMMANDS = ("token", "get", "check")
+TOKEN_COMMANDS: list[str] = []
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command(*options: str, gets_a_token: bool = False) -> Callable[[Run], Run]:
+    """Make the function the command named after it (without its leading ``_``), taking
+    these ``OPTIONS``, and the ``CONNECTION`` flags if it ``gets_a_token``.
+
+    Its docstring is its help, as click and typer read it: the first paragraph is its line in
+    the list of commands, the rest its description (argparse rewraps both).
+    """
+
+    def register(run: Run) -> Run:
+        name = run.__name__.lstrip("_")
+        COMMANDS[name] = (run, options)
+        if gets_a_token:
+            TOKEN_COMMANDS.append(name)
+        return run
+
+    return register
+
+
+def build_parser(about: str) -> argparse.ArgumentParser:
+    """The parser; ``about`` is the program's help, as :func:`command` takes a command's: the
+    first paragraph is the description, the rest follows the options as it is written.
+
+    Each option's help is its entry below, as ``--help`` shows it (argparse rewraps it):
+
+    --base-url: API base URL (default: $EMMA_API_URL or https://api.emma.ms/external)
+    --client-id: service app client ID (default: $EMMA_CLIENT_ID)
+    --verbose: log token activity to stderr (never secrets)
+    --no-cache: neither reuse nor save a token in the user's token cache (token, get, check)
+    --json: print the token's metadata (type, expiry times, whether it came from the cache)
+        instead; no secrets
+    --timeout: end the token work within SECONDS: the token cache's lock, every token call
+        and the waits between retries (default: the token call's 30 s deadline)
+    path: e.g. /v1/locations or v1/locations?name=London
+    --port: the port on 127.0.0.1 to listen on (default: a free one)
+    --token-lifetime: lifetime of the access tokens it issues, in whole seconds (default: 300)
+    """
+    helps = dict(_OPTION_HELP.findall(inspect.cleandoc(build_parser.__doc__ or "")))
+    description, _, epilog = inspect.cleandoc(about).partition("\n\n")
     # SUPPRESS keeps a connection flag given before the command from being reset by the
     # command's default, and the other way round.
     connection = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     for flags, options in CONNECTION.items():
-        connection.add_argument(*flags.split(), **options)
-    exit_codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
+        connection.add_argument(*flags.split(), help=helps.get(flags.split()[-1]), **options)
     parser = _Parser(
         prog=PROG,
         parents=[connection],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Tokens and quick calls for the emma API.",
-        epilog=(
-            f"The client secret comes from ${credentials.CLIENT_SECRET_VAR}, or a prompt when "
-            "stdin is a terminal;\nthere is no flag for it.\n\nexit status:\n" + exit_codes
-        ),
+        description=description,
+        epilog=epilog,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, spec in COMMANDS.items():
+    for name, (run, own_options) in COMMANDS.items():
+        summary, _, details = (run.__doc__ or "").partition("\n\n")
         parents = [connection] if name in TOKEN_COMMANDS else []
-        command = commands.add_parser(
-            name, parents=parents, help=spec["help"], description=spec["description"]
-        )
-        for flag, options in spec.get("arguments", {}).items():
-            command.add_argument(flag, **options)
+        subparser = commands.add_parser(name, parents=parents, help=summary, description=details)
+        subparser.set_defaults(run=run)
+        for flag in own_options:
+            subparser.add_argument(flag, help=helps.get(flag), **OPTIONS[flag])
     return parser
 
 
@@ -212,11 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
 #: An option's name as shown in errors (without its ``=value``); anything else is not shown.
 _OPTION_NAME = re.compile(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9_-]*")
+#: An option's help in :func:`build_parser`'s docstring: ``--flag: text``, more lines indented.
+_OPTION_HELP = re.compile(r"^([\w-]+): (.*(?:\n .*)*)", re.MULTILINE)
 _INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: (" + _QUOTED.pattern + ")")
 
 
-def parse(arguments: list[str]) -> argparse.Namespace:
-    """The parsed arguments, or a ``CommandError`` (bad usage) that shows no argument's value."""
+def parse(arguments: list[str], about: str) -> argparse.Namespace:
+    """The parsed arguments, or a ``CommandError`` (bad usage) that shows no argument's value;
+    ``about``: the program's help (see :func:`build_parser`)."""
     # Someone looking for a secret flag is told where the secret goes instead.
     options = arguments[: arguments.index("--")] if "--" in arguments else arguments
     if any(arg.startswith("-") and "secret" in arg.partition("=")[0].lower() for arg in options):
@@ -224,7 +194,7 @@ def parse(arguments: list[str]) -> argparse.Namespace:
             "there is no option for the client secret (options show in process lists and "
             f"shell history): set {credentials.CLIENT_SECRET_VAR}, or run in a terminal to be asked"
         )
-    args, unrecognized = build_parser().parse_known_args(arguments)
+    args, unrecognized = build_parser(about).parse_known_args(arguments)
     if unrecognized:
         raise CommandError(_unrecognized(unrecognized))
     if args.command == "get" and not args.path.strip():

@@ -50,8 +50,7 @@ class _Narrator(logging.Handler):
         super().__init__(logging.DEBUG)
         self.out = out
         self.server = server
-        self._issue_seen = 0
-        self._refresh_seen = 0
+        self._seen = (0, 0)  # issue-token and refresh-token calls told so far
         self._log_failure: Exception | None = None
 
     def say(self, text: str = "") -> None:
@@ -67,7 +66,7 @@ class _Narrator(logging.Handler):
         except (OSError, ValueError) as error:  # ValueError: an encoding error, a closed file
             self._log_failure = error
 
-    def call(self, session: EmmaSession, path: str) -> requests.Response:
+    def call(self, session: EmmaSession, path: str) -> None:
         response = session.get(path)
         self.say(f"   GET {path} -> {response.status_code}{_summary(response)}")
         for earlier in response.history:
@@ -76,13 +75,11 @@ class _Narrator(logging.Handler):
                 f"   (the API first answered {earlier.status_code} {message or ''!r}; "
                 "the request was replayed once with the new token)"
             )
-        return response
 
     def token_calls(self) -> None:
-        issued = self.server.issue_calls - self._issue_seen
-        refreshed = self.server.refresh_calls - self._refresh_seen
-        self._issue_seen += issued
-        self._refresh_seen += refreshed
+        now = (self.server.issue_calls, self.server.refresh_calls)
+        issued, refreshed = (count - seen for count, seen in zip(now, self._seen))
+        self._seen = now
         if not issued and not refreshed:
             self.say("   token calls: none (the token was reused)")
         else:
@@ -98,9 +95,7 @@ def run_demo(out: TextIO) -> None:
             _tour(narrator)
     narrator.say(
         f"\nDone in {time.monotonic() - started:.1f} s: {server.api_calls} API requests, "
-        f"{server.token_calls} token calls, and not one error reached the caller."
-    )
-    narrator.say(
+        f"{server.token_calls} token calls, and not one error reached the caller.\n"
         "Against the real API: set EMMA_CLIENT_ID and EMMA_CLIENT_SECRET, then run "
         "`requests-emma get /v1/locations`."
     )
@@ -174,12 +169,10 @@ def _describe(token: Token) -> str:
 
 
 def _summary(response: requests.Response) -> str:
-    if not response.ok:
-        return ""
-    data = response.json()
-    if isinstance(data, dict) and "name" in data:
-        return f": {data['name']}"
-    if isinstance(data, list):
-        names = [item["name"] for item in data if isinstance(item, dict) and "name" in item]
-        return f": {', '.join(names)}" if names else ": (empty list)"
-    return ""
+    """``: London, Frankfurt``: the names in a good answer (an object or a list of them)."""
+    data = response.json() if response.ok else None
+    items = data if isinstance(data, list) else [data]
+    names = [item["name"] for item in items if isinstance(item, dict) and "name" in item]
+    if isinstance(data, list) and not names:
+        return ": (empty list)"
+    return f": {', '.join(map(str, names))}" if names else ""

@@ -6,7 +6,7 @@ show in process lists and shell history): it comes from ``EMMA_CLIENT_SECRET``, 
 prompt when stdin is a terminal.
 
 Every error is one line on stderr, without a traceback or a secret, and the exit status
-says what kind of error it was (``arguments.EXIT_CODES``). Usage errors never repeat an
+says what kind of error it was (``arguments.Exit``). Usage errors never repeat an
 argument's value, since any of them may be a secret typed in the wrong place (a mistyped
 subcommand close to a real one is the exception: it is repeated with a suggestion).
 
@@ -48,14 +48,30 @@ from .._core.retry_policy import RetryPolicy
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, os_reason
 from .._requests.auth import EmmaAuth
 from .._requests.session import EmmaSession
-from .arguments import PROG, TOKEN_COMMANDS, CommandError, Exit, parse, without_value
+from .arguments import PROG, TOKEN_COMMANDS, CommandError, Exit, command, parse, without_value
 from .token_cache import NotingCache, open_cache
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Tokens and quick calls for the emma API.
+
+    The client secret comes from $EMMA_CLIENT_SECRET, or a prompt when stdin is a terminal;
+    there is no flag for it.
+
+    exit status:
+      0    success
+      1    the API answered with a non-2xx status (get)
+      2    bad arguments or configuration (missing credentials, bad base or proxy URL)
+      3    no token: credentials rejected, or the token endpoint failed or asked to wait
+      4    emma could not be reached (connection failed, name unknown, timed out)
+      70   an unexpected internal error
+      74   the output could not be written (a full disk, a closed stdout)
+      130  interrupted (Ctrl-C)
+      141  stdout's reader went away (piped into head, say); no message
+    """
+    # Runs the command line and returns the exit status; the docstring is what --help says.
     try:
-        args = parse(sys.argv[1:] if argv is None else list(argv))
+        args = parse(sys.argv[1:] if argv is None else list(argv), main.__doc__ or "")
     except CommandError as error:
         return _fail(f"{error} (see {PROG} --help)", error.exit_code)
     if args.command not in TOKEN_COMMANDS:  # the demo shows the log in its tour; serve its lines
@@ -77,17 +93,7 @@ def _report(args: argparse.Namespace) -> int:
     try:
         if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
             raise CommandError("cannot write output: stdout is closed", Exit.OUTPUT)
-        if args.command == "demo":
-            from .demo import run_demo  # the fake server is loaded only for demo and serve
-
-            run_demo(sys.stdout)
-        elif args.command == "serve":
-            from .serve import run_serve
-
-            run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
-        else:
-            run = {"token": _token, "get": _get, "check": _check}[args.command]
-            run(args, *_auth_from(args))
+        args.run(args)
         sys.stdout.flush()  # now, while a failure to write can still be reported
         return Exit.OK
     except CommandError as error:
@@ -104,12 +110,12 @@ def _report(args: argparse.Namespace) -> int:
         message, status = f"request failed: {error}", Exit.USAGE
     except KeyboardInterrupt:
         message, status = "interrupted", Exit.INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away: point stdout at /dev/null so the flush at exit stays quiet.
+    except OSError as error:
+        # The OSErrors left: writing stdout failed (the reader went away, a full disk, a
+        # quota). Point stdout at /dev/null so the flush at exit stays quiet.
         discard(sys.stdout)
-        return Exit.BROKEN_PIPE
-    except OSError as error:  # the OSErrors left: writing stdout failed (a full disk, a quota)
-        discard(sys.stdout)
+        if isinstance(error, BrokenPipeError):  # the reader went away: no message
+            return Exit.BROKEN_PIPE
         message, status = f"cannot write output: {error.strerror or error}", Exit.OUTPUT
     except Exception as error:  # the promise is one line, never a traceback
         if getattr(args, "verbose", False):
@@ -128,12 +134,11 @@ def _auth_failure(error: EmmaAuthError, args: argparse.Namespace) -> tuple[str, 
         # A hold read from the token cache, in a shell user's words: an earlier run (or a
         # program sharing the cache) was refused with these very credentials, so this one did
         # not ask.
-        wait = f"{math.ceil(error.retry_after):.0f} s"
         message = (
             "emma refused these credentials a moment ago (an earlier run with this client ID "
             "and secret, noted in the token cache), so this run did not ask again: fix "
             f"{credentials.CLIENT_ID_VAR} or {credentials.CLIENT_SECRET_VAR} (other credentials "
-            f"are tried at once), or try these again in {wait}"
+            f"are tried at once), or try these again in {math.ceil(error.retry_after):.0f} s"
         )
         return message, Exit.AUTH
     if isinstance(error, TokenRequestError) and isinstance(error.__cause__, ValueError):
@@ -149,10 +154,9 @@ def _auth_failure(error: EmmaAuthError, args: argparse.Namespace) -> tuple[str, 
 
 def discard(stream: TextIO) -> None:
     """Point the stream's file at /dev/null: what it still buffers must not fail the exit."""
-    try:
+    # OSError, ValueError: not a file, or already closed: nothing to flush there.
+    with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-    except (OSError, ValueError):  # not a file, or already closed: nothing to flush there
-        pass
 
 
 def _auth_from(args: argparse.Namespace) -> tuple[EmmaAuth, NotingCache | None]:
@@ -191,27 +195,32 @@ def _client_secret() -> str:
         )
     try:
         secret = getpass.getpass("emma client secret: ")
-    except EOFError:
-        _end_prompt_line()
+    except (EOFError, KeyboardInterrupt) as stop:
+        # Interrupted, getpass leaves its prompt line open: end it where getpass wrote it.
+        try:
+            with open("/dev/tty", "w") as tty:  # getpass prompts there when it can
+                tty.write("\n")
+        except OSError:
+            sys.stderr.write("\n")
+        if isinstance(stop, KeyboardInterrupt):
+            raise
         raise CommandError("no client secret given: end of input (Ctrl-D) at the prompt") from None
-    except KeyboardInterrupt:
-        _end_prompt_line()
-        raise
     if not secret:
         raise CommandError("no client secret: an empty one was entered at the prompt")
     return secret
 
 
-def _end_prompt_line() -> None:
-    """Interrupted, getpass leaves its prompt line open: end it where getpass wrote it."""
-    try:
-        with open("/dev/tty", "w") as tty:  # getpass prompts there when it can
-            tty.write("\n")
-    except OSError:
-        sys.stderr.write("\n")
+# The commands, in the order --help lists them; each one's docstring is its help.
 
 
-def _token(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
+@command("--json", "--timeout", gets_a_token=True)
+def _token(args: argparse.Namespace) -> None:
+    """print an access token
+
+    Print an access token alone on one line, e.g. for
+    `curl -H "Authorization: Bearer $(requests-emma token)"`.
+    """
+    auth, cache = _auth_from(args)
     token = auth.get_token()
     if not args.json:
         sys.stdout.write(token.access_token + "\n")
@@ -232,27 +241,13 @@ def _token(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) 
     sys.stdout.write(json.dumps(metadata, indent=2) + "\n")
 
 
-def _check(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
-    """One line: how long the token is valid and where it came from; never the token."""
-    auth.get_token()
-    valid_for = auth.status().valid_for
-    assert valid_for is not None  # a token was had just now
-    if cache is None:
-        source = "newly issued, token cache not used"
-    elif cache.served_the_token:
-        source = "from the token cache"
-    elif cache.failed_step is not None:  # the warning above says what failed, and why
-        source = (
-            f"newly issued, NOT saved in the token cache ({cache.failed_step} failed), so the "
-            "next run asks emma again"
-        )
-    else:
-        source = "newly issued, saved in the token cache"
-    # Rounded down: a probe is never told the token lives longer than it does.
-    sys.stdout.write(f"ok: token valid for {int(valid_for)} s, {source}\n")
+@command("path", gets_a_token=True)
+def _get(args: argparse.Namespace) -> None:
+    """GET a path of the API and print the JSON answer
 
-
-def _get(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) -> None:
+    An authenticated GET relative to the base URL; pretty JSON on stdout.
+    """
+    auth, _ = _auth_from(args)
     with EmmaSession(auth) as session:
         response = session.get(args.path, headers={"Accept": "application/json"})
     if not response.ok:
@@ -269,6 +264,55 @@ def _get(args: argparse.Namespace, auth: EmmaAuth, cache: NotingCache | None) ->
         sys.stdout.buffer.write(response.content)
     else:
         sys.stdout.write(text + "\n")
+
+
+@command("--port", "--token-lifetime")
+def _serve(args: argparse.Namespace) -> None:
+    """run a local fake emma in the foreground, for your own code and tools
+
+    Run the embedded fake emma on 127.0.0.1 until Ctrl-C. First prints `export` lines (base
+    URL, throwaway client ID and secret) on stdout, then one line per request served on
+    stderr: method, path, status, never a token.
+    """
+    from .serve import run_serve  # the fake server is loaded only for demo and serve
+
+    run_serve(args.port, args.token_lifetime, out=sys.stdout, log=sys.stderr)
+
+
+@command()
+def _demo(args: argparse.Namespace) -> None:
+    """walk through the token lifecycle against a local fake emma
+
+    Start a fake emma on 127.0.0.1 and show the token lifecycle: no credentials, no network.
+    """
+    from .demo import run_demo  # the fake server is loaded only for demo and serve
+
+    run_demo(sys.stdout)
+
+
+@command("--timeout", gets_a_token=True)
+def _check(args: argparse.Namespace) -> None:
+    """get a token (or reuse the cached one) and say how long it is valid
+
+    Get a token, or reuse the one in the token cache, and print one line: how long it is
+    valid and whether it came from the cache; never the token. The exit status says what
+    failed (3: no token, 4: emma unreachable): a readiness or liveness probe.
+    """
+    auth, cache = _auth_from(args)
+    token = auth.get_token()
+    if cache is None:
+        source = "newly issued, token cache not used"
+    elif cache.served_the_token:
+        source = "from the token cache"
+    elif cache.failed_step is not None:  # the warning above says what failed, and why
+        source = (
+            f"newly issued, NOT saved in the token cache ({cache.failed_step} failed), so the "
+            "next run asks emma again"
+        )
+    else:
+        source = "newly issued, saved in the token cache"
+    # Rounded down: a probe is never told the token lives longer than it does.
+    sys.stdout.write(f"ok: token valid for {int(token.expires_in())} s, {source}\n")
 
 
 def _pretty_json(response: requests.Response, encoding: str) -> str | None:
@@ -309,9 +353,8 @@ def _host_of(args: argparse.Namespace) -> str:
 
 
 def _fail(message: str, exit_code: Exit) -> Exit:
-    one_line = " ".join(message.split())
     if sys.stderr is not None:  # closed (`2>&-`): print() would write the error to stdout
-        print(f"{PROG}: error: {one_line}", file=sys.stderr)
+        print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)  # on one line
     return exit_code
 
 
@@ -338,10 +381,9 @@ def _shown_by_default(record: logging.LogRecord) -> bool:
     # in S s", and a token cache that failed a step as "token cache ... unavailable": the
     # command goes on, so no error line will say it. Other warnings repeat a failure that
     # is reported as the error line.
-    if record.levelno != logging.WARNING:
-        return False
     message = record.getMessage()
-    return "retrying in" in message or message.startswith("token cache ")
+    retry_or_cache = "retrying in" in message or message.startswith("token cache ")
+    return record.levelno == logging.WARNING and retry_or_cache
 
 
 def _utc(timestamp: float) -> str:

@@ -27,30 +27,27 @@ from .arguments import PROG
 
 
 class NotingCache:
-    """A :class:`~requests_emma.TokenCache` that notes whether it was loaded from and saved to."""
+    """A :class:`~requests_emma.TokenCache` that notes whether the token in use came from it,
+    and which step failed."""
 
     def __init__(self, cache: FileTokenCache) -> None:
         self.cache = cache
-        self.loaded = False
-        self.saved = False
+        #: Whether the token in use came from the cache rather than from emma: an entry was
+        #: loaded, and nothing saved since.
+        self.served_the_token = False
         #: ``"lock"`` or ``"save"``: the step that failed, which left the new token unsaved.
         self.failed_step: str | None = None
 
     def __repr__(self) -> str:
         return repr(self.cache)
 
-    @property
-    def served_the_token(self) -> bool:
-        """Whether the token in use came from the cache rather than from emma."""
-        return self.loaded and not self.saved
-
     def load(self, key: str) -> bytes | None:
         entry = self.cache.load(key)
-        self.loaded = self.loaded or entry is not None
+        self.served_the_token = self.served_the_token or entry is not None
         return entry
 
     def save(self, key: str, entry: bytes, ttl: float) -> None:
-        self.saved = True
+        self.served_the_token = False
         try:
             self.cache.save(key, entry, ttl)
         except Exception:
@@ -59,12 +56,9 @@ class NotingCache:
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[None]:
-        with contextlib.ExitStack() as held:
-            try:  # taking the lock, not what is done while it is held
-                held.enter_context(self.cache.lock(key, timeout))
-            except Exception:
-                self.failed_step = "lock"
-                raise
+        self.failed_step = "lock"  # until it is taken: not what is done while it is held
+        with self.cache.lock(key, timeout):
+            self.failed_step = None
             yield
 
 
