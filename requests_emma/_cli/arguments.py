@@ -80,28 +80,50 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-#: The flags of the commands that get a token; they work before or after the command. Each
-#: option's help is in :func:`build_parser`'s docstring.
+#: The flags of the commands that get a token; they work before or after the command.
 CONNECTION: dict[str, dict[str, Any]] = {
-    "--base-url": {"metavar": "URL"},
-    "--client-id": {"metavar": "ID"},
-    "-v --verbose": {"action": "store_true"},
-    "--no-cache": {"action": "store_true"},
+    "--base-url": {
+        "metavar": "URL",
+        "help": f"API base URL (default: ${credentials.API_URL_VAR} or {urls.DEFAULT_BASE_URL})",
+    },
+    "--client-id": {
+        "metavar": "ID",
+        "help": f"service app client ID (default: ${credentials.CLIENT_ID_VAR})",
+    },
+    "-v --verbose": {
+        "action": "store_true",
+        "help": "log token activity to stderr (never secrets)",
+    },
+    "--no-cache": {
+        "action": "store_true",
+        "help": "neither reuse nor save a token in the user's token cache (token, get, check)",
+    },
 }
 #: The other commands' own arguments, by name; :func:`command` says which command takes which.
 OPTIONS: dict[str, dict[str, Any]] = {
-    "--json": {"action": "store_true"},
-    "--timeout": {"type": positive_seconds, "metavar": "SECONDS"},
-    "path": {"metavar": "PATH"},
+    "--json": {
+        "action": "store_true",
+        "help": "print the token's metadata (type, expiry times, whether it came from the "
+        "cache) instead; no secrets",
+    },
+    "--timeout": {
+        "type": positive_seconds,
+        "metavar": "SECONDS",
+        "help": "end the token work within SECONDS: the token cache's lock, every token call "
+        "and the waits between retries (default: the token call's 30 s deadline)",
+    },
+    "path": {"metavar": "PATH", "help": "e.g. /v1/locations or v1/locations?name=London"},
     "--port": {
         "type": whole_number(0, 65535, "must be a port number from 0 to 65535 (0: a free one)"),
         "default": 0,
         "metavar": "N",
+        "help": "the port on 127.0.0.1 to listen on (default: a free one)",
     },
     "--token-lifetime": {
         "type": whole_number(1, math.inf, "must be a whole number of seconds, at least 1"),
         "default": 300,
         "metavar": "S",
+        "help": "lifetime of the access tokens it issues, in whole seconds (default: 300)",
     },
 }
 #: A command's function: it runs the command with the parsed arguments.
@@ -133,29 +155,13 @@ def command(*options: str, gets_a_token: bool = False) -> Callable[[Run], Run]:
 
 def build_parser(about: str) -> argparse.ArgumentParser:
     """The parser; ``about`` is the program's help, as :func:`command` takes a command's: the
-    first paragraph is the description, the rest follows the options as it is written.
-
-    Each option's help is its entry below, as ``--help`` shows it (argparse rewraps it):
-
-    --base-url: API base URL (default: $EMMA_API_URL or https://api.emma.ms/external)
-    --client-id: service app client ID (default: $EMMA_CLIENT_ID)
-    --verbose: log token activity to stderr (never secrets)
-    --no-cache: neither reuse nor save a token in the user's token cache (token, get, check)
-    --json: print the token's metadata (type, expiry times, whether it came from the cache)
-        instead; no secrets
-    --timeout: end the token work within SECONDS: the token cache's lock, every token call
-        and the waits between retries (default: the token call's 30 s deadline)
-    path: e.g. /v1/locations or v1/locations?name=London
-    --port: the port on 127.0.0.1 to listen on (default: a free one)
-    --token-lifetime: lifetime of the access tokens it issues, in whole seconds (default: 300)
-    """
-    helps = dict(_OPTION_HELP.findall(inspect.cleandoc(build_parser.__doc__ or "")))
+    first paragraph is the description, the rest follows the options as it is written."""
     description, _, epilog = inspect.cleandoc(about).partition("\n\n")
     # SUPPRESS keeps a connection flag given before the command from being reset by the
     # command's default, and the other way round.
     connection = _Parser(add_help=False, argument_default=argparse.SUPPRESS)
     for flags, options in CONNECTION.items():
-        connection.add_argument(*flags.split(), help=helps.get(flags.split()[-1]), **options)
+        connection.add_argument(*flags.split(), **options)
     parser = _Parser(
         prog=PROG,
         parents=[connection],
@@ -171,7 +177,7 @@ def build_parser(about: str) -> argparse.ArgumentParser:
         subparser = commands.add_parser(name, parents=parents, help=summary, description=details)
         subparser.set_defaults(run=run)
         for flag in own_options:
-            subparser.add_argument(flag, help=helps.get(flag), **OPTIONS[flag])
+            subparser.add_argument(flag, **OPTIONS[flag])
     return parser
 
 
@@ -179,8 +185,6 @@ def build_parser(about: str) -> argparse.ArgumentParser:
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
 #: An option's name as shown in errors (without its ``=value``); anything else is not shown.
 _OPTION_NAME = re.compile(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9_-]*")
-#: An option's help in :func:`build_parser`'s docstring: ``--flag: text``, more lines indented.
-_OPTION_HELP = re.compile(r"^([\w-]+): (.*(?:\n .*)*)", re.MULTILINE)
 _INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: (" + _QUOTED.pattern + ")")
 
 
