@@ -617,8 +617,8 @@ def test_attempts_yield_sends_and_doubling_sleeps_until_a_grant() -> None:
         2.0,
         send,
     ]
-    ended = done.value.value
-    assert (ended.outcome.kind, ended.attempts, ended.out_of_time) == (Kind.GRANT, 4, False)
+    outcome, attempts, out_of_time = done.value.value
+    assert (outcome.kind, attempts, out_of_time) == (Kind.GRANT, 4, False)
 
 
 def test_attempts_stop_after_the_policys_count() -> None:
@@ -633,4 +633,4 @@ def test_attempts_stop_after_the_policys_count() -> None:
     last = busy(clock)
     with pytest.raises(StopIteration) as done:
         run.send(last)
-    assert (done.value.value.outcome, done.value.value.attempts) == (last, 2)
+    assert done.value.value[:2] == (last, 2)

@@ -15,7 +15,6 @@ to import than the rest of requests-emma.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Generator
 
@@ -39,14 +38,9 @@ def _is_transient(outcome: Outcome) -> bool:
     return outcome.kind is Kind.TRANSIENT
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Run:
-    """How a run of attempts ended: the last outcome, how many attempts were made, and
-    whether it stopped because no time was left for the next one."""
-
-    outcome: Outcome
-    attempts: int
-    out_of_time: bool
+#: How a run of attempts ended: the last outcome, how many attempts were made, and whether
+#: it stopped because no time was left for the next one.
+Run = tuple[Outcome, int, bool]
 
 
 def attempts(
@@ -106,7 +100,7 @@ def attempts(
         do = retrying.iter(state)
         if isinstance(do, tenacity.DoAttempt):
             if last is not None and clock.monotonic() >= deadline:
-                return Run(last, made, out_of_time=True)
+                return last, made, True  # out of time
             made += 1
             outcome = yield send
             assert outcome is not None
@@ -117,4 +111,4 @@ def attempts(
             yield Sleep(float(do))
         else:
             assert isinstance(do, Outcome)
-            return Run(do, made, out_of_time=False)
+            return do, made, False

@@ -197,9 +197,12 @@ class _Renewal:
             path = _wire.REFRESH_TOKEN_PATH
             body = refresh_token.reveal
             send = Send(path, lambda: _wire.refresh_token_body(body()), self.deadline)
-            # Sent again only after emma's "wait": no other call may have been carried out.
-            run = yield from backoff.attempts(send, policy, clock, self.deadline, _not_carried_out)
-            outcome = run.outcome
+            # Sent again only after emma's "wait" (429, 503): it says the call was not carried
+            # out, and no other call may have been.
+            run = yield from backoff.attempts(
+                send, policy, clock, self.deadline, lambda outcome: outcome.status in HOLD_STATUSES
+            )
+            outcome = run[0]
             if outcome.kind is Kind.GRANT:
                 return _accept(lifecycle, outcome, "refreshed", refresh_token.reveal())
             if not lifecycle.refresh_ended(clock.monotonic(), refresh_token.reveal(), outcome):
@@ -209,8 +212,8 @@ class _Renewal:
         secret, client_id = self.plan.client_secret, self.plan.client_id
         send = Send(path, lambda: _wire.issue_token_body(client_id, secret.reveal()), self.deadline)
         run = yield from backoff.attempts(send, policy, clock, self.deadline)
-        if run.outcome.kind is Kind.GRANT:
-            return _accept(lifecycle, run.outcome, "issued")
+        if run[0].kind is Kind.GRANT:
+            return _accept(lifecycle, run[0], "issued")
         raise self.failed(path, run)
 
     # -- errors -----------------------------------------------------------------------------
@@ -218,11 +221,59 @@ class _Renewal:
     def failed(self, path: str, run: Run) -> EmmaAuthError:
         """The error for a renewal that failed with ``run``; the lifecycle decides the hold
         on token calls that emma's answer puts (a request to wait, refused credentials)."""
-        error = self.error(path, run)
-        refused = isinstance(error, CredentialsError)
-        wait = self.lifecycle.call_failed(self.clock.monotonic(), run.outcome, credentials=refused)
-        if wait is not None and (refused or isinstance(error, TokenRequestError)):
-            error.retry_after = wait  # type: ignore[attr-defined]
+        now = self.clock.monotonic()
+        outcome, attempts, out_of_time = run
+        status, limit, base_url = outcome.status, self.policy.deadline, self.plan.base_url
+        refused = outcome.kind is Kind.REFUSED and path == _wire.ISSUE_TOKEN_PATH
+        wait = self.lifecycle.call_failed(now, outcome, credentials=refused)
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''} in {now - self.started:.1f} s"
+        if outcome.kind is Kind.UNUSABLE:
+            answered = f"answered HTTP {status}" if status is not None else "answered"
+            error: EmmaAuthError = TokenResponseError(
+                f"POST {path} {answered}, but the {outcome.reason}; {tries} (base URL {base_url})"
+            )
+        elif refused:
+            error = CredentialsError(
+                f"emma rejected the client credentials (POST {path}: {outcome.detail()}; "
+                f"{tries}); check the client ID and secret (EMMA_CLIENT_ID, EMMA_CLIENT_SECRET) "
+                "and that the service app still exists",
+                status_code=status,
+                code=outcome.code,
+                message=outcome.message,
+                retry_after=wait,
+            )
+        else:
+            gave_up = ""
+            if out_of_time:
+                gave_up = f"no time left before the {limit:g} s deadline"
+            elif outcome.kind is Kind.TRANSIENT and attempts < self.policy.attempts:
+                retry_after = outcome.retry_after
+                if retry_after is not None and now + retry_after >= self.deadline:
+                    gave_up = (
+                        f"the server asked to wait {retry_after:.0f} seconds (Retry-After), "
+                        f"past the {limit:g} s deadline"
+                    )
+                else:
+                    gave_up = f"the next attempt would pass the {limit:g} s deadline"
+            text = f"POST {path} failed: {outcome.detail()}; "
+            text += f"{gave_up}; gave up after {tries}" if gave_up else tries
+            text += f" (base URL {base_url})"
+            if outcome.kind is Kind.MISDIRECTED:
+                text += (
+                    f"; check the base URL: {base_url}{path} is not emma's token endpoint "
+                    "(emma's base URL ends in /external)"
+                )
+            error = TokenRequestError(
+                text,
+                endpoint=path,
+                status_code=status,
+                code=outcome.code,
+                message=outcome.message,
+                attempts=attempts,
+                elapsed=now - self.started,
+                retry_after=wait,
+            )
+        error.__cause__ = outcome.cause
         return error
 
     def held_error(self, hold: Hold, now: float) -> EmmaAuthError:
@@ -243,27 +294,6 @@ class _Renewal:
             retry_after=seconds,
         )
 
-    def error(self, path: str, run: Run) -> EmmaAuthError:
-        now = self.clock.monotonic()
-        outcome, attempts, limit = run.outcome, run.attempts, self.policy.deadline
-        gave_up = ""
-        if run.out_of_time:
-            gave_up = f"no time left before the {limit:g} s deadline"
-        elif outcome.kind is Kind.TRANSIENT and attempts < self.policy.attempts:
-            retry_after = outcome.retry_after
-            if retry_after is not None and now + retry_after >= self.deadline:
-                gave_up = (
-                    f"the server asked to wait {retry_after:.0f} seconds (Retry-After), "
-                    f"past the {limit:g} s deadline"
-                )
-            else:
-                gave_up = f"the next attempt would pass the {limit:g} s deadline"
-        elapsed = now - self.started
-        error = _error_for(self.plan.base_url, path, outcome, attempts, elapsed, gave_up)
-        error.__cause__ = outcome.cause
-        return error
-
-
 def _accept(
     lifecycle: TokenLifecycle, outcome: Outcome, how: str, refreshed_with: str | None = None
 ) -> Token:
@@ -278,11 +308,6 @@ def _accept(
         "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
     )
     return token
-
-
-def _not_carried_out(outcome: Outcome) -> bool:
-    """Whether emma said it did not carry the call out (429, 503): safe to send again."""
-    return outcome.status in HOLD_STATUSES
 
 
 def _cached(lifecycle: TokenLifecycle) -> Token:
@@ -300,43 +325,4 @@ def cache_unavailable(name: str, step: str, exc: BaseException) -> None:
         name,
         step,
         type(exc).__name__,
-    )
-
-
-def _error_for(
-    base_url: str, path: str, outcome: Outcome, attempts: int, elapsed: float, gave_up: str
-) -> EmmaAuthError:
-    detail = outcome.detail()
-    tries = f"{attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.1f} s"
-    status = outcome.status
-    if outcome.kind is Kind.UNUSABLE:
-        answered = f"answered HTTP {status}" if status is not None else "answered"
-        return TokenResponseError(
-            f"POST {path} {answered}, but the {outcome.reason}; {tries} (base URL {base_url})"
-        )
-    if outcome.kind is Kind.REFUSED and path == _wire.ISSUE_TOKEN_PATH:
-        return CredentialsError(
-            f"emma rejected the client credentials (POST {path}: {detail}; {tries}); "
-            "check the client ID and secret (EMMA_CLIENT_ID, EMMA_CLIENT_SECRET) "
-            "and that the service app still exists",
-            status_code=status,
-            code=outcome.code,
-            message=outcome.message,
-        )
-    text = f"POST {path} failed: {detail}; "
-    text += f"{gave_up}; gave up after {tries}" if gave_up else tries
-    text += f" (base URL {base_url})"
-    if outcome.kind is Kind.MISDIRECTED:
-        text += (
-            f"; check the base URL: {base_url}{path} is not emma's token endpoint "
-            "(emma's base URL ends in /external)"
-        )
-    return TokenRequestError(
-        text,
-        endpoint=path,
-        status_code=status,
-        code=outcome.code,
-        message=outcome.message,
-        attempts=attempts,
-        elapsed=elapsed,
     )
