@@ -28,14 +28,9 @@ class EmmaAuthError(requests.RequestException):
 
 
 @dataclasses.dataclass(eq=False, repr=False)
-class CredentialsError(EmmaAuthError):
-    """The client credentials are missing, or issue-token rejected them.
-
-    ``status_code``, ``code`` and ``message`` are set when the server rejected them
-    (``None`` when they were missing). ``retry_after``: after a refusal, no token call is
-    made for a backoff (shared by the processes of a token cache); this is the seconds of it
-    left when the error was raised (``None`` when there is none).
-    """
+class _Answered(EmmaAuthError):
+    """The fields both errors of a token endpoint's answer carry: its status and emma's
+    ``code`` and ``message``, and the seconds before token calls are made again."""
 
     text: dataclasses.InitVar[str]
     _: dataclasses.KW_ONLY
@@ -48,8 +43,18 @@ class CredentialsError(EmmaAuthError):
         super().__init__(text)
 
 
+class CredentialsError(_Answered):
+    """The client credentials are missing, or issue-token rejected them.
+
+    ``status_code``, ``code`` and ``message`` are set when the server rejected them
+    (``None`` when they were missing). ``retry_after``: after a refusal, no token call is
+    made for a backoff (shared by the processes of a token cache); this is the seconds of it
+    left when the error was raised (``None`` when there is none).
+    """
+
+
 @dataclasses.dataclass(eq=False, repr=False)
-class TokenRequestError(EmmaAuthError):
+class TokenRequestError(_Answered):
     """A token endpoint failed: an error status, a network failure, or retries ran out.
 
     ``status_code`` is the last HTTP status (``None`` when no answer came), ``code`` and
@@ -60,18 +65,10 @@ class TokenRequestError(EmmaAuthError):
     (``None`` when it did not ask).
     """
 
-    text: dataclasses.InitVar[str]
     _: dataclasses.KW_ONLY
     endpoint: str = ""
-    status_code: int | None = None
-    code: str | None = None
-    message: str | None = None
     attempts: int = 1
     elapsed: float = 0.0
-    retry_after: float | None = None
-
-    def __post_init__(self, text: str) -> None:
-        super().__init__(text)
 
 
 class TokenResponseError(EmmaAuthError):

@@ -128,14 +128,8 @@ STUCK_GRACE = 5.0
 #: Why a renewal runs, as the renewal's telemetry reports it: no token yet; early, off the
 #: request path, for a token inside its refresh margin; a token that expired unused; the API
 #: rejected the current token (401); the first renewal in a forked child.
-FIRST_USE, EARLY, EXPIRED, AFTER_401, AFTER_FORK = (
-    "first_use",
-    "early",
-    "expired",
-    "after_401",
-    "after_fork",
-)
-TRIGGERS = (FIRST_USE, EARLY, EXPIRED, AFTER_401, AFTER_FORK)
+TRIGGERS = ("first_use", "early", "expired", "after_401", "after_fork")
+FIRST_USE, EARLY, EXPIRED, AFTER_401, AFTER_FORK = TRIGGERS
 
 #: ``TokenLifecycle.fresh`` when there is no token to send as it is.
 _NOT_FRESH = (-math.inf, "")
@@ -161,6 +155,16 @@ class Decision(enum.Enum):
     RENEW = "renew"
     #: No usable token: wait for the renewal in flight.
     WAIT = "wait"
+
+
+#: The table in the module docstring: what :meth:`TokenLifecycle.decide` answers, by the
+#: token's freshness, with no renewal running and with one running. RENEW_EARLY is granted
+#: only outside the early renewals' backoff and any hold (else: SEND).
+_DECISIONS = {
+    Freshness.FRESH: (Decision.SEND, Decision.SEND),
+    Freshness.STALE: (Decision.RENEW_EARLY, Decision.SEND),
+    Freshness.EXPIRED: (Decision.RENEW, Decision.WAIT),
+}
 
 
 def default_margin(lifetime: float) -> float:
@@ -264,19 +268,15 @@ class TokenLifecycle:
         :meth:`renewal_ended`."""
         if rejected is not None:
             self.reject(rejected)
-        freshness = self.freshness(now)
         running = self.renewing is not None and now < self._renewal_began + self.stuck_after
-        if freshness is Freshness.FRESH or (freshness is Freshness.STALE and running):
-            return Decision.SEND
-        if freshness is Freshness.STALE:
+        decision = _DECISIONS[self.freshness(now)][running]
+        if decision is Decision.RENEW_EARLY:
             if not early or now < self._early_backoff[0] or self.calls_held(now) is not None:
                 return Decision.SEND
             self._grant(now, EARLY)
-            return Decision.RENEW_EARLY
-        if running:
-            return Decision.WAIT
-        self._grant(now, self._trigger(rejected))
-        return Decision.RENEW
+        elif decision is Decision.RENEW:
+            self._grant(now, self._trigger(rejected))
+        return decision
 
     def wait_limit(self, now: float) -> float:
         """How long a caller waits for the renewal in flight before it takes it for stuck."""
