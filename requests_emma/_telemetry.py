@@ -134,16 +134,15 @@ def _guarded() -> Iterator[None]:
 def _load() -> _Api | None:
     """The API, imported at the first renewal or replay; ``None`` without opentelemetry."""
     global _api, _api_loaded
-    if not _api_loaded:
-        with _api_lock:
-            if not _api_loaded:
-                with _guarded():
-                    try:
-                        _api = _Api()
-                    except ModuleNotFoundError as exc:
-                        if exc.name != "opentelemetry":  # installed, but broken
-                            raise
-                _api_loaded = True
+    with _api_lock:
+        if not _api_loaded:
+            _api_loaded = True
+            with _guarded():
+                try:
+                    _api = _Api()
+                except ModuleNotFoundError as exc:
+                    if exc.name != "opentelemetry":  # installed, but broken
+                        raise
     return _api
 
 
@@ -208,25 +207,19 @@ class _Span:
     __slots__ = ("_answered", "_api", "_span", "_token")
 
     def __init__(
-        self,
-        api: _Api | None,
-        name: str,
-        kind: str,
-        attributes: Attributes,
-        parent: _Span | None = None,
-        link: object | None = None,
+        self, name: str, kind: str, attributes: Attributes, link: object | None = None
     ) -> None:
-        self._api, self._answered = api, False
+        api = self._api = _load()
+        self._answered = False
         self._span: Span | None = None
         self._token: Any = None
         if api is None:
             return
         with _guarded():
             trace = api.trace
-            context, links = None, None  # None: a child of the current span
-            if parent is not None and parent._span is not None:
-                context = trace.set_span_in_context(parent._span)
-            elif link is not None:  # a trace of its own: the request linked does not wait
+            # None: a child of the current span (an attempt: of its renewal, current then).
+            context, links = None, None
+            if link is not None:  # a trace of its own: the request linked does not wait
                 context, links = api.context.Context(), [trace.Link(cast("SpanContext", link))]
             span = api.tracer.start_span(
                 name, context, getattr(trace.SpanKind, kind), attributes, links
@@ -277,7 +270,7 @@ class Renewal(_Span):
         self._attributes: Attributes = {TRIGGER: trigger, **telemetry.server}
         self._sends: dict[str, int] = {}
         self._granted: str | None = None
-        super().__init__(_load(), RENEWAL_SPAN, "INTERNAL", self._attributes, link=link)
+        super().__init__(RENEWAL_SPAN, "INTERNAL", self._attributes, link)
         self._started = time.perf_counter()
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
@@ -306,7 +299,14 @@ class Renewal(_Span):
         ``/v1/refresh-token``) in this renewal, a context manager around the call."""
         resend_count = self._sends.get(path, 0)  # the first call is no resend
         self._sends[path] = resend_count + 1
-        return Attempt(self, path, resend_count)
+        attributes: Attributes = {
+            "http.request.method": "POST",
+            **self.telemetry.server,
+            "url.full": self.telemetry.token_url + path,
+        }
+        if resend_count > 0:  # only on a resend, as the conventions ask
+            attributes["http.request.resend_count"] = resend_count
+        return Attempt(self, path, attributes)
 
 
 class Attempt(_Span):
@@ -314,16 +314,9 @@ class Attempt(_Span):
 
     __slots__ = ("_path", "_renewal")
 
-    def __init__(self, renewal: Renewal, path: str, resend_count: int) -> None:
+    def __init__(self, renewal: Renewal, path: str, attributes: Attributes) -> None:
         self._renewal, self._path = renewal, path
-        attributes: Attributes = {
-            "http.request.method": "POST",
-            **renewal.telemetry.server,
-            "url.full": renewal.telemetry.token_url + path,
-        }
-        if resend_count > 0:  # only on a resend, as the conventions ask
-            attributes["http.request.resend_count"] = resend_count
-        super().__init__(renewal._api, f"POST {path}", "CLIENT", attributes, parent=renewal)
+        super().__init__(f"POST {path}", "CLIENT", attributes)
 
     def answered(self, outcome: Outcome) -> None:
         """What the call came to."""
@@ -339,17 +332,6 @@ class Replay(_Span):
     """An API request resent after a 401 (:meth:`Telemetry.replay`)."""
 
     __slots__ = ()
-
-    def __init__(self, method: str, url: str) -> None:
-        known = method in KNOWN_METHODS
-        attributes: Attributes = {
-            "http.request.method": method if known else "_OTHER",
-            **url_attributes(url),
-            "http.request.resend_count": 1,
-        }
-        if not known:
-            attributes["http.request.method_original"] = method
-        super().__init__(_load(), method if known else "HTTP", "CLIENT", attributes)
 
     def answered(self, status: int | None, error: BaseException | None = None) -> None:
         """The replay's status, or the exception that stopped it."""
@@ -375,7 +357,15 @@ class Telemetry:
 
     def replay(self, method: str, url: str) -> Replay:
         """A record of an API request replayed after a 401, around the resend."""
-        return Replay(method, url)
+        known = method in KNOWN_METHODS
+        attributes: Attributes = {
+            "http.request.method": method if known else "_OTHER",
+            **url_attributes(url),
+            "http.request.resend_count": 1,
+        }
+        if not known:
+            attributes["http.request.method_original"] = method
+        return Replay(method if known else "HTTP", "CLIENT", attributes)
 
     def watch(self, remaining: Callable[[], float | None]) -> None:
         """Report ``remaining()`` (seconds the token has left, ``None`` without one) on the
