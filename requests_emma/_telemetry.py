@@ -221,10 +221,9 @@ class _Span:
             context, links = None, None
             if link is not None:  # a trace of its own: the request linked does not wait
                 context, links = api.context.Context(), [trace.Link(cast("SpanContext", link))]
-            span = api.tracer.start_span(
+            span = self._span = api.tracer.start_span(
                 name, context, getattr(trace.SpanKind, kind), attributes, links
             )
-            self._span = span
             current = trace.set_span_in_context(span)
             if kind == "CLIENT" and api.suppress_http is not None:  # our span says it all
                 current = api.context.set_value(api.suppress_http, True, current)
@@ -261,7 +260,7 @@ class Renewal(_Span):
     to each path (for their resend count) and notes which path granted a token, which says
     how a renewal that ends without an exception got it (:meth:`result`)."""
 
-    __slots__ = ("_attributes", "_granted", "_sends", "_started", "telemetry")
+    __slots__ = ("_attributes", "_result", "_sends", "_started", "telemetry")
 
     def __init__(self, telemetry: Telemetry, trigger: str, link: object | None = None) -> None:
         if trigger not in TRIGGERS:
@@ -269,7 +268,7 @@ class Renewal(_Span):
         self.telemetry = telemetry
         self._attributes: Attributes = {TRIGGER: trigger, **telemetry.server}
         self._sends: dict[str, int] = {}
-        self._granted: str | None = None
+        self._result = "cached"  # until a call grants a token
         super().__init__(RENEWAL_SPAN, "INTERNAL", self._attributes, link)
         self._started = time.perf_counter()
 
@@ -290,9 +289,7 @@ class Renewal(_Span):
     def result(self) -> str:
         """How the renewal got its token: ``issued`` or ``refreshed`` by the last call that
         granted one, ``cached`` when none did (another process had saved it)."""
-        if self._granted is None:
-            return "cached"
-        return "refreshed" if self._granted == REFRESH_TOKEN_PATH else "issued"
+        return self._result
 
     def attempt(self, path: str) -> Attempt:
         """The record of the next call to ``path`` (``/v1/issue-token``,
@@ -321,7 +318,7 @@ class Attempt(_Span):
     def answered(self, outcome: Outcome) -> None:
         """What the call came to."""
         if outcome.kind is Kind.GRANT:
-            self._renewal._granted = self._path
+            self._renewal._result = "refreshed" if self._path == REFRESH_TOKEN_PATH else "issued"
         error_type = attempt_error_type(outcome)
         # The status code says what failed, or the reason the log line gives does.
         says_it = error_type == str(outcome.status)
