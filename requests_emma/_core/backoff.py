@@ -95,20 +95,18 @@ def attempts(
     )
     retrying.begin()
     state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
-    made, last = 0, None
+    last = None
     while True:
         do = retrying.iter(state)
         if isinstance(do, tenacity.DoAttempt):
             if last is not None and clock.monotonic() >= deadline:
-                return last, made, True  # out of time
-            made += 1
-            outcome = yield send
-            assert outcome is not None
-            last = outcome
-            state.set_result(outcome)
+                return last, state.attempt_number - 1, True  # out of time: not this attempt
+            last = yield send
+            assert last is not None
+            state.set_result(last)
         elif isinstance(do, tenacity.DoSleep):
             state.prepare_for_next_attempt()
             yield Sleep(float(do))
         else:
             assert isinstance(do, Outcome)
-            return do, made, False
+            return do, state.attempt_number, False

@@ -47,7 +47,7 @@ from .steps import Load, Lock, Save, Send, Step, Unlock
 
 if TYPE_CHECKING:
     from .backoff import Run
-    from .cache_entry import Hold, Sealer
+    from .cache_entry import Sealer
     from .clock import Clock
     from .lifecycle import TokenLifecycle
     from .retry_policy import RetryPolicy
@@ -79,9 +79,7 @@ class RenewalPlan:
         """The renewal: yields steps, returns the new token or raises an
         :class:`EmmaAuthError`. See the module docstring for the sequence."""
         renewal = _Renewal(self, lifecycle, policy, clock, clock.monotonic())
-        hold = lifecycle.calls_held(renewal.started)
-        if hold is not None:  # known here already: not even the lock is needed
-            raise renewal.held_error(hold, renewal.started)
+        renewal.check_hold(renewal.started)  # known here already: not even the lock is needed
         if self.sealer is None:
             return (yield from renewal.renew())
         return (yield from renewal.renew_shared())
@@ -131,10 +129,7 @@ class _Renewal:
         try:
             if (yield from self.load()):
                 return _cached(lifecycle)
-            now = clock.monotonic()
-            hold = lifecycle.calls_held(now)
-            if hold is not None:  # another process was told to wait
-                raise self.held_error(hold, now)
+            self.check_hold(clock.monotonic())  # another process may have been told to wait
             try:
                 token = yield from self.renew()
             except EmmaAuthError:
@@ -276,17 +271,21 @@ class _Renewal:
         error.__cause__ = outcome.cause
         return error
 
-    def held_error(self, hold: Hold, now: float) -> EmmaAuthError:
+    def check_hold(self, now: float) -> None:
+        """Raise the error of a renewal that makes no call: token calls are held at ``now``."""
+        hold = self.lifecycle.calls_held(now)
+        if hold is None:
+            return
         seconds = hold.left(now)
         wait = f"{math.ceil(seconds):.0f} s"
         if hold.kind == REFUSED:
-            return CredentialsError(
+            raise CredentialsError(
                 f"no token call made: emma rejected the client credentials ({hold.detail}), "
                 f"and token calls wait {wait} more before the next try; check the client ID "
                 "and secret (EMMA_CLIENT_ID, EMMA_CLIENT_SECRET)",
                 retry_after=seconds,
             )
-        return TokenRequestError(
+        raise TokenRequestError(
             f"no token call made: emma asked to wait ({hold.detail} with Retry-After), and "
             f"takes token calls again in {wait} (base URL {self.plan.base_url})",
             attempts=0,
