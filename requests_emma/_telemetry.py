@@ -73,9 +73,7 @@ RESULT = "requests_emma.renewal.result"
 _HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 #: Those, stretched to the default 30 s renewal deadline.
 DURATION_BUCKETS = (*_HTTP_BUCKETS, 15, 30, 60)
-KNOWN_METHODS = frozenset(
-    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
-)
+KNOWN_METHODS = frozenset("CONNECT DELETE GET HEAD OPTIONS PATCH POST PUT TRACE".split())
 
 logger = logging.getLogger("requests_emma")
 Attributes = dict[str, "str | int"]
@@ -204,13 +202,12 @@ class _Span:
     """A span, current while the ``with`` block around it runs; every call into OpenTelemetry
     guarded. It holds no span when nothing records: no API, or it failed to start one."""
 
-    __slots__ = ("_answered", "_api", "_span", "_token")
+    __slots__ = ("_api", "_span", "_token")
 
     def __init__(
         self, name: str, kind: str, attributes: Attributes, link: object | None = None
     ) -> None:
         api = self._api = _load()
-        self._answered = False
         self._span: Span | None = None
         self._token: Any = None
         if api is None:
@@ -233,7 +230,7 @@ class _Span:
         return self
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        if error is not None and not self._answered:
+        if error is not None:  # every block answers last: an exception comes before it
             self._answer(None, type_name(error))
         if self._span is not None:
             with _guarded():
@@ -244,7 +241,6 @@ class _Span:
 
     def _answer(self, status: int | None, error_type: str | None, why: str | None = None) -> None:
         """The status code, and what failed (``why``: the status description)."""
-        self._answered = True
         if self._span is None or self._api is None:
             return
         with _guarded():

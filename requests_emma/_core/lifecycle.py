@@ -167,20 +167,16 @@ _DECISIONS = {
 }
 
 
-def default_margin(lifetime: float) -> float:
-    """The refresh margin for a token of ``lifetime`` seconds when none is configured."""
-    return min(MAX_DEFAULT_MARGIN, DEFAULT_MARGIN_SHARE * lifetime)
-
-
 def clock_skew(lifetime: float) -> float:
     """The clock-skew allowance for a cached token of ``lifetime`` seconds."""
     return max(0.0, min(CLOCK_SKEW, CLOCK_SKEW_SHARE * lifetime))
 
 
 def effective_margin(lifetime: float, configured: float | None) -> float:
-    """The configured margin (or the default), never more than half the lifetime."""
+    """The configured margin, never more than half the lifetime; with none configured, a
+    share of the lifetime, at most :data:`MAX_DEFAULT_MARGIN`."""
     if configured is None:
-        return default_margin(lifetime)
+        return min(MAX_DEFAULT_MARGIN, DEFAULT_MARGIN_SHARE * lifetime)
     return min(configured, lifetime / 2)
 
 
@@ -454,13 +450,12 @@ class TokenLifecycle:
             self._refresh_token, self._refresh_expires = token.refresh_token, None
             if expires_at is not None:
                 self._refresh_expires = now + _left(expires_at, expires_at - issued_at, wall_now)
-        lifetime = token.expires_at - issued_at
-        left = _left(token.expires_at, lifetime, wall_now)
-        if left <= 0:
-            return False
+        left = _left(token.expires_at, token.expires_at - issued_at, wall_now)
         held = self._held
-        if token.access_token in self._rejected or (
-            held is not None and held.token.access_token == token.access_token
+        if (
+            left <= 0
+            or token.access_token in self._rejected
+            or (held is not None and held.token.access_token == token.access_token)
         ):
             return False
         self._take(token, now, left, issued_at)
