@@ -598,7 +598,7 @@ def test_attempts_yield_sends_and_doubling_sleeps_until_a_grant() -> None:
     Send; the run ends with the grant after 4 attempts, in time."""
     clock = FakeClock()
     send = Send(ISSUE_TOKEN_PATH, dict, clock.monotonic() + POLICY.deadline)
-    run = backoff.attempts(send, POLICY, clock, send.deadline)
+    run = backoff.attempts(send, POLICY, clock)
     seen: list[object] = [next(run)]
     for _ in range(3):
         sleep = run.send(busy(clock))
@@ -626,7 +626,7 @@ def test_attempts_stop_after_the_policys_count() -> None:
     clock = FakeClock()
     policy = RetryPolicy(attempts=2, wait_jitter=0)
     send = Send(ISSUE_TOKEN_PATH, dict, clock.monotonic() + policy.deadline)
-    run = backoff.attempts(send, policy, clock, send.deadline)
+    run = backoff.attempts(send, policy, clock)
     next(run)
     assert isinstance(run.send(busy(clock)), Sleep)
     assert run.send(None) is send

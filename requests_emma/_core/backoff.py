@@ -47,7 +47,6 @@ def attempts(
     send: Send,
     policy: RetryPolicy,
     clock: Clock,
-    deadline: float,
     resend: Callable[[Outcome], bool] = _is_transient,
 ) -> Generator[Send | Sleep, Outcome | None, Run]:
     """Yield ``send`` until its outcome is not one to ``resend`` (by default: transient) or
@@ -56,10 +55,10 @@ def attempts(
 
     tenacity decides: ``Retrying.iter()`` answers "attempt" or "sleep N" for a
     ``RetryCallState`` without sleeping itself, so the waits are the driver's to carry out.
-    ``deadline`` is monotonic; an attempt is not started once a wait has overrun it, and then
-    the last outcome stands.
+    ``send.deadline`` is monotonic; an attempt is not started once a wait has overrun it,
+    and then the last outcome stands.
     """
-    what = f"token call POST {send.path}"
+    what, deadline = f"token call POST {send.path}", send.deadline
 
     def before_sleep(retry_state: tenacity.RetryCallState) -> None:
         logger.warning(
@@ -73,7 +72,7 @@ def attempts(
 
     def stop(retry_state: tenacity.RetryCallState) -> bool:
         """After the policy's attempts, or when the next attempt would start at or after
-        ``deadline``."""
+        the deadline."""
         if retry_state.attempt_number >= policy.attempts:
             return True
         return clock.monotonic() + (retry_state.upcoming_sleep or 0.0) >= deadline

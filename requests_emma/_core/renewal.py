@@ -194,9 +194,7 @@ class _Renewal:
             send = Send(path, lambda: _wire.refresh_token_body(body()), self.deadline)
             # Sent again only after emma's "wait" (429, 503): it says the call was not carried
             # out, and no other call may have been.
-            run = yield from backoff.attempts(
-                send, policy, clock, self.deadline, lambda outcome: outcome.status in HOLD_STATUSES
-            )
+            run = yield from backoff.attempts(send, policy, clock, _not_carried_out)
             outcome = run[0]
             if outcome.kind is Kind.GRANT:
                 return _accept(lifecycle, outcome, "refreshed", refresh_token.reveal())
@@ -206,7 +204,7 @@ class _Renewal:
         path = _wire.ISSUE_TOKEN_PATH
         secret, client_id = self.plan.client_secret, self.plan.client_id
         send = Send(path, lambda: _wire.issue_token_body(client_id, secret.reveal()), self.deadline)
-        run = yield from backoff.attempts(send, policy, clock, self.deadline)
+        run = yield from backoff.attempts(send, policy, clock)
         if run[0].kind is Kind.GRANT:
             return _accept(lifecycle, run[0], "issued")
         raise self.failed(path, run)
@@ -307,6 +305,10 @@ def _accept(
         "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
     )
     return token
+
+
+def _not_carried_out(outcome: Outcome) -> bool:
+    return outcome.status in HOLD_STATUSES
 
 
 def _cached(lifecycle: TokenLifecycle) -> Token:
