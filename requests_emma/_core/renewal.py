@@ -35,7 +35,7 @@ import logging
 import math
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
 from . import wire as _wire
@@ -199,7 +199,7 @@ class _Renewal:
             if outcome.kind is Kind.GRANT:
                 return _accept(lifecycle, outcome, "refreshed", refresh_token.reveal())
             if not lifecycle.refresh_ended(clock.monotonic(), refresh_token.reveal(), outcome):
-                raise self.failed(path, run)
+                self.fail(path, run)
             logger.debug("refresh token not used again (%s); issuing a new token", outcome.detail())
         path = _wire.ISSUE_TOKEN_PATH
         secret, client_id = self.plan.client_secret, self.plan.client_id
@@ -207,13 +207,14 @@ class _Renewal:
         run = yield from backoff.attempts(send, policy, clock)
         if run[0].kind is Kind.GRANT:
             return _accept(lifecycle, run[0], "issued")
-        raise self.failed(path, run)
+        self.fail(path, run)
 
     # -- errors -----------------------------------------------------------------------------
 
-    def failed(self, path: str, run: Run) -> EmmaAuthError:
-        """The error for a renewal that failed with ``run``; the lifecycle decides the hold
-        on token calls that emma's answer puts (a request to wait, refused credentials)."""
+    def fail(self, path: str, run: Run) -> NoReturn:
+        """Raise the error of a renewal that failed with ``run`` (its cause the outcome's);
+        the lifecycle decides the hold on token calls that emma's answer puts (a request to
+        wait, refused credentials)."""
         now = self.clock.monotonic()
         outcome, attempts, out_of_time = run
         status, limit, base_url = outcome.status, self.policy.deadline, self.plan.base_url
@@ -222,11 +223,11 @@ class _Renewal:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''} in {now - self.started:.1f} s"
         if outcome.kind is Kind.UNUSABLE:
             answered = f"answered HTTP {status}" if status is not None else "answered"
-            error: EmmaAuthError = TokenResponseError(
+            raise TokenResponseError(
                 f"POST {path} {answered}, but the {outcome.reason}; {tries} (base URL {base_url})"
-            )
-        elif refused:
-            error = CredentialsError(
+            ) from outcome.cause
+        if refused:
+            raise CredentialsError(
                 f"emma rejected the client credentials (POST {path}: {outcome.detail()}; "
                 f"{tries}); check the client ID and secret (EMMA_CLIENT_ID, EMMA_CLIENT_SECRET) "
                 "and that the service app still exists",
@@ -234,40 +235,37 @@ class _Renewal:
                 code=outcome.code,
                 message=outcome.message,
                 retry_after=wait,
-            )
-        else:
-            gave_up = ""
-            if out_of_time:
-                gave_up = f"no time left before the {limit:g} s deadline"
-            elif outcome.kind is Kind.TRANSIENT and attempts < self.policy.attempts:
-                retry_after = outcome.retry_after
-                if retry_after is not None and now + retry_after >= self.deadline:
-                    gave_up = (
-                        f"the server asked to wait {retry_after:.0f} seconds (Retry-After), "
-                        f"past the {limit:g} s deadline"
-                    )
-                else:
-                    gave_up = f"the next attempt would pass the {limit:g} s deadline"
-            text = f"POST {path} failed: {outcome.detail()}; "
-            text += f"{gave_up}; gave up after {tries}" if gave_up else tries
-            text += f" (base URL {base_url})"
-            if outcome.kind is Kind.MISDIRECTED:
-                text += (
-                    f"; check the base URL: {base_url}{path} is not emma's token endpoint "
-                    "(emma's base URL ends in /external)"
+            ) from outcome.cause
+        gave_up = ""
+        if out_of_time:
+            gave_up = f"no time left before the {limit:g} s deadline"
+        elif outcome.kind is Kind.TRANSIENT and attempts < self.policy.attempts:
+            retry_after = outcome.retry_after
+            if retry_after is not None and now + retry_after >= self.deadline:
+                gave_up = (
+                    f"the server asked to wait {retry_after:.0f} seconds (Retry-After), "
+                    f"past the {limit:g} s deadline"
                 )
-            error = TokenRequestError(
-                text,
-                endpoint=path,
-                status_code=status,
-                code=outcome.code,
-                message=outcome.message,
-                attempts=attempts,
-                elapsed=now - self.started,
-                retry_after=wait,
+            else:
+                gave_up = f"the next attempt would pass the {limit:g} s deadline"
+        text = f"POST {path} failed: {outcome.detail()}; "
+        text += f"{gave_up}; gave up after {tries}" if gave_up else tries
+        text += f" (base URL {base_url})"
+        if outcome.kind is Kind.MISDIRECTED:
+            text += (
+                f"; check the base URL: {base_url}{path} is not emma's token endpoint "
+                "(emma's base URL ends in /external)"
             )
-        error.__cause__ = outcome.cause
-        return error
+        raise TokenRequestError(
+            text,
+            endpoint=path,
+            status_code=status,
+            code=outcome.code,
+            message=outcome.message,
+            attempts=attempts,
+            elapsed=now - self.started,
+            retry_after=wait,
+        ) from outcome.cause
 
     def check_hold(self, now: float) -> None:
         """Raise the error of a renewal that makes no call: token calls are held at ``now``."""
