@@ -165,22 +165,6 @@ def type_name(error: BaseException) -> str:
     )
 
 
-def attempt_error_type(outcome: Outcome) -> str | None:
-    """``error.type`` for a token-call attempt, ``None`` for a grant."""
-    if outcome.kind is Kind.GRANT:
-        return None
-    status = outcome.status
-    if status is not None and not 200 <= status < 300:
-        return str(status)
-    if outcome.reason.startswith("timed out"):  # the transports' word for a timeout
-        return "timeout"
-    if outcome.cause is not None:
-        return type_name(outcome.cause)
-    if outcome.kind is Kind.UNUSABLE:
-        return "unusable_token_response"
-    return "_OTHER"
-
-
 def url_attributes(url: str) -> Attributes:
     """``server.address`` and ``server.port`` of ``url`` (the scheme's port if it has none),
     then ``url.full``: the URL without user info, query and fragment, what spans may show of
@@ -312,13 +296,23 @@ class Attempt(_Span):
         super().__init__(f"POST {path}", "CLIENT", attributes)
 
     def answered(self, outcome: Outcome) -> None:
-        """What the call came to."""
+        """What the call came to, and for a failure its ``error.type``."""
+        status = outcome.status
         if outcome.kind is Kind.GRANT:
             self._renewal._result = "refreshed" if self._path == REFRESH_TOKEN_PATH else "issued"
-        error_type = attempt_error_type(outcome)
+            error_type = None
+        elif status is not None and not 200 <= status < 300:
+            error_type = str(status)
+        elif outcome.reason.startswith("timed out"):  # the transports' word for a timeout
+            error_type = "timeout"
+        elif outcome.cause is not None:
+            error_type = type_name(outcome.cause)
+        elif outcome.kind is Kind.UNUSABLE:
+            error_type = "unusable_token_response"
+        else:
+            error_type = "_OTHER"
         # The status code says what failed, or the reason the log line gives does.
-        says_it = error_type == str(outcome.status)
-        self._answer(outcome.status, error_type, None if says_it else outcome.reason)
+        self._answer(status, error_type, None if error_type == str(status) else outcome.reason)
 
 
 class Replay(_Span):
