@@ -83,20 +83,18 @@ def chain(exc: BaseException, *, wrapped: bool = False) -> list[BaseException]:
     members of an exception group), each once, depth first: the one walk down a chain of
     causes. ``wrapped``: also what exceptions carry in their arguments, ``reason`` (urllib3)
     or ``os_error`` (aiohttp), where the HTTP stacks keep the system's error."""
-    links: list[BaseException] = []
-    seen: set[int] = set()
+    links: dict[int, BaseException] = {}  # by id: each once, in the order met
     pending: list[object] = [exc]
     while pending:
         link = pending.pop()
-        if not isinstance(link, BaseException) or id(link) in seen:
+        if not isinstance(link, BaseException) or id(link) in links:
             continue
-        seen.add(id(link))
-        links.append(link)
+        links[id(link)] = link
         pending += (link.__cause__, link.__context__)
         if wrapped:
             pending += (getattr(link, "reason", None), *link.args, getattr(link, "os_error", None))
         pending += getattr(link, "exceptions", ())
-    return links
+    return list(links.values())
 
 
 def without_tracebacks(exc: _Chained) -> _Chained:

@@ -89,12 +89,11 @@ import enum
 import math
 from typing import TYPE_CHECKING
 
-from .cache_entry import BUSY, MAX_HOLD, REFUSED, Hold
+from .cache_entry import BUSY, MAX_HOLD, REFUSED, Entry, Hold
 from .token import Token, bearer_header
 from .token_status import TokenStatus
 
 if TYPE_CHECKING:
-    from .cache_entry import Entry
     from .outcome import Outcome
     from .retry_policy import RetryPolicy
     from .wire import TokenGrant
@@ -342,12 +341,9 @@ class TokenLifecycle:
     def take_refresh_token(self, now: float) -> str | None:
         """The refresh token to renew with, taken out as its call is sent (see the module
         docstring), if there is one that has not (nearly) expired; ``None``: issue a token."""
-        refresh_token = self._refresh_token
-        if refresh_token is None:
-            return None
+        refresh_token, self._refresh_token = self._refresh_token, None
         expires = self._refresh_expires
-        self._refresh_token = None
-        if expires is not None and now >= expires - REFRESH_TOKEN_SLACK:
+        if refresh_token is not None and expires is not None and now >= expires - REFRESH_TOKEN_SLACK:
             self._refresh_expires = self._refresh_expires_at = None
             return None
         return refresh_token
@@ -361,8 +357,7 @@ class TokenLifecycle:
         back, calls are held (for its ``Retry-After``), and the renewal fails. Anything else (a 4xx: the refresh token is dead; no answer:
         emma may have rotated it) leaves it dropped, and a token is issued instead."""
         if outcome.status in HOLD_STATUSES:
-            if self._refresh_token is None:
-                self._refresh_token = refresh_token
+            self._refresh_token = self._refresh_token or refresh_token
             self.call_failed(now, outcome)
             return False
         self._refresh_expires = self._refresh_expires_at = None
@@ -408,8 +403,7 @@ class TokenLifecycle:
         ``sent_wall``); its lifetime counts from then. ``refreshed_with``: the refresh token
         the request sent, still good if the answer brings no new one."""
         token = grant.to_token(sent_wall)
-        if self._refresh_token is None and refreshed_with is not None:
-            self._refresh_token = refreshed_with
+        self._refresh_token = self._refresh_token or refreshed_with
         if grant.refresh_token is not None:
             self._refresh_token = grant.refresh_token
             self._refresh_expires = (
@@ -464,8 +458,6 @@ class TokenLifecycle:
     def entry_to_save(self, now: float, wall_now: float) -> Entry:
         """The shared cache entry for what is held here: the current token with the newest
         refresh token, the hold, and the next generation (see :meth:`saved`)."""
-        from .cache_entry import Entry
-
         held, token, hold = self._held, None, self.calls_held(now)
         if held is not None:
             token = held.token.with_refresh(self._refresh_token, self._refresh_expires_at)
