@@ -73,7 +73,9 @@ RESULT = "requests_emma.renewal.result"
 _HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 #: Those, stretched to the default 30 s renewal deadline.
 DURATION_BUCKETS = (*_HTTP_BUCKETS, 15, 30, 60)
-KNOWN_METHODS = frozenset("CONNECT DELETE GET HEAD OPTIONS PATCH POST PUT TRACE".split())
+KNOWN_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
 
 logger = logging.getLogger("requests_emma")
 Attributes = dict[str, "str | int"]
@@ -160,9 +162,8 @@ def request_link() -> object | None:
 def type_name(error: BaseException) -> str:
     """``error.type`` for an exception: its class, module-qualified unless a builtin."""
     cls = type(error)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
+    name = cls.__qualname__
+    return name if cls.__module__ == "builtins" else f"{cls.__module__}.{name}"
 
 
 def url_attributes(url: str) -> Attributes:

@@ -90,21 +90,20 @@ class CappedBody:
     """An answer's body as it arrives, given up once it grows past :data:`MAX_BODY`: a token
     response is a few kilobytes, and a server that sends more is not to be read to its end."""
 
-    __slots__ = ("_content", "_too_large")
+    __slots__ = ("_content",)
 
     def __init__(self) -> None:
-        self._content = bytearray()
-        self._too_large = False
+        self._content: bytearray | None = bytearray()  # None: past the cap, dropped
 
     def add(self, chunk: bytes) -> bool:
         """Take the next chunk; ``False`` once the body is past the cap (stop reading)."""
-        self._content += chunk
-        if len(self._content) > MAX_BODY:
-            self._too_large = True
-            self._content.clear()
-        return not self._too_large
+        if self._content is not None:
+            self._content += chunk
+            if len(self._content) > MAX_BODY:
+                self._content = None
+        return self._content is not None
 
     @property
     def content(self) -> bytes | None:
         """What arrived, or ``None`` if it grew past the cap."""
-        return None if self._too_large else bytes(self._content)
+        return None if self._content is None else bytes(self._content)

@@ -343,10 +343,10 @@ class TokenLifecycle:
         docstring), if there is one that has not (nearly) expired; ``None``: issue a token."""
         refresh_token, self._refresh_token = self._refresh_token, None
         expires = self._refresh_expires
-        if refresh_token is not None and expires is not None and now >= expires - REFRESH_TOKEN_SLACK:
-            self._refresh_expires = self._refresh_expires_at = None
-            return None
-        return refresh_token
+        if refresh_token is None or expires is None or now < expires - REFRESH_TOKEN_SLACK:
+            return refresh_token
+        self._refresh_expires = self._refresh_expires_at = None  # about to expire: dropped
+        return None
 
     def refresh_ended(self, now: float, refresh_token: str, outcome: Outcome) -> bool:
         """The refresh-token call sent with ``refresh_token`` came to ``outcome`` (not a

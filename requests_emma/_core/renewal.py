@@ -80,9 +80,7 @@ class RenewalPlan:
         :class:`EmmaAuthError`. See the module docstring for the sequence."""
         renewal = _Renewal(self, lifecycle, policy, clock, clock.monotonic())
         renewal.check_hold(renewal.started)  # known here already: not even the lock is needed
-        if self.sealer is None:
-            return (yield from renewal.renew())
-        return (yield from renewal.renew_shared())
+        return (yield from renewal.renew() if self.sealer is None else renewal.renew_shared())
 
 
 @dataclass(frozen=True)
@@ -197,7 +195,7 @@ class _Renewal:
             run = yield from backoff.attempts(send, policy, clock, _not_carried_out)
             outcome = run[0]
             if outcome.kind is Kind.GRANT:
-                return _accept(lifecycle, outcome, "refreshed", refresh_token.reveal())
+                return self.accept(outcome, "refreshed", refresh_token.reveal())
             if not lifecycle.refresh_ended(clock.monotonic(), refresh_token.reveal(), outcome):
                 self.fail(path, run)
             logger.debug("refresh token not used again (%s); issuing a new token", outcome.detail())
@@ -206,8 +204,21 @@ class _Renewal:
         send = Send(path, lambda: _wire.issue_token_body(client_id, secret.reveal()), self.deadline)
         run = yield from backoff.attempts(send, policy, clock)
         if run[0].kind is Kind.GRANT:
-            return _accept(lifecycle, run[0], "issued")
+            return self.accept(run[0], "issued")
         self.fail(path, run)
+
+    def accept(self, outcome: Outcome, how: str, refreshed_with: str | None = None) -> Token:
+        grant = outcome.grant
+        assert grant is not None
+        token = self.lifecycle.accept(grant, outcome.sent_at, outcome.sent_wall, refreshed_with)
+        logger.debug(
+            "token %s; lifetime %.0f s (from %s), refresh token %s",
+            how,
+            grant.lifetime,
+            grant.lifetime_source,
+            "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
+        )
+        return token
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -288,21 +299,6 @@ class _Renewal:
             elapsed=0.0,
             retry_after=seconds,
         )
-
-def _accept(
-    lifecycle: TokenLifecycle, outcome: Outcome, how: str, refreshed_with: str | None = None
-) -> Token:
-    grant = outcome.grant
-    assert grant is not None
-    token = lifecycle.accept(grant, outcome.sent_at, outcome.sent_wall, refreshed_with)
-    logger.debug(
-        "token %s; lifetime %.0f s (from %s), refresh token %s",
-        how,
-        grant.lifetime,
-        grant.lifetime_source,
-        "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
-    )
-    return token
 
 
 def _not_carried_out(outcome: Outcome) -> bool:
