@@ -44,10 +44,7 @@ Run = tuple[Outcome, int, bool]
 
 
 def attempts(
-    send: Send,
-    policy: RetryPolicy,
-    clock: Clock,
-    resend: Callable[[Outcome], bool] = _is_transient,
+    send: Send, policy: RetryPolicy, clock: Clock, resend: Callable[[Outcome], bool] = _is_transient
 ) -> Generator[Send | Sleep, Outcome | None, Run]:
     """Yield ``send`` until its outcome is not one to ``resend`` (by default: transient) or
     the policy says stop, and the waits between as :class:`Sleep` steps; returns how the run

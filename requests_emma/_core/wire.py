@@ -93,10 +93,10 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
     if not isinstance(data, dict):
         raise TokenResponseError(f"token response is a JSON {_json_type(data)}, expected an object")
 
-    access_token = _optional_string(data, "accessToken")
+    access_token = _optional(data, "accessToken", str, "a string")
     if not access_token:
         raise TokenResponseError("token response has no accessToken")
-    token_type = _optional_string(data, "tokenType")
+    token_type = _optional(data, "tokenType", str, "a string")
     if token_type is None:
         token_type = "Bearer"
 
@@ -110,7 +110,7 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
         else:
             lifetime, source = DEFAULT_LIFETIME, "default"
 
-    refresh_token = _optional_string(data, "refreshToken")
+    refresh_token = _optional(data, "refreshToken", str, "a string")
     refresh_lifetime = _optional_seconds(data, "refreshExpiresIn")
     return checked_grant(
         access_token, token_type, lifetime, source, refresh_token, refresh_lifetime
@@ -181,24 +181,20 @@ def _json(body: bytes) -> object:
 
 
 def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
-    value = data.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TokenResponseError(
-            f"token response {field} is a JSON {_json_type(value)}, expected a number of seconds"
-        )
+    value = _optional(data, field, (int, float), "a number of seconds")
     seconds = finite(value)
-    if seconds is None:
+    if value is not None and seconds is None:
         raise TokenResponseError(f"token response {field} is not a finite number of seconds")
     return seconds
 
 
-def _optional_string(data: dict[str, Any], field: str) -> str | None:
+def _optional(data: dict[str, Any], field: str, kinds: type | tuple[type, ...], what: str) -> Any:
+    """``data[field]``, ``None`` if it is absent or null; :class:`TokenResponseError` naming
+    its JSON type if it is not one of ``kinds`` (a JSON boolean is no number), ``what``."""
     value = data.get(field)
-    if value is not None and not isinstance(value, str):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
         raise TokenResponseError(
-            f"token response {field} is a JSON {_json_type(value)}, expected a string"
+            f"token response {field} is a JSON {_json_type(value)}, expected {what}"
         )
     return value
 
