@@ -48,7 +48,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from ._core import lifecycle as _lifecycle
+from ._core.lifecycle import TRIGGERS  # why a renewal ran, as the lifecycle decides it
 from ._core.outcome import Kind
 from ._core.urls import DEFAULT_PORTS
 from ._core.wire import REFRESH_TOKEN_PATH
@@ -60,8 +60,6 @@ if TYPE_CHECKING:
 
     from ._core.outcome import Outcome
 
-#: Why a renewal ran, as the lifecycle decides it.
-TRIGGERS = _lifecycle.TRIGGERS
 #: How it ended: issue-token granted a token; refresh-token did; the shared cache had one (no
 #: call granted one); no token.
 RESULTS = ("issued", "refreshed", "cached", "failed")
@@ -170,11 +168,9 @@ def url_attributes(url: str) -> Attributes:
     """``server.address`` and ``server.port`` of ``url`` (the scheme's port if it has none),
     then ``url.full``: the URL without user info, query and fragment, what spans may show of
     a URL."""
-    parts = urllib.parse.urlsplit(url)
-    try:
+    parts, port = urllib.parse.urlsplit(url), None
+    with contextlib.suppress(ValueError):  # a port out of range, or not a number
         port = parts.port
-    except ValueError:
-        port = None
     netloc = parts.netloc.rpartition("@")[2]
     return {
         "server.address": parts.hostname or "",

@@ -66,10 +66,8 @@ def failure_outcome(
     exception itself for one of no known kind, with the user info of any URL in it (a
     proxy's password) left out, there and along the cause's chain."""
     kind, reason = failure.value
-    if failure is Failure.CONNECTION:
-        system_reason = os_reason(cause)
-        if system_reason:
-            reason = f"{reason} ({system_reason})"
+    if failure is Failure.CONNECTION and (system_reason := os_reason(cause)):
+        reason = f"{reason} ({system_reason})"
     elif failure is Failure.OTHER:
         reason = f"{reason} ({type(cause).__name__}: {_without_user_info(cause)})"
     return Outcome(kind, reason, sent_at=sent_at, sent_wall=sent_wall, cause=cause)

@@ -78,24 +78,23 @@ class RenewalPlan:
     def steps(self, lifecycle: TokenLifecycle, policy: RetryPolicy, clock: Clock) -> Steps:
         """The renewal: yields steps, returns the new token or raises an
         :class:`EmmaAuthError`. See the module docstring for the sequence."""
-        renewal = _Renewal(self, lifecycle, policy, clock, clock.monotonic())
+        started = clock.monotonic()
+        renewal = _Renewal(self, lifecycle, policy, clock, started, started + policy.deadline)
         renewal.check_hold(renewal.started)  # known here already: not even the lock is needed
         return (yield from renewal.renew() if self.sealer is None else renewal.renew_shared())
 
 
 @dataclass(frozen=True)
 class _Renewal:
-    """One renewal under way: the plan, what it works on, and when it started."""
+    """One renewal under way: the plan, what it works on, when it started and its deadline
+    (monotonic)."""
 
     plan: RenewalPlan
     lifecycle: TokenLifecycle
     policy: RetryPolicy
     clock: Clock
     started: float
-
-    @property
-    def deadline(self) -> float:
-        return self.started + self.policy.deadline
+    deadline: float
 
     # -- with a shared cache ----------------------------------------------------------------
 
