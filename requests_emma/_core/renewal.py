@@ -107,8 +107,9 @@ class _Renewal:
                 break
             except TimeoutError:
                 # Another process renews: the token it saves serves here too.
-                if (yield from self.load()):
-                    return _cached(lifecycle)
+                token = yield from self.load()
+                if token is not None:
+                    return token
             except Exception as exc:  # noqa: BLE001 - any other cache failure is an outage
                 cache_unavailable(plan.name, "lock", exc)
                 return (yield from self.renew())
@@ -124,8 +125,9 @@ class _Renewal:
             )
         closed = False
         try:
-            if (yield from self.load()):
-                return _cached(lifecycle)
+            token = yield from self.load()
+            if token is not None:
+                return token
             self.check_hold(clock.monotonic())  # another process may have been told to wait
             try:
                 token = yield from self.renew()
@@ -145,26 +147,29 @@ class _Renewal:
                 except Exception as exc:  # noqa: BLE001
                     cache_unavailable(plan.name, "unlock", exc)
 
-    def load(self) -> Generator[Step, Any, bool]:
-        """Load the entry and let the lifecycle adopt what is newer: whether that gave a
-        fresh token."""
+    def load(self) -> Generator[Step, Any, Token | None]:
+        """Load the entry and let the lifecycle adopt what is newer: the token taken, if that
+        gave a fresh one, so that no token call is needed."""
         plan = self.plan
         assert plan.sealer is not None
         try:
             sealed = yield Load(plan.key)
         except Exception as exc:  # noqa: BLE001
             cache_unavailable(plan.name, "load", exc)
-            return False
+            return None
         if sealed is None:
-            return False
+            return None
         entry = plan.sealer.open(plan.key, sealed)
         if entry is None:
             logger.debug(
                 "token cache entry ignored: it does not open with this client's key "
                 "(changed, truncated, foreign, of another format or another secret)"
             )
-            return False
-        return self.lifecycle.adopt(entry, self.clock.monotonic(), self.clock.wall())
+            return None
+        if not self.lifecycle.adopt(entry, self.clock.monotonic(), self.clock.wall()):
+            return None
+        logger.debug("token taken from the shared cache; no token call")
+        return self.lifecycle.current
 
     def save(self) -> Generator[Step, Any, None]:
         plan = self.plan
@@ -302,13 +307,6 @@ class _Renewal:
 
 def _not_carried_out(outcome: Outcome) -> bool:
     return outcome.status in HOLD_STATUSES
-
-
-def _cached(lifecycle: TokenLifecycle) -> Token:
-    logger.debug("token taken from the shared cache; no token call")
-    token = lifecycle.current
-    assert token is not None
-    return token
 
 
 def cache_unavailable(name: str, step: str, exc: BaseException) -> None:
