@@ -235,9 +235,9 @@ class _Span:
 class Renewal(_Span):
     """One renewal, a context manager: the block is the renewal. It counts the token calls
     to each path (for their resend count) and notes which path granted a token, which says
-    how a renewal that ends without an exception got it (:meth:`result`)."""
+    how a renewal that ends without an exception got it (:attr:`result`)."""
 
-    __slots__ = ("_attributes", "_result", "_sends", "_started", "telemetry")
+    __slots__ = ("_attributes", "_sends", "_started", "result", "telemetry")
 
     def __init__(self, telemetry: Telemetry, trigger: str, link: object | None = None) -> None:
         if trigger not in TRIGGERS:
@@ -245,13 +245,15 @@ class Renewal(_Span):
         self.telemetry = telemetry
         self._attributes: Attributes = {TRIGGER: trigger, **telemetry.server}
         self._sends: dict[str, int] = {}
-        self._result = "cached"  # until a call grants a token
+        #: How the renewal got its token: ``issued`` or ``refreshed`` by the last call that
+        #: granted one, ``cached`` when none did (another process had saved it).
+        self.result = "cached"
         super().__init__(RENEWAL_SPAN, "INTERNAL", self._attributes, link)
         self._started = time.perf_counter()
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         seconds = time.perf_counter() - self._started
-        result = "failed" if error is not None else self.result()
+        result = "failed" if error is not None else self.result
         attributes = {**self._attributes, RESULT: result}
         if error is not None:
             attributes["error.type"] = type_name(error)
@@ -262,11 +264,6 @@ class Renewal(_Span):
                 self._api.renewals.add(1, attributes)
                 self._api.duration.record(seconds, attributes)
         super().__exit__(kind, error, traceback)
-
-    def result(self) -> str:
-        """How the renewal got its token: ``issued`` or ``refreshed`` by the last call that
-        granted one, ``cached`` when none did (another process had saved it)."""
-        return self._result
 
     def attempt(self, path: str) -> Attempt:
         """The record of the next call to ``path`` (``/v1/issue-token``,
@@ -296,7 +293,7 @@ class Attempt(_Span):
         """What the call came to, and for a failure its ``error.type``."""
         status = outcome.status
         if outcome.kind is Kind.GRANT:
-            self._renewal._result = "refreshed" if self._path == REFRESH_TOKEN_PATH else "issued"
+            self._renewal.result = "refreshed" if self._path == REFRESH_TOKEN_PATH else "issued"
             error_type = None
         elif status is not None and not 200 <= status < 300:
             error_type = str(status)

@@ -18,7 +18,6 @@ Every other field (``idToken``, ``notBeforePolicy``, ...) is ignored, whatever i
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import json
 import re
@@ -164,10 +163,9 @@ def jwt_expiry(access_token: str) -> float | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, binascii.Error, RecursionError):
+    except (ValueError, RecursionError):  # binascii.Error, a bad padding, is a ValueError
         return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    return finite(exp)
+    return finite(claims.get("exp")) if isinstance(claims, dict) else None
 
 
 def _json(body: bytes) -> object:
