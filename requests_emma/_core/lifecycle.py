@@ -404,11 +404,10 @@ class TokenLifecycle:
         the request sent, still good if the answer brings no new one."""
         token = grant.to_token(sent_wall)
         self._refresh_token = self._refresh_token or refreshed_with
+        refresh_lifetime = grant.refresh_lifetime
         if grant.refresh_token is not None:
             self._refresh_token = grant.refresh_token
-            self._refresh_expires = (
-                None if grant.refresh_lifetime is None else sent_at + grant.refresh_lifetime
-            )
+            self._refresh_expires = None if refresh_lifetime is None else sent_at + refresh_lifetime
             self._refresh_expires_at = token.refresh_expires_at
         elif self._refresh_token is not None:
             # Keep the previous refresh token; show it and its expiry on the new Token.

@@ -255,10 +255,9 @@ class _Renewal:
         if out_of_time:
             gave_up = f"no time left before the {limit:g} s deadline"
         elif outcome.kind is Kind.TRANSIENT and attempts < self.policy.attempts:
-            retry_after = outcome.retry_after
-            if retry_after is not None and now + retry_after >= self.deadline:
+            if outcome.retry_after is not None and now + outcome.retry_after >= self.deadline:
                 gave_up = (
-                    f"the server asked to wait {retry_after:.0f} seconds (Retry-After), "
+                    f"the server asked to wait {outcome.retry_after:.0f} seconds (Retry-After), "
                     f"past the {limit:g} s deadline"
                 )
             else:

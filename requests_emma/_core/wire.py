@@ -102,12 +102,10 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
     expires_in = _optional_seconds(data, "expiresIn")
     if expires_in is not None and 0 < expires_in <= MAX_LIFETIME:
         lifetime, source = expires_in, "expiresIn"
+    elif (exp := jwt_expiry(access_token)) is not None and 0 < exp - received_at <= MAX_LIFETIME:
+        lifetime, source = exp - received_at, "exp"
     else:
-        exp = jwt_expiry(access_token)
-        if exp is not None and 0 < exp - received_at <= MAX_LIFETIME:
-            lifetime, source = exp - received_at, "exp"
-        else:
-            lifetime, source = DEFAULT_LIFETIME, "default"
+        lifetime, source = DEFAULT_LIFETIME, "default"
 
     refresh_token = _optional(data, "refreshToken", str, "a string")
     refresh_lifetime = _optional_seconds(data, "refreshExpiresIn")
