@@ -28,14 +28,9 @@ class EmmaAuthError(requests.RequestException):
 
 
 @dataclasses.dataclass(eq=False, repr=False)
-class CredentialsError(EmmaAuthError):
-    """The client credentials are missing, or issue-token rejected them.
-
-    ``status_code``, ``code`` and ``message`` are set when the server rejected them
-    (``None`` when they were missing). ``retry_after``: after a refusal, no token call is
-    made for a backoff (shared by the processes of a token cache); this is the seconds of it
-    left when the error was raised (``None`` when there is none).
-    """
+class _Answered(EmmaAuthError):
+    """The fields both errors of a token endpoint's answer carry: its status and emma's
+    ``code`` and ``message``, and the seconds before token calls are made again."""
 
     text: dataclasses.InitVar[str]
     _: dataclasses.KW_ONLY
@@ -48,8 +43,18 @@ class CredentialsError(EmmaAuthError):
         super().__init__(text)
 
 
+class CredentialsError(_Answered):
+    """The client credentials are missing, or issue-token rejected them.
+
+    ``status_code``, ``code`` and ``message`` are set when the server rejected them
+    (``None`` when they were missing). ``retry_after``: after a refusal, no token call is
+    made for a backoff (shared by the processes of a token cache); this is the seconds of it
+    left when the error was raised (``None`` when there is none).
+    """
+
+
 @dataclasses.dataclass(eq=False, repr=False)
-class TokenRequestError(EmmaAuthError):
+class TokenRequestError(_Answered):
     """A token endpoint failed: an error status, a network failure, or retries ran out.
 
     ``status_code`` is the last HTTP status (``None`` when no answer came), ``code`` and
@@ -60,18 +65,10 @@ class TokenRequestError(EmmaAuthError):
     (``None`` when it did not ask).
     """
 
-    text: dataclasses.InitVar[str]
     _: dataclasses.KW_ONLY
     endpoint: str = ""
-    status_code: int | None = None
-    code: str | None = None
-    message: str | None = None
     attempts: int = 1
     elapsed: float = 0.0
-    retry_after: float | None = None
-
-    def __post_init__(self, text: str) -> None:
-        super().__init__(text)
 
 
 class TokenResponseError(EmmaAuthError):
@@ -86,20 +83,18 @@ def chain(exc: BaseException, *, wrapped: bool = False) -> list[BaseException]:
     members of an exception group), each once, depth first: the one walk down a chain of
     causes. ``wrapped``: also what exceptions carry in their arguments, ``reason`` (urllib3)
     or ``os_error`` (aiohttp), where the HTTP stacks keep the system's error."""
-    links: list[BaseException] = []
-    seen: set[int] = set()
+    links: dict[int, BaseException] = {}  # by id: each once, in the order met
     pending: list[object] = [exc]
     while pending:
         link = pending.pop()
-        if not isinstance(link, BaseException) or id(link) in seen:
+        if not isinstance(link, BaseException) or id(link) in links:
             continue
-        seen.add(id(link))
-        links.append(link)
+        links[id(link)] = link
         pending += (link.__cause__, link.__context__)
         if wrapped:
             pending += (getattr(link, "reason", None), *link.args, getattr(link, "os_error", None))
         pending += getattr(link, "exceptions", ())
-    return links
+    return list(links.values())
 
 
 def without_tracebacks(exc: _Chained) -> _Chained:

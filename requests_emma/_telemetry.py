@@ -48,7 +48,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from ._core import lifecycle as _lifecycle
+from ._core.lifecycle import TRIGGERS  # why a renewal ran, as the lifecycle decides it
 from ._core.outcome import Kind
 from ._core.urls import DEFAULT_PORTS
 from ._core.wire import REFRESH_TOKEN_PATH
@@ -60,8 +60,6 @@ if TYPE_CHECKING:
 
     from ._core.outcome import Outcome
 
-#: Why a renewal ran, as the lifecycle decides it.
-TRIGGERS = _lifecycle.TRIGGERS
 #: How it ended: issue-token granted a token; refresh-token did; the shared cache had one (no
 #: call granted one); no token.
 RESULTS = ("issued", "refreshed", "cached", "failed")
@@ -134,16 +132,15 @@ def _guarded() -> Iterator[None]:
 def _load() -> _Api | None:
     """The API, imported at the first renewal or replay; ``None`` without opentelemetry."""
     global _api, _api_loaded
-    if not _api_loaded:
-        with _api_lock:
-            if not _api_loaded:
-                with _guarded():
-                    try:
-                        _api = _Api()
-                    except ModuleNotFoundError as exc:
-                        if exc.name != "opentelemetry":  # installed, but broken
-                            raise
-                _api_loaded = True
+    with _api_lock:
+        if not _api_loaded:
+            _api_loaded = True
+            with _guarded():
+                try:
+                    _api = _Api()
+                except ModuleNotFoundError as exc:
+                    if exc.name != "opentelemetry":  # installed, but broken
+                        raise
     return _api
 
 
@@ -163,36 +160,17 @@ def request_link() -> object | None:
 def type_name(error: BaseException) -> str:
     """``error.type`` for an exception: its class, module-qualified unless a builtin."""
     cls = type(error)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
-
-
-def attempt_error_type(outcome: Outcome) -> str | None:
-    """``error.type`` for a token-call attempt, ``None`` for a grant."""
-    if outcome.kind is Kind.GRANT:
-        return None
-    status = outcome.status
-    if status is not None and not 200 <= status < 300:
-        return str(status)
-    if outcome.reason.startswith("timed out"):  # the transports' word for a timeout
-        return "timeout"
-    if outcome.cause is not None:
-        return type_name(outcome.cause)
-    if outcome.kind is Kind.UNUSABLE:
-        return "unusable_token_response"
-    return "_OTHER"
+    name = cls.__qualname__
+    return name if cls.__module__ == "builtins" else f"{cls.__module__}.{name}"
 
 
 def url_attributes(url: str) -> Attributes:
     """``server.address`` and ``server.port`` of ``url`` (the scheme's port if it has none),
     then ``url.full``: the URL without user info, query and fragment, what spans may show of
     a URL."""
-    parts = urllib.parse.urlsplit(url)
-    try:
+    parts, port = urllib.parse.urlsplit(url), None
+    with contextlib.suppress(ValueError):  # a port out of range, or not a number
         port = parts.port
-    except ValueError:
-        port = None
     netloc = parts.netloc.rpartition("@")[2]
     return {
         "server.address": parts.hostname or "",
@@ -205,33 +183,25 @@ class _Span:
     """A span, current while the ``with`` block around it runs; every call into OpenTelemetry
     guarded. It holds no span when nothing records: no API, or it failed to start one."""
 
-    __slots__ = ("_answered", "_api", "_span", "_token")
+    __slots__ = ("_api", "_span", "_token")
 
     def __init__(
-        self,
-        api: _Api | None,
-        name: str,
-        kind: str,
-        attributes: Attributes,
-        parent: _Span | None = None,
-        link: object | None = None,
+        self, name: str, kind: str, attributes: Attributes, link: object | None = None
     ) -> None:
-        self._api, self._answered = api, False
+        api = self._api = _load()
         self._span: Span | None = None
         self._token: Any = None
         if api is None:
             return
         with _guarded():
             trace = api.trace
-            context, links = None, None  # None: a child of the current span
-            if parent is not None and parent._span is not None:
-                context = trace.set_span_in_context(parent._span)
-            elif link is not None:  # a trace of its own: the request linked does not wait
+            # None: a child of the current span (an attempt: of its renewal, current then).
+            context, links = None, None
+            if link is not None:  # a trace of its own: the request linked does not wait
                 context, links = api.context.Context(), [trace.Link(cast("SpanContext", link))]
-            span = api.tracer.start_span(
+            span = self._span = api.tracer.start_span(
                 name, context, getattr(trace.SpanKind, kind), attributes, links
             )
-            self._span = span
             current = trace.set_span_in_context(span)
             if kind == "CLIENT" and api.suppress_http is not None:  # our span says it all
                 current = api.context.set_value(api.suppress_http, True, current)
@@ -241,7 +211,7 @@ class _Span:
         return self
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        if error is not None and not self._answered:
+        if error is not None:  # every block answers last: an exception comes before it
             self._answer(None, type_name(error))
         if self._span is not None:
             with _guarded():
@@ -252,7 +222,6 @@ class _Span:
 
     def _answer(self, status: int | None, error_type: str | None, why: str | None = None) -> None:
         """The status code, and what failed (``why``: the status description)."""
-        self._answered = True
         if self._span is None or self._api is None:
             return
         with _guarded():
@@ -266,9 +235,9 @@ class _Span:
 class Renewal(_Span):
     """One renewal, a context manager: the block is the renewal. It counts the token calls
     to each path (for their resend count) and notes which path granted a token, which says
-    how a renewal that ends without an exception got it (:meth:`result`)."""
+    how a renewal that ends without an exception got it (:attr:`result`)."""
 
-    __slots__ = ("_attributes", "_granted", "_sends", "_started", "telemetry")
+    __slots__ = ("_attributes", "_sends", "_started", "result", "telemetry")
 
     def __init__(self, telemetry: Telemetry, trigger: str, link: object | None = None) -> None:
         if trigger not in TRIGGERS:
@@ -276,13 +245,15 @@ class Renewal(_Span):
         self.telemetry = telemetry
         self._attributes: Attributes = {TRIGGER: trigger, **telemetry.server}
         self._sends: dict[str, int] = {}
-        self._granted: str | None = None
-        super().__init__(_load(), RENEWAL_SPAN, "INTERNAL", self._attributes, link=link)
+        #: How the renewal got its token: ``issued`` or ``refreshed`` by the last call that
+        #: granted one, ``cached`` when none did (another process had saved it).
+        self.result = "cached"
+        super().__init__(RENEWAL_SPAN, "INTERNAL", self._attributes, link)
         self._started = time.perf_counter()
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         seconds = time.perf_counter() - self._started
-        result = "failed" if error is not None else self.result()
+        result = "failed" if error is not None else self.result
         attributes = {**self._attributes, RESULT: result}
         if error is not None:
             attributes["error.type"] = type_name(error)
@@ -294,19 +265,19 @@ class Renewal(_Span):
                 self._api.duration.record(seconds, attributes)
         super().__exit__(kind, error, traceback)
 
-    def result(self) -> str:
-        """How the renewal got its token: ``issued`` or ``refreshed`` by the last call that
-        granted one, ``cached`` when none did (another process had saved it)."""
-        if self._granted is None:
-            return "cached"
-        return "refreshed" if self._granted == REFRESH_TOKEN_PATH else "issued"
-
     def attempt(self, path: str) -> Attempt:
         """The record of the next call to ``path`` (``/v1/issue-token``,
         ``/v1/refresh-token``) in this renewal, a context manager around the call."""
         resend_count = self._sends.get(path, 0)  # the first call is no resend
         self._sends[path] = resend_count + 1
-        return Attempt(self, path, resend_count)
+        attributes: Attributes = {
+            "http.request.method": "POST",
+            **self.telemetry.server,
+            "url.full": self.telemetry.token_url + path,
+        }
+        if resend_count > 0:  # only on a resend, as the conventions ask
+            attributes["http.request.resend_count"] = resend_count
+        return Attempt(self, path, attributes)
 
 
 class Attempt(_Span):
@@ -314,42 +285,34 @@ class Attempt(_Span):
 
     __slots__ = ("_path", "_renewal")
 
-    def __init__(self, renewal: Renewal, path: str, resend_count: int) -> None:
+    def __init__(self, renewal: Renewal, path: str, attributes: Attributes) -> None:
         self._renewal, self._path = renewal, path
-        attributes: Attributes = {
-            "http.request.method": "POST",
-            **renewal.telemetry.server,
-            "url.full": renewal.telemetry.token_url + path,
-        }
-        if resend_count > 0:  # only on a resend, as the conventions ask
-            attributes["http.request.resend_count"] = resend_count
-        super().__init__(renewal._api, f"POST {path}", "CLIENT", attributes, parent=renewal)
+        super().__init__(f"POST {path}", "CLIENT", attributes)
 
     def answered(self, outcome: Outcome) -> None:
-        """What the call came to."""
+        """What the call came to, and for a failure its ``error.type``."""
+        status = outcome.status
         if outcome.kind is Kind.GRANT:
-            self._renewal._granted = self._path
-        error_type = attempt_error_type(outcome)
+            self._renewal.result = "refreshed" if self._path == REFRESH_TOKEN_PATH else "issued"
+            error_type = None
+        elif status is not None and not 200 <= status < 300:
+            error_type = str(status)
+        elif outcome.reason.startswith("timed out"):  # the transports' word for a timeout
+            error_type = "timeout"
+        elif outcome.cause is not None:
+            error_type = type_name(outcome.cause)
+        elif outcome.kind is Kind.UNUSABLE:
+            error_type = "unusable_token_response"
+        else:
+            error_type = "_OTHER"
         # The status code says what failed, or the reason the log line gives does.
-        says_it = error_type == str(outcome.status)
-        self._answer(outcome.status, error_type, None if says_it else outcome.reason)
+        self._answer(status, error_type, None if error_type == str(status) else outcome.reason)
 
 
 class Replay(_Span):
     """An API request resent after a 401 (:meth:`Telemetry.replay`)."""
 
     __slots__ = ()
-
-    def __init__(self, method: str, url: str) -> None:
-        known = method in KNOWN_METHODS
-        attributes: Attributes = {
-            "http.request.method": method if known else "_OTHER",
-            **url_attributes(url),
-            "http.request.resend_count": 1,
-        }
-        if not known:
-            attributes["http.request.method_original"] = method
-        super().__init__(_load(), method if known else "HTTP", "CLIENT", attributes)
 
     def answered(self, status: int | None, error: BaseException | None = None) -> None:
         """The replay's status, or the exception that stopped it."""
@@ -375,7 +338,15 @@ class Telemetry:
 
     def replay(self, method: str, url: str) -> Replay:
         """A record of an API request replayed after a 401, around the resend."""
-        return Replay(method, url)
+        known = method in KNOWN_METHODS
+        attributes: Attributes = {
+            "http.request.method": method if known else "_OTHER",
+            **url_attributes(url),
+            "http.request.resend_count": 1,
+        }
+        if not known:
+            attributes["http.request.method_original"] = method
+        return Replay(method if known else "HTTP", "CLIENT", attributes)
 
     def watch(self, remaining: Callable[[], float | None]) -> None:
         """Report ``remaining()`` (seconds the token has left, ``None`` without one) on the

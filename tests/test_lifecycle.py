@@ -22,7 +22,6 @@ from requests_emma._core.lifecycle import (
     Freshness,
     TokenLifecycle,
     clock_skew,
-    default_margin,
     effective_margin,
 )
 from requests_emma._core.outcome import Kind, Outcome, classify_status
@@ -86,9 +85,9 @@ def test_2_second_token_is_not_renewed_on_every_request() -> None:
 
 def test_default_margin_scales_with_lifetime_and_is_capped() -> None:
     """The default margin is a fifth of the lifetime, never more than the cap."""
-    assert default_margin(2) == pytest.approx(0.4)
-    assert default_margin(300) == 60
-    assert default_margin(3600) == MAX_DEFAULT_MARGIN
+    assert effective_margin(2, None) == pytest.approx(0.4)
+    assert effective_margin(300, None) == 60
+    assert effective_margin(3600, None) == MAX_DEFAULT_MARGIN
 
 
 def test_explicit_margin_is_capped_at_half_the_lifetime() -> None:

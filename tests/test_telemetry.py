@@ -763,7 +763,7 @@ try:
     telemetry.renewal("nope")
 except ValueError:
     print("refused")
-print(renewal.result(), request_link())
+print(renewal.result, request_link())
 """
 
 

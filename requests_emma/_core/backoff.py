@@ -15,7 +15,6 @@ to import than the rest of requests-emma.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Generator
 
@@ -39,22 +38,13 @@ def _is_transient(outcome: Outcome) -> bool:
     return outcome.kind is Kind.TRANSIENT
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Run:
-    """How a run of attempts ended: the last outcome, how many attempts were made, and
-    whether it stopped because no time was left for the next one."""
-
-    outcome: Outcome
-    attempts: int
-    out_of_time: bool
+#: How a run of attempts ended: the last outcome, how many attempts were made, and whether
+#: it stopped because no time was left for the next one.
+Run = tuple[Outcome, int, bool]
 
 
 def attempts(
-    send: Send,
-    policy: RetryPolicy,
-    clock: Clock,
-    deadline: float,
-    resend: Callable[[Outcome], bool] = _is_transient,
+    send: Send, policy: RetryPolicy, clock: Clock, resend: Callable[[Outcome], bool] = _is_transient
 ) -> Generator[Send | Sleep, Outcome | None, Run]:
     """Yield ``send`` until its outcome is not one to ``resend`` (by default: transient) or
     the policy says stop, and the waits between as :class:`Sleep` steps; returns how the run
@@ -62,10 +52,10 @@ def attempts(
 
     tenacity decides: ``Retrying.iter()`` answers "attempt" or "sleep N" for a
     ``RetryCallState`` without sleeping itself, so the waits are the driver's to carry out.
-    ``deadline`` is monotonic; an attempt is not started once a wait has overrun it, and then
-    the last outcome stands.
+    ``send.deadline`` is monotonic; an attempt is not started once a wait has overrun it,
+    and then the last outcome stands.
     """
-    what = f"token call POST {send.path}"
+    what, deadline = f"token call POST {send.path}", send.deadline
 
     def before_sleep(retry_state: tenacity.RetryCallState) -> None:
         logger.warning(
@@ -79,7 +69,7 @@ def attempts(
 
     def stop(retry_state: tenacity.RetryCallState) -> bool:
         """After the policy's attempts, or when the next attempt would start at or after
-        ``deadline``."""
+        the deadline."""
         if retry_state.attempt_number >= policy.attempts:
             return True
         return clock.monotonic() + (retry_state.upcoming_sleep or 0.0) >= deadline
@@ -101,20 +91,18 @@ def attempts(
     )
     retrying.begin()
     state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
-    made, last = 0, None
+    last = None
     while True:
         do = retrying.iter(state)
         if isinstance(do, tenacity.DoAttempt):
             if last is not None and clock.monotonic() >= deadline:
-                return Run(last, made, out_of_time=True)
-            made += 1
-            outcome = yield send
-            assert outcome is not None
-            last = outcome
-            state.set_result(outcome)
+                return last, state.attempt_number - 1, True  # out of time: not this attempt
+            last = yield send
+            assert last is not None
+            state.set_result(last)
         elif isinstance(do, tenacity.DoSleep):
             state.prepare_for_next_attempt()
             yield Sleep(float(do))
         else:
             assert isinstance(do, Outcome)
-            return Run(do, made, out_of_time=False)
+            return do, state.attempt_number, False

@@ -66,10 +66,8 @@ def failure_outcome(
     exception itself for one of no known kind, with the user info of any URL in it (a
     proxy's password) left out, there and along the cause's chain."""
     kind, reason = failure.value
-    if failure is Failure.CONNECTION:
-        system_reason = os_reason(cause)
-        if system_reason:
-            reason = f"{reason} ({system_reason})"
+    if failure is Failure.CONNECTION and (system_reason := os_reason(cause)):
+        reason = f"{reason} ({system_reason})"
     elif failure is Failure.OTHER:
         reason = f"{reason} ({type(cause).__name__}: {_without_user_info(cause)})"
     return Outcome(kind, reason, sent_at=sent_at, sent_wall=sent_wall, cause=cause)
@@ -90,21 +88,20 @@ class CappedBody:
     """An answer's body as it arrives, given up once it grows past :data:`MAX_BODY`: a token
     response is a few kilobytes, and a server that sends more is not to be read to its end."""
 
-    __slots__ = ("_content", "_too_large")
+    __slots__ = ("_content",)
 
     def __init__(self) -> None:
-        self._content = bytearray()
-        self._too_large = False
+        self._content: bytearray | None = bytearray()  # None: past the cap, dropped
 
     def add(self, chunk: bytes) -> bool:
         """Take the next chunk; ``False`` once the body is past the cap (stop reading)."""
-        self._content += chunk
-        if len(self._content) > MAX_BODY:
-            self._too_large = True
-            self._content.clear()
-        return not self._too_large
+        if self._content is not None:
+            self._content += chunk
+            if len(self._content) > MAX_BODY:
+                self._content = None
+        return self._content is not None
 
     @property
     def content(self) -> bytes | None:
         """What arrived, or ``None`` if it grew past the cap."""
-        return None if self._too_large else bytes(self._content)
+        return None if self._content is None else bytes(self._content)

@@ -89,12 +89,11 @@ import enum
 import math
 from typing import TYPE_CHECKING
 
-from .cache_entry import BUSY, MAX_HOLD, REFUSED, Hold
+from .cache_entry import BUSY, MAX_HOLD, REFUSED, Entry, Hold
 from .token import Token, bearer_header
 from .token_status import TokenStatus
 
 if TYPE_CHECKING:
-    from .cache_entry import Entry
     from .outcome import Outcome
     from .retry_policy import RetryPolicy
     from .wire import TokenGrant
@@ -128,14 +127,8 @@ STUCK_GRACE = 5.0
 #: Why a renewal runs, as the renewal's telemetry reports it: no token yet; early, off the
 #: request path, for a token inside its refresh margin; a token that expired unused; the API
 #: rejected the current token (401); the first renewal in a forked child.
-FIRST_USE, EARLY, EXPIRED, AFTER_401, AFTER_FORK = (
-    "first_use",
-    "early",
-    "expired",
-    "after_401",
-    "after_fork",
-)
-TRIGGERS = (FIRST_USE, EARLY, EXPIRED, AFTER_401, AFTER_FORK)
+TRIGGERS = ("first_use", "early", "expired", "after_401", "after_fork")
+FIRST_USE, EARLY, EXPIRED, AFTER_401, AFTER_FORK = TRIGGERS
 
 #: ``TokenLifecycle.fresh`` when there is no token to send as it is.
 _NOT_FRESH = (-math.inf, "")
@@ -163,9 +156,14 @@ class Decision(enum.Enum):
     WAIT = "wait"
 
 
-def default_margin(lifetime: float) -> float:
-    """The refresh margin for a token of ``lifetime`` seconds when none is configured."""
-    return min(MAX_DEFAULT_MARGIN, DEFAULT_MARGIN_SHARE * lifetime)
+#: The table in the module docstring: what :meth:`TokenLifecycle.decide` answers, by the
+#: token's freshness, with no renewal running and with one running. RENEW_EARLY is granted
+#: only outside the early renewals' backoff and any hold (else: SEND).
+_DECISIONS = {
+    Freshness.FRESH: (Decision.SEND, Decision.SEND),
+    Freshness.STALE: (Decision.RENEW_EARLY, Decision.SEND),
+    Freshness.EXPIRED: (Decision.RENEW, Decision.WAIT),
+}
 
 
 def clock_skew(lifetime: float) -> float:
@@ -174,9 +172,10 @@ def clock_skew(lifetime: float) -> float:
 
 
 def effective_margin(lifetime: float, configured: float | None) -> float:
-    """The configured margin (or the default), never more than half the lifetime."""
+    """The configured margin, never more than half the lifetime; with none configured, a
+    share of the lifetime, at most :data:`MAX_DEFAULT_MARGIN`."""
     if configured is None:
-        return default_margin(lifetime)
+        return min(MAX_DEFAULT_MARGIN, DEFAULT_MARGIN_SHARE * lifetime)
     return min(configured, lifetime / 2)
 
 
@@ -264,19 +263,15 @@ class TokenLifecycle:
         :meth:`renewal_ended`."""
         if rejected is not None:
             self.reject(rejected)
-        freshness = self.freshness(now)
         running = self.renewing is not None and now < self._renewal_began + self.stuck_after
-        if freshness is Freshness.FRESH or (freshness is Freshness.STALE and running):
-            return Decision.SEND
-        if freshness is Freshness.STALE:
+        decision = _DECISIONS[self.freshness(now)][running]
+        if decision is Decision.RENEW_EARLY:
             if not early or now < self._early_backoff[0] or self.calls_held(now) is not None:
                 return Decision.SEND
             self._grant(now, EARLY)
-            return Decision.RENEW_EARLY
-        if running:
-            return Decision.WAIT
-        self._grant(now, self._trigger(rejected))
-        return Decision.RENEW
+        elif decision is Decision.RENEW:
+            self._grant(now, self._trigger(rejected))
+        return decision
 
     def wait_limit(self, now: float) -> float:
         """How long a caller waits for the renewal in flight before it takes it for stuck."""
@@ -346,15 +341,12 @@ class TokenLifecycle:
     def take_refresh_token(self, now: float) -> str | None:
         """The refresh token to renew with, taken out as its call is sent (see the module
         docstring), if there is one that has not (nearly) expired; ``None``: issue a token."""
-        refresh_token = self._refresh_token
-        if refresh_token is None:
-            return None
+        refresh_token, self._refresh_token = self._refresh_token, None
         expires = self._refresh_expires
-        self._refresh_token = None
-        if expires is not None and now >= expires - REFRESH_TOKEN_SLACK:
-            self._refresh_expires = self._refresh_expires_at = None
-            return None
-        return refresh_token
+        if refresh_token is None or expires is None or now < expires - REFRESH_TOKEN_SLACK:
+            return refresh_token
+        self._refresh_expires = self._refresh_expires_at = None  # about to expire: dropped
+        return None
 
     def refresh_ended(self, now: float, refresh_token: str, outcome: Outcome) -> bool:
         """The refresh-token call sent with ``refresh_token`` came to ``outcome`` (not a
@@ -365,8 +357,7 @@ class TokenLifecycle:
         back, calls are held (for its ``Retry-After``), and the renewal fails. Anything else (a 4xx: the refresh token is dead; no answer:
         emma may have rotated it) leaves it dropped, and a token is issued instead."""
         if outcome.status in HOLD_STATUSES:
-            if self._refresh_token is None:
-                self._refresh_token = refresh_token
+            self._refresh_token = self._refresh_token or refresh_token
             self.call_failed(now, outcome)
             return False
         self._refresh_expires = self._refresh_expires_at = None
@@ -412,13 +403,11 @@ class TokenLifecycle:
         ``sent_wall``); its lifetime counts from then. ``refreshed_with``: the refresh token
         the request sent, still good if the answer brings no new one."""
         token = grant.to_token(sent_wall)
-        if self._refresh_token is None and refreshed_with is not None:
-            self._refresh_token = refreshed_with
+        self._refresh_token = self._refresh_token or refreshed_with
+        refresh_lifetime = grant.refresh_lifetime
         if grant.refresh_token is not None:
             self._refresh_token = grant.refresh_token
-            self._refresh_expires = (
-                None if grant.refresh_lifetime is None else sent_at + grant.refresh_lifetime
-            )
+            self._refresh_expires = None if refresh_lifetime is None else sent_at + refresh_lifetime
             self._refresh_expires_at = token.refresh_expires_at
         elif self._refresh_token is not None:
             # Keep the previous refresh token; show it and its expiry on the new Token.
@@ -454,13 +443,12 @@ class TokenLifecycle:
             self._refresh_token, self._refresh_expires = token.refresh_token, None
             if expires_at is not None:
                 self._refresh_expires = now + _left(expires_at, expires_at - issued_at, wall_now)
-        lifetime = token.expires_at - issued_at
-        left = _left(token.expires_at, lifetime, wall_now)
-        if left <= 0:
-            return False
+        left = _left(token.expires_at, token.expires_at - issued_at, wall_now)
         held = self._held
-        if token.access_token in self._rejected or (
-            held is not None and held.token.access_token == token.access_token
+        if (
+            left <= 0
+            or token.access_token in self._rejected
+            or (held is not None and held.token.access_token == token.access_token)
         ):
             return False
         self._take(token, now, left, issued_at)
@@ -469,8 +457,6 @@ class TokenLifecycle:
     def entry_to_save(self, now: float, wall_now: float) -> Entry:
         """The shared cache entry for what is held here: the current token with the newest
         refresh token, the hold, and the next generation (see :meth:`saved`)."""
-        from .cache_entry import Entry
-
         held, token, hold = self._held, None, self.calls_held(now)
         if held is not None:
             token = held.token.with_refresh(self._refresh_token, self._refresh_expires_at)

@@ -35,7 +35,7 @@ import logging
 import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, TokenResponseError
 from . import wire as _wire
@@ -47,7 +47,7 @@ from .steps import Load, Lock, Save, Send, Step, Unlock
 
 if TYPE_CHECKING:
     from .backoff import Run
-    from .cache_entry import Hold, Sealer
+    from .cache_entry import Sealer
     from .clock import Clock
     from .lifecycle import TokenLifecycle
     from .retry_policy import RetryPolicy
@@ -78,28 +78,23 @@ class RenewalPlan:
     def steps(self, lifecycle: TokenLifecycle, policy: RetryPolicy, clock: Clock) -> Steps:
         """The renewal: yields steps, returns the new token or raises an
         :class:`EmmaAuthError`. See the module docstring for the sequence."""
-        renewal = _Renewal(self, lifecycle, policy, clock, clock.monotonic())
-        hold = lifecycle.calls_held(renewal.started)
-        if hold is not None:  # known here already: not even the lock is needed
-            raise renewal.held_error(hold, renewal.started)
-        if self.sealer is None:
-            return (yield from renewal.renew())
-        return (yield from renewal.renew_shared())
+        started = clock.monotonic()
+        renewal = _Renewal(self, lifecycle, policy, clock, started, started + policy.deadline)
+        renewal.check_hold(renewal.started)  # known here already: not even the lock is needed
+        return (yield from renewal.renew() if self.sealer is None else renewal.renew_shared())
 
 
 @dataclass(frozen=True, repr=False)  # self in every renewal frame: shows nothing of it
 class _Renewal:
-    """One renewal under way: the plan, what it works on, and when it started."""
+    """One renewal under way: the plan, what it works on, when it started and its deadline
+    (monotonic)."""
 
     plan: RenewalPlan
     lifecycle: TokenLifecycle
     policy: RetryPolicy
     clock: Clock
     started: float
-
-    @property
-    def deadline(self) -> float:
-        return self.started + self.policy.deadline
+    deadline: float
 
     # -- with a shared cache ----------------------------------------------------------------
 
@@ -112,8 +107,9 @@ class _Renewal:
                 break
             except TimeoutError:
                 # Another process renews: the token it saves serves here too.
-                if (yield from self.load()):
-                    return _cached(lifecycle)
+                token = yield from self.load()
+                if token is not None:
+                    return token
             except Exception as exc:  # noqa: BLE001 - any other cache failure is an outage
                 cache_unavailable(plan.name, "lock", exc)
                 return (yield from self.renew())
@@ -129,12 +125,10 @@ class _Renewal:
             )
         closed = False
         try:
-            if (yield from self.load()):
-                return _cached(lifecycle)
-            now = clock.monotonic()
-            hold = lifecycle.calls_held(now)
-            if hold is not None:  # another process was told to wait
-                raise self.held_error(hold, now)
+            token = yield from self.load()
+            if token is not None:
+                return token
+            self.check_hold(clock.monotonic())  # another process may have been told to wait
             try:
                 token = yield from self.renew()
             except EmmaAuthError:
@@ -153,26 +147,29 @@ class _Renewal:
                 except Exception as exc:  # noqa: BLE001
                     cache_unavailable(plan.name, "unlock", exc)
 
-    def load(self) -> Generator[Step, Any, bool]:
-        """Load the entry and let the lifecycle adopt what is newer: whether that gave a
-        fresh token."""
+    def load(self) -> Generator[Step, Any, Token | None]:
+        """Load the entry and let the lifecycle adopt what is newer: the token taken, if that
+        gave a fresh one, so that no token call is needed."""
         plan = self.plan
         assert plan.sealer is not None
         try:
             sealed = yield Load(plan.key)
         except Exception as exc:  # noqa: BLE001
             cache_unavailable(plan.name, "load", exc)
-            return False
+            return None
         if sealed is None:
-            return False
+            return None
         entry = plan.sealer.open(plan.key, sealed)
         if entry is None:
             logger.debug(
                 "token cache entry ignored: it does not open with this client's key "
                 "(changed, truncated, foreign, of another format or another secret)"
             )
-            return False
-        return self.lifecycle.adopt(entry, self.clock.monotonic(), self.clock.wall())
+            return None
+        if not self.lifecycle.adopt(entry, self.clock.monotonic(), self.clock.wall()):
+            return None
+        logger.debug("token taken from the shared cache; no token call")
+        return self.lifecycle.current
 
     def save(self) -> Generator[Step, Any, None]:
         plan = self.plan
@@ -197,45 +194,108 @@ class _Renewal:
             path = _wire.REFRESH_TOKEN_PATH
             body = refresh_token.reveal
             send = Send(path, lambda: _wire.refresh_token_body(body()), self.deadline)
-            # Sent again only after emma's "wait": no other call may have been carried out.
-            run = yield from backoff.attempts(send, policy, clock, self.deadline, _not_carried_out)
-            outcome = run.outcome
+            # Sent again only after emma's "wait" (429, 503): it says the call was not carried
+            # out, and no other call may have been.
+            run = yield from backoff.attempts(send, policy, clock, _not_carried_out)
+            outcome = run[0]
             if outcome.kind is Kind.GRANT:
-                return _accept(lifecycle, outcome, "refreshed", refresh_token.reveal())
+                return self.accept(outcome, "refreshed", refresh_token.reveal())
             if not lifecycle.refresh_ended(clock.monotonic(), refresh_token.reveal(), outcome):
-                raise self.failed(path, run)
+                self.fail(path, run)
             logger.debug("refresh token not used again (%s); issuing a new token", outcome.detail())
         path = _wire.ISSUE_TOKEN_PATH
         secret, client_id = self.plan.client_secret, self.plan.client_id
         send = Send(path, lambda: _wire.issue_token_body(client_id, secret.reveal()), self.deadline)
-        run = yield from backoff.attempts(send, policy, clock, self.deadline)
-        if run.outcome.kind is Kind.GRANT:
-            return _accept(lifecycle, run.outcome, "issued")
-        raise self.failed(path, run)
+        run = yield from backoff.attempts(send, policy, clock)
+        if run[0].kind is Kind.GRANT:
+            return self.accept(run[0], "issued")
+        self.fail(path, run)
+
+    def accept(self, outcome: Outcome, how: str, refreshed_with: str | None = None) -> Token:
+        grant = outcome.grant
+        assert grant is not None
+        token = self.lifecycle.accept(grant, outcome.sent_at, outcome.sent_wall, refreshed_with)
+        logger.debug(
+            "token %s; lifetime %.0f s (from %s), refresh token %s",
+            how,
+            grant.lifetime,
+            grant.lifetime_source,
+            "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
+        )
+        return token
 
     # -- errors -----------------------------------------------------------------------------
 
-    def failed(self, path: str, run: Run) -> EmmaAuthError:
-        """The error for a renewal that failed with ``run``; the lifecycle decides the hold
-        on token calls that emma's answer puts (a request to wait, refused credentials)."""
-        error = self.error(path, run)
-        refused = isinstance(error, CredentialsError)
-        wait = self.lifecycle.call_failed(self.clock.monotonic(), run.outcome, credentials=refused)
-        if wait is not None and (refused or isinstance(error, TokenRequestError)):
-            error.retry_after = wait  # type: ignore[attr-defined]
-        return error
+    def fail(self, path: str, run: Run) -> NoReturn:
+        """Raise the error of a renewal that failed with ``run`` (its cause the outcome's);
+        the lifecycle decides the hold on token calls that emma's answer puts (a request to
+        wait, refused credentials)."""
+        now = self.clock.monotonic()
+        outcome, attempts, out_of_time = run
+        status, limit, base_url = outcome.status, self.policy.deadline, self.plan.base_url
+        refused = outcome.kind is Kind.REFUSED and path == _wire.ISSUE_TOKEN_PATH
+        wait = self.lifecycle.call_failed(now, outcome, credentials=refused)
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''} in {now - self.started:.1f} s"
+        if outcome.kind is Kind.UNUSABLE:
+            answered = f"answered HTTP {status}" if status is not None else "answered"
+            raise TokenResponseError(
+                f"POST {path} {answered}, but the {outcome.reason}; {tries} (base URL {base_url})"
+            ) from outcome.cause
+        if refused:
+            raise CredentialsError(
+                f"emma rejected the client credentials (POST {path}: {outcome.detail()}; "
+                f"{tries}); check the client ID and secret (EMMA_CLIENT_ID, EMMA_CLIENT_SECRET) "
+                "and that the service app still exists",
+                status_code=status,
+                code=outcome.code,
+                message=outcome.message,
+                retry_after=wait,
+            ) from outcome.cause
+        gave_up = ""
+        if out_of_time:
+            gave_up = f"no time left before the {limit:g} s deadline"
+        elif outcome.kind is Kind.TRANSIENT and attempts < self.policy.attempts:
+            if outcome.retry_after is not None and now + outcome.retry_after >= self.deadline:
+                gave_up = (
+                    f"the server asked to wait {outcome.retry_after:.0f} seconds (Retry-After), "
+                    f"past the {limit:g} s deadline"
+                )
+            else:
+                gave_up = f"the next attempt would pass the {limit:g} s deadline"
+        text = f"POST {path} failed: {outcome.detail()}; "
+        text += f"{gave_up}; gave up after {tries}" if gave_up else tries
+        text += f" (base URL {base_url})"
+        if outcome.kind is Kind.MISDIRECTED:
+            text += (
+                f"; check the base URL: {base_url}{path} is not emma's token endpoint "
+                "(emma's base URL ends in /external)"
+            )
+        raise TokenRequestError(
+            text,
+            endpoint=path,
+            status_code=status,
+            code=outcome.code,
+            message=outcome.message,
+            attempts=attempts,
+            elapsed=now - self.started,
+            retry_after=wait,
+        ) from outcome.cause
 
-    def held_error(self, hold: Hold, now: float) -> EmmaAuthError:
+    def check_hold(self, now: float) -> None:
+        """Raise the error of a renewal that makes no call: token calls are held at ``now``."""
+        hold = self.lifecycle.calls_held(now)
+        if hold is None:
+            return
         seconds = hold.left(now)
         wait = f"{math.ceil(seconds):.0f} s"
         if hold.kind == REFUSED:
-            return CredentialsError(
+            raise CredentialsError(
                 f"no token call made: emma rejected the client credentials ({hold.detail}), "
                 f"and token calls wait {wait} more before the next try; check the client ID "
                 "and secret (EMMA_CLIENT_ID, EMMA_CLIENT_SECRET)",
                 retry_after=seconds,
             )
-        return TokenRequestError(
+        raise TokenRequestError(
             f"no token call made: emma asked to wait ({hold.detail} with Retry-After), and "
             f"takes token calls again in {wait} (base URL {self.plan.base_url})",
             attempts=0,
@@ -243,53 +303,9 @@ class _Renewal:
             retry_after=seconds,
         )
 
-    def error(self, path: str, run: Run) -> EmmaAuthError:
-        now = self.clock.monotonic()
-        outcome, attempts, limit = run.outcome, run.attempts, self.policy.deadline
-        gave_up = ""
-        if run.out_of_time:
-            gave_up = f"no time left before the {limit:g} s deadline"
-        elif outcome.kind is Kind.TRANSIENT and attempts < self.policy.attempts:
-            retry_after = outcome.retry_after
-            if retry_after is not None and now + retry_after >= self.deadline:
-                gave_up = (
-                    f"the server asked to wait {retry_after:.0f} seconds (Retry-After), "
-                    f"past the {limit:g} s deadline"
-                )
-            else:
-                gave_up = f"the next attempt would pass the {limit:g} s deadline"
-        elapsed = now - self.started
-        error = _error_for(self.plan.base_url, path, outcome, attempts, elapsed, gave_up)
-        error.__cause__ = outcome.cause
-        return error
-
-
-def _accept(
-    lifecycle: TokenLifecycle, outcome: Outcome, how: str, refreshed_with: str | None = None
-) -> Token:
-    grant = outcome.grant
-    assert grant is not None
-    token = lifecycle.accept(grant, outcome.sent_at, outcome.sent_wall, refreshed_with)
-    logger.debug(
-        "token %s; lifetime %.0f s (from %s), refresh token %s",
-        how,
-        grant.lifetime,
-        grant.lifetime_source,
-        "received" if grant.refresh_token else "kept" if token.refresh_token else "none",
-    )
-    return token
-
 
 def _not_carried_out(outcome: Outcome) -> bool:
-    """Whether emma said it did not carry the call out (429, 503): safe to send again."""
     return outcome.status in HOLD_STATUSES
-
-
-def _cached(lifecycle: TokenLifecycle) -> Token:
-    logger.debug("token taken from the shared cache; no token call")
-    token = lifecycle.current
-    assert token is not None
-    return token
 
 
 def cache_unavailable(name: str, step: str, exc: BaseException) -> None:
@@ -300,43 +316,4 @@ def cache_unavailable(name: str, step: str, exc: BaseException) -> None:
         name,
         step,
         type(exc).__name__,
-    )
-
-
-def _error_for(
-    base_url: str, path: str, outcome: Outcome, attempts: int, elapsed: float, gave_up: str
-) -> EmmaAuthError:
-    detail = outcome.detail()
-    tries = f"{attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.1f} s"
-    status = outcome.status
-    if outcome.kind is Kind.UNUSABLE:
-        answered = f"answered HTTP {status}" if status is not None else "answered"
-        return TokenResponseError(
-            f"POST {path} {answered}, but the {outcome.reason}; {tries} (base URL {base_url})"
-        )
-    if outcome.kind is Kind.REFUSED and path == _wire.ISSUE_TOKEN_PATH:
-        return CredentialsError(
-            f"emma rejected the client credentials (POST {path}: {detail}; {tries}); "
-            "check the client ID and secret (EMMA_CLIENT_ID, EMMA_CLIENT_SECRET) "
-            "and that the service app still exists",
-            status_code=status,
-            code=outcome.code,
-            message=outcome.message,
-        )
-    text = f"POST {path} failed: {detail}; "
-    text += f"{gave_up}; gave up after {tries}" if gave_up else tries
-    text += f" (base URL {base_url})"
-    if outcome.kind is Kind.MISDIRECTED:
-        text += (
-            f"; check the base URL: {base_url}{path} is not emma's token endpoint "
-            "(emma's base URL ends in /external)"
-        )
-    return TokenRequestError(
-        text,
-        endpoint=path,
-        status_code=status,
-        code=outcome.code,
-        message=outcome.message,
-        attempts=attempts,
-        elapsed=elapsed,
     )

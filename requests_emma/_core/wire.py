@@ -18,7 +18,6 @@ Every other field (``idToken``, ``notBeforePolicy``, ...) is ignored, whatever i
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import json
 import re
@@ -93,24 +92,22 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
     if not isinstance(data, dict):
         raise TokenResponseError(f"token response is a JSON {_json_type(data)}, expected an object")
 
-    access_token = _optional_string(data, "accessToken")
+    access_token = _optional(data, "accessToken", str, "a string")
     if not access_token:
         raise TokenResponseError("token response has no accessToken")
-    token_type = _optional_string(data, "tokenType")
+    token_type = _optional(data, "tokenType", str, "a string")
     if token_type is None:
         token_type = "Bearer"
 
     expires_in = _optional_seconds(data, "expiresIn")
     if expires_in is not None and 0 < expires_in <= MAX_LIFETIME:
         lifetime, source = expires_in, "expiresIn"
+    elif (exp := jwt_expiry(access_token)) is not None and 0 < exp - received_at <= MAX_LIFETIME:
+        lifetime, source = exp - received_at, "exp"
     else:
-        exp = jwt_expiry(access_token)
-        if exp is not None and 0 < exp - received_at <= MAX_LIFETIME:
-            lifetime, source = exp - received_at, "exp"
-        else:
-            lifetime, source = DEFAULT_LIFETIME, "default"
+        lifetime, source = DEFAULT_LIFETIME, "default"
 
-    refresh_token = _optional_string(data, "refreshToken")
+    refresh_token = _optional(data, "refreshToken", str, "a string")
     refresh_lifetime = _optional_seconds(data, "refreshExpiresIn")
     return checked_grant(
         access_token, token_type, lifetime, source, refresh_token, refresh_lifetime
@@ -164,10 +161,9 @@ def jwt_expiry(access_token: str) -> float | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, binascii.Error, RecursionError):
+    except (ValueError, RecursionError):  # binascii.Error, a bad padding, is a ValueError
         return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    return finite(exp)
+    return finite(claims.get("exp")) if isinstance(claims, dict) else None
 
 
 def _json(body: bytes) -> object:
@@ -181,24 +177,20 @@ def _json(body: bytes) -> object:
 
 
 def _optional_seconds(data: dict[str, Any], field: str) -> float | None:
-    value = data.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TokenResponseError(
-            f"token response {field} is a JSON {_json_type(value)}, expected a number of seconds"
-        )
+    value = _optional(data, field, (int, float), "a number of seconds")
     seconds = finite(value)
-    if seconds is None:
+    if value is not None and seconds is None:
         raise TokenResponseError(f"token response {field} is not a finite number of seconds")
     return seconds
 
 
-def _optional_string(data: dict[str, Any], field: str) -> str | None:
+def _optional(data: dict[str, Any], field: str, kinds: type | tuple[type, ...], what: str) -> Any:
+    """``data[field]``, ``None`` if it is absent or null; :class:`TokenResponseError` naming
+    its JSON type if it is not one of ``kinds`` (a JSON boolean is no number), ``what``."""
     value = data.get(field)
-    if value is not None and not isinstance(value, str):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
         raise TokenResponseError(
-            f"token response {field} is a JSON {_json_type(value)}, expected a string"
+            f"token response {field} is a JSON {_json_type(value)}, expected {what}"
         )
     return value
 
