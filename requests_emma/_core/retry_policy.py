@@ -25,8 +25,8 @@ from .durations import seconds
 class RetryPolicy:
     """How token-endpoint calls are retried. Durations are seconds.
 
-    An immutable value (a frozen dataclass), keyword arguments only, checked when made (``ValueError`` naming
-    the bad value); ``copy.replace()`` on Python 3.13+.
+    An immutable value (a frozen dataclass), keyword arguments only, checked when made
+    (``ValueError`` naming the bad value); ``copy.replace()`` on Python 3.13+.
 
     ``attempts``: calls at most per renewal (1 means no retries). ``deadline``: the whole
     renewal, waits and timeouts included. ``wait_initial``, ``wait_max``, ``wait_jitter``:

@@ -62,7 +62,21 @@ def base_url(value: str | None) -> str:
     except ValueError:
         raise ValueError(f"base_url has an invalid port: {value!r}") from None
     if not parts.hostname.isascii():
-        parts = parts._replace(netloc=_ascii_netloc(parts))
+        # Written as requests writes it in the URLs it prepares (IDNA, percent escapes as it
+        # treats them): asked of requests itself, so the two agree whatever its version. The
+        # port is kept as written. A host requests could not send is refused here, rather
+        # than at the first request.
+        from .._prepared_host import prepared_host  # loads requests: for a non-ASCII host only
+
+        host = prepared_host(parts.scheme, parts.hostname)
+        if host is None:
+            raise ValueError(
+                f"base_url host {parts.hostname!r} is not a valid internationalised domain "
+                "name (IDNA), so requests could not send to it; check its spelling, or give the "
+                "host in its ASCII form (xn--...)"
+            )
+        _, colon, port = parts.netloc.rpartition(":")
+        parts = parts._replace(netloc=host + colon + port if colon else host)
     if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
         raise ValueError(
             f"base_url must use https (tokens would travel in clear text), got {value!r}; "
@@ -71,33 +85,11 @@ def base_url(value: str | None) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/")))
 
 
-def _ascii_netloc(parts: urllib.parse.SplitResult) -> str:
-    """``parts``' netloc with its non-ASCII host as requests writes it in the URLs it
-    prepares (IDNA, percent escapes as it treats them): asked of requests itself, so the two
-    agree whatever its version. The port is kept as written. A host requests could not send
-    is a ``ValueError`` here, rather than an error at the first request.
-    """
-    from .._prepared_host import prepared_host  # loads requests: for a non-ASCII host only
-
-    hostname = parts.hostname or ""
-    host = prepared_host(parts.scheme, hostname)
-    if host is None:
-        raise ValueError(
-            f"base_url host {hostname!r} is not a valid internationalised domain name "
-            "(IDNA), so requests could not send to it; check its spelling, or give the host "
-            "in its ASCII form (xn--...)"
-        )
-    _, colon, port = parts.netloc.rpartition(":")
-    return host + colon + port if colon else host
-
-
 def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
     try:
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    except ValueError:  # a name, not an address
+        return host.lower() == "localhost"
 
 
 def origin(url: str) -> Origin | None:
@@ -107,10 +99,10 @@ def origin(url: str) -> Origin | None:
         port = parts.port
     except ValueError:
         return None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname or _ambiguous(parts.netloc):
+    # urlsplit gives the scheme in lower case already.
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or _ambiguous(parts.netloc):
         return None
-    return scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme]
+    return parts.scheme, parts.hostname.lower(), port or DEFAULT_PORTS[parts.scheme]
 
 
 def host_in_url(host: str) -> str:
