@@ -24,9 +24,8 @@ def exports(
     (``__version__``). The names of ``__all__`` already in ``namespace`` are made public now.
     """
     package = namespace["__name__"]
-    for name in namespace["__all__"]:
-        if name not in lazy:
-            namespace[name].__module__ = package
+    for name in set(namespace["__all__"]) - set(lazy):
+        namespace[name].__module__ = package
 
     def __getattr__(name: str) -> Any:
         if name not in lazy:

@@ -44,17 +44,12 @@ def credentials(client_id: str | None, client_secret: Secret | None) -> tuple[st
         if value.kind() is not str:
             raise CredentialsError(f"{name} must be a string, got {value.kind().__name__}")
     for name, value in checked:
-        if not _is_utf8(value.reveal()):
+        # A str fails to encode only for a lone surrogate (bytes decoded with
+        # surrogateescape), which "ignore" drops: no exception, so none quotes the text.
+        if value.reveal().encode("utf-8", "ignore").decode("utf-8") != value.reveal():
             # Never the value: it may be the secret.
             raise CredentialsError(
                 f"{name} is not valid text (it has bytes that are not UTF-8); "
                 "set it to the value emma shows under Settings > Service Apps"
             )
     return client_id, client_secret
-
-
-def _is_utf8(text: str) -> bool:
-    """Whether ``text`` encodes to UTF-8: a ``str`` fails to only for a lone surrogate (bytes
-    decoded with ``surrogateescape``), which ``"ignore"`` drops. No exception is raised, so
-    none can quote the text in a traceback."""
-    return text.encode("utf-8", "ignore").decode("utf-8") == text

@@ -80,6 +80,6 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:  # an HTTP-date is always GMT, even in asctime form
-        when = when.replace(tzinfo=datetime.timezone.utc)
+    # An HTTP-date is always GMT, even in asctime form (no zone: a naive datetime).
+    when = when.replace(tzinfo=when.tzinfo or datetime.timezone.utc)
     return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)

@@ -22,8 +22,6 @@ from .credentials import API_URL_VAR
 DEFAULT_BASE_URL = "https://api.emma.ms/external"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
-Origin = tuple[str, str, int]
-
 
 def base_url(value: str | None) -> str:
     """The API base URL, from the argument or ``EMMA_API_URL``, checked, without trailing /.
@@ -92,7 +90,7 @@ def is_loopback(host: str) -> bool:
         return host.lower() == "localhost"
 
 
-def origin(url: str) -> Origin | None:
+def origin(url: str) -> tuple[str, str, int] | None:
     """``(scheme, host, port)`` of a URL, with the default port filled in."""
     try:
         parts = urllib.parse.urlsplit(url)
@@ -110,7 +108,7 @@ def host_in_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def origin_text(found: Origin) -> str:
+def origin_text(found: tuple[str, str, int]) -> str:
     """``scheme://host:port`` of an origin: the one way the library writes one."""
     scheme, host, port = found
     return f"{scheme}://{host_in_url(host)}:{port}"
@@ -124,10 +122,8 @@ def origin_prefixes(url: str) -> list[str]:
     found = origin(url)
     assert found is not None  # a checked base URL
     scheme, host, port = found
-    spellings = [f"{scheme}://{host_in_url(host)}/", origin_text(found) + "/"]
-    if port != DEFAULT_PORTS[scheme]:
-        spellings.pop(0)
-    return [prefix for prefix in spellings if origin(prefix) == found]
+    short = [f"{scheme}://{host_in_url(host)}/"] if port == DEFAULT_PORTS[scheme] else []
+    return [prefix for prefix in [*short, origin_text(found) + "/"] if origin(prefix) == found]
 
 
 def _ambiguous(netloc: str) -> bool:
