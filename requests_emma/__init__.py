@@ -65,6 +65,6 @@ def _version() -> str:
         return "0+unknown"
 
 
-__getattr__, __dir__ = _exports.exports(globals(), _LAZY, {"__version__": _version})
+__getattr__, __dir__ = _exports.exports(globals(), {**_LAZY, "__version__": _version})
 
 logging.getLogger("requests_emma").addHandler(logging.NullHandler())

@@ -15,38 +15,31 @@ from typing import Any
 
 
 def exports(
-    namespace: dict[str, Any],
-    lazy: Mapping[str, str],
-    computed: Mapping[str, Callable[[], object]] | None = None,
+    namespace: dict[str, Any], lazy: Mapping[str, str | Callable[[], object]]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for the package whose ``globals()`` is ``namespace``.
 
-    ``lazy`` maps a name of ``__all__`` to the module (relative to the package) it is loaded
-    from at first use; ``computed`` maps a name to the function that makes its value then
+    ``lazy`` maps a name to what gives its value at first use: the module (relative to the
+    package) a name of ``__all__`` is loaded from, or a function that makes the value
     (``__version__``). The names of ``__all__`` already in ``namespace`` are made public now.
     """
     package = namespace["__name__"]
-    made = dict(computed or {})
-
-    def public(value: Any) -> Any:
-        value.__module__ = package
-        return value
-
-    for name in namespace["__all__"]:
-        if name not in lazy:
-            public(namespace[name])
+    for name in set(namespace["__all__"]) - set(lazy):
+        namespace[name].__module__ = package
 
     def __getattr__(name: str) -> Any:
-        if name in lazy:
-            value = public(getattr(importlib.import_module(lazy[name], package), name))
-        elif name in made:
-            value = made[name]()
-        else:
+        if name not in lazy:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        source = lazy[name]
+        if callable(source):
+            value = source()
+        else:
+            value = getattr(importlib.import_module(source, package), name)
+            value.__module__ = package
         namespace[name] = value  # the next lookup finds it without this function
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*namespace, *lazy, *made})
+        return sorted({*namespace, *lazy})
 
     return __getattr__, __dir__

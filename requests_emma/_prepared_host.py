@@ -10,9 +10,8 @@ import requests
 def prepared_host(scheme: str, host: str) -> str | None:
     """``host`` as requests puts it in a prepared request's URL (IDNA, percent escapes as
     requests treats them), or ``None`` where requests refuses to send to it."""
-    prepared = requests.PreparedRequest()
     try:
-        prepared.prepare_url(f"{scheme}://{host}/", None)
-    except (requests.exceptions.InvalidURL, ValueError, UnicodeError):
+        url = requests.Request("GET", f"{scheme}://{host}/").prepare().url
+    except ValueError:  # requests' InvalidURL, and the UnicodeError of a bad IDNA name
         return None
-    return urllib.parse.urlsplit(str(prepared.url)).hostname or None
+    return urllib.parse.urlsplit(str(url)).hostname or None

@@ -39,6 +39,7 @@ Linux only: on the BSDs a ``CLOCK_BOOTTIME`` may exist that does *not* count a s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import time
@@ -62,8 +63,7 @@ class _WallChecked:
 
     def __call__(self) -> float:
         now = time.monotonic()
-        ahead = time.time() - now
-        self._ahead = max(self._ahead, ahead)
+        self._ahead = max(self._ahead, time.time() - now)
         return now + (self._ahead - self._start)
 
 
@@ -76,15 +76,12 @@ def suspend_aware_monotonic(platform: str = sys.platform) -> Callable[[], float]
     if platform == "win32":
         return time.monotonic
     name = _CLOCK_IDS.get("linux" if platform.startswith("linux") else platform, "")
-    clock_id = getattr(time, name, None)
-    if clock_id is not None:
-        reading = functools.partial(time.clock_gettime, clock_id)
-        try:
-            reading()  # an old kernel or a sandbox may refuse the clock: EINVAL, EPERM
-        except OSError:
-            pass
-        else:
-            return reading
+    # AttributeError: no such clock in this Python (no name for the platform: "" is none);
+    # OSError: an old kernel or a sandbox refuses the clock (EINVAL, EPERM).
+    with contextlib.suppress(AttributeError, OSError):
+        reading = functools.partial(time.clock_gettime, getattr(time, name))
+        reading()
+        return reading
     return _WallChecked()
 
 

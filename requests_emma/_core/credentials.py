@@ -27,41 +27,29 @@ def credentials(client_id: str | None, client_secret: Secret | None) -> tuple[st
         client_id = os.environ.get(CLIENT_ID_VAR) or None
     if client_secret is None:
         client_secret = secret_or_none(os.environ.get(CLIENT_SECRET_VAR) or None)
-    missing = [
-        f"{argument} (or {variable})"
-        for argument, variable, given in (
-            ("client_id", CLIENT_ID_VAR, bool(client_id)),
-            ("client_secret", CLIENT_SECRET_VAR, bool(client_secret and client_secret.reveal())),
-        )
-        if not given
-    ]
+    missing = []
+    if not client_id:
+        missing.append(f"client_id (or {CLIENT_ID_VAR})")
+    if not (client_secret and client_secret.reveal()):
+        missing.append(f"client_secret (or {CLIENT_SECRET_VAR})")
     if missing:
         raise CredentialsError(
             f"no emma client credentials: pass {' and '.join(missing)}; "
             "find them under Settings > Service Apps in your emma project"
         )
     assert client_id is not None and client_secret is not None
-    for name, kind in (("client_id", type(client_id)), ("client_secret", client_secret.kind())):
-        if kind is not str:
-            raise CredentialsError(f"{name} must be a string, got {kind.__name__}")
-    for name, is_text in (
-        ("client_id", _is_utf8(client_id)),
-        ("client_secret", _is_utf8(client_secret.reveal())),
-    ):
-        if not is_text:
+    # The ID is wrapped too, so that one table checks both, types first, then the text.
+    checked = (("client_id", Secret(client_id)), ("client_secret", client_secret))
+    for name, value in checked:
+        if value.kind() is not str:
+            raise CredentialsError(f"{name} must be a string, got {value.kind().__name__}")
+    for name, value in checked:
+        # A str fails to encode only for a lone surrogate (bytes decoded with
+        # surrogateescape), which "ignore" drops: no exception, so none quotes the text.
+        if value.reveal().encode("utf-8", "ignore").decode("utf-8") != value.reveal():
             # Never the value: it may be the secret.
             raise CredentialsError(
                 f"{name} is not valid text (it has bytes that are not UTF-8); "
                 "set it to the value emma shows under Settings > Service Apps"
             )
     return client_id, client_secret
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        # Answered outside this handler: the error quotes the text, and would ride along
-        # as the __context__ of an exception raised here.
-        return False
-    return True

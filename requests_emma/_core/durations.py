@@ -45,7 +45,6 @@ def finite(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
-        number = float(value)
-    except OverflowError:
+        return float(value) if math.isfinite(value) else None
+    except OverflowError:  # an int too large for a float
         return None
-    return number if math.isfinite(number) else None

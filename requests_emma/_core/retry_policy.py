@@ -25,8 +25,8 @@ from .durations import seconds
 class RetryPolicy:
     """How token-endpoint calls are retried. Durations are seconds.
 
-    An immutable value (a frozen dataclass), keyword arguments only, checked when made (``ValueError`` naming
-    the bad value); ``copy.replace()`` on Python 3.13+.
+    An immutable value (a frozen dataclass), keyword arguments only, checked when made
+    (``ValueError`` naming the bad value); ``copy.replace()`` on Python 3.13+.
 
     ``attempts``: calls at most per renewal (1 means no retries). ``deadline``: the whole
     renewal, waits and timeouts included. ``wait_initial``, ``wait_max``, ``wait_jitter``:
@@ -80,6 +80,6 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:  # an HTTP-date is always GMT, even in asctime form
-        when = when.replace(tzinfo=datetime.timezone.utc)
+    # An HTTP-date is always GMT, even in asctime form (no zone: a naive datetime).
+    when = when.replace(tzinfo=when.tzinfo or datetime.timezone.utc)
     return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)

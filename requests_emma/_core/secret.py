@@ -34,6 +34,4 @@ class Secret:
 
 def secret_or_none(value: str | Secret | None) -> Secret | None:
     """``value`` wrapped (once: a :class:`Secret` is passed on as it is), or ``None``."""
-    if value is None or isinstance(value, Secret):
-        return value
-    return Secret(value)
+    return value if value is None or isinstance(value, Secret) else Secret(value)

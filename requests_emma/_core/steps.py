@@ -83,5 +83,3 @@ class Unlock:
 
 
 Step = Send | Sleep | Lock | Load | Save | Unlock
-#: Each step's answer: an Outcome for Send, bytes or None for Load, None for the rest.
-Answer = object

@@ -22,8 +22,6 @@ from .credentials import API_URL_VAR
 DEFAULT_BASE_URL = "https://api.emma.ms/external"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
-Origin = tuple[str, str, int]
-
 
 def base_url(value: str | None) -> str:
     """The API base URL, from the argument or ``EMMA_API_URL``, checked, without trailing /.
@@ -62,7 +60,21 @@ def base_url(value: str | None) -> str:
     except ValueError:
         raise ValueError(f"base_url has an invalid port: {value!r}") from None
     if not parts.hostname.isascii():
-        parts = parts._replace(netloc=_ascii_netloc(parts))
+        # Written as requests writes it in the URLs it prepares (IDNA, percent escapes as it
+        # treats them): asked of requests itself, so the two agree whatever its version. The
+        # port is kept as written. A host requests could not send is refused here, rather
+        # than at the first request.
+        from .._prepared_host import prepared_host  # loads requests: for a non-ASCII host only
+
+        host = prepared_host(parts.scheme, parts.hostname)
+        if host is None:
+            raise ValueError(
+                f"base_url host {parts.hostname!r} is not a valid internationalised domain "
+                "name (IDNA), so requests could not send to it; check its spelling, or give the "
+                "host in its ASCII form (xn--...)"
+            )
+        _, colon, port = parts.netloc.rpartition(":")
+        parts = parts._replace(netloc=host + colon + port if colon else host)
     if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
         raise ValueError(
             f"base_url must use https (tokens would travel in clear text), got {value!r}; "
@@ -71,46 +83,24 @@ def base_url(value: str | None) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/")))
 
 
-def _ascii_netloc(parts: urllib.parse.SplitResult) -> str:
-    """``parts``' netloc with its non-ASCII host as requests writes it in the URLs it
-    prepares (IDNA, percent escapes as it treats them): asked of requests itself, so the two
-    agree whatever its version. The port is kept as written. A host requests could not send
-    is a ``ValueError`` here, rather than an error at the first request.
-    """
-    from .._prepared_host import prepared_host  # loads requests: for a non-ASCII host only
-
-    hostname = parts.hostname or ""
-    host = prepared_host(parts.scheme, hostname)
-    if host is None:
-        raise ValueError(
-            f"base_url host {hostname!r} is not a valid internationalised domain name "
-            "(IDNA), so requests could not send to it; check its spelling, or give the host "
-            "in its ASCII form (xn--...)"
-        )
-    _, colon, port = parts.netloc.rpartition(":")
-    return host + colon + port if colon else host
-
-
 def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
     try:
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    except ValueError:  # a name, not an address
+        return host.lower() == "localhost"
 
 
-def origin(url: str) -> Origin | None:
+def origin(url: str) -> tuple[str, str, int] | None:
     """``(scheme, host, port)`` of a URL, with the default port filled in."""
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError:
         return None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname or _ambiguous(parts.netloc):
+    # urlsplit gives the scheme in lower case already.
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or _ambiguous(parts.netloc):
         return None
-    return scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme]
+    return parts.scheme, parts.hostname.lower(), port or DEFAULT_PORTS[parts.scheme]
 
 
 def host_in_url(host: str) -> str:
@@ -118,7 +108,7 @@ def host_in_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def origin_text(found: Origin) -> str:
+def origin_text(found: tuple[str, str, int]) -> str:
     """``scheme://host:port`` of an origin: the one way the library writes one."""
     scheme, host, port = found
     return f"{scheme}://{host_in_url(host)}:{port}"
@@ -132,10 +122,8 @@ def origin_prefixes(url: str) -> list[str]:
     found = origin(url)
     assert found is not None  # a checked base URL
     scheme, host, port = found
-    spellings = [f"{scheme}://{host_in_url(host)}/", origin_text(found) + "/"]
-    if port != DEFAULT_PORTS[scheme]:
-        spellings.pop(0)
-    return [prefix for prefix in spellings if origin(prefix) == found]
+    short = [f"{scheme}://{host_in_url(host)}/"] if port == DEFAULT_PORTS[scheme] else []
+    return [prefix for prefix in [*short, origin_text(found) + "/"] if origin(prefix) == found]
 
 
 def _ambiguous(netloc: str) -> bool:
