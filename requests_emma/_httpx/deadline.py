@@ -4,7 +4,7 @@ line, headers and body.
 httpx's timeouts, like requests', apply to each socket operation: a server that trickles
 its answer a byte at a time never trips them. An async exchange is bounded by a cancel scope
 (``anyio.move_on_after``); a sync one has nothing of the kind, so its sockets are shut down
-by the timer of a :class:`~requests_emma._socket_watch.Watch` when the deadline passes, and
+by the timer of the :class:`~requests_emma._socket_watch.Watch` running on its thread when the deadline passes, and
 the read blocked on one returns as if the server had closed. This module is the one place
 that reaches below httpx to find those sockets, through two extensions httpx documents and
 passes to httpcore:
@@ -26,32 +26,24 @@ left (the bound a user's ``requests.Session`` gets).
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable
 from typing import Any
 
-from .._socket_watch import Watch
+from .._socket_watch import register
 
 
-def tracer(watch: Watch) -> Callable[[str, dict[str, Any]], None]:
-    """The ``trace`` extension that registers each connection opened with ``watch``."""
-
-    def trace(event: str, info: dict[str, Any]) -> None:
-        # A connection opened (and a SOCKS proxy's: "socks.connect_tcp.complete").
-        if event.endswith((".connect_tcp.complete", ".connect_unix_socket.complete")):
-            _add(watch, info.get("return_value"))
-
-    return trace
+def trace(event: str, info: dict[str, Any]) -> None:
+    """The ``trace`` extension: registers each connection opened with the thread's watch."""
+    # A connection opened (and a SOCKS proxy's: "socks.connect_tcp.complete").
+    if event.endswith((".connect_tcp.complete", ".connect_unix_socket.complete")):
+        _register(info.get("return_value"))
 
 
-def watch_response(watch: Watch, response: Any) -> None:
-    """Register the connection ``response`` (httpx's or httpx2's) is arriving on with
-    ``watch``."""
-    _add(watch, response.extensions.get("network_stream"))
+def watch_response(response: Any) -> None:
+    """Register the connection ``response`` (httpx's or httpx2's) is arriving on with the
+    thread's watch."""
+    _register(response.extensions.get("network_stream"))
 
 
-def _add(watch: Watch, stream: Any) -> None:
-    sock = stream.get_extra_info("socket") if hasattr(stream, "get_extra_info") else None
-    # Only real sockets (an ssl.SSLSocket is one): a mocked transport's stream has none.
-    if isinstance(sock, socket.socket):
-        watch.add(sock)
+def _register(stream: Any) -> None:
+    # A mocked transport's stream may have no sockets to give.
+    register(stream.get_extra_info("socket") if hasattr(stream, "get_extra_info") else None)
