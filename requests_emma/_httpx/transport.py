@@ -16,12 +16,31 @@ endpoint is called directly, whatever proxies the client has.
 
 The deadline bounds the whole exchange, connect to the last byte of the body: the async
 attempt runs in a cancel scope (``anyio.move_on_after``, under asyncio and trio alike), the
-sync one with a timer that shuts its sockets down (``deadline.py``). The private client
+sync one with a timer that shuts its sockets down (``_socket_watch.py``). The private client
 keeps no connection alive between calls, minutes apart as they are: each call's connection
 is then watched from its connect on, and the async client is tied to no event loop, so one
 endpoint serves asyncio and trio, several loops, in turn. It is made at the first call, in a
 worker thread for the async endpoint (loading the CA certificates takes tens of
 milliseconds, which an event loop would spend blocked).
+
+httpx's timeouts, like requests', apply to each socket operation: a server that trickles
+its answer a byte at a time never trips them. The sync exchange's sockets are found through
+two extensions httpx documents and passes to httpcore, and registered with the watch that
+shuts them down:
+
+- the ``trace`` request extension (:func:`_trace`): httpcore reports each connection it
+  opens for the request (``connection.connect_tcp.complete``, and ``connect_unix_socket``;
+  a SOCKS proxy's as ``socks.connect_tcp``) with the network stream as ``return_value``,
+  before any TLS, so the handshake is bounded too;
+- the ``network_stream`` response extension: the stream the answer arrived on, whichever
+  connection of the pool it is, registered once the headers are in, so the body is bounded
+  on a kept-alive connection the pool handed over.
+
+A stream's socket is read with ``get_extra_info("socket")``, httpcore's documented way. The
+private client makes every token call on a new connection (no keep-alive), so its exchanges
+are bounded from the connect on. A kept-alive connection of a user's client is bounded from
+its headers on; until then its reads wait at most the read timeout each, cut to the time
+left (the bound a user's ``requests.Session`` gets).
 
 Secrets (the client secret, a refresh token) travel in the ``body`` callable, called where
 the request is built, so no frame of ours holds them in plain text; exceptions raised from
@@ -44,6 +63,7 @@ import sniffio
 
 from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
 from .._errors import chain, without_tracebacks
+from .._socket_watch import register
 from .._source.attempt import (
     CLOSE_GRACE,
     Answer,
@@ -53,7 +73,6 @@ from .._source.attempt import (
     Endpoint,
     read_capped,
 )
-from . import deadline as _deadline
 from . import routes
 
 
@@ -127,11 +146,12 @@ class HttpxTokenEndpoint(_Endpoint, BlockingEndpoint):
     def exchange(self, url: str, body: Body, timeout: Timeout) -> Answer:
         """One POST to ``url``, its connections registered with the thread's watch."""
         client = self._private_client("sync") if self._client is None else self._users_client()
-        request = self._request(url, body, timeout, trace=_deadline.trace)
+        request = self._request(url, body, timeout, trace=_trace)
         response = routes.transport_for(client, request.url).handle_request(request)
         try:
-            _deadline.watch_response(response)
-            return response.status_code, _read_capped(self.http, response), _retry_after(response)
+            register(response.extensions.get("network_stream"))  # a kept-alive connection
+            content = _read_capped(self.http, response)
+            return response.status_code, content, response.headers.get("Retry-After")
         finally:
             response.close()
 
@@ -157,11 +177,8 @@ class AsyncHttpxTokenEndpoint(_Endpoint, AsyncEndpoint):
         request = self._request(url, body, timeout)
         response = await routes.transport_for(client, request.url).handle_async_request(request)
         try:
-            return (
-                response.status_code,
-                await _aread_capped(self.http, response),
-                _retry_after(response),
-            )
+            content = await _aread_capped(self.http, response)
+            return response.status_code, content, response.headers.get("Retry-After")
         finally:
             # A response cut off by the deadline (or a cancellation) still closes, so its
             # connection is not left half-read; the grace bounds a peer that stalls it.
@@ -169,8 +186,11 @@ class AsyncHttpxTokenEndpoint(_Endpoint, AsyncEndpoint):
                 await response.aclose()
 
 
-def _retry_after(response: Any) -> str | None:
-    return response.headers.get("Retry-After")  # type: ignore[no-any-return]
+def _trace(event: str, info: dict[str, Any]) -> None:
+    """The ``trace`` extension: registers each connection opened with the thread's watch."""
+    # A connection opened (and a SOCKS proxy's: "socks.connect_tcp.complete").
+    if event.endswith((".connect_tcp.complete", ".connect_unix_socket.complete")):
+        register(info.get("return_value"))
 
 
 def _read_capped(http: ModuleType, response: Any) -> bytes | None:
@@ -188,7 +208,7 @@ async def _aread_capped(http: ModuleType, response: Any) -> bytes | None:
     ``ResourceWarning`` (encode/httpx#3686). Read to the end, or ended by an exception from
     below (a cancellation, a broken connection), they all close in turn."""
     if response.is_stream_consumed:  # read already, and decoded: a mock transport's answer
-        return _read_capped(http, http.Response(response.status_code, content=response.content))
+        return _read_capped(http, response)  # iter_bytes gives what was read
     raw = CappedBody()
     async with contextlib.aclosing(response.aiter_raw()) as chunks:
         async for chunk in chunks:
