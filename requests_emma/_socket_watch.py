@@ -6,8 +6,9 @@ byte at a time never trips them. A :class:`Watch` holds the sockets of one excha
 them then returns as if the peer had closed, the HTTP stack reports a broken connection, and
 the caller, seeing :attr:`Watch.fired`, reports a deadline instead.
 
-Each HTTP stack registers its sockets in its own way (``_requests/deadline.py``, with the
-watch :data:`running` on its thread; ``_httpx/deadline.py``); this module knows no HTTP stack. A registration keeps a duplicate
+Each HTTP stack finds its sockets in its own way (``_requests/deadline.py``,
+``_httpx/transport.py``) and gives them to :func:`register`, for the watch :data:`running` on
+its thread; this module knows no HTTP stack. A registration keeps a duplicate
 of the socket's file descriptor, so the shutdown reaches the connection during a TLS
 handshake too (when ``ssl`` has taken the original socket object over) and never touches a
 descriptor the process has since reused for something else.
@@ -66,6 +67,19 @@ class _Running(threading.local):
 
 
 running = _Running()
+
+
+def register(sock: object) -> None:
+    """Add ``sock`` to the watch running on this thread, if any. ``sock`` may be a network
+    stream that gives its socket by ``get_extra_info("socket")`` (httpcore's). Only real
+    sockets are watched (an ``ssl.SSLSocket`` is one): through an https proxy urllib3's
+    ``conn.sock`` is an SSLTransport over the tunnel, whose socket was registered when it
+    was made, and a mocked httpx transport's stream has none."""
+    if hasattr(sock, "get_extra_info"):
+        sock = sock.get_extra_info("socket")
+    watch = running.watch
+    if watch is not None and isinstance(sock, socket.socket):
+        watch.add(sock)
 
 
 @contextlib.contextmanager

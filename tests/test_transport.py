@@ -19,7 +19,7 @@ from fakes import Handler, RawServer, answer
 
 from requests_emma import EmmaAuth, RetryPolicy, TokenRequestError, TokenResponseError
 from requests_emma._requests import deadline as _deadline
-from requests_emma._socket_watch import watch_for
+from requests_emma._socket_watch import register, watch_for
 from requests_emma.testing import FakeEmmaServer
 
 TOKEN = json.dumps({"accessToken": "encoded-access", "expiresIn": 300}).encode()
@@ -128,8 +128,8 @@ def test_watched_pools_keep_the_managers_own_pool_classes() -> None:
 def test_only_sockets_are_registered() -> None:
     """What is not a socket (urllib3's SSLTransport through an https proxy) is skipped."""
     with watch_for(5) as watch, socket.socket() as sock:
-        _deadline._register(object())
-        _deadline._register(sock)
+        register(object())
+        register(sock)
         assert len(watch._sockets) == 1
 
 

@@ -40,57 +40,63 @@ import aiohttp
 import anyio
 from aiohttp import http_exceptions
 
-from .._core.clock import Clock
 from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
-from .._core.outcome import Outcome
 from .._core.urls import is_loopback
 from .._errors import chain
-from .._source.attempt import CLOSE_GRACE, Answer, Body, attempt_async
+from .._source.attempt import CLOSE_GRACE, Answer, AsyncEndpoint, Body
 
 
-class AiohttpTokenEndpoint:
+class AiohttpTokenEndpoint(AsyncEndpoint):
     """Posts to issue-token and refresh-token over aiohttp, one attempt at a time, on any
     asyncio event loop."""
 
     def __init__(
         self, base_url: str, session: aiohttp.ClientSession | None, timeout: Timeout
     ) -> None:
-        self.base_url = base_url
-        self.timeout = timeout
+        super().__init__(base_url, timeout)
         self.session = session
         # Loopback is called directly: a proxy elsewhere cannot reach this host's loopback,
         # and plain http through one would hand it the client secret.
         self._direct = is_loopback(urllib.parse.urlsplit(base_url).hostname or "")
 
-    async def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
-        """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
-        the network or the server does. A cancellation from outside is raised, scrubbed."""
+    async def exchange(self, url: str, body: Body, timeout: Timeout) -> Answer:
+        """One POST to ``url``, on a session of its own. aiohttp's errors hold no request of
+        their own: the default scrub, dropping their tracebacks, is all they need."""
+        session, options = self._session_for_call()
+        try:
+            connect, read = timeout
+            async with session.post(
+                url,
+                json=body(),  # built here only, so no local of ours holds the secret
+                headers=HEADERS,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=connect, sock_connect=connect, sock_read=read
+                ),
+                **options,
+            ) as response:
+                content = await _read_capped(response)
+                return response.status, content, response.headers.get("Retry-After")
+        finally:
+            # Closed even when the deadline or a cancellation cut the call off, so no
+            # connection is left half-read; the grace bounds a peer that stalls the close
+            # (closing waits for the TLS shutdown of its connection).
+            with anyio.move_on_after(CLOSE_GRACE, shield=True):
+                await session.close()
 
-        async def exchange(timeout: Timeout) -> Answer:
-            session, options = self._session_for_call()
-            try:
-                connect, read = timeout
-                async with session.post(
-                    self.base_url + path,
-                    json=body(),  # built here only, so no local of ours holds the secret
-                    headers=HEADERS,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(
-                        total=None, connect=connect, sock_connect=connect, sock_read=read
-                    ),
-                    **options,
-                ) as response:
-                    content = await _read_capped(response)
-                    return response.status, content, response.headers.get("Retry-After")
-            finally:
-                # Closed even when the deadline or a cancellation cut the call off, so no
-                # connection is left half-read; the grace bounds a peer that stalls the close
-                # (closing waits for the TLS shutdown of its connection).
-                with anyio.move_on_after(CLOSE_GRACE, shield=True):
-                    await session.close()
-
-        # aiohttp's errors hold no request of their own: dropping their tracebacks is all.
-        return await attempt_async(exchange, _classify, self.timeout, deadline, clock)
+    def classify(self, exc: Exception) -> Failure:
+        """What an exception from aiohttp says stopped the attempt."""
+        if isinstance(exc, aiohttp.ClientSSLError) or any(
+            isinstance(link, ssl.SSLError) for link in chain(exc)
+        ):
+            return Failure.TLS
+        if isinstance(exc, aiohttp.ServerTimeoutError):
+            return Failure.TIMEOUT
+        if isinstance(exc, aiohttp.ClientPayloadError):  # a body that does not decode, or cut short
+            return Failure.UNDECODABLE if _undecodable(exc) else Failure.CONNECTION
+        if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientHttpProxyError)):
+            return Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
+        return Failure.OTHER  # e.g. a closed session, a URL aiohttp refuses, a CA file not there
 
     def _session_for_call(self) -> tuple[aiohttp.ClientSession, dict[str, Any]]:
         """The session of one call, and the proxy options its request takes.
@@ -132,21 +138,6 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
             raise
         return b""
     return body.content
-
-
-def _classify(exc: Exception) -> Failure:
-    """What an exception from aiohttp says stopped the attempt."""
-    if isinstance(exc, aiohttp.ClientSSLError) or any(
-        isinstance(link, ssl.SSLError) for link in chain(exc)
-    ):
-        return Failure.TLS
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return Failure.TIMEOUT
-    if isinstance(exc, aiohttp.ClientPayloadError):  # a body that does not decode, or cut short
-        return Failure.UNDECODABLE if _undecodable(exc) else Failure.CONNECTION
-    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientHttpProxyError)):
-        return Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
-    return Failure.OTHER  # e.g. a closed session, a URL aiohttp refuses, a CA file not there
 
 
 def _undecodable(exc: aiohttp.ClientPayloadError) -> bool:

@@ -16,12 +16,31 @@ endpoint is called directly, whatever proxies the client has.
 
 The deadline bounds the whole exchange, connect to the last byte of the body: the async
 attempt runs in a cancel scope (``anyio.move_on_after``, under asyncio and trio alike), the
-sync one with a timer that shuts its sockets down (``deadline.py``). The private client
+sync one with a timer that shuts its sockets down (``_socket_watch.py``). The private client
 keeps no connection alive between calls, minutes apart as they are: each call's connection
 is then watched from its connect on, and the async client is tied to no event loop, so one
 endpoint serves asyncio and trio, several loops, in turn. It is made at the first call, in a
 worker thread for the async endpoint (loading the CA certificates takes tens of
 milliseconds, which an event loop would spend blocked).
+
+httpx's timeouts, like requests', apply to each socket operation: a server that trickles
+its answer a byte at a time never trips them. The sync exchange's sockets are found through
+two extensions httpx documents and passes to httpcore, and registered with the watch that
+shuts them down:
+
+- the ``trace`` request extension (:func:`_trace`): httpcore reports each connection it
+  opens for the request (``connection.connect_tcp.complete``, and ``connect_unix_socket``;
+  a SOCKS proxy's as ``socks.connect_tcp``) with the network stream as ``return_value``,
+  before any TLS, so the handshake is bounded too;
+- the ``network_stream`` response extension: the stream the answer arrived on, whichever
+  connection of the pool it is, registered once the headers are in, so the body is bounded
+  on a kept-alive connection the pool handed over.
+
+A stream's socket is read with ``get_extra_info("socket")``, httpcore's documented way. The
+private client makes every token call on a new connection (no keep-alive), so its exchanges
+are bounded from the connect on. A kept-alive connection of a user's client is bounded from
+its headers on; until then its reads wait at most the read timeout each, cut to the time
+left (the bound a user's ``requests.Session`` gets).
 
 Secrets (the client secret, a refresh token) travel in the ``body`` callable, called where
 the request is built, so no frame of ours holds them in plain text; exceptions raised from
@@ -42,29 +61,39 @@ import anyio.to_thread
 import httpx
 import sniffio
 
-from .._core.clock import Clock
 from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
-from .._core.outcome import Outcome
 from .._errors import chain, without_tracebacks
-from .._socket_watch import Watch, watch_for
-from .._source.attempt import CLOSE_GRACE, Answer, Body, attempt, attempt_async
-from . import deadline as _deadline
+from .._socket_watch import register
+from .._source.attempt import (
+    CLOSE_GRACE,
+    Answer,
+    AsyncEndpoint,
+    BlockingEndpoint,
+    Body,
+    Endpoint,
+    read_capped,
+)
 from . import routes
 
 
-class _Endpoint:
+class _Endpoint(Endpoint):
     """What the sync and async endpoints share: the configuration, the clients, and what
     httpx's exceptions mean."""
 
     def __init__(self, base_url: str, client: Any, timeout: Timeout, http: ModuleType = httpx):
+        super().__init__(base_url, timeout)
         self.http = http
-        self.base_url = base_url
-        self.timeout = timeout
         self._client = client
         # The private clients by use: "sync", or the async library's name (a client first
         # used under trio fails under asyncio afterwards: its pool's primitives are trio's).
         self._private: dict[str, Any] = {}
         self._making = threading.Lock()  # held in worker threads only, never on a loop
+        self.failures = (
+            (http.TimeoutException, Failure.TIMEOUT),
+            # Refused, reset, closed early, a proxy that failed.
+            ((http.NetworkError, http.RemoteProtocolError, http.ProxyError), Failure.CONNECTION),
+            (http.DecodingError, Failure.UNDECODABLE),
+        )
 
     def _users_client(self) -> Any:
         if self._client.is_closed:
@@ -83,7 +112,7 @@ class _Endpoint:
                 self._private[use] = kind(limits=self.http.Limits(max_keepalive_connections=0))
             return self._private[use]
 
-    def _request(self, url: Any, body: Body, timeout: Timeout, **extensions: object) -> Any:
+    def _request(self, url: str, body: Body, timeout: Timeout, **extensions: object) -> Any:
         """The token call, with its timeouts and ``extensions`` (the sync one's ``trace``)."""
         connect, read = timeout
         extensions["timeout"] = {"connect": connect, "read": read, "write": read, "pool": connect}
@@ -94,20 +123,14 @@ class _Endpoint:
         # body() is called here only, so no local of ours holds the secret in plain text.
         return self.http.Request("POST", url, json=body(), headers=headers, extensions=extensions)
 
-    def _classify(self, exc: Exception) -> Failure:
-        """What an exception from httpx (httpx2) says stopped the attempt."""
-        http = self.http
+    def classify(self, exc: Exception) -> Failure:
+        """What an exception from httpx (httpx2) says stopped the attempt: TLS wherever
+        along its chain an ``ssl.SSLError`` is, else as :attr:`failures` says."""
         if any(isinstance(link, ssl.SSLError) for link in chain(exc)):
             return Failure.TLS
-        if isinstance(exc, http.TimeoutException):
-            return Failure.TIMEOUT
-        if isinstance(exc, (http.NetworkError, http.RemoteProtocolError, http.ProxyError)):
-            return Failure.CONNECTION  # refused, reset, closed early, a proxy that failed
-        if isinstance(exc, http.DecodingError):
-            return Failure.UNDECODABLE
-        return Failure.OTHER  # e.g. a closed client, a URL httpx refuses, a CA file not there
+        return super().classify(exc)
 
-    def _scrubbed(self, exc: BaseException) -> BaseException:
+    def scrub(self, exc: BaseException) -> BaseException:
         """``exc`` without what would show the request body, which holds the client secret or
         a refresh token: the request, wherever along its chain httpx attached it, and the
         tracebacks, whose frames (ours, httpx's, httpcore's) hold the body in their locals."""
@@ -117,29 +140,20 @@ class _Endpoint:
         return without_tracebacks(exc)
 
 
-class HttpxTokenEndpoint(_Endpoint):
+class HttpxTokenEndpoint(_Endpoint, BlockingEndpoint):
     """Posts to issue-token and refresh-token over ``httpx.Client``, one attempt at a time."""
 
-    def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
-        """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
-        the network or the server does."""
-
-        def exchange(timeout: Timeout, watch: Watch) -> Answer:
-            client = self._private_client("sync") if self._client is None else self._users_client()
-            url = self.http.URL(self.base_url + path)
-            response = routes.transport_for(client, url).handle_request(
-                self._request(url, body, timeout, trace=_deadline.tracer(watch))
-            )
-            try:
-                _deadline.watch_response(watch, response)
-                content = _read_capped(self.http, response)
-                return response.status_code, content, response.headers.get("Retry-After")
-            finally:
-                response.close()
-
-        return attempt(
-            exchange, watch_for, self._classify, self._scrubbed, self.timeout, deadline, clock
-        )
+    def exchange(self, url: str, body: Body, timeout: Timeout) -> Answer:
+        """One POST to ``url``, its connections registered with the thread's watch."""
+        client = self._private_client("sync") if self._client is None else self._users_client()
+        request = self._request(url, body, timeout, trace=_trace)
+        response = routes.transport_for(client, request.url).handle_request(request)
+        try:
+            register(response.extensions.get("network_stream"))  # a kept-alive connection
+            content = _read_capped(self.http, response)
+            return response.status_code, content, response.headers.get("Retry-After")
+        finally:
+            response.close()
 
     def close(self) -> None:
         """Close the private client, if one was made; a user's client stays open. A call
@@ -150,51 +164,39 @@ class HttpxTokenEndpoint(_Endpoint):
             client.close()
 
 
-class AsyncHttpxTokenEndpoint(_Endpoint):
+class AsyncHttpxTokenEndpoint(_Endpoint, AsyncEndpoint):
     """Posts to issue-token and refresh-token over ``httpx.AsyncClient``, one attempt at a
     time, under asyncio or trio."""
 
-    async def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
-        """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
-        the network or the server does. A cancellation from outside is raised, scrubbed."""
+    async def exchange(self, url: str, body: Body, timeout: Timeout) -> Answer:
+        """One POST to ``url``, through the private client of the running async library."""
+        library = sniffio.current_async_library()
+        client = self._private.get(library) if self._client is None else self._users_client()
+        if client is None:  # made in a thread: loading the CA certificates blocks
+            client = await anyio.to_thread.run_sync(self._private_client, library)
+        request = self._request(url, body, timeout)
+        response = await routes.transport_for(client, request.url).handle_async_request(request)
+        try:
+            content = await _aread_capped(self.http, response)
+            return response.status_code, content, response.headers.get("Retry-After")
+        finally:
+            # A response cut off by the deadline (or a cancellation) still closes, so its
+            # connection is not left half-read; the grace bounds a peer that stalls it.
+            with anyio.move_on_after(CLOSE_GRACE, shield=True):
+                await response.aclose()
 
-        async def exchange(timeout: Timeout) -> Answer:
-            library = sniffio.current_async_library()
-            client = self._private.get(library) if self._client is None else self._users_client()
-            if client is None:  # made in a thread: loading the CA certificates blocks
-                client = await anyio.to_thread.run_sync(self._private_client, library)
-            url = self.http.URL(self.base_url + path)
-            response = await routes.transport_for(client, url).handle_async_request(
-                self._request(url, body, timeout)
-            )
-            try:
-                content = await _aread_capped(self.http, response)
-                return response.status_code, content, response.headers.get("Retry-After")
-            finally:
-                # A response cut off by the deadline (or a cancellation) still closes, so its
-                # connection is not left half-read; the grace bounds a peer that stalls it.
-                with anyio.move_on_after(CLOSE_GRACE, shield=True):
-                    await response.aclose()
 
-        return await attempt_async(
-            exchange, self._classify, self.timeout, deadline, clock, self._scrubbed
-        )
+def _trace(event: str, info: dict[str, Any]) -> None:
+    """The ``trace`` extension: registers each connection opened with the thread's watch."""
+    # A connection opened (and a SOCKS proxy's: "socks.connect_tcp.complete").
+    if event.endswith((".connect_tcp.complete", ".connect_unix_socket.complete")):
+        register(info.get("return_value"))
 
 
 def _read_capped(http: ModuleType, response: Any) -> bytes | None:
-    """The body as httpx decodes it (gzip, deflate), or ``None`` once it grows past the cap.
-    An error body that does not decode reads as empty: its status says enough. A token body
-    (2xx) that does not decode raises ``httpx.DecodingError``."""
-    body = CappedBody()
-    try:
-        for chunk in response.iter_bytes(CHUNK):
-            if not body.add(chunk):
-                break
-    except http.DecodingError:
-        if response.is_success:
-            raise
-        return b""
-    return body.content
+    """The body as httpx decodes it (gzip, deflate), or ``None`` once it grows past the cap;
+    an error body that does not decode reads as empty."""
+    return read_capped(response.iter_bytes(CHUNK), http.DecodingError, success=response.is_success)
 
 
 async def _aread_capped(http: ModuleType, response: Any) -> bytes | None:
@@ -206,7 +208,7 @@ async def _aread_capped(http: ModuleType, response: Any) -> bytes | None:
     ``ResourceWarning`` (encode/httpx#3686). Read to the end, or ended by an exception from
     below (a cancellation, a broken connection), they all close in turn."""
     if response.is_stream_consumed:  # read already, and decoded: a mock transport's answer
-        return _read_capped(http, http.Response(response.status_code, content=response.content))
+        return _read_capped(http, response)  # iter_bytes gives what was read
     raw = CappedBody()
     async with contextlib.aclosing(response.aiter_raw()) as chunks:
         async for chunk in chunks:

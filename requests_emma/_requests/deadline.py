@@ -6,7 +6,7 @@ as long as the server likes, with every waiting thread behind it. This module is
 place that reaches below requests to bound the whole exchange.
 
 How: :class:`DeadlineAdapter` is an ``HTTPAdapter`` whose connections register their socket
-with the exchange running on their thread (:data:`~requests_emma._socket_watch.running`), a
+with the exchange running on their thread (:func:`~requests_emma._socket_watch.register`), a
 :class:`~requests_emma._socket_watch.Watch` whose timer shuts the registered sockets down when
 the deadline passes; the blocked read then returns, and requests reports a connection error,
 which the caller recognises by :attr:`~requests_emma._socket_watch.Watch.fired`.
@@ -15,33 +15,24 @@ which the caller recognises by :attr:`~requests_emma._socket_watch.Watch.fired`.
 from __future__ import annotations
 
 import functools
-import socket
 from typing import Any
 
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool
 
-from .._socket_watch import running
-
-
-def _register(sock: object) -> None:
-    watch = running.watch
-    # Only real sockets: through an https proxy ``conn.sock`` is urllib3's SSLTransport over
-    # the tunnel, whose socket was registered when it was made (_new_conn).
-    if watch is not None and isinstance(sock, socket.socket):
-        watch.add(sock)
+from .._socket_watch import register
 
 
 class _Watched:
     """Mixin for urllib3's connections: register each socket with the running exchange."""
 
-    def _new_conn(self) -> socket.socket:
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        _register(sock)  # before TLS, so the handshake is bounded too
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()  # type: ignore[misc]
+        register(sock)  # before TLS, so the handshake is bounded too
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _register(getattr(self, "sock", None))  # a kept-alive connection, reused
+        register(getattr(self, "sock", None))  # a kept-alive connection, reused
         super().request(*args, **kwargs)  # type: ignore[misc]
 
 

@@ -22,59 +22,57 @@ with the frames that held the body cut off.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import requests
 
-from .._core.clock import Clock
-from .._core.exchange import CHUNK, HEADERS, CappedBody, Failure, Timeout
-from .._core.outcome import Outcome
+from .._core.exchange import CHUNK, HEADERS, Failure, Timeout
 from .._errors import without_tracebacks
-from .._socket_watch import watch_for
-from .._source.attempt import Answer, attempt
+from .._source.attempt import Answer, BlockingEndpoint, Body, read_capped
 from .deadline import DeadlineAdapter
 from .proxies import direct_proxies
 
-#: What an attempt posts: built at the call, so no frame of ours holds the secret before.
-Body = Callable[[], dict[str, str]]
 
-
-class TokenEndpoint:
+class TokenEndpoint(BlockingEndpoint):
     """Posts to issue-token and refresh-token, one attempt at a time."""
 
+    #: An SSLError is a ConnectionError, and a ConnectTimeout a Timeout and a ConnectionError:
+    #: the first match wins.
+    failures = (
+        (requests.exceptions.SSLError, Failure.TLS),
+        (requests.Timeout, Failure.TIMEOUT),
+        (requests.ConnectionError, Failure.CONNECTION),
+        (requests.exceptions.ChunkedEncodingError, Failure.CONNECTION),
+        (requests.exceptions.ContentDecodingError, Failure.UNDECODABLE),
+    )
+
     def __init__(self, base_url: str, session: requests.Session | None, timeout: Timeout) -> None:
-        self.base_url = base_url
+        super().__init__(base_url, timeout)
         self.owns_session = session is None
         if session is None:  # the session for token calls: its adapters obey deadlines
             session = requests.Session()
             session.mount("https://", DeadlineAdapter())
             session.mount("http://", DeadlineAdapter())
         self.session = session
-        self.timeout = timeout
 
-    def attempt(self, path: str, body: Body, deadline: float, clock: Clock) -> Outcome:
-        """One POST to ``path``, bounded by ``deadline`` (monotonic); never raises for what
-        the network or the server does."""
-
-        def exchange(timeout: Timeout, _: object) -> Answer:
-            url = self.base_url + path
-            with self.session.post(
-                url,
-                json=body(),  # built here only, so no local of ours holds the secret
-                # No Authorization: None drops a session's header, a no-op auth its auth
-                # and a .netrc entry.
-                headers={**HEADERS, "Authorization": None},
-                timeout=timeout,
-                allow_redirects=False,
-                auth=lambda request: request,
-                proxies=direct_proxies(url),  # type: ignore[arg-type] # loopback: direct
-                stream=True,
-            ) as response:
-                status = response.status_code
-                content = _read_capped(response, decoded=200 <= status < 300)
-                return status, content, response.headers.get("Retry-After")
-
-        return attempt(exchange, watch_for, _classify, _scrubbed, self.timeout, deadline, clock)
+    def exchange(self, url: str, body: Body, timeout: Timeout) -> Answer:
+        """One POST to ``url``, the body read as requests decodes it (gzip, deflate...)."""
+        with self.session.post(
+            url,
+            json=body(),  # built here only, so no local of ours holds the secret
+            # No Authorization: None drops a session's header, a no-op auth its auth and a
+            # .netrc entry.
+            headers={**HEADERS, "Authorization": None},
+            timeout=timeout,
+            allow_redirects=False,
+            auth=lambda request: request,
+            proxies=direct_proxies(url),  # type: ignore[arg-type] # loopback: direct
+            stream=True,
+        ) as response:
+            content = read_capped(
+                response.iter_content(CHUNK),
+                requests.exceptions.ContentDecodingError,
+                success=200 <= response.status_code < 300,
+            )
+            return response.status_code, content, response.headers.get("Retry-After")
 
     def close(self) -> None:
         """Drop idle pooled connections, if the session is ours: token calls are minutes
@@ -82,45 +80,11 @@ class TokenEndpoint:
         if self.owns_session:
             self.session.close()
 
-
-def _read_capped(response: requests.Response, *, decoded: bool) -> bytes | None:
-    """The body as requests decodes it (gzip, deflate...), or ``None`` once it grows past
-    :data:`MAX_BODY`. An error body that does not decode reads as empty: its status says
-    enough. A token body that does not decode raises ``ContentDecodingError``."""
-    body = CappedBody()
-    try:
-        for chunk in response.iter_content(CHUNK):
-            if not body.add(chunk):
-                break
-    except requests.exceptions.ContentDecodingError:
-        if decoded:
-            raise
-        return b""
-    return body.content
-
-
-#: What stopped an attempt, by the requests exception that says so. The first match wins:
-#: an SSLError is a ConnectionError, and a ConnectTimeout a Timeout and a ConnectionError.
-_FAILURES = {
-    requests.exceptions.SSLError: Failure.TLS,
-    requests.Timeout: Failure.TIMEOUT,
-    requests.ConnectionError: Failure.CONNECTION,
-    requests.exceptions.ChunkedEncodingError: Failure.CONNECTION,
-    requests.exceptions.ContentDecodingError: Failure.UNDECODABLE,
-}
-
-
-def _classify(exc: Exception) -> Failure:
-    """What an exception from requests says stopped the attempt; anything the table does not
-    name (an OSError for a missing CA bundle, InvalidURL) is OTHER."""
-    return next((kind for cls, kind in _FAILURES.items() if isinstance(exc, cls)), Failure.OTHER)
-
-
-def _scrubbed(exc: BaseException) -> BaseException:
-    """``exc`` without what would show the request body, which holds the client secret or a
-    refresh token: the request itself, and the tracebacks down its chain of causes, whose
-    frames (ours, requests', urllib3's) hold the body in their locals."""
-    if isinstance(exc, requests.RequestException):
-        exc.request = None
-        exc.response = None
-    return without_tracebacks(exc)
+    def scrub(self, exc: BaseException) -> BaseException:
+        """``exc`` without what would show the request body, which holds the client secret or
+        a refresh token: the request itself, and the tracebacks down its chain of causes,
+        whose frames (ours, requests', urllib3's) hold the body in their locals."""
+        if isinstance(exc, requests.RequestException):
+            exc.request = None
+            exc.response = None
+        return without_tracebacks(exc)
