@@ -74,13 +74,15 @@ _sources: weakref.WeakSet[TokenSource] = weakref.WeakSet()
 
 @dataclasses.dataclass(slots=True, eq=False)
 class Flight:
-    """The renewal in flight: its lifecycle number, the future its waiters wait on, the
-    thread of the event loop that runs it (if a loop does), and a failure that is not
-    emma's answer (a broken install, a bug), for the caller that started it."""
+    """The renewal in flight: its lifecycle number, the future its waiters wait on, whether
+    it is early (then ``link``: the request that started it, for its telemetry), the thread
+    of the event loop that runs it (if a loop does), and a failure that is not emma's answer
+    (a broken install, a bug), for the caller that started it."""
 
     number: int
     future: Future[Token | None]
     early: bool = False
+    link: object | None = None
     loop_thread: int | None = None
     failure: Exception | None = None
 
@@ -108,9 +110,7 @@ class TokenSource:
         self._secret_from_env = secret is None
         self.client_id, self._secret = credentials(client_id, secret)
         self.base_url = urls.base_url(base_url)
-        origin = urls.origin(self.base_url)
-        assert origin is not None
-        self.origin = origin
+        self.origin = urls.origin(self.base_url)
         if refresh_margin is not None:
             refresh_margin = durations.seconds("refresh_margin", refresh_margin)
         self.timeout = durations.timeout(timeout)
@@ -124,7 +124,7 @@ class TokenSource:
         self.on_token = on_token
         self.cache = None if token_cache is None else check_token_cache(token_cache)
         self.lifecycle = TokenLifecycle(refresh_margin, retry.deadline)
-        self.clock = SYSTEM_CLOCK
+        self.use_clock(SYSTEM_CLOCK)
         # Made at the first renewal (as ``_plan`` is), not with the package: no import or
         # construction calls.
         self._telemetry: Telemetry | None = None
@@ -146,23 +146,15 @@ class TokenSource:
         self.new_future: Callable[[], Future[Token | None]] | None = None
         _sources.add(self)
 
-    @property
-    def clock(self) -> Clock:
-        """The clock every decision reads (``requests_emma.testing.use_clock`` sets it)."""
-        return self._clock
-
-    @clock.setter
-    def clock(self, clock: Clock) -> None:
-        self._clock = clock
+    def use_clock(self, clock: Clock) -> None:
+        """Make ``clock`` the one every decision reads (``requests_emma.testing.use_clock``)."""
+        self.clock = clock
         # Bound once: the hot path calls it, cheaper than a method lookup each time.
         self.monotonic = clock.monotonic
 
     def __repr__(self) -> str:
-        shown = [
-            f"{name}={getattr(self, name)!r}"
-            for name in ("client_id", "base_url")
-            if hasattr(self, name)
-        ]
+        # What a half-made source (in a traceback's locals) has set, in the order it sets it.
+        shown = [f"{k}={v!r}" for k, v in vars(self).items() if k in ("client_id", "base_url")]
         return f"TokenSource({', '.join(shown)})"
 
     # -- the entry points --------------------------------------------------------------------
@@ -195,10 +187,9 @@ class TokenSource:
         """The token endpoint ``adapter`` makes token calls through (``kind``: "sync" or
         "async"), made by ``make`` at its first use in this process."""
         made = self._endpoints.setdefault(adapter, {})
-        endpoint = made.get(kind)
-        if endpoint is None:
-            endpoint = made[kind] = make()
-        return endpoint
+        if kind not in made:
+            made[kind] = make()
+        return made[kind]  # type: ignore[no-any-return]
 
     def status(self) -> TokenStatus:
         """The token's state now, for health checks; no network call, no wait."""
@@ -209,37 +200,34 @@ class TokenSource:
     def usable(self, endpoint: Endpoint) -> _Held:
         """A usable token and its header: the current one, or one renewed now (or by the
         renewal in flight); a stale one starts an early renewal off this caller's path."""
+        held = self._current(self._start_thread, endpoint)
+        return self._wait_blocking(endpoint, None) if held is None else held
+
+    def _current(self, start: Callable[[Flight, Any], None], endpoint: Any) -> _Held | None:
+        """The current token if usable. A stale one gets an early renewal, handed to
+        ``start``, if the lifecycle grants one now. The caller sends its token whatever the
+        answer, so it never waits for the lock: taken, it means someone is on it already."""
         now = self.monotonic()
         held = self.lifecycle.usable(now)
-        if held is None:
-            return self._wait_blocking(endpoint, None)
-        if now >= held.renew_after and (flight := self._early(now)) is not None:
-            self._start_thread(flight, endpoint)
-        return held
-
-    def _early(self, now: float) -> Flight | None:
-        """A flight for an early renewal, if the lifecycle grants one now. A request asking
-        sends its token whatever the answer, so it never waits for the lock: taken, it
-        means someone is on it already."""
-        if not self.lock.acquire(blocking=False):
-            return None
+        if held is None or now < held.renew_after or not self.lock.acquire(blocking=False):
+            return held
         try:
             if self.lifecycle.decide(now) is not Decision.RENEW_EARLY:
-                return None
-            flight = self._flight = Flight(self.lifecycle.renewal, self._future(), early=True)
-            return flight
+                return held
+            flight = self._new_flight(early=True)
         finally:
             self.lock.release()
-
-    def _start_thread(self, flight: Flight, endpoint: Endpoint) -> None:
         from .._telemetry import request_link
 
-        link = request_link()
+        flight.link = request_link()
+        start(flight, endpoint)
+        return held
 
+    def _start_thread(self, flight: Flight, endpoint: Endpoint) -> None:
         def fly() -> None:
             """Run the early renewal; a failure is logged as it lands, and the token serves."""
             with contextlib.suppress(Exception):  # landed already: its waiters have it
-                self._run(flight, link, endpoint)
+                self._run(flight, endpoint)
 
         self.worker = threading.Thread(target=fly, name="requests-emma token renewal", daemon=True)
         try:
@@ -259,7 +247,7 @@ class TokenSource:
                 return held
             assert flight is not None
             if mine:
-                self._check_arrived_usable(self._run(flight, None, endpoint))
+                self._check_arrived_usable(self._run(flight, endpoint))
             elif flight.loop_thread == threading.get_ident():
                 with self.lock:  # the loop this thread blocks runs it: it could never land
                     if self._flight is flight:
@@ -276,15 +264,8 @@ class TokenSource:
 
     async def ausable(self, endpoint: AsyncEndpoint) -> _Held:
         """:meth:`usable`, on an event loop (asyncio or trio), never blocking it."""
-        now = self.monotonic()
-        held = self.lifecycle.usable(now)
-        if held is None:
-            return await self._wait_async(endpoint, None)
-        if now >= held.renew_after and (flight := self._early(now)) is not None:
-            from .._telemetry import request_link
-
-            self._spawn(flight, endpoint, request_link())
-        return held
+        held = self._current(self._spawn, endpoint)
+        return await self._wait_async(endpoint, None) if held is None else held
 
     async def _wait_async(self, endpoint: AsyncEndpoint, rejected: str | None) -> _Held:
         """:meth:`_wait_blocking` on an event loop: a task that starts a renewal hands it
@@ -298,7 +279,7 @@ class TokenSource:
                 return held
             assert flight is not None
             if mine:
-                self._spawn(flight, endpoint, None)
+                self._spawn(flight, endpoint)
             try:
                 await wait_for(flight.future, self.lifecycle.wait_limit(self.monotonic()))
             except TimeoutError:
@@ -310,7 +291,7 @@ class TokenSource:
             if mine and flight.future.done():
                 self._check_arrived_usable(flight.future.result())
 
-    def _spawn(self, flight: Flight, endpoint: AsyncEndpoint, link: object | None) -> None:
+    def _spawn(self, flight: Flight, endpoint: AsyncEndpoint) -> None:
         """Run the renewal of ``flight`` as a task of its own on this event loop: under
         asyncio a task held in a set until done, under trio a system task."""
         import contextvars
@@ -323,19 +304,19 @@ class TokenSource:
                 import trio
 
                 trio.lowlevel.spawn_system_task(
-                    self._fly_async, flight, endpoint, link, context=contextvars.copy_context()
+                    self._fly_async, flight, endpoint, context=contextvars.copy_context()
                 )
                 return
             import asyncio
 
-            task = asyncio.get_running_loop().create_task(self._fly_async(flight, endpoint, link))
+            task = asyncio.get_running_loop().create_task(self._fly_async(flight, endpoint))
         except BaseException:
             self._land(flight)
             raise
         self._tasks.add(task)  # held strongly, or the loop may drop it mid-renewal
         task.add_done_callback(self._tasks.discard)
 
-    async def _fly_async(self, flight: Flight, endpoint: AsyncEndpoint, link: object) -> None:
+    async def _fly_async(self, flight: Flight, endpoint: AsyncEndpoint) -> None:
         """:meth:`_run` on this event loop, after the first renewal's imports off it; the new
         token goes to ``on_token`` on a worker thread (it may block). Its failure is for the
         waiters: nobody awaits this task."""
@@ -349,7 +330,9 @@ class TokenSource:
             if "_plan" not in self.__dict__:  # not made yet
                 await anyio.to_thread.run_sync(self._warm_up)
             steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
-            with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
+            with self.telemetry().renewal(
+                self.lifecycle.renewing or FIRST_USE, flight.link
+            ) as record:
                 token = await run_async(steps, endpoint, self, record)
         except BaseException as exc:
             self._land(flight, error=exc)
@@ -372,8 +355,7 @@ class TokenSource:
                 return self.lifecycle.usable(now), None, False
             if decision is Decision.WAIT and self._flight is not None:
                 return None, self._flight, False
-            flight = self._flight = Flight(self.lifecycle.renewal, self._future())
-            return None, flight, True
+            return None, self._new_flight(early=False), True
 
     def _check_arrived_usable(self, token: Token | None) -> None:
         """A token this caller's renewal got that expired on arrival (a lifetime shorter
@@ -384,14 +366,16 @@ class TokenSource:
                 f"shorter than the token call took; base URL {self.base_url})"
             )
 
-    def _future(self) -> Future[Token | None]:
-        if self.new_future is not None:
-            return self.new_future()
-        from concurrent.futures import Future
+    def _new_flight(self, early: bool) -> Flight:
+        """The renewal just granted, in flight (under the lock)."""
+        if self.new_future is None:
+            from concurrent.futures import Future
 
-        return Future()
+            self.new_future = Future
+        self._flight = Flight(self.lifecycle.renewal, self.new_future(), early)
+        return self._flight
 
-    def _run(self, flight: Flight, link: object | None, endpoint: Endpoint) -> Token | None:
+    def _run(self, flight: Flight, endpoint: Endpoint) -> Token | None:
         """Run ``flight``'s renewal in this thread over ``endpoint`` and land it, whatever
         comes of it, then announce the new token; ``None`` when an early renewal found
         nothing left to do."""
@@ -401,7 +385,9 @@ class TokenSource:
             return None
         try:
             steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
-            with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
+            with self.telemetry().renewal(
+                self.lifecycle.renewing or FIRST_USE, flight.link
+            ) as record:
                 token = run_blocking(steps, endpoint, self, record)
         except BaseException as exc:
             self._land(flight, error=exc)
@@ -504,13 +490,12 @@ class TokenSource:
     def telemetry(self) -> Telemetry:
         """This source's OpenTelemetry records, made at its first renewal; its token's
         remaining lifetime is watched from then on."""
-        telemetry = self._telemetry
-        if telemetry is None:
+        if self._telemetry is None:
             from .._telemetry import Telemetry
 
-            telemetry = self._telemetry = Telemetry(self.base_url)
-            telemetry.watch(self._remaining_lifetime)  # held weakly: a bound method
-        return telemetry
+            self._telemetry = Telemetry(self.base_url)
+            self._telemetry.watch(self._remaining_lifetime)  # held weakly: a bound method
+        return self._telemetry
 
     def _remaining_lifetime(self) -> float | None:
         return self.status().valid_for
@@ -537,7 +522,7 @@ class TokenSource:
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.clock = state["clock"]
+        self.use_clock(state["clock"])
 
 
 def _bearer(header: str | bytes | None) -> Secret | None:
