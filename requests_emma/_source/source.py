@@ -61,8 +61,8 @@ if TYPE_CHECKING:
     from .._adapter import TokenOptions
     from .._core.clock import Clock
     from .._core.lifecycle import _Held
-    from .._core.renewal import RenewalPlan
-    from .._telemetry import Telemetry
+    from .._core.renewal import RenewalPlan, Steps
+    from .._telemetry import Renewal, Telemetry
     from .runner import AsyncEndpoint, Endpoint
 
 logger = logging.getLogger("requests_emma")
@@ -162,23 +162,20 @@ class TokenSource:
     def renewed(self, sent: str | None, endpoint: Endpoint) -> str | None:
         """After a 401 to the request sent with ``Authorization: sent``: the header to send
         it again with (renewed if ``sent`` is still current), ``None`` if it was not ours."""
-        rejected = _bearer(sent)
-        if rejected is None:
+        if (rejected := _bearer(sent)) is None:
             return None
         return self._wait_blocking(endpoint, rejected.reveal()).header
 
     async def arenewed(self, sent: str | None, endpoint: AsyncEndpoint) -> str | None:
         """:meth:`renewed`, on an event loop."""
-        rejected = _bearer(sent)
-        if rejected is None:
+        if (rejected := _bearer(sent)) is None:
             return None
         return (await self._wait_async(endpoint, rejected.reveal())).header
 
     def cannot_replay(self, sent: str | None) -> None:
         """A 401 came for a request whose body cannot be sent again: it is not replayed, and
         its token is not sent again (the next request renews)."""
-        rejected = _bearer(sent)
-        if rejected is not None:
+        if (rejected := _bearer(sent)) is not None:
             logger.debug("401 not replayed: the request body cannot be sent again")
             with self.lock:
                 self.lifecycle.reject(rejected.reveal())
@@ -329,10 +326,8 @@ class TokenSource:
         try:
             if "_plan" not in self.__dict__:  # not made yet
                 await anyio.to_thread.run_sync(self._warm_up)
-            steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
-            with self.telemetry().renewal(
-                self.lifecycle.renewing or FIRST_USE, flight.link
-            ) as record:
+            steps, record = self._renewal(flight)
+            with record:
                 token = await run_async(steps, endpoint, self, record)
         except BaseException as exc:
             self._land(flight, error=exc)
@@ -384,10 +379,8 @@ class TokenSource:
         if not self._due(flight):
             return None
         try:
-            steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
-            with self.telemetry().renewal(
-                self.lifecycle.renewing or FIRST_USE, flight.link
-            ) as record:
+            steps, record = self._renewal(flight)
+            with record:
                 token = run_blocking(steps, endpoint, self, record)
         except BaseException as exc:
             self._land(flight, error=exc)
@@ -395,6 +388,12 @@ class TokenSource:
         self._land(flight, token)
         self._announce(token)
         return token
+
+    def _renewal(self, flight: Flight) -> tuple[Steps, Renewal]:
+        """The steps of ``flight``'s renewal, and its telemetry record (entered at once: it
+        starts its span as it is made)."""
+        steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
+        return steps, self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, flight.link)
 
     def _due(self, flight: Flight) -> bool:
         """Whether ``flight``'s renewal is still to run. An early one the token no longer
@@ -412,17 +411,14 @@ class TokenSource:
         waiter; any other exception (an interruption) only to the caller that ran it, and
         the waiters look again. A failed early renewal is logged: the token still serves."""
         failed = isinstance(error, EmmaAuthError)
+        reason, interrupted = (str(error), False) if failed else (None, token is None)
         if isinstance(error, Exception) and not failed:
             flight.failure = error  # before its waiters wake: the caller that started it
             if flight.early:  # nobody else is told
                 logger.warning("token renewal failed unexpectedly: %s", type(error).__name__)
         with self.lock:
             backoff = self.lifecycle.renewal_ended(
-                flight.number,
-                self.monotonic(),
-                str(error) if failed else None,
-                self.retry,
-                interrupted=not failed and token is None,
+                flight.number, self.monotonic(), reason, self.retry, interrupted=interrupted
             )
             if self._flight is flight:
                 self._flight = None
