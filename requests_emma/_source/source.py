@@ -76,8 +76,9 @@ _sources: weakref.WeakSet[TokenSource] = weakref.WeakSet()
 class Flight:
     """The renewal in flight: its lifecycle number, the future its waiters wait on, whether
     it is early (then ``link``: the request that started it, for its telemetry), the thread
-    of the event loop that runs it (if a loop does), and a failure that is not emma's answer
-    (a broken install, a bug), for the caller that started it."""
+    of the event loop that runs it (if a loop does), and a failure for the caller that
+    started it only: one that is not emma's answer (a broken install, a bug), or a token that
+    expired on arrival."""
 
     number: int
     future: Future[Token | None]
@@ -244,7 +245,7 @@ class TokenSource:
                 return held
             assert flight is not None
             if mine:
-                self._check_arrived_usable(self._run(flight, endpoint))
+                self._run(flight, endpoint)
             elif flight.loop_thread == threading.get_ident():
                 with self.lock:  # the loop this thread blocks runs it: it could never land
                     if self._flight is flight:
@@ -284,9 +285,7 @@ class TokenSource:
             except EmmaAuthError as exc:
                 raise copy.copy(exc) from exc.__cause__
             if mine and flight.failure is not None:
-                raise flight.failure  # not emma's answer: the caller that started it sees it
-            if mine and flight.future.done():
-                self._check_arrived_usable(flight.future.result())
+                raise flight.failure  # for the caller that started it only
 
     def _spawn(self, flight: Flight, endpoint: AsyncEndpoint) -> None:
         """Run the renewal of ``flight`` as a task of its own on this event loop: under
@@ -352,15 +351,6 @@ class TokenSource:
                 return None, self._flight, False
             return None, self._new_flight(early=False), True
 
-    def _check_arrived_usable(self, token: Token | None) -> None:
-        """A token this caller's renewal got that expired on arrival (a lifetime shorter
-        than the token call) would have it renew for ever: that is an error."""
-        if token is not None and self.lifecycle.expired_on_arrival(token, self.monotonic()):
-            raise TokenResponseError(
-                "emma granted a token that had expired when it arrived (its lifetime is "
-                f"shorter than the token call took; base URL {self.base_url})"
-            )
-
     def _new_flight(self, early: bool) -> Flight:
         """The renewal just granted, in flight (under the lock)."""
         if self.new_future is None:
@@ -370,14 +360,14 @@ class TokenSource:
         self._flight = Flight(self.lifecycle.renewal, self.new_future(), early)
         return self._flight
 
-    def _run(self, flight: Flight, endpoint: Endpoint) -> Token | None:
+    def _run(self, flight: Flight, endpoint: Endpoint) -> None:
         """Run ``flight``'s renewal in this thread over ``endpoint`` and land it, whatever
-        comes of it, then announce the new token; ``None`` when an early renewal found
-        nothing left to do."""
+        comes of it, then announce the new token; an early renewal found needless does
+        nothing. Raises what the caller that started it is to see."""
         from .runner import run_blocking
 
         if not self._due(flight):
-            return None
+            return
         try:
             steps, record = self._renewal(flight)
             with record:
@@ -387,7 +377,8 @@ class TokenSource:
             raise
         self._land(flight, token)
         self._announce(token)
-        return token
+        if flight.failure is not None:
+            raise flight.failure
 
     def _renewal(self, flight: Flight) -> tuple[Steps, Renewal]:
         """The steps of ``flight``'s renewal, and its telemetry record (entered at once: it
@@ -409,7 +400,9 @@ class TokenSource:
     ) -> None:
         """End ``flight`` with ``token`` or ``error``: an :class:`EmmaAuthError` goes to every
         waiter; any other exception (an interruption) only to the caller that ran it, and
-        the waiters look again. A failed early renewal is logged: the token still serves."""
+        the waiters look again. A failed early renewal is logged: the token still serves. A
+        token that expired on arrival (its lifetime shorter than the token call) would have
+        its caller renew for ever: that is an error, for that caller."""
         failed = isinstance(error, EmmaAuthError)
         reason, interrupted = (str(error), False) if failed else (None, token is None)
         if isinstance(error, Exception) and not failed:
@@ -431,6 +424,11 @@ class TokenSource:
                 left,
                 backoff or 0.0,
                 error,
+            )
+        if token is not None and self.lifecycle.expired_on_arrival(token, self.monotonic()):
+            flight.failure = TokenResponseError(
+                "emma granted a token that had expired when it arrived (its lifetime is "
+                f"shorter than the token call took; base URL {self.base_url})"
             )
         if not flight.future.done():
             if failed:
@@ -476,12 +474,10 @@ class TokenSource:
         """What a first renewal imports and builds (tenacity, the OpenTelemetry API, the
         cache's cipher), done on a worker thread by an async caller: on the event loop it
         would block it for tens of milliseconds."""
-        from .. import _telemetry
         from .._core import backoff  # noqa: F401 - imported for its side: loaded
 
-        _telemetry._load()
         self._plan  # noqa: B018 - made here
-        self.telemetry()
+        self.telemetry()  # made, it has loaded the OpenTelemetry API
 
     def telemetry(self) -> Telemetry:
         """This source's OpenTelemetry records, made at its first renewal; its token's
