@@ -44,7 +44,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._caches.protocol import TokenCache, check_token_cache
+from .._caches.protocol import check_token_cache
 from .._core import durations, urls
 from .._core.credentials import credentials
 from .._core.lifecycle import FIRST_USE, Decision, TokenLifecycle
@@ -57,6 +57,8 @@ from .._system_clock import SYSTEM_CLOCK
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from typing_extensions import Unpack
 
     from .._adapter import TokenOptions
     from .._core.clock import Clock
@@ -89,20 +91,14 @@ class Flight:
 
 
 class TokenSource:
-    """One client's token: see the module docstring. Arguments as ``EmmaAuth`` takes them,
-    validated here for every adapter."""
+    """One client's token: see the module docstring. Arguments as ``EmmaAuth`` takes them
+    (its signature spells them out, with their defaults), validated here for every adapter."""
 
     def __init__(
         self,
         client_id: str | None = None,
         client_secret: str | Secret | None = None,
-        *,
-        base_url: str | None = None,
-        refresh_margin: float | None = None,
-        timeout: float | tuple[float, float] = (3.05, 10.0),
-        on_token: Callable[[Token], object] | None = None,
-        retry: RetryPolicy | None = None,
-        token_cache: TokenCache | None = None,
+        **options: Unpack[TokenOptions],
     ) -> None:
         # First: from here on no frame holds the secret in plain text, for a traceback of a
         # configuration error below (shown with its locals by pytest -l or Sentry) to show.
@@ -110,19 +106,22 @@ class TokenSource:
         del client_secret
         self._secret_from_env = secret is None
         self.client_id, self._secret = credentials(client_id, secret)
-        self.base_url = urls.base_url(base_url)
+        self.base_url = urls.base_url(options.get("base_url"))
         self.origin = urls.origin(self.base_url)
+        refresh_margin = options.get("refresh_margin")
         if refresh_margin is not None:
             refresh_margin = durations.seconds("refresh_margin", refresh_margin)
-        self.timeout = durations.timeout(timeout)
+        self.timeout = durations.timeout(options.get("timeout", (3.05, 10.0)))
+        self.on_token = on_token = options.get("on_token")
         if on_token is not None and not callable(on_token):
             raise ValueError(f"on_token must be callable, got {type(on_token).__name__}")
+        retry = options.get("retry")
         if retry is None:
             retry = RetryPolicy()
         elif not isinstance(retry, RetryPolicy):
             raise ValueError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         self.retry = retry
-        self.on_token = on_token
+        token_cache = options.get("token_cache")
         self.cache = None if token_cache is None else check_token_cache(token_cache)
         self.lifecycle = TokenLifecycle(refresh_margin, retry.deadline)
         self.use_clock(SYSTEM_CLOCK)
