@@ -221,6 +221,8 @@ class TokenSource:
         return held
 
     def _start_thread(self, flight: Flight, endpoint: Endpoint) -> None:
+        """Run the early renewal of ``flight`` on a thread of its own (``worker``)."""
+
         def fly() -> None:
             """Run the early renewal; a failure is logged as it lands, and the token serves."""
             with contextlib.suppress(Exception):  # landed already: its waiters have it
