@@ -76,30 +76,22 @@ class _CacheSteps:
 
     def __init__(self, cache: TokenCache | None) -> None:
         self.cache = cache
-        self.held: list[contextlib.AbstractContextManager[object]] = []
+        self.held = contextlib.ExitStack()  # the lock a Lock step took, until its Unlock
 
     def run(self, step: Step) -> object:
         """Carry out the cache ``step``, in the thread the cache's locks belong to."""
         cache = self.cache
         assert cache is not None
         if isinstance(step, Lock):
-            lock = cache.lock(step.key, step.timeout)
-            lock.__enter__()
-            self.held.append(lock)
-            return None
+            return self.held.enter_context(cache.lock(step.key, step.timeout))
         if isinstance(step, Load):
             return cache.load(step.key)
         if isinstance(step, Save):
             cache.save(step.key, step.data, step.ttl)
             return None
         assert isinstance(step, Unlock)
-        return self.held.pop().__exit__(None, None, None)
-
-    def drop(self) -> None:
-        """The renewal stopped waiting for a ``Lock`` step: release the lock if that step
-        took it after all (queued on the cache's thread, this runs once the step ended)."""
-        if self.held:
-            self.held.pop().__exit__(None, None, None)
+        self.held.close()
+        return None
 
 
 def run_blocking(steps: Steps, endpoint: Endpoint, source: TokenSource, renewal: Renewal) -> Token:
@@ -156,7 +148,10 @@ async def run_async(
                 error = None
             except BaseException as exc:  # noqa: BLE001 - thrown into the renewal, which decides
                 if isinstance(step, Lock):
-                    thread.submit(cache_steps.drop)  # taken too late: nobody would unlock it
+                    # The renewal stopped waiting for it: if the lock was taken after all
+                    # (queued on the cache's thread, this runs once that step ended), nobody
+                    # would unlock it but this.
+                    thread.submit(cache_steps.held.close)
                 result, error = None, exc
         return step
     finally:

@@ -44,7 +44,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._caches.protocol import TokenCache, check_token_cache
+from .._caches.protocol import check_token_cache
 from .._core import durations, urls
 from .._core.credentials import credentials
 from .._core.lifecycle import FIRST_USE, Decision, TokenLifecycle
@@ -58,11 +58,13 @@ from .._system_clock import SYSTEM_CLOCK
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from typing_extensions import Unpack
+
     from .._adapter import TokenOptions
     from .._core.clock import Clock
     from .._core.lifecycle import _Held
-    from .._core.renewal import RenewalPlan
-    from .._telemetry import Telemetry
+    from .._core.renewal import RenewalPlan, Steps
+    from .._telemetry import Renewal, Telemetry
     from .runner import AsyncEndpoint, Endpoint
 
 logger = logging.getLogger("requests_emma")
@@ -74,32 +76,29 @@ _sources: weakref.WeakSet[TokenSource] = weakref.WeakSet()
 
 @dataclasses.dataclass(slots=True, eq=False)
 class Flight:
-    """The renewal in flight: its lifecycle number, the future its waiters wait on, the
-    thread of the event loop that runs it (if a loop does), and a failure that is not
-    emma's answer (a broken install, a bug), for the caller that started it."""
+    """The renewal in flight: its lifecycle number, the future its waiters wait on, whether
+    it is early (then ``link``: the request that started it, for its telemetry), the thread
+    of the event loop that runs it (if a loop does), and a failure for the caller that
+    started it only: one that is not emma's answer (a broken install, a bug), or a token that
+    expired on arrival."""
 
     number: int
     future: Future[Token | None]
     early: bool = False
+    link: object | None = None
     loop_thread: int | None = None
     failure: Exception | None = None
 
 
 class TokenSource:
-    """One client's token: see the module docstring. Arguments as ``EmmaAuth`` takes them,
-    validated here for every adapter."""
+    """One client's token: see the module docstring. Arguments as ``EmmaAuth`` takes them
+    (its signature spells them out, with their defaults), validated here for every adapter."""
 
     def __init__(
         self,
         client_id: str | None = None,
         client_secret: str | Secret | None = None,
-        *,
-        base_url: str | None = None,
-        refresh_margin: float | None = None,
-        timeout: float | tuple[float, float] = (3.05, 10.0),
-        on_token: Callable[[Token], object] | None = None,
-        retry: RetryPolicy | None = None,
-        token_cache: TokenCache | None = None,
+        **options: Unpack[TokenOptions],
     ) -> None:
         # First: from here on no frame holds the secret in plain text, for a traceback of a
         # configuration error below (shown with its locals by pytest -l or Sentry) to show.
@@ -107,24 +106,25 @@ class TokenSource:
         del client_secret
         self._secret_from_env = secret is None
         self.client_id, self._secret = credentials(client_id, secret)
-        self.base_url = urls.base_url(base_url)
-        origin = urls.origin(self.base_url)
-        assert origin is not None
-        self.origin = origin
+        self.base_url = urls.base_url(options.get("base_url"))
+        self.origin = urls.origin(self.base_url)
+        refresh_margin = options.get("refresh_margin")
         if refresh_margin is not None:
             refresh_margin = durations.seconds("refresh_margin", refresh_margin)
-        self.timeout = durations.timeout(timeout)
+        self.timeout = durations.timeout(options.get("timeout", (3.05, 10.0)))
+        self.on_token = on_token = options.get("on_token")
         if on_token is not None and not callable(on_token):
             raise ValueError(f"on_token must be callable, got {type(on_token).__name__}")
+        retry = options.get("retry")
         if retry is None:
             retry = RetryPolicy()
         elif not isinstance(retry, RetryPolicy):
             raise ValueError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         self.retry = retry
-        self.on_token = on_token
+        token_cache = options.get("token_cache")
         self.cache = None if token_cache is None else check_token_cache(token_cache)
         self.lifecycle = TokenLifecycle(refresh_margin, retry.deadline)
-        self.clock = SYSTEM_CLOCK
+        self.use_clock(SYSTEM_CLOCK)
         # Made at the first renewal (as ``_plan`` is), not with the package: no import or
         # construction calls.
         self._telemetry: Telemetry | None = None
@@ -146,23 +146,15 @@ class TokenSource:
         self.new_future: Callable[[], Future[Token | None]] | None = None
         _sources.add(self)
 
-    @property
-    def clock(self) -> Clock:
-        """The clock every decision reads (``requests_emma.testing.use_clock`` sets it)."""
-        return self._clock
-
-    @clock.setter
-    def clock(self, clock: Clock) -> None:
-        self._clock = clock
+    def use_clock(self, clock: Clock) -> None:
+        """Make ``clock`` the one every decision reads (``requests_emma.testing.use_clock``)."""
+        self.clock = clock
         # Bound once: the hot path calls it, cheaper than a method lookup each time.
         self.monotonic = clock.monotonic
 
     def __repr__(self) -> str:
-        shown = [
-            f"{name}={getattr(self, name)!r}"
-            for name in ("client_id", "base_url")
-            if hasattr(self, name)
-        ]
+        # What a half-made source (in a traceback's locals) has set, in the order it sets it.
+        shown = [f"{k}={v!r}" for k, v in vars(self).items() if k in ("client_id", "base_url")]
         return f"TokenSource({', '.join(shown)})"
 
     # -- the entry points --------------------------------------------------------------------
@@ -170,23 +162,20 @@ class TokenSource:
     def renewed(self, sent: str | None, endpoint: Endpoint) -> str | None:
         """After a 401 to the request sent with ``Authorization: sent``: the header to send
         it again with (renewed if ``sent`` is still current), ``None`` if it was not ours."""
-        rejected = _bearer(sent)
-        if rejected is None:
+        if (rejected := _bearer(sent)) is None:
             return None
         return self._wait_blocking(endpoint, rejected.reveal()).header
 
     async def arenewed(self, sent: str | None, endpoint: AsyncEndpoint) -> str | None:
         """:meth:`renewed`, on an event loop."""
-        rejected = _bearer(sent)
-        if rejected is None:
+        if (rejected := _bearer(sent)) is None:
             return None
         return (await self._wait_async(endpoint, rejected.reveal())).header
 
     def cannot_replay(self, sent: str | None) -> None:
         """A 401 came for a request whose body cannot be sent again: it is not replayed, and
         its token is not sent again (the next request renews)."""
-        rejected = _bearer(sent)
-        if rejected is not None:
+        if (rejected := _bearer(sent)) is not None:
             logger.debug("401 not replayed: the request body cannot be sent again")
             with self.lock:
                 self.lifecycle.reject(rejected.reveal())
@@ -195,10 +184,9 @@ class TokenSource:
         """The token endpoint ``adapter`` makes token calls through (``kind``: "sync" or
         "async"), made by ``make`` at its first use in this process."""
         made = self._endpoints.setdefault(adapter, {})
-        endpoint = made.get(kind)
-        if endpoint is None:
-            endpoint = made[kind] = make()
-        return endpoint
+        if kind not in made:
+            made[kind] = make()
+        return made[kind]  # type: ignore[no-any-return]
 
     def status(self) -> TokenStatus:
         """The token's state now, for health checks; no network call, no wait."""
@@ -209,37 +197,36 @@ class TokenSource:
     def usable(self, endpoint: Endpoint) -> _Held:
         """A usable token and its header: the current one, or one renewed now (or by the
         renewal in flight); a stale one starts an early renewal off this caller's path."""
+        held = self._current(self._start_thread, endpoint)
+        return self._wait_blocking(endpoint, None) if held is None else held
+
+    def _current(self, start: Callable[[Flight, Any], None], endpoint: Any) -> _Held | None:
+        """The current token if usable. A stale one gets an early renewal, handed to
+        ``start``, if the lifecycle grants one now. The caller sends its token whatever the
+        answer, so it never waits for the lock: taken, it means someone is on it already."""
         now = self.monotonic()
         held = self.lifecycle.usable(now)
-        if held is None:
-            return self._wait_blocking(endpoint, None)
-        if now >= held.renew_after and (flight := self._early(now)) is not None:
-            self._start_thread(flight, endpoint)
-        return held
-
-    def _early(self, now: float) -> Flight | None:
-        """A flight for an early renewal, if the lifecycle grants one now. A request asking
-        sends its token whatever the answer, so it never waits for the lock: taken, it
-        means someone is on it already."""
-        if not self.lock.acquire(blocking=False):
-            return None
+        if held is None or now < held.renew_after or not self.lock.acquire(blocking=False):
+            return held
         try:
             if self.lifecycle.decide(now) is not Decision.RENEW_EARLY:
-                return None
-            flight = self._flight = Flight(self.lifecycle.renewal, self._future(), early=True)
-            return flight
+                return held
+            flight = self._new_flight(early=True)
         finally:
             self.lock.release()
-
-    def _start_thread(self, flight: Flight, endpoint: Endpoint) -> None:
         from .._telemetry import request_link
 
-        link = request_link()
+        flight.link = request_link()
+        start(flight, endpoint)
+        return held
+
+    def _start_thread(self, flight: Flight, endpoint: Endpoint) -> None:
+        """Run the early renewal of ``flight`` on a thread of its own (``worker``)."""
 
         def fly() -> None:
             """Run the early renewal; a failure is logged as it lands, and the token serves."""
             with contextlib.suppress(Exception):  # landed already: its waiters have it
-                self._run(flight, link, endpoint)
+                self._run(flight, endpoint)
 
         self.worker = threading.Thread(target=fly, name="requests-emma token renewal", daemon=True)
         try:
@@ -259,7 +246,7 @@ class TokenSource:
                 return held
             assert flight is not None
             if mine:
-                self._check_arrived_usable(self._run(flight, None, endpoint))
+                self._run(flight, endpoint)
             elif flight.loop_thread == threading.get_ident():
                 with self.lock:  # the loop this thread blocks runs it: it could never land
                     if self._flight is flight:
@@ -276,15 +263,8 @@ class TokenSource:
 
     async def ausable(self, endpoint: AsyncEndpoint) -> _Held:
         """:meth:`usable`, on an event loop (asyncio or trio), never blocking it."""
-        now = self.monotonic()
-        held = self.lifecycle.usable(now)
-        if held is None:
-            return await self._wait_async(endpoint, None)
-        if now >= held.renew_after and (flight := self._early(now)) is not None:
-            from .._telemetry import request_link
-
-            self._spawn(flight, endpoint, request_link())
-        return held
+        held = self._current(self._spawn, endpoint)
+        return await self._wait_async(endpoint, None) if held is None else held
 
     async def _wait_async(self, endpoint: AsyncEndpoint, rejected: str | None) -> _Held:
         """:meth:`_wait_blocking` on an event loop: a task that starts a renewal hands it
@@ -298,7 +278,7 @@ class TokenSource:
                 return held
             assert flight is not None
             if mine:
-                self._spawn(flight, endpoint, None)
+                self._spawn(flight, endpoint)
             try:
                 await wait_for(flight.future, self.lifecycle.wait_limit(self.monotonic()))
             except TimeoutError:
@@ -306,11 +286,9 @@ class TokenSource:
             except EmmaAuthError as exc:
                 raise copy.copy(exc) from exc.__cause__
             if mine and flight.failure is not None:
-                raise flight.failure  # not emma's answer: the caller that started it sees it
-            if mine and flight.future.done():
-                self._check_arrived_usable(flight.future.result())
+                raise flight.failure  # for the caller that started it only
 
-    def _spawn(self, flight: Flight, endpoint: AsyncEndpoint, link: object | None) -> None:
+    def _spawn(self, flight: Flight, endpoint: AsyncEndpoint) -> None:
         """Run the renewal of ``flight`` as a task of its own on this event loop: under
         asyncio a task held in a set until done, under trio a system task."""
         import contextvars
@@ -323,19 +301,19 @@ class TokenSource:
                 import trio
 
                 trio.lowlevel.spawn_system_task(
-                    self._fly_async, flight, endpoint, link, context=contextvars.copy_context()
+                    self._fly_async, flight, endpoint, context=contextvars.copy_context()
                 )
                 return
             import asyncio
 
-            task = asyncio.get_running_loop().create_task(self._fly_async(flight, endpoint, link))
+            task = asyncio.get_running_loop().create_task(self._fly_async(flight, endpoint))
         except BaseException:
             self._land(flight)
             raise
         self._tasks.add(task)  # held strongly, or the loop may drop it mid-renewal
         task.add_done_callback(self._tasks.discard)
 
-    async def _fly_async(self, flight: Flight, endpoint: AsyncEndpoint, link: object) -> None:
+    async def _fly_async(self, flight: Flight, endpoint: AsyncEndpoint) -> None:
         """:meth:`_run` on this event loop, after the first renewal's imports off it; the new
         token goes to ``on_token`` on a worker thread (it may block). Its failure is for the
         waiters: nobody awaits this task."""
@@ -348,8 +326,8 @@ class TokenSource:
         try:
             if "_plan" not in self.__dict__:  # not made yet
                 await anyio.to_thread.run_sync(self._warm_up)
-            steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
-            with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
+            steps, record = self._renewal(flight)
+            with record:
                 token = await run_async(steps, endpoint, self, record)
         except BaseException as exc:
             self._land(flight, error=exc)
@@ -372,43 +350,42 @@ class TokenSource:
                 return self.lifecycle.usable(now), None, False
             if decision is Decision.WAIT and self._flight is not None:
                 return None, self._flight, False
-            flight = self._flight = Flight(self.lifecycle.renewal, self._future())
-            return None, flight, True
+            return None, self._new_flight(early=False), True
 
-    def _check_arrived_usable(self, token: Token | None) -> None:
-        """A token this caller's renewal got that expired on arrival (a lifetime shorter
-        than the token call) would have it renew for ever: that is an error."""
-        if token is not None and self.lifecycle.expired_on_arrival(token, self.monotonic()):
-            raise TokenResponseError(
-                "emma granted a token that had expired when it arrived (its lifetime is "
-                f"shorter than the token call took; base URL {self.base_url})"
-            )
+    def _new_flight(self, early: bool) -> Flight:
+        """The renewal just granted, in flight (under the lock)."""
+        if self.new_future is None:
+            from concurrent.futures import Future
 
-    def _future(self) -> Future[Token | None]:
-        if self.new_future is not None:
-            return self.new_future()
-        from concurrent.futures import Future
+            self.new_future = Future
+        self._flight = Flight(self.lifecycle.renewal, self.new_future(), early)
+        return self._flight
 
-        return Future()
-
-    def _run(self, flight: Flight, link: object | None, endpoint: Endpoint) -> Token | None:
+    def _run(self, flight: Flight, endpoint: Endpoint) -> None:
         """Run ``flight``'s renewal in this thread over ``endpoint`` and land it, whatever
-        comes of it, then announce the new token; ``None`` when an early renewal found
-        nothing left to do."""
+        comes of it, then announce the new token; an early renewal found needless does
+        nothing. Raises what the caller that started it is to see."""
         from .runner import run_blocking
 
         if not self._due(flight):
-            return None
+            return
         try:
-            steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
-            with self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, link) as record:
+            steps, record = self._renewal(flight)
+            with record:
                 token = run_blocking(steps, endpoint, self, record)
         except BaseException as exc:
             self._land(flight, error=exc)
             raise
         self._land(flight, token)
         self._announce(token)
-        return token
+        if flight.failure is not None:
+            raise flight.failure
+
+    def _renewal(self, flight: Flight) -> tuple[Steps, Renewal]:
+        """The steps of ``flight``'s renewal, and its telemetry record (entered at once: it
+        starts its span as it is made)."""
+        steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
+        return steps, self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, flight.link)
 
     def _due(self, flight: Flight) -> bool:
         """Whether ``flight``'s renewal is still to run. An early one the token no longer
@@ -424,19 +401,18 @@ class TokenSource:
     ) -> None:
         """End ``flight`` with ``token`` or ``error``: an :class:`EmmaAuthError` goes to every
         waiter; any other exception (an interruption) only to the caller that ran it, and
-        the waiters look again. A failed early renewal is logged: the token still serves."""
+        the waiters look again. A failed early renewal is logged: the token still serves. A
+        token that expired on arrival (its lifetime shorter than the token call) would have
+        its caller renew for ever: that is an error, for that caller."""
         failed = isinstance(error, EmmaAuthError)
+        reason, interrupted = (str(error), False) if failed else (None, token is None)
         if isinstance(error, Exception) and not failed:
             flight.failure = error  # before its waiters wake: the caller that started it
             if flight.early:  # nobody else is told
                 logger.warning("token renewal failed unexpectedly: %s", type(error).__name__)
         with self.lock:
             backoff = self.lifecycle.renewal_ended(
-                flight.number,
-                self.monotonic(),
-                str(error) if failed else None,
-                self.retry,
-                interrupted=not failed and token is None,
+                flight.number, self.monotonic(), reason, self.retry, interrupted=interrupted
             )
             if self._flight is flight:
                 self._flight = None
@@ -449,6 +425,11 @@ class TokenSource:
                 left,
                 backoff or 0.0,
                 error,
+            )
+        if token is not None and self.lifecycle.expired_on_arrival(token, self.monotonic()):
+            flight.failure = TokenResponseError(
+                "emma granted a token that had expired when it arrived (its lifetime is "
+                f"shorter than the token call took; base URL {self.base_url})"
             )
         if not flight.future.done():
             if failed:
@@ -494,23 +475,20 @@ class TokenSource:
         """What a first renewal imports and builds (tenacity, the OpenTelemetry API, the
         cache's cipher), done on a worker thread by an async caller: on the event loop it
         would block it for tens of milliseconds."""
-        from .. import _telemetry
         from .._core import backoff  # noqa: F401 - imported for its side: loaded
 
-        _telemetry._load()
         self._plan  # noqa: B018 - made here
-        self.telemetry()
+        self.telemetry()  # made, it has loaded the OpenTelemetry API
 
     def telemetry(self) -> Telemetry:
         """This source's OpenTelemetry records, made at its first renewal; its token's
         remaining lifetime is watched from then on."""
-        telemetry = self._telemetry
-        if telemetry is None:
+        if self._telemetry is None:
             from .._telemetry import Telemetry
 
-            telemetry = self._telemetry = Telemetry(self.base_url)
-            telemetry.watch(self._remaining_lifetime)  # held weakly: a bound method
-        return telemetry
+            self._telemetry = Telemetry(self.base_url)
+            self._telemetry.watch(self._remaining_lifetime)  # held weakly: a bound method
+        return self._telemetry
 
     def _remaining_lifetime(self) -> float | None:
         return self.status().valid_for
@@ -537,7 +515,7 @@ class TokenSource:
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.clock = state["clock"]
+        self.use_clock(state["clock"])
 
 
 def _bearer(header: str | bytes | None) -> Secret | None:

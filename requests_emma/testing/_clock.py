@@ -63,5 +63,5 @@ def use_clock(auth: object, clock: _C) -> _C:
     ``clock`` is a :class:`FakeClock`, or anything with the same ``monotonic()``,
     ``wall()`` and ``sleep(seconds)``.
     """
-    source_of(auth).clock = clock
+    source_of(auth).use_clock(clock)
     return clock
