@@ -40,13 +40,13 @@ from typing import TYPE_CHECKING, Any, cast
 import requests
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
-from requests.sessions import merge_setting
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError, UnrewindableBodyError
 from urllib3.util.retry import Retry
 
 from .._core import durations, urls
 from .._core.clock import Clock
 from .._core.retry_policy import parse_retry_after
+from .._source import TokenSource, source_of
 from .._system_clock import SYSTEM_CLOCK
 from .auth import EmmaAuth
 from .body_rewind import can_be_resent
@@ -80,22 +80,23 @@ class IdempotentRetry(Retry):
     :data:`RETRY_AFTER_LIMIT` seconds, treats an unparseable ``Retry-After`` as absent
     (plain backoff) rather than raising, and skips its waits inside ``no_retry_waits()``.
 
-    Its waits, and the ``Retry-After`` dates it reads, go by the clock of the auth in
-    :attr:`clock_of` (``EmmaSession`` sets it on its own copy), so that the one clock a test
-    puts on an ``EmmaAuth`` (:func:`requests_emma.testing.use_clock`) rules these too.
+    Its waits, and the ``Retry-After`` dates it reads, go by the clock of the token source
+    in :attr:`source` (``EmmaSession`` sets it on its own copy), read at each wait, so that
+    the one clock a test puts on an ``EmmaAuth`` (:func:`requests_emma.testing.use_clock`)
+    rules these too.
     """
 
     RETRY_AFTER_STATUS_CODES = RETRY_STATUSES
-    #: The auth whose clock the waits read; ``None``: the system clock.
-    clock_of: EmmaAuth | None = None
+    #: The token source whose clock the waits read; ``None``: the system clock.
+    source: TokenSource | None = None
 
     def new(self, **kw: Any) -> Self:
         retry = super().new(**kw)
-        retry.clock_of = self.clock_of
+        retry.source = self.source
         return retry
 
     def _clock(self) -> Clock:
-        return SYSTEM_CLOCK if self.clock_of is None else self.clock_of._token_source.clock
+        return SYSTEM_CLOCK if self.source is None else self.source.clock
 
     def increment(
         self,
@@ -202,7 +203,7 @@ class EmmaSession(requests.Session):
         self._timeout = timeout
         if isinstance(retry, IdempotentRetry):
             retry = retry.new()  # the caller's own stays as it was
-            retry.clock_of = auth
+            retry.source = source_of(auth)
         if retry is not None:
             adapter = _RetryingAdapter(retry)
             for prefix in urls.origin_prefixes(resolved_base):
@@ -239,28 +240,23 @@ class EmmaSession(requests.Session):
         if direct is not None:
             # Every send passes here (request(), a redirect, a direct send()): whatever
             # proxies the environment, the session or the caller chose, loopback goes direct.
-            kwargs["proxies"] = _without_proxies(direct, kwargs.get("proxies"))
+            # (The keys are dropped, not set to None: a redirect elsewhere gets its proxy.)
+            proxies = kwargs.get("proxies") or {}
+            kwargs["proxies"] = {key: url for key, url in proxies.items() if key not in direct}
         return super().send(request, **kwargs)
 
     def rebuild_proxies(
         self, prepared_request: PreparedRequest, proxies: dict[str, str] | None
     ) -> dict[str, str]:
-        direct = direct_proxies(prepared_request.url or "")
-        if direct is None:
-            rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
-                prepared_request, proxies
-            )
-            return rebuilt
-        # For a redirect requests would add the environment's proxy back, and its credentials
-        # as a Proxy-Authorization header, which a direct request hands to the server itself.
-        prepared_request.headers.pop("Proxy-Authorization", None)
-        return _without_proxies(direct, proxies)
-
-
-def _without_proxies(direct: dict[str, None], proxies: dict[str, str] | None) -> dict[str, str]:
-    """``proxies`` less every entry ``direct`` names, as requests merges them."""
-    merged: dict[str, str] = merge_setting(direct, proxies or {})  # type: ignore[no-untyped-call]
-    return merged
+        rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
+            prepared_request, proxies
+        )
+        if direct_proxies(prepared_request.url or "") is not None:
+            # For a redirect requests adds the environment's proxy credentials as a
+            # Proxy-Authorization header, which a direct request (send() above drops the
+            # proxy) would hand to the server itself.
+            prepared_request.headers.pop("Proxy-Authorization", None)
+        return rebuilt
 
 
 def _retry_from(retries: object) -> Retry | None:
