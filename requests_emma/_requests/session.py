@@ -27,8 +27,9 @@ No proxy for loopback
     A request to a loopback host (a local test server) goes direct, whatever proxies the
     environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``), the session's ``proxies``
     or the call name: a proxy cannot reach this machine's loopback, and plain http through
-    it would show the proxy the bearer token. Redirects on loopback carry no
-    ``Proxy-Authorization`` either.
+    it would show the proxy the bearer token. Nor does a request to loopback carry a
+    ``Proxy-Authorization`` header, which requests adds to a redirect from the environment's
+    proxy settings.
 """
 
 from __future__ import annotations
@@ -44,10 +45,8 @@ from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError, U
 from urllib3.util.retry import Retry
 
 from .._core import durations, urls
-from .._core.clock import Clock
 from .._core.retry_policy import parse_retry_after
 from .._source import TokenSource, source_of
-from .._system_clock import SYSTEM_CLOCK
 from .auth import EmmaAuth
 from .body_rewind import can_be_resent
 from .proxies import direct_proxies
@@ -81,22 +80,19 @@ class IdempotentRetry(Retry):
     (plain backoff) rather than raising, and skips its waits inside ``no_retry_waits()``.
 
     Its waits, and the ``Retry-After`` dates it reads, go by the clock of the token source
-    in :attr:`source` (``EmmaSession`` sets it on its own copy), read at each wait, so that
+    in :attr:`source` (``EmmaSession`` sets it on the one it makes), read at each wait, so that
     the one clock a test puts on an ``EmmaAuth`` (:func:`requests_emma.testing.use_clock`)
     rules these too.
     """
 
     RETRY_AFTER_STATUS_CODES = RETRY_STATUSES
-    #: The token source whose clock the waits read; ``None``: the system clock.
-    source: TokenSource | None = None
+    #: The token source whose clock the waits read.
+    source: TokenSource
 
     def new(self, **kw: Any) -> Self:
         retry = super().new(**kw)
         retry.source = self.source
         return retry
-
-    def _clock(self) -> Clock:
-        return SYSTEM_CLOCK if self.source is None else self.source.clock
 
     def increment(
         self,
@@ -123,12 +119,12 @@ class IdempotentRetry(Retry):
         # read; this one reads it against the auth's clock, and takes an unreadable one (or no
         # response) for none.
         header = None if response is None else response.headers.get("Retry-After")
-        return parse_retry_after(header, self._clock().wall())
+        return parse_retry_after(header, self.source.clock.wall())
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         # urllib3's choice of wait, slept through the sleep that no_retry_waits() turns off.
         wait = self.get_retry_after(response) if self.respect_retry_after_header else None
-        self._clock().sleep(wait or self.get_backoff_time())
+        self.source.clock.sleep(wait or self.get_backoff_time())
 
 
 class _RetryingAdapter(HTTPAdapter):
@@ -202,7 +198,7 @@ class EmmaSession(requests.Session):
         self._base_url = resolved_base
         self._timeout = timeout
         if isinstance(retry, IdempotentRetry):
-            retry = retry.new()  # the caller's own stays as it was
+            # Made by _retry_from() (the class is private: a caller's Retry is another).
             retry.source = source_of(auth)
         if retry is not None:
             adapter = _RetryingAdapter(retry)
@@ -243,20 +239,10 @@ class EmmaSession(requests.Session):
             # (The keys are dropped, not set to None: a redirect elsewhere gets its proxy.)
             proxies = kwargs.get("proxies") or {}
             kwargs["proxies"] = {key: url for key, url in proxies.items() if key not in direct}
+            # For a redirect requests adds the environment proxy's credentials as a
+            # Proxy-Authorization header, which a direct request hands to the server itself.
+            request.headers.pop("Proxy-Authorization", None)
         return super().send(request, **kwargs)
-
-    def rebuild_proxies(
-        self, prepared_request: PreparedRequest, proxies: dict[str, str] | None
-    ) -> dict[str, str]:
-        rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
-            prepared_request, proxies
-        )
-        if direct_proxies(prepared_request.url or "") is not None:
-            # For a redirect requests adds the environment's proxy credentials as a
-            # Proxy-Authorization header, which a direct request (send() above drops the
-            # proxy) would hand to the server itself.
-            prepared_request.headers.pop("Proxy-Authorization", None)
-        return rebuilt
 
 
 def _retry_from(retries: object) -> Retry | None:
