@@ -108,11 +108,10 @@ class _EmmaTokenCalls(BaseAdapter):
 
 def _as_emma_json(request: PreparedRequest) -> PreparedRequest:
     body = request.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if not isinstance(body, str):
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if not isinstance(text, str):
         return request
-    form = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
+    form = dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
     if form.get("grant_type") == "client_credentials":
         basic = _basic_credentials(request.headers.get("Authorization", ""))
         client_id = form.get("client_id") or (basic[0] if basic else "")
