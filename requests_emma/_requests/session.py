@@ -67,8 +67,6 @@ RETRY_AFTER_LIMIT = 30.0
 
 _HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
-Timeout = float | tuple[float, float]
-
 
 class IdempotentRetry(Retry):
     """urllib3's ``Retry`` that keeps to ``allowed_methods`` even for connection errors.
@@ -177,7 +175,7 @@ class EmmaSession(requests.Session):
         auth: EmmaAuth | None = None,
         *,
         base_url: str | None = None,
-        timeout: Timeout | None = 30.0,
+        timeout: float | tuple[float, float] | None = 30.0,
         retries: int | Retry | None = 3,
     ) -> None:
         if auth is not None and not isinstance(auth, EmmaAuth):
@@ -211,7 +209,7 @@ class EmmaSession(requests.Session):
         return self._base_url
 
     @property
-    def timeout(self) -> Timeout | None:
+    def timeout(self) -> float | tuple[float, float] | None:
         """The timeout of requests that pass none (``None``: no default)."""
         return self._timeout
 
