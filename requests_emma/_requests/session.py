@@ -180,7 +180,13 @@ class EmmaSession(requests.Session):
     ) -> None:
         if auth is not None and not isinstance(auth, EmmaAuth):
             raise ValueError(f"auth must be an EmmaAuth, got {type(auth).__name__}")
-        retry = _retry_from(retries)
+        # retries: a Retry, used as it is; a count (False counts 0; True is no count); None.
+        count = retries is not True and isinstance(retries, int) and retries >= 0
+        if not (count or retries is None or isinstance(retries, Retry)):
+            raise ValueError(
+                "retries must be a number of retries (0 or more), a urllib3 Retry, "
+                f"or None or False for none; got {retries!r}"
+            )
         if timeout is not None:
             connect, read = durations.timeout(timeout)  # validates: positive, finite
             timeout = (connect, read) if isinstance(timeout, tuple) else read
@@ -195,11 +201,21 @@ class EmmaSession(requests.Session):
         self.auth = auth
         self._base_url = resolved_base
         self._timeout = timeout
-        if isinstance(retry, IdempotentRetry):
-            # Made by _retry_from() (the class is private: a caller's Retry is another).
-            retry.source = source_of(auth)
-        if retry is not None:
-            adapter = _RetryingAdapter(retry)
+        if isinstance(retries, int) and retries:
+            retries = IdempotentRetry(
+                # total bounds every kind of retry (connection, read, status) alike; read
+                # errors are connections closed before the answer, as increment() skips read
+                # timeouts.
+                total=retries,
+                other=0,
+                allowed_methods=IDEMPOTENT_METHODS,
+                status_forcelist=RETRY_STATUSES,
+                backoff_factor=0.5,  # without Retry-After: 0 s, then 1 s, 2 s, 4 s...
+                raise_on_status=False,  # after the last retry, hand back the 503, not raise
+            )
+            retries.source = source_of(auth)
+        if isinstance(retries, Retry):
+            adapter = _RetryingAdapter(retries)
             for prefix in urls.origin_prefixes(resolved_base):
                 self.mount(prefix, adapter)
 
@@ -241,27 +257,3 @@ class EmmaSession(requests.Session):
             # Proxy-Authorization header, which a direct request hands to the server itself.
             request.headers.pop("Proxy-Authorization", None)
         return super().send(request, **kwargs)
-
-
-def _retry_from(retries: object) -> Retry | None:
-    """The ``Retry`` behind ``retries=``; ``None`` for no retries."""
-    if isinstance(retries, Retry):
-        return retries
-    # A count (False counts 0; True is no count), or None.
-    if retries is True or not (retries is None or isinstance(retries, int) and retries >= 0):
-        raise ValueError(
-            "retries must be a number of retries (0 or more), a urllib3 Retry, "
-            f"or None or False for none; got {retries!r}"
-        )
-    if not retries:
-        return None
-    return IdempotentRetry(
-        # total bounds every kind of retry (connection, read, status) alike; read errors are
-        # connections closed before the answer, as increment() skips read timeouts.
-        total=retries,
-        other=0,
-        allowed_methods=IDEMPOTENT_METHODS,
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=0.5,  # without Retry-After: 0 s, then 1 s, 2 s, 4 s...
-        raise_on_status=False,  # after the last retry, hand back the 503 rather than raise
-    )
