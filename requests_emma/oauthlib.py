@@ -108,11 +108,10 @@ class _EmmaTokenCalls(BaseAdapter):
 
 def _as_emma_json(request: PreparedRequest) -> PreparedRequest:
     body = request.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if not isinstance(body, str):
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if not isinstance(text, str):
         return request
-    form = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
+    form = dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
     if form.get("grant_type") == "client_credentials":
         basic = _basic_credentials(request.headers.get("Authorization", ""))
         client_id = form.get("client_id") or (basic[0] if basic else "")
@@ -149,8 +148,24 @@ def _as_rfc(refused_error: str, response: Response) -> Response:
     """The response hooks (``refused_error`` bound): rewrite emma's answer as RFC 6749's;
     ``refused_error`` is the RFC error for a 400 (emma's answer to wrong credentials or a
     dead refresh token)."""
+    rfc: dict[str, object]
     if 200 <= response.status_code < 300:
-        rfc = _rfc_token(response)
+        now = time.time()
+        sent_at = now - response.elapsed.total_seconds()
+        grant = parse_token(response.content, sent_at)  # TokenResponseError if not a token
+        # The Token counts the lifetime from when its request was sent, as the lifecycle does.
+        expires_at = grant.to_token(sent_at).expires_at
+        rfc = {
+            "access_token": grant.access_token,
+            "token_type": grant.token_type,
+            # oauthlib takes 0 for "never expires": a token this short expires at once instead.
+            "expires_in": max(1, math.floor(expires_at - now)),
+            "expires_at": expires_at,
+        }
+        if grant.refresh_token is not None:
+            rfc["refresh_token"] = grant.refresh_token
+        if grant.refresh_lifetime is not None:
+            rfc["refresh_expires_in"] = math.floor(grant.refresh_lifetime)
     else:
         code, message = parse_error(response.content)
         # What the status means is the library's one reading of it (classify_status).
@@ -162,23 +177,3 @@ def _as_rfc(refused_error: str, response: Response) -> Response:
     response.encoding = "utf-8"
     response.headers["Content-Type"] = "application/json"
     return response
-
-
-def _rfc_token(response: Response) -> dict[str, object]:
-    now = time.time()
-    sent_at = now - response.elapsed.total_seconds()
-    grant = parse_token(response.content, sent_at)  # TokenResponseError if not a token
-    # The Token counts the lifetime from when its request was sent, as the lifecycle does.
-    expires_at = grant.to_token(sent_at).expires_at
-    token: dict[str, object] = {
-        "access_token": grant.access_token,
-        "token_type": grant.token_type,
-        # oauthlib takes 0 for "never expires": a token this short expires at once instead.
-        "expires_in": max(1, math.floor(expires_at - now)),
-        "expires_at": expires_at,
-    }
-    if grant.refresh_token is not None:
-        token["refresh_token"] = grant.refresh_token
-    if grant.refresh_lifetime is not None:
-        token["refresh_expires_in"] = math.floor(grant.refresh_lifetime)
-    return token

@@ -257,6 +257,8 @@ def test_loopback_url_selects_no_proxy(url: str) -> None:
         "https://xn--bcher-kva.example/external",
         "https://10.0.0.1/external",
         "https://127.0.0.1.nip.io/external",
+        # urlsplit reads 127.0.0.1, urllib3 (which connects) evil.example: not loopback.
+        "http://evil.example\\@127.0.0.1/external",
     ],
 )
 def test_other_urls_keep_the_users_proxies(url: str) -> None:

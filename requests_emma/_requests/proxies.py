@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import urllib.parse
-
-from .._core.urls import is_loopback
+from .._core.urls import is_loopback, origin
 
 
 def direct_proxies(url: str) -> dict[str, None] | None:
@@ -22,11 +20,8 @@ def direct_proxies(url: str) -> dict[str, None] | None:
     at (``scheme://host``, ``scheme``, ``all://host``, ``all``) thus removes whichever layer
     set it. The mapping is new on each call, as requests adds to it in place.
     """
-    try:
-        host = urllib.parse.urlsplit(url).hostname
-    except ValueError:
-        return None
-    if not host or not is_loopback(host):
+    found = origin(url)  # None for a URL that is not http(s) or that urllib3 may read otherwise
+    if found is None or not is_loopback(found[1]):
         return None
     schemes = ("http", "https", "all")
-    return {key: None for scheme in schemes for key in (scheme, f"{scheme}://{host}")}
+    return {key: None for scheme in schemes for key in (scheme, f"{scheme}://{found[1]}")}

@@ -23,16 +23,15 @@ def resend(response: Response, header: str, source: TokenSource, **kwargs: Any) 
     """Send the request that got the 401 ``response`` again with ``Authorization: header``
     (``kwargs``: what requests passed the hook: timeout, verify, proxies...)."""
     sent = response.request
-    replay = sent.copy()
-    carry_cookies(response, replay)
-    replay.headers["Authorization"] = header
-    if isinstance(getattr(replay, "_body_position", None), int):
-        rewind_body(replay)
     # requests follows a redirect of the replay from the request it sent first: that one
     # must carry the new token too, or the redirect resends the rejected one. The 401
-    # keeps a copy showing what it was sent with.
+    # keeps a copy showing what it was sent with; the replay is a copy with the new token.
     response.request = sent.copy()
     sent.headers["Authorization"] = header
+    replay = sent.copy()
+    carry_cookies(response, replay)
+    if isinstance(getattr(replay, "_body_position", None), int):
+        rewind_body(replay)
     with source.telemetry().replay(str(sent.method), str(sent.url)) as record:
         new_response: Response = response.connection.send(replay, **kwargs)
         record.answered(new_response.status_code)

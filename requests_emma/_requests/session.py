@@ -27,8 +27,9 @@ No proxy for loopback
     A request to a loopback host (a local test server) goes direct, whatever proxies the
     environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``), the session's ``proxies``
     or the call name: a proxy cannot reach this machine's loopback, and plain http through
-    it would show the proxy the bearer token. Redirects on loopback carry no
-    ``Proxy-Authorization`` either.
+    it would show the proxy the bearer token. Nor does a request to loopback carry a
+    ``Proxy-Authorization`` header, which requests adds to a redirect from the environment's
+    proxy settings.
 """
 
 from __future__ import annotations
@@ -40,14 +41,12 @@ from typing import TYPE_CHECKING, Any, cast
 import requests
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
-from requests.sessions import merge_setting
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError, UnrewindableBodyError
 from urllib3.util.retry import Retry
 
 from .._core import durations, urls
-from .._core.clock import Clock
 from .._core.retry_policy import parse_retry_after
-from .._system_clock import SYSTEM_CLOCK
+from .._source import TokenSource, source_of
 from .auth import EmmaAuth
 from .body_rewind import can_be_resent
 from .proxies import direct_proxies
@@ -68,8 +67,6 @@ RETRY_AFTER_LIMIT = 30.0
 
 _HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
-Timeout = float | tuple[float, float]
-
 
 class IdempotentRetry(Retry):
     """urllib3's ``Retry`` that keeps to ``allowed_methods`` even for connection errors.
@@ -80,22 +77,20 @@ class IdempotentRetry(Retry):
     :data:`RETRY_AFTER_LIMIT` seconds, treats an unparseable ``Retry-After`` as absent
     (plain backoff) rather than raising, and skips its waits inside ``no_retry_waits()``.
 
-    Its waits, and the ``Retry-After`` dates it reads, go by the clock of the auth in
-    :attr:`clock_of` (``EmmaSession`` sets it on its own copy), so that the one clock a test
-    puts on an ``EmmaAuth`` (:func:`requests_emma.testing.use_clock`) rules these too.
+    Its waits, and the ``Retry-After`` dates it reads, go by the clock of the token source
+    in :attr:`source` (``EmmaSession`` sets it on the one it makes), read at each wait, so that
+    the one clock a test puts on an ``EmmaAuth`` (:func:`requests_emma.testing.use_clock`)
+    rules these too.
     """
 
     RETRY_AFTER_STATUS_CODES = RETRY_STATUSES
-    #: The auth whose clock the waits read; ``None``: the system clock.
-    clock_of: EmmaAuth | None = None
+    #: The token source whose clock the waits read.
+    source: TokenSource
 
     def new(self, **kw: Any) -> Self:
         retry = super().new(**kw)
-        retry.clock_of = self.clock_of
+        retry.source = self.source
         return retry
-
-    def _clock(self) -> Clock:
-        return SYSTEM_CLOCK if self.clock_of is None else self.clock_of._token_source.clock
 
     def increment(
         self,
@@ -122,12 +117,12 @@ class IdempotentRetry(Retry):
         # read; this one reads it against the auth's clock, and takes an unreadable one (or no
         # response) for none.
         header = None if response is None else response.headers.get("Retry-After")
-        return parse_retry_after(header, self._clock().wall())
+        return parse_retry_after(header, self.source.clock.wall())
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         # urllib3's choice of wait, slept through the sleep that no_retry_waits() turns off.
         wait = self.get_retry_after(response) if self.respect_retry_after_header else None
-        self._clock().sleep(wait or self.get_backoff_time())
+        self.source.clock.sleep(wait or self.get_backoff_time())
 
 
 class _RetryingAdapter(HTTPAdapter):
@@ -180,12 +175,18 @@ class EmmaSession(requests.Session):
         auth: EmmaAuth | None = None,
         *,
         base_url: str | None = None,
-        timeout: Timeout | None = 30.0,
+        timeout: float | tuple[float, float] | None = 30.0,
         retries: int | Retry | None = 3,
     ) -> None:
         if auth is not None and not isinstance(auth, EmmaAuth):
             raise ValueError(f"auth must be an EmmaAuth, got {type(auth).__name__}")
-        retry = _retry_from(retries)
+        # retries: a Retry, used as it is; a count (False counts 0; True is no count); None.
+        count = retries is not True and isinstance(retries, int) and retries >= 0
+        if not (count or retries is None or isinstance(retries, Retry)):
+            raise ValueError(
+                "retries must be a number of retries (0 or more), a urllib3 Retry, "
+                f"or None or False for none; got {retries!r}"
+            )
         if timeout is not None:
             connect, read = durations.timeout(timeout)  # validates: positive, finite
             timeout = (connect, read) if isinstance(timeout, tuple) else read
@@ -200,11 +201,21 @@ class EmmaSession(requests.Session):
         self.auth = auth
         self._base_url = resolved_base
         self._timeout = timeout
-        if isinstance(retry, IdempotentRetry):
-            retry = retry.new()  # the caller's own stays as it was
-            retry.clock_of = auth
-        if retry is not None:
-            adapter = _RetryingAdapter(retry)
+        if isinstance(retries, int) and retries:
+            retries = IdempotentRetry(
+                # total bounds every kind of retry (connection, read, status) alike; read
+                # errors are connections closed before the answer, as increment() skips read
+                # timeouts.
+                total=retries,
+                other=0,
+                allowed_methods=IDEMPOTENT_METHODS,
+                status_forcelist=RETRY_STATUSES,
+                backoff_factor=0.5,  # without Retry-After: 0 s, then 1 s, 2 s, 4 s...
+                raise_on_status=False,  # after the last retry, hand back the 503, not raise
+            )
+            retries.source = source_of(auth)
+        if isinstance(retries, Retry):
+            adapter = _RetryingAdapter(retries)
             for prefix in urls.origin_prefixes(resolved_base):
                 self.mount(prefix, adapter)
 
@@ -214,7 +225,7 @@ class EmmaSession(requests.Session):
         return self._base_url
 
     @property
-    def timeout(self) -> Timeout | None:
+    def timeout(self) -> float | tuple[float, float] | None:
         """The timeout of requests that pass none (``None``: no default)."""
         return self._timeout
 
@@ -239,49 +250,10 @@ class EmmaSession(requests.Session):
         if direct is not None:
             # Every send passes here (request(), a redirect, a direct send()): whatever
             # proxies the environment, the session or the caller chose, loopback goes direct.
-            kwargs["proxies"] = _without_proxies(direct, kwargs.get("proxies"))
+            # (The keys are dropped, not set to None: a redirect elsewhere gets its proxy.)
+            proxies = kwargs.get("proxies") or {}
+            kwargs["proxies"] = {key: url for key, url in proxies.items() if key not in direct}
+            # For a redirect requests adds the environment proxy's credentials as a
+            # Proxy-Authorization header, which a direct request hands to the server itself.
+            request.headers.pop("Proxy-Authorization", None)
         return super().send(request, **kwargs)
-
-    def rebuild_proxies(
-        self, prepared_request: PreparedRequest, proxies: dict[str, str] | None
-    ) -> dict[str, str]:
-        direct = direct_proxies(prepared_request.url or "")
-        if direct is None:
-            rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
-                prepared_request, proxies
-            )
-            return rebuilt
-        # For a redirect requests would add the environment's proxy back, and its credentials
-        # as a Proxy-Authorization header, which a direct request hands to the server itself.
-        prepared_request.headers.pop("Proxy-Authorization", None)
-        return _without_proxies(direct, proxies)
-
-
-def _without_proxies(direct: dict[str, None], proxies: dict[str, str] | None) -> dict[str, str]:
-    """``proxies`` less every entry ``direct`` names, as requests merges them."""
-    merged: dict[str, str] = merge_setting(direct, proxies or {})  # type: ignore[no-untyped-call]
-    return merged
-
-
-def _retry_from(retries: object) -> Retry | None:
-    """The ``Retry`` behind ``retries=``; ``None`` for no retries."""
-    if isinstance(retries, Retry):
-        return retries
-    # A count (False counts 0; True is no count), or None.
-    if retries is True or not (retries is None or isinstance(retries, int) and retries >= 0):
-        raise ValueError(
-            "retries must be a number of retries (0 or more), a urllib3 Retry, "
-            f"or None or False for none; got {retries!r}"
-        )
-    if not retries:
-        return None
-    return IdempotentRetry(
-        # total bounds every kind of retry (connection, read, status) alike; read errors are
-        # connections closed before the answer, as increment() skips read timeouts.
-        total=retries,
-        other=0,
-        allowed_methods=IDEMPOTENT_METHODS,
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=0.5,  # without Retry-After: 0 s, then 1 s, 2 s, 4 s...
-        raise_on_status=False,  # after the last retry, hand back the 503 rather than raise
-    )
