@@ -23,7 +23,8 @@ from typing import Protocol
 import requests
 
 from .._core import urls
-from ._tokens import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH, FakeTokenService, PlannedAnswer
+from .._core.wire import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH
+from ._tokens import FakeTokenService, PlannedAnswer
 
 _Answer = tuple[int, dict[str, str], bytes]
 
@@ -76,12 +77,10 @@ class FakeTokenEndpoints(FakeTokenService):
 
     def answer(self, request: requests.PreparedRequest) -> _Answer:
         """The ``responses`` callback: emma's answer to one token call."""
-        body = request.body or b""
-        body = body.encode() if isinstance(body, str) else body
-        answer = self._answer(request.url or "", request.headers, body)
+        answer = self._answer(request.url or "", request.headers, request.body or b"")
         return answer.status, dict(answer.headers), answer.body
 
-    def _answer(self, url: str, headers: Mapping[str, str], body: bytes) -> PlannedAnswer:
+    def _answer(self, url: str, headers: Mapping[str, str], body: bytes | str) -> PlannedAnswer:
         """emma's answer to a token call to ``url``, whichever mock library received it, with
         ``Content-Type: application/json`` unless a planned failure says otherwise (in any
         spelling): ``responses`` then leaves out the one it would add."""

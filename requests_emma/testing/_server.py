@@ -32,15 +32,8 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._tokens import (
-    ISSUE_TOKEN_PATH,
-    REFRESH_TOKEN_PATH,
-    FakeTokenService,
-    PlannedAnswer,
-    bad_request,
-    json_answer,
-    planned_answer,
-)
+from .._core.wire import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH
+from ._tokens import FakeTokenService, PlannedAnswer, bad_request, json_answer, planned_answer
 
 PREFIX = "/external"
 #: Planned for an API call that gets no answer: the connection is closed instead.
@@ -96,10 +89,9 @@ class FakeEmmaServer(FakeTokenService):
         max_recorded_requests: int | None = 1000,
         revoke_on_reuse: bool = False,
     ) -> None:
+        # type(), not isinstance(): True is an int too, and no bound.
         if max_recorded_requests is not None and (
-            isinstance(max_recorded_requests, bool)
-            or not isinstance(max_recorded_requests, int)
-            or max_recorded_requests < 0
+            type(max_recorded_requests) is not int or max_recorded_requests < 0
         ):
             raise ValueError(
                 f"max_recorded_requests must be a whole number, 0 or more, or None (every "
