@@ -62,6 +62,8 @@ class FakeTokenEndpoints(FakeTokenService):
     ) -> None:
         super().__init__(client_id, client_secret, token_lifetime, refresh_lifetime)
         self.base_url = base_url
+        # What the URLs of both endpoints match, and no other URL: one registration answers both.
+        self._pattern = re.compile(r"\A" + re.escape(base_url) + r"/v1/(?:issue|refresh)-token\Z")
 
     def __repr__(self) -> str:
         return (
@@ -112,29 +114,26 @@ def add_token_endpoints(
     any). Lifetimes are seconds. Returns the :class:`FakeTokenEndpoints`, for its counters
     and knobs.
     """
-    endpoints, pattern = token_endpoints(
-        base_url, client_id, client_secret, token_lifetime, refresh_lifetime
+    endpoints = endpoints_at(base_url, client_id, client_secret, token_lifetime, refresh_lifetime)
+    mock.add_callback(
+        "POST", endpoints._pattern, callback=endpoints.answer, content_type="application/json"
     )
-    mock.add_callback("POST", pattern, callback=endpoints.answer, content_type="application/json")
     return endpoints
 
 
-def token_endpoints(
+def endpoints_at(
     base_url: str,
     client_id: str | None,
     client_secret: str | None,
     token_lifetime: int,
     refresh_lifetime: int,
-) -> tuple[FakeTokenEndpoints, re.Pattern[str]]:
-    """The :class:`FakeTokenEndpoints` of a registration (its ``base_url`` checked as
-    ``EmmaAuth`` checks it), and what the URLs of both its endpoints match, and no other URL:
-    one pattern, so that one registration answers both."""
-    endpoints = FakeTokenEndpoints(
+) -> FakeTokenEndpoints:
+    """The :class:`FakeTokenEndpoints` of a registration, its ``base_url`` checked as
+    ``EmmaAuth`` checks it."""
+    return FakeTokenEndpoints(
         urls.base_url(base_url),
         client_id=client_id,
         client_secret=client_secret,
         token_lifetime=token_lifetime,
         refresh_lifetime=refresh_lifetime,
     )
-    root = re.escape(endpoints.base_url)
-    return endpoints, re.compile(r"\A" + root + r"/v1/(?:issue|refresh)-token\Z")

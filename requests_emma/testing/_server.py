@@ -285,7 +285,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return False
 
     def _api(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
-        state = self.server_state
         if path == "/v1/locations" and self.command == "GET":
             names = query.get("name")
             found = [loc for loc in LOCATIONS if not names or loc["name"] in names]
@@ -296,8 +295,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     return self._send_json(200, location)
             return self._send_json(404, {"code": "NOT_FOUND", "message": "Location not found"})
         if path == "/v1/ssh-keys" and self.command == "GET":
-            with state._lock:
-                return self._send_json(200, list(state._ssh_keys))
+            # No lock: copying a list is atomic, and a key is appended whole.
+            return self._send_json(200, list(self.server_state._ssh_keys))
         if path == "/v1/ssh-keys" and self.command == "POST":
             return self._create_ssh_key(body)
         return self._send_json(404, {"code": "NOT_FOUND", "message": "Not found"})

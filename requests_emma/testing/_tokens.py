@@ -177,7 +177,7 @@ class FakeTokenService:
             family.update((access_token, refresh_token))
             self._access[access_token] = now + self.token_lifetime
             self._refresh[refresh_token] = (now + self.refresh_lifetime, family)
-        token: dict[str, Any] = {
+        return {
             "accessToken": access_token,
             "refreshToken": refresh_token,
             "refreshExpiresIn": self.refresh_lifetime,
@@ -186,10 +186,9 @@ class FakeTokenService:
             "notBeforePolicy": 0,
             "sessionState": secrets.token_hex(16),
             "otherClaims": {},
+            # Left out with send_expires_in=False: clients then read the JWT's exp claim.
+            **({"expiresIn": self.token_lifetime} if self.send_expires_in else {}),
         }
-        if self.send_expires_in:
-            token["expiresIn"] = self.token_lifetime
-        return token
 
 
 def planned_answer(
