@@ -277,7 +277,7 @@ def test_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*fixture 'emma_server' not found*"])
 
 
-def _token_call(server: FakeEmmaServer, path: str, body: dict[str, str]) -> requests.Response:
+def _token_call(server: FakeEmmaServer, path: str, body: dict[str, object]) -> requests.Response:
     return requests.post(server.base_url + path, json=body, timeout=10)
 
 
@@ -299,6 +299,15 @@ def test_a_reused_refresh_token_is_counted_and_revokes_its_family_when_asked(
         assert server.is_valid_access_token(other["accessToken"])
         still = _token_call(server, "/v1/refresh-token", {"refreshToken": newest["refreshToken"]})
         assert (still.status_code == 200) is not revoke_on_reuse
+
+
+@pytest.mark.parametrize("refresh_token", [None, 5, ["a", "list"], {"an": "object"}])
+def test_a_refresh_token_that_is_not_a_string_is_refused(refresh_token: object) -> None:
+    """A missing, numeric, list or object refresh token gets emma's 400, not a server error."""
+    with FakeEmmaServer() as server:
+        refused = _token_call(server, "/v1/refresh-token", {"refreshToken": refresh_token})
+        assert refused.status_code == 400, refused.text
+        assert refused.json() == {"code": "BAD_REQUEST", "message": "Invalid refresh token"}
 
 
 def test_planned_api_failures_and_drops_come_in_the_order_planned() -> None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import httpx2
 
 from .._core import urls
-from ._responses import FakeTokenEndpoints, token_endpoints
+from ._responses import FakeTokenEndpoints, endpoints_at
 
 #: A ``MockTransport`` handler: a response, or (for an ``AsyncClient``) an awaitable of one.
 Handler = Callable[[httpx2.Request], "httpx2.Response | Awaitable[httpx2.Response]"]
@@ -59,12 +59,10 @@ def httpx2_token_transport(
     under test and to ``EmmaHttpx2Auth(client=..., async_client=...)``, whose token calls
     otherwise go through a client of its own.
     """
-    endpoints, pattern = token_endpoints(
-        base_url, client_id, client_secret, token_lifetime, refresh_lifetime
-    )
+    endpoints = endpoints_at(base_url, client_id, client_secret, token_lifetime, refresh_lifetime)
 
     def answer(request: httpx2.Request) -> httpx2.Response | Awaitable[httpx2.Response]:
-        if request.method == "POST" and pattern.match(str(request.url)):
+        if request.method == "POST" and endpoints._pattern.match(str(request.url)):
             answer = endpoints._answer(str(request.url), request.headers, request.content)
             return httpx2.Response(answer.status, headers=answer.headers, stream=_Body(answer.body))
         if handler is None:

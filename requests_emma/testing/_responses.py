@@ -23,7 +23,8 @@ from typing import Protocol
 import requests
 
 from .._core import urls
-from ._tokens import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH, FakeTokenService, PlannedAnswer
+from .._core.wire import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH
+from ._tokens import FakeTokenService, PlannedAnswer
 
 _Answer = tuple[int, dict[str, str], bytes]
 
@@ -61,6 +62,8 @@ class FakeTokenEndpoints(FakeTokenService):
     ) -> None:
         super().__init__(client_id, client_secret, token_lifetime, refresh_lifetime)
         self.base_url = base_url
+        # What the URLs of both endpoints match, and no other URL: one registration answers both.
+        self._pattern = re.compile(r"\A" + re.escape(base_url) + r"/v1/(?:issue|refresh)-token\Z")
 
     def __repr__(self) -> str:
         return (
@@ -76,12 +79,10 @@ class FakeTokenEndpoints(FakeTokenService):
 
     def answer(self, request: requests.PreparedRequest) -> _Answer:
         """The ``responses`` callback: emma's answer to one token call."""
-        body = request.body or b""
-        body = body.encode() if isinstance(body, str) else body
-        answer = self._answer(request.url or "", request.headers, body)
+        answer = self._answer(request.url or "", request.headers, request.body or b"")
         return answer.status, dict(answer.headers), answer.body
 
-    def _answer(self, url: str, headers: Mapping[str, str], body: bytes) -> PlannedAnswer:
+    def _answer(self, url: str, headers: Mapping[str, str], body: bytes | str) -> PlannedAnswer:
         """emma's answer to a token call to ``url``, whichever mock library received it, with
         ``Content-Type: application/json`` unless a planned failure says otherwise (in any
         spelling): ``responses`` then leaves out the one it would add."""
@@ -113,29 +114,26 @@ def add_token_endpoints(
     any). Lifetimes are seconds. Returns the :class:`FakeTokenEndpoints`, for its counters
     and knobs.
     """
-    endpoints, pattern = token_endpoints(
-        base_url, client_id, client_secret, token_lifetime, refresh_lifetime
+    endpoints = endpoints_at(base_url, client_id, client_secret, token_lifetime, refresh_lifetime)
+    mock.add_callback(
+        "POST", endpoints._pattern, callback=endpoints.answer, content_type="application/json"
     )
-    mock.add_callback("POST", pattern, callback=endpoints.answer, content_type="application/json")
     return endpoints
 
 
-def token_endpoints(
+def endpoints_at(
     base_url: str,
     client_id: str | None,
     client_secret: str | None,
     token_lifetime: int,
     refresh_lifetime: int,
-) -> tuple[FakeTokenEndpoints, re.Pattern[str]]:
-    """The :class:`FakeTokenEndpoints` of a registration (its ``base_url`` checked as
-    ``EmmaAuth`` checks it), and what the URLs of both its endpoints match, and no other URL:
-    one pattern, so that one registration answers both."""
-    endpoints = FakeTokenEndpoints(
+) -> FakeTokenEndpoints:
+    """The :class:`FakeTokenEndpoints` of a registration, its ``base_url`` checked as
+    ``EmmaAuth`` checks it."""
+    return FakeTokenEndpoints(
         urls.base_url(base_url),
         client_id=client_id,
         client_secret=client_secret,
         token_lifetime=token_lifetime,
         refresh_lifetime=refresh_lifetime,
     )
-    root = re.escape(endpoints.base_url)
-    return endpoints, re.compile(r"\A" + root + r"/v1/(?:issue|refresh)-token\Z")

@@ -23,7 +23,7 @@ from typing import Protocol
 import httpx
 
 from .._core import urls
-from ._responses import FakeTokenEndpoints, token_endpoints
+from ._responses import FakeTokenEndpoints, endpoints_at
 
 
 class MockableRoute(Protocol):
@@ -57,13 +57,11 @@ def add_respx_token_endpoints(
     any). Lifetimes are seconds. Returns the :class:`FakeTokenEndpoints`, for its counters
     and knobs.
     """
-    endpoints, pattern = token_endpoints(
-        base_url, client_id, client_secret, token_lifetime, refresh_lifetime
-    )
+    endpoints = endpoints_at(base_url, client_id, client_secret, token_lifetime, refresh_lifetime)
 
     def answer(request: httpx.Request) -> httpx.Response:
         answer = endpoints._answer(str(request.url), request.headers, request.read())
         return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
 
-    router.route(method="POST", url__regex=pattern).mock(side_effect=answer)
+    router.route(method="POST", url__regex=endpoints._pattern).mock(side_effect=answer)
     return endpoints

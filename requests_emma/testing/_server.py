@@ -32,15 +32,8 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._tokens import (
-    ISSUE_TOKEN_PATH,
-    REFRESH_TOKEN_PATH,
-    FakeTokenService,
-    PlannedAnswer,
-    bad_request,
-    json_answer,
-    planned_answer,
-)
+from .._core.wire import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH
+from ._tokens import FakeTokenService, PlannedAnswer, bad_request, json_answer, planned_answer
 
 PREFIX = "/external"
 #: Planned for an API call that gets no answer: the connection is closed instead.
@@ -96,10 +89,9 @@ class FakeEmmaServer(FakeTokenService):
         max_recorded_requests: int | None = 1000,
         revoke_on_reuse: bool = False,
     ) -> None:
+        # type(), not isinstance(): True is an int too, and no bound.
         if max_recorded_requests is not None and (
-            isinstance(max_recorded_requests, bool)
-            or not isinstance(max_recorded_requests, int)
-            or max_recorded_requests < 0
+            type(max_recorded_requests) is not int or max_recorded_requests < 0
         ):
             raise ValueError(
                 f"max_recorded_requests must be a whole number, 0 or more, or None (every "
@@ -293,7 +285,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return False
 
     def _api(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
-        state = self.server_state
         if path == "/v1/locations" and self.command == "GET":
             names = query.get("name")
             found = [loc for loc in LOCATIONS if not names or loc["name"] in names]
@@ -304,8 +295,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     return self._send_json(200, location)
             return self._send_json(404, {"code": "NOT_FOUND", "message": "Location not found"})
         if path == "/v1/ssh-keys" and self.command == "GET":
-            with state._lock:
-                return self._send_json(200, list(state._ssh_keys))
+            # No lock: copying a list is atomic, and a key is appended whole.
+            return self._send_json(200, list(self.server_state._ssh_keys))
         if path == "/v1/ssh-keys" and self.command == "POST":
             return self._create_ssh_key(body)
         return self._send_json(404, {"code": "NOT_FOUND", "message": "Not found"})

@@ -28,8 +28,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-ISSUE_TOKEN_PATH = "/v1/issue-token"
-REFRESH_TOKEN_PATH = "/v1/refresh-token"
+from .._core.wire import ISSUE_TOKEN_PATH, REFRESH_TOKEN_PATH
 
 
 def _b64(raw: bytes) -> str:
@@ -123,7 +122,7 @@ class FakeTokenService:
                 self.refresh_calls += 1
             return self._token_failures.popleft() if self._token_failures else None
 
-    def _answer_token_call(self, path: str, content_type: str, body: bytes) -> PlannedAnswer:
+    def _answer_token_call(self, path: str, content_type: str, body: bytes | str) -> PlannedAnswer:
         """emma's answer to a token call to ``path`` with this body."""
         if "application/json" not in content_type:
             return bad_request("Content-Type must be application/json")
@@ -134,7 +133,8 @@ class FakeTokenService:
         if not isinstance(data, dict):
             return bad_request("Request body must be a JSON object")
         if path == REFRESH_TOKEN_PATH:
-            family = self._take_refresh_token(data.get("refreshToken"))
+            # str(): a refresh token that is not a string matches none issued.
+            family = self._take_refresh_token(str(data.get("refreshToken")))
             if family is None:
                 return bad_request("Invalid refresh token")
             return json_answer(200, self._new_token(family))
@@ -145,10 +145,8 @@ class FakeTokenService:
             return bad_request("Invalid client credentials")
         return json_answer(200, self._new_token())
 
-    def _take_refresh_token(self, refresh_token: object) -> set[str] | None:
+    def _take_refresh_token(self, refresh_token: str) -> set[str] | None:
         """The family of ``refresh_token`` if it is valid (and now used), else ``None``."""
-        if not isinstance(refresh_token, str):
-            return None
         with self._lock:
             # Rotation: a refresh token works once.
             expiry, family = self._refresh.pop(refresh_token, (0.0, set()))
@@ -179,7 +177,7 @@ class FakeTokenService:
             family.update((access_token, refresh_token))
             self._access[access_token] = now + self.token_lifetime
             self._refresh[refresh_token] = (now + self.refresh_lifetime, family)
-        token: dict[str, Any] = {
+        return {
             "accessToken": access_token,
             "refreshToken": refresh_token,
             "refreshExpiresIn": self.refresh_lifetime,
@@ -188,10 +186,9 @@ class FakeTokenService:
             "notBeforePolicy": 0,
             "sessionState": secrets.token_hex(16),
             "otherClaims": {},
+            # Left out with send_expires_in=False: clients then read the JWT's exp claim.
+            **({"expiresIn": self.token_lifetime} if self.send_expires_in else {}),
         }
-        if self.send_expires_in:
-            token["expiresIn"] = self.token_lifetime
-        return token
 
 
 def planned_answer(
