@@ -132,9 +132,6 @@ FIRST_USE, EARLY, EXPIRED, AFTER_401, AFTER_FORK = TRIGGERS
 
 #: ``TokenLifecycle.fresh`` when there is no token to send as it is.
 _NOT_FRESH = (-math.inf, "")
-#: The early renewals' backoff: no early renewal before ``not_before`` (monotonic), and how
-#: many failed in a row.
-_NO_BACKOFF = (-math.inf, 0)
 
 
 class Freshness(enum.Enum):
@@ -223,8 +220,12 @@ class TokenLifecycle:
         self._renewal_began = -math.inf
         #: The message of the last renewal that failed, ``None`` once one succeeded.
         self.last_error: str | None = None
-        self._early_backoff = _NO_BACKOFF
-        self._forked = False
+        #: The early renewals' backoff: no early renewal before ``[0]`` (monotonic), and how
+        #: many failed in a row.
+        self._early_backoff = (-math.inf, 0)
+        #: Why a renewal runs when the token is unusable (short of a 401): no token yet, a
+        #: token that expired, or the first renewal in a forked child.
+        self._unusable = FIRST_USE
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -270,7 +271,7 @@ class TokenLifecycle:
                 return Decision.SEND
             self._grant(now, EARLY)
         elif decision is Decision.RENEW:
-            self._grant(now, self._trigger(rejected))
+            self._grant(now, self._unusable if rejected is None else AFTER_401)
         return decision
 
     def wait_limit(self, now: float) -> float:
@@ -328,13 +329,6 @@ class TokenLifecycle:
         wait = max(wait, 0.0 if hold is None else hold.left(now))
         self._early_backoff = (now + wait, failures + 1)
         return wait
-
-    def _trigger(self, rejected: str | None) -> str:
-        if rejected is not None:
-            return AFTER_401
-        if self._forked:
-            return AFTER_FORK
-        return FIRST_USE if self._held is None else EXPIRED
 
     # -- what to renew with, and what an answer means ----------------------------------------
 
@@ -473,8 +467,8 @@ class TokenLifecycle:
         margin = effective_margin(lifetime, self.refresh_margin)
         held = self._held = _Held(token, start + lifetime - margin, start + lifetime, issued_at)
         self.fresh = (held.renew_after, held.header)
-        self._early_backoff = _NO_BACKOFF
-        self._forked = False
+        self._early_backoff = (-math.inf, 0)
+        self._unusable = EXPIRED
 
     # -- rejection and processes -------------------------------------------------------------
 
@@ -507,7 +501,7 @@ class TokenLifecycle:
         self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
         self.renewing = None
         self.generation = 0
-        self._forked = True
+        self._unusable = AFTER_FORK
 
     # -- reporting ---------------------------------------------------------------------------
 
