@@ -108,10 +108,8 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
         lifetime, source = DEFAULT_LIFETIME, "default"
 
     refresh_token = _optional(data, "refreshToken", str, "a string")
-    refresh_lifetime = _optional_seconds(data, "refreshExpiresIn")
-    return checked_grant(
-        access_token, token_type, lifetime, source, refresh_token, refresh_lifetime
-    )
+    refresh_in = _optional_seconds(data, "refreshExpiresIn")
+    return checked_grant(access_token, token_type, lifetime, source, refresh_token, refresh_in)
 
 
 def checked_grant(
