@@ -63,12 +63,10 @@ class TokenGrant:
 
     def to_token(self, received_at: float) -> Token:
         """The :class:`Token` with absolute Unix times, given the Unix time of arrival."""
-        refresh_lifetime = self.refresh_lifetime
-        refresh_expires_at = None if refresh_lifetime is None else received_at + refresh_lifetime
+        refresh_in = self.refresh_lifetime
+        refresh_at = None if refresh_in is None else received_at + refresh_in
         expires_at = received_at + self.lifetime
-        return Token(
-            self.access_token, self.token_type, expires_at, self.refresh_token, refresh_expires_at
-        )
+        return Token(self.access_token, self.token_type, expires_at, self.refresh_token, refresh_at)
 
 
 def issue_token_body(client_id: str, client_secret: str) -> dict[str, str]:
