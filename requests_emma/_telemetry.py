@@ -314,11 +314,10 @@ class Replay(_Span):
 
     __slots__ = ()
 
-    def answered(self, status: int | None, error: BaseException | None = None) -> None:
-        """The replay's status, or the exception that stopped it."""
-        failed = error is not None or (status is not None and status >= 400)
-        error_type = type_name(error) if error is not None else str(status) if failed else None
-        self._answer(status, error_type)
+    def answered(self, status: int) -> None:
+        """The replay's status (an exception that stopped it: the ``with`` block's end
+        records that)."""
+        self._answer(status, str(status) if status >= 400 else None)
 
 
 class Telemetry:

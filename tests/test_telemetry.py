@@ -714,8 +714,8 @@ def test_no_secret_reaches_any_span_event_link_or_metric(otel: Kit) -> None:
     with pytest.raises(CredentialsError), telemetry.renewal("after_401"):
         raise CredentialsError(f"rejected {SECRET}")
     url = base_url.replace("//", f"//{SECRET}:{SECRET}@") + f"/v1/x?token={SECRET}#{SECRET}"
-    with telemetry.replay("POST", url) as replay:
-        replay.answered(None, requests.ConnectionError(f"reset, {SECRET}"))
+    with pytest.raises(requests.ConnectionError), telemetry.replay("POST", url):
+        raise requests.ConnectionError(f"reset, {SECRET}")
     spans = otel.spans()
     assert len(spans) == 7
     exported = "\n".join(span.to_json() for span in spans) + otel.collect_json()

@@ -176,21 +176,14 @@ def _token(data: dict[str, Any]) -> tuple[Token, float]:
     from .wire import checked_grant
 
     issued_at, expires_at = _number(data.get("issued_at")), _number(data.get("expires_at"))
+    access_token, token_type = (_of(data.get(name), str) for name in ("access_token", "token_type"))
     refresh_token = _of(data.get("refresh_token"), str, type(None))
-    refresh_expires_at = data.get("refresh_expires_at")
-    refresh_lifetime = (
-        None if refresh_expires_at is None else _number(refresh_expires_at) - issued_at
-    )
-    if refresh_lifetime is not None and refresh_lifetime <= 0:
-        refresh_token = refresh_lifetime = None  # expired before its access token was issued
-    grant = checked_grant(
-        _of(data.get("access_token"), str),
-        _of(data.get("token_type"), str),
-        expires_at - issued_at,
-        "cache",
-        refresh_token,
-        refresh_lifetime,
-    )
+    refresh_at = data.get("refresh_expires_at")
+    refresh_in = None if refresh_at is None else _number(refresh_at) - issued_at
+    if refresh_in is not None and refresh_in <= 0:
+        refresh_token = refresh_in = None  # expired before its access token was issued
+    lifetime = expires_at - issued_at
+    grant = checked_grant(access_token, token_type, lifetime, "cache", refresh_token, refresh_in)
     return grant.to_token(issued_at), issued_at
 
 

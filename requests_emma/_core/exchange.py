@@ -69,19 +69,14 @@ def failure_outcome(
     if failure is Failure.CONNECTION and (system_reason := os_reason(cause)):
         reason = f"{reason} ({system_reason})"
     elif failure is Failure.OTHER:
-        reason = f"{reason} ({type(cause).__name__}: {_without_user_info(cause)})"
+        reason = f"{reason} ({type(cause).__name__}: {_USER_INFO.sub('***@', str(cause))})"
+        # Each link of the chain that quoted some user info is left with the scrubbed
+        # message only (a traceback prints them all).
+        for link in chain(cause):
+            text = str(link)
+            if _USER_INFO.search(text):
+                link.args = (_USER_INFO.sub("***@", text),)
     return Outcome(kind, reason, sent_at=sent_at, sent_wall=sent_wall, cause=cause)
-
-
-def _without_user_info(cause: BaseException) -> str:
-    """The message of ``cause`` with no URL user info; each link of its chain that quoted
-    some is left with the scrubbed message only (a traceback prints them all)."""
-    message = _USER_INFO.sub("***@", str(cause))
-    for link in chain(cause):
-        text = str(link)
-        if _USER_INFO.search(text):
-            link.args = (_USER_INFO.sub("***@", text),)
-    return message
 
 
 class CappedBody:

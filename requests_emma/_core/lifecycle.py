@@ -132,9 +132,6 @@ FIRST_USE, EARLY, EXPIRED, AFTER_401, AFTER_FORK = TRIGGERS
 
 #: ``TokenLifecycle.fresh`` when there is no token to send as it is.
 _NOT_FRESH = (-math.inf, "")
-#: The early renewals' backoff: no early renewal before ``not_before`` (monotonic), and how
-#: many failed in a row.
-_NO_BACKOFF = (-math.inf, 0)
 
 
 class Freshness(enum.Enum):
@@ -207,7 +204,9 @@ class TokenLifecycle:
         #: send, ``until`` is minus infinity: the one comparison answers "not fresh".
         self.fresh: tuple[float, str] = _NOT_FRESH
         self._refresh_token: str | None = None
-        self._refresh_expires: float | None = None  # monotonic
+        # Monotonic, infinite when not known; set with every refresh token, and read only
+        # while one is held, so a dropped one's is never cleared.
+        self._refresh_expires = math.inf
         self._refresh_expires_at: float | None = None  # Unix time, as passed on to a cache
         #: The generation of the shared cache entry the state held here comes from (or was
         #: saved as); 0 for none.
@@ -223,8 +222,12 @@ class TokenLifecycle:
         self._renewal_began = -math.inf
         #: The message of the last renewal that failed, ``None`` once one succeeded.
         self.last_error: str | None = None
-        self._early_backoff = _NO_BACKOFF
-        self._forked = False
+        #: The early renewals' backoff: no early renewal before ``[0]`` (monotonic), and how
+        #: many failed in a row.
+        self._early_backoff = (-math.inf, 0)
+        #: Why a renewal runs when the token is unusable (short of a 401): no token yet, a
+        #: token that expired, or the first renewal in a forked child.
+        self._unusable = FIRST_USE
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -245,9 +248,8 @@ class TokenLifecycle:
         """Whether ``token``, just accepted, is the current token and has expired though the
         API never refused it: its lifetime was shorter than its token call."""
         held = self._held
-        if held is None or held.token is not token or now < held.expires:
-            return False
-        return token.access_token not in self._rejected
+        expired = held is not None and held.token is token and now >= held.expires
+        return expired and token.access_token not in self._rejected
 
     def usable(self, now: float) -> _Held | None:
         """The current token (with its header) unless it has expired."""
@@ -270,7 +272,7 @@ class TokenLifecycle:
                 return Decision.SEND
             self._grant(now, EARLY)
         elif decision is Decision.RENEW:
-            self._grant(now, self._trigger(rejected))
+            self._grant(now, self._unusable if rejected is None else AFTER_401)
         return decision
 
     def wait_limit(self, now: float) -> float:
@@ -324,17 +326,9 @@ class TokenLifecycle:
         floor = max(policy.wait_initial, EARLY_BACKOFF_FLOOR)
         failures = self._early_backoff[1]
         wait = min(max(policy.wait_max, floor), floor * 2.0**failures)
-        hold = self.calls_held(now)
-        wait = max(wait, 0.0 if hold is None else hold.left(now))
+        wait = max(wait, 0.0 if self.hold is None else self.hold.left(now))  # not inside a hold
         self._early_backoff = (now + wait, failures + 1)
         return wait
-
-    def _trigger(self, rejected: str | None) -> str:
-        if rejected is not None:
-            return AFTER_401
-        if self._forked:
-            return AFTER_FORK
-        return FIRST_USE if self._held is None else EXPIRED
 
     # -- what to renew with, and what an answer means ----------------------------------------
 
@@ -342,10 +336,9 @@ class TokenLifecycle:
         """The refresh token to renew with, taken out as its call is sent (see the module
         docstring), if there is one that has not (nearly) expired; ``None``: issue a token."""
         refresh_token, self._refresh_token = self._refresh_token, None
-        expires = self._refresh_expires
-        if refresh_token is None or expires is None or now < expires - REFRESH_TOKEN_SLACK:
+        if refresh_token is None or now < self._refresh_expires - REFRESH_TOKEN_SLACK:
             return refresh_token
-        self._refresh_expires = self._refresh_expires_at = None  # about to expire: dropped
+        self._refresh_expires_at = None  # about to expire: dropped
         return None
 
     def refresh_ended(self, now: float, refresh_token: str, outcome: Outcome) -> bool:
@@ -360,7 +353,7 @@ class TokenLifecycle:
             self._refresh_token = self._refresh_token or refresh_token
             self.call_failed(now, outcome)
             return False
-        self._refresh_expires = self._refresh_expires_at = None
+        self._refresh_expires_at = None
         return True
 
     def call_failed(
@@ -404,10 +397,9 @@ class TokenLifecycle:
         the request sent, still good if the answer brings no new one."""
         token = grant.to_token(sent_wall)
         self._refresh_token = self._refresh_token or refreshed_with
-        refresh_lifetime = grant.refresh_lifetime
         if grant.refresh_token is not None:
             self._refresh_token = grant.refresh_token
-            self._refresh_expires = None if refresh_lifetime is None else sent_at + refresh_lifetime
+            self._refresh_expires = sent_at + (grant.refresh_lifetime or math.inf)
             self._refresh_expires_at = token.refresh_expires_at
         elif self._refresh_token is not None:
             # Keep the previous refresh token; show it and its expiry on the new Token.
@@ -440,7 +432,7 @@ class TokenLifecycle:
         self.generation = entry.generation
         if token.refresh_token is not None:
             expires_at = self._refresh_expires_at = token.refresh_expires_at
-            self._refresh_token, self._refresh_expires = token.refresh_token, None
+            self._refresh_token, self._refresh_expires = token.refresh_token, math.inf
             if expires_at is not None:
                 self._refresh_expires = now + _left(expires_at, expires_at - issued_at, wall_now)
         left = _left(token.expires_at, token.expires_at - issued_at, wall_now)
@@ -473,8 +465,8 @@ class TokenLifecycle:
         margin = effective_margin(lifetime, self.refresh_margin)
         held = self._held = _Held(token, start + lifetime - margin, start + lifetime, issued_at)
         self.fresh = (held.renew_after, held.header)
-        self._early_backoff = _NO_BACKOFF
-        self._forked = False
+        self._early_backoff = (-math.inf, 0)
+        self._unusable = EXPIRED
 
     # -- rejection and processes -------------------------------------------------------------
 
@@ -504,10 +496,10 @@ class TokenLifecycle:
         a new lifecycle. An access token unpickled later may long have expired, and a copied
         refresh token would be shared.
         """
-        self._refresh_token = self._refresh_expires = self._refresh_expires_at = None
+        self._refresh_token = self._refresh_expires_at = None
         self.renewing = None
         self.generation = 0
-        self._forked = True
+        self._unusable = AFTER_FORK
 
     # -- reporting ---------------------------------------------------------------------------
 

@@ -63,12 +63,10 @@ class TokenGrant:
 
     def to_token(self, received_at: float) -> Token:
         """The :class:`Token` with absolute Unix times, given the Unix time of arrival."""
-        refresh_lifetime = self.refresh_lifetime
-        refresh_expires_at = None if refresh_lifetime is None else received_at + refresh_lifetime
+        refresh_in = self.refresh_lifetime
+        refresh_at = None if refresh_in is None else received_at + refresh_in
         expires_at = received_at + self.lifetime
-        return Token(
-            self.access_token, self.token_type, expires_at, self.refresh_token, refresh_expires_at
-        )
+        return Token(self.access_token, self.token_type, expires_at, self.refresh_token, refresh_at)
 
 
 def issue_token_body(client_id: str, client_secret: str) -> dict[str, str]:
@@ -108,10 +106,8 @@ def parse_token(body: bytes, received_at: float) -> TokenGrant:
         lifetime, source = DEFAULT_LIFETIME, "default"
 
     refresh_token = _optional(data, "refreshToken", str, "a string")
-    refresh_lifetime = _optional_seconds(data, "refreshExpiresIn")
-    return checked_grant(
-        access_token, token_type, lifetime, source, refresh_token, refresh_lifetime
-    )
+    refresh_in = _optional_seconds(data, "refreshExpiresIn")
+    return checked_grant(access_token, token_type, lifetime, source, refresh_token, refresh_in)
 
 
 def checked_grant(
