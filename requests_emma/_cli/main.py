@@ -329,12 +329,11 @@ def _pretty_json(response: requests.Response, encoding: str) -> str | None:
     try:
         data = response.json()
         text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+        text.encode(encoding)
+    except UnicodeEncodeError:  # a ValueError too: caught first
+        return json.dumps(data, indent=2, allow_nan=False)
     except ValueError:
         return None
-    try:
-        text.encode(encoding)
-    except UnicodeEncodeError:
-        return json.dumps(data, indent=2, allow_nan=False)
     return text
 
 
