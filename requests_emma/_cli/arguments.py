@@ -9,6 +9,7 @@ a real one is the exception: it is not a secret, and it is repeated with a sugge
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import enum
 import inspect
@@ -71,13 +72,11 @@ def whole_number(lowest: int, highest: float, problem: str) -> Callable[[str], i
 
 
 def positive_seconds(text: str) -> float:
-    try:
+    with contextlib.suppress(ValueError):  # not a number
         value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError("must be a number of seconds greater than 0, such as 2.5")
-    return value
+        if 0 < value < math.inf:  # not NaN either
+            return value
+    raise argparse.ArgumentTypeError("must be a number of seconds greater than 0, such as 2.5")
 
 
 #: The flags of the commands that get a token; they work before or after the command.

@@ -134,13 +134,12 @@ def _auth_failure(error: EmmaAuthError, args: argparse.Namespace) -> tuple[str, 
         # A hold read from the token cache, in a shell user's words: an earlier run (or a
         # program sharing the cache) was refused with these very credentials, so this one did
         # not ask.
-        message = (
+        return (
             "emma refused these credentials a moment ago (an earlier run with this client ID "
             "and secret, noted in the token cache), so this run did not ask again: fix "
             f"{credentials.CLIENT_ID_VAR} or {credentials.CLIENT_SECRET_VAR} (other credentials "
             f"are tried at once), or try these again in {math.ceil(error.retry_after):.0f} s"
-        )
-        return message, Exit.AUTH
+        ), Exit.AUTH
     if isinstance(error, TokenRequestError) and isinstance(error.__cause__, ValueError):
         # requests' InvalidURL: never sent
         proxies = "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY"
@@ -256,10 +255,8 @@ def _get(args: argparse.Namespace) -> None:
         raise CommandError(
             f"GET {args.path}: HTTP {response.status_code} {detail}".rstrip(), Exit.API_ERROR
         )
-    if not response.content:
-        return
     text = _pretty_json(response, sys.stdout.encoding)
-    if text is None:  # not JSON: the body as it came, byte for byte
+    if text is None:  # not JSON (or empty): the body as it came, byte for byte
         sys.stdout.flush()
         sys.stdout.buffer.write(response.content)
     else:
