@@ -48,7 +48,7 @@ from .._core.retry_policy import RetryPolicy
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, os_reason
 from .._requests.auth import EmmaAuth
 from .._requests.session import EmmaSession
-from .arguments import PROG, TOKEN_COMMANDS, CommandError, Exit, command, parse, without_value
+from .arguments import PROG, CommandError, Exit, command, parse, without_value
 from .token_cache import NotingCache, open_cache
 
 
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse(sys.argv[1:] if argv is None else list(argv), main.__doc__ or "")
     except CommandError as error:
         return _fail(f"{error} (see {PROG} --help)", error.exit_code)
-    if args.command not in TOKEN_COMMANDS:  # the demo shows the log in its tour; serve its lines
+    if not args.gets_a_token:  # the demo shows the log in its tour; serve its lines
         return _report(args)
     # -v: every log record on stderr. Otherwise only the token call's retry lines, so a
     # struggling endpoint is not a silent wait, and no failure is reported twice.
