@@ -186,6 +186,7 @@ def test_get_json_on_a_utf8_stdout_keeps_its_characters(server: FakeEmmaServer) 
         ("application/json", b'{"truncated": '),  # labelled JSON, but it is not
         ("application/json", b'{"far": 1e400}'),  # JSON that would print as Infinity
         ("text/plain", b'{"looks": "like JSON"}'),  # JSON, but not labelled so
+        ("application/json", b""),  # an empty answer: nothing at all on stdout
     ],
 )
 def test_get_of_a_body_that_is_not_json_writes_its_bytes(

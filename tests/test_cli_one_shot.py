@@ -144,7 +144,9 @@ def test_check_does_not_claim_a_save_that_failed(
     """A token cache whose save or lock fails: `check` says the token was not saved, and the
     cache's warning reaches stderr; the next run makes a token call of its own."""
     point_at(server, monkeypatch)
-    monkeypatch.setattr(token_cache, "FileTokenCache", cache)
+    # The command line's cache notes what the renewal did with this failing one.
+    noting = type("Noting", (token_cache.NotingCache, cache), {})
+    monkeypatch.setattr(token_cache, "NotingCache", noting)
     for calls in (1, 2):
         assert main(["check"]) == 0
         out, err = capsys.readouterr()

@@ -270,21 +270,13 @@ class RedisTokenCache:
             else:
                 self.client.set(self._name(key), base64.b64encode(entry), px=ttl_ms)
 
-    def lock(
-        self, key: str, timeout: float = LOCK_TIMEOUT
-    ) -> contextlib.AbstractContextManager[object]:
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float = LOCK_TIMEOUT) -> Iterator[object]:
         """The Redis lock for ``key``. Entering it raises an error that is both the client
         library's ``LockError`` and a ``TimeoutError`` after ``timeout`` seconds, or
         ``blocking_timeout`` if that is shorter; a connection error when Redis is not there."""
-        return self._locked(
-            self._name(key) + ":lock", max(0.0, min(timeout, self.blocking_timeout))
-        )
-
-    def _name(self, key: str) -> str:
-        return f"{self.prefix}{{{key}}}"  # the hash tag: an entry and its lock share a slot
-
-    @contextlib.contextmanager
-    def _locked(self, name: str, blocking_timeout: float) -> Iterator[object]:
+        name = self._name(key) + ":lock"
+        blocking_timeout = max(0.0, min(timeout, self.blocking_timeout))
         lock = self.client.lock(
             name,
             timeout=self.lock_timeout,
@@ -319,6 +311,9 @@ class RedisTokenCache:
         finally:
             if acquired:
                 self._release(lock, name)
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}{{{key}}}"  # the hash tag: an entry and its lock share a slot
 
     def _release(self, lock: Any, name: str) -> None:
         # The renewal is done: an error here must not fail the request that renewed.

@@ -9,6 +9,7 @@ a real one is the exception: it is not a secret, and it is repeated with a sugge
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import enum
 import inspect
@@ -71,13 +72,11 @@ def whole_number(lowest: int, highest: float, problem: str) -> Callable[[str], i
 
 
 def positive_seconds(text: str) -> float:
-    try:
+    with contextlib.suppress(ValueError):  # not a number
         value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError("must be a number of seconds greater than 0, such as 2.5")
-    return value
+        if 0 < value < math.inf:  # not NaN either
+            return value
+    raise argparse.ArgumentTypeError("must be a number of seconds greater than 0, such as 2.5")
 
 
 #: The flags of the commands that get a token; they work before or after the command.
@@ -128,11 +127,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 #: A command's function: it runs the command with the parsed arguments.
 Run = Callable[[argparse.Namespace], None]
-#: Each command's function and own ``OPTIONS``, in the order ``--help`` lists them (filled by
-#: :func:`command`).
-COMMANDS: dict[str, tuple[Run, tuple[str, ...]]] = {}
-#: The commands that get a token, and so take the ``CONNECTION`` flags.
-TOKEN_COMMANDS: list[str] = []
+#: Each command's function, own ``OPTIONS``, and whether it gets a token (and so takes the
+#: ``CONNECTION`` flags), in the order ``--help`` lists them (filled by :func:`command`).
+COMMANDS: dict[str, tuple[Run, tuple[str, ...], bool]] = {}
 
 
 def command(*options: str, gets_a_token: bool = False) -> Callable[[Run], Run]:
@@ -144,10 +141,7 @@ def command(*options: str, gets_a_token: bool = False) -> Callable[[Run], Run]:
     """
 
     def register(run: Run) -> Run:
-        name = run.__name__.lstrip("_")
-        COMMANDS[name] = (run, options)
-        if gets_a_token:
-            TOKEN_COMMANDS.append(name)
+        COMMANDS[run.__name__.lstrip("_")] = (run, options, gets_a_token)
         return run
 
     return register
@@ -171,11 +165,11 @@ def build_parser(about: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (run, own_options) in COMMANDS.items():
+    for name, (run, own_options, gets_a_token) in COMMANDS.items():
         summary, _, details = (run.__doc__ or "").partition("\n\n")
-        parents = [connection] if name in TOKEN_COMMANDS else []
+        parents = [connection] if gets_a_token else []
         subparser = commands.add_parser(name, parents=parents, help=summary, description=details)
-        subparser.set_defaults(run=run)
+        subparser.set_defaults(run=run, gets_a_token=gets_a_token)
         for flag in own_options:
             subparser.add_argument(flag, **OPTIONS[flag])
     return parser

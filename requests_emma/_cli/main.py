@@ -48,7 +48,7 @@ from .._core.retry_policy import RetryPolicy
 from .._errors import CredentialsError, EmmaAuthError, TokenRequestError, os_reason
 from .._requests.auth import EmmaAuth
 from .._requests.session import EmmaSession
-from .arguments import PROG, TOKEN_COMMANDS, CommandError, Exit, command, parse, without_value
+from .arguments import PROG, CommandError, Exit, command, parse, without_value
 from .token_cache import NotingCache, open_cache
 
 
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse(sys.argv[1:] if argv is None else list(argv), main.__doc__ or "")
     except CommandError as error:
         return _fail(f"{error} (see {PROG} --help)", error.exit_code)
-    if args.command not in TOKEN_COMMANDS:  # the demo shows the log in its tour; serve its lines
+    if not args.gets_a_token:  # the demo shows the log in its tour; serve its lines
         return _report(args)
     # -v: every log record on stderr. Otherwise only the token call's retry lines, so a
     # struggling endpoint is not a silent wait, and no failure is reported twice.
@@ -134,13 +134,12 @@ def _auth_failure(error: EmmaAuthError, args: argparse.Namespace) -> tuple[str, 
         # A hold read from the token cache, in a shell user's words: an earlier run (or a
         # program sharing the cache) was refused with these very credentials, so this one did
         # not ask.
-        message = (
+        return (
             "emma refused these credentials a moment ago (an earlier run with this client ID "
             "and secret, noted in the token cache), so this run did not ask again: fix "
             f"{credentials.CLIENT_ID_VAR} or {credentials.CLIENT_SECRET_VAR} (other credentials "
             f"are tried at once), or try these again in {math.ceil(error.retry_after):.0f} s"
-        )
-        return message, Exit.AUTH
+        ), Exit.AUTH
     if isinstance(error, TokenRequestError) and isinstance(error.__cause__, ValueError):
         # requests' InvalidURL: never sent
         proxies = "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY"
@@ -256,10 +255,8 @@ def _get(args: argparse.Namespace) -> None:
         raise CommandError(
             f"GET {args.path}: HTTP {response.status_code} {detail}".rstrip(), Exit.API_ERROR
         )
-    if not response.content:
-        return
     text = _pretty_json(response, sys.stdout.encoding)
-    if text is None:  # not JSON: the body as it came, byte for byte
+    if text is None:  # not JSON (or empty): the body as it came, byte for byte
         sys.stdout.flush()
         sys.stdout.buffer.write(response.content)
     else:
@@ -329,12 +326,11 @@ def _pretty_json(response: requests.Response, encoding: str) -> str | None:
     try:
         data = response.json()
         text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+        text.encode(encoding)
+    except UnicodeEncodeError:  # a ValueError too: caught first
+        return json.dumps(data, indent=2, allow_nan=False)
     except ValueError:
         return None
-    try:
-        text.encode(encoding)
-    except UnicodeEncodeError:
-        return json.dumps(data, indent=2, allow_nan=False)
     return text
 
 

@@ -9,64 +9,50 @@ A cache directory that cannot be used (another user's, not writable, not creatab
 a reason to fail a command that can get a token without it: the command says so on one
 stderr line and carries on with a token of its own.
 
-:class:`NotingCache` passes every call through to the real cache and notes what the renewal
-did with it: an entry loaded and nothing saved means the token came from the cache (the
-renewal saves whenever it got a token from emma, or was told to wait). A lock or a save that
+:class:`NotingCache` is the file cache, noting what the renewal did with it: an entry loaded
+and nothing saved means the token came from the cache (the renewal saves whenever it got a
+token from emma, or was told to wait). A lock or a save that
 failed is noted too: the renewal carries on without the cache (and logs a warning), so the
 token is new and was not kept for the next run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 
 from .._caches.file_cache import FileTokenCache
 from .arguments import PROG
 
 
-class NotingCache:
-    """A :class:`~requests_emma.TokenCache` that notes whether the token in use came from it,
-    and which step failed."""
+class NotingCache(FileTokenCache):
+    """A :class:`FileTokenCache` that notes whether the token in use came from it, and which
+    step failed."""
 
-    def __init__(self, cache: FileTokenCache) -> None:
-        self.cache = cache
-        #: Whether the token in use came from the cache rather than from emma: an entry was
-        #: loaded, and nothing saved since.
-        self.served_the_token = False
-        #: ``"lock"`` or ``"save"``: the step that failed, which left the new token unsaved.
-        self.failed_step: str | None = None
-
-    def __repr__(self) -> str:
-        return repr(self.cache)
+    #: Whether the token in use came from the cache rather than from emma: an entry was
+    #: loaded, and nothing saved since.
+    served_the_token = False
+    #: The step that failed, which left the new token unsaved: ``"lock"`` until a save is
+    #: tried (a renewal that took the lock and got a token from emma saves it; one that could
+    #: not take the lock carries on without the cache), ``"save"`` if that save failed.
+    failed_step: str | None = "lock"
 
     def load(self, key: str) -> bytes | None:
-        entry = self.cache.load(key)
+        entry = super().load(key)
         self.served_the_token = self.served_the_token or entry is not None
         return entry
 
     def save(self, key: str, entry: bytes, ttl: float) -> None:
         self.served_the_token = False
-        try:
-            self.cache.save(key, entry, ttl)
-        except Exception:
-            self.failed_step = "save"
-            raise
-
-    @contextlib.contextmanager
-    def lock(self, key: str, timeout: float) -> Iterator[None]:
-        self.failed_step = "lock"  # until it is taken: not what is done while it is held
-        with self.cache.lock(key, timeout):
-            self.failed_step = None
-            yield
+        self.failed_step = "save"  # until it is done
+        super().save(key, entry, ttl)
+        self.failed_step = None
 
 
 def open_cache() -> NotingCache | None:
     """The default cache, or ``None`` (after one warning line on stderr) when its directory
     cannot be used."""
     try:
-        return NotingCache(FileTokenCache())
+        return NotingCache()
     except ValueError as error:
         if sys.stderr is not None:  # closed (`2>&-`): nowhere to warn
             sys.stderr.write(
