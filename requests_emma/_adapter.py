@@ -61,8 +61,11 @@ class Adapter:
     def _new_source(self, client_id: str | None, secret: Any, options: Any) -> TokenSource:
         """The source of a new adapter, an unknown option named against the adapter (not the
         source, which users never see)."""
-        for name in options.keys() - TokenOptions.__optional_keys__:
-            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {name!r}")
+        unknown = sorted(options.keys() - TokenOptions.__optional_keys__)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}() got an unexpected keyword argument {unknown[0]!r}"
+            )
         from ._source import TokenSource
 
         return TokenSource(client_id, secret, **options)
@@ -76,8 +79,8 @@ class Adapter:
 
         shell = cls.__new__(cls)
         shell._attach(source_of(auth), {name: clients.pop(name, None) for name, *_ in cls.clients})
-        for unknown in clients:
-            raise TypeError(f"{cls.__name__}.sharing() got an unexpected keyword {unknown!r}")
+        if clients:
+            raise TypeError(f"{cls.__name__}.sharing() got an unexpected keyword {min(clients)!r}")
         return shell
 
     @property

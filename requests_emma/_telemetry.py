@@ -134,13 +134,13 @@ def _load() -> _Api | None:
     global _api, _api_loaded
     with _api_lock:
         if not _api_loaded:
-            _api_loaded = True
             with _guarded():
                 try:
                     _api = _Api()
                 except ModuleNotFoundError as exc:
                     if exc.name != "opentelemetry":  # installed, but broken
                         raise
+            _api_loaded = True  # not before: an import cut short (Ctrl-C) is tried again
     return _api
 
 

@@ -10,11 +10,12 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from fakes import WAIT, FakeClock, auth_for, use_clock
 
-from requests_emma import EmmaAuth
+from requests_emma import EmmaAuth, FileTokenCache
 from requests_emma.testing import FakeEmmaServer
 
 fork_only = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -142,6 +143,43 @@ def test_a_child_forked_during_a_renewal_can_get_a_token(server: FakeEmmaServer)
         renewer.join(WAIT)
     assert os.waitstatus_to_exitcode(status) == 0
     assert server.issue_calls == 2  # the parent's, held; the child's own
+
+
+@fork_only
+def test_a_child_forked_while_a_renewal_is_planned_gets_a_token(
+    server: FakeEmmaServer, tmp_path: Path
+) -> None:
+    """A child forked while another thread plans its first renewal (naming its token cache
+    for the log) gets a token of another auth: nothing held at the fork blocks the child."""
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowlyNamedCache(FileTokenCache):
+        def __repr__(self) -> str:
+            if threading.current_thread() is planner:
+                entered.set()
+                release.wait(WAIT)
+            return "SlowlyNamedCache()"
+
+    slow = auth_for(server, token_cache=SlowlyNamedCache(tmp_path))
+    other = auth_for(server)
+    planner = threading.Thread(target=slow.get_token)
+    planner.start()
+    try:
+        assert entered.wait(WAIT)
+        pid = os.fork()
+        if pid == 0:  # the child: the planning thread does not exist here
+            signal.alarm(int(WAIT))  # a deadlock ends the child rather than the suite
+            code = 0
+            try:
+                code = 0 if other.get_token().access_token else 1
+            except BaseException:  # noqa: BLE001 - any failure is the child's exit code
+                code = 2
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        planner.join(WAIT)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def _child_token(auth: EmmaAuth, queue: multiprocessing.Queue[tuple[str, str]]) -> None:

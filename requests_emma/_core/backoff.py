@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
+from typing import NamedTuple
 
 import tenacity
 
@@ -38,9 +39,13 @@ def _is_transient(outcome: Outcome) -> bool:
     return outcome.kind is Kind.TRANSIENT
 
 
-#: How a run of attempts ended: the last outcome, how many attempts were made, and whether
-#: it stopped because no time was left for the next one.
-Run = tuple[Outcome, int, bool]
+class Run(NamedTuple):
+    """How a run of attempts ended: the last outcome, how many attempts were made, and
+    whether it stopped because no time was left for the next one."""
+
+    outcome: Outcome
+    attempts: int
+    out_of_time: bool
 
 
 def attempts(
@@ -96,7 +101,7 @@ def attempts(
         do = retrying.iter(state)
         if isinstance(do, tenacity.DoAttempt):
             if last is not None and clock.monotonic() >= deadline:
-                return last, state.attempt_number - 1, True  # out of time: not this attempt
+                return Run(last, state.attempt_number - 1, True)  # out of time: not this one
             last = yield send
             assert last is not None
             state.set_result(last)
@@ -105,4 +110,4 @@ def attempts(
             yield Sleep(float(do))
         else:
             assert isinstance(do, Outcome)
-            return do, state.attempt_number, False
+            return Run(do, state.attempt_number, False)

@@ -197,7 +197,7 @@ class _Renewal:
             # Sent again only after emma's "wait" (429, 503): it says the call was not carried
             # out, and no other call may have been.
             run = yield from backoff.attempts(send, policy, clock, _not_carried_out)
-            outcome = run[0]
+            outcome = run.outcome
             if outcome.kind is Kind.GRANT:
                 return self.accept(outcome, "refreshed", refresh_token.reveal())
             if not lifecycle.refresh_ended(clock.monotonic(), refresh_token.reveal(), outcome):
@@ -207,8 +207,8 @@ class _Renewal:
         secret, client_id = self.plan.client_secret, self.plan.client_id
         send = Send(path, lambda: _wire.issue_token_body(client_id, secret.reveal()), self.deadline)
         run = yield from backoff.attempts(send, policy, clock)
-        if run[0].kind is Kind.GRANT:
-            return self.accept(run[0], "issued")
+        if run.outcome.kind is Kind.GRANT:
+            return self.accept(run.outcome, "issued")
         self.fail(path, run)
 
     def accept(self, outcome: Outcome, how: str, refreshed_with: str | None = None) -> Token:

@@ -125,8 +125,8 @@ class TokenSource:
         self.cache = None if token_cache is None else check_token_cache(token_cache)
         self.lifecycle = TokenLifecycle(refresh_margin, retry.deadline)
         self.use_clock(SYSTEM_CLOCK)
-        # Made at the first renewal (as ``_plan`` is), not with the package: no import or
-        # construction calls.
+        # Made at the first renewal, not with the package: no import or construction calls.
+        self._plan: RenewalPlan | None = None
         self._telemetry: Telemetry | None = None
         self._new_process_state()
 
@@ -324,7 +324,7 @@ class TokenSource:
         if not self._due(flight):
             return
         try:
-            if "_plan" not in self.__dict__:  # not made yet
+            if self._plan is None:  # not made yet
                 await anyio.to_thread.run_sync(self._warm_up)
             steps, record = self._renewal(flight)
             with record:
@@ -357,8 +357,10 @@ class TokenSource:
         if self.new_future is None:
             from concurrent.futures import Future
 
-            self.new_future = Future
-        self._flight = Flight(self.lifecycle.renewal, self.new_future(), early)
+            future: Future[Token | None] = Future()
+        else:
+            future = self.new_future()
+        self._flight = Flight(self.lifecycle.renewal, future, early)
         return self._flight
 
     def _run(self, flight: Flight, endpoint: Endpoint) -> None:
@@ -384,7 +386,7 @@ class TokenSource:
     def _renewal(self, flight: Flight) -> tuple[Steps, Renewal]:
         """The steps of ``flight``'s renewal, and its telemetry record (entered at once: it
         starts its span as it is made)."""
-        steps = self._plan.steps(self.lifecycle, self.retry, self.clock)
+        steps = self._renewal_plan().steps(self.lifecycle, self.retry, self.clock)
         return steps, self.telemetry().renewal(self.lifecycle.renewing or FIRST_USE, flight.link)
 
     def _due(self, flight: Flight) -> bool:
@@ -451,25 +453,29 @@ class TokenSource:
             except Exception as exc:  # noqa: BLE001 - a callback bug must not fail the request
                 logger.warning("on_token callback raised %s; ignored", type(exc).__name__)
 
-    @functools.cached_property
-    def _plan(self) -> RenewalPlan:
-        """How this token is renewed (credentials, shared cache), made at the first renewal."""
+    def _renewal_plan(self) -> RenewalPlan:
+        """How this token is renewed (credentials, shared cache), made at the first renewal.
+        (Not a ``functools.cached_property``: before Python 3.12 its lock is shared by every
+        instance, and a fork while one is held would hang the child.)"""
+        if self._plan is not None:
+            return self._plan
         from .._core.renewal import RenewalPlan
 
         plan = RenewalPlan(self.base_url, self.client_id, self._secret)
-        if self.cache is None:
-            return plan
-        from .._caches.protocol import cache_key
-        from .._core.cache_entry import Sealer  # cryptography, with a cache only
+        if self.cache is not None:
+            from .._caches.protocol import cache_key
+            from .._core.cache_entry import Sealer  # cryptography, with a cache only
 
-        # reveal() passed straight on, never bound here: a traceback of a failure below
-        # (cryptography missing, say) shows this frame's locals.
-        return dataclasses.replace(
-            plan,
-            key=cache_key(self.base_url, self.client_id, self._secret.reveal()),
-            sealer=Sealer(self.base_url, self.client_id, self._secret.reveal()),
-            name=repr(self.cache),
-        )
+            # reveal() passed straight on, never bound here: a traceback of a failure below
+            # (cryptography missing, say) shows this frame's locals.
+            plan = dataclasses.replace(
+                plan,
+                key=cache_key(self.base_url, self.client_id, self._secret.reveal()),
+                sealer=Sealer(self.base_url, self.client_id, self._secret.reveal()),
+                name=repr(self.cache),
+            )
+        self._plan = plan
+        return plan
 
     def _warm_up(self) -> None:
         """What a first renewal imports and builds (tenacity, the OpenTelemetry API, the
@@ -477,7 +483,7 @@ class TokenSource:
         would block it for tens of milliseconds."""
         from .._core import backoff  # noqa: F401 - imported for its side: loaded
 
-        self._plan  # noqa: B018 - made here
+        self._renewal_plan()
         self.telemetry()  # made, it has loaded the OpenTelemetry API
 
     def telemetry(self) -> Telemetry:
