@@ -13,8 +13,8 @@ exception as ``cls(*args)`` and then restore its attributes, so errors raised in
 process reach the parent whole.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: Python 3.10's typing.get_type_hints takes
+# no ``InitVar`` written as a string, and the annotations are those of the public errors.
 import dataclasses
 import errno
 import os
