@@ -153,16 +153,5 @@ def _drop_tabled_arguments(
     lines[:] = kept
 
 
-def _plain_messages(
-    app: Any, what: str, name: str, obj: Any, options: Any, signature: str | None, returns: Any
-) -> tuple[str | None, Any]:
-    """The exceptions are dataclasses that pass their message on to ``Exception`` as an
-    init-only field: their signature shows it as the ``str`` it is."""
-    if signature is not None:
-        signature = signature.replace("dataclasses.InitVar[str]", "str")
-    return signature, returns
-
-
 def setup(app: Any) -> None:
     app.connect("autodoc-process-docstring", _drop_tabled_arguments)
-    app.connect("autodoc-process-signature", _plain_messages)

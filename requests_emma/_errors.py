@@ -13,9 +13,8 @@ exception as ``cls(*args)`` and then restore its attributes, so errors raised in
 process reach the parent whole.
 """
 
-# No ``from __future__ import annotations`` here: Python 3.10's typing.get_type_hints takes
-# no ``InitVar`` written as a string, and the annotations are those of the public errors.
-import dataclasses
+from __future__ import annotations
+
 import errno
 import os
 import typing
@@ -27,20 +26,24 @@ class EmmaAuthError(requests.RequestException):
     """Root of every error raised by requests-emma."""
 
 
-@dataclasses.dataclass(eq=False, repr=False)
 class _Answered(EmmaAuthError):
     """The fields both errors of a token endpoint's answer carry: its status and emma's
     ``code`` and ``message``, and the seconds before token calls are made again."""
 
-    text: dataclasses.InitVar[str]
-    _: dataclasses.KW_ONLY
-    status_code: int | None = None
-    code: str | None = None
-    message: str | None = None
-    retry_after: float | None = None
-
-    def __post_init__(self, text: str) -> None:
+    def __init__(
+        self,
+        text: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(text)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
 
 
 class CredentialsError(_Answered):
@@ -53,7 +56,6 @@ class CredentialsError(_Answered):
     """
 
 
-@dataclasses.dataclass(eq=False, repr=False)
 class TokenRequestError(_Answered):
     """A token endpoint failed: an error status, a network failure, or retries ran out.
 
@@ -65,10 +67,24 @@ class TokenRequestError(_Answered):
     (``None`` when it did not ask).
     """
 
-    _: dataclasses.KW_ONLY
-    endpoint: str = ""
-    attempts: int = 1
-    elapsed: float = 0.0
+    def __init__(
+        self,
+        text: str,
+        *,
+        endpoint: str = "",
+        status_code: int | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        attempts: int = 1,
+        elapsed: float = 0.0,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            text, status_code=status_code, code=code, message=message, retry_after=retry_after
+        )
+        self.endpoint = endpoint
+        self.attempts = attempts
+        self.elapsed = elapsed
 
 
 class TokenResponseError(EmmaAuthError):
