@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -163,3 +165,20 @@ def one_byte_every(gap: float) -> Handler:
 def cut_short(conn: socket.socket, stopping: threading.Event) -> None:
     """The token response's headers and 10 bytes of its body, then the connection closes."""
     conn.sendall(TOKEN_HEADERS + TOKEN_BODY[:10])
+
+
+def exit_code_in_a_forked_child(check: Callable[[], int]) -> int:
+    """Fork, run ``check`` in the child (its result is the child's exit code; an exception
+    is 2, and a deadlock ends the child after ``WAIT`` s rather than the suite), and return
+    the child's exit code. The child never returns into the test."""
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(int(WAIT))
+        code = 2
+        try:
+            code = check()
+        except BaseException:  # noqa: BLE001, S110 - any failure is the child's exit code
+            pass
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)

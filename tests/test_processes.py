@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes import WAIT, FakeClock, auth_for, use_clock
+from fakes import WAIT, FakeClock, auth_for, exit_code_in_a_forked_child, use_clock
 
 from requests_emma import EmmaAuth, FileTokenCache
 from requests_emma.testing import FakeEmmaServer
@@ -128,20 +127,12 @@ def test_a_child_forked_during_a_renewal_can_get_a_token(server: FakeEmmaServer)
     try:
         assert entered.wait(WAIT)
         assert auth.status().renewing
-        pid = os.fork()
-        if pid == 0:  # the child: the parent's lock holder does not exist here
-            signal.alarm(int(WAIT))  # a deadlock ends the child rather than the suite
-            code = 0
-            try:
-                code = 0 if auth.get_token().access_token else 1
-            except BaseException:  # noqa: BLE001 - any failure is the child's exit code
-                code = 2
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        # The child: the parent's lock holder does not exist there.
+        code = exit_code_in_a_forked_child(lambda: 0 if auth.get_token().access_token else 1)
     finally:
         release.set()
         renewer.join(WAIT)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert code == 0
     assert server.issue_calls == 2  # the parent's, held; the child's own
 
 
@@ -166,20 +157,12 @@ def test_a_child_forked_while_a_renewal_is_planned_gets_a_token(
     planner.start()
     try:
         assert entered.wait(WAIT)
-        pid = os.fork()
-        if pid == 0:  # the child: the planning thread does not exist here
-            signal.alarm(int(WAIT))  # a deadlock ends the child rather than the suite
-            code = 0
-            try:
-                code = 0 if other.get_token().access_token else 1
-            except BaseException:  # noqa: BLE001 - any failure is the child's exit code
-                code = 2
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        # The child: the planning thread does not exist there.
+        code = exit_code_in_a_forked_child(lambda: 0 if other.get_token().access_token else 1)
     finally:
         release.set()
         planner.join(WAIT)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert code == 0
 
 
 def _child_token(auth: EmmaAuth, queue: multiprocessing.Queue[tuple[str, str]]) -> None:

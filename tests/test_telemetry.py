@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 import requests
+from fakes import exit_code_in_a_forked_child
 from opentelemetry import context, metrics, trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
@@ -657,31 +657,24 @@ def test_a_child_forked_while_a_thread_holds_the_gauge_lock_can_watch(otel: Kit)
             holding.set()
             release.wait(WAIT)
 
+    def watch_in_the_child() -> int:
+        base_url, owner = new_base_url(), Owner(5.0)
+        Telemetry(base_url).watch(owner.remaining)  # the Telemetry may go: owner stays
+        if gauge_points(otel, base_url) != []:
+            return 1
+        kept = Telemetry(base_url)
+        kept.watch(owner.remaining)
+        return 0 if [p.value for p in gauge_points(otel, base_url)] == [5.0] else 3
+
     holder = threading.Thread(target=hold)
     holder.start()
     try:
         assert holding.wait(WAIT)
-        pid = os.fork()
-        if pid == 0:  # the child: the lock's holder does not exist here
-            signal.alarm(int(WAIT))  # a deadlock ends the child rather than the suite
-            code = 0
-            try:
-                base_url, owner = new_base_url(), Owner(5.0)
-                Telemetry(base_url).watch(owner.remaining)  # the Telemetry may go: owner stays
-                code = 0 if gauge_points(otel, base_url) == [] else 1
-                kept = Telemetry(base_url)
-                kept.watch(owner.remaining)
-                code = code or (
-                    0 if [p.value for p in gauge_points(otel, base_url)] == [5.0] else 3
-                )
-            except BaseException:  # noqa: BLE001 - any failure is the child's exit code
-                code = 2
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        code = exit_code_in_a_forked_child(watch_in_the_child)  # the holder is not there
     finally:
         release.set()
         holder.join(WAIT)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert code == 0
 
 
 def test_watch_takes_only_a_bound_method() -> None:
